@@ -1,0 +1,117 @@
+# KyroDB - one non-recursive Makefile.  `make help` lists the targets.
+
+VERSION    := 0.1.0
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+DATADIR    ?= $(PREFIX)/share
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-missing-field-initializers -Wformat=2 -Wvla
+CPPFLAGS_ALL := -std=c11 -D_GNU_SOURCE -Ilibkyro -MMD -MP
+LDLIBS  := -lxxhash
+
+ifdef SANITIZE
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+BUILD ?= build
+LIB_SRCS := \
+	libkyro/compact.c \
+	libkyro/db.c \
+	libkyro/delta.c \
+	libkyro/err.c \
+	libkyro/fsio.c \
+	libkyro/manifest.c \
+	libkyro/shared.c \
+	libkyro/snapshot.c \
+	libkyro/sort.c \
+	libkyro/verify.c \
+	libkyro/wal.c
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB      := $(BUILD)/libkyro.a
+
+TOOLS := \
+	kyro-get \
+	kyro-put \
+	kyro-snapshot \
+	kyro-verify
+BINS := $(TOOLS:%=bin/%)
+CLI_OBJS := $(BUILD)/cmd/cli.o
+
+UNIT_TESTS := \
+	test_delta \
+	test_manifest \
+	test_snapshot \
+	test_store \
+	test_wal
+UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
+
+## all: build libkyro.a and the tools into bin/
+all: $(LIB) $(BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+bin/%: $(BUILD)/cmd/%.o $(CLI_OBJS) $(LIB)
+	@mkdir -p bin
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/harness.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+## deps: install missing Debian packages (as root), or print the apt-get line
+deps:
+	$(Q)sh tests/deps.sh
+
+## check-unit: build and run the C unit tests
+check-unit: $(UNIT_BINS)
+	$(Q)sh tests/run-unit.sh $(UNIT_BINS)
+
+## check-bats: run the command-line tests (bats)
+check-bats: all
+	$(Q)bats --jobs 1 tests/bats
+
+## check-asan: the unit tests under AddressSanitizer and UBSan
+check-asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=address,undefined CC=$(CC) check-unit
+
+## test: install what is missing, build, and run every test
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory check-unit
+	$(Q)$(MAKE) --no-print-directory check-asan
+	$(Q)$(MAKE) --no-print-directory check-bats
+
+## clean: remove build outputs
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz bin
+
+## help: list the targets
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
+
+.PHONY: all deps check-unit check-bats check-asan test clean help
+.SECONDARY:
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

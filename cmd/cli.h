@@ -1,0 +1,90 @@
+/*
+ * cli.h - what every kyro tool shares: one option table that drives the
+ * parser and --help, error reporting, key parsing and value escapes.
+ * Tools use libkyro only through kyro.h.
+ */
+#ifndef KYRO_CLI_H
+#define KYRO_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kyro.h"
+
+/* Exit status, grep's protocol. */
+#define EXIT_OK 0
+#define EXIT_NO 1  /* a negative answer: not found, damage found */
+#define EXIT_ERR 2 /* usage, bad input, I/O, lock */
+
+struct cli_opt {
+	int id;              /* what cli_next() returns; > 0 */
+	char shrt;           /* short letter, or 0 */
+	const char *lng;     /* long name without "--", or NULL */
+	const char *metavar; /* argument name, NULL when it takes none */
+	const char *help;
+};
+
+struct cli {
+	const char *prog;
+	const char *const *usage; /* usage lines, NULL-terminated */
+	const char *summary;      /* one line under the usage */
+	const struct cli_opt *opts; /* ends with an all-zero entry */
+	const char *epilog;       /* extra --help text, or NULL */
+	int argc;
+	char **argv;
+	int ind;                  /* next argv index */
+	const char *arg;          /* the current option's argument */
+	const char *shorts;       /* rest of a group of short options */
+};
+
+void cli_init(struct cli *c, int argc, char **argv);
+/* The next option's id, or 0 when the operands start at c->ind.  Handles
+ * --help, --version and every usage error itself. */
+int cli_next(struct cli *c);
+
+_Noreturn void cli_usage_error(const struct cli *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* "prog: text" on stderr. */
+void cli_warn(const char *prog, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* "prog: DB's message" on stderr. */
+void cli_db_error(const char *prog, const kyro_db *db, int rc);
+
+/* -d DIR, else $KYRODB_DIR, else ./kyrodb-data. */
+const char *cli_dir(const char *opt);
+
+/* Parse a decimal or 0x-hexadecimal u64 of LEN bytes exactly. */
+int cli_parse_key(const char *s, size_t len, uint64_t *key);
+
+/* A growable byte buffer. */
+struct cli_buf {
+	unsigned char *p;
+	size_t len, cap;
+};
+int cli_buf_reserve(struct cli_buf *b, size_t n);
+
+/* Decode the escapes \\ \t \n \r \0 \xHH of S[0..LEN) into B.  Returns 0,
+ * or -1 with *WHY set to a static reason. */
+int cli_unescape(const char *s, size_t len, struct cli_buf *b,
+		 const char **why);
+/* Write V escaped (the inverse of cli_unescape). */
+void cli_put_escaped(FILE *f, const void *v, size_t len);
+/* Is V valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF)? */
+int cli_is_utf8(const void *v, size_t len);
+/* Write V, valid UTF-8, as a JSON string body (no quotes). */
+void cli_put_json_string(FILE *f, const void *v, size_t len);
+void cli_put_base64(FILE *f, const void *v, size_t len);
+
+/* Flush stdout and report a write error; returns the exit status to use
+ * (EXIT_ERR on failure, else STATUS). */
+int cli_finish(const char *prog, int status);
+
+/* A progress bar on stderr, only when stderr is a terminal. */
+void cli_progress(void *prog, uint64_t done, uint64_t total);
+int cli_progress_wanted(void);
+
+/* Parse --sync=MODE. */
+int cli_parse_sync(const char *s, int *mode);
+
+#endif

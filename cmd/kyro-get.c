@@ -1,0 +1,178 @@
+/*
+ * kyro-get - look keys up, or list a range, and print the values.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum { OPT_DIR = 1, OPT_FORMAT, OPT_ALL, OPT_RANGE };
+enum { FMT_VALUE, FMT_TSV, FMT_JSON, FMT_RAW };
+
+static const struct cli_opt opts[] = {
+	{OPT_DIR, 'd', "dir", "DIR", "the data directory (default $KYRODB_DIR, else ./kyrodb-data)"},
+	{OPT_FORMAT, 'f', "format", "FORMAT", "value (default), tsv, json or raw"},
+	{OPT_ALL, 0, "all", NULL, "list every key in ascending order"},
+	{OPT_RANGE, 0, "range", NULL, "list the keys from LO to HI (inclusive)"},
+	{0, 0, NULL, NULL, NULL},
+};
+
+static const char *const usage[] = {
+	"[-d DIR] [-f FORMAT] [KEY ...]",
+	"[-d DIR] [-f FORMAT] --all",
+	"[-d DIR] [-f FORMAT] --range LO HI",
+	NULL,
+};
+
+static int fmt;
+
+static void print(uint64_t key, const void *v, size_t len)
+{
+	switch (fmt) {
+	case FMT_RAW:
+		fwrite(v, 1, len, stdout);
+		return;
+	case FMT_TSV:
+		printf("%llu\t", (unsigned long long)key);
+		/* fall through */
+	case FMT_VALUE:
+		cli_put_escaped(stdout, v, len);
+		putchar('\n');
+		return;
+	case FMT_JSON:
+		if (cli_is_utf8(v, len)) {
+			printf("{\"key\":%llu,\"value\":\"", (unsigned long long)key);
+			cli_put_json_string(stdout, v, len);
+		} else {
+			/* Not UTF-8: say so by the field name, not by
+			 * mangling the bytes. */
+			printf("{\"key\":%llu,\"value_base64\":\"", (unsigned long long)key);
+			cli_put_base64(stdout, v, len);
+		}
+		fputs("\"}\n", stdout);
+		return;
+	}
+}
+
+static int print_cb(void *arg, uint64_t key, const void *v, size_t len)
+{
+	(void)arg;
+	print(key, v, len);
+	return ferror(stdout) ? EIO : 0;
+}
+
+/* Answer one key; returns the exit status it deserves. */
+static int get_one(const char *prog, kyro_db *db, const char *s, size_t len,
+		   unsigned long line)
+{
+	uint64_t key;
+	const void *v;
+	size_t vlen;
+	if (cli_parse_key(s, len, &key)) {
+		if (line)
+			cli_warn(prog, "line %lu: invalid key '%.*s'", line, len > 64 ? 64 : (int)len, s);
+		else
+			cli_warn(prog, "invalid key '%.*s'", len > 64 ? 64 : (int)len, s);
+		return EXIT_ERR;
+	}
+	int rc = kyro_get(db, key, &v, &vlen);
+	if (rc == KYRO_ENOTFOUND) {
+		cli_warn(prog, "%.*s: not found", (int)len, s);
+		return EXIT_NO;
+	}
+	if (rc) {
+		cli_db_error(prog, db, rc);
+		return EXIT_ERR;
+	}
+	print(key, v, vlen);
+	return EXIT_OK;
+}
+
+static int worse(int a, int b) { return a > b ? a : b; }
+
+int main(int argc, char **argv)
+{
+	struct cli c = {.prog = "kyro-get", .usage = usage, .opts = opts,
+			.summary = "Look keys up in a KyroDB store and print their values.\n"
+				   "Without KEY, reads keys from stdin, one per line."};
+	const char *dir = NULL;
+	int all = 0, range = 0, fmt_set = 0, opt, status = EXIT_OK;
+	kyro_db *db = NULL;
+	cli_init(&c, argc, argv);
+	while ((opt = cli_next(&c)) != 0) {
+		switch (opt) {
+		case OPT_DIR: dir = c.arg; break;
+		case OPT_FORMAT:
+			fmt_set = 1;
+			if (!strcmp(c.arg, "value")) fmt = FMT_VALUE;
+			else if (!strcmp(c.arg, "tsv")) fmt = FMT_TSV;
+			else if (!strcmp(c.arg, "json")) fmt = FMT_JSON;
+			else if (!strcmp(c.arg, "raw")) fmt = FMT_RAW;
+			else cli_usage_error(&c, "invalid format '%s' (value, tsv, json or raw)", c.arg);
+			break;
+		case OPT_ALL: all = 1; break;
+		case OPT_RANGE: range = 1; break;
+		}
+	}
+	int nargs = argc - c.ind;
+	char **args = argv + c.ind;
+	uint64_t lo = 0, hi = UINT64_MAX;
+	if (all && range)
+		cli_usage_error(&c, "--all and --range exclude each other");
+	if (all && nargs)
+		cli_usage_error(&c, "--all takes no KEY");
+	if (range && (nargs != 2 || cli_parse_key(args[0], strlen(args[0]), &lo) ||
+		      cli_parse_key(args[1], strlen(args[1]), &hi)))
+		cli_usage_error(&c, "--range needs two keys, LO and HI");
+	if ((all || range) && fmt == FMT_RAW)
+		cli_usage_error(&c, "--format=raw prints one value, not a listing");
+	if (fmt == FMT_RAW && nargs > 1)
+		cli_usage_error(&c, "--format=raw takes exactly one KEY");
+	if ((all || range) && !fmt_set)
+		fmt = FMT_TSV;
+
+	static char obuf[1 << 16];
+	setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
+	int rc = kyro_open(&db, cli_dir(dir), KYRO_RDONLY);
+	if (rc) {
+		cli_db_error(c.prog, db, rc);
+		kyro_close(db);
+		return EXIT_ERR;
+	}
+	if (all || range) {
+		rc = kyro_scan(db, lo, hi, print_cb, NULL);
+		if (rc == EIO)
+			status = EXIT_ERR; /* reported by cli_finish() */
+		else if (rc) {
+			cli_db_error(c.prog, db, rc);
+			status = EXIT_ERR;
+		}
+	} else if (nargs) {
+		for (int i = 0; i < nargs; i++)
+			status = worse(status, get_one(c.prog, db, args[i], strlen(args[i]), 0));
+	} else {
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t n;
+		unsigned long lineno = 0, keys = 0;
+		while ((n = getline(&line, &cap, stdin)) >= 0) {
+			size_t len = (size_t)n;
+			if (len && line[len - 1] == '\n')
+				len--;
+			if (fmt == FMT_RAW && ++keys > 1) {
+				cli_warn(c.prog, "line %lu: --format=raw takes exactly one key", lineno + 1);
+				status = EXIT_ERR;
+				break;
+			}
+			status = worse(status, get_one(c.prog, db, line, len, ++lineno));
+		}
+		if (ferror(stdin)) {
+			cli_warn(c.prog, "cannot read standard input: %s", strerror(errno));
+			status = EXIT_ERR;
+		}
+		free(line);
+	}
+	kyro_close(db);
+	return cli_finish(c.prog, status);
+}

@@ -1,0 +1,171 @@
+/*
+ * kyro-put - write records; one invocation is one atomic batch.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum { OPT_DIR = 1, OPT_SYNC, OPT_DELETE, OPT_OFFSET, OPT_VERBOSE };
+
+static const struct cli_opt opts[] = {
+	{OPT_DIR, 'd', "dir", "DIR", "the data directory (default $KYRODB_DIR, else ./kyrodb-data)"},
+	{OPT_SYNC, 0, "sync", "MODE", "always, batch (default) or none"},
+	{OPT_DELETE, 0, "delete", NULL, "delete the KEYs (or keys on stdin)"},
+	{OPT_OFFSET, 0, "print-offset", NULL, "print the batch's last sequence number"},
+	{OPT_VERBOSE, 'v', "verbose", NULL, "print a summary on stderr"},
+	{0, 0, NULL, NULL, NULL},
+};
+
+static const char *const usage[] = {
+	"[-v] [-d DIR] [--sync=MODE] [--print-offset] [KEY VALUE]",
+	"[-v] [-d DIR] [--sync=MODE] [--print-offset] --delete [KEY ...]",
+	NULL,
+};
+
+struct put {
+	const char *prog;
+	kyro_db *db;
+	int del;
+	uint64_t puts, dels;
+	struct cli_buf val;
+};
+
+/* Bad input: the batch is dropped whole, so nothing of it lands. */
+static _Noreturn void bad_line(struct put *p, unsigned long line,
+			       const char *what, const char *s, size_t len)
+{
+	kyro_batch_abort(p->db);
+	kyro_close(p->db);
+	if (s)
+		cli_warn(p->prog, "line %lu: %s '%.*s'", line, what,
+			 len > 64 ? 64 : (int)len, s);
+	else
+		cli_warn(p->prog, "line %lu: %s", line, what);
+	exit(EXIT_ERR);
+}
+
+static int write_one(struct put *p, uint64_t key, const void *v, size_t len)
+{
+	int rc;
+	if (p->del) {
+		rc = kyro_delete(p->db, key, NULL);
+		p->dels++;
+	} else {
+		rc = kyro_put(p->db, key, v, len, NULL);
+		p->puts++;
+	}
+	return rc;
+}
+
+static int put_line(struct put *p, unsigned long line, char *s, size_t len)
+{
+	uint64_t key;
+	const char *why;
+	if (len && s[len - 1] == '\n')
+		len--;
+	if (p->del) {
+		if (cli_parse_key(s, len, &key))
+			bad_line(p, line, "invalid key", s, len);
+		return write_one(p, key, NULL, 0);
+	}
+	char *tab = memchr(s, '\t', len);
+	if (!tab)
+		bad_line(p, line, "no tab between key and value", NULL, 0);
+	if (cli_parse_key(s, (size_t)(tab - s), &key))
+		bad_line(p, line, "invalid key", s, (size_t)(tab - s));
+	if (cli_unescape(tab + 1, len - (size_t)(tab + 1 - s), &p->val, &why))
+		bad_line(p, line, why, NULL, 0);
+	if (p->val.len > KYRO_MAX_VALUE)
+		bad_line(p, line, "value larger than 16 MiB", NULL, 0);
+	return write_one(p, key, p->val.p, p->val.len);
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = {.prog = "kyro-put", .usage = usage, .opts = opts,
+			.summary = "Put records into a KyroDB store, or delete them, as one atomic batch.\n"
+				   "Without KEY, reads KEY<TAB>VALUE lines (or keys, with --delete) from stdin.",
+			.epilog = "VALUE on stdin may use the escapes \\\\ \\t \\n \\r \\0 \\xHH.\n"};
+	struct put p = {.prog = c.prog};
+	const char *dir = NULL;
+	int sync = KYRO_SYNC_BATCH, verbose = 0, print_offset = 0, opt, rc;
+	uint64_t last = 0;
+	cli_init(&c, argc, argv);
+	while ((opt = cli_next(&c)) != 0) {
+		switch (opt) {
+		case OPT_DIR: dir = c.arg; break;
+		case OPT_SYNC:
+			if (cli_parse_sync(c.arg, &sync))
+				cli_usage_error(&c, "invalid --sync mode '%s' (always, batch or none)", c.arg);
+			break;
+		case OPT_DELETE: p.del = 1; break;
+		case OPT_OFFSET: print_offset = 1; break;
+		case OPT_VERBOSE: verbose = 1; break;
+		}
+	}
+	int nargs = argc - c.ind;
+	char **args = argv + c.ind;
+	if (!p.del && nargs != 0 && nargs != 2)
+		cli_usage_error(&c, "expected KEY VALUE, or no operands to read stdin");
+	uint64_t key0 = 0;
+	if (!p.del && nargs == 2 && cli_parse_key(args[0], strlen(args[0]), &key0))
+		cli_usage_error(&c, "invalid key '%s'", args[0]);
+	for (int i = 0; p.del && i < nargs; i++)
+		if (cli_parse_key(args[i], strlen(args[i]), &key0))
+			cli_usage_error(&c, "invalid key '%s'", args[i]);
+
+	rc = kyro_open(&p.db, cli_dir(dir), KYRO_RDWR);
+	if (!rc)
+		rc = kyro_set_sync(p.db, sync);
+	if (!rc)
+		rc = kyro_batch_begin(p.db);
+	if (rc)
+		goto fail;
+	if (nargs == 0) {
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t n;
+		unsigned long lineno = 0;
+		while (!rc && (n = getline(&line, &cap, stdin)) >= 0)
+			rc = put_line(&p, ++lineno, line, (size_t)n);
+		free(line);
+		if (!rc && ferror(stdin)) {
+			kyro_batch_abort(p.db);
+			cli_warn(c.prog, "cannot read standard input: %s", strerror(errno));
+			kyro_close(p.db);
+			return EXIT_ERR;
+		}
+	} else if (p.del) {
+		for (int i = 0; !rc && i < nargs; i++) {
+			cli_parse_key(args[i], strlen(args[i]), &key0);
+			rc = write_one(&p, key0, NULL, 0);
+		}
+	} else {
+		size_t len = strlen(args[1]);
+		if (len > KYRO_MAX_VALUE)
+			bad_line(&p, 1, "value larger than 16 MiB", NULL, 0);
+		rc = write_one(&p, key0, args[1], len);
+	}
+	if (!rc)
+		rc = kyro_batch_commit(p.db, &last);
+	if (rc)
+		goto fail;
+	if (print_offset)
+		printf("%llu\n", (unsigned long long)last);
+	if (verbose)
+		fprintf(stderr, "%s: %llu records (%llu puts, %llu deletes), last offset %llu\n",
+			c.prog, (unsigned long long)(p.puts + p.dels),
+			(unsigned long long)p.puts, (unsigned long long)p.dels,
+			(unsigned long long)last);
+	kyro_close(p.db);
+	free(p.val.p);
+	return cli_finish(c.prog, EXIT_OK);
+fail:
+	cli_db_error(c.prog, p.db, rc);
+	kyro_batch_abort(p.db);
+	kyro_close(p.db);
+	free(p.val.p);
+	return EXIT_ERR;
+}

@@ -1,0 +1,13 @@
+# fish completion for kyro-get(1)
+# Operands are keys, which are not completed: file names are off.
+complete -c kyro-get -f
+complete -c kyro-get -s h -l help -d 'Print the usage and exit'
+complete -c kyro-get -l version -d 'Print the version and exit'
+complete -c kyro-get -s d -l dir -x -a '(__fish_complete_directories (commandline -ct | string replace -r -- "^--dir=" ""))' -d 'Data directory'
+complete -c kyro-get -s f -l format -x -d 'Output format' -a '(printf "%s\t%s\n" \
+	value "escaped value, one line per key" \
+	tsv "key, tab, escaped value" \
+	json "one JSON object per line" \
+	raw "the exact bytes of one value")'
+complete -c kyro-get -l all -d 'List every key in ascending order'
+complete -c kyro-get -l range -d 'List the keys from LO to HI inclusive'

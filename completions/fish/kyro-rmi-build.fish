@@ -1,0 +1,10 @@
+# fish completion for kyro-rmi-build(1)
+# The tool takes no operands, so file names are turned off.
+complete -c kyro-rmi-build -f
+complete -c kyro-rmi-build -s h -l help -d 'Print the usage and exit'
+complete -c kyro-rmi-build -l version -d 'Print the version and exit'
+complete -c kyro-rmi-build -s d -l dir -x -a '(__fish_complete_directories (commandline -ct | string replace -r -- "^--dir=" ""))' -d 'Data directory'
+complete -c kyro-rmi-build -s v -d 'Print leaves, windows, size and build time'
+complete -c kyro-rmi-build -l leaves -x -d 'Number of leaf models'
+complete -c kyro-rmi-build -l router-bits -x -a '(seq 8 24)' -d 'Router table of 2^B entries'
+complete -c kyro-rmi-build -l max-size -x -d 'Largest index size in bytes'

@@ -1,0 +1,328 @@
+/*
+ * compact.c - kyro_snapshot(): fold the last snapshot and the WAL into a
+ * new snapshot.
+ *
+ * Writers are held off twice, briefly: (1) to rotate the WAL, so that the
+ * records to fold are exactly those in the segments before a new, empty
+ * one; (2) to commit the manifest that names the new snapshot and drops
+ * those segments.  The merge itself runs with no writer lock: writers
+ * append to the new segment meanwhile.  SNAPSHOT.lock keeps a second
+ * snapshot (and index builds) out for the whole run.
+ *
+ * Crash at any point: before (1) nothing changed; between (1) and (2) the
+ * store is the old snapshot plus all segments, and the *.tmp or unnamed
+ * snapshot files are garbage; after (2) the old files are garbage.  The
+ * next snapshot removes garbage: files the manifest does not name.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <time.h>
+
+#include "db.h"
+#include "fsio.h"
+#include "sort.h"
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Remove files no manifest names.  MANIFEST.tmp is left alone: it is the
+ * writer lock's, which we do not hold here. */
+static void collect_garbage(const char *dir, const struct manifest *m)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		const char *n = e->d_name;
+		unsigned long long g;
+		char tail[16];
+		int dead = 0;
+		if (sscanf(n, "wal-%16llx.%15s", &g, tail) == 2 &&
+		    !strcmp(tail, "log"))
+			dead = g < m->wal_first || g > m->wal_last;
+		else if (sscanf(n, "snap-%16llx.%15s", &g, tail) == 2)
+			dead = g != m->snap_gen || strchr(tail, '.') != NULL;
+		else if (sscanf(n, "rmi-%16llx.%15s", &g, tail) == 2)
+			dead = g != m->rmi_gen || strchr(tail, '.') != NULL;
+		if (dead) {
+			char path[PATH_MAX];
+			if (!kpath(path, dir, n))
+				fs_unlink(NULL, path);
+		}
+	}
+	closedir(d);
+}
+
+struct fold {
+	kyro_db *db;
+	struct seg_map *segs;
+	size_t nsegs;
+	struct delta_ent *ents;
+	size_t nents, cap;
+};
+
+static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
+			uint64_t *next_seq)
+{
+	struct seg_map *s = &f->segs[slot];
+	struct wal_scan sc;
+	char *msg = f->db->msg;
+	if (limit > s->maplen)
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': committed end %llu is past the end of the "
+			      "file",
+			      s->path, (unsigned long long)limit);
+	if (s->first_seq != *next_seq)
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 24: first sequence number %llu, "
+			      "expected %llu",
+			      s->path, (unsigned long long)s->first_seq,
+			      (unsigned long long)*next_seq);
+	wal_scan(s->base, limit, s->id, WAL_HDR, s->first_seq, &sc);
+	if (sc.status == KYRO_ECORRUPT)
+		return kfailx(msg, KYRO_ECORRUPT, "'%s': offset %llu: %s",
+			      s->path, (unsigned long long)sc.bad_off, sc.why);
+	for (uint64_t off = WAL_HDR; off < sc.end;) {
+		struct wal_rec r;
+		uint64_t at = off;
+		off = wal_rec_at(s->base, off, &r);
+		if (r.type == WAL_COMMIT)
+			continue;
+		if (f->nents == f->cap) {
+			size_t cap = f->cap ? f->cap * 2 : 4096;
+			struct delta_ent *v = realloc(f->ents, cap * sizeof *v);
+			if (!v)
+				return kfail(msg, ENOMEM, "cannot snapshot");
+			f->ents = v;
+			f->cap = cap;
+		}
+		uint64_t ref = DELTA_REF(slot, at);
+		f->ents[f->nents].key = r.key;
+		f->ents[f->nents++].ref =
+			r.type == WAL_DEL ? ref | DELTA_TOMB : ref;
+	}
+	*next_seq = sc.last_seq + 1;
+	return 0;
+}
+
+/* Merge the old snapshot with the sorted WAL records; the newest record
+ * of a key wins, and a tombstone drops it. */
+static int fold_merge(struct fold *f, const struct snap *old,
+		      struct snap_writer *w, kyro_progress_fn progress,
+		      void *arg)
+{
+	uint64_t n = old ? old->n : 0, i = 0, total = n + f->nents, tick = 0;
+	size_t j = 0, m = f->nents;
+	char *msg = f->db->msg;
+	int rc = 0;
+	while (!rc && (i < n || j < m)) {
+		if (j == m || (i < n && old->keys[i] < f->ents[j].key)) {
+			const void *val;
+			size_t len;
+			if (snap_value(old, i, &val, &len))
+				return kfailx(msg, KYRO_ECORRUPT,
+					      "'%s': payload reference of key "
+					      "%llu is out of bounds",
+					      old->bin_path,
+					      (unsigned long long)old->keys[i]);
+			rc = snap_writer_add(msg, w, old->keys[i++], val, len);
+		} else {
+			uint64_t key = f->ents[j].key;
+			while (j + 1 < m && f->ents[j + 1].key == key)
+				j++;
+			if (i < n && old->keys[i] == key)
+				i++;
+			uint64_t ref = f->ents[j++].ref;
+			if (!(ref & DELTA_TOMB)) {
+				struct wal_rec r;
+				wal_rec_at(f->segs[DELTA_SLOT(ref)].base,
+					   DELTA_OFF(ref), &r);
+				rc = snap_writer_add(msg, w, key, r.val, r.len);
+			}
+		}
+		if (progress && i + j >= tick) {
+			progress(arg, i + j, total);
+			tick = i + j + 65536;
+		}
+	}
+	if (!rc && progress)
+		progress(arg, total, total);
+	return rc;
+}
+
+/* Step (1): under the writer lock, put a new empty segment after the
+ * records to fold.  *CUT gets the last sequence number folded. */
+static int rotate(kyro_db *db, struct manifest *before, uint64_t *cut,
+		  uint64_t *cut_end)
+{
+	int rc = shared_lock(db->msg, &db->sh);
+	if (rc)
+		return rc;
+	rc = db_writer_prepare(db);
+	if (rc)
+		goto out;
+	*before = db->wman;
+	*cut = db->w.next_seq - 1;
+	*cut_end = db->w.committed;
+	if (*cut == (db->wman.snap_gen ? db->wman.snap_seq : 0))
+		goto out; /* nothing new since the last snapshot */
+	uint64_t seg = db->wman.wal_last + 1;
+	rc = wal_create(db->msg, db->dir, seg, *cut + 1);
+	if (rc)
+		goto out;
+	db->wman.gen++;
+	db->wman.wal_last = seg;
+	rc = manifest_write(db->msg, db->dir, &db->wman);
+	if (rc)
+		goto out;
+	wal_writer_close(&db->w);
+	db->wopen = 0;
+	rc = wal_writer_open(db->msg, &db->w, db->dir, seg, WAL_HDR, *cut + 1,
+			     0);
+	if (!rc) {
+		db->wopen = 1;
+		db_publish(db);
+	}
+out:
+	shared_unlock(&db->sh);
+	return rc;
+}
+
+/* Step (2): name the new snapshot; the folded segments leave the list. */
+static int commit(kyro_db *db, const struct manifest *before,
+		  struct snap_writer *w, uint64_t cut)
+{
+	int rc = shared_lock(db->msg, &db->sh);
+	if (rc)
+		return rc;
+	rc = db_writer_prepare(db);
+	if (!rc && (db->wman.snap_gen != before->snap_gen ||
+		    db->wman.wal_first != before->wal_first))
+		rc = kfailx(db->msg, KYRO_EBATCH,
+			    "the store changed under the snapshot (was "
+			    "SNAPSHOT.lock removed?)");
+	if (!rc) {
+		db->wman.gen++;
+		db->wman.snap_gen = w->gen;
+		db->wman.snap_seq = cut;
+		db->wman.snap_keys = w->n;
+		db->wman.wal_first = before->wal_last + 1;
+		db->wman.rmi_gen = 0;
+		rc = manifest_write(db->msg, db->dir, &db->wman);
+	}
+	if (!rc)
+		db_publish(db);
+	shared_unlock(&db->sh);
+	return rc;
+}
+
+int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
+		  kyro_progress_fn progress, void *arg)
+{
+	struct fold f = {.db = db};
+	struct manifest before;
+	struct snap old;
+	struct snap_writer w;
+	char lockpath[PATH_MAX];
+	int lockfd = -1, have_old = 0, have_w = 0, rc;
+	uint64_t cut = 0, cut_end = 0, bytes = 0;
+	double t0 = now();
+	memset(st, 0, sizeof *st);
+	memset(&w, 0, sizeof w);
+	w.fd_data = -1;
+	if (!(db->flags & KYRO_RDWR))
+		return kfailx(db->msg, KYRO_ERDONLY, "cannot snapshot '%s': %s",
+			      db->dir, kyro_strerror(KYRO_ERDONLY));
+	if (db->failed || db->in_batch)
+		return kfailx(db->msg, db->failed ? KYRO_EFAILED : KYRO_EBATCH,
+			      "cannot snapshot '%s': %s", db->dir,
+			      kyro_strerror(db->failed ? KYRO_EFAILED
+						       : KYRO_EBATCH));
+	if ((rc = kpath(lockpath, db->dir, KYRO_SNAPLOCK)) != 0 ||
+	    (rc = fs_open(db->msg, lockpath, O_RDWR | O_CREAT, 0644,
+			  &lockfd)) != 0 ||
+	    (rc = fs_lock(db->msg, lockfd, LOCK_EX, lockpath)) != 0)
+		goto out;
+	if ((rc = rotate(db, &before, &cut, &cut_end)) != 0)
+		goto out;
+	if (before.wal_last == db->wman.wal_last) {
+		/* Nothing to fold. */
+		st->keys = before.snap_keys;
+		st->generation = before.snap_gen;
+		collect_garbage(db->dir, &db->wman);
+		goto out;
+	}
+	if (before.snap_gen) {
+		rc = snap_open(db->msg, &old, db->dir, before.snap_gen,
+			       before.snap_keys);
+		if (rc)
+			goto out;
+		have_old = 1;
+	}
+	f.nsegs = (size_t)(before.wal_last - before.wal_first + 1);
+	if (!(f.segs = calloc(f.nsegs, sizeof *f.segs))) {
+		rc = kfail(db->msg, ENOMEM, "cannot snapshot");
+		goto out;
+	}
+	uint64_t next_seq = before.snap_gen ? before.snap_seq + 1 : 1;
+	for (size_t i = 0; i < f.nsegs; i++) {
+		rc = seg_map_open(db->msg, &f.segs[i], db->dir,
+				  before.wal_first + i);
+		if (rc)
+			goto out;
+		int last = i + 1 == f.nsegs;
+		rc = fold_collect(&f, i, last ? cut_end : f.segs[i].maplen,
+				  &next_seq);
+		if (rc)
+			goto out;
+	}
+	if (next_seq != cut + 1) {
+		rc = kfailx(db->msg, KYRO_ECORRUPT,
+			    "WAL of '%s' ends at sequence %llu, expected %llu",
+			    db->dir, (unsigned long long)(next_seq - 1),
+			    (unsigned long long)cut);
+		goto out;
+	}
+	if ((rc = sort_ents(f.ents, f.nents)) != 0) {
+		rc = kfail(db->msg, rc, "cannot snapshot");
+		goto out;
+	}
+	rc = snap_writer_open(db->msg, &w, db->dir, before.snap_gen + 1,
+			      (have_old ? old.n : 0) + f.nents);
+	if (rc)
+		goto out;
+	have_w = 1;
+	rc = fold_merge(&f, have_old ? &old : NULL, &w, progress, arg);
+	if (!rc)
+		rc = snap_writer_finish(db->msg, &w, cut, &bytes);
+	if (!rc)
+		rc = commit(db, &before, &w, cut);
+	if (rc)
+		goto out;
+	st->keys = w.n;
+	st->bytes = bytes;
+	st->generation = w.gen;
+	collect_garbage(db->dir, &db->wman);
+out:
+	if (have_w)
+		snap_writer_abort(&w);
+	if (have_old)
+		snap_close(&old);
+	for (size_t i = 0; f.segs && i < f.nsegs; i++)
+		seg_map_close(&f.segs[i]);
+	free(f.segs);
+	free(f.ents);
+	fs_close(lockfd);
+	st->seconds = now() - t0;
+	return rc;
+}

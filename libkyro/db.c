@@ -1,0 +1,612 @@
+/*
+ * db.c - opening a store, the read view, lookups and write batches.
+ *
+ * A reader's view is one manifest's snapshot (mapped) plus a delta: a hash
+ * map from key to the newest WAL record since the snapshot, whose values
+ * stay in the mapped segment (no copies).  Before each lookup the reader
+ * loads the shared change counter; only when it moved does it read the
+ * committed end another writer published and apply the new records, or,
+ * when the manifest changed, reload.  Files a reader needs may vanish
+ * under it (a snapshot deletes what the new manifest no longer names);
+ * loading then starts over from the new manifest.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "fsio.h"
+
+const char *kyro_errmsg(const kyro_db *db)
+{
+	if (!db)
+		return "out of memory";
+	return db->msg[0] ? db->msg : "no error";
+}
+
+int kyro_set_sync(kyro_db *db, int mode)
+{
+	if (mode < KYRO_SYNC_ALWAYS || mode > KYRO_SYNC_NONE)
+		return kfailx(db->msg, EINVAL, "invalid sync mode %d", mode);
+	db->sync = mode;
+	return 0;
+}
+
+int seg_map_open(char *msg, struct seg_map *s, const char *dir, uint64_t id)
+{
+	int fd;
+	uint64_t size;
+	memset(s, 0, sizeof *s);
+	s->id = id;
+	int rc = kpath_gen(s->path, dir, "wal-", id, ".log");
+	if (rc)
+		return kfail(msg, rc, "cannot open a WAL segment in '%s'", dir);
+	rc = fs_open(msg, s->path, O_RDONLY, 0, &fd);
+	if (rc)
+		return rc;
+	rc = fs_size(msg, fd, s->path, &size);
+	if (!rc)
+		rc = fs_map(msg, fd, (size_t)size, 0, s->path, (void **)&s->base);
+	fs_close(fd);
+	if (rc)
+		return rc;
+	s->maplen = (size_t)size;
+	rc = wal_header_check(msg, s->base, size, s->path, id, &s->first_seq);
+	if (rc) {
+		seg_map_close(s);
+		return rc;
+	}
+	s->applied = WAL_HDR;
+	return 0;
+}
+
+void seg_map_close(struct seg_map *s)
+{
+	fs_unmap((void *)s->base, s->maplen);
+	s->base = NULL;
+	s->maplen = 0;
+}
+
+/* Grow the mapping of S to the file's current size. */
+static int seg_map_grow(char *msg, struct seg_map *s)
+{
+	int fd;
+	uint64_t size;
+	int rc = fs_open(msg, s->path, O_RDONLY, 0, &fd);
+	if (rc)
+		return rc;
+	rc = fs_size(msg, fd, s->path, &size);
+	fs_close(fd);
+	if (rc || size <= s->maplen)
+		return rc;
+	void *p;
+	rc = fs_remap(msg, (void *)s->base, s->maplen, (size_t)size, s->path,
+		      &p);
+	if (rc)
+		return rc;
+	s->base = p;
+	s->maplen = (size_t)size;
+	return 0;
+}
+
+static void view_free(struct view *v)
+{
+	if (v->have_snap)
+		snap_close(&v->snap);
+	for (size_t i = 0; i < v->nsegs; i++)
+		seg_map_close(&v->segs[i]);
+	free(v->segs);
+	delta_free(&v->delta);
+	memset(v, 0, sizeof *v);
+}
+
+/* Apply the complete batches of segment slot I up to LIMIT (the
+ * published committed end, or UINT64_MAX for "whatever is whole").  A
+ * STRICT limit must be reached exactly: it was committed. */
+static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
+{
+	struct view *v = &db->v;
+	struct seg_map *s = &v->segs[i];
+	struct wal_scan sc;
+	int rc;
+	/* "To the end" means the end as it is now: a segment that was
+	 * rotated away may have grown after we mapped it. */
+	if ((limit == UINT64_MAX || limit > s->maplen) &&
+	    (rc = seg_map_grow(db->msg, s)) != 0)
+		return rc;
+	if (limit == UINT64_MAX || limit > s->maplen) {
+		if (strict)
+			return kfailx(db->msg, KYRO_ECORRUPT,
+				      "'%s': committed end %llu is past the "
+				      "end of the file (%zu bytes)",
+				      s->path, (unsigned long long)limit,
+				      s->maplen);
+		limit = s->maplen;
+	}
+	if (s->applied >= limit)
+		return 0;
+	if (s->applied == WAL_HDR && s->first_seq != v->last_seq + 1)
+		return kfailx(db->msg, KYRO_ECORRUPT,
+			      "'%s': offset 24: first sequence number %llu, "
+			      "expected %llu",
+			      s->path, (unsigned long long)s->first_seq,
+			      (unsigned long long)(v->last_seq + 1));
+	wal_scan(s->base, limit, s->id, s->applied, v->last_seq + 1, &sc);
+	if (sc.status == KYRO_ECORRUPT || (strict && sc.status))
+		return kfailx(db->msg, KYRO_ECORRUPT, "'%s': offset %llu: %s",
+			      s->path, (unsigned long long)sc.bad_off, sc.why);
+	for (uint64_t off = s->applied; off < sc.end;) {
+		struct wal_rec r;
+		uint64_t at = off;
+		off = wal_rec_at(s->base, off, &r);
+		if (r.type == WAL_COMMIT)
+			continue;
+		uint64_t ref = DELTA_REF(i, at);
+		if (r.type == WAL_DEL)
+			ref |= DELTA_TOMB;
+		if ((rc = delta_set(&v->delta, r.key, ref)) != 0)
+			return kfail(db->msg, rc, "cannot load '%s'", s->path);
+	}
+	s->applied = sc.end;
+	v->last_seq = sc.last_seq;
+	return 0;
+}
+
+/* Is the directory empty but for files a writer creates first? */
+static int dir_is_fresh(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int fresh = 1;
+	if (!d)
+		return 0;
+	while (fresh && (e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+		    strcmp(e->d_name, KYRO_LOCKFILE) &&
+		    strncmp(e->d_name, "wal-", 4) &&
+		    strcmp(e->d_name, KYRO_MANIFEST ".tmp"))
+			fresh = 0;
+	closedir(d);
+	return fresh;
+}
+
+static int view_try_load(kyro_db *db)
+{
+	struct view *v = &db->v;
+	struct shared_state st;
+	uint64_t change;
+	int rc;
+	v->seen_change = shared_change(&db->sh);
+	rc = manifest_read(db->msg, db->dir, &v->man);
+	if (rc == ENOENT && dir_is_fresh(db->dir)) {
+		v->empty = 1;
+		v->loaded = 1;
+		return 0;
+	}
+	if (rc == ENOENT)
+		return kfailx(db->msg, KYRO_ENOTDB,
+			      "'%s' is not a KyroDB data directory (no "
+			      "MANIFEST)",
+			      db->dir);
+	if (rc)
+		return rc;
+	int trusted = shared_read(&db->sh, &st, &change) == 0 &&
+		      st.manifest_gen == v->man.gen &&
+		      st.wal_seg == v->man.wal_last;
+	if (v->man.snap_gen) {
+		if ((rc = snap_open(db->msg, &v->snap, db->dir, v->man.snap_gen,
+				    v->man.snap_keys)) != 0)
+			return rc;
+		v->have_snap = 1;
+	}
+	v->last_seq = v->man.snap_gen ? v->man.snap_seq : 0;
+	size_t n = (size_t)(v->man.wal_last - v->man.wal_first + 1);
+	if (!(v->segs = calloc(n, sizeof *v->segs)))
+		return kfail(db->msg, ENOMEM, "cannot load '%s'", db->dir);
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = seg_map_open(db->msg, &v->segs[i], db->dir,
+				       v->man.wal_first + i)) != 0)
+			return rc;
+		v->nsegs++;
+		int last = i + 1 == n;
+		rc = view_apply(db, i, last && trusted ? st.wal_end : UINT64_MAX,
+				last && trusted);
+		if (rc)
+			return rc;
+	}
+	v->cur = n - 1;
+	v->loaded = 1;
+	return 0;
+}
+
+static int view_load(kyro_db *db)
+{
+	int rc = 0;
+	/* A snapshot may delete the files of the manifest we just read;
+	 * starting over from the new manifest always converges. */
+	for (int tries = 0; tries < 20; tries++) {
+		view_free(&db->v);
+		rc = view_try_load(db);
+		if (rc != ENOENT)
+			break;
+		usleep(1000);
+	}
+	if (rc)
+		view_free(&db->v);
+	return rc;
+}
+
+/* The fast path is the first two lines: one atomic load and a compare. */
+static int view_refresh(kyro_db *db)
+{
+	struct view *v = &db->v;
+	if (!v->loaded)
+		return view_load(db);
+	if (shared_change(&db->sh) == v->seen_change)
+		return 0;
+	struct shared_state st;
+	uint64_t change;
+	if (shared_read(&db->sh, &st, &change))
+		return 0; /* mid-publish or untrusted: keep the current view */
+	if (v->empty || st.manifest_gen != v->man.gen) {
+		struct manifest m;
+		int rc = manifest_read(db->msg, db->dir, &m);
+		if (rc || v->empty || m.snap_gen != v->man.snap_gen ||
+		    m.wal_first != v->man.wal_first || m.gen != st.manifest_gen)
+			return view_load(db);
+		/* Same snapshot, more segments (a rotation): keep the
+		 * delta and map the new segments. */
+		size_t n = (size_t)(m.wal_last - m.wal_first + 1);
+		struct seg_map *segs = realloc(v->segs, n * sizeof *segs);
+		if (!segs)
+			return kfail(db->msg, ENOMEM, "cannot load '%s'",
+				     db->dir);
+		v->segs = segs;
+		while (v->nsegs < n) {
+			rc = seg_map_open(db->msg, &v->segs[v->nsegs], db->dir,
+					  m.wal_first + v->nsegs);
+			if (rc)
+				return rc == ENOENT ? view_load(db) : rc;
+			v->nsegs++;
+		}
+		v->man = m;
+	}
+	for (size_t i = v->cur; i < v->nsegs; i++) {
+		int last = v->segs[i].id == st.wal_seg;
+		int rc = view_apply(db, i, last ? st.wal_end : UINT64_MAX, last);
+		if (rc)
+			return rc;
+		if (last) {
+			v->cur = i;
+			break;
+		}
+	}
+	v->seen_change = change;
+	return 0;
+}
+
+static int lookup(kyro_db *db, uint64_t key, const void **val, size_t *len)
+{
+	struct view *v = &db->v;
+	uint64_t ref = delta_get(&v->delta, key);
+	if (ref) {
+		if (ref & DELTA_TOMB)
+			return KYRO_ENOTFOUND;
+		struct wal_rec r;
+		wal_rec_at(v->segs[DELTA_SLOT(ref)].base, DELTA_OFF(ref), &r);
+		*val = r.val;
+		*len = r.len;
+		return 0;
+	}
+	if (!v->have_snap)
+		return KYRO_ENOTFOUND;
+	const struct snap *s = &v->snap;
+	uint64_t i = kyro_lower_bound_binary(s->keys, s->n, key);
+	if (i == s->n || s->keys[i] != key)
+		return KYRO_ENOTFOUND;
+	if (snap_value(s, i, val, len))
+		return kfailx(db->msg, KYRO_ECORRUPT,
+			      "'%s': payload reference of key %llu is out of "
+			      "bounds",
+			      s->bin_path, (unsigned long long)key);
+	return 0;
+}
+
+int kyro_get(kyro_db *db, uint64_t key, const void **val, size_t *len)
+{
+	int rc = view_refresh(db);
+	if (rc)
+		return rc;
+	return lookup(db, key, val, len);
+}
+
+int kyro_last_seq(kyro_db *db, uint64_t *seq)
+{
+	int rc = view_refresh(db);
+	if (!rc)
+		*seq = db->v.last_seq;
+	return rc;
+}
+
+struct scan_src {
+	const struct snap *s;
+	uint64_t i, end;
+	struct delta_ent *d;
+	size_t j, m;
+};
+
+int kyro_scan(kyro_db *db, uint64_t lo, uint64_t hi, kyro_scan_fn fn,
+	      void *arg)
+{
+	struct view *v = &db->v;
+	struct delta_ent *d = NULL;
+	size_t m = 0, j = 0;
+	uint64_t i = 0, end = 0;
+	int rc = view_refresh(db);
+	if (rc || lo > hi)
+		return rc;
+	if ((rc = delta_sorted(&v->delta, lo, hi, &d, &m)) != 0)
+		return kfail(db->msg, rc, "cannot scan '%s'", db->dir);
+	if (v->have_snap) {
+		i = kyro_lower_bound_binary(v->snap.keys, v->snap.n, lo);
+		end = hi == UINT64_MAX
+			      ? v->snap.n
+			      : kyro_lower_bound_binary(v->snap.keys, v->snap.n,
+							hi + 1);
+	}
+	while (!rc && (i < end || j < m)) {
+		uint64_t key;
+		const void *val;
+		size_t len;
+		if (j == m || (i < end && v->snap.keys[i] < d[j].key)) {
+			key = v->snap.keys[i];
+			if (snap_value(&v->snap, i++, &val, &len)) {
+				rc = kfailx(db->msg, KYRO_ECORRUPT,
+					    "'%s': payload reference of key "
+					    "%llu is out of bounds",
+					    v->snap.bin_path,
+					    (unsigned long long)key);
+				break;
+			}
+		} else {
+			if (i < end && v->snap.keys[i] == d[j].key)
+				i++;
+			uint64_t ref = d[j++].ref;
+			if (ref & DELTA_TOMB)
+				continue;
+			struct wal_rec r;
+			wal_rec_at(v->segs[DELTA_SLOT(ref)].base, DELTA_OFF(ref),
+				   &r);
+			key = r.key;
+			val = r.val;
+			len = r.len;
+		}
+		rc = fn(arg, key, val, len);
+	}
+	free(d);
+	return rc;
+}
+
+/* ---- writing ---- */
+
+void db_publish(kyro_db *db)
+{
+	struct shared_state st = {
+		.manifest_gen = db->wman.gen,
+		.wal_seg = db->w.seg,
+		.wal_end = db->w.committed,
+		.last_seq = db->w.next_seq - 1,
+	};
+	shared_publish(&db->sh, &st);
+}
+
+int db_writer_prepare(kyro_db *db)
+{
+	struct shared_state st;
+	uint64_t change, committed, next_seq;
+	int rc = manifest_read(db->msg, db->dir, &db->wman);
+	if (rc)
+		return rc;
+	int trusted = shared_read(&db->sh, &st, &change) == 0 &&
+		      st.manifest_gen == db->wman.gen &&
+		      st.wal_seg == db->wman.wal_last;
+	if (trusted) {
+		committed = st.wal_end;
+		next_seq = st.last_seq + 1;
+	} else {
+		struct seg_map s;
+		struct wal_scan sc;
+		rc = seg_map_open(db->msg, &s, db->dir, db->wman.wal_last);
+		if (rc)
+			return rc;
+		wal_scan(s.base, s.maplen, s.id, WAL_HDR, s.first_seq, &sc);
+		seg_map_close(&s);
+		if (sc.status == KYRO_ECORRUPT)
+			return kfailx(db->msg, KYRO_ECORRUPT,
+				      "'%s': offset %llu: %s", s.path,
+				      (unsigned long long)sc.bad_off, sc.why);
+		committed = sc.end;
+		next_seq = sc.last_seq + 1;
+	}
+	if (db->wopen)
+		wal_writer_close(&db->w);
+	db->wopen = 0;
+	rc = wal_writer_open(db->msg, &db->w, db->dir, db->wman.wal_last,
+			     committed, next_seq, db->sync != KYRO_SYNC_NONE);
+	if (rc)
+		return rc;
+	db->wopen = 1;
+	if (!trusted)
+		db_publish(db);
+	return 0;
+}
+
+/* A write failed: the batch is gone and so is this handle's right to
+ * write.  Rolling the file back is best effort and never turns the
+ * failure into a success. */
+static int fail_write(kyro_db *db, int rc)
+{
+	db->failed = 1;
+	if (db->wopen)
+		wal_rollback(NULL, &db->w);
+	shared_unlock(&db->sh);
+	db->in_batch = 0;
+	return rc;
+}
+
+int kyro_batch_begin(kyro_db *db)
+{
+	if (!(db->flags & KYRO_RDWR))
+		return kfailx(db->msg, KYRO_ERDONLY, "cannot write '%s': %s",
+			      db->dir, kyro_strerror(KYRO_ERDONLY));
+	if (db->failed)
+		return kfailx(db->msg, KYRO_EFAILED, "cannot write '%s': %s",
+			      db->dir, kyro_strerror(KYRO_EFAILED));
+	if (db->in_batch)
+		return kfailx(db->msg, KYRO_EBATCH, "a batch is already open");
+	int rc = shared_lock(db->msg, &db->sh);
+	if (rc)
+		return rc;
+	if ((rc = db_writer_prepare(db)) != 0) {
+		shared_unlock(&db->sh);
+		return rc;
+	}
+	db->in_batch = 1;
+	return 0;
+}
+
+static int write_rec(kyro_db *db, int type, uint64_t key, const void *val,
+		     size_t len, uint64_t *seq)
+{
+	int rc, auto_batch = !db->in_batch;
+	if (len > KYRO_MAX_VALUE)
+		return kfailx(db->msg, KYRO_ETOOBIG,
+			      "value of key %llu is %zu bytes; the limit is "
+			      "16 MiB",
+			      (unsigned long long)key, len);
+	if (auto_batch && (rc = kyro_batch_begin(db)) != 0)
+		return rc;
+	if (!db->in_batch)
+		return kfailx(db->msg, KYRO_EBATCH, "no batch is open");
+	rc = wal_append(db->msg, &db->w, type, key, val, len, seq);
+	if (!rc && db->sync == KYRO_SYNC_ALWAYS)
+		rc = wal_sync(db->msg, &db->w);
+	if (rc)
+		return fail_write(db, rc);
+	if (auto_batch)
+		return kyro_batch_commit(db, NULL);
+	return 0;
+}
+
+int kyro_put(kyro_db *db, uint64_t key, const void *val, size_t len,
+	     uint64_t *seq)
+{
+	return write_rec(db, WAL_PUT, key, val, len, seq);
+}
+
+int kyro_delete(kyro_db *db, uint64_t key, uint64_t *seq)
+{
+	return write_rec(db, WAL_DEL, key, NULL, 0, seq);
+}
+
+int kyro_batch_commit(kyro_db *db, uint64_t *last_seq)
+{
+	if (!db->in_batch)
+		return kfailx(db->msg, KYRO_EBATCH, "no batch is open");
+	uint64_t n = db->w.batch_count;
+	int rc = wal_commit(db->msg, &db->w);
+	if (!rc && n && db->sync != KYRO_SYNC_NONE)
+		rc = wal_sync(db->msg, &db->w);
+	if (rc)
+		return fail_write(db, rc);
+	if (n)
+		db_publish(db);
+	shared_unlock(&db->sh);
+	db->in_batch = 0;
+	if (last_seq)
+		*last_seq = n ? db->w.next_seq - 1 : 0;
+	return 0;
+}
+
+void kyro_batch_abort(kyro_db *db)
+{
+	if (!db || !db->in_batch)
+		return;
+	if (wal_rollback(db->msg, &db->w))
+		db->failed = 1;
+	shared_unlock(&db->sh);
+	db->in_batch = 0;
+}
+
+/* ---- opening ---- */
+
+static int create_store(kyro_db *db)
+{
+	struct manifest m = {.gen = 1, .wal_first = 1, .wal_last = 1};
+	int rc = shared_lock(db->msg, &db->sh);
+	if (rc)
+		return rc;
+	rc = manifest_read(db->msg, db->dir, &db->wman);
+	if (rc == ENOENT) {
+		if (!dir_is_fresh(db->dir))
+			rc = kfailx(db->msg, KYRO_ENOTDB,
+				    "'%s' is not a KyroDB data directory (no "
+				    "MANIFEST, and not empty)",
+				    db->dir);
+		else if (!(rc = wal_create(db->msg, db->dir, 1, 1)))
+			rc = manifest_write(db->msg, db->dir, &m);
+	}
+	shared_unlock(&db->sh);
+	return rc;
+}
+
+int kyro_open(kyro_db **dbp, const char *dir, unsigned flags)
+{
+	struct stat st;
+	kyro_db *db = calloc(1, sizeof *db);
+	int rc;
+	*dbp = db;
+	if (!db)
+		return ENOMEM;
+	db->flags = flags;
+	db->sync = KYRO_SYNC_BATCH;
+	db->sh.fd = -1;
+	db->w.fd = -1;
+	if (snprintf(db->dir, sizeof db->dir, "%s", dir) >= (int)sizeof db->dir)
+		return kfail(db->msg, ENAMETOOLONG, "cannot open '%s'", dir);
+	if (stat(dir, &st) < 0) {
+		if (errno != ENOENT || !(flags & KYRO_RDWR))
+			return kfail(db->msg, errno, "cannot open '%s'", dir);
+		if ((rc = fs_mkdir_durable(db->msg, dir)) != 0)
+			return rc;
+	} else if (!S_ISDIR(st.st_mode)) {
+		return kfail(db->msg, ENOTDIR, "cannot open '%s'", dir);
+	}
+	rc = shared_open(db->msg, &db->sh, dir, flags & KYRO_RDWR);
+	if (rc)
+		return rc;
+	if (flags & KYRO_RDWR) {
+		struct manifest m;
+		rc = manifest_read(db->msg, dir, &m);
+		if (rc == ENOENT)
+			rc = create_store(db);
+		return rc;
+	}
+	return view_load(db);
+}
+
+void kyro_close(kyro_db *db)
+{
+	if (!db)
+		return;
+	kyro_batch_abort(db);
+	if (db->wopen)
+		wal_writer_close(&db->w);
+	view_free(&db->v);
+	shared_close(&db->sh);
+	free(db);
+}

@@ -1,0 +1,64 @@
+/* db.h - the kyro_db handle, shared by db.c, compact.c and verify.c. */
+#ifndef KYRO_DB_H
+#define KYRO_DB_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "delta.h"
+#include "internal.h"
+#include "manifest.h"
+#include "shared.h"
+#include "snapshot.h"
+#include "wal.h"
+
+/* A WAL segment mapped by a reader. */
+struct seg_map {
+	uint64_t id;
+	uint64_t first_seq;
+	const unsigned char *base;
+	size_t maplen;
+	uint64_t applied; /* records before this offset are in the delta */
+	char path[PATH_MAX];
+};
+
+/* What a reader sees: one manifest's snapshot plus the WAL after it. */
+struct view {
+	int loaded;
+	int empty;        /* no store yet: every key is absent */
+	struct manifest man;
+	int have_snap;
+	struct snap snap;
+	struct seg_map *segs;
+	size_t nsegs;
+	size_t cur;       /* segments before this one are fully applied */
+	struct delta delta;
+	uint64_t last_seq;
+	uint64_t seen_change;
+};
+
+struct kyro_db {
+	char dir[PATH_MAX];
+	unsigned flags;
+	int sync;
+	int failed;
+	int in_batch;
+	struct shared sh;
+	struct view v;
+	struct wal_writer w;
+	int wopen;
+	struct manifest wman; /* the manifest as the writer saw it, locked */
+	char msg[KMSG_MAX];
+};
+
+/* Under the writer lock: read the manifest and find the committed end of
+ * the last WAL segment (from the shared page when it is trustworthy, else
+ * by scanning), open the writer there, truncating a torn tail. */
+int db_writer_prepare(kyro_db *db);
+/* Publish the writer's committed end and WMAN's generation. */
+void db_publish(kyro_db *db);
+/* Map segment ID of DIR; the mapping covers the whole file. */
+int seg_map_open(char *msg, struct seg_map *s, const char *dir, uint64_t id);
+void seg_map_close(struct seg_map *s);
+
+#endif

@@ -1,0 +1,212 @@
+/*
+ * fsio.c - file I/O against the OS, with messages that name the path.
+ *
+ * Why one module: durability rules live in one place (write, fsync,
+ * rename, fsync the directory), fault injection (libfiu's POSIX preload)
+ * reaches every call, and no other module has to remember EINTR.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsio.h"
+#include "internal.h"
+
+int fs_open(char *msg, const char *path, int flags, mode_t mode, int *fd)
+{
+	int f;
+	do
+		f = open(path, flags | O_CLOEXEC, mode);
+	while (f < 0 && errno == EINTR);
+	if (f < 0)
+		return kfail(msg, errno, "cannot open '%s'", path);
+	*fd = f;
+	return 0;
+}
+
+void fs_close(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+int fs_write_all(char *msg, int fd, const void *buf, size_t n,
+		 const char *path)
+{
+	const char *p = buf;
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return kfail(msg, errno, "cannot write '%s'", path);
+		}
+		if (w == 0)
+			return kfail(msg, EIO, "cannot write '%s'", path);
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int fs_pread_all(char *msg, int fd, void *buf, size_t n, uint64_t off,
+		 const char *path, size_t *got)
+{
+	char *p = buf;
+	size_t done = 0;
+	while (done < n) {
+		ssize_t r = pread(fd, p + done, n - done, (off_t)(off + done));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return kfail(msg, errno, "cannot read '%s'", path);
+		}
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	*got = done;
+	return 0;
+}
+
+int fs_fsync(char *msg, int fd, const char *path)
+{
+	/* No retry on EINTR or anything else: after a failed fsync the
+	 * kernel may have dropped the dirty pages, so a second call that
+	 * succeeds proves nothing (PostgreSQL's "fsyncgate"). */
+	if (fsync(fd) < 0)
+		return kfail(msg, errno, "cannot sync '%s'", path);
+	return 0;
+}
+
+int fs_fsync_dir(char *msg, const char *dir)
+{
+	int fd, rc = fs_open(msg, dir, O_RDONLY | O_DIRECTORY, 0, &fd);
+	if (rc)
+		return rc;
+	rc = fs_fsync(msg, fd, dir);
+	close(fd);
+	return rc;
+}
+
+int fs_rename(char *msg, const char *from, const char *to)
+{
+	if (rename(from, to) < 0)
+		return kfail(msg, errno, "cannot rename '%s' to '%s'", from,
+			     to);
+	return 0;
+}
+
+int fs_unlink(char *msg, const char *path)
+{
+	if (unlink(path) < 0 && errno != ENOENT)
+		return kfail(msg, errno, "cannot remove '%s'", path);
+	return 0;
+}
+
+int fs_truncate(char *msg, int fd, uint64_t len, const char *path)
+{
+	int r;
+	do
+		r = ftruncate(fd, (off_t)len);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return kfail(msg, errno, "cannot truncate '%s'", path);
+	return 0;
+}
+
+int fs_size(char *msg, int fd, const char *path, uint64_t *size)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return kfail(msg, errno, "cannot stat '%s'", path);
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+int fs_seek(char *msg, int fd, uint64_t off, const char *path)
+{
+	if (lseek(fd, (off_t)off, SEEK_SET) < 0)
+		return kfail(msg, errno, "cannot seek '%s'", path);
+	return 0;
+}
+
+int fs_lock(char *msg, int fd, int op, const char *path)
+{
+	int r;
+	do
+		r = flock(fd, op);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return kfail(msg, errno, "cannot lock '%s'", path);
+	return 0;
+}
+
+int fs_map(char *msg, int fd, size_t len, int writable, const char *path,
+	   void **p)
+{
+	*p = NULL;
+	if (len == 0)
+		return 0;
+	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+	void *m = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return kfail(msg, errno, "cannot map '%s'", path);
+	*p = m;
+	return 0;
+}
+
+int fs_remap(char *msg, void *old, size_t oldlen, size_t newlen,
+	     const char *path, void **p)
+{
+	void *m = mremap(old, oldlen, newlen, MREMAP_MAYMOVE);
+	if (m == MAP_FAILED)
+		return kfail(msg, errno, "cannot map '%s'", path);
+	*p = m;
+	return 0;
+}
+
+void fs_unmap(void *p, size_t len)
+{
+	if (p && len)
+		munmap(p, len);
+}
+
+int fs_mkdir_durable(char *msg, const char *dir)
+{
+	if (mkdir(dir, 0755) < 0)
+		return kfail(msg, errno, "cannot create '%s'", dir);
+	char parent[PATH_MAX];
+	snprintf(parent, sizeof parent, "%s", dir);
+	return fs_fsync_dir(msg, dirname(parent));
+}
+
+int fs_replace_file(char *msg, const char *dir, const char *path,
+		    const void *buf, size_t n)
+{
+	char tmp[PATH_MAX];
+	int fd = -1, rc;
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+		return kfail(msg, ENAMETOOLONG, "cannot write '%s'", path);
+	rc = fs_open(msg, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
+	if (rc)
+		goto out;
+	rc = fs_write_all(msg, fd, buf, n, tmp);
+	if (!rc)
+		rc = fs_fsync(msg, fd, tmp);
+	if (!rc)
+		rc = fs_rename(msg, tmp, path);
+	if (!rc)
+		rc = fs_fsync_dir(msg, dir);
+out:
+	fs_close(fd);
+	if (rc)
+		unlink(tmp);
+	return rc;
+}

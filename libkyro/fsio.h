@@ -1,0 +1,44 @@
+/*
+ * fsio.h - the only module that calls the operating system for file I/O.
+ * Every function fills MSG (KMSG_MAX bytes, may be NULL) with
+ * "what failed 'PATH': why" on failure and returns the errno.  None retries
+ * a failed fsync: a failure is final for the caller.
+ */
+#ifndef KYRO_FSIO_H
+#define KYRO_FSIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+int fs_open(char *msg, const char *path, int flags, mode_t mode, int *fd);
+void fs_close(int fd);
+/* Write all N bytes at the file position, across short writes and EINTR. */
+int fs_write_all(char *msg, int fd, const void *buf, size_t n,
+		 const char *path);
+int fs_pread_all(char *msg, int fd, void *buf, size_t n, uint64_t off,
+		 const char *path, size_t *got);
+int fs_fsync(char *msg, int fd, const char *path);
+int fs_fsync_dir(char *msg, const char *dir);
+int fs_rename(char *msg, const char *from, const char *to);
+int fs_unlink(char *msg, const char *path);
+int fs_truncate(char *msg, int fd, uint64_t len, const char *path);
+int fs_size(char *msg, int fd, const char *path, uint64_t *size);
+int fs_seek(char *msg, int fd, uint64_t off, const char *path);
+/* flock(2); OP is LOCK_EX, LOCK_SH or LOCK_UN, optionally | LOCK_NB. */
+int fs_lock(char *msg, int fd, int op, const char *path);
+/* Map LEN bytes of FD from offset 0, shared; LEN 0 gives *P = NULL. */
+int fs_map(char *msg, int fd, size_t len, int writable, const char *path,
+	   void **p);
+int fs_remap(char *msg, void *old, size_t oldlen, size_t newlen,
+	     const char *path, void **p);
+void fs_unmap(void *p, size_t len);
+/* Create DIR (mode 0755) and fsync its parent, so that the directory
+ * survives a crash before anything is named inside it. */
+int fs_mkdir_durable(char *msg, const char *dir);
+
+/* Write BUF to PATH atomically: PATH.tmp, fsync, rename, fsync DIR. */
+int fs_replace_file(char *msg, const char *dir, const char *path,
+		    const void *buf, size_t n);
+
+#endif

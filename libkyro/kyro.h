@@ -1,0 +1,157 @@
+/*
+ * kyro.h - the one public header of libkyro, the KyroDB storage library.
+ *
+ * KyroDB maps unsigned 64-bit keys to byte-string values (0 bytes to
+ * KYRO_MAX_VALUE).  A store is a directory; any number of processes may
+ * open it at once.  Writers serialize through flock(2); readers never
+ * block writers and see every batch whole or not at all.
+ *
+ * Conventions, as in LMDB:
+ *   - Every function that can fail returns an int: 0 on success, a
+ *     positive errno value passed through from the system, or a negative
+ *     KYRO_E* code.  kyro_strerror() names either kind.
+ *   - Detail (the path, the byte offset) of the last failure on a handle
+ *     is in kyro_errmsg(); it stays valid until the next call on the handle.
+ *   - The library never prints and never exits.
+ *   - A kyro_db handle is used by one thread at a time.
+ */
+#ifndef KYRO_H
+#define KYRO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KYRO_VERSION_STRING "0.1.0"
+
+/* The largest value a record may hold: 16 MiB. */
+#define KYRO_MAX_VALUE ((size_t)16 << 20)
+
+/* Negative result codes.  Positive results are errno values. */
+#define KYRO_ENOTFOUND (-1) /* the key has no value: a negative answer */
+#define KYRO_ECORRUPT (-2)  /* a file fails its checksum or its rules */
+#define KYRO_EVERSION (-3)  /* a file of a format version we do not read */
+#define KYRO_ENOTDB (-4)    /* the directory is not a KyroDB store */
+#define KYRO_EFAILED (-5)   /* an earlier write failed; handle is read-only */
+#define KYRO_ETOOBIG (-6)   /* a value over KYRO_MAX_VALUE */
+#define KYRO_ERDONLY (-7)   /* a write on a handle opened for reading */
+#define KYRO_EBATCH (-8)    /* batch calls out of order */
+#define KYRO_ETORN (-9)     /* a WAL ends in a torn (incomplete) record */
+#define KYRO_EDAMAGED (-10) /* kyro_verify() found damage; see the report */
+
+/* kyro_open() flags. */
+#define KYRO_RDONLY 0x0 /* read only; a missing store is ENOENT */
+#define KYRO_RDWR 0x1   /* allow writes; create the store when missing */
+
+/* Durability of writes: when a batch's records reach stable storage. */
+#define KYRO_SYNC_ALWAYS 0 /* fsync after every record and at commit */
+#define KYRO_SYNC_BATCH 1  /* fsync once when a batch commits (default) */
+#define KYRO_SYNC_NONE 2   /* never fsync; a crash may lose acked batches */
+
+typedef struct kyro_db kyro_db;
+
+/*
+ * Open the store in directory DIR.  *DBP is always set, even on failure
+ * (to NULL only when memory ran out), so that kyro_errmsg() can tell why;
+ * the caller closes it with kyro_close() either way.
+ *
+ * Opening maps the current snapshot and replays the WAL written since; its
+ * cost does not grow with the snapshot.  With KYRO_RDWR the directory and
+ * its files are created when missing.
+ */
+int kyro_open(kyro_db **dbp, const char *dir, unsigned flags);
+
+/* Close the handle and release everything it owns.  NULL is accepted.
+ * An open batch is aborted. */
+void kyro_close(kyro_db *db);
+
+/* The message for the last failure on DB (never NULL). */
+const char *kyro_errmsg(const kyro_db *db);
+
+/* A static, human-readable name for a result code. */
+const char *kyro_strerror(int err);
+
+/* Set the durability mode (a KYRO_SYNC_* value) for later writes. */
+int kyro_set_sync(kyro_db *db, int mode);
+
+/*
+ * Look KEY up.  On success *VAL and *LEN describe the value; the bytes
+ * belong to the library and stay valid until the next call on DB.
+ * Returns KYRO_ENOTFOUND when the key is absent or deleted.  Every lookup
+ * first checks, with one atomic load, whether another process has committed
+ * since; if so the handle catches up before answering.
+ */
+int kyro_get(kyro_db *db, uint64_t key, const void **val, size_t *len);
+
+/*
+ * Writes.  Records are written inside a batch; a batch becomes visible to
+ * readers, and survives a crash, only as a whole.  kyro_put()/kyro_delete()
+ * outside a batch run as a batch of one.  A batch holds the writer lock from
+ * kyro_batch_begin() to commit or abort.  *SEQ, when not NULL, receives the
+ * record's sequence number (its "offset").  After any write failure the
+ * handle refuses further writes with KYRO_EFAILED.
+ */
+int kyro_batch_begin(kyro_db *db);
+int kyro_put(kyro_db *db, uint64_t key, const void *val, size_t len,
+	     uint64_t *seq);
+int kyro_delete(kyro_db *db, uint64_t key, uint64_t *seq);
+/* *LAST_SEQ receives the batch's last sequence number (0 if it was empty). */
+int kyro_batch_commit(kyro_db *db, uint64_t *last_seq);
+/* Discard the open batch: nothing of it is visible or survives. */
+void kyro_batch_abort(kyro_db *db);
+
+/* The last committed sequence number, as this handle sees it. */
+int kyro_last_seq(kyro_db *db, uint64_t *seq);
+
+/*
+ * Iterate live keys in ascending order over [LO, HI] (both inclusive),
+ * calling FN for each; a non-zero return from FN stops the scan and is
+ * returned.  VAL is valid only during the call.  The scan sees the store as
+ * it was when the scan started.
+ */
+typedef int (*kyro_scan_fn)(void *arg, uint64_t key, const void *val,
+			    size_t len);
+int kyro_scan(kyro_db *db, uint64_t lo, uint64_t hi, kyro_scan_fn fn,
+	      void *arg);
+
+/* Progress callback for long operations: DONE of TOTAL units. */
+typedef void (*kyro_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+struct kyro_snapshot_stats {
+	uint64_t keys;        /* live keys in the new snapshot */
+	uint64_t bytes;       /* bytes of the two new snapshot files */
+	uint64_t generation;  /* the new snapshot's generation */
+	double seconds;       /* wall time of the whole operation */
+};
+
+/*
+ * Compact the current snapshot and the WAL into a new snapshot and commit
+ * it.  Writers are held off only while the WAL is rotated and while the
+ * manifest is committed, not while the snapshot is written.  One snapshot
+ * runs at a time; a second waits.  PROGRESS may be NULL.
+ */
+int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
+		  kyro_progress_fn progress, void *arg);
+
+/*
+ * Check every file of the store.  Each problem found is passed to REPORT
+ * (file, byte offset, text; FILE is "" and OFFSET UINT64_MAX when the text
+ * names them itself).  An error that stops the check (I/O, a newer format)
+ * is passed with FILE NULL.  Returns 0 when clean, KYRO_EDAMAGED when
+ * damage was found (a torn WAL tail included), or an error that stopped
+ * the check.  With REPAIR set, a torn WAL tail is truncated (and nothing
+ * else changed); the tail is then reported as repaired, not as damage.
+ */
+typedef void (*kyro_report_fn)(void *arg, const char *file, uint64_t offset,
+			       const char *text);
+#define KYRO_VERIFY_REPAIR 0x1
+int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
+		void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KYRO_H */

@@ -1,0 +1,119 @@
+/*
+ * manifest.c - the MANIFEST file, the single commit point of a store.
+ *
+ * Format (version 1), 96 bytes, integers little-endian:
+ *
+ *    0  8  magic "KYROMANI"
+ *    8  4  format version (1)
+ *   12  4  size of the file in bytes (96)
+ *   16  8  generation: +1 on every commit
+ *   24  8  snapshot generation, 0 when there is no snapshot
+ *   32  8  last sequence number held by the snapshot
+ *   40  8  number of keys in the snapshot
+ *   48  8  first live WAL segment id
+ *   56  8  last live WAL segment id (the one writers append to)
+ *   64  8  learned-index generation, 0 when the snapshot has none
+ *   72 16  reserved, zero
+ *   88  8  XXH3-64 of bytes 0..87
+ *
+ * Rules.  The file is never written in place: a new one is written to
+ * MANIFEST.tmp, fsynced, renamed over MANIFEST, and the directory fsynced;
+ * the rename is the commit.  Every file it names was fsynced, with its
+ * directory, before the rename.  A reader checks the magic, then the
+ * version (a newer version is refused as such, before the checksum, since
+ * its layout may differ), then the size and the checksum; any failure is
+ * an error, never a reason to guess.  Files in the directory that the
+ * manifest does not name are leftovers of an interrupted operation and
+ * are removed by the next snapshot.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <xxhash.h>
+
+#include "fsio.h"
+#include "internal.h"
+#include "manifest.h"
+
+static const char magic[8] = "KYROMANI";
+
+void manifest_encode(const struct manifest *m, unsigned char *b)
+{
+	memset(b, 0, MANIFEST_SIZE);
+	memcpy(b, magic, 8);
+	put_le32(b + 8, MANIFEST_VERSION);
+	put_le32(b + 12, MANIFEST_SIZE);
+	put_le64(b + 16, m->gen);
+	put_le64(b + 24, m->snap_gen);
+	put_le64(b + 32, m->snap_seq);
+	put_le64(b + 40, m->snap_keys);
+	put_le64(b + 48, m->wal_first);
+	put_le64(b + 56, m->wal_last);
+	put_le64(b + 64, m->rmi_gen);
+	put_le64(b + 88, XXH3_64bits(b, 88));
+}
+
+int manifest_decode(char *msg, const unsigned char *b, size_t len,
+		    const char *path, struct manifest *m)
+{
+	if (len < 16 || memcmp(b, magic, 8) != 0)
+		return kfailx(msg, KYRO_ENOTDB,
+			      "'%s' is not a KyroDB manifest (bad magic)",
+			      path);
+	uint32_t ver = get_le32(b + 8);
+	if (ver != MANIFEST_VERSION)
+		return kfailx(msg, KYRO_EVERSION,
+			      "'%s' has format version %u; this build reads "
+			      "version %u",
+			      path, ver, MANIFEST_VERSION);
+	if (len != MANIFEST_SIZE || get_le32(b + 12) != MANIFEST_SIZE)
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 12: size %zu, expected %d", path,
+			      len, MANIFEST_SIZE);
+	if (get_le64(b + 88) != XXH3_64bits(b, 88))
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 88: checksum mismatch", path);
+	m->gen = get_le64(b + 16);
+	m->snap_gen = get_le64(b + 24);
+	m->snap_seq = get_le64(b + 32);
+	m->snap_keys = get_le64(b + 40);
+	m->wal_first = get_le64(b + 48);
+	m->wal_last = get_le64(b + 56);
+	m->rmi_gen = get_le64(b + 64);
+	if (m->wal_first == 0 || m->wal_first > m->wal_last ||
+	    (m->snap_gen == 0 && m->snap_keys != 0))
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 16: inconsistent fields", path);
+	return 0;
+}
+
+int manifest_read(char *msg, const char *dir, struct manifest *m)
+{
+	char path[PATH_MAX];
+	unsigned char buf[MANIFEST_SIZE + 1];
+	size_t got;
+	int fd, rc = kpath(path, dir, KYRO_MANIFEST);
+	if (rc)
+		return kfail(msg, rc, "cannot open '%s/%s'", dir,
+			     KYRO_MANIFEST);
+	rc = fs_open(msg, path, O_RDONLY, 0, &fd);
+	if (rc)
+		return rc;
+	/* One byte more than we expect, so an overlong file is noticed. */
+	rc = fs_pread_all(msg, fd, buf, sizeof buf, 0, path, &got);
+	fs_close(fd);
+	if (rc)
+		return rc;
+	return manifest_decode(msg, buf, got, path, m);
+}
+
+int manifest_write(char *msg, const char *dir, const struct manifest *m)
+{
+	char path[PATH_MAX];
+	unsigned char buf[MANIFEST_SIZE];
+	int rc = kpath(path, dir, KYRO_MANIFEST);
+	if (rc)
+		return kfail(msg, rc, "cannot write '%s/%s'", dir,
+			     KYRO_MANIFEST);
+	manifest_encode(m, buf);
+	return fs_replace_file(msg, dir, path, buf, sizeof buf);
+}

@@ -1,0 +1,29 @@
+/* manifest.h - the commit point of a store: which files are live. */
+#ifndef KYRO_MANIFEST_H
+#define KYRO_MANIFEST_H
+
+#include <stdint.h>
+
+#define MANIFEST_SIZE 96
+#define MANIFEST_VERSION 1
+
+struct manifest {
+	uint64_t gen;      /* bumped on every commit */
+	uint64_t snap_gen; /* 0: no snapshot yet */
+	uint64_t snap_seq; /* last sequence number the snapshot holds */
+	uint64_t snap_keys;
+	uint64_t wal_first; /* live WAL segments: wal_first..wal_last */
+	uint64_t wal_last;
+	uint64_t rmi_gen;   /* 0: no learned index for the snapshot */
+};
+
+void manifest_encode(const struct manifest *m, unsigned char *buf);
+/* Decode and check BUF of LEN bytes; errors name PATH. */
+int manifest_decode(char *msg, const unsigned char *buf, size_t len,
+		    const char *path, struct manifest *m);
+/* Read DIR/MANIFEST.  ENOENT when there is none. */
+int manifest_read(char *msg, const char *dir, struct manifest *m);
+/* Replace DIR/MANIFEST atomically (temp, fsync, rename, fsync dir). */
+int manifest_write(char *msg, const char *dir, const struct manifest *m);
+
+#endif

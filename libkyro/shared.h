@@ -1,0 +1,48 @@
+/* shared.h - the LOCK file: writers' flock and the shared state page. */
+#ifndef KYRO_SHARED_H
+#define KYRO_SHARED_H
+
+#include <limits.h>
+#include <stdint.h>
+
+/* What a writer publishes after each commit. */
+struct shared_state {
+	uint64_t manifest_gen;
+	uint64_t wal_seg;  /* segment holding the committed end */
+	uint64_t wal_end;  /* byte offset of the committed end in it */
+	uint64_t last_seq; /* last committed sequence number */
+};
+
+struct shared {
+	int fd;
+	char path[PATH_MAX];
+	unsigned char *page; /* NULL when the file could not be mapped */
+	int locked;
+};
+
+/* Open (creating when WRITABLE) and map DIR/LOCK.  A reader that cannot
+ * open or map it still works; it just never hears of news. */
+int shared_open(char *msg, struct shared *s, const char *dir, int writable);
+void shared_close(struct shared *s);
+int shared_lock(char *msg, struct shared *s);
+void shared_unlock(struct shared *s);
+
+/* The change counter: one atomic load, no system call.  Readers compare
+ * it with the value they last saw. */
+static inline uint64_t shared_change(const struct shared *s)
+{
+	if (!s->page)
+		return 0;
+	return __atomic_load_n((const uint64_t *)(s->page + 32),
+			       __ATOMIC_ACQUIRE);
+}
+
+/* Read a consistent state.  Returns 0 with *ST filled, or -1 when the
+ * page holds nothing trustworthy (fresh, from another boot, or a writer
+ * is halfway through publishing); *CHANGE gets the counter it matched. */
+int shared_read(const struct shared *s, struct shared_state *st,
+		uint64_t *change);
+/* Publish ST (the caller holds the lock). */
+void shared_publish(struct shared *s, const struct shared_state *st);
+
+#endif

@@ -1,0 +1,392 @@
+/*
+ * wal.c - write-ahead log segments.
+ *
+ * A segment is wal-SSSSSSSSSSSSSSSS.log (S = segment id, 16 hex digits).
+ * Integers are little-endian.  Header, 48 bytes:
+ *
+ *    0  8  magic "KYROWALS"
+ *    8  4  format version (1)
+ *   12  4  header size (48)
+ *   16  8  segment id
+ *   24  8  first sequence number: the seq the first record will carry
+ *   32  8  reserved, zero
+ *   40  8  XXH3-64 of bytes 0..39
+ *
+ * Then records, each starting at a multiple of 8:
+ *
+ *    0  8  checksum: XXH3-64, seeded with the segment id, of bytes 8 up to
+ *          the end of the value (so the length, type and sequence number
+ *          are covered: a corrupt length cannot send the reader astray)
+ *    8  4  value length L (0..16 MiB; 0 for DELETE and COMMIT)
+ *   12  1  type: 1 PUT, 2 DELETE, 3 COMMIT
+ *   13  3  reserved, zero
+ *   16  8  sequence number
+ *   24  8  key (COMMIT: the number of records in the batch)
+ *   32  L  value
+ *      ..  zero padding to a multiple of 8
+ *
+ * Sequence numbers rise by one per PUT or DELETE across all segments.  A
+ * batch is a run of PUT/DELETE records closed by a COMMIT whose seq is the
+ * batch's last seq and whose key is the batch's record count.  Only closed
+ * batches exist for readers: a batch without its COMMIT is not there.
+ *
+ * Recovery.  A reader walks records from the header.  If a record is
+ * incomplete or fails its checks, it looks for any valid record later in
+ * the file (any 8-aligned offset whose header is plausible, whose seq is
+ * larger than the last good one and whose checksum matches):
+ *   - none: the segment ends in a torn tail (a crash mid-write).  The log
+ *     ends at the last COMMIT; the next writer truncates the rest (and
+ *     fsyncs the truncation before it appends, so stale records can never
+ *     reappear behind new ones).
+ *   - one: the bad record is corruption, reported with its byte offset;
+ *     nothing after it is used and no writer appends.
+ * A valid record with the wrong sequence number, or a COMMIT that does not
+ * match its batch, is corruption too.  Caveat: with --sync=none, a power
+ * failure may persist later pages of the last batch but not earlier ones;
+ * that is reported as corruption rather than guessed to be a torn tail.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <xxhash.h>
+
+#include "fsio.h"
+#include "internal.h"
+#include "wal.h"
+
+static const char magic[8] = "KYROWALS";
+
+#define WAL_BUFCAP ((size_t)1 << 20)
+
+void wal_header_encode(unsigned char *b, uint64_t seg, uint64_t first_seq)
+{
+	memset(b, 0, WAL_HDR);
+	memcpy(b, magic, 8);
+	put_le32(b + 8, WAL_VERSION);
+	put_le32(b + 12, WAL_HDR);
+	put_le64(b + 16, seg);
+	put_le64(b + 24, first_seq);
+	put_le64(b + 40, XXH3_64bits(b, 40));
+}
+
+int wal_header_check(char *msg, const unsigned char *b, uint64_t len,
+		     const char *path, uint64_t seg, uint64_t *first_seq)
+{
+	if (len < 16 || memcmp(b, magic, 8) != 0)
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 0: not a WAL segment (bad magic)",
+			      path);
+	if (get_le32(b + 8) != WAL_VERSION)
+		return kfailx(msg, KYRO_EVERSION,
+			      "'%s' has format version %u; this build reads "
+			      "version %u",
+			      path, get_le32(b + 8), WAL_VERSION);
+	if (len < WAL_HDR || get_le32(b + 12) != WAL_HDR ||
+	    get_le64(b + 40) != XXH3_64bits(b, 40))
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 0: bad segment header", path);
+	if (get_le64(b + 16) != seg)
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 16: segment id %llu, expected %llu",
+			      path, (unsigned long long)get_le64(b + 16),
+			      (unsigned long long)seg);
+	*first_seq = get_le64(b + 24);
+	return 0;
+}
+
+/* Does a valid record start at OFF?  Returns its size, or 0. */
+static uint64_t rec_valid(const unsigned char *base, uint64_t len,
+			  uint64_t seg, uint64_t off)
+{
+	if (len - off < WAL_REC_HDR)
+		return 0;
+	const unsigned char *p = base + off;
+	uint32_t vlen = get_le32(p + 8);
+	uint8_t type = p[12];
+	if (type < WAL_PUT || type > WAL_COMMIT || p[13] || p[14] || p[15])
+		return 0;
+	if (vlen > KYRO_MAX_VALUE || (type != WAL_PUT && vlen != 0))
+		return 0;
+	uint64_t size = WAL_REC_HDR + align8(vlen);
+	if (size > len - off)
+		return 0;
+	if (XXH3_64bits_withSeed(p + 8, WAL_REC_HDR - 8 + vlen, seg) !=
+	    get_le64(p))
+		return 0;
+	return size;
+}
+
+/* Is there any valid record after OFF with a seq above LAST_SEQ?  Cheap
+ * header tests come before the checksum, so a zero-filled tail costs a
+ * few loads per 8 bytes. */
+static int valid_after(const unsigned char *base, uint64_t len, uint64_t seg,
+		       uint64_t off, uint64_t last_seq)
+{
+	for (uint64_t p = off + 8; p + WAL_REC_HDR <= len; p += 8) {
+		const unsigned char *h = base + p;
+		if (h[12] < WAL_PUT || h[12] > WAL_COMMIT || h[13] || h[14] ||
+		    h[15] || get_le64(h + 16) <= last_seq)
+			continue;
+		if (rec_valid(base, len, seg, p))
+			return 1;
+	}
+	return 0;
+}
+
+void wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
+	      uint64_t start, uint64_t next_seq, struct wal_scan *r)
+{
+	memset(r, 0, sizeof *r);
+	r->end = start;
+	r->last_seq = next_seq - 1;
+	uint64_t off = start, expect = next_seq, in_batch = 0;
+	while (off < len) {
+		uint64_t size = rec_valid(base, len, seg, off);
+		if (!size) {
+			if (valid_after(base, len, seg, off, expect - 1)) {
+				r->status = KYRO_ECORRUPT;
+				r->bad_off = off;
+				snprintf(r->why, sizeof r->why,
+					 "record fails its checksum or "
+					 "framing, and valid records follow");
+				return;
+			}
+			break;
+		}
+		const unsigned char *p = base + off;
+		uint64_t seq = get_le64(p + 16);
+		if (p[12] == WAL_COMMIT) {
+			uint64_t n = get_le64(p + 24);
+			if (in_batch == 0 || n != in_batch ||
+			    seq != expect - 1) {
+				r->status = KYRO_ECORRUPT;
+				r->bad_off = off;
+				snprintf(r->why, sizeof r->why,
+					 "commit record (seq %llu, %llu "
+					 "records) does not match its batch",
+					 (unsigned long long)seq,
+					 (unsigned long long)n);
+				return;
+			}
+			r->records += in_batch;
+			r->batches++;
+			in_batch = 0;
+			r->end = off + size;
+			r->last_seq = seq;
+		} else {
+			if (seq != expect) {
+				r->status = KYRO_ECORRUPT;
+				r->bad_off = off;
+				snprintf(r->why, sizeof r->why,
+					 "sequence number %llu, expected %llu",
+					 (unsigned long long)seq,
+					 (unsigned long long)expect);
+				return;
+			}
+			expect++;
+			in_batch++;
+		}
+		off += size;
+	}
+	if (r->end < len) {
+		r->status = KYRO_ETORN;
+		r->bad_off = r->end;
+		snprintf(r->why, sizeof r->why,
+			 "torn tail: %llu bytes after the last complete batch",
+			 (unsigned long long)(len - r->end));
+	}
+}
+
+int wal_create(char *msg, const char *dir, uint64_t seg, uint64_t first_seq)
+{
+	char path[PATH_MAX];
+	unsigned char hdr[WAL_HDR];
+	int fd = -1, rc = kpath_gen(path, dir, "wal-", seg, ".log");
+	if (rc)
+		return kfail(msg, rc, "cannot create a WAL segment in '%s'",
+			     dir);
+	/* A segment of this id can only be the leftover of a crash between
+	 * creating it and committing the manifest that names it. */
+	rc = fs_unlink(msg, path);
+	if (!rc)
+		rc = fs_open(msg, path, O_WRONLY | O_CREAT | O_EXCL, 0644, &fd);
+	if (rc)
+		return rc;
+	wal_header_encode(hdr, seg, first_seq);
+	rc = fs_write_all(msg, fd, hdr, sizeof hdr, path);
+	if (!rc)
+		rc = fs_fsync(msg, fd, path);
+	fs_close(fd);
+	if (!rc)
+		rc = fs_fsync_dir(msg, dir);
+	return rc;
+}
+
+int wal_writer_open(char *msg, struct wal_writer *w, const char *dir,
+		    uint64_t seg, uint64_t committed, uint64_t next_seq,
+		    int durable)
+{
+	uint64_t size;
+	int rc;
+	memset(w, 0, sizeof *w);
+	w->fd = -1;
+	rc = kpath_gen(w->path, dir, "wal-", seg, ".log");
+	if (rc)
+		return kfail(msg, rc, "cannot open a WAL segment in '%s'", dir);
+	rc = fs_open(msg, w->path, O_WRONLY, 0, &w->fd);
+	if (!rc)
+		rc = fs_size(msg, w->fd, w->path, &size);
+	if (!rc && size < committed)
+		rc = kfailx(msg, KYRO_ECORRUPT,
+			    "'%s': file is %llu bytes, but %llu were committed",
+			    w->path, (unsigned long long)size,
+			    (unsigned long long)committed);
+	if (!rc && size > committed) {
+		rc = fs_truncate(msg, w->fd, committed, w->path);
+		if (!rc && durable)
+			rc = fs_fsync(msg, w->fd, w->path);
+	}
+	if (!rc)
+		rc = fs_seek(msg, w->fd, committed, w->path);
+	if (!rc && !(w->buf = malloc(WAL_BUFCAP)))
+		rc = kfail(msg, ENOMEM, "cannot allocate a WAL buffer");
+	if (rc) {
+		wal_writer_close(w);
+		return rc;
+	}
+	w->seg = seg;
+	w->bufcap = WAL_BUFCAP;
+	w->committed = w->pos = committed;
+	w->next_seq = next_seq;
+	return 0;
+}
+
+void wal_writer_close(struct wal_writer *w)
+{
+	fs_close(w->fd);
+	free(w->buf);
+	w->fd = -1;
+	w->buf = NULL;
+}
+
+int wal_flush(char *msg, struct wal_writer *w)
+{
+	if (w->buflen == 0)
+		return 0;
+	int rc = fs_write_all(msg, w->fd, w->buf, w->buflen, w->path);
+	if (rc)
+		return rc;
+	w->bytes += w->buflen;
+	w->buflen = 0;
+	return 0;
+}
+
+int wal_sync(char *msg, struct wal_writer *w)
+{
+	int rc = wal_flush(msg, w);
+	if (!rc)
+		rc = fs_fsync(msg, w->fd, w->path);
+	if (!rc)
+		w->fsyncs++;
+	return rc;
+}
+
+static void rec_header(unsigned char *h, int type, uint32_t len, uint64_t seq,
+		       uint64_t key)
+{
+	memset(h, 0, WAL_REC_HDR);
+	put_le32(h + 8, len);
+	h[12] = (unsigned char)type;
+	put_le64(h + 16, seq);
+	put_le64(h + 24, key);
+}
+
+/* A value too large for the buffer goes out in three writes, its checksum
+ * computed by streaming, so no record ever needs a second copy. */
+static int append_large(char *msg, struct wal_writer *w, unsigned char *h,
+			const void *val, size_t len)
+{
+	static const unsigned char zeros[8];
+	XXH3_state_t *st = XXH3_createState();
+	if (!st)
+		return kfail(msg, ENOMEM, "cannot append to '%s'", w->path);
+	XXH3_64bits_reset_withSeed(st, w->seg);
+	XXH3_64bits_update(st, h + 8, WAL_REC_HDR - 8);
+	XXH3_64bits_update(st, val, len);
+	put_le64(h, XXH3_64bits_digest(st));
+	XXH3_freeState(st);
+	int rc = wal_flush(msg, w);
+	if (!rc)
+		rc = fs_write_all(msg, w->fd, h, WAL_REC_HDR, w->path);
+	if (!rc)
+		rc = fs_write_all(msg, w->fd, val, len, w->path);
+	if (!rc)
+		rc = fs_write_all(msg, w->fd, zeros, align8(len) - len,
+				  w->path);
+	if (!rc)
+		w->bytes += WAL_REC_HDR + align8(len);
+	return rc;
+}
+
+int wal_append(char *msg, struct wal_writer *w, int type, uint64_t key,
+	       const void *val, size_t len, uint64_t *seq)
+{
+	uint64_t size = WAL_REC_HDR + align8(len);
+	uint64_t s = type == WAL_COMMIT ? w->next_seq - 1 : w->next_seq;
+	int rc;
+	if (size > w->bufcap) {
+		unsigned char h[WAL_REC_HDR];
+		rec_header(h, type, (uint32_t)len, s, key);
+		rc = append_large(msg, w, h, val, len);
+	} else {
+		if (w->buflen + size > w->bufcap &&
+		    (rc = wal_flush(msg, w)) != 0)
+			return rc;
+		unsigned char *h = w->buf + w->buflen;
+		rec_header(h, type, (uint32_t)len, s, key);
+		if (len)
+			memcpy(h + WAL_REC_HDR, val, len);
+		memset(h + WAL_REC_HDR + len, 0, align8(len) - len);
+		put_le64(h, XXH3_64bits_withSeed(h + 8, WAL_REC_HDR - 8 + len,
+						 w->seg));
+		w->buflen += size;
+		rc = 0;
+	}
+	if (rc)
+		return rc;
+	w->pos += size;
+	if (type != WAL_COMMIT) {
+		w->next_seq++;
+		w->batch_count++;
+	}
+	if (seq)
+		*seq = s;
+	return 0;
+}
+
+int wal_commit(char *msg, struct wal_writer *w)
+{
+	if (w->batch_count == 0)
+		return 0;
+	int rc = wal_append(msg, w, WAL_COMMIT, w->batch_count, NULL, 0, NULL);
+	if (!rc)
+		rc = wal_flush(msg, w);
+	if (rc)
+		return rc;
+	w->committed = w->pos;
+	w->batch_count = 0;
+	return 0;
+}
+
+int wal_rollback(char *msg, struct wal_writer *w)
+{
+	w->next_seq -= w->batch_count;
+	w->batch_count = 0;
+	w->buflen = 0;
+	w->pos = w->committed;
+	int rc = fs_truncate(msg, w->fd, w->committed, w->path);
+	if (!rc)
+		rc = fs_seek(msg, w->fd, w->committed, w->path);
+	return rc;
+}

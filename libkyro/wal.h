@@ -1,0 +1,94 @@
+/* wal.h - write-ahead log segments: format, scanner, batch writer. */
+#ifndef KYRO_WAL_H
+#define KYRO_WAL_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define WAL_VERSION 1
+#define WAL_HDR 48     /* segment header */
+#define WAL_REC_HDR 32 /* record header */
+#define WAL_PUT 1
+#define WAL_DEL 2
+#define WAL_COMMIT 3
+
+/* A record inside a mapped segment, already validated by wal_scan(). */
+struct wal_rec {
+	uint8_t type;
+	uint32_t len;
+	uint64_t seq;
+	uint64_t key;
+	const unsigned char *val;
+};
+
+/* Decode the (validated) record at BASE+OFF; return the next offset. */
+static inline uint64_t wal_rec_at(const unsigned char *base, uint64_t off,
+				  struct wal_rec *r)
+{
+	const unsigned char *p = base + off;
+	uint32_t len;
+	memcpy(&len, p + 8, 4);
+	r->len = len;
+	r->type = p[12];
+	memcpy(&r->seq, p + 16, 8);
+	memcpy(&r->key, p + 24, 8);
+	r->val = p + WAL_REC_HDR;
+	return off + WAL_REC_HDR + ((len + 7u) & ~7u);
+}
+
+/* What a scan found.  STATUS is 0 (clean to the end), KYRO_ETORN (an
+ * incomplete record or batch ends the segment: END is where it starts) or
+ * KYRO_ECORRUPT (BAD_OFF is the bad record, WHY says what is wrong). */
+struct wal_scan {
+	uint64_t end;      /* end of the last complete batch */
+	uint64_t last_seq; /* its last sequence number */
+	uint64_t records;  /* put/delete records in complete batches */
+	uint64_t batches;
+	int status;
+	uint64_t bad_off;
+	char why[160];
+};
+
+void wal_header_encode(unsigned char *buf, uint64_t seg, uint64_t first_seq);
+/* Check the header of segment SEG mapped at BASE (LEN bytes). */
+int wal_header_check(char *msg, const unsigned char *base, uint64_t len,
+		     const char *path, uint64_t seg, uint64_t *first_seq);
+/* Scan [START, LEN) of segment SEG; the first record must carry NEXT_SEQ. */
+void wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
+	      uint64_t start, uint64_t next_seq, struct wal_scan *r);
+
+/* Create segment SEG durably (file and directory fsynced), empty. */
+int wal_create(char *msg, const char *dir, uint64_t seg, uint64_t first_seq);
+
+struct wal_writer {
+	int fd;
+	uint64_t seg;
+	char path[PATH_MAX];
+	uint64_t committed; /* end of the last committed batch */
+	uint64_t pos;       /* file offset after the buffered bytes */
+	uint64_t next_seq;
+	uint64_t batch_count;
+	unsigned char *buf;
+	size_t buflen, bufcap;
+	uint64_t bytes, fsyncs; /* counters for the curious */
+};
+
+/* Open segment SEG for appending after COMMITTED (truncating anything
+ * beyond it: the torn tail of a writer that died; the truncation is made
+ * durable when DURABLE).  NEXT_SEQ is the next record's number. */
+int wal_writer_open(char *msg, struct wal_writer *w, const char *dir,
+		    uint64_t seg, uint64_t committed, uint64_t next_seq,
+		    int durable);
+void wal_writer_close(struct wal_writer *w);
+int wal_append(char *msg, struct wal_writer *w, int type, uint64_t key,
+	       const void *val, size_t len, uint64_t *seq);
+int wal_flush(char *msg, struct wal_writer *w);
+int wal_sync(char *msg, struct wal_writer *w);
+/* Append the COMMIT record and write it out (no fsync). */
+int wal_commit(char *msg, struct wal_writer *w);
+/* Drop everything after the last commit, in the buffer and the file. */
+int wal_rollback(char *msg, struct wal_writer *w);
+
+#endif
