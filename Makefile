@@ -80,6 +80,40 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/harness.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+FUZZERS := \
+	fuzz_manifest \
+	fuzz_snapshot \
+	fuzz_wal
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_SECONDS ?= 60
+FUZZ_BINS    := $(FUZZERS:%=build-fuzz/%)
+
+build-fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS_ALL) $(WARN) $(FUZZ_CFLAGS) -c -o $@ $<
+
+build-fuzz/fuzz_%: build-fuzz/tests/fuzz/fuzz_%.o $(LIB_SRCS:%.c=build-fuzz/%.o)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+## fuzz: run every libFuzzer target for FUZZ_SECONDS each (default 60)
+fuzz: $(FUZZ_BINS)
+	$(Q)for f in $(FUZZERS); do \
+		mkdir -p build-fuzz/corpus/$$f && \
+		./build-fuzz/$$f -max_total_time=$(FUZZ_SECONDS) \
+			build-fuzz/corpus/$$f tests/fuzz/corpus/$$f || exit 1; \
+	done
+
+## check-fuzz: replay the saved fuzz corpus (part of make test)
+check-fuzz: $(FUZZ_BINS)
+	$(Q)for f in $(FUZZERS); do \
+		./build-fuzz/$$f tests/fuzz/corpus/$$f/* >build-fuzz/$$f.log 2>&1 \
+			|| { tail -30 build-fuzz/$$f.log; exit 1; }; \
+		echo "ok   $$f: $$(ls tests/fuzz/corpus/$$f | wc -l) inputs replayed"; \
+	done
+
 ## deps: install missing Debian packages (as root), or print the apt-get line
 deps:
 	$(Q)sh tests/deps.sh
@@ -101,6 +135,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory check-unit
 	$(Q)$(MAKE) --no-print-directory check-asan
+	$(Q)$(MAKE) --no-print-directory check-fuzz
 	$(Q)$(MAKE) --no-print-directory check-bats
 
 ## clean: remove build outputs
@@ -111,7 +146,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all deps check-unit check-bats check-asan test clean help
+.PHONY: all deps check-unit check-bats check-asan check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

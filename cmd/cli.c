@@ -5,6 +5,7 @@
  * learnt the hard way that `-c` can silently mean the wrong thing).
  */
 #include <errno.h>
+#include <stdio_ext.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,10 @@ void cli_init(struct cli *c, int argc, char **argv)
 	c->ind = 1;
 	c->arg = NULL;
 	c->shorts = NULL;
+	/* The tools are single-threaded: stdio's per-call locking is pure
+	 * overhead when a value is printed per lookup. */
+	__fsetlocking(stdin, FSETLOCKING_BYCALLER);
+	__fsetlocking(stdout, FSETLOCKING_BYCALLER);
 }
 
 static void print_usage(const struct cli *c, FILE *f)

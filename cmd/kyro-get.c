@@ -91,6 +91,76 @@ static int get_one(const char *prog, kyro_db *db, const char *s, size_t len,
 
 static int worse(int a, int b) { return a > b ? a : b; }
 
+/* Keys from stdin are answered in groups through kyro_get_batch(), whose
+ * interleaved searches overlap their cache misses. */
+#define BATCH 256
+
+struct pending {
+	struct kyro_item items[BATCH];
+	char text[BATCH][24]; /* a valid key is at most 20 characters */
+	size_t n;
+};
+
+static int flush_batch(const char *prog, kyro_db *db, struct pending *p)
+{
+	int status = EXIT_OK, rc = kyro_get_batch(db, p->items, p->n);
+	if (rc) {
+		cli_db_error(prog, db, rc);
+		return EXIT_ERR;
+	}
+	for (size_t i = 0; i < p->n; i++) {
+		struct kyro_item *it = &p->items[i];
+		if (it->rc == 0) {
+			print(it->key, it->val, it->len);
+		} else {
+			cli_warn(prog, "%s: not found", p->text[i]);
+			status = EXIT_NO;
+		}
+	}
+	p->n = 0;
+	return status;
+}
+
+static int get_stdin(const char *prog, kyro_db *db)
+{
+	static struct pending p;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	unsigned long lineno = 0;
+	int status = EXIT_OK;
+	while ((n = getline(&line, &cap, stdin)) >= 0) {
+		size_t len = (size_t)n;
+		if (len && line[len - 1] == '\n')
+			len--;
+		lineno++;
+		if (fmt == FMT_RAW && lineno > 1) {
+			cli_warn(prog, "line %lu: --format=raw takes exactly one key", lineno);
+			status = EXIT_ERR;
+			break;
+		}
+		uint64_t key;
+		if (len >= sizeof p.text[0] || cli_parse_key(line, len, &key)) {
+			cli_warn(prog, "line %lu: invalid key '%.*s'", lineno, len > 64 ? 64 : (int)len, line);
+			status = EXIT_ERR;
+			continue;
+		}
+		memcpy(p.text[p.n], line, len);
+		p.text[p.n][len] = 0;
+		p.items[p.n++].key = key;
+		if (p.n == BATCH)
+			status = worse(status, flush_batch(prog, db, &p));
+	}
+	if (p.n)
+		status = worse(status, flush_batch(prog, db, &p));
+	if (ferror(stdin)) {
+		cli_warn(prog, "cannot read standard input: %s", strerror(errno));
+		status = EXIT_ERR;
+	}
+	free(line);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {.prog = "kyro-get", .usage = usage, .opts = opts,
@@ -152,26 +222,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < nargs; i++)
 			status = worse(status, get_one(c.prog, db, args[i], strlen(args[i]), 0));
 	} else {
-		char *line = NULL;
-		size_t cap = 0;
-		ssize_t n;
-		unsigned long lineno = 0, keys = 0;
-		while ((n = getline(&line, &cap, stdin)) >= 0) {
-			size_t len = (size_t)n;
-			if (len && line[len - 1] == '\n')
-				len--;
-			if (fmt == FMT_RAW && ++keys > 1) {
-				cli_warn(c.prog, "line %lu: --format=raw takes exactly one key", lineno + 1);
-				status = EXIT_ERR;
-				break;
-			}
-			status = worse(status, get_one(c.prog, db, line, len, ++lineno));
-		}
-		if (ferror(stdin)) {
-			cli_warn(c.prog, "cannot read standard input: %s", strerror(errno));
-			status = EXIT_ERR;
-		}
-		free(line);
+		status = worse(status, get_stdin(c.prog, db));
 	}
 	kyro_close(db);
 	return cli_finish(c.prog, status);

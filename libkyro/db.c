@@ -324,6 +324,78 @@ int kyro_get(kyro_db *db, uint64_t key, const void **val, size_t *len)
 	return lookup(db, key, val, len);
 }
 
+/* Interleaved binary search: every probe of a level is prefetched before
+ * any is compared, so one group costs about one memory latency per level
+ * instead of one per level per key. */
+#define GROUP 32
+
+static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
+{
+	const struct view *v = &db->v;
+	const struct snap *s = &v->snap;
+	const uint64_t *base[GROUP];
+	size_t todo[GROUP], m = 0;
+	for (size_t g = 0; g < n; g++) {
+		uint64_t ref = delta_get(&v->delta, it[g].key);
+		if (ref) {
+			it[g].rc = lookup(db, it[g].key, &it[g].val, &it[g].len);
+			continue;
+		}
+		if (!v->have_snap || s->n == 0) {
+			it[g].rc = KYRO_ENOTFOUND;
+			continue;
+		}
+		todo[m] = g;
+		base[m++] = s->keys;
+	}
+	if (m == 0)
+		return 0;
+	uint64_t len = s->n;
+	while (len > 1) {
+		uint64_t half = len / 2;
+		for (size_t k = 0; k < m; k++)
+			__builtin_prefetch(base[k] + half);
+		for (size_t k = 0; k < m; k++)
+			base[k] = base[k][half] < it[todo[k]].key ? base[k] + half
+								  : base[k];
+		len -= half;
+	}
+	uint64_t idx[GROUP];
+	for (size_t k = 0; k < m; k++) {
+		idx[k] = (uint64_t)(base[k] - s->keys) +
+			 (*base[k] < it[todo[k]].key);
+		if (idx[k] < s->n && s->keys[idx[k]] == it[todo[k]].key)
+			__builtin_prefetch(s->offs + idx[k]);
+		else
+			idx[k] = UINT64_MAX;
+	}
+	for (size_t k = 0; k < m; k++)
+		if (idx[k] != UINT64_MAX)
+			__builtin_prefetch(s->data + s->offs[idx[k]]);
+	for (size_t k = 0; k < m; k++) {
+		struct kyro_item *x = &it[todo[k]];
+		if (idx[k] == UINT64_MAX) {
+			x->rc = KYRO_ENOTFOUND;
+		} else if (snap_value(s, idx[k], &x->val, &x->len)) {
+			return kfailx(db->msg, KYRO_ECORRUPT,
+				      "'%s': payload reference of key %llu is "
+				      "out of bounds",
+				      s->bin_path, (unsigned long long)x->key);
+		} else {
+			x->rc = 0;
+		}
+	}
+	return 0;
+}
+
+int kyro_get_batch(kyro_db *db, struct kyro_item *items, size_t n)
+{
+	int rc = view_refresh(db);
+	for (size_t i = 0; !rc && i < n; i += GROUP)
+		rc = lookup_group(db, items + i, n - i < GROUP ? n - i : GROUP);
+	return rc;
+}
+
 int kyro_last_seq(kyro_db *db, uint64_t *seq)
 {
 	int rc = view_refresh(db);

@@ -178,6 +178,29 @@ void fs_unmap(void *p, size_t len)
 		munmap(p, len);
 }
 
+void fs_advise_random(const void *p, size_t len)
+{
+	if (!p || !len)
+		return;
+	madvise((void *)p, len, MADV_RANDOM);
+	madvise((void *)p, len, MADV_HUGEPAGE);
+}
+
+void fs_populate(const void *p, size_t len)
+{
+	/* Where the page cache holds large folios, huge mappings spare the
+	 * TLB walks of the random reads that follow. */
+	if (p && len)
+		madvise((void *)p, len, MADV_HUGEPAGE);
+#ifdef MADV_POPULATE_READ
+	/* One call maps every page, instead of one fault per page. */
+	if (p && len && madvise((void *)p, len, MADV_POPULATE_READ) == 0)
+		return;
+#endif
+	if (p && len)
+		madvise((void *)p, len, MADV_WILLNEED);
+}
+
 int fs_mkdir_durable(char *msg, const char *dir)
 {
 	if (mkdir(dir, 0755) < 0)

@@ -33,6 +33,11 @@ int fs_map(char *msg, int fd, size_t len, int writable, const char *path,
 int fs_remap(char *msg, void *old, size_t oldlen, size_t newlen,
 	     const char *path, void **p);
 void fs_unmap(void *p, size_t len);
+/* A mapping that lookups will read at random: no read-ahead, and huge
+ * mappings where the page cache has large folios (fewer TLB misses). */
+void fs_advise_random(const void *p, size_t len);
+/* Fault a mapping in ahead of a sequential pass (best effort). */
+void fs_populate(const void *p, size_t len);
 /* Create DIR (mode 0755) and fsync its parent, so that the directory
  * survives a crash before anything is named inside it. */
 int fs_mkdir_durable(char *msg, const char *dir);

@@ -47,7 +47,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <xxhash.h>
 
 #include "fsio.h"
@@ -163,10 +162,8 @@ int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
 			    s->bin_path, (unsigned long long)offs_at(s->n));
 		goto fail;
 	}
-	/* Lookups jump around the key array; read-ahead would only waste
-	 * page cache and I/O. */
-	madvise((void *)s->bin, s->bin_len, MADV_RANDOM);
-	madvise((void *)s->data, s->data_len, MADV_RANDOM);
+	fs_advise_random(s->bin, s->bin_len);
+	fs_advise_random(s->data, s->data_len);
 	return 0;
 fail:
 	snap_close(s);
@@ -262,20 +259,23 @@ int snap_writer_open(char *msg, struct snap_writer *w, const char *dir,
 		snap_writer_abort(w);
 		return rc;
 	}
+	/* The header goes out first, outside the hashed buffer. */
 	memset(hdr, 0, sizeof hdr);
 	memcpy(hdr, data_magic, 8);
 	put_le32(hdr + 8, SNAP_VERSION);
 	put_le32(hdr + 12, SNAP_DATA_HDR);
 	put_le64(hdr + 16, gen);
 	put_le64(hdr + 24, XXH3_64bits(hdr, 24));
-	memcpy(w->buf, hdr, sizeof hdr);
-	w->buflen = sizeof hdr;
 	w->data_pos = sizeof hdr;
-	return 0;
+	return fs_write_all(msg, w->fd_data, hdr, sizeof hdr, w->data_tmp);
 }
 
+/* The payload checksum is taken per flushed buffer, not per value: the
+ * stream hash of the concatenation is the same, and 10M tiny updates
+ * cost more than the hashing itself. */
 static int data_flush(char *msg, struct snap_writer *w)
 {
+	XXH3_64bits_update(w->hash, w->buf, w->buflen);
 	int rc = fs_write_all(msg, w->fd_data, w->buf, w->buflen, w->data_tmp);
 	w->buflen = 0;
 	return rc;
@@ -299,15 +299,16 @@ int snap_writer_add(char *msg, struct snap_writer *w, uint64_t key,
 	w->keys[w->n] = key;
 	w->offs[w->n] = w->data_pos;
 	w->n++;
-	XXH3_64bits_update(w->hash, val, len);
 	w->data_pos += len;
 	if (w->buflen + len > DATA_BUFCAP) {
 		int rc = data_flush(msg, w);
 		if (rc)
 			return rc;
-		if (len > DATA_BUFCAP)
+		if (len > DATA_BUFCAP) {
+			XXH3_64bits_update(w->hash, val, len);
 			return fs_write_all(msg, w->fd_data, val, len,
 					    w->data_tmp);
+		}
 	}
 	memcpy(w->buf + w->buflen, val, len);
 	w->buflen += len;
