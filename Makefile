@@ -114,6 +114,40 @@ check-fuzz: $(FUZZ_BINS)
 		echo "ok   $$f: $$(ls tests/fuzz/corpus/$$f | wc -l) inputs replayed"; \
 	done
 
+## demo: build, load a sample data set, snapshot, read it back
+demo: all
+	$(Q)sh scripts/demo.sh
+
+## install: install tools, man pages, completions, kyro.h, libkyro.a, kyro.pc
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions \
+		$(DESTDIR)$(DATADIR)/zsh/vendor-completions \
+		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)
+	install -m 644 $(LIB) $(DESTDIR)$(LIBDIR)
+	install -m 644 libkyro/kyro.h $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
+	install -m 644 man/kyro.7 $(DESTDIR)$(MANDIR)/man7
+	install -m 644 $(wildcard completions/bash/*) $(DESTDIR)$(DATADIR)/bash-completion/completions
+	install -m 644 completions/zsh/_kyro $(DESTDIR)$(DATADIR)/zsh/vendor-completions
+	install -m 644 $(wildcard completions/fish/*.fish) $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+		kyro.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/kyro.pc
+
+## uninstall: remove what install installed
+uninstall:
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(LIBDIR)/libkyro.a \
+		$(DESTDIR)$(INCLUDEDIR)/kyro.h $(DESTDIR)$(PKGCONFIGDIR)/kyro.pc \
+		$(DESTDIR)$(MANDIR)/man7/kyro.7 \
+		\
+		$(DESTDIR)$(DATADIR)/zsh/vendor-completions/_kyro
+	rm -f $(patsubst completions/bash/%,$(DESTDIR)$(DATADIR)/bash-completion/completions/%,$(wildcard completions/bash/*))
+	rm -f $(patsubst completions/fish/%,$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/%,$(wildcard completions/fish/*.fish))
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
+
 ## deps: install missing Debian packages (as root), or print the apt-get line
 deps:
 	$(Q)sh tests/deps.sh
@@ -146,7 +180,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all deps check-unit check-bats check-asan check-fuzz fuzz test clean help
+.PHONY: all demo install uninstall deps check-unit check-bats check-asan check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
