@@ -294,6 +294,7 @@ static int lookup(kyro_db *db, uint64_t key, const void **val, size_t *len)
 	struct view *v = &db->v;
 	uint64_t ref = delta_get(&v->delta, key);
 	if (ref) {
+		COUNT(db, lookups_delta, 1);
 		if (ref & DELTA_TOMB)
 			return KYRO_ENOTFOUND;
 		struct wal_rec r;
@@ -305,6 +306,7 @@ static int lookup(kyro_db *db, uint64_t key, const void **val, size_t *len)
 	if (!v->have_snap)
 		return KYRO_ENOTFOUND;
 	const struct snap *s = &v->snap;
+	COUNT(db, lookups_binary, 1);
 	uint64_t i = kyro_lower_bound_binary(s->keys, s->n, key);
 	if (i == s->n || s->keys[i] != key)
 		return KYRO_ENOTFOUND;
@@ -350,6 +352,7 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 	}
 	if (m == 0)
 		return 0;
+	COUNT(db, lookups_binary, m);
 	uint64_t len = s->n;
 	while (len > 1) {
 		uint64_t half = len / 2;
@@ -394,6 +397,24 @@ int kyro_get_batch(kyro_db *db, struct kyro_item *items, size_t n)
 	for (size_t i = 0; !rc && i < n; i += GROUP)
 		rc = lookup_group(db, items + i, n - i < GROUP ? n - i : GROUP);
 	return rc;
+}
+
+int kyro_get_seq(kyro_db *db, uint64_t key, uint64_t *seq)
+{
+	const void *val;
+	size_t len;
+	int rc = kyro_get(db, key, &val, &len);
+	if (rc)
+		return rc;
+	uint64_t ref = delta_get(&db->v.delta, key);
+	if (ref) {
+		struct wal_rec r;
+		wal_rec_at(db->v.segs[DELTA_SLOT(ref)].base, DELTA_OFF(ref), &r);
+		*seq = r.seq;
+	} else {
+		*seq = db->v.snap.last_seq;
+	}
+	return 0;
 }
 
 int kyro_last_seq(kyro_db *db, uint64_t *seq)
@@ -565,8 +586,11 @@ static int write_rec(kyro_db *db, int type, uint64_t key, const void *val,
 	if (!db->in_batch)
 		return kfailx(db->msg, KYRO_EBATCH, "no batch is open");
 	rc = wal_append(db->msg, &db->w, type, key, val, len, seq);
-	if (!rc && db->sync == KYRO_SYNC_ALWAYS)
+	if (!rc && db->sync == KYRO_SYNC_ALWAYS) {
 		rc = wal_sync(db->msg, &db->w);
+		if (!rc)
+			COUNT(db, wal_fsyncs, 1);
+	}
 	if (rc)
 		return fail_write(db, rc);
 	if (auto_batch)
@@ -589,19 +613,54 @@ int kyro_batch_commit(kyro_db *db, uint64_t *last_seq)
 {
 	if (!db->in_batch)
 		return kfailx(db->msg, KYRO_EBATCH, "no batch is open");
-	uint64_t n = db->w.batch_count;
+	uint64_t n = db->w.batch_count, start = db->w.committed;
 	int rc = wal_commit(db->msg, &db->w);
-	if (!rc && n && db->sync != KYRO_SYNC_NONE)
+	if (!rc && n && db->sync != KYRO_SYNC_NONE) {
 		rc = wal_sync(db->msg, &db->w);
+		if (!rc)
+			COUNT(db, wal_fsyncs, 1);
+	}
 	if (rc)
 		return fail_write(db, rc);
-	if (n)
+	if (n) {
+		COUNT(db, wal_bytes, db->w.committed - start);
 		db_publish(db);
+		COUNT(db, batches, 1);
+		COUNT(db, wal_records, n);
+	}
 	shared_unlock(&db->sh);
 	db->in_batch = 0;
 	if (last_seq)
 		*last_seq = n ? db->w.next_seq - 1 : 0;
 	return 0;
+}
+
+int kyro_sync(kyro_db *db)
+{
+	if (db->failed)
+		return kfailx(db->msg, KYRO_EFAILED, "cannot sync '%s': %s",
+			      db->dir, kyro_strerror(KYRO_EFAILED));
+	if (!db->wopen)
+		return 0;
+	int rc = fs_fsync(db->msg, db->w.fd, db->w.path);
+	if (rc) {
+		db->failed = 1;
+		return rc;
+	}
+	COUNT(db, wal_fsyncs, 1);
+	return 0;
+}
+
+void kyro_stats(const kyro_db *db, struct kyro_stats *st)
+{
+	const uint64_t *src = (const uint64_t *)&db->st;
+	uint64_t *dst = (uint64_t *)st;
+	for (size_t i = 0; i < sizeof *st / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	st->manifest_gen = db->v.man.gen;
+	st->snapshot_gen = db->v.man.snap_gen;
+	st->rmi_gen = db->v.man.rmi_gen;
+	st->last_seq = db->v.last_seq;
 }
 
 void kyro_batch_abort(kyro_db *db)

@@ -48,8 +48,15 @@ struct kyro_db {
 	struct wal_writer w;
 	int wopen;
 	struct manifest wman; /* the manifest as the writer saw it, locked */
+	struct kyro_stats st; /* see kyro_stats(); bumped with COUNT() */
 	char msg[KMSG_MAX];
 };
+
+/* One writer thread, any reader thread: a relaxed store is enough, and
+ * compiles to a plain add, not a locked one. */
+#define COUNT(db, field, n)                                                  \
+	__atomic_store_n(&(db)->st.field, (db)->st.field + (n),              \
+			 __ATOMIC_RELAXED)
 
 /* Under the writer lock: read the manifest and find the committed end of
  * the last WAL segment (from the shared page when it is trustworthy, else

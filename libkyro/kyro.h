@@ -87,6 +87,14 @@ int kyro_set_sync(kyro_db *db, int mode);
 int kyro_get(kyro_db *db, uint64_t key, const void **val, size_t *len);
 
 /*
+ * The offset (sequence number) at which KEY's current value was written:
+ * exact when that write is newer than the snapshot; for a key whose value
+ * comes from the snapshot, the snapshot's last sequence number (snapshots
+ * do not keep one per key).  KYRO_ENOTFOUND when absent or deleted.
+ */
+int kyro_get_seq(kyro_db *db, uint64_t key, uint64_t *seq);
+
+/*
  * Look up many keys at once: the same answers as kyro_get() for each, but
  * the searches are interleaved so their cache misses overlap, which is
  * several times faster for large snapshots.  Each item's RC is 0 or
@@ -117,6 +125,38 @@ int kyro_delete(kyro_db *db, uint64_t key, uint64_t *seq);
 int kyro_batch_commit(kyro_db *db, uint64_t *last_seq);
 /* Discard the open batch: nothing of it is visible or survives. */
 void kyro_batch_abort(kyro_db *db);
+
+/*
+ * Make every batch this handle committed durable now (fsync the WAL).  For
+ * a writer that commits with KYRO_SYNC_NONE and syncs on a timer.  A
+ * failure is final, as for any write: the handle refuses further writes.
+ */
+int kyro_sync(kyro_db *db);
+
+/* Counters of one handle, for monitoring.  Each is written only by the
+ * thread using the handle and may be read from another thread (relaxed
+ * atomic loads); they only ever grow, except the *_gen and last_seq
+ * gauges. */
+#define KYRO_WINDOW_BUCKETS 16
+struct kyro_stats {
+	uint64_t lookups_delta;   /* answered from the WAL delta */
+	uint64_t lookups_rmi;     /* answered through the learned index */
+	uint64_t lookups_binary;  /* answered by binary search */
+	uint64_t rmi_mispredicts; /* key not in its predicted window */
+	uint64_t rmi_fallbacks;   /* bounded binary search after a miss */
+	/* RMI probe windows: bucket i counts windows of < 2^i keys, the
+	 * last bucket everything larger. */
+	uint64_t window_hist[KYRO_WINDOW_BUCKETS];
+	uint64_t batches;         /* committed batches */
+	uint64_t wal_records;     /* records written */
+	uint64_t wal_bytes;       /* WAL bytes written */
+	uint64_t wal_fsyncs;
+	uint64_t manifest_gen;    /* gauges: what the handle sees now */
+	uint64_t snapshot_gen;
+	uint64_t rmi_gen;
+	uint64_t last_seq;
+};
+void kyro_stats(const kyro_db *db, struct kyro_stats *st);
 
 /* The last committed sequence number, as this handle sees it. */
 int kyro_last_seq(kyro_db *db, uint64_t *seq);

@@ -277,7 +277,6 @@ int wal_flush(char *msg, struct wal_writer *w)
 	int rc = fs_write_all(msg, w->fd, w->buf, w->buflen, w->path);
 	if (rc)
 		return rc;
-	w->bytes += w->buflen;
 	w->buflen = 0;
 	return 0;
 }
@@ -287,8 +286,6 @@ int wal_sync(char *msg, struct wal_writer *w)
 	int rc = wal_flush(msg, w);
 	if (!rc)
 		rc = fs_fsync(msg, w->fd, w->path);
-	if (!rc)
-		w->fsyncs++;
 	return rc;
 }
 
@@ -324,8 +321,6 @@ static int append_large(char *msg, struct wal_writer *w, unsigned char *h,
 	if (!rc)
 		rc = fs_write_all(msg, w->fd, zeros, align8(len) - len,
 				  w->path);
-	if (!rc)
-		w->bytes += WAL_REC_HDR + align8(len);
 	return rc;
 }
 

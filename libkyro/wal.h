@@ -72,7 +72,6 @@ struct wal_writer {
 	uint64_t batch_count;
 	unsigned char *buf;
 	size_t buflen, bufcap;
-	uint64_t bytes, fsyncs; /* counters for the curious */
 };
 
 /* Open segment SEG for appending after COMMITTED (truncating anything
