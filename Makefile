@@ -13,8 +13,9 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-missing-field-initializers -Wformat=2 -Wvla
+GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 CPPFLAGS_ALL := -std=c11 -D_GNU_SOURCE -Ilibkyro -MMD -MP
-LDLIBS  := -lxxhash
+LDLIBS  := -l:libcpu_features.a -lxxhash -lm
 
 ifdef SANITIZE
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -34,20 +35,41 @@ LIB_SRCS := \
 	libkyro/delta.c \
 	libkyro/err.c \
 	libkyro/fsio.c \
+	libkyro/index.c \
 	libkyro/manifest.c \
+	libkyro/rmi.c \
 	libkyro/shared.c \
+	libkyro/simd.c \
+	libkyro/simd_avx2.c \
+	libkyro/simd_avx512.c \
+	libkyro/simd_scalar.c \
+	libkyro/simd_sse4.c \
 	libkyro/snapshot.c \
 	libkyro/sort.c \
 	libkyro/verify.c \
 	libkyro/wal.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+
+# Each SIMD probe is compiled for its own instruction set; the library
+# picks one at run time (cpu_features), so the rest stays portable.
+$(BUILD)/libkyro/simd_scalar.o: CFLAGS += -fno-tree-vectorize
+$(BUILD)/libkyro/simd_sse4.o: CFLAGS += -msse4.2 -mpopcnt
+$(BUILD)/libkyro/simd_avx2.o: CFLAGS += -mavx2 -mpopcnt
+$(BUILD)/libkyro/simd_avx512.o: CFLAGS += -mavx512f -mpopcnt
+build-fuzz/libkyro/simd_scalar.o: FUZZ_CFLAGS += -fno-tree-vectorize
+build-fuzz/libkyro/simd_sse4.o: FUZZ_CFLAGS += -msse4.2 -mpopcnt
+build-fuzz/libkyro/simd_avx2.o: FUZZ_CFLAGS += -mavx2 -mpopcnt
+build-fuzz/libkyro/simd_avx512.o: FUZZ_CFLAGS += -mavx512f -mpopcnt
 LIB      := $(BUILD)/libkyro.a
 
 TOOLS := \
 	kyro-get \
 	kyro-put \
+	kyro-rmi-build \
+	kyro-serve \
 	kyro-snapshot \
-	kyro-verify
+	kyro-verify \
+	kyro-warmup
 BINS := $(TOOLS:%=bin/%)
 CLI_OBJS := $(BUILD)/cmd/cli.o
 
@@ -57,7 +79,7 @@ UNIT_TESTS := \
 	test_snapshot \
 	test_store \
 	test_wal
-UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
+UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/test_rmi
 
 ## all: build libkyro.a and the tools into bin/
 all: $(LIB) $(BINS)
@@ -79,10 +101,16 @@ bin/%: $(BUILD)/cmd/%.o $(CLI_OBJS) $(LIB)
 # kyro-serve is the one tool with modules of its own (cmd/serve/) and
 # libraries beyond libkyro's.
 SERVE_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cmd/serve/*.c)))
+$(SERVE_OBJS) $(BUILD)/cmd/kyro-serve.o: CPPFLAGS += -DKYRO_GIT_COMMIT='"$(GIT_COMMIT)"'
 bin/kyro-serve: $(BUILD)/cmd/kyro-serve.o $(SERVE_OBJS) $(CLI_OBJS) $(LIB)
 	@mkdir -p bin
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmicrohttpd -ljansson -lpthread
+
+# test_rmi brings its own main (property tests over many key sets).
+$(BUILD)/tests/test_rmi: $(BUILD)/tests/unit/test_rmi.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/harness.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
@@ -93,7 +121,8 @@ FUZZERS := \
 	fuzz_snapshot \
 	fuzz_wal
 FUZZ_CC      ?= clang
-FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+                -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 60
 FUZZ_BINS    := $(FUZZERS:%=build-fuzz/%)
 
@@ -111,15 +140,15 @@ fuzz: $(FUZZ_BINS)
 	$(Q)for f in $(FUZZERS); do \
 		mkdir -p build-fuzz/corpus/$$f && \
 		./build-fuzz/$$f -max_total_time=$(FUZZ_SECONDS) \
-			build-fuzz/corpus/$$f tests/fuzz/corpus/$$f || exit 1; \
+			build-fuzz/corpus/$$f tests/fuzz/corpus/$${f#fuzz_} || exit 1; \
 	done
 
 ## check-fuzz: replay the saved fuzz corpus (part of make test)
 check-fuzz: $(FUZZ_BINS)
 	$(Q)for f in $(FUZZERS); do \
-		./build-fuzz/$$f tests/fuzz/corpus/$$f/* >build-fuzz/$$f.log 2>&1 \
+		./build-fuzz/$$f tests/fuzz/corpus/$${f#fuzz_}/* >build-fuzz/$$f.log 2>&1 \
 			|| { tail -30 build-fuzz/$$f.log; exit 1; }; \
-		echo "ok   $$f: $$(ls tests/fuzz/corpus/$$f | wc -l) inputs replayed"; \
+		echo "ok   $$f: $$(ls tests/fuzz/corpus/$${f#fuzz_} | wc -l) inputs replayed"; \
 	done
 
 ## demo: build, load a sample data set, snapshot, read it back
@@ -129,7 +158,8 @@ demo: all
 ## install: install tools, man pages, completions, kyro.h, libkyro.a, kyro.pc
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
-		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(PKGCONFIGDIR) \
 		$(DESTDIR)$(DATADIR)/bash-completion/completions \
 		$(DESTDIR)$(DATADIR)/zsh/vendor-completions \
 		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d
@@ -138,6 +168,7 @@ install: all
 	install -m 644 libkyro/kyro.h $(DESTDIR)$(INCLUDEDIR)
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
 	install -m 644 man/kyro.7 $(DESTDIR)$(MANDIR)/man7
+	install -m 644 $(wildcard man/*.8) $(DESTDIR)$(MANDIR)/man8
 	install -m 644 $(wildcard completions/bash/*) $(DESTDIR)$(DATADIR)/bash-completion/completions
 	install -m 644 completions/zsh/_kyro $(DESTDIR)$(DATADIR)/zsh/vendor-completions
 	install -m 644 $(wildcard completions/fish/*.fish) $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
@@ -155,6 +186,26 @@ uninstall:
 	rm -f $(patsubst completions/bash/%,$(DESTDIR)$(DATADIR)/bash-completion/completions/%,$(wildcard completions/bash/*))
 	rm -f $(patsubst completions/fish/%,$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/%,$(wildcard completions/fish/*.fish))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man8/%,$(wildcard man/*.8))
+
+## bench: every benchmark; CSV and PNG in bench/results/, summary in bench/README.md
+bench: bench-store bench-rmi
+
+bench-deps:
+	$(Q)sh tests/deps.sh liblmdb-dev gnuplot-nox hyperfine
+
+## bench-store: kyro-put/get/snapshot against LMDB (issue 2 figures)
+bench-store: all bench-deps
+	$(Q)sh bench/store/run.sh
+
+## bench-rmi: the learned index against binary search, Eytzinger and LMDB
+bench-rmi: bench-deps
+	$(Q)sh bench/run-rmi.sh
+
+## bench-serve: kyro-serve under wrk against nginx and redis (issue 4 figures)
+bench-serve: all
+	$(Q)sh tests/deps.sh wrk nginx-light redis-server
+	$(Q)sh bench/serve/run.sh
 
 ## deps: install missing Debian packages (as root), or print the apt-get line
 deps:
@@ -188,7 +239,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all demo install uninstall deps check-unit check-bats check-asan check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-store bench-rmi demo install uninstall deps check-unit check-bats check-asan check-fuzz fuzz test clean help
 .SECONDARY:
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)

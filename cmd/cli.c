@@ -198,9 +198,12 @@ int cli_parse_key(const char *s, size_t len, uint64_t *key)
 {
 	uint64_t v = 0;
 	if (len > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-		if (len - 2 > 16)
+		size_t i = 2;
+		while (i + 1 < len && s[i] == '0')
+			i++; /* leading zeros, as decimal allows them */
+		if (len - i > 16)
 			return -1;
-		for (size_t i = 2; i < len; i++) {
+		for (; i < len; i++) {
 			int h = hexval((unsigned char)s[i]);
 			if (h < 0)
 				return -1;

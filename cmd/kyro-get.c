@@ -210,6 +210,10 @@ int main(int argc, char **argv)
 		kyro_close(db);
 		return EXIT_ERR;
 	}
+	/* A damaged index costs speed, never answers: say so, go on. */
+	struct kyro_index_info ii;
+	if (kyro_index_info(db, &ii) == 0 && ii.refused)
+		cli_warn(c.prog, "warning: %s; using binary search", ii.why);
 	if (all || range) {
 		rc = kyro_scan(db, lo, hi, print_cb, NULL);
 		if (rc == EIO)

@@ -14,7 +14,7 @@ static const struct cli_opt opts[] = {
 	{OPT_SYNC, 0, "sync", "MODE", "always, batch (default) or none"},
 	{OPT_DELETE, 0, "delete", NULL, "delete the KEYs (or keys on stdin)"},
 	{OPT_OFFSET, 0, "print-offset", NULL, "print the batch's last sequence number"},
-	{OPT_VERBOSE, 'v', "verbose", NULL, "print a summary on stderr"},
+	{OPT_VERBOSE, 'v', NULL, NULL, "print a summary on stderr"},
 	{0, 0, NULL, NULL, NULL},
 };
 

@@ -6,17 +6,18 @@
 
 #include "cli.h"
 
-enum { OPT_DIR = 1, OPT_VERBOSE, OPT_REPAIR };
+enum { OPT_DIR = 1, OPT_VERBOSE, OPT_REPAIR, OPT_DEEP };
 
 static const struct cli_opt opts[] = {
 	{OPT_DIR, 'd', "dir", "DIR", "the data directory (default $KYRODB_DIR, else ./kyrodb-data)"},
 	{OPT_REPAIR, 0, "repair", NULL, "truncate a torn WAL tail (and change nothing else)"},
-	{OPT_VERBOSE, 'v', "verbose", NULL, "print a summary on stderr"},
+	{OPT_DEEP, 0, "deep", NULL, "also check that every key lies inside its index window"},
+	{OPT_VERBOSE, 'v', NULL, NULL, "print a summary on stderr"},
 	{0, 0, NULL, NULL, NULL},
 };
 
 static const char *const usage[] = {
-	"[-v] [-d DIR] [--repair]",
+	"[-v] [-d DIR] [--repair] [--deep]",
 	NULL,
 };
 
@@ -48,6 +49,7 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case OPT_DIR: dir = c.arg; break;
 		case OPT_REPAIR: flags |= KYRO_VERIFY_REPAIR; break;
+		case OPT_DEEP: flags |= KYRO_VERIFY_DEEP; break;
 		case OPT_VERBOSE: verbose = 1; break;
 		}
 	}

@@ -25,6 +25,7 @@
 
 #include "db.h"
 #include "fsio.h"
+#include "index.h"
 #include "sort.h"
 
 static double now(void)
@@ -34,9 +35,9 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Remove files no manifest names.  MANIFEST.tmp is left alone: it is the
- * writer lock's, which we do not hold here. */
-static void collect_garbage(const char *dir, const struct manifest *m)
+/* MANIFEST.tmp is left alone: it is the writer lock's, which the caller
+ * does not hold. */
+void db_collect_garbage(const char *dir, const struct manifest *m)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -53,7 +54,8 @@ static void collect_garbage(const char *dir, const struct manifest *m)
 		else if (sscanf(n, "snap-%16llx.%15s", &g, tail) == 2)
 			dead = g != m->snap_gen || strchr(tail, '.') != NULL;
 		else if (sscanf(n, "rmi-%16llx.%15s", &g, tail) == 2)
-			dead = g != m->rmi_gen || strchr(tail, '.') != NULL;
+			dead = g != m->rmi_gen || m->rmi_snap != m->snap_gen ||
+			       strchr(tail, '.') != NULL;
 		if (dead) {
 			char path[PATH_MAX];
 			if (!kpath(path, dir, n))
@@ -63,12 +65,21 @@ static void collect_garbage(const char *dir, const struct manifest *m)
 	closedir(d);
 }
 
+/* Values are gathered in key order, which is random order in the WAL.
+ * Through a file mapping of 4 KiB pages every read is a TLB walk; so
+ * when the WAL fits ARENA_MAX, the sequential scan copies each value into
+ * an anonymous arena on huge pages, and the gather reads from there.
+ * An arena entry is a u32 length and the value; a ref is its offset. */
+#define ARENA_MAX ((uint64_t)4 << 30)
+
 struct fold {
 	kyro_db *db;
 	struct seg_map *segs;
 	size_t nsegs;
 	struct delta_ent *ents;
 	size_t nents, cap;
+	unsigned char *arena; /* NULL: refs point into the WAL */
+	uint64_t arena_len, arena_cap;
 };
 
 static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
@@ -107,6 +118,13 @@ static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 			f->cap = cap;
 		}
 		uint64_t ref = DELTA_REF(slot, at);
+		if (f->arena && r.type == WAL_PUT) {
+			KYRO_VERIFY(f->arena_len + 4 + r.len <= f->arena_cap);
+			ref = f->arena_len;
+			memcpy(f->arena + ref, &r.len, 4);
+			memcpy(f->arena + ref + 4, r.val, r.len);
+			f->arena_len += 4 + r.len;
+		}
 		f->ents[f->nents].key = r.key;
 		f->ents[f->nents++].ref =
 			r.type == WAL_DEL ? ref | DELTA_TOMB : ref;
@@ -128,10 +146,12 @@ static int fold_merge(struct fold *f, const struct snap *old,
 	while (!rc && (i < n || j < m)) {
 		/* The records are scattered over the WAL in key order: fetch
 		 * a few ahead so their misses overlap. */
-		if (j + 16 < m) {
+		if (j + 16 < m && !(f->ents[j + 16].ref & DELTA_TOMB)) {
 			uint64_t ahead = f->ents[j + 16].ref;
-			__builtin_prefetch(f->segs[DELTA_SLOT(ahead)].base +
-					   DELTA_OFF(ahead));
+			__builtin_prefetch(
+				f->arena ? f->arena + ahead
+					 : f->segs[DELTA_SLOT(ahead)].base +
+						   DELTA_OFF(ahead));
 		}
 		if (j == m || (i < n && old->keys[i] < f->ents[j].key)) {
 			const void *val;
@@ -150,7 +170,14 @@ static int fold_merge(struct fold *f, const struct snap *old,
 			if (i < n && old->keys[i] == key)
 				i++;
 			uint64_t ref = f->ents[j++].ref;
-			if (!(ref & DELTA_TOMB)) {
+			if (ref & DELTA_TOMB) {
+				/* deleted: nothing to write */
+			} else if (f->arena) {
+				uint32_t len;
+				memcpy(&len, f->arena + ref, 4);
+				rc = snap_writer_add(msg, w, key, f->arena + ref + 4,
+						     len);
+			} else {
 				struct wal_rec r;
 				wal_rec_at(f->segs[DELTA_SLOT(ref)].base,
 					   DELTA_OFF(ref), &r);
@@ -172,7 +199,9 @@ static int fold_merge(struct fold *f, const struct snap *old,
 static int rotate(kyro_db *db, struct manifest *before, uint64_t *cut,
 		  uint64_t *cut_end)
 {
-	int rc = shared_lock(db->msg, &db->sh);
+	int rc = db_writer_prevalidate(db);
+	if (!rc)
+		rc = shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
 	rc = db_writer_prepare(db);
@@ -183,6 +212,12 @@ static int rotate(kyro_db *db, struct manifest *before, uint64_t *cut,
 	*cut_end = db->w.committed;
 	if (*cut == (db->wman.snap_gen ? db->wman.snap_seq : 0))
 		goto out; /* nothing new since the last snapshot */
+	/* A writer that syncs on a timer (kyro-serve --sync=batch) may
+	 * not have synced this segment yet, and will never touch it again
+	 * once it is retired: make it durable now. */
+	rc = wal_sync(db->msg, &db->w);
+	if (rc)
+		goto out;
 	uint64_t seg = db->wman.wal_last + 1;
 	rc = wal_create(db->msg, db->dir, seg, *cut + 1);
 	if (rc)
@@ -192,6 +227,8 @@ static int rotate(kyro_db *db, struct manifest *before, uint64_t *cut,
 	rc = manifest_write(db->msg, db->dir, &db->wman);
 	if (rc)
 		goto out;
+	/* Same records, one more (empty) segment: still checked. */
+	db->validated_gen = db->wman.gen;
 	wal_writer_close(&db->w);
 	db->wopen = 0;
 	rc = wal_writer_open(db->msg, &db->w, db->dir, seg, WAL_HDR, *cut + 1,
@@ -207,7 +244,7 @@ out:
 
 /* Step (2): name the new snapshot; the folded segments leave the list. */
 static int commit(kyro_db *db, const struct manifest *before,
-		  struct snap_writer *w, uint64_t cut)
+		  struct snap_writer *w, uint64_t cut, uint64_t rmi_id)
 {
 	int rc = shared_lock(db->msg, &db->sh);
 	if (rc)
@@ -224,8 +261,15 @@ static int commit(kyro_db *db, const struct manifest *before,
 		db->wman.snap_seq = cut;
 		db->wman.snap_keys = w->n;
 		db->wman.wal_first = before->wal_last + 1;
-		db->wman.rmi_gen = 0;
+		/* The old index served the old keys; a new one may come in
+		 * the same commit. */
+		db->wman.rmi_snap = rmi_id ? w->gen : 0;
+		if (rmi_id)
+			db->wman.rmi_gen = rmi_id;
 		rc = manifest_write(db->msg, db->dir, &db->wman);
+		/* The live segments are a subset of those checked. */
+		if (!rc)
+			db->validated_gen = db->wman.gen;
 	}
 	if (!rc)
 		db_publish(db);
@@ -236,6 +280,30 @@ static int commit(kyro_db *db, const struct manifest *before,
 int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
 		  kyro_progress_fn progress, void *arg)
 {
+	return kyro_snapshot_rmi(db, NULL, st, NULL, progress, arg);
+}
+
+/* Build the new snapshot's index before the commit (P non-NULL). */
+static int index_new(kyro_db *db, const struct snap_writer *w,
+		     uint64_t id, const struct kyro_rmi_params *p,
+		     struct kyro_rmi_stats *rst)
+{
+	struct snap s;
+	int rc = snap_open(db->msg, &s, db->dir, w->gen, w->n);
+	if (rc)
+		return rc;
+	rc = index_write(db->msg, db->dir, &s, id, p, rst);
+	snap_close(&s);
+	return rc;
+}
+
+int kyro_snapshot_rmi(kyro_db *db, const struct kyro_rmi_params *p,
+		      struct kyro_snapshot_stats *st,
+		      struct kyro_rmi_stats *rst, kyro_progress_fn progress,
+		      void *arg)
+{
+	static const struct kyro_rmi_params defaults;
+	uint64_t rmi_id = 0;
 	struct fold f = {.db = db};
 	struct manifest before;
 	struct snap old;
@@ -263,10 +331,34 @@ int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
 	if ((rc = rotate(db, &before, &cut, &cut_end)) != 0)
 		goto out;
 	if (before.wal_last == db->wman.wal_last) {
-		/* Nothing to fold. */
+		/* Nothing to fold; but an index asked for and missing is
+		 * still built for the snapshot there is. */
 		st->keys = before.snap_keys;
 		st->generation = before.snap_gen;
-		collect_garbage(db->dir, &db->wman);
+		if (before.snap_gen && !snap_open(NULL, &old, db->dir,
+						  before.snap_gen,
+						  before.snap_keys)) {
+			st->bytes = old.bin_len + old.data_len;
+			have_old = 1;
+		}
+		if ((p || rst) && before.snap_gen &&
+		    before.rmi_snap != before.snap_gen) {
+			if (!have_old) {
+				rc = snap_open(db->msg, &old, db->dir,
+					       before.snap_gen, before.snap_keys);
+				if (rc)
+					goto out;
+				have_old = 1;
+			}
+			rmi_id = before.rmi_gen + 1;
+			rc = index_write(db->msg, db->dir, &old, rmi_id,
+					 p ? p : &defaults, rst);
+			if (!rc)
+				rc = index_commit(db, before.snap_gen, rmi_id);
+			if (rc)
+				goto out;
+		}
+		db_collect_garbage(db->dir, &db->wman);
 		goto out;
 	}
 	if (before.snap_gen) {
@@ -294,6 +386,13 @@ int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
 				  before.wal_first + i);
 		if (rc)
 			goto out;
+		f.arena_cap += f.segs[i].maplen;
+	}
+	/* Values plus their 4-byte lengths never exceed the WAL's bytes.
+	 * Without memory for an arena the gather reads the WAL itself. */
+	if (f.arena_cap <= ARENA_MAX)
+		f.arena = fs_alloc_huge(f.arena_cap);
+	for (size_t i = 0; i < f.nsegs; i++) {
 		fs_populate(f.segs[i].base, f.segs[i].maplen);
 		int last = i + 1 == f.nsegs;
 		rc = fold_collect(&f, i, last ? cut_end : f.segs[i].maplen,
@@ -320,14 +419,18 @@ int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
 	rc = fold_merge(&f, have_old ? &old : NULL, &w, progress, arg);
 	if (!rc)
 		rc = snap_writer_finish(db->msg, &w, cut, &bytes);
+	if (!rc && (p || rst)) {
+		rmi_id = before.rmi_gen + 1;
+		rc = index_new(db, &w, rmi_id, p ? p : &defaults, rst);
+	}
 	if (!rc)
-		rc = commit(db, &before, &w, cut);
+		rc = commit(db, &before, &w, cut, rmi_id);
 	if (rc)
 		goto out;
 	st->keys = w.n;
 	st->bytes = bytes;
 	st->generation = w.gen;
-	collect_garbage(db->dir, &db->wman);
+	db_collect_garbage(db->dir, &db->wman);
 out:
 	if (have_w)
 		snap_writer_abort(&w);
@@ -337,6 +440,7 @@ out:
 		seg_map_close(&f.segs[i]);
 	free(f.segs);
 	free(f.ents);
+	fs_free_huge(f.arena, f.arena_cap);
 	fs_close(lockfd);
 	st->seconds = now() - t0;
 	return rc;

@@ -20,6 +20,7 @@
 
 #include "db.h"
 #include "fsio.h"
+#include "index.h"
 
 const char *kyro_errmsg(const kyro_db *db)
 {
@@ -93,8 +94,10 @@ static int seg_map_grow(char *msg, struct seg_map *s)
 	return 0;
 }
 
-static void view_free(struct view *v)
+static void view_free(kyro_db *db)
 {
+	struct view *v = &db->v;
+	index_unload(db);
 	if (v->have_snap)
 		snap_close(&v->snap);
 	for (size_t i = 0; i < v->nsegs; i++)
@@ -202,6 +205,7 @@ static int view_try_load(kyro_db *db)
 				    v->man.snap_keys)) != 0)
 			return rc;
 		v->have_snap = 1;
+		index_load(db);
 	}
 	v->last_seq = v->man.snap_gen ? v->man.snap_seq : 0;
 	size_t n = (size_t)(v->man.wal_last - v->man.wal_first + 1);
@@ -229,23 +233,31 @@ static int view_load(kyro_db *db)
 	/* A snapshot may delete the files of the manifest we just read;
 	 * starting over from the new manifest always converges. */
 	for (int tries = 0; tries < 20; tries++) {
-		view_free(&db->v);
+		view_free(db);
 		rc = view_try_load(db);
 		if (rc != ENOENT)
 			break;
 		usleep(1000);
 	}
 	if (rc)
-		view_free(&db->v);
+		view_free(db);
 	return rc;
 }
 
 /* The fast path is the first two lines: one atomic load and a compare. */
-static int view_refresh(kyro_db *db)
+int db_view_refresh(kyro_db *db)
 {
 	struct view *v = &db->v;
 	if (!v->loaded)
 		return view_load(db);
+	if (!db->sh.page && !(db->flags & KYRO_RDWR)) {
+		/* Opened before any writer made LOCK: keep looking for it
+		 * (a system call per lookup, in this state only). */
+		shared_close(&db->sh);
+		shared_open(NULL, &db->sh, db->dir, 0);
+		if (db->sh.page)
+			return view_load(db);
+	}
 	if (shared_change(&db->sh) == v->seen_change)
 		return 0;
 	struct shared_state st;
@@ -306,8 +318,14 @@ static int lookup(kyro_db *db, uint64_t key, const void **val, size_t *len)
 	if (!v->have_snap)
 		return KYRO_ENOTFOUND;
 	const struct snap *s = &v->snap;
-	COUNT(db, lookups_binary, 1);
-	uint64_t i = kyro_lower_bound_binary(s->keys, s->n, key);
+	uint64_t i;
+	if (v->rmi) {
+		COUNT(db, lookups_rmi, 1);
+		i = kyro_rmi_lower_bound(v->rmi, key);
+	} else {
+		COUNT(db, lookups_binary, 1);
+		i = kyro_lower_bound_binary(s->keys, s->n, key);
+	}
 	if (i == s->n || s->keys[i] != key)
 		return KYRO_ENOTFOUND;
 	if (snap_value(s, i, val, len))
@@ -320,11 +338,14 @@ static int lookup(kyro_db *db, uint64_t key, const void **val, size_t *len)
 
 int kyro_get(kyro_db *db, uint64_t key, const void **val, size_t *len)
 {
-	int rc = view_refresh(db);
+	int rc = db_view_refresh(db);
 	if (rc)
 		return rc;
 	return lookup(db, key, val, len);
 }
+
+static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *todo,
+			uint64_t *idx, size_t m);
 
 /* Interleaved binary search: every probe of a level is prefetched before
  * any is compared, so one group costs about one memory latency per level
@@ -352,6 +373,22 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 	}
 	if (m == 0)
 		return 0;
+	uint64_t idx[GROUP];
+	if (v->rmi) {
+		/* Predict every window first and prefetch its first lines,
+		 * then probe: the windows' misses overlap. */
+		COUNT(db, lookups_rmi, m);
+		for (size_t k = 0; k < m; k++) {
+			uint64_t lo, hi;
+			kyro_rmi_window(v->rmi, it[todo[k]].key, &lo, &hi);
+			__builtin_prefetch(s->keys + lo);
+			if (hi > lo + 8)
+				__builtin_prefetch(s->keys + lo + 8);
+		}
+		for (size_t k = 0; k < m; k++)
+			idx[k] = kyro_rmi_lower_bound(v->rmi, it[todo[k]].key);
+		return finish_group(db, it, todo, idx, m);
+	}
 	COUNT(db, lookups_binary, m);
 	uint64_t len = s->n;
 	while (len > 1) {
@@ -363,17 +400,27 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 								  : base[k];
 		len -= half;
 	}
-	uint64_t idx[GROUP];
-	for (size_t k = 0; k < m; k++) {
+	for (size_t k = 0; k < m; k++)
 		idx[k] = (uint64_t)(base[k] - s->keys) +
 			 (*base[k] < it[todo[k]].key);
+	return finish_group(db, it, todo, idx, m);
+}
+
+/* Positions found: fetch offsets, then payloads, then answer. */
+static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *todo,
+			uint64_t *idx, size_t m)
+{
+	const struct snap *s = &db->v.snap;
+	for (size_t k = 0; k < m; k++) {
 		if (idx[k] < s->n && s->keys[idx[k]] == it[todo[k]].key)
 			__builtin_prefetch(s->offs + idx[k]);
 		else
 			idx[k] = UINT64_MAX;
 	}
+	/* Even a prefetch must not form a pointer from an offset that
+	 * snap_value() has not checked yet. */
 	for (size_t k = 0; k < m; k++)
-		if (idx[k] != UINT64_MAX)
+		if (idx[k] != UINT64_MAX && s->offs[idx[k]] < s->data_size)
 			__builtin_prefetch(s->data + s->offs[idx[k]]);
 	for (size_t k = 0; k < m; k++) {
 		struct kyro_item *x = &it[todo[k]];
@@ -393,7 +440,7 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 
 int kyro_get_batch(kyro_db *db, struct kyro_item *items, size_t n)
 {
-	int rc = view_refresh(db);
+	int rc = db_view_refresh(db);
 	for (size_t i = 0; !rc && i < n; i += GROUP)
 		rc = lookup_group(db, items + i, n - i < GROUP ? n - i : GROUP);
 	return rc;
@@ -419,7 +466,7 @@ int kyro_get_seq(kyro_db *db, uint64_t key, uint64_t *seq)
 
 int kyro_last_seq(kyro_db *db, uint64_t *seq)
 {
-	int rc = view_refresh(db);
+	int rc = db_view_refresh(db);
 	if (!rc)
 		*seq = db->v.last_seq;
 	return rc;
@@ -439,7 +486,7 @@ int kyro_scan(kyro_db *db, uint64_t lo, uint64_t hi, kyro_scan_fn fn,
 	struct delta_ent *d = NULL;
 	size_t m = 0, j = 0;
 	uint64_t i = 0, end = 0;
-	int rc = view_refresh(db);
+	int rc = db_view_refresh(db);
 	if (rc || lo > hi)
 		return rc;
 	if ((rc = delta_sorted(&v->delta, lo, hi, &d, &m)) != 0)
@@ -497,11 +544,75 @@ void db_publish(kyro_db *db)
 	shared_publish(&db->sh, &st);
 }
 
+/* A writer must not append behind damage: an acknowledged record after a
+ * corrupt one could never be read.  Check every live segment once per
+ * handle and manifest (readers pay the same scan when they open), up to
+ * the committed end; the tail is the caller's to judge. */
+static int writer_validate(kyro_db *db, const struct manifest *m, int locked)
+{
+	uint64_t next_seq = m->snap_gen ? m->snap_seq + 1 : 1, limit;
+	struct shared_state st;
+	uint64_t change;
+	if (db->validated_gen == m->gen)
+		return 0;
+	/* Without the lock, another writer may cut a torn tail off the
+	 * last segment at any moment: read only below the committed end
+	 * it published, which no one truncates.  Without a trustworthy
+	 * end, leave the check to the caller that holds the lock. */
+	int trusted = shared_read(&db->sh, &st, &change) == 0 &&
+		      st.manifest_gen == m->gen && st.wal_seg == m->wal_last;
+	if (!locked && !trusted)
+		return 0;
+	for (uint64_t id = m->wal_first; id <= m->wal_last; id++) {
+		struct seg_map s;
+		struct wal_scan sc;
+		int rc = seg_map_open(db->msg, &s, db->dir, id);
+		if (rc)
+			return rc;
+		limit = s.maplen;
+		if (!locked && id == m->wal_last)
+			limit = st.wal_end < s.maplen ? st.wal_end : s.maplen;
+		fs_populate(s.base, (size_t)limit);
+		if (s.first_seq != next_seq) {
+			rc = kfailx(db->msg, KYRO_ECORRUPT,
+				    "'%s': offset 24: first sequence number "
+				    "%llu, expected %llu",
+				    s.path, (unsigned long long)s.first_seq,
+				    (unsigned long long)next_seq);
+			seg_map_close(&s);
+			return rc;
+		}
+		wal_scan(s.base, limit, id, WAL_HDR, s.first_seq, &sc);
+		seg_map_close(&s);
+		if (sc.status == KYRO_ECORRUPT)
+			return kfailx(db->msg, KYRO_ECORRUPT,
+				      "'%s': offset %llu: %s", s.path,
+				      (unsigned long long)sc.bad_off, sc.why);
+		next_seq = sc.last_seq + 1;
+	}
+	db->validated_gen = m->gen;
+	return 0;
+}
+
+/* The same check before taking the writer lock: committed records never
+ * change, so the scan need not hold writers off; under the lock only a
+ * manifest that moved meanwhile is checked again. */
+int db_writer_prevalidate(kyro_db *db)
+{
+	struct manifest m;
+	int rc = manifest_read(db->msg, db->dir, &m);
+	if (!rc)
+		rc = writer_validate(db, &m, 0);
+	return rc;
+}
+
 int db_writer_prepare(kyro_db *db)
 {
 	struct shared_state st;
 	uint64_t change, committed, next_seq;
 	int rc = manifest_read(db->msg, db->dir, &db->wman);
+	if (!rc)
+		rc = writer_validate(db, &db->wman, 1);
 	if (rc)
 		return rc;
 	int trusted = shared_read(&db->sh, &st, &change) == 0 &&
@@ -561,7 +672,9 @@ int kyro_batch_begin(kyro_db *db)
 			      db->dir, kyro_strerror(KYRO_EFAILED));
 	if (db->in_batch)
 		return kfailx(db->msg, KYRO_EBATCH, "a batch is already open");
-	int rc = shared_lock(db->msg, &db->sh);
+	int rc = db_writer_prevalidate(db);
+	if (!rc)
+		rc = shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
 	if ((rc = db_writer_prepare(db)) != 0) {
@@ -622,6 +735,7 @@ int kyro_batch_commit(kyro_db *db, uint64_t *last_seq)
 	}
 	if (rc)
 		return fail_write(db, rc);
+	wal_mark_committed(&db->w);
 	if (n) {
 		COUNT(db, wal_bytes, db->w.committed - start);
 		db_publish(db);
@@ -631,7 +745,7 @@ int kyro_batch_commit(kyro_db *db, uint64_t *last_seq)
 	shared_unlock(&db->sh);
 	db->in_batch = 0;
 	if (last_seq)
-		*last_seq = n ? db->w.next_seq - 1 : 0;
+		*last_seq = db->w.next_seq - 1;
 	return 0;
 }
 
@@ -657,6 +771,23 @@ void kyro_stats(const kyro_db *db, struct kyro_stats *st)
 	uint64_t *dst = (uint64_t *)st;
 	for (size_t i = 0; i < sizeof *st / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	struct kyro_rmi_counters c = db->rmi_prev;
+	if (db->v.rmi) {
+		struct kyro_rmi_counters now;
+		kyro_rmi_counters(db->v.rmi, &now);
+		c.mispredicts += now.mispredicts;
+		c.fallbacks += now.fallbacks;
+		for (int i = 0; i < KYRO_RMI_HIST; i++)
+			c.window_hist[i] += now.window_hist[i];
+	}
+	st->rmi_mispredicts = c.mispredicts;
+	st->rmi_fallbacks = c.fallbacks;
+	/* Fold the index's finer histogram into ours: its bucket b > 0
+	 * holds windows of 2^(b-1)..2^b-1 keys, ours of < 2^i. */
+	for (int b = 0; b < KYRO_RMI_HIST; b++) {
+		int i = b < KYRO_WINDOW_BUCKETS ? b : KYRO_WINDOW_BUCKETS - 1;
+		st->window_hist[i] += c.window_hist[b];
+	}
 	st->manifest_gen = db->v.man.gen;
 	st->snapshot_gen = db->v.man.snap_gen;
 	st->rmi_gen = db->v.man.rmi_gen;
@@ -698,8 +829,9 @@ static int create_store(kyro_db *db)
 int kyro_open(kyro_db **dbp, const char *dir, unsigned flags)
 {
 	struct stat st;
+	struct manifest m;
 	kyro_db *db = calloc(1, sizeof *db);
-	int rc;
+	int rc, create = (flags & KYRO_RDWR) && !(flags & KYRO_EXISTING);
 	*dbp = db;
 	if (!db)
 		return ENOMEM;
@@ -710,22 +842,32 @@ int kyro_open(kyro_db **dbp, const char *dir, unsigned flags)
 	if (snprintf(db->dir, sizeof db->dir, "%s", dir) >= (int)sizeof db->dir)
 		return kfail(db->msg, ENAMETOOLONG, "cannot open '%s'", dir);
 	if (stat(dir, &st) < 0) {
-		if (errno != ENOENT || !(flags & KYRO_RDWR))
+		if (errno != ENOENT || !create)
 			return kfail(db->msg, errno, "cannot open '%s'", dir);
 		if ((rc = fs_mkdir_durable(db->msg, dir)) != 0)
 			return rc;
 	} else if (!S_ISDIR(st.st_mode)) {
 		return kfail(db->msg, ENOTDIR, "cannot open '%s'", dir);
 	}
+	/* Judge the directory before creating anything in it: a refused
+	 * directory is left exactly as it was. */
+	rc = manifest_read(db->msg, dir, &m);
+	if (rc == ENOENT && !dir_is_fresh(dir))
+		return kfailx(db->msg, KYRO_ENOTDB,
+			      "'%s' is not a KyroDB data directory (no "
+			      "MANIFEST, and not empty)",
+			      dir);
+	if (rc == ENOENT && (flags & KYRO_EXISTING))
+		return kfailx(db->msg, ENOENT,
+			      "'%s' holds no KyroDB store yet", dir);
+	if (rc && rc != ENOENT)
+		return rc;
 	rc = shared_open(db->msg, &db->sh, dir, flags & KYRO_RDWR);
 	if (rc)
 		return rc;
 	if (flags & KYRO_RDWR) {
-		struct manifest m;
 		rc = manifest_read(db->msg, dir, &m);
-		if (rc == ENOENT)
-			rc = create_store(db);
-		return rc;
+		return rc == ENOENT ? create_store(db) : rc;
 	}
 	return view_load(db);
 }
@@ -737,7 +879,7 @@ void kyro_close(kyro_db *db)
 	kyro_batch_abort(db);
 	if (db->wopen)
 		wal_writer_close(&db->w);
-	view_free(&db->v);
+	view_free(db);
 	shared_close(&db->sh);
 	free(db);
 }

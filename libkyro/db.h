@@ -8,6 +8,7 @@
 #include "delta.h"
 #include "internal.h"
 #include "manifest.h"
+#include "rmi.h"
 #include "shared.h"
 #include "snapshot.h"
 #include "wal.h"
@@ -33,6 +34,11 @@ struct view {
 	size_t nsegs;
 	size_t cur;       /* segments before this one are fully applied */
 	struct delta delta;
+	struct kyro_rmi *rmi;     /* NULL: binary search */
+	const unsigned char *rmi_img;
+	size_t rmi_len;
+	int rmi_refused;          /* an index exists but failed to load */
+	char rmi_why[KMSG_MAX + 64]; /* why there is no index in use */
 	uint64_t last_seq;
 	uint64_t seen_change;
 };
@@ -47,8 +53,10 @@ struct kyro_db {
 	struct view v;
 	struct wal_writer w;
 	int wopen;
+	uint64_t validated_gen; /* manifest whose WAL this writer checked */
 	struct manifest wman; /* the manifest as the writer saw it, locked */
 	struct kyro_stats st; /* see kyro_stats(); bumped with COUNT() */
+	struct kyro_rmi_counters rmi_prev; /* of indexes since unloaded */
 	char msg[KMSG_MAX];
 };
 
@@ -62,6 +70,15 @@ struct kyro_db {
  * the last WAL segment (from the shared page when it is trustworthy, else
  * by scanning), open the writer there, truncating a torn tail. */
 int db_writer_prepare(kyro_db *db);
+/* Bring the view up to date: the one atomic load of the fast path, and
+ * the catch-up or reload when another process committed. */
+int db_view_refresh(kyro_db *db);
+/* Remove files the manifest M does not name (not MANIFEST.tmp). */
+void db_collect_garbage(const char *dir, const struct manifest *m);
+
+/* Check the live WAL for damage before taking the writer lock. */
+int db_writer_prevalidate(kyro_db *db);
+
 /* Publish the writer's committed end and WMAN's generation. */
 void db_publish(kyro_db *db);
 /* Map segment ID of DIR; the mapping covers the whole file. */

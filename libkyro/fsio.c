@@ -121,6 +121,26 @@ int fs_truncate(char *msg, int fd, uint64_t len, const char *path)
 	return 0;
 }
 
+int fs_allocate(char *msg, int fd, uint64_t len, const char *path)
+{
+	int r = posix_fallocate(fd, 0, (off_t)len);
+	if (r == EOPNOTSUPP || r == ENOSYS) {
+		/* No fallocate here: write the zeros ourselves. */
+		static const char zeros[4096];
+		for (uint64_t off = 0; off < len; off += sizeof zeros) {
+			size_t n = len - off < sizeof zeros ? (size_t)(len - off)
+							    : sizeof zeros;
+			if (pwrite(fd, zeros, n, (off_t)off) != (ssize_t)n)
+				return kfail(msg, errno ? errno : EIO,
+					     "cannot write '%s'", path);
+		}
+		return 0;
+	}
+	if (r)
+		return kfail(msg, r, "cannot write '%s'", path);
+	return 0;
+}
+
 int fs_size(char *msg, int fd, const char *path, uint64_t *size)
 {
 	struct stat st;
@@ -199,6 +219,24 @@ void fs_populate(const void *p, size_t len)
 #endif
 	if (p && len)
 		madvise((void *)p, len, MADV_WILLNEED);
+}
+
+void *fs_alloc_huge(size_t len)
+{
+	if (len == 0)
+		return NULL;
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	madvise(p, len, MADV_HUGEPAGE);
+	return p;
+}
+
+void fs_free_huge(void *p, size_t len)
+{
+	if (p && len)
+		munmap(p, len);
 }
 
 int fs_mkdir_durable(char *msg, const char *dir)

@@ -23,6 +23,9 @@ int fs_fsync_dir(char *msg, const char *dir);
 int fs_rename(char *msg, const char *from, const char *to);
 int fs_unlink(char *msg, const char *path);
 int fs_truncate(char *msg, int fd, uint64_t len, const char *path);
+/* Reserve blocks for [0, LEN) so that writes through a mapping cannot hit
+ * a full disk (which would be SIGBUS, not an error). */
+int fs_allocate(char *msg, int fd, uint64_t len, const char *path);
 int fs_size(char *msg, int fd, const char *path, uint64_t *size);
 int fs_seek(char *msg, int fd, uint64_t off, const char *path);
 /* flock(2); OP is LOCK_EX, LOCK_SH or LOCK_UN, optionally | LOCK_NB. */
@@ -38,6 +41,10 @@ void fs_unmap(void *p, size_t len);
 void fs_advise_random(const void *p, size_t len);
 /* Fault a mapping in ahead of a sequential pass (best effort). */
 void fs_populate(const void *p, size_t len);
+/* Anonymous memory on transparent huge pages where the kernel has them;
+ * NULL when it cannot be had.  Free with fs_free_huge(p, len). */
+void *fs_alloc_huge(size_t len);
+void fs_free_huge(void *p, size_t len);
 /* Create DIR (mode 0755) and fsync its parent, so that the directory
  * survives a crash before anything is named inside it. */
 int fs_mkdir_durable(char *msg, const char *dir);

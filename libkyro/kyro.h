@@ -45,6 +45,9 @@ extern "C" {
 /* kyro_open() flags. */
 #define KYRO_RDONLY 0x0 /* read only; a missing store is ENOENT */
 #define KYRO_RDWR 0x1   /* allow writes; create the store when missing */
+#define KYRO_EXISTING 0x2 /* with KYRO_RDWR: never create; a missing store
+			   * is ENOENT (for maintenance tools, so a typo in
+			   * a cron line is an error, not a new store) */
 
 /* Durability of writes: when a batch's records reach stable storage. */
 #define KYRO_SYNC_ALWAYS 0 /* fsync after every record and at commit */
@@ -121,7 +124,8 @@ int kyro_batch_begin(kyro_db *db);
 int kyro_put(kyro_db *db, uint64_t key, const void *val, size_t len,
 	     uint64_t *seq);
 int kyro_delete(kyro_db *db, uint64_t key, uint64_t *seq);
-/* *LAST_SEQ receives the batch's last sequence number (0 if it was empty). */
+/* *LAST_SEQ receives the batch's last sequence number; for an empty batch,
+ * the store's last committed one. */
 int kyro_batch_commit(kyro_db *db, uint64_t *last_seq);
 /* Discard the open batch: nothing of it is visible or survives. */
 void kyro_batch_abort(kyro_db *db);
@@ -192,6 +196,66 @@ int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
 		  kyro_progress_fn progress, void *arg);
 
 /*
+ * The learned index.  A snapshot may have a two-stage recursive model
+ * index (RMI); lookups then predict a key's position and probe a small
+ * window with SIMD instead of binary-searching the whole key array.  An
+ * index that is missing, damaged or stale is refused (the reason is in
+ * kyro_index_info()) and lookups use binary search: never a wrong answer.
+ * KYRODB_INDEX=binary in the environment forces binary search.
+ */
+struct kyro_rmi_params {
+	unsigned leaves;      /* leaf models; 0: tune automatically */
+	unsigned router_bits; /* router table of 2^bits entries (8..24); 0: auto */
+	uint64_t max_size;    /* byte budget; 0: 2% of the keys' bytes */
+};
+
+struct kyro_rmi_stats {
+	uint64_t keys;
+	uint64_t leaves;
+	uint64_t router_bits;
+	uint64_t bytes;       /* size of the index file */
+	uint64_t generation;  /* the index file's id */
+	double mean_window;   /* mean keys probed per present key */
+	double max_window;
+	double seconds;       /* build, check and durable write */
+};
+
+/*
+ * Build the index for the current snapshot and commit it: running
+ * readers switch to it at their next lookup.  P may be NULL.  Fails with
+ * KYRO_ENOTFOUND when there is no snapshot yet.  Runs one at a time with
+ * snapshots (SNAPSHOT.lock); holds writers off only for the commit.
+ */
+int kyro_rmi_build(kyro_db *db, const struct kyro_rmi_params *p,
+		   struct kyro_rmi_stats *st, kyro_progress_fn progress,
+		   void *arg);
+
+/* kyro_snapshot(), and build the new snapshot's index before committing,
+ * so both become visible in one commit.  RST may be NULL. */
+int kyro_snapshot_rmi(kyro_db *db, const struct kyro_rmi_params *p,
+		      struct kyro_snapshot_stats *st,
+		      struct kyro_rmi_stats *rst, kyro_progress_fn progress,
+		      void *arg);
+
+#define KYRO_INDEX_NONE 0   /* no snapshot: nothing to search */
+#define KYRO_INDEX_BINARY 1 /* binary search over the snapshot keys */
+#define KYRO_INDEX_RMI 2    /* the learned index */
+
+struct kyro_index_info {
+	int kind;            /* KYRO_INDEX_* in use for the current snapshot */
+	int refused;         /* an index exists but was refused: see why */
+	char why[1100];      /* why binary search is used, when it is */
+	uint64_t keys, leaves, router_bits, bytes, generation;
+	const char *simd;    /* the probe in use: scalar, sse4, avx2, avx512 */
+};
+int kyro_index_info(kyro_db *db, struct kyro_index_info *info);
+
+/* Bring the current snapshot files and index into the page cache (and
+ * this process's page tables): madvise, then touch every page.  *BYTES
+ * gets the bytes touched. */
+int kyro_warmup(kyro_db *db, uint64_t *bytes);
+
+/*
  * Check every file of the store.  Each problem found is passed to REPORT
  * (file, byte offset, text; FILE is "" and OFFSET UINT64_MAX when the text
  * names them itself).  An error that stops the check (I/O, a newer format)
@@ -203,6 +267,7 @@ int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
 typedef void (*kyro_report_fn)(void *arg, const char *file, uint64_t offset,
 			       const char *text);
 #define KYRO_VERIFY_REPAIR 0x1
+#define KYRO_VERIFY_DEEP 0x2 /* also: every key inside its index window */
 int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 		void *arg);
 

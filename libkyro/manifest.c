@@ -12,8 +12,11 @@
  *   40  8  number of keys in the snapshot
  *   48  8  first live WAL segment id
  *   56  8  last live WAL segment id (the one writers append to)
- *   64  8  learned-index generation, 0 when the snapshot has none
- *   72 16  reserved, zero
+ *   64  8  learned-index file id (rmi-ID.idx), 0 when none was built;
+ *          it only grows, so an index file name is never reused
+ *   72  8  snapshot generation that index serves; the index is live only
+ *          while this equals the snapshot generation
+ *   80  8  reserved, zero
  *   88  8  XXH3-64 of bytes 0..87
  *
  * Rules.  The file is never written in place: a new one is written to
@@ -49,6 +52,7 @@ void manifest_encode(const struct manifest *m, unsigned char *b)
 	put_le64(b + 48, m->wal_first);
 	put_le64(b + 56, m->wal_last);
 	put_le64(b + 64, m->rmi_gen);
+	put_le64(b + 72, m->rmi_snap);
 	put_le64(b + 88, XXH3_64bits(b, 88));
 }
 
@@ -72,6 +76,12 @@ int manifest_decode(char *msg, const unsigned char *b, size_t len,
 	if (get_le64(b + 88) != XXH3_64bits(b, 88))
 		return kfailx(msg, KYRO_ECORRUPT,
 			      "'%s': offset 88: checksum mismatch", path);
+	/* Reserved bytes are zero in version 1: anything else was written
+	 * by something that is not this format. */
+	if (get_le64(b + 80) != 0)
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 80: reserved bytes are not zero",
+			      path);
 	m->gen = get_le64(b + 16);
 	m->snap_gen = get_le64(b + 24);
 	m->snap_seq = get_le64(b + 32);
@@ -79,6 +89,7 @@ int manifest_decode(char *msg, const unsigned char *b, size_t len,
 	m->wal_first = get_le64(b + 48);
 	m->wal_last = get_le64(b + 56);
 	m->rmi_gen = get_le64(b + 64);
+	m->rmi_snap = get_le64(b + 72);
 	if (m->wal_first == 0 || m->wal_first > m->wal_last ||
 	    (m->snap_gen == 0 && m->snap_keys != 0))
 		return kfailx(msg, KYRO_ECORRUPT,

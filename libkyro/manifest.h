@@ -14,7 +14,9 @@ struct manifest {
 	uint64_t snap_keys;
 	uint64_t wal_first; /* live WAL segments: wal_first..wal_last */
 	uint64_t wal_last;
-	uint64_t rmi_gen;   /* 0: no learned index for the snapshot */
+	uint64_t rmi_gen;   /* last learned-index file id; never reused */
+	uint64_t rmi_snap;  /* snapshot the index serves; the index is live
+			     * only while this equals snap_gen */
 };
 
 void manifest_encode(const struct manifest *m, unsigned char *buf);

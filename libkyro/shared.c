@@ -90,10 +90,12 @@ int shared_open(char *msg, struct shared *s, const char *dir, int writable)
 	rc = fs_open(msg, s->path, O_RDWR | O_CREAT, 0644, &s->fd);
 	if (!rc)
 		rc = fs_size(msg, s->fd, s->path, &size);
-	/* Growing the file is idempotent, so racing openers are harmless:
-	 * a zero page has no magic and is simply not trusted yet. */
+	/* Allocating is idempotent, so racing openers are harmless: a zero
+	 * page has no magic and is simply not trusted yet.  Real blocks,
+	 * not a hole: the page is written through the mapping, where a
+	 * full disk would be SIGBUS instead of an error. */
 	if (!rc && size < PAGE)
-		rc = fs_truncate(msg, s->fd, PAGE, s->path);
+		rc = fs_allocate(msg, s->fd, PAGE, s->path);
 	if (!rc)
 		rc = fs_map(msg, s->fd, PAGE, 1, s->path, (void **)&s->page);
 	if (rc)

@@ -109,8 +109,10 @@ int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
 	rc = check_version(msg, h, s->bin_len, bin_magic, s->bin_path);
 	if (rc)
 		goto fail;
+	static const unsigned char zeros[32];
 	if (s->bin_len < SNAP_BIN_HDR || get_le32(h + 12) != SNAP_BIN_HDR ||
-	    get_le64(h + 120) != XXH3_64bits(h, 120)) {
+	    get_le64(h + 120) != XXH3_64bits(h, 120) ||
+	    memcmp(h + 88, zeros, sizeof zeros) != 0) {
 		rc = kfailx(msg, KYRO_ECORRUPT,
 			    "'%s': offset 0: bad header (checksum)",
 			    s->bin_path);
@@ -310,7 +312,8 @@ int snap_writer_add(char *msg, struct snap_writer *w, uint64_t key,
 					    w->data_tmp);
 		}
 	}
-	memcpy(w->buf + w->buflen, val, len);
+	if (len)
+		memcpy(w->buf + w->buflen, val, len);
 	w->buflen += len;
 	return 0;
 }

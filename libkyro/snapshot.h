@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "kyro.h"
+#include "rmi.h" /* kyro_lower_bound_binary() */
 
 #define SNAP_VERSION 1
 #define SNAP_BIN_HDR 128
@@ -34,22 +35,6 @@ int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
 	      uint64_t nkeys);
 void snap_close(struct snap *s);
 
-/* The first index i with keys[i] >= KEY, or N: branchless binary search
- * (one well-predicted loop of conditional moves). */
-static inline uint64_t kyro_lower_bound_binary(const uint64_t *k, uint64_t n,
-					       uint64_t key)
-{
-	if (n == 0)
-		return 0;
-	const uint64_t *b = k;
-	uint64_t len = n;
-	while (len > 1) {
-		uint64_t half = len / 2;
-		b = (b[half] < key) ? b + half : b;
-		len -= half;
-	}
-	return (uint64_t)(b - k) + (*b < key);
-}
 
 /* The value of entry I; KYRO_ECORRUPT (with a message) when its payload
  * reference is out of bounds, so a damaged file never leads to a read

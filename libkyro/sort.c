@@ -2,13 +2,14 @@
  * sort.c - a stable sort of (key, ref) pairs by key.
  *
  * Why radix: a snapshot sorts every WAL record since the last one (10M
- * and more); a comparison sort spends ~25 compares per item.  Why two
- * stages: eight LSD passes over a 160 MB array each scatter through DRAM.
- * Instead one MSD pass scatters by the key's position in the key range
- * ((key - min) >> shift, so clustered keys still spread over the buckets)
- * into about 2048 buckets small enough for L2, and each bucket is then
- * LSD-sorted in cache, skipping the bytes all its keys share.  Every pass
- * is stable, so among equal keys the WAL order decides which is newest.
+ * and more); a comparison sort spends ~25 compares per item.  Why MSD:
+ * an LSD pass over a 160 MB array scatters through DRAM, and 64-bit keys
+ * need eight of them.  Here the first pass scatters by the key's position
+ * in the key range ((key - lo) >> shift, so clustered keys still spread)
+ * into ~2048 buckets that fit in L2; each bucket is then split again by
+ * the next 8 bits, in cache, until runs are small enough for insertion
+ * sort.  Every step is stable, so among equal keys the WAL order decides
+ * which is newest.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,7 +18,8 @@
 #include "internal.h"
 #include "sort.h"
 
-#define MSD_BITS 11
+#define TOP_BITS 11
+#define SMALL 48
 
 static void insertion(struct delta_ent *v, size_t n)
 {
@@ -30,47 +32,36 @@ static void insertion(struct delta_ent *v, size_t n)
 	}
 }
 
-/* Sort SRC[0..n) into DST (which may receive it via SRC as scratch). */
-static void lsd(struct delta_ent *src, struct delta_ent *dst, size_t n)
+/* Sort A[0..n), whose keys agree on (key - LO) >> SHIFT, in place; B is
+ * scratch of the same size. */
+static void split(struct delta_ent *a, struct delta_ent *b, size_t n,
+		  uint64_t lo, unsigned shift)
 {
-	size_t count[8][256];
-	struct delta_ent *out = dst;
-	if (n <= 64) {
-		memcpy(dst, src, n * sizeof *src);
-		insertion(dst, n);
+	if (n <= SMALL) {
+		insertion(a, n);
 		return;
 	}
-	memset(count, 0, sizeof count);
-	for (size_t i = 0; i < n; i++) {
-		uint64_t k = src[i].key;
-		for (int b = 0; b < 8; b++)
-			count[b][(k >> (8 * b)) & 0xff]++;
-	}
-	struct delta_ent *a = src, *b = dst;
-	for (int d = 0; d < 8; d++) {
-		size_t *c = count[d];
-		/* A byte every key shares orders nothing: skip the pass. */
-		if (c[(a[0].key >> (8 * d)) & 0xff] == n)
-			continue;
-		size_t sum = 0;
-		for (int i = 0; i < 256; i++) {
-			size_t t = c[i];
-			c[i] = sum;
-			sum += t;
-		}
-		for (size_t i = 0; i < n; i++)
-			b[c[(a[i].key >> (8 * d)) & 0xff]++] = a[i];
-		struct delta_ent *t = a;
-		a = b;
-		b = t;
-	}
-	if (a != out)
-		memcpy(out, a, n * sizeof *a);
+	if (shift == 0)
+		return; /* all keys equal: already in WAL order */
+	unsigned sub = shift > 8 ? shift - 8 : 0;
+	size_t start[257] = {0};
+	for (size_t i = 0; i < n; i++)
+		start[(((a[i].key - lo) >> sub) & 0xff) + 1]++;
+	for (int d = 0; d < 256; d++)
+		start[d + 1] += start[d];
+	size_t fill[256];
+	memcpy(fill, start, sizeof fill);
+	for (size_t i = 0; i < n; i++)
+		b[fill[((a[i].key - lo) >> sub) & 0xff]++] = a[i];
+	for (int d = 0; d < 256; d++)
+		split(b + start[d], a + start[d], start[d + 1] - start[d], lo,
+		      sub);
+	memcpy(a, b, n * sizeof *a);
 }
 
 int sort_ents(struct delta_ent *v, size_t n)
 {
-	if (n <= 64) {
+	if (n <= SMALL) {
 		insertion(v, n);
 		return 0;
 	}
@@ -82,32 +73,33 @@ int sort_ents(struct delta_ent *v, size_t n)
 	if (lo == hi)
 		return 0;
 	unsigned bits = 64 - (unsigned)__builtin_clzll(hi - lo);
-	unsigned shift = bits > MSD_BITS ? bits - MSD_BITS : 0;
+	unsigned shift = bits > TOP_BITS ? bits - TOP_BITS : 0;
 	size_t nb = (size_t)((hi - lo) >> shift) + 1;
 	struct delta_ent *tmp = malloc(n * sizeof *tmp);
 	size_t *start = calloc(nb + 1, sizeof *start);
-	if (!tmp || !start) {
+	size_t *fill = malloc(nb * sizeof *fill);
+	if (!tmp || !start || !fill) {
 		free(tmp);
 		free(start);
+		free(fill);
 		return ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++)
 		start[((v[i].key - lo) >> shift) + 1]++;
 	for (size_t b = 0; b < nb; b++)
 		start[b + 1] += start[b];
-	size_t *fill = malloc(nb * sizeof *fill);
-	if (!fill) {
-		free(tmp);
-		free(start);
-		return ENOMEM;
-	}
 	memcpy(fill, start, nb * sizeof *fill);
 	for (size_t i = 0; i < n; i++)
 		tmp[fill[(v[i].key - lo) >> shift]++] = v[i];
-	free(fill);
-	for (size_t b = 0; b < nb; b++)
-		lsd(tmp + start[b], v + start[b], start[b + 1] - start[b]);
+	/* Each bucket is sorted in tmp (scratch: its slice of v), then
+	 * copied home while it is still in cache. */
+	for (size_t b = 0; b < nb; b++) {
+		size_t s = start[b], cnt = start[b + 1] - s;
+		split(tmp + s, v + s, cnt, lo, shift);
+		memcpy(v + s, tmp + s, cnt * sizeof *v);
+	}
 	free(tmp);
 	free(start);
+	free(fill);
 	return 0;
 }

@@ -16,6 +16,7 @@
 
 #include "db.h"
 #include "fsio.h"
+#include "rmi.h"
 
 struct vctx {
 	kyro_report_fn report;
@@ -38,8 +39,20 @@ static void say(struct vctx *c, const char *file, uint64_t off,
 
 static void damage_msg(struct vctx *c, const char *msg)
 {
-	/* Module messages read "'FILE': offset N: text"; pass them on. */
-	c->report(c->arg, "", UINT64_MAX, msg);
+	/* Module messages read "'FILE': offset N: text": report them in
+	 * the form every finding has, FILE and offset apart. */
+	char file[PATH_MAX];
+	unsigned long long off;
+	int n = 0;
+	const char *end = msg[0] == '\'' ? strstr(msg + 1, "': offset ") : NULL;
+	if (end && (size_t)(end - msg - 1) < sizeof file &&
+	    sscanf(end + 3, "offset %llu: %n", &off, &n) == 1 && n > 0) {
+		memcpy(file, msg + 1, (size_t)(end - msg - 1));
+		file[end - msg - 1] = 0;
+		c->report(c->arg, file, off, end + 3 + n);
+	} else {
+		c->report(c->arg, "", UINT64_MAX, msg);
+	}
 	c->damaged = 1;
 }
 
@@ -135,6 +148,45 @@ static int verify_wal(struct vctx *c, const char *dir,
 	return 0;
 }
 
+/* The index the manifest names must load against its snapshot; with
+ * KYRO_VERIFY_DEEP every key must also lie inside its own window. */
+static void verify_index(struct vctx *c, const char *dir,
+			 const struct manifest *m, const struct snap *s,
+			 unsigned flags)
+{
+	char path[PATH_MAX], msg[KMSG_MAX], err[256];
+	const unsigned char *img = NULL;
+	uint64_t size = 0, bad = 0, first = 0;
+	struct kyro_rmi *r = NULL;
+	int fd = -1;
+	if (!m->rmi_gen || m->rmi_snap != m->snap_gen)
+		return;
+	if (kpath_gen(path, dir, "rmi-", m->rmi_gen, ".idx") ||
+	    fs_open(msg, path, O_RDONLY, 0, &fd) ||
+	    fs_size(msg, fd, path, &size) ||
+	    fs_map(msg, fd, (size_t)size, 0, path, (void **)&img)) {
+		damage_msg(c, msg);
+		fs_close(fd);
+		return;
+	}
+	fs_close(fd);
+	if (kyro_rmi_load(&r, img, (size_t)size, s->keys, s->n, s->gen, err,
+			  sizeof err)) {
+		say(c, path, 0, "learned index refused: %s", err);
+		c->damaged = 1;
+	} else if ((flags & KYRO_VERIFY_DEEP) &&
+		   kyro_rmi_check_all(r, &bad, &first)) {
+		say(c, path, 0,
+		    "%llu keys lie outside their index window (first: index "
+		    "%llu, key %llu)",
+		    (unsigned long long)bad, (unsigned long long)first,
+		    (unsigned long long)(first < s->n ? s->keys[first] : 0));
+		c->damaged = 1;
+	}
+	kyro_rmi_free(r);
+	fs_unmap((void *)img, (size_t)size);
+}
+
 static void forward(void *arg, const char *file, uint64_t off,
 		    const char *text)
 {
@@ -190,6 +242,7 @@ int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 				c.damaged = 1;
 			}
 			snap_verify(&s, forward, &c);
+			verify_index(&c, dir, &m, &s, flags);
 			snap_close(&s);
 		}
 	}

@@ -83,7 +83,7 @@ int wal_header_check(char *msg, const unsigned char *b, uint64_t len,
 			      "version %u",
 			      path, get_le32(b + 8), WAL_VERSION);
 	if (len < WAL_HDR || get_le32(b + 12) != WAL_HDR ||
-	    get_le64(b + 40) != XXH3_64bits(b, 40))
+	    get_le64(b + 40) != XXH3_64bits(b, 40) || get_le64(b + 32) != 0)
 		return kfailx(msg, KYRO_ECORRUPT,
 			      "'%s': offset 0: bad segment header", path);
 	if (get_le64(b + 16) != seg)
@@ -117,16 +117,22 @@ static uint64_t rec_valid(const unsigned char *base, uint64_t len,
 	return size;
 }
 
-/* Is there any valid record after OFF with a seq above LAST_SEQ?  Cheap
- * header tests come before the checksum, so a zero-filled tail costs a
- * few loads per 8 bytes. */
+/* Is there any valid record after OFF that could follow LAST_SEQ?  Its
+ * seq must be above LAST_SEQ and no further than the records that fit in
+ * between allow: a value may hold bytes that look like a record (a WAL
+ * stored as a value), and such a stowaway must not turn a torn tail into
+ * "corruption".  The search starts inside the bad record on purpose: its
+ * length may be the damaged field.  Cheap header tests come before the
+ * checksum, so a zero-filled tail costs a few loads per 8 bytes. */
 static int valid_after(const unsigned char *base, uint64_t len, uint64_t seg,
 		       uint64_t off, uint64_t last_seq)
 {
 	for (uint64_t p = off + 8; p + WAL_REC_HDR <= len; p += 8) {
 		const unsigned char *h = base + p;
+		uint64_t seq = get_le64(h + 16);
 		if (h[12] < WAL_PUT || h[12] > WAL_COMMIT || h[13] || h[14] ||
-		    h[15] || get_le64(h + 16) <= last_seq)
+		    h[15] || seq <= last_seq ||
+		    seq > last_seq + 1 + (p - off) / WAL_REC_HDR)
 			continue;
 		if (rec_valid(base, len, seg, p))
 			return 1;
@@ -367,11 +373,13 @@ int wal_commit(char *msg, struct wal_writer *w)
 	int rc = wal_append(msg, w, WAL_COMMIT, w->batch_count, NULL, 0, NULL);
 	if (!rc)
 		rc = wal_flush(msg, w);
-	if (rc)
-		return rc;
+	return rc;
+}
+
+void wal_mark_committed(struct wal_writer *w)
+{
 	w->committed = w->pos;
 	w->batch_count = 0;
-	return 0;
 }
 
 int wal_rollback(char *msg, struct wal_writer *w)

@@ -85,8 +85,12 @@ int wal_append(char *msg, struct wal_writer *w, int type, uint64_t key,
 	       const void *val, size_t len, uint64_t *seq);
 int wal_flush(char *msg, struct wal_writer *w);
 int wal_sync(char *msg, struct wal_writer *w);
-/* Append the COMMIT record and write it out (no fsync). */
+/* Append the COMMIT record and write it out (no fsync).  The batch is
+ * still the writer's to roll back until wal_mark_committed(): a batch
+ * whose fsync fails must be cut off, COMMIT and all, or a process that
+ * recovers from the file alone would see it. */
 int wal_commit(char *msg, struct wal_writer *w);
+void wal_mark_committed(struct wal_writer *w);
 /* Drop everything after the last commit, in the buffer and the file. */
 int wal_rollback(char *msg, struct wal_writer *w);
 

@@ -1,0 +1,74 @@
+/*
+ * kyro-rmi-build - build and commit the learned index of the snapshot.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum { OPT_DIR = 1, OPT_VERBOSE, OPT_LEAVES, OPT_BITS, OPT_MAXSIZE };
+
+static const struct cli_opt opts[] = {
+	{OPT_DIR, 'd', "dir", "DIR", "the data directory (default $KYRODB_DIR, else ./kyrodb-data)"},
+	{OPT_LEAVES, 0, "leaves", "N", "use N leaf models (default: tuned)"},
+	{OPT_BITS, 0, "router-bits", "B", "router table of 2^B entries, 8..24 (default: tuned)"},
+	{OPT_MAXSIZE, 0, "max-size", "BYTES", "index size budget (default 2% of the keys' bytes)"},
+	{OPT_VERBOSE, 'v', NULL, NULL, "print leaves, windows, size and time on stderr"},
+	{0, 0, NULL, NULL, NULL},
+};
+
+static const char *const usage[] = {
+	"[-v] [-d DIR] [--leaves N] [--router-bits B] [--max-size BYTES]",
+	NULL,
+};
+
+static uint64_t number(const struct cli *c, const char *opt, uint64_t lo, uint64_t hi)
+{
+	uint64_t v;
+	if (cli_parse_key(c->arg, strlen(c->arg), &v) || v < lo || v > hi)
+		cli_usage_error(c, "%s needs a number from %llu to %llu, not '%s'", opt,
+				(unsigned long long)lo, (unsigned long long)hi, c->arg);
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = {.prog = "kyro-rmi-build", .usage = usage, .opts = opts,
+			.summary = "Build the learned index (a two-stage RMI) for the current snapshot and commit it."};
+	struct kyro_rmi_params p = {0};
+	struct kyro_rmi_stats st;
+	const char *dir = NULL;
+	int verbose = 0, opt;
+	kyro_db *db;
+	cli_init(&c, argc, argv);
+	while ((opt = cli_next(&c)) != 0) {
+		switch (opt) {
+		case OPT_DIR: dir = c.arg; break;
+		case OPT_LEAVES: p.leaves = (unsigned)number(&c, "--leaves", 1, 1u << 30); break;
+		case OPT_BITS: p.router_bits = (unsigned)number(&c, "--router-bits", 8, 24); break;
+		case OPT_MAXSIZE: p.max_size = number(&c, "--max-size", 1, UINT64_MAX); break;
+		case OPT_VERBOSE: verbose = 1; break;
+		}
+	}
+	if (c.ind != argc)
+		cli_usage_error(&c, "unexpected operand '%s'", argv[c.ind]);
+	int rc = kyro_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING);
+	if (!rc)
+		rc = kyro_rmi_build(db, &p, &st, cli_progress_wanted() ? cli_progress : NULL,
+				    (void *)c.prog);
+	if (rc) {
+		cli_db_error(c.prog, db, rc);
+		kyro_close(db);
+		return EXIT_ERR;
+	}
+	if (verbose)
+		fprintf(stderr,
+			"%s: index %llu: %llu keys, %llu leaves, router bits %llu, "
+			"mean window %.1f, max window %.0f, %llu bytes in %.3f s\n",
+			c.prog, (unsigned long long)st.generation, (unsigned long long)st.keys,
+			(unsigned long long)st.leaves, (unsigned long long)st.router_bits,
+			st.mean_window, st.max_window, (unsigned long long)st.bytes, st.seconds);
+	kyro_close(db);
+	return cli_finish(c.prog, EXIT_OK);
+}

@@ -1,0 +1,1276 @@
+/*
+ * rmi.c - the learned index: a two-stage recursive model index over the
+ * sorted u64 key array of one snapshot.
+ *
+ * THE INDEX FILE (one per snapshot generation; all integers little-endian,
+ * fixed width; offsets in bytes).  It holds no keys: the snapshot's own
+ * array is the one searched.
+ *
+ *   Header, 64 bytes
+ *     0   8  magic "KYRORMI\0" (4b 59 52 4f 52 4d 49 00)
+ *     8   4  format version, 1
+ *    12   4  flags, 0 (no flag is defined; any set bit is refused)
+ *    16   8  key count n of the snapshot
+ *    24   8  snapshot generation the index was built for
+ *    32   8  first key, keys[0] (0 when n = 0)
+ *    40   8  last key, keys[n-1] (0 when n = 0)
+ *    48   8  key sample hash: XXH3_64bits over the 8-byte little-endian
+ *            encodings of keys[j*n/m] for j = 0..m-1, m = min(n, 1024)
+ *    56   4  leaf count L, >= 1
+ *    60   1  router bits B, 8..24
+ *    61   1  shift S = max(0, bitlen(last - first) - B)
+ *    62   2  reserved, 0
+ *   Router, at 64: 2^B + 1 entries of u32, then zero bytes up to the next
+ *   multiple of 64.  Entry b = floor(lb(first + (b << S)) * L / n), where
+ *   lb(x) is the number of keys below x (n for a bucket past the last
+ *   key, so the final entry is L).  Non-decreasing; entry 0 is 0.
+ *   Leaves, at R = 64 + roundup64(4 * (2^B + 1)): L records of 32 bytes
+ *     0   8  reference key: the smallest key routed to the leaf (0 if none)
+ *     8   8  slope, an IEEE-754 binary64, finite and >= 0
+ *    16   8  start: position of the leaf's first key
+ *    24   4  count: keys routed to the leaf; start + count is the next
+ *            leaf's start, and the last leaf ends at n
+ *    28   2  eps_lo: the largest (prediction - position) over the leaf's
+ *            keys; 0xffff means "unbounded: search from the leaf's start"
+ *    30   2  eps_hi: the largest (position - prediction); 0xffff likewise
+ *   Checksum, at R + 32 L: u64 XXH3_64bits of every byte before it.
+ *   The file is exactly R + 32 L + 8 bytes.
+ *
+ * A LOOKUP of key x with first <= x <= last:
+ *   route:   d = x - first; b = d >> S; c0 = router[b]; c1 = router[b+1];
+ *            leaf = c0 + ((c1 - c0) * ((d & (2^S - 1)) >> S2) >> (S - S2))
+ *            with S2 = max(0, S - 32): a monotone piecewise-linear map of
+ *            the key's position in the key space onto leaves, in integers
+ *            (never the key's raw top bits, which send a dense key set to
+ *            one leaf).
+ *   predict: off = min(count, trunc(slope * (double)(x - ref))), with
+ *            x - ref taken as 0 when x < ref: double precision, relative
+ *            to the leaf's reference key, so large keys lose nothing.
+ *   window:  [start + max(0, off - eps_lo), start + min(count,
+ *            off + eps_hi + 1)]; the lower bound of x is inside it (for
+ *            a key present, strictly before its end), because routing and
+ *            prediction are monotone in x and the epsilons were measured
+ *            with this very function over every key of the leaf.
+ *   probe:   count the window's keys below x (simd.h).
+ *   confirm: an answer at the window's edge is checked against the key
+ *            just outside; if that fails (the keys are not the ones the
+ *            index was built over), a binary search answers instead.
+ *
+ * LOAD REFUSES the image, with a message, when: it is shorter than a
+ * header and checksum; the magic differs; the version is not 1
+ * (KYRO_EVERSION); a flag or reserved byte is set; B or L is out of range;
+ * its size is not exactly R + 32 L + 8 (truncated or trailing bytes); the
+ * checksum differs; the generation, key count, first or last key, or key
+ * sample hash differs from the snapshot it is loaded against (a stale
+ * index); S is not the value derived from the keys; the router is not
+ * non-decreasing from 0 to L with every bucket up to the last key's below
+ * L; the leaves' starts and counts do not tile [0, n); or a slope is
+ * negative or not finite.  After these checks no lookup can read outside
+ * the router, the leaves or keys[0..n), whatever the image held.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "kyro.h"
+#include "rmi.h"
+#include "simd.h"
+
+#include "banned.h"
+
+#define HDR_SIZE 64
+#define LEAF_SIZE 32
+#define SUM_SIZE 8
+#define EPS_WHOLE 0xffffu
+#define SAMPLE_KEYS 1024
+#define MIN_BUDGET 4096
+/* Auto-tune: leaves sampled per candidate, and the most keys a candidate
+ * may examine before its estimate is taken from the samples seen so far. */
+#define TUNE_SAMPLES 1024
+#define TUNE_WORK ((uint64_t)16 << 20)
+
+static const unsigned char rmi_magic[8] = { 'K', 'Y', 'R', 'O',
+					    'R', 'M', 'I', '\0' };
+
+__extension__ typedef unsigned __int128 u128;
+
+/* ---- little-endian fields ------------------------------------------ */
+
+static inline uint64_t get64(const unsigned char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	return v;
+}
+
+static inline uint32_t get32(const unsigned char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap32(v);
+#endif
+	return v;
+}
+
+static inline uint16_t get16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline double getf64(const unsigned char *p)
+{
+	const uint64_t bits = get64(p);
+	double d;
+	memcpy(&d, &bits, 8);
+	return d;
+}
+
+static inline void put64(unsigned char *p, uint64_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	memcpy(p, &v, 8);
+}
+
+static inline void put32(unsigned char *p, uint32_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap32(v);
+#endif
+	memcpy(p, &v, 4);
+}
+
+static inline void put16(unsigned char *p, unsigned v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+}
+
+static inline void putf64(unsigned char *p, double d)
+{
+	uint64_t bits;
+	memcpy(&bits, &d, 8);
+	put64(p, bits);
+}
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	if (errbuf == NULL || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- the shape shared by build, load and lookup --------------------- */
+
+static uint64_t router_bytes(unsigned bits)
+{
+	return (4 * (((uint64_t)1 << bits) + 1) + 63) & ~(uint64_t)63;
+}
+
+static uint64_t image_bytes(unsigned bits, uint64_t leaves)
+{
+	return HDR_SIZE + router_bytes(bits) + LEAF_SIZE * leaves + SUM_SIZE;
+}
+
+static unsigned range_bits(uint64_t first, uint64_t last)
+{
+	return last > first ? 64u - (unsigned)__builtin_clzll(last - first)
+			    : 0u;
+}
+
+static unsigned shift_for(uint64_t first, uint64_t last, unsigned bits)
+{
+	const unsigned t = range_bits(first, last);
+	return t > bits ? t - bits : 0;
+}
+
+/* Everything a lookup reads, decoded once. */
+struct model {
+	const unsigned char *router;
+	const unsigned char *leaves;
+	uint64_t first, last;
+	uint64_t mask; /* 2^shift - 1 */
+	unsigned shift, s2, s3;
+};
+
+static void model_shape(struct model *m, uint64_t first, uint64_t last,
+			unsigned shift)
+{
+	m->first = first;
+	m->last = last;
+	m->shift = shift;
+	m->mask = ((uint64_t)1 << shift) - 1;
+	/* The interpolation multiplies a leaf difference (< 2^32) by the low
+	 * bits of the key's offset in its bucket; keeping only the top 32 of
+	 * those bits keeps the product inside 64 bits. */
+	m->s2 = shift > 32 ? shift - 32 : 0;
+	m->s3 = shift - m->s2;
+}
+
+/* Position C0..C1 of the leaves by where D lies inside its bucket. */
+static inline uint64_t interp(const struct model *m, uint64_t c0,
+			      uint64_t c1, uint64_t d)
+{
+	return c0 + (((c1 - c0) * ((d & m->mask) >> m->s2)) >> m->s3);
+}
+
+/* first <= key <= last. */
+static inline uint64_t route(const struct model *m, uint64_t key)
+{
+	const uint64_t d = key - m->first;
+	const unsigned char *e = m->router + 4 * (d >> m->shift);
+	return interp(m, get32(e), get32(e + 4), d);
+}
+
+/* The prediction, as an offset into the leaf, in [0, count]. */
+static inline uint64_t predict_off(uint64_t ref, double slope, uint64_t count,
+				   uint64_t key)
+{
+	const uint64_t d = (key - ref) & -(uint64_t)(key > ref);
+	const double f = slope * (double)d;
+	/* f < count <= 2^32 - 1 makes the signed conversion exact. */
+	return f < (double)count ? (uint64_t)(int64_t)f : count;
+}
+
+struct window {
+	uint64_t lo, hi;
+	int whole; /* an epsilon was saturated */
+};
+
+static inline void leaf_window(const unsigned char *leaf, uint64_t key,
+			       struct window *w)
+{
+	const uint64_t start = get64(leaf + 16);
+	const uint64_t count = get32(leaf + 24);
+	const unsigned el = get16(leaf + 28);
+	const unsigned eh = get16(leaf + 30);
+	const uint64_t off = predict_off(get64(leaf), getf64(leaf + 8), count,
+					 key);
+	uint64_t a = off > el ? off - el : 0;
+	uint64_t b = off + eh + 1 < count ? off + eh + 1 : count;
+	w->whole = 0;
+	if (el == EPS_WHOLE || eh == EPS_WHOLE) {
+		a = el == EPS_WHOLE ? 0 : a;
+		b = eh == EPS_WHOLE ? count : b;
+		w->whole = 1;
+	}
+	w->lo = start + a;
+	w->hi = start + b;
+}
+
+/* first <= key <= last. */
+static inline void model_window(const struct model *m, uint64_t key,
+				struct window *w)
+{
+	leaf_window(m->leaves + LEAF_SIZE * route(m, key), key, w);
+}
+
+/* ---- the loaded index ----------------------------------------------- */
+
+/*
+ * Counters are sharded: each thread, on its first counted lookup, takes the
+ * next of CTR_SLOTS slots (one process-wide atomic, the only shared write)
+ * and then updates its own slot with a relaxed load and store.  No locked
+ * instruction runs per lookup: a lock prefix is a full fence on x86 and
+ * would stop the next lookup's loads from starting early, which costs
+ * more than the lookup's own work.  With at most CTR_SLOTS threads the
+ * counts are exact; beyond that two threads may share a slot and lose an
+ * occasional increment.  Readers sum the slots.
+ */
+#define CTR_SLOTS 16
+
+struct ctr_slot {
+	_Atomic uint64_t hist[KYRO_RMI_HIST];
+	_Atomic uint64_t mispredicts;
+	_Atomic uint64_t fallbacks;
+	char pad[64 - (KYRO_RMI_HIST + 2) * 8 % 64];
+};
+
+struct counters {
+	struct ctr_slot slot[CTR_SLOTS];
+};
+
+static _Atomic unsigned next_slot;
+static _Thread_local unsigned my_slot = UINT_MAX;
+
+static inline struct ctr_slot *slot_of(struct counters *c)
+{
+	if (my_slot == UINT_MAX)
+		my_slot = atomic_fetch_add_explicit(&next_slot, 1,
+						    memory_order_relaxed) %
+			  CTR_SLOTS;
+	return &c->slot[my_slot];
+}
+
+static inline void bump(_Atomic uint64_t *p)
+{
+	atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) +
+					 1,
+			      memory_order_relaxed);
+}
+
+struct kyro_rmi {
+	struct model m;
+	const uint64_t *keys;
+	uint64_t n;
+	kyro_simd_probe_fn probe;
+	int simd;
+	uint64_t leaves, bits, bytes, gen;
+	/* Separately allocated and cache-line aligned: the counters are
+	 * written on every lookup, the fields above only read. */
+	struct counters *ctr;
+};
+
+uint64_t kyro_lower_bound_binary(const uint64_t *keys, uint64_t n,
+				 uint64_t key)
+{
+	if (n == 0)
+		return 0;
+	/* The answer stays in [base, base + len]; the comparison selects the
+	 * next base by a conditional move, so no branch depends on the keys
+	 * and the loop runs exactly ceil(log2 n) times. */
+	uint64_t base = 0;
+	uint64_t len = n;
+	while (len > 1) {
+		const uint64_t half = len / 2;
+		base = keys[base + half - 1] < key ? base + half : base;
+		len -= half;
+	}
+	return base + (keys[base] < key);
+}
+
+static inline unsigned hist_bucket(uint64_t w)
+{
+	const unsigned b = w ? 64u - (unsigned)__builtin_clzll(w) : 0u;
+	return b < KYRO_RMI_HIST ? b : KYRO_RMI_HIST - 1;
+}
+
+static inline uint64_t lower_bound(const struct kyro_rmi *r, uint64_t key,
+				   int counting)
+{
+	const uint64_t n = r->n;
+	if (n == 0 || key < r->m.first || key > r->m.last) {
+		if (counting)
+			bump(&slot_of(r->ctr)->hist[0]);
+		return n == 0 || key < r->m.first ? 0 : n;
+	}
+	struct window w;
+	model_window(&r->m, key, &w);
+	/*
+	 * Probe one key more on each side than the window (where there is
+	 * one): an answer strictly inside the probed run is then bracketed
+	 * by keys the probe compared, so it is exact however the index was
+	 * made.  With the right keys the answer is always inside; one on the
+	 * edge of the run is a mispredict.  The test is arithmetic, not a
+	 * chain of branches: a branch on the probed keys would stall the
+	 * next lookup until this one's cache misses resolve.
+	 */
+	/* Counted before the probe: the update's address is known now, so
+	 * the store does not wait behind the probe's cache misses. */
+	struct ctr_slot *c = NULL;
+	if (counting) {
+		c = slot_of(r->ctr);
+		bump(&c->hist[hist_bucket(w.hi - w.lo)]);
+		if (__builtin_expect(w.whole, 0))
+			bump(&c->fallbacks);
+	}
+	const uint64_t lo = w.lo - (w.lo > 0);
+	const uint64_t hi = w.hi + (w.hi < n);
+	uint64_t ans = r->probe(r->keys, lo, hi, key);
+	const int miss = ((ans == lo) & (lo > 0)) | ((ans == hi) & (hi < n));
+	if (__builtin_expect(miss, 0)) {
+		ans = kyro_lower_bound_binary(r->keys, n, key);
+		if (counting)
+			bump(&c->mispredicts);
+	}
+	return ans;
+}
+
+/*
+ * Groups of BATCH: predict every window of the group and prefetch its
+ * lines, then probe them in order.  The prefetches of one group are in
+ * flight together, so a group costs about one memory latency instead of
+ * one per key.  Each answer is computed, confirmed and counted as by
+ * kyro_rmi_lower_bound().
+ */
+#define BATCH 16
+#define BATCH_LINES 4 /* lines prefetched per window at most */
+
+void kyro_rmi_lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
+				uint64_t *out, size_t count)
+{
+	const uint64_t n = r->n;
+	const uint64_t *keys = r->keys;
+	struct ctr_slot *c = slot_of(r->ctr);
+	for (size_t base = 0; base < count; base += BATCH) {
+		const size_t m = count - base < BATCH ? count - base : BATCH;
+		uint64_t lo[BATCH], hi[BATCH];
+		for (size_t k = 0; k < m; k++) {
+			const uint64_t key = q[base + k];
+			if (n == 0 || key < r->m.first || key > r->m.last) {
+				/* Answered without the model: lo > hi marks
+				 * it for the second pass. */
+				out[base + k] = n == 0 || key < r->m.first ? 0
+									   : n;
+				lo[k] = 1;
+				hi[k] = 0;
+				bump(&c->hist[0]);
+				continue;
+			}
+			struct window w;
+			model_window(&r->m, key, &w);
+			bump(&c->hist[hist_bucket(w.hi - w.lo)]);
+			if (__builtin_expect(w.whole, 0))
+				bump(&c->fallbacks);
+			lo[k] = w.lo - (w.lo > 0);
+			hi[k] = w.hi + (w.hi < n);
+			const uint64_t *p = keys + lo[k];
+			const uint64_t *e = keys + hi[k];
+			for (int l = 0; l < BATCH_LINES && p < e; l++, p += 8)
+				__builtin_prefetch(p);
+		}
+		for (size_t k = 0; k < m; k++) {
+			if (lo[k] > hi[k])
+				continue;
+			const uint64_t key = q[base + k];
+			uint64_t ans = r->probe(keys, lo[k], hi[k], key);
+			const int miss = ((ans == lo[k]) & (lo[k] > 0)) |
+					 ((ans == hi[k]) & (hi[k] < n));
+			if (__builtin_expect(miss, 0)) {
+				ans = kyro_lower_bound_binary(keys, n, key);
+				bump(&c->mispredicts);
+			}
+			out[base + k] = ans;
+		}
+	}
+}
+
+uint64_t kyro_rmi_lower_bound(const struct kyro_rmi *r, uint64_t key)
+{
+	return lower_bound(r, key, 1);
+}
+
+uint64_t kyro_rmi_lower_bound_nocount(const struct kyro_rmi *r, uint64_t key)
+{
+	return lower_bound(r, key, 0);
+}
+
+void kyro_rmi_window(const struct kyro_rmi *r, uint64_t key, uint64_t *lo,
+		     uint64_t *hi)
+{
+	if (r->n == 0 || key < r->m.first) {
+		*lo = *hi = 0;
+		return;
+	}
+	if (key > r->m.last) {
+		*lo = *hi = r->n;
+		return;
+	}
+	struct window w;
+	model_window(&r->m, key, &w);
+	*lo = w.lo;
+	*hi = w.hi;
+}
+
+uint64_t kyro_rmi_predict(const struct kyro_rmi *r, uint64_t key)
+{
+	if (r->n == 0 || key < r->m.first)
+		return 0;
+	if (key > r->m.last)
+		return r->n;
+	const unsigned char *leaf = r->m.leaves + LEAF_SIZE * route(&r->m, key);
+	return get64(leaf + 16) + predict_off(get64(leaf), getf64(leaf + 8),
+					      get32(leaf + 24), key);
+}
+
+int kyro_rmi_check_all(const struct kyro_rmi *r, uint64_t *bad,
+		       uint64_t *first_bad)
+{
+	uint64_t nbad = 0;
+	uint64_t first = r->n;
+	for (uint64_t i = 0; i < r->n; i++) {
+		uint64_t lo, hi;
+		kyro_rmi_window(r, r->keys[i], &lo, &hi);
+		if (i < lo || i >= hi) {
+			if (nbad++ == 0)
+				first = i;
+		}
+	}
+	*bad = nbad;
+	*first_bad = first;
+	return nbad ? KYRO_ECORRUPT : 0;
+}
+
+void kyro_rmi_counters(const struct kyro_rmi *r, struct kyro_rmi_counters *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (int i = 0; i < CTR_SLOTS; i++) {
+		struct ctr_slot *s = &r->ctr->slot[i];
+		for (int b = 0; b < KYRO_RMI_HIST; b++) {
+			const uint64_t v = atomic_load_explicit(
+				&s->hist[b], memory_order_relaxed);
+			c->window_hist[b] += v;
+			c->lookups += v;
+		}
+		c->mispredicts += atomic_load_explicit(&s->mispredicts,
+						       memory_order_relaxed);
+		c->fallbacks += atomic_load_explicit(&s->fallbacks,
+						     memory_order_relaxed);
+	}
+}
+
+int kyro_rmi_set_simd(struct kyro_rmi *r, int level)
+{
+	const kyro_simd_probe_fn f = kyro_simd_probe_for(level);
+	if (f == NULL)
+		return ENOTSUP;
+	r->probe = f;
+	r->simd = level;
+	return 0;
+}
+
+void kyro_rmi_info(const struct kyro_rmi *r, struct kyro_rmi_info *info)
+{
+	info->keys = r->n;
+	info->leaves = r->leaves;
+	info->router_bits = r->bits;
+	info->bytes = r->bytes;
+	info->generation = r->gen;
+	info->simd = r->simd;
+}
+
+void kyro_rmi_free(struct kyro_rmi *r)
+{
+	if (r == NULL)
+		return;
+	free(r->ctr);
+	free(r);
+}
+
+static uint64_t key_sample_hash(const uint64_t *keys, uint64_t n)
+{
+	unsigned char buf[8 * SAMPLE_KEYS];
+	const uint64_t m = n < SAMPLE_KEYS ? n : SAMPLE_KEYS;
+	for (uint64_t j = 0; j < m; j++)
+		put64(buf + 8 * j, keys[(uint64_t)((u128)j * n / m)]);
+	return XXH3_64bits(buf, (size_t)(8 * m));
+}
+
+/* The header-independent rules of the router and leaves (see the top). */
+static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
+			uint64_t n, char *errbuf, size_t errlen)
+{
+	const uint64_t nb = (uint64_t)1 << bits;
+	const uint64_t bmax = (m->last - m->first) >> m->shift;
+	uint64_t prev = 0;
+	for (uint64_t b = 0; b <= nb; b++) {
+		const uint64_t c = get32(m->router + 4 * b);
+		if (c < prev || c > leaves || (b == 0 && c != 0)) {
+			set_err(errbuf, errlen,
+				"index router entry %llu (%llu) breaks the order "
+				"0 <= ... <= %llu",
+				(unsigned long long)b, (unsigned long long)c,
+				(unsigned long long)leaves);
+			return KYRO_ECORRUPT;
+		}
+		prev = c;
+	}
+	if (prev != leaves || get32(m->router + 4 * bmax) >= leaves) {
+		set_err(errbuf, errlen,
+			"index router does not end at its %llu leaves",
+			(unsigned long long)leaves);
+		return KYRO_ECORRUPT;
+	}
+	uint64_t pos = 0;
+	for (uint64_t l = 0; l < leaves; l++) {
+		const unsigned char *leaf = m->leaves + LEAF_SIZE * l;
+		const double slope = getf64(leaf + 8);
+		if (get64(leaf + 16) != pos || !isfinite(slope) ||
+		    !(slope >= 0)) {
+			set_err(errbuf, errlen,
+				"index leaf %llu is malformed (start %llu, "
+				"expected %llu)",
+				(unsigned long long)l,
+				(unsigned long long)get64(leaf + 16),
+				(unsigned long long)pos);
+			return KYRO_ECORRUPT;
+		}
+		pos += get32(leaf + 24);
+	}
+	if (pos != n) {
+		set_err(errbuf, errlen,
+			"index leaves cover %llu keys, the snapshot has %llu",
+			(unsigned long long)pos, (unsigned long long)n);
+		return KYRO_ECORRUPT;
+	}
+	return 0;
+}
+
+int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
+		  const uint64_t *keys, uint64_t n, uint64_t snap_gen,
+		  char *errbuf, size_t errlen)
+{
+	const unsigned char *img = image;
+	struct kyro_rmi *r = NULL;
+	int err = KYRO_ECORRUPT;
+
+	*rp = NULL;
+	if (n > 0 && keys == NULL) {
+		set_err(errbuf, errlen, "no keys to load the index against");
+		err = EINVAL;
+		goto out;
+	}
+	if (img == NULL || size < HDR_SIZE + SUM_SIZE) {
+		set_err(errbuf, errlen,
+			"index truncated: %zu bytes, a header and checksum "
+			"need %d",
+			img ? size : 0, HDR_SIZE + SUM_SIZE);
+		goto out;
+	}
+	if (memcmp(img, rmi_magic, 8) != 0) {
+		set_err(errbuf, errlen, "not a KyroDB index (bad magic)");
+		goto out;
+	}
+	const uint32_t version = get32(img + 8);
+	if (version != KYRO_RMI_VERSION) {
+		set_err(errbuf, errlen,
+			"index format version %u, this build reads version %d",
+			version, KYRO_RMI_VERSION);
+		err = KYRO_EVERSION;
+		goto out;
+	}
+	const uint32_t flags = get32(img + 12);
+	const unsigned bits = img[60];
+	const unsigned shift = img[61];
+	const uint64_t leaves = get32(img + 56);
+	if (flags != 0 || get16(img + 62) != 0) {
+		set_err(errbuf, errlen, "index has unknown flags 0x%x", flags);
+		goto out;
+	}
+	if (bits < KYRO_RMI_MIN_BITS || bits > KYRO_RMI_MAX_BITS ||
+	    leaves == 0) {
+		set_err(errbuf, errlen,
+			"index header is malformed (%u router bits, %llu "
+			"leaves)",
+			bits, (unsigned long long)leaves);
+		goto out;
+	}
+	const uint64_t want = image_bytes(bits, leaves);
+	if ((uint64_t)size != want) {
+		set_err(errbuf, errlen,
+			"index %s: %zu bytes, its header describes %llu",
+			(uint64_t)size < want ? "truncated" : "has trailing bytes",
+			size, (unsigned long long)want);
+		goto out;
+	}
+	const uint64_t stored = get64(img + size - SUM_SIZE);
+	const uint64_t computed = XXH3_64bits(img, size - SUM_SIZE);
+	if (stored != computed) {
+		set_err(errbuf, errlen,
+			"index checksum mismatch (stored %016llx, computed "
+			"%016llx)",
+			(unsigned long long)stored,
+			(unsigned long long)computed);
+		goto out;
+	}
+
+	/* The image is intact; is it this snapshot's? */
+	const uint64_t hn = get64(img + 16);
+	const uint64_t hgen = get64(img + 24);
+	const uint64_t first = n ? keys[0] : 0;
+	const uint64_t last = n ? keys[n - 1] : 0;
+	if (hgen != snap_gen) {
+		set_err(errbuf, errlen,
+			"stale index: built for snapshot generation %llu, the "
+			"snapshot is generation %llu",
+			(unsigned long long)hgen, (unsigned long long)snap_gen);
+		goto out;
+	}
+	if (hn != n) {
+		set_err(errbuf, errlen,
+			"stale index: built over %llu keys, the snapshot has "
+			"%llu",
+			(unsigned long long)hn, (unsigned long long)n);
+		goto out;
+	}
+	if (get64(img + 32) != first || get64(img + 40) != last) {
+		set_err(errbuf, errlen,
+			"stale index: its first/last keys %llu/%llu differ "
+			"from the snapshot's %llu/%llu",
+			(unsigned long long)get64(img + 32),
+			(unsigned long long)get64(img + 40),
+			(unsigned long long)first, (unsigned long long)last);
+		goto out;
+	}
+	if (get64(img + 48) != key_sample_hash(keys, n)) {
+		set_err(errbuf, errlen,
+			"stale index: key sample checksum mismatch (built over "
+			"other keys)");
+		goto out;
+	}
+	if (shift != shift_for(first, last, bits)) {
+		set_err(errbuf, errlen,
+			"index shift %u does not match its key range (%u)",
+			shift, shift_for(first, last, bits));
+		goto out;
+	}
+
+	struct model m;
+	model_shape(&m, first, last, shift);
+	m.router = img + HDR_SIZE;
+	m.leaves = m.router + router_bytes(bits);
+	err = check_tables(&m, bits, leaves, n, errbuf, errlen);
+	if (err)
+		goto out;
+
+	err = ENOMEM;
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		goto out;
+	r->ctr = aligned_alloc(64, sizeof(struct counters));
+	if (r->ctr == NULL)
+		goto out;
+	for (int i = 0; i < CTR_SLOTS; i++) {
+		struct ctr_slot *cs = &r->ctr->slot[i];
+		for (int b = 0; b < KYRO_RMI_HIST; b++)
+			atomic_init(&cs->hist[b], 0);
+		atomic_init(&cs->mispredicts, 0);
+		atomic_init(&cs->fallbacks, 0);
+	}
+	r->m = m;
+	r->keys = keys;
+	r->n = n;
+	r->simd = kyro_simd_selected();
+	r->probe = kyro_simd_probe_for(r->simd);
+	r->leaves = leaves;
+	r->bits = bits;
+	r->bytes = size;
+	r->gen = snap_gen;
+	*rp = r;
+	r = NULL;
+	err = 0;
+out:
+	if (err == ENOMEM)
+		set_err(errbuf, errlen, "out of memory loading the index");
+	kyro_rmi_free(r);
+	return err;
+}
+
+/* ---- build ---------------------------------------------------------- */
+
+/* The first i >= pos with keys[i] >= target, given keys[pos-1] < target.
+ * Galloping: cost grows with the distance moved, not with n. */
+static uint64_t gallop(const uint64_t *keys, uint64_t n, uint64_t pos,
+		       uint64_t target)
+{
+	if (pos >= n || keys[pos] >= target)
+		return pos;
+	uint64_t lo = pos; /* keys[lo] < target */
+	uint64_t step = 1;
+	while (lo + step < n && keys[lo + step] < target) {
+		lo += step;
+		step *= 2;
+	}
+	const uint64_t hi = lo + step < n ? lo + step : n;
+	return lo + 1 +
+	       kyro_lower_bound_binary(keys + lo + 1, hi - lo - 1, target);
+}
+
+/* out[b], b = 0..2^bits: the number of keys below first + (b << shift). */
+static void bucket_bounds(const uint64_t *keys, uint64_t n, unsigned bits,
+			  unsigned shift, uint64_t *out)
+{
+	const uint64_t nb = (uint64_t)1 << bits;
+	const uint64_t bmax = n ? (keys[n - 1] - keys[0]) >> shift : 0;
+	uint64_t pos = 0;
+	for (uint64_t b = 0; b <= nb; b++) {
+		if (n == 0 || b > bmax) {
+			out[b] = n;
+			continue;
+		}
+		pos = gallop(keys, n, pos, keys[0] + (b << shift));
+		out[b] = pos;
+	}
+}
+
+/* The router of BITS bits for LEAVES leaves, from bucket bounds computed
+ * at FINE_BITS >= BITS: a coarse bucket starts where every 2^k-th fine
+ * bucket does. */
+static void fill_router(unsigned char *router, unsigned bits,
+			uint64_t leaves, uint64_t n, const uint64_t *fine,
+			unsigned k)
+{
+	const uint64_t nb = (uint64_t)1 << bits;
+	for (uint64_t b = 0; b <= nb; b++) {
+		const uint64_t lb = fine[b << k];
+		put32(router + 4 * b,
+		      n ? (uint32_t)((u128)lb * leaves / n) : 0);
+	}
+	/* With no keys every bound is 0; the rules still want the last
+	 * entry to name the leaf count. */
+	put32(router + 4 * nb, (uint32_t)leaves);
+}
+
+/* The end of leaf L's run of keys, which starts at POS: the first i >= pos
+ * routed past L.  Routing is monotone in the key, so a gallop finds it. */
+static uint64_t leaf_end(const struct model *m, const uint64_t *keys,
+			 uint64_t n, uint64_t pos, uint64_t l)
+{
+	if (pos >= n || route(m, keys[pos]) > l)
+		return pos;
+	uint64_t lo = pos, step = 1; /* route(keys[lo]) <= l */
+	while (lo + step < n && route(m, keys[lo + step]) <= l) {
+		lo += step;
+		step *= 2;
+	}
+	uint64_t hi = lo + step < n ? lo + step : n;
+	while (hi - lo > 1) {
+		const uint64_t mid = lo + (hi - lo) / 2;
+		if (route(m, keys[mid]) <= l)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return hi;
+}
+
+/* The start of the run of keys routed to L, which contains position I. */
+static uint64_t leaf_start(const struct model *m, const uint64_t *keys,
+			   uint64_t i, uint64_t l)
+{
+	uint64_t hi = i, step = 1; /* route(keys[hi]) >= l */
+	uint64_t base = 0;
+	while (hi >= step) {
+		if (route(m, keys[hi - step]) < l) {
+			base = hi - step + 1;
+			break;
+		}
+		hi -= step;
+		step *= 2;
+	}
+	while (base < hi) {
+		const uint64_t mid = base + (hi - base) / 2;
+		if (route(m, keys[mid]) >= l)
+			hi = mid;
+		else
+			base = mid + 1;
+	}
+	return base;
+}
+
+/*
+ * Least squares slope of position on x = key - k[0], in one pass.  The
+ * sums are taken from the leaf's first key, so x is at most the leaf's
+ * span and the variance sum cannot cancel catastrophically; the line
+ * through the two ends was also tried and narrowed windows by only 1-2%,
+ * not worth a second error pass per key.
+ */
+static double fit_slope(const uint64_t *k, uint64_t m)
+{
+	if (m < 2)
+		return 0.0;
+	const uint64_t ref = k[0];
+	double sx = 0, sxx = 0, sxy = 0;
+	for (uint64_t j = 0; j < m; j++) {
+		const double x = (double)(k[j] - ref);
+		sx += x;
+		sxx += x * x;
+		sxy += x * (double)j;
+	}
+	const double dm = (double)m;
+	const double sy = dm * (dm - 1) / 2;
+	const double vxx = sxx - sx * sx / dm;
+	const double cxy = sxy - sx * sy / dm;
+	const double s = vxx > 0 ? cxy / vxx : 0.0;
+	return isfinite(s) && s > 0 ? s : 0.0;
+}
+
+/* The error range of the line (reference key k[0], SLOPE) over k[0..m),
+ * measured with predict_off, the function lookups use, on the same inputs
+ * a lookup will decode from the stored leaf. */
+static void leaf_errors(const uint64_t *k, uint64_t m, double slope,
+			uint64_t *el, uint64_t *eh)
+{
+	/* Signed differences and max, not branches on their sign: the sign
+	 * flips at random along a leaf, and a mispredict per key would cost
+	 * more than the prediction itself. */
+	int64_t lo = 0, hi = 0;
+	const uint64_t ref = m ? k[0] : 0;
+	for (uint64_t j = 0; j < m; j++) {
+		const int64_t d = (int64_t)predict_off(ref, slope, m, k[j]) -
+				  (int64_t)j;
+		lo = d > lo ? d : lo;
+		hi = -d > hi ? -d : hi;
+	}
+	*el = (uint64_t)lo;
+	*eh = (uint64_t)hi;
+}
+
+static double best_slope(const uint64_t *k, uint64_t m, uint64_t *el,
+			 uint64_t *eh)
+{
+	const double s = fit_slope(k, m);
+	leaf_errors(k, m, s, el, eh);
+	return s;
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/*
+ * The mean window of a present key under the router M (leaves not built),
+ * estimated from the leaves of S sampled keys: sampling keys, not leaves,
+ * weighs each leaf by its keys as lookups do.  A leaf hit twice is
+ * measured once (MEMO, 2 S slots).  Past TUNE_WORK keys examined, the
+ * samples seen so far (a random subset) decide.
+ */
+static double estimate(const struct model *m, const uint64_t *keys,
+		       uint64_t n, const uint64_t *samples, size_t s,
+		       uint64_t *memo_leaf, double *memo_w)
+{
+	const size_t slots = 2 * s;
+	for (size_t i = 0; i < slots; i++)
+		memo_leaf[i] = UINT64_MAX;
+	uint64_t work = 0;
+	double sum = 0;
+	size_t done = 0;
+	for (; done < s && work < TUNE_WORK; done++) {
+		const uint64_t i = samples[done];
+		const uint64_t l = route(m, keys[i]);
+		size_t h = (size_t)((l * 0x9e3779b97f4a7c15ULL) >> 40) % slots;
+		while (memo_leaf[h] != UINT64_MAX && memo_leaf[h] != l)
+			h = (h + 1) % slots;
+		if (memo_leaf[h] == l) {
+			sum += memo_w[h];
+			continue;
+		}
+		const uint64_t a = leaf_start(m, keys, i, l);
+		const uint64_t e = leaf_end(m, keys, n, i, l);
+		uint64_t el, eh;
+		best_slope(keys + a, e - a, &el, &eh);
+		double w = (double)(el + eh + 1);
+		if (w > (double)(e - a))
+			w = (double)(e - a);
+		work += e - a;
+		memo_leaf[h] = l;
+		memo_w[h] = w;
+		sum += w;
+	}
+	return done ? sum / (double)done : HUGE_VAL;
+}
+
+/* Leaves for a router of BITS bits: as given, or all the budget holds. */
+static uint64_t leaves_for(const struct kyro_rmi_params *p, uint64_t budget,
+			   unsigned bits, uint64_t max_leaves)
+{
+	if (p->leaves)
+		return p->leaves;
+	/* A router given larger than the budget leaves no room: spend as
+	 * much again as the budget on leaves rather than starve them. */
+	const uint64_t fixed = image_bytes(bits, 0);
+	uint64_t l = budget > fixed ? (budget - fixed) / LEAF_SIZE
+				    : budget / LEAF_SIZE;
+	if (l > max_leaves)
+		l = max_leaves;
+	return l ? l : 1;
+}
+
+/*
+ * Choose router bits and leaf count.  Without both given, every router
+ * size from 2^8 up to half the budget (and no finer than the key range)
+ * is a candidate, paired with as many leaves as the rest of the budget
+ * holds; the smallest estimated mean window wins, a smaller router
+ * winning unless a larger one is 1% better.  On success *BOUNDS (malloc'd)
+ * holds the bucket bounds at the chosen bits.
+ */
+static int choose_shape(const uint64_t *keys, uint64_t n,
+			const struct kyro_rmi_params *p, unsigned *bits_out,
+			uint64_t *leaves_out, uint64_t **bounds_out,
+			char *errbuf, size_t errlen)
+{
+	uint64_t *fine = NULL, *samples = NULL, *memo_leaf = NULL;
+	double *memo_w = NULL;
+	unsigned char *router = NULL;
+	int err = 0;
+
+	*bounds_out = NULL;
+	const uint64_t min_bytes = image_bytes(KYRO_RMI_MIN_BITS, 1);
+	const uint64_t two_pct = (uint64_t)((u128)n * 8 / 50);
+	const uint64_t budget = p->max_size ? p->max_size
+			      : two_pct > MIN_BUDGET ? two_pct : MIN_BUDGET;
+	if (p->max_size && p->max_size < min_bytes) {
+		set_err(errbuf, errlen,
+			"max size %llu is below the smallest index (%llu "
+			"bytes)",
+			(unsigned long long)p->max_size,
+			(unsigned long long)min_bytes);
+		err = EINVAL;
+		goto out;
+	}
+	const uint64_t max_leaves = n > 1 ? (n < UINT32_MAX ? n : UINT32_MAX)
+					  : 1;
+	const uint64_t first = n ? keys[0] : 0;
+	const uint64_t last = n ? keys[n - 1] : 0;
+	const unsigned t = range_bits(first, last);
+
+	unsigned blo = KYRO_RMI_MIN_BITS, bhi = KYRO_RMI_MAX_BITS;
+	if (p->router_bits) {
+		blo = bhi = p->router_bits;
+	} else {
+		if (bhi > t)
+			bhi = t > blo ? t : blo;
+		while (bhi > blo && router_bytes(bhi) > budget / 2)
+			bhi--;
+	}
+
+	err = ENOMEM;
+	const unsigned fine_shift = shift_for(first, last, bhi);
+	fine = malloc(sizeof(*fine) * (((size_t)1 << bhi) + 1));
+	if (fine == NULL)
+		goto out;
+	err = 0;
+	bucket_bounds(keys, n, bhi, fine_shift, fine);
+
+	unsigned best_bits = blo;
+	if (blo < bhi && n >= 2) {
+		err = ENOMEM;
+		const size_t s = n < TUNE_SAMPLES ? (size_t)n : TUNE_SAMPLES;
+		samples = malloc(sizeof(*samples) * s);
+		memo_leaf = malloc(sizeof(*memo_leaf) * 2 * s);
+		memo_w = malloc(sizeof(*memo_w) * 2 * s);
+		router = malloc((size_t)router_bytes(bhi));
+		if (!samples || !memo_leaf || !memo_w || !router)
+			goto out;
+		err = 0;
+		uint64_t seed = 0x4b59524f524d4931ULL ^ n; /* reproducible */
+		for (size_t i = 0; i < s; i++)
+			samples[i] = splitmix(&seed) % n;
+		double best = HUGE_VAL;
+		for (unsigned b = blo; b <= bhi; b++) {
+			const unsigned shift = shift_for(first, last, b);
+			const uint64_t leaves = leaves_for(p, budget, b,
+							   max_leaves);
+			struct model m;
+			model_shape(&m, first, last, shift);
+			m.router = router;
+			fill_router(router, b, leaves, n, fine,
+				    shift - fine_shift);
+			const double w = estimate(&m, keys, n, samples, s,
+						  memo_leaf, memo_w);
+			if (w < best * 0.99) {
+				best = w;
+				best_bits = b;
+			}
+		}
+	}
+	/* Bounds at the chosen bits: every 2^k-th fine bound, in place
+	 * (b << k >= b, so nothing is overwritten before it is read). */
+	const unsigned k = shift_for(first, last, best_bits) - fine_shift;
+	for (uint64_t b = 0; b <= (uint64_t)1 << best_bits; b++)
+		fine[b] = fine[b << k];
+	*bits_out = best_bits;
+	*leaves_out = leaves_for(p, budget, best_bits, max_leaves);
+	*bounds_out = fine;
+	fine = NULL;
+out:
+	if (err == ENOMEM)
+		set_err(errbuf, errlen, "out of memory choosing index shape");
+	free(fine);
+	free(samples);
+	free(memo_leaf);
+	free(memo_w);
+	free(router);
+	return err;
+}
+
+int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
+		   const struct kyro_rmi_params *p, void **buf, size_t *size,
+		   struct kyro_rmi_build_stats *st, char *errbuf, size_t errlen)
+{
+	static const struct kyro_rmi_params autop = { 0, 0, 0 };
+	unsigned char *img = NULL;
+	uint64_t *bounds = NULL;
+	struct kyro_rmi *check = NULL;
+	int err = 0;
+
+	*buf = NULL;
+	*size = 0;
+	if (p == NULL)
+		p = &autop;
+	if (n > 0 && keys == NULL) {
+		set_err(errbuf, errlen, "no keys to build the index over");
+		err = EINVAL;
+		goto out;
+	}
+	if (p->router_bits && (p->router_bits < KYRO_RMI_MIN_BITS ||
+			       p->router_bits > KYRO_RMI_MAX_BITS)) {
+		set_err(errbuf, errlen, "router bits %u outside %d..%d",
+			p->router_bits, KYRO_RMI_MIN_BITS, KYRO_RMI_MAX_BITS);
+		err = EINVAL;
+		goto out;
+	}
+	/* Sortedness first: every later step (galloping, the monotone
+	 * leaf runs) depends on it.  One sequential pass, cheap next to
+	 * the rest. */
+	for (uint64_t i = 1; i < n; i++) {
+		if (keys[i - 1] >= keys[i]) {
+			set_err(errbuf, errlen,
+				"keys are not sorted and unique at position "
+				"%llu",
+				(unsigned long long)i);
+			err = EINVAL;
+			goto out;
+		}
+	}
+
+	unsigned bits;
+	uint64_t leaves;
+	err = choose_shape(keys, n, p, &bits, &leaves, &bounds, errbuf,
+			   errlen);
+	if (err)
+		goto out;
+	const uint64_t total = image_bytes(bits, leaves);
+	if (p->max_size && total > p->max_size) {
+		set_err(errbuf, errlen,
+			"an index of %llu leaves and %u router bits takes %llu "
+			"bytes, over the maximum of %llu",
+			(unsigned long long)leaves, bits,
+			(unsigned long long)total,
+			(unsigned long long)p->max_size);
+		err = EINVAL;
+		goto out;
+	}
+	err = ENOMEM;
+	if (total > SIZE_MAX)
+		goto out;
+	img = calloc(1, (size_t)total);
+	if (img == NULL)
+		goto out;
+	err = 0;
+
+	const uint64_t first = n ? keys[0] : 0;
+	const uint64_t last = n ? keys[n - 1] : 0;
+	const unsigned shift = shift_for(first, last, bits);
+	memcpy(img, rmi_magic, 8);
+	put32(img + 8, KYRO_RMI_VERSION);
+	put32(img + 12, 0);
+	put64(img + 16, n);
+	put64(img + 24, snap_gen);
+	put64(img + 32, first);
+	put64(img + 40, last);
+	put64(img + 48, key_sample_hash(keys, n));
+	put32(img + 56, (uint32_t)leaves);
+	img[60] = (unsigned char)bits;
+	img[61] = (unsigned char)shift;
+
+	struct model m;
+	model_shape(&m, first, last, shift);
+	m.router = img + HDR_SIZE;
+	m.leaves = m.router + router_bytes(bits);
+	fill_router(img + HDR_SIZE, bits, leaves, n, bounds, 0);
+
+	/*
+	 * Leaf by leaf: find the run of keys the router sends to the leaf,
+	 * fit the line, store it, then check every key of the run through
+	 * the whole lookup path (route, decode the stored record, predict,
+	 * clamp) while the run is still in cache.
+	 */
+	double wsum = 0, wmax = 0;
+	uint64_t pos = 0;
+	for (uint64_t l = 0; l < leaves; l++) {
+		const uint64_t e = leaf_end(&m, keys, n, pos, l);
+		const uint64_t cnt = e - pos;
+		if (cnt > UINT32_MAX) {
+			set_err(errbuf, errlen,
+				"leaf %llu would hold %llu keys (2^32 or more): "
+				"use more leaves",
+				(unsigned long long)l, (unsigned long long)cnt);
+			err = EOVERFLOW;
+			goto out;
+		}
+		uint64_t el, eh;
+		const double slope = best_slope(keys + pos, cnt, &el, &eh);
+		unsigned char *leaf = img + HDR_SIZE + router_bytes(bits) +
+				      LEAF_SIZE * l;
+		put64(leaf, cnt ? keys[pos] : 0);
+		putf64(leaf + 8, slope);
+		put64(leaf + 16, pos);
+		put32(leaf + 24, (uint32_t)cnt);
+		put16(leaf + 28, el < EPS_WHOLE ? (unsigned)el : EPS_WHOLE);
+		put16(leaf + 30, eh < EPS_WHOLE ? (unsigned)eh : EPS_WHOLE);
+		for (uint64_t i = pos; i < e; i++) {
+			struct window w;
+			model_window(&m, keys[i], &w);
+			if (i < w.lo || i >= w.hi) {
+				set_err(errbuf, errlen,
+					"internal error: key at position %llu "
+					"lies outside its window [%llu, %llu)",
+					(unsigned long long)i,
+					(unsigned long long)w.lo,
+					(unsigned long long)w.hi);
+				err = KYRO_ECORRUPT;
+				goto out;
+			}
+			const double wl = (double)(w.hi - w.lo);
+			wsum += wl;
+			if (wl > wmax)
+				wmax = wl;
+		}
+		pos = e;
+	}
+	if (pos != n) {
+		set_err(errbuf, errlen,
+			"internal error: the leaves cover %llu of %llu keys",
+			(unsigned long long)pos, (unsigned long long)n);
+		err = KYRO_ECORRUPT;
+		goto out;
+	}
+	put64(img + total - SUM_SIZE,
+	      XXH3_64bits(img, (size_t)total - SUM_SIZE));
+
+	/* The loader's rules are the format's: the image must pass them. */
+	err = kyro_rmi_load(&check, img, (size_t)total, keys, n, snap_gen,
+			    errbuf, errlen);
+	if (err)
+		goto out;
+	if (st) {
+		st->leaves = leaves;
+		st->router_bits = bits;
+		st->bytes = total;
+		st->mean_window = n ? wsum / (double)n : 0;
+		st->max_window = wmax;
+	}
+	*buf = img;
+	*size = (size_t)total;
+	img = NULL;
+out:
+	if (err == ENOMEM)
+		set_err(errbuf, errlen, "out of memory building the index");
+	kyro_rmi_free(check);
+	free(bounds);
+	free(img);
+	return err;
+}

@@ -1,0 +1,161 @@
+/*
+ * rmi.h - private header of the learned index (issue 3): a two-stage
+ * recursive model index over a snapshot's sorted key array.
+ *
+ * The index never holds keys: it is built over, and loaded next to, the
+ * snapshot's own array of n sorted unique u64 keys.  rmi.c opens with the
+ * byte layout of the index file and the rules by which load refuses one.
+ *
+ * Results follow kyro.h: 0, a positive errno, or a negative KYRO_E* code
+ * (KYRO_ECORRUPT for an index that fails its checksum, its rules, or does
+ * not match the snapshot it is loaded against; KYRO_EVERSION for another
+ * format version).  Functions taking ERRBUF write a one-line message there
+ * on failure (ERRBUF may be NULL when ERRLEN is 0).  Nothing here prints.
+ */
+#ifndef KYRO_RMI_H
+#define KYRO_RMI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kyro.h"
+
+#include "kyro.h"
+
+#define KYRO_RMI_VERSION 1
+#define KYRO_RMI_MIN_BITS 8
+#define KYRO_RMI_MAX_BITS 24
+/* Window histogram buckets: bucket 0 counts empty windows, bucket b > 0
+ * windows of 2^(b-1) .. 2^b - 1 keys; the last bucket takes the rest. */
+#define KYRO_RMI_HIST 33
+
+/* Build parameters: struct kyro_rmi_params of kyro.h (0 in a field means
+ * "choose automatically"; max_size defaults to 2% of the keys' 8n bytes,
+ * at least 4 KiB).  Explicit leaves and router_bits are not bound by the
+ * default budget, only by an explicit max_size. */
+
+struct kyro_rmi_build_stats {
+	uint64_t leaves;
+	uint64_t router_bits;
+	uint64_t bytes;     /* size of the index image */
+	double mean_window; /* mean keys probed per lookup of a present key */
+	double max_window;  /* largest window of any present key */
+};
+
+/* Counters of one loaded index (struct kyro_rmi).  They count lookups
+ * through kyro_rmi_lower_bound() on that handle, from any thread (relaxed
+ * atomics; a snapshot read while lookups run may be a few counts apart
+ * between fields).  They start at 0 on load; a store that swaps indexes
+ * adds them up itself. */
+struct kyro_rmi_counters {
+	uint64_t lookups;     /* all lookups, = the sum of window_hist */
+	uint64_t mispredicts; /* the answer lay outside the model's window;
+			       * each was answered by a binary search over
+			       * the whole array.  0 for a sound index. */
+	uint64_t fallbacks;   /* lookups in a leaf whose error exceeded the
+			       * 16-bit window fields: the window was the
+			       * whole leaf (a bounded binary search) */
+	uint64_t window_hist[KYRO_RMI_HIST]; /* keys probed per lookup */
+};
+
+/* A loaded index: a view over an image (borrowed) and a key array
+ * (borrowed).  Used from any number of threads at once. */
+struct kyro_rmi;
+
+/*
+ * Build the index over keys[0..N) (sorted, unique; N may be 0, KEYS may
+ * then be NULL) for snapshot generation SNAP_GEN.  P may be NULL (all
+ * automatic).  On success *BUF holds the complete file image (malloc'd,
+ * the caller frees it) and *SIZE its length; ST, when not NULL, is filled.
+ * Every key is checked to lie inside its own window, with the function
+ * lookups use, before the image is returned.  Returns 0, EINVAL (keys not
+ * sorted and unique, or bad parameters), ENOMEM, or EOVERFLOW (a leaf
+ * would hold 2^32 keys or more: ask for more leaves).
+ */
+int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
+		   const struct kyro_rmi_params *p, void **buf, size_t *size,
+		   struct kyro_rmi_build_stats *st, char *errbuf,
+		   size_t errlen);
+
+/*
+ * Check IMAGE[0..SIZE) against its own rules and against the snapshot it
+ * is to serve (KEYS[0..N), generation SNAP_GEN), and on success set *RP to
+ * a new handle.  IMAGE and KEYS are borrowed: both must stay mapped, and
+ * unchanged, until kyro_rmi_free(*RP).  IMAGE needs no particular
+ * alignment.  On failure *RP is NULL.  Returns 0, ENOMEM, KYRO_EVERSION or
+ * KYRO_ECORRUPT, with the reason in ERRBUF.  The probe uses
+ * kyro_simd_selected()'s level.
+ */
+int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
+		  const uint64_t *keys, uint64_t n, uint64_t snap_gen,
+		  char *errbuf, size_t errlen);
+
+/* Release the handle (not the image or the keys).  NULL is accepted. */
+void kyro_rmi_free(struct kyro_rmi *r);
+
+/*
+ * The exact lower bound: the first i with keys[i] >= KEY, or n.  Route,
+ * predict, clamp to the leaf's error window, probe the window with the
+ * selected SIMD variant, and confirm the answer against the keys just
+ * outside the window; an unconfirmed answer (a mispredict: possible only
+ * when the keys are not those the index was built over) is replaced by a
+ * binary search over the whole array, so the answer is exact whenever
+ * the keys are sorted.
+ */
+uint64_t kyro_rmi_lower_bound(const struct kyro_rmi *r, uint64_t key);
+
+/* The same, without counting: for callers that count themselves. */
+uint64_t kyro_rmi_lower_bound_nocount(const struct kyro_rmi *r,
+				      uint64_t key);
+
+/*
+ * kyro_rmi_lower_bound() of Q[0..COUNT) into OUT[0..COUNT), faster than
+ * one at a time: the windows of a group of keys are predicted and
+ * prefetched before any is probed, so their cache misses overlap.
+ * Counted like single lookups.
+ */
+void kyro_rmi_lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
+				uint64_t *out, size_t count);
+
+/*
+ * The model's own window for KEY, before any probe or fallback: the exact
+ * lower bound of KEY is claimed to be in [*LO, *HI], and a present key at
+ * position i to satisfy *LO <= i < *HI.  For tests and kyro-verify --deep.
+ */
+void kyro_rmi_window(const struct kyro_rmi *r, uint64_t key, uint64_t *lo,
+		     uint64_t *hi);
+
+/* The model's prediction alone (route and predict, no window, no probe):
+ * for measuring the share of the last-mile search. */
+uint64_t kyro_rmi_predict(const struct kyro_rmi *r, uint64_t key);
+
+/*
+ * The deep check: every key is inside its own window.  Sets *BAD to the
+ * number of keys that are not and *FIRST_BAD to the first such position
+ * (n when none).  Returns 0 when all are, KYRO_ECORRUPT otherwise.
+ */
+int kyro_rmi_check_all(const struct kyro_rmi *r, uint64_t *bad,
+		       uint64_t *first_bad);
+
+/* Read the handle's counters. */
+void kyro_rmi_counters(const struct kyro_rmi *r, struct kyro_rmi_counters *c);
+
+/* Use the probe of SIMD level LEVEL (KYRO_SIMD_*) on this handle, for
+ * tests and benchmarks.  Returns 0, or ENOTSUP when the CPU cannot. */
+int kyro_rmi_set_simd(struct kyro_rmi *r, int level);
+
+/* The shape of a loaded index. */
+struct kyro_rmi_info {
+	uint64_t keys, leaves, router_bits, bytes, generation;
+	int simd; /* KYRO_SIMD_* level of the probe in use */
+};
+void kyro_rmi_info(const struct kyro_rmi *r, struct kyro_rmi_info *info);
+
+/*
+ * Branchless binary search: the first i < N with keys[i] >= KEY, or N.
+ * The read path's answer when a snapshot has no (valid) index.
+ */
+uint64_t kyro_lower_bound_binary(const uint64_t *keys, uint64_t n,
+				 uint64_t key);
+
+#endif /* KYRO_RMI_H */

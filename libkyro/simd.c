@@ -1,0 +1,143 @@
+/*
+ * simd.c - choose the window probe once per process.
+ *
+ * The choice is cached in one atomic int.  Two threads racing on the first
+ * call compute the same answer from the same CPU and environment, so the
+ * race is harmless and no lock is needed; the environment is read once.
+ */
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "simd.h"
+
+#include "banned.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpu_features/cpuinfo_x86.h>
+#define KYRO_SIMD_X86 1
+#endif
+
+static const char *const level_names[KYRO_SIMD_NLEVELS] = {
+	"scalar", "sse4", "avx2", "avx512"
+};
+
+/* Bit L set when level L can run; -1 until detected. */
+static _Atomic int supported_mask = -1;
+/* (selected level) | (env status << 8); -1 until decided. */
+static _Atomic int selection = -1;
+
+static int detect_mask(void)
+{
+	int mask = 1 << KYRO_SIMD_SCALAR;
+#ifdef KYRO_SIMD_X86
+	/* GetX86Info() also checks XCR0, so a feature the OS does not save
+	 * across context switches (AVX state) is reported absent. */
+	const X86Info info = GetX86Info();
+	const X86Features *f = &info.features;
+
+	/* The fields are signed one-bit bit-fields: set reads as -1. */
+	if (f->sse4_2 && f->popcnt)
+		mask |= 1 << KYRO_SIMD_SSE4;
+	if (f->avx2 && f->popcnt)
+		mask |= 1 << KYRO_SIMD_AVX2;
+	if (f->avx512f && f->popcnt)
+		mask |= 1 << KYRO_SIMD_AVX512;
+#endif
+	return mask;
+}
+
+static int get_mask(void)
+{
+	int mask = atomic_load_explicit(&supported_mask, memory_order_relaxed);
+	if (mask < 0) {
+		mask = detect_mask();
+		atomic_store_explicit(&supported_mask, mask,
+				      memory_order_relaxed);
+	}
+	return mask;
+}
+
+int kyro_simd_supported(int level)
+{
+	if (level < 0 || level >= KYRO_SIMD_NLEVELS)
+		return 0;
+	return (get_mask() >> level) & 1;
+}
+
+int kyro_simd_level(const char *name)
+{
+	if (name == NULL)
+		return -1;
+	for (int i = 0; i < KYRO_SIMD_NLEVELS; i++)
+		if (strcmp(name, level_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static int decide(void)
+{
+	const int mask = get_mask();
+	int best = KYRO_SIMD_SCALAR;
+	for (int i = 0; i < KYRO_SIMD_NLEVELS; i++)
+		if ((mask >> i) & 1)
+			best = i;
+
+	const char *env = getenv("KYRODB_SIMD");
+	if (env == NULL || env[0] == '\0')
+		return best | KYRO_SIMD_ENV_UNSET << 8;
+	const int want = kyro_simd_level(env);
+	if (want < 0)
+		return best | KYRO_SIMD_ENV_UNKNOWN << 8;
+	if (!((mask >> want) & 1))
+		return best | KYRO_SIMD_ENV_UNSUPPORTED << 8;
+	return want | KYRO_SIMD_ENV_APPLIED << 8;
+}
+
+static int get_selection(void)
+{
+	int sel = atomic_load_explicit(&selection, memory_order_relaxed);
+	if (sel < 0) {
+		sel = decide();
+		atomic_store_explicit(&selection, sel, memory_order_relaxed);
+	}
+	return sel;
+}
+
+int kyro_simd_selected(void)
+{
+	return get_selection() & 0xff;
+}
+
+int kyro_simd_env_status(void)
+{
+	return get_selection() >> 8;
+}
+
+kyro_simd_probe_fn kyro_simd_probe_for(int level)
+{
+	if (!kyro_simd_supported(level))
+		return NULL;
+	switch (level) {
+	case KYRO_SIMD_SCALAR:
+		return kyro_simd_probe_scalar;
+#ifdef KYRO_SIMD_X86
+	case KYRO_SIMD_SSE4:
+		return kyro_simd_probe_sse4;
+	case KYRO_SIMD_AVX2:
+		return kyro_simd_probe_avx2;
+	case KYRO_SIMD_AVX512:
+		return kyro_simd_probe_avx512;
+#endif
+	default:
+		return NULL;
+	}
+}
+
+const char *kyro_simd_name(int level)
+{
+	if (level < 0 || level >= KYRO_SIMD_NLEVELS)
+		return "?";
+	return level_names[level];
+}

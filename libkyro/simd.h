@@ -1,0 +1,71 @@
+/*
+ * simd.h - private header: the window probe of the learned index, in one
+ * variant per instruction set, and the run-time choice between them.
+ *
+ * Every variant answers the same question over a sorted run of keys and
+ * must give the same answer bit for bit: the tests compare them.  The
+ * choice is made once per process from cpu_features (GetX86Info), unless
+ * KYRODB_SIMD names a level (scalar, sse4, avx2, avx512).  A value this
+ * library does not know, or a level the CPU cannot run, is ignored (the
+ * automatic choice stands) and reported through kyro_simd_env_status();
+ * the library never prints.
+ *
+ * NEON: out of scope for x86 builds.  An ARM build would add
+ * simd_neon.c and a KYRO_SIMD_NEON level; until then ARM runs scalar.
+ */
+#ifndef KYRO_SIMD_H
+#define KYRO_SIMD_H
+
+#include <stdint.h>
+
+/* Levels, ordered: a higher level is preferred when supported. */
+#define KYRO_SIMD_SCALAR 0
+#define KYRO_SIMD_SSE4 1
+#define KYRO_SIMD_AVX2 2
+#define KYRO_SIMD_AVX512 3
+#define KYRO_SIMD_NLEVELS 4
+
+/* kyro_simd_env_status() results. */
+#define KYRO_SIMD_ENV_UNSET 0       /* KYRODB_SIMD not set (or empty) */
+#define KYRO_SIMD_ENV_APPLIED 1     /* the named level is in use */
+#define KYRO_SIMD_ENV_UNKNOWN 2     /* not a level name: automatic choice */
+#define KYRO_SIMD_ENV_UNSUPPORTED 3 /* this CPU lacks it: automatic choice */
+
+/*
+ * A probe: the lower bound of KEY in the sorted keys[LO..HI), that is
+ * LO + the number of keys[j] < KEY for LO <= j < HI.  Reads only
+ * keys[LO..HI).  LO <= HI.
+ */
+typedef uint64_t (*kyro_simd_probe_fn)(const uint64_t *keys, uint64_t lo,
+				       uint64_t hi, uint64_t key);
+
+uint64_t kyro_simd_probe_scalar(const uint64_t *keys, uint64_t lo,
+				uint64_t hi, uint64_t key);
+uint64_t kyro_simd_probe_sse4(const uint64_t *keys, uint64_t lo, uint64_t hi,
+			      uint64_t key);
+uint64_t kyro_simd_probe_avx2(const uint64_t *keys, uint64_t lo, uint64_t hi,
+			      uint64_t key);
+uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t lo,
+				uint64_t hi, uint64_t key);
+
+/* 1 when this CPU (and OS) can run LEVEL, else 0. */
+int kyro_simd_supported(int level);
+
+/* The level in use: the best supported one, or KYRODB_SIMD's.  Decided on
+ * the first call (thread-safe), fixed for the life of the process. */
+int kyro_simd_selected(void);
+
+/* How KYRODB_SIMD was treated: a KYRO_SIMD_ENV_* value.  The caller (a
+ * tool) may warn about KYRO_SIMD_ENV_UNKNOWN / _UNSUPPORTED. */
+int kyro_simd_env_status(void);
+
+/* The probe for LEVEL, or NULL when LEVEL is unknown or unsupported. */
+kyro_simd_probe_fn kyro_simd_probe_for(int level);
+
+/* "scalar", "sse4", "avx2", "avx512"; "?" for anything else.  Static. */
+const char *kyro_simd_name(int level);
+
+/* The level named NAME (as KYRODB_SIMD spells it), or -1. */
+int kyro_simd_level(const char *name);
+
+#endif /* KYRO_SIMD_H */

@@ -1,0 +1,42 @@
+/*
+ * simd_avx2.c - the window probe with AVX2 (four keys per compare).
+ * Compiled with -mavx2 -mpopcnt; called only when the CPU has both.
+ *
+ * AVX2 compares signed 64-bit lanes only: flipping the sign bit of both
+ * sides maps unsigned order onto signed order.
+ */
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "simd.h"
+
+#define WIDE 32
+
+uint64_t kyro_simd_probe_avx2(const uint64_t *keys, uint64_t lo, uint64_t hi,
+			      uint64_t key)
+{
+	uint64_t base = lo;
+	uint64_t len = hi - lo;
+	while (len > WIDE) {
+		const uint64_t half = len / 2;
+		base = keys[base + half - 1] < key ? base + half : base;
+		len -= half;
+	}
+	const __m256i sign =
+		_mm256_set1_epi64x((long long)0x8000000000000000ULL);
+	const __m256i k =
+		_mm256_xor_si256(_mm256_set1_epi64x((long long)key), sign);
+	const uint64_t *p = keys + base;
+	uint64_t below = 0;
+	for (; len >= 4; len -= 4, p += 4) {
+		const __m256i v = _mm256_xor_si256(
+			_mm256_loadu_si256((const __m256i *)(const void *)p),
+			sign);
+		const __m256i lt = _mm256_cmpgt_epi64(k, v);
+		below += (uint64_t)__builtin_popcount((unsigned)
+			_mm256_movemask_pd(_mm256_castsi256_pd(lt)));
+	}
+	for (uint64_t j = 0; j < len; j++)
+		below += p[j] < key;
+	return base + below;
+}
