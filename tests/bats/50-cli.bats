@@ -1,0 +1,259 @@
+#!/usr/bin/env bats
+#
+# The command-line contract every tool shares: --help, --version, usage
+# errors, exact long options, --, the forms of -d, the data directory
+# errors, and write errors on stdout (man/kyro.7, STYLE.md "The tools").
+
+bats_require_minimum_version 1.5.0
+
+load helpers
+
+TOOLS=(kyro-put kyro-get kyro-snapshot kyro-verify)
+
+# A store in $D with key 1 = one.
+store() {
+	run -0 --separate-stderr kyro-put -d "$D" 1 one
+}
+
+@test "every tool: --help prints the usage on stdout and exits 0" {
+	for t in "${TOOLS[@]}"; do
+		run -0 --separate-stderr "$t" --help
+		stderr_is ''
+		assert_line --index 0 --regexp "^usage: $t( |$)"
+		assert_output --partial '--help'
+		assert_output --partial '--version'
+		assert_output --partial '--dir'
+	done
+}
+
+@test "every tool: -h prints the same help as --help" {
+	for t in "${TOOLS[@]}"; do
+		want=$("$t" --help)
+		run -0 --separate-stderr "$t" -h
+		assert_output "$want"
+		stderr_is ''
+	done
+}
+
+@test "every tool: --version prints 'TOOL (KyroDB) 0.1.0' and exits 0" {
+	for t in "${TOOLS[@]}"; do
+		run -0 --separate-stderr "$t" --version
+		assert_output "$t (KyroDB) 0.1.0"
+		stderr_is ''
+	done
+}
+
+@test "every tool: an unknown long option is a usage error: usage and Try on stderr, exit 2" {
+	for t in "${TOOLS[@]}"; do
+		run -2 --separate-stderr "$t" -d "$D" --bogus
+		usage_error "$t" "^$t: [^"$'\n'"]*--bogus"
+	done
+	[ ! -e "$D" ]
+}
+
+@test "every tool: an unknown short option is a usage error" {
+	for t in "${TOOLS[@]}"; do
+		run -2 --separate-stderr "$t" -d "$D" -Z
+		usage_error "$t" "^$t: [^"$'\n'"]*-Z"
+	done
+	[ ! -e "$D" ]
+}
+
+@test "every tool: -d without its argument is a usage error" {
+	for t in "${TOOLS[@]}"; do
+		run -2 --separate-stderr "$t" -d
+		usage_error "$t" "^$t: "
+		run -2 --separate-stderr "$t" --dir
+		usage_error "$t" "^$t: "
+	done
+	[ ! -e kyrodb-data ]
+}
+
+@test "kyro-put: long options must be spelled out: --verb, --del, --print-off and --sy are refused" {
+	for o in --verb --del --print-off --sy=none --verbos --delete-; do
+		run -2 --separate-stderr kyro-put -d "$D" "$o" 1 x
+		usage_error kyro-put "^kyro-put: [^"$'\n'"]*${o%%=*}"
+	done
+	[ ! -e "$D" ]
+}
+
+@test "kyro-get: long options must be spelled out: --form, --al and --rang are refused" {
+	store
+	for o in --form=tsv --al --rang --forma=json --di="$D"; do
+		run -2 --separate-stderr kyro-get -d "$D" "$o" 1
+		usage_error kyro-get "^kyro-get: [^"$'\n'"]*${o%%=*}"
+	done
+}
+
+@test "kyro-snapshot and kyro-verify: long options must be spelled out" {
+	store
+	for o in --verb --di="$D" --verbosee; do
+		run -2 --separate-stderr kyro-snapshot -d "$D" "$o"
+		usage_error kyro-snapshot "^kyro-snapshot: [^"$'\n'"]*${o%%=*}"
+	done
+	[ ! -e "$D/snap-0000000000000001.bin" ]
+	for o in --rep --repai --verb --repair=yes; do
+		run -2 --separate-stderr kyro-verify -d "$D" "$o"
+		usage_error kyro-verify "^kyro-verify: [^"$'\n'"]*${o%%=*}"
+	done
+}
+
+@test "every tool: an option that takes no argument refuses one given with =" {
+	store
+	run -2 --separate-stderr kyro-put -d "$D" --delete=1
+	usage_error kyro-put '^kyro-put: .*--delete'
+	run -2 --separate-stderr kyro-get -d "$D" --all=yes
+	usage_error kyro-get '^kyro-get: .*--all'
+	run -2 --separate-stderr kyro-snapshot -d "$D" --verbose=1
+	usage_error kyro-snapshot '^kyro-snapshot: .*--verbose'
+	expect_all $'1\tone'
+}
+
+@test "kyro-put: -- ends the options, so a value may start with a hyphen" {
+	run -0 --separate-stderr kyro-put -d "$D" -- 1 -v
+	assert_output ''
+	stderr_is ''
+	run -0 --separate-stderr kyro-put -d "$D" -- 2 --delete
+	assert_output ''
+	stderr_is ''
+	expect_all $'1\t-v\n2\t--delete'
+	run -0 --separate-stderr kyro-put -d "$D" --delete -- 1
+	expect_all $'2\t--delete'
+}
+
+@test "kyro-get: -- ends the options, so a later argument is a key" {
+	store
+	run -0 --separate-stderr kyro-get -d "$D" -- 1
+	assert_output 'one'
+	stderr_is ''
+	# After --, '--all' and '-v' are (malformed) keys, not options.
+	run -2 --separate-stderr kyro-get -d "$D" -- --all
+	assert_output ''
+	stderr_starts_with 'kyro-get: '
+	[[ "$stderr" == *"'--all'"* ]]
+	[[ "$stderr" != *"unknown option"* ]]
+}
+
+@test "kyro-snapshot and kyro-verify: -- ends the options" {
+	store
+	run -0 --separate-stderr kyro-snapshot -d "$D" --
+	assert_output ''
+	stderr_is ''
+	[ -f "$D/snap-0000000000000001.bin" ]
+	run -0 --separate-stderr kyro-verify -d "$D" --
+	assert_output ''
+	stderr_is ''
+}
+
+@test "every tool: --dir=DIR, --dir DIR, -dDIR and -d DIR name the same store" {
+	run -0 --separate-stderr kyro-put --dir="$D" 1 a
+	run -0 --separate-stderr kyro-put --dir "$D" 2 b
+	run -0 --separate-stderr kyro-put -d"$D" 3 c
+	run -0 --separate-stderr kyro-put -d "$D" 4 d
+	assert_output ''
+	stderr_is ''
+	want=$'1\ta\n2\tb\n3\tc\n4\td'
+	for form in "--dir=$D" "-d$D"; do
+		run -0 --separate-stderr kyro-get "$form" --all
+		assert_output "$want"
+		stderr_is ''
+	done
+	run -0 --separate-stderr kyro-get --dir "$D" --all
+	assert_output "$want"
+	for form in "--dir=$D" "-d$D"; do
+		run -0 --separate-stderr kyro-verify "$form"
+		assert_output ''
+		stderr_is ''
+	done
+	run -0 --separate-stderr kyro-verify --dir "$D"
+	assert_output ''
+	run -0 --separate-stderr kyro-snapshot -d"$D"
+	[ -f "$D/snap-0000000000000001.bin" ]
+	run -0 --separate-stderr kyro-put --dir "$D" 5 e
+	run -0 --separate-stderr kyro-snapshot --dir="$D"
+	[ -f "$D/snap-0000000000000002.bin" ]
+	run -0 --separate-stderr kyro-put --dir "$D" 6 f
+	run -0 --separate-stderr kyro-snapshot --dir "$D"
+	assert_output ''
+	stderr_is ''
+	[ -f "$D/snap-0000000000000003.bin" ]
+	[ ! -e ./kyrodb-data ]
+}
+
+@test "kyro-put: short options group, as -vd DIR" {
+	run -0 --separate-stderr kyro-put -vd "$D" 1 a
+	assert_output ''
+	stderr_is 'kyro-put: 1 records (1 puts, 0 deletes), last offset 1'
+}
+
+@test "every tool: -d naming a regular file fails with 'cannot open': Not a directory, exit 2" {
+	echo data >plain
+	for t in "${TOOLS[@]}"; do
+		run -2 --separate-stderr "$t" -d plain </dev/null
+		assert_output ''
+		stderr_is "$t: cannot open 'plain': Not a directory"
+	done
+	run -2 --separate-stderr kyro-put -d plain 1 x
+	assert_output ''
+	stderr_is "kyro-put: cannot open 'plain': Not a directory"
+	run -2 --separate-stderr kyro-get -d plain 1
+	assert_output ''
+	stderr_is "kyro-get: cannot open 'plain': Not a directory"
+	[ "$(cat plain)" = data ]
+}
+
+@test "every tool: a MANIFEST of a newer format version is refused with a message naming the version, exit 2" {
+	store
+	patch_byte "$D/MANIFEST" 8 '\x02'
+	cp "$D/MANIFEST" manifest.v2
+	run -2 --separate-stderr kyro-get -d "$D" 1
+	assert_output ''
+	stderr_starts_with 'kyro-get: '
+	stderr_matches 'version 2'
+	run -2 --separate-stderr kyro-put -d "$D" 1 changed
+	assert_output ''
+	stderr_starts_with 'kyro-put: '
+	stderr_matches 'version 2'
+	run -2 --separate-stderr kyro-verify -d "$D"
+	stderr_matches 'version 2'
+	run -2 --separate-stderr kyro-snapshot -d "$D"
+	assert_output ''
+	stderr_matches 'version 2'
+	cmp manifest.v2 "$D/MANIFEST"
+}
+
+@test "kyro-get: a write error on stdout (/dev/full) is an error, exit 2" {
+	[ -w /dev/full ] || skip "no /dev/full"
+	store
+	run -2 --separate-stderr bash -c 'kyro-get -d "$1" 1 >/dev/full' _ "$D"
+	assert_output ''
+	stderr_is 'kyro-get: cannot write to standard output: No space left on device'
+	run -2 --separate-stderr bash -c 'kyro-get -d "$1" --all >/dev/full' _ "$D"
+	stderr_is 'kyro-get: cannot write to standard output: No space left on device'
+	run -2 --separate-stderr bash -c 'kyro-get -d "$1" -f raw 1 >/dev/full' _ "$D"
+	stderr_is 'kyro-get: cannot write to standard output: No space left on device'
+}
+
+@test "every tool: --help and --version to /dev/full fail with exit 2" {
+	[ -w /dev/full ] || skip "no /dev/full"
+	for t in "${TOOLS[@]}"; do
+		for o in --help --version; do
+			run -2 --separate-stderr bash -c '"$1" "$2" >/dev/full' _ "$t" "$o"
+			stderr_is "$t: cannot write to standard output: No space left on device"
+		done
+	done
+}
+
+@test "kyro-put: --print-offset to /dev/full is an error, exit 2" {
+	[ -w /dev/full ] || skip "no /dev/full"
+	run -2 --separate-stderr bash -c 'kyro-put -d "$1" --print-offset 1 x >/dev/full' _ "$D"
+	stderr_is 'kyro-put: cannot write to standard output: No space left on device'
+}
+
+@test "kyro-get: a reader that closes the pipe early gets no error message" {
+	seq 1 20000 | sed 's/$/\tsome value to fill the pipe/' >in.tsv
+	put_file in.tsv
+	run --separate-stderr bash -c 'kyro-get -d "$1" --all | head -n 1' _ "$D"
+	assert_output $'1\tsome value to fill the pipe'
+	stderr_is ''
+}

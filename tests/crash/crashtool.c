@@ -1,0 +1,434 @@
+/*
+ * crashtool.c - the helpers of the crash test (tests/bats/80-crash.bats).
+ * The driver (bash) keeps the expected state in a file of its own; the
+ * processes it kills never touch that file.
+ *
+ *   crashtool gen R G N
+ *       print N lines KEY<TAB>VALUE for range R written by operation G:
+ *       key R<<32 | j, value value(R, G, j) (below), j = 0..N-1.
+ *
+ *   crashtool run USEC IN OUT ERR CMD [ARG...]
+ *       run CMD with stdin IN, stdout OUT and stderr ERR; when USEC >= 0,
+ *       send it SIGKILL USEC microseconds after the start (if it is still
+ *       running).  Exits with CMD's exit status, or 128 + the signal, and
+ *       prints on its own stdout how long CMD ran, in microseconds (the
+ *       driver aims its kills with it).
+ *
+ *   crashtool check STATE DUMP
+ *       check a `kyro-get --all --format=tsv` DUMP against the driver's
+ *       STATE file, whose lines are, in the order things happened:
+ *         put R G N    operation G (re)writes range R with N keys
+ *         del R G      operation G deletes every key of range R
+ *       (one operation may cover several ranges: consecutive lines with
+ *       the same G, in one batch)
+ *         ack G        operation G exited 0 (it was acknowledged)
+ *         sentinel V   key 0 was set to V by a writer that exited 0
+ *       Rules, per range: its keys are all present or all absent (never
+ *       part of a batch); all present keys carry one operation G, with the
+ *       exact value that G wrote; that G, or the absence, is the result of
+ *       the last acknowledged operation on the range, or of a later one
+ *       that was not acknowledged (a process killed after its commit).  An
+ *       operation over several ranges is visible in all or in none.  No
+ *       key outside the ranges; key 0 holds the last sentinel.
+ *       Prints every problem; exits 1 when there is any, 0 when none.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The value operation G writes to key j of range R: self-describing, and
+ * of a length that varies with G and j (16 to about 140 bytes). */
+static int value(char *buf, size_t cap, uint64_t r, uint64_t g, uint64_t j)
+{
+	int n = snprintf(buf, cap, "r%" PRIu64 "g%" PRIu64 "j%" PRIu64 "-", r,
+			 g, j);
+	size_t pad = (size_t)((g * 37 + j * 11) % 120);
+	if ((size_t)n + pad + 1 > cap)
+		pad = cap - (size_t)n - 1;
+	memset(buf + n, 'a' + (int)(g % 26), pad);
+	buf[n + pad] = 0;
+	return n + (int)pad;
+}
+
+static int cmd_gen(int argc, char **argv)
+{
+	if (argc != 5)
+		return 2;
+	uint64_t r = strtoull(argv[2], NULL, 10), g = strtoull(argv[3], NULL, 10);
+	uint64_t n = strtoull(argv[4], NULL, 10);
+	char v[512];
+	for (uint64_t j = 0; j < n; j++) {
+		value(v, sizeof v, r, g, j);
+		printf("%" PRIu64 "\t%s\n", r << 32 | j, v);
+	}
+	return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 2;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	if (argc < 7)
+		return 2;
+	long usec = strtol(argv[2], NULL, 10);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("crashtool: fork");
+		return 2;
+	}
+	if (pid == 0) {
+		int in = open(argv[3], O_RDONLY);
+		int out = open(argv[4], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int err = open(argv[5], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 ||
+		    dup2(out, 1) < 0 || dup2(err, 2) < 0)
+			_exit(126);
+		close(in);
+		close(out);
+		close(err);
+		execvp(argv[6], argv + 6);
+		_exit(127);
+	}
+	if (usec >= 0) {
+		struct timespec ts = {.tv_sec = usec / 1000000,
+				      .tv_nsec = (usec % 1000000) * 1000};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		kill(pid, SIGKILL); /* harmless on a child that has exited */
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR) {
+			perror("crashtool: waitpid");
+			return 2;
+		}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("%lld\n", (long long)(t1.tv_sec - t0.tv_sec) * 1000000 +
+				(t1.tv_nsec - t0.tv_nsec) / 1000);
+	fflush(stdout);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WEXITSTATUS(st);
+}
+
+/* ---- check ---- */
+
+struct op {
+	uint64_t g, r, n;
+	int del, acked;
+};
+
+struct range {
+	uint64_t r, n; /* n: keys of its first put (all puts use the same) */
+	size_t *ops;   /* indexes into the op list, in order */
+	size_t nops, capops;
+	uint64_t seen;       /* keys of it in the dump */
+	uint64_t seen_g;     /* the operation they carry */
+	int mixed;           /* keys from more than one operation */
+};
+
+static struct op *ops;
+static size_t nops, capops;
+static struct range *ranges;
+static size_t nranges, capranges;
+static unsigned long problems;
+
+static void problem(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void problem(const char *fmt, ...)
+{
+	va_list ap;
+	if (++problems > 50)
+		return;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+static void *grow(void *p, size_t *cap, size_t need, size_t size)
+{
+	if (need <= *cap)
+		return p;
+	size_t c = *cap ? *cap * 2 : 64;
+	while (c < need)
+		c *= 2;
+	p = realloc(p, c * size);
+	if (!p) {
+		fprintf(stderr, "crashtool: out of memory\n");
+		exit(2);
+	}
+	*cap = c;
+	return p;
+}
+
+static struct range *find_range(uint64_t r)
+{
+	/* Ranges are created in increasing order: binary search. */
+	size_t lo = 0, hi = nranges;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (ranges[mid].r < r)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < nranges && ranges[lo].r == r ? &ranges[lo] : NULL;
+}
+
+/* The first operation record of G (ops are sorted by G), or NULL. */
+static struct op *find_op(uint64_t g)
+{
+	size_t lo = 0, hi = nops;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (ops[mid].g < g)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < nops && ops[lo].g == g ? &ops[lo] : NULL;
+}
+
+/* Operation G's record for range R, or NULL. */
+static struct op *find_op_r(uint64_t g, uint64_t r)
+{
+	for (struct op *o = find_op(g); o && o < ops + nops && o->g == g; o++)
+		if (o->r == r)
+			return o;
+	return NULL;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	if (argc != 4)
+		return 2;
+	FILE *f = fopen(argv[2], "r");
+	if (!f) {
+		perror(argv[2]);
+		return 2;
+	}
+	char *line = NULL, sentinel[256] = "";
+	size_t cap = 0;
+	int have_sentinel = 0;
+	ssize_t len;
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		uint64_t a, b, c;
+		if (sscanf(line, "put %" SCNu64 " %" SCNu64 " %" SCNu64, &a, &b, &c) == 3 ||
+		    sscanf(line, "del %" SCNu64 " %" SCNu64, &a, &b) == 2) {
+			int del = line[0] == 'd';
+			if (nops && (b < ops[nops - 1].g ||
+				     (b == ops[nops - 1].g && find_op_r(b, a)))) {
+				fprintf(stderr, "crashtool: operations out of order\n");
+				return 2;
+			}
+			ops = grow(ops, &capops, nops + 1, sizeof *ops);
+			ops[nops] = (struct op){.g = b, .r = a, .n = del ? 0 : c,
+						.del = del};
+			struct range *rg = find_range(a);
+			if (!rg) {
+				if (del || (nranges && a <= ranges[nranges - 1].r)) {
+					fprintf(stderr, "crashtool: range %" PRIu64
+						" used before it was created\n", a);
+					return 2;
+				}
+				ranges = grow(ranges, &capranges, nranges + 1,
+					      sizeof *ranges);
+				rg = &ranges[nranges++];
+				memset(rg, 0, sizeof *rg);
+				rg->r = a;
+				rg->n = c;
+			} else if (!del && c != rg->n) {
+				fprintf(stderr, "crashtool: range %" PRIu64
+					" rewritten with another size\n", a);
+				return 2;
+			}
+			rg->ops = grow(rg->ops, &rg->capops, rg->nops + 1,
+				       sizeof *rg->ops);
+			rg->ops[rg->nops++] = nops++;
+		} else if (sscanf(line, "ack %" SCNu64, &a) == 1) {
+			struct op *o = find_op(a);
+			if (!o) {
+				fprintf(stderr, "crashtool: ack of unknown operation\n");
+				return 2;
+			}
+			for (; o < ops + nops && o->g == a; o++)
+				o->acked = 1;
+		} else if (strncmp(line, "sentinel ", 9) == 0) {
+			snprintf(sentinel, sizeof sentinel, "%.*s",
+				 (int)(len - 9 - (line[len - 1] == '\n')),
+				 line + 9);
+			have_sentinel = 1;
+		} else {
+			fprintf(stderr, "crashtool: bad state line: %s", line);
+			return 2;
+		}
+	}
+	fclose(f);
+
+	f = fopen(argv[3], "r");
+	if (!f) {
+		perror(argv[3]);
+		return 2;
+	}
+	uint64_t prev = 0, lineno = 0;
+	int have_prev = 0, saw_sentinel = 0;
+	char want[512];
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		if (len && line[len - 1] == '\n')
+			line[--len] = 0;
+		char *tab = strchr(line, '\t'), *end;
+		if (!tab) {
+			problem("dump line %" PRIu64 ": no tab", lineno);
+			continue;
+		}
+		*tab = 0;
+		errno = 0;
+		uint64_t key = strtoull(line, &end, 10);
+		if (errno || *end || end == line) {
+			problem("dump line %" PRIu64 ": bad key '%s'", lineno, line);
+			continue;
+		}
+		if (have_prev && key <= prev)
+			problem("dump line %" PRIu64 ": key %" PRIu64
+				" not after %" PRIu64, lineno, key, prev);
+		prev = key;
+		have_prev = 1;
+		const char *val = tab + 1;
+		if (key == 0) {
+			saw_sentinel = 1;
+			if (!have_sentinel || strcmp(val, sentinel) != 0)
+				problem("key 0: '%s', but the last sentinel "
+					"written was '%s'", val, sentinel);
+			continue;
+		}
+		uint64_t r = key >> 32, j = key & 0xffffffffu;
+		struct range *rg = find_range(r);
+		if (!rg || j >= rg->n) {
+			problem("key %" PRIu64 " (range %" PRIu64 ", index %"
+				PRIu64 ") was never written", key, r, j);
+			continue;
+		}
+		uint64_t g;
+		if (sscanf(val, "r%*[0-9]g%" SCNu64, &g) != 1) {
+			problem("key %" PRIu64 ": value '%.60s' is not one the "
+				"test wrote", key, val);
+			continue;
+		}
+		value(want, sizeof want, r, g, j);
+		struct op *o = find_op_r(g, r);
+		if (!o || o->del || strcmp(val, want) != 0) {
+			problem("key %" PRIu64 ": value '%.60s' was never "
+				"written to it", key, val);
+			continue;
+		}
+		if (rg->seen && rg->seen_g != g)
+			rg->mixed = 1;
+		rg->seen_g = g;
+		rg->seen++;
+	}
+	fclose(f);
+	free(line);
+	if (have_sentinel && !saw_sentinel)
+		problem("key 0 is missing; the last sentinel was '%s'", sentinel);
+
+	for (size_t i = 0; i < nranges; i++) {
+		struct range *rg = &ranges[i];
+		if (rg->mixed) {
+			problem("range %" PRIu64 ": keys from more than one "
+				"batch (a batch is partly visible)", rg->r);
+			continue;
+		}
+		if (rg->seen && rg->seen != rg->n) {
+			problem("range %" PRIu64 ": %" PRIu64 " of %" PRIu64
+				" keys of operation %" PRIu64 " visible (a "
+				"batch is partly visible)",
+				rg->r, rg->seen, rg->n, rg->seen_g);
+			continue;
+		}
+		/* The states allowed: that of the last acknowledged operation
+		 * (absent when none), or of any operation after it. */
+		size_t first = 0;
+		for (size_t k = 0; k < rg->nops; k++)
+			if (ops[rg->ops[k]].acked)
+				first = k;
+		int base_acked = rg->nops && ops[rg->ops[first]].acked;
+		int ok = 0;
+		if (!base_acked && rg->seen == 0)
+			ok = 1; /* nothing acknowledged: absence is allowed */
+		for (size_t k = first; k < rg->nops && !ok; k++) {
+			const struct op *o = &ops[rg->ops[k]];
+			if (o->del ? rg->seen == 0
+				   : rg->seen && rg->seen_g == o->g)
+				ok = 1;
+		}
+		if (!ok) {
+			const struct op *b = &ops[rg->ops[first]];
+			if (rg->seen)
+				problem("range %" PRIu64 ": holds operation %"
+					PRIu64 ", but operation %" PRIu64
+					" (%s) was acknowledged after it",
+					rg->r, rg->seen_g, b->g,
+					b->del ? "delete" : "put");
+			else
+				problem("range %" PRIu64 ": absent, but "
+					"operation %" PRIu64 " (put) was "
+					"acknowledged and nothing after it "
+					"deletes the range",
+					rg->r, b->g);
+		}
+	}
+	/* An operation over several ranges: visible in one and older than
+	 * it in another means part of its batch is missing. */
+	for (size_t i = 0; i < nops;) {
+		size_t j = i;
+		while (j < nops && ops[j].g == ops[i].g)
+			j++;
+		int shown = 0, older = 0;
+		for (size_t k = i; j - i > 1 && k < j; k++) {
+			const struct range *rg = find_range(ops[k].r);
+			if (rg->seen && rg->seen_g == ops[k].g) {
+				shown = 1;
+				continue;
+			}
+			int later = 0; /* a later operation explains the state */
+			for (size_t q = 0; q < rg->nops; q++)
+				if (ops[rg->ops[q]].g > ops[k].g &&
+				    (ops[rg->ops[q]].del ? !rg->seen
+							 : rg->seen_g == ops[rg->ops[q]].g))
+					later = 1;
+			if (!later)
+				older = 1;
+		}
+		if (shown && older)
+			problem("operation %" PRIu64 " is visible in some of its "
+				"ranges but not in others (a batch is partly "
+				"visible)", ops[i].g);
+		i = j;
+	}
+	if (problems > 50)
+		printf("... %lu problems in all\n", problems);
+	return problems ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "gen"))
+		return cmd_gen(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "run"))
+		return cmd_run(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "check"))
+		return cmd_check(argc, argv);
+	fprintf(stderr, "usage: crashtool gen R G N | run USEC IN OUT ERR CMD... | check STATE DUMP\n");
+	return 2;
+}

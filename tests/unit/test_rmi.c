@@ -1,0 +1,835 @@
+/*
+ * test_rmi.c - property tests of the learned index (libkyro/rmi.c) and its
+ * SIMD probes (libkyro/simd*.c).
+ *
+ * Every check asks the index itself: a key present must lie inside the
+ * window the model computes for it, and the probe of that window alone
+ * must return its exact position, before any fallback could rescue a bad
+ * model.  Answers are compared against a plain binary search, and every
+ * SIMD variant this CPU runs must agree with the scalar one.
+ *
+ * Usage: test_rmi [-v]      exit status 0 when all pass; the last line
+ * of output is "N passed, N failed".
+ * (test_rmi --env-child LEVEL STATUS is the re-executed child that checks
+ * how KYRODB_SIMD was treated.)
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "kyro.h"
+#include "rmi.h"
+#include "simd.h"
+
+static int passed, failed, verbose;
+
+static void result(int ok, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void result(int ok, const char *fmt, ...)
+{
+	va_list ap;
+	if (ok)
+		passed++;
+	else
+		failed++;
+	if (!ok || verbose) {
+		printf("%s: ", ok ? "ok" : "FAIL");
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+		putchar('\n');
+	}
+}
+
+/* ---- key sets ------------------------------------------------------- */
+
+static uint64_t rng_state = 0x1234567887654321ULL;
+
+static uint64_t rnd(void)
+{
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static double gauss(void)
+{
+	const double u = ((double)(rnd() >> 11) + 0.5) / 9007199254740992.0;
+	const double v = ((double)(rnd() >> 11) + 0.5) / 9007199254740992.0;
+	return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
+}
+
+static void radix_sort(uint64_t *a, uint64_t n)
+{
+	uint64_t *tmp = malloc(sizeof(*a) * (n ? n : 1));
+	if (tmp == NULL)
+		abort();
+	for (unsigned shift = 0; shift < 64; shift += 16) {
+		static uint64_t cnt[65537];
+		memset(cnt, 0, sizeof(cnt));
+		for (uint64_t i = 0; i < n; i++)
+			cnt[((a[i] >> shift) & 0xffff) + 1]++;
+		for (unsigned j = 0; j < 65536; j++)
+			cnt[j + 1] += cnt[j];
+		for (uint64_t i = 0; i < n; i++)
+			tmp[cnt[(a[i] >> shift) & 0xffff]++] = a[i];
+		memcpy(a, tmp, sizeof(*a) * n);
+	}
+	free(tmp);
+}
+
+/* Sort and drop duplicates; returns the new count. */
+static uint64_t sort_unique(uint64_t *a, uint64_t n)
+{
+	radix_sort(a, n);
+	uint64_t m = 0;
+	for (uint64_t i = 0; i < n; i++)
+		if (m == 0 || a[m - 1] != a[i])
+			a[m++] = a[i];
+	return m;
+}
+
+enum dist {
+	D_RANDOM,
+	D_DENSE,
+	D_DENSE_ZERO,
+	D_DENSE_TOP,
+	D_LOGNORMAL,
+	D_NORMAL,
+	D_CLUSTERED,
+	D_GAPS,
+	D_LOWBITS,
+	D_EXTREMES,
+	D_POW2,
+};
+
+static const char *dist_name(enum dist d)
+{
+	static const char *const names[] = {
+		"random64", "dense", "dense-from-0", "dense-to-max",
+		"lognormal", "normal", "clustered", "huge-gaps",
+		"low-bits", "with-0-and-max", "powers-of-2",
+	};
+	return names[d];
+}
+
+static uint64_t *make_keys(enum dist d, uint64_t want, uint64_t *np)
+{
+	uint64_t *a = malloc(sizeof(*a) * (want + 2));
+	if (a == NULL)
+		abort();
+	uint64_t n = 0;
+	switch (d) {
+	case D_RANDOM:
+		for (n = 0; n < want; n++)
+			a[n] = rnd();
+		break;
+	case D_DENSE: {
+		const uint64_t base = rnd() >> 1;
+		for (n = 0; n < want; n++)
+			a[n] = base + n;
+		break;
+	}
+	case D_DENSE_ZERO:
+		for (n = 0; n < want; n++)
+			a[n] = n;
+		break;
+	case D_DENSE_TOP:
+		for (n = 0; n < want; n++)
+			a[n] = UINT64_MAX - (want - 1) + n;
+		break;
+	case D_LOGNORMAL:
+		for (n = 0; n < want; n++)
+			a[n] = (uint64_t)(exp(2.0 * gauss()) * 1e12);
+		break;
+	case D_NORMAL:
+		for (n = 0; n < want; n++)
+			a[n] = (uint64_t)(9.223372036854775808e18 +
+					  gauss() * 2.8823037615171174e17);
+		break;
+	case D_CLUSTERED: {
+		uint64_t k = 0;
+		while (n < want) {
+			if (n % 1000 == 0)
+				k = rnd();
+			k += 1 + rnd() % 16;
+			a[n++] = k;
+		}
+		break;
+	}
+	case D_GAPS: {
+		uint64_t k = rnd() % 1000;
+		while (n < want) {
+			a[n++] = k;
+			const uint64_t gap = rnd() % 100 == 0
+						     ? (rnd() >> 14) + 1
+						     : 1 + rnd() % 100;
+			if (UINT64_MAX - k < gap)
+				break;
+			k += gap;
+		}
+		break;
+	}
+	case D_LOWBITS: {
+		const uint64_t base = 0xfedcba9800000000ULL;
+		for (n = 0; n < want; n++)
+			a[n] = base | (rnd() & 0xfffff);
+		break;
+	}
+	case D_EXTREMES:
+		for (n = 0; n + 2 < want; n++)
+			a[n] = rnd();
+		a[n++] = 0;
+		a[n++] = UINT64_MAX;
+		break;
+	case D_POW2:
+		for (n = 0; n < 64 && n < want; n++)
+			a[n] = (uint64_t)1 << n;
+		break;
+	}
+	*np = sort_unique(a, n);
+	return a;
+}
+
+/* ---- checks over one key set ----------------------------------------- */
+
+static int nlevels;
+static int levels[KYRO_SIMD_NLEVELS];
+
+/* Lower bounds to ask about: absent neighbours, extremes, random. */
+static uint64_t probe_keys(const uint64_t *keys, uint64_t n, uint64_t *q,
+			   uint64_t max)
+{
+	uint64_t m = 0;
+	q[m++] = 0;
+	q[m++] = 1;
+	q[m++] = UINT64_MAX;
+	q[m++] = UINT64_MAX - 1;
+	for (uint64_t i = 0; i < n && m + 4 < max; i++) {
+		const uint64_t j = n < max / 4 ? i : rnd() % n;
+		q[m++] = keys[j] + 1;
+		q[m++] = keys[j] - 1;
+		q[m++] = rnd();
+		if (j + 1 < n)
+			q[m++] = keys[j] + (keys[j + 1] - keys[j]) / 2;
+	}
+	return m;
+}
+
+static void check_set(const char *name, const uint64_t *keys, uint64_t n,
+		      const struct kyro_rmi_params *p)
+{
+	char err[256] = "";
+	void *img = NULL;
+	size_t size = 0;
+	struct kyro_rmi_build_stats st;
+	struct kyro_rmi *r = NULL;
+	uint64_t *q = NULL;
+	char label[160];
+
+	snprintf(label, sizeof(label), "%s n=%" PRIu64 " leaves=%u bits=%u",
+		 name, n, p ? p->leaves : 0, p ? p->router_bits : 0);
+	const uint64_t gen = 7 + n;
+	int rc = kyro_rmi_train(keys, n, gen, p, &img, &size, &st, err,
+				sizeof(err));
+	result(rc == 0, "%s: build (%s)", label, rc ? err : "ok");
+	if (rc)
+		goto out;
+	rc = kyro_rmi_load(&r, img, size, keys, n, gen, err, sizeof(err));
+	result(rc == 0, "%s: load (%s)", label, rc ? err : "ok");
+	if (rc)
+		goto out;
+	if (verbose)
+		printf("   %s: %" PRIu64 " leaves, %" PRIu64 " bits, %" PRIu64
+		       " bytes, mean window %.1f, max %.0f\n",
+		       label, st.leaves, st.router_bits, st.bytes,
+		       st.mean_window, st.max_window);
+
+	/* Every key present: inside its own window, at its exact position
+	 * by the probe of that window alone, in every SIMD variant. */
+	uint64_t outside = 0, wrong = 0, first_bad = UINT64_MAX;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t lo, hi;
+		kyro_rmi_window(r, keys[i], &lo, &hi);
+		if (i < lo || i >= hi || hi > n) {
+			if (outside++ == 0)
+				first_bad = i;
+			continue;
+		}
+		for (int v = 0; v < nlevels; v++) {
+			const kyro_simd_probe_fn f =
+				kyro_simd_probe_for(levels[v]);
+			if (f(keys, lo, hi, keys[i]) != i) {
+				if (wrong++ == 0)
+					first_bad = i;
+			}
+		}
+	}
+	result(outside == 0, "%s: every key inside its own window (%" PRIu64
+	       " outside, first at %" PRIu64 ")", label, outside, first_bad);
+	result(wrong == 0, "%s: every probe of the window alone finds the "
+	       "key's position, all %d SIMD variants (%" PRIu64 " wrong)",
+	       label, nlevels, wrong);
+	uint64_t bad, fb;
+	rc = kyro_rmi_check_all(r, &bad, &fb);
+	result(rc == 0 && bad == 0, "%s: kyro_rmi_check_all finds nothing",
+	       label);
+
+	/* Lower bounds of present and absent keys, every variant. */
+	const uint64_t qmax = 400000;
+	q = malloc(sizeof(*q) * qmax);
+	if (q == NULL)
+		abort();
+	const uint64_t m = probe_keys(keys, n, q, qmax);
+	uint64_t lb_wrong = 0, win_wrong = 0, variant_wrong = 0;
+	for (uint64_t j = 0; j < m; j++) {
+		const uint64_t want = kyro_lower_bound_binary(keys, n, q[j]);
+		uint64_t lo, hi;
+		kyro_rmi_window(r, q[j], &lo, &hi);
+		if (want < lo || want > hi)
+			win_wrong++;
+		for (int v = 0; v < nlevels; v++) {
+			kyro_rmi_set_simd(r, levels[v]);
+			if (kyro_rmi_lower_bound(r, q[j]) != want)
+				lb_wrong++;
+			if (want >= lo && want <= hi &&
+			    kyro_simd_probe_for(levels[v])(keys, lo, hi,
+							   q[j]) != want)
+				variant_wrong++;
+		}
+	}
+	for (uint64_t i = 0; i < n; i += 1 + n / 20000) {
+		for (int v = 0; v < nlevels; v++) {
+			kyro_rmi_set_simd(r, levels[v]);
+			if (kyro_rmi_lower_bound(r, keys[i]) != i)
+				lb_wrong++;
+		}
+	}
+	/* The batched path gives the single path's answers. */
+	uint64_t *out = malloc(sizeof(*out) * (m ? m : 1));
+	if (out == NULL)
+		abort();
+	kyro_rmi_lower_bound_batch(r, q, out, m);
+	uint64_t batch_wrong = 0;
+	for (uint64_t j = 0; j < m; j++)
+		if (out[j] != kyro_lower_bound_binary(keys, n, q[j]))
+			batch_wrong++;
+	free(out);
+	result(batch_wrong == 0, "%s: batched lower bounds exact (%" PRIu64
+	       " wrong of %" PRIu64 ")", label, batch_wrong, m);
+	result(win_wrong == 0, "%s: the window holds the lower bound of "
+	       "%" PRIu64 " absent/boundary keys (%" PRIu64 " not)",
+	       label, m, win_wrong);
+	result(lb_wrong == 0 && variant_wrong == 0,
+	       "%s: lower bounds exact in every SIMD variant (%" PRIu64
+	       " wrong, %" PRIu64 " by the window probe alone)",
+	       label, lb_wrong, variant_wrong);
+	struct kyro_rmi_counters c;
+	kyro_rmi_counters(r, &c);
+	result(c.mispredicts == 0 && c.lookups > 0,
+	       "%s: no mispredicts counted (%" PRIu64 " of %" PRIu64
+	       " lookups)", label, c.mispredicts, c.lookups);
+out:
+	free(q);
+	kyro_rmi_free(r);
+	free(img);
+}
+
+/* ---- the probes alone ------------------------------------------------ */
+
+static void check_probes(void)
+{
+	enum { N = 4096 };
+	uint64_t *k = malloc(sizeof(*k) * N);
+	if (k == NULL)
+		abort();
+	uint64_t wrong = 0;
+	for (int round = 0; round < 4; round++) {
+		for (uint64_t i = 0; i < N; i++)
+			k[i] = round == 0 ? rnd() : round == 1 ? rnd() % 5000
+			     : round == 2 ? rnd() | 0x8000000000000000ULL
+					  : rnd() & 0x7fffffffffffffffULL;
+		const uint64_t n = sort_unique(k, N);
+		for (int t = 0; t < 20000; t++) {
+			uint64_t lo = rnd() % (n + 1);
+			uint64_t len = rnd() % 300;
+			if (lo + len > n)
+				len = n - lo;
+			const uint64_t hi = lo + len;
+			uint64_t key;
+			switch (t % 4) {
+			case 0: key = rnd(); break;
+			case 1: key = lo < n ? k[lo + rnd() % (len ? len : 1)]
+					     : rnd();
+				break;
+			case 2: key = t & 8 ? 0 : UINT64_MAX; break;
+			default: key = (lo < n ? k[lo] : 0) + t % 3 - 1; break;
+			}
+			uint64_t want = lo;
+			while (want < hi && k[want] < key)
+				want++;
+			for (int v = 0; v < nlevels; v++)
+				if (kyro_simd_probe_for(levels[v])(k, lo, hi,
+								   key) != want)
+					wrong++;
+		}
+	}
+	result(wrong == 0, "SIMD probes: every variant counts windows of 0..300 "
+	       "keys exactly, sign bit set and clear (%" PRIu64 " wrong)",
+	       wrong);
+
+	wrong = 0;
+	for (uint64_t n = 0; n < 200; n++) {
+		for (uint64_t i = 0; i < n; i++)
+			k[i] = 3 * i + 1;
+		for (uint64_t key = 0; key < 3 * n + 3; key++) {
+			const uint64_t want = key ? (key + 1) / 3 : 0;
+			if (kyro_lower_bound_binary(k, n, key) !=
+			    (want < n ? want : n))
+				wrong++;
+		}
+	}
+	result(wrong == 0, "kyro_lower_bound_binary: exact for n = 0..199 "
+	       "(%" PRIu64 " wrong)", wrong);
+	free(k);
+}
+
+/* ---- damaged and stale images ------------------------------------------ */
+
+static void fix_checksum(unsigned char *img, size_t size)
+{
+	const uint64_t h = XXH3_64bits(img, size - 8);
+	for (int i = 0; i < 8; i++)
+		img[size - 8 + i] = (unsigned char)(h >> (8 * i));
+}
+
+/* Is position I one of those the index's key sample hash covers? */
+static int is_sampled(uint64_t i, uint64_t n)
+{
+	const uint64_t m = n < 1024 ? n : 1024;
+	const uint64_t j = (uint64_t)((unsigned __int128)i * m / n);
+	for (uint64_t k = j ? j - 1 : 0; k <= j + 1 && k < m; k++)
+		if ((uint64_t)((unsigned __int128)k * n / m) == i)
+			return 1;
+	return 0;
+}
+
+static int refused(const void *img, size_t size, const uint64_t *keys,
+		   uint64_t n, uint64_t gen, int want_rc, const char *word,
+		   char *msg, size_t msglen)
+{
+	struct kyro_rmi *r = NULL;
+	msg[0] = '\0';
+	const int rc = kyro_rmi_load(&r, img, size, keys, n, gen, msg, msglen);
+	const int ok = rc != 0 && r == NULL && msg[0] != '\0' &&
+		       (want_rc == 0 || rc == want_rc) &&
+		       (word == NULL || strstr(msg, word) != NULL);
+	kyro_rmi_free(r);
+	return ok;
+}
+
+static void check_damage(void)
+{
+	uint64_t n;
+	uint64_t *keys = make_keys(D_RANDOM, 20000, &n);
+	const uint64_t gen = 42;
+	char err[256];
+	void *vimg;
+	size_t size;
+	int rc = kyro_rmi_train(keys, n, gen, NULL, &vimg, &size, NULL, err,
+				sizeof(err));
+	result(rc == 0, "damage: build the reference index (%s)",
+	       rc ? err : "ok");
+	if (rc)
+		return;
+	unsigned char *img = vimg;
+	unsigned char *copy = malloc(size + 64);
+	if (copy == NULL)
+		abort();
+
+	/* Every single byte flipped, anywhere, is refused. */
+	uint64_t accepted = 0;
+	for (size_t i = 0; i < size; i++) {
+		memcpy(copy, img, size);
+		copy[i] ^= (unsigned char)(1u << (i % 8));
+		if (!refused(copy, size, keys, n, gen, 0, NULL, err,
+			     sizeof(err)))
+			accepted++;
+	}
+	result(accepted == 0, "damage: each of %zu single-bit flips is "
+	       "refused (%" PRIu64 " accepted)", size, accepted);
+	memcpy(copy, img, size);
+	copy[size / 2] ^= 0xff;
+	result(refused(copy, size, keys, n, gen, KYRO_ECORRUPT, "checksum",
+		       err, sizeof(err)),
+	       "damage: a flipped byte is refused: \"%s\"", err);
+
+	/* Truncated, extended, empty. */
+	const size_t cuts[] = { 0, 1, 8, 71, 72, 100, size / 2, size - 9,
+				size - 8, size - 1 };
+	int all = 1;
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++)
+		all &= refused(img, cuts[i], keys, n, gen, KYRO_ECORRUPT, NULL,
+			       err, sizeof(err));
+	result(all, "damage: truncated images are refused");
+	result(refused(img, size - 1, keys, n, gen, KYRO_ECORRUPT,
+		       "truncated", err, sizeof(err)),
+	       "damage: truncation named: \"%s\"", err);
+	memcpy(copy, img, size);
+	memset(copy + size, 0, 64);
+	result(refused(copy, size + 64, keys, n, gen, KYRO_ECORRUPT,
+		       "trailing", err, sizeof(err)),
+	       "damage: trailing bytes are refused: \"%s\"", err);
+	result(refused(NULL, 0, keys, n, gen, KYRO_ECORRUPT, NULL, err,
+		       sizeof(err)),
+	       "damage: a NULL image is refused");
+
+	/* Bad magic, other version (checksum made consistent). */
+	memcpy(copy, img, size);
+	copy[0] = 'X';
+	fix_checksum(copy, size);
+	result(refused(copy, size, keys, n, gen, KYRO_ECORRUPT, "magic", err,
+		       sizeof(err)),
+	       "damage: bad magic is refused: \"%s\"", err);
+	memcpy(copy, img, size);
+	copy[8] = 2;
+	fix_checksum(copy, size);
+	result(refused(copy, size, keys, n, gen, KYRO_EVERSION, "version",
+		       err, sizeof(err)),
+	       "damage: format version 2 is refused: \"%s\"", err);
+
+	/* Stale: another generation, key count, or other keys. */
+	result(refused(img, size, keys, n, gen + 1, KYRO_ECORRUPT,
+		       "generation", err, sizeof(err)),
+	       "stale: wrong generation is refused: \"%s\"", err);
+	result(refused(img, size, keys, n - 1, gen, KYRO_ECORRUPT, "keys",
+		       err, sizeof(err)),
+	       "stale: wrong key count is refused: \"%s\"", err);
+	uint64_t *other = malloc(sizeof(*other) * n);
+	if (other == NULL)
+		abort();
+	memcpy(other, keys, sizeof(*other) * n);
+	/* A position the key sample hash covers: j * n / 1024. */
+	const uint64_t sp = (uint64_t)((unsigned __int128)512 * n / 1024);
+	other[sp] = other[sp] + (other[sp + 1] - other[sp]) / 2;
+	result(refused(img, size, other, n, gen, KYRO_ECORRUPT,
+		       "key sample checksum", err, sizeof(err)),
+	       "stale: different keys (same count, same ends) are refused: "
+	       "\"%s\"", err);
+	memcpy(other, keys, sizeof(*other) * n);
+	other[0] = keys[0] - 1 == keys[0] ? keys[0] : keys[0] - 1;
+	result(refused(img, size, other, n, gen, KYRO_ECORRUPT, "first",
+		       err, sizeof(err)),
+	       "stale: a different first key is refused: \"%s\"", err);
+
+	/*
+	 * Consistent damage: fields rewritten and the checksum recomputed,
+	 * as a bug might write them.  Load may accept such an image, but
+	 * then every lookup must still be exact (a bad window costs a
+	 * mispredict and a binary search, never a wrong answer).
+	 */
+	struct kyro_rmi *r = NULL;
+	uint64_t wrong = 0, accepted_mut = 0;
+	const size_t leaves_off = 64 + ((4 * ((size_t)1 << img[60]) + 4 + 63) &
+					~(size_t)63);
+	const uint64_t nleaves = (uint64_t)img[56] | (uint64_t)img[57] << 8 |
+				 (uint64_t)img[58] << 16 |
+				 (uint64_t)img[59] << 24;
+	for (int t = 0; t < 300; t++) {
+		memcpy(copy, img, size);
+		const size_t leaf = leaves_off + 32 * (rnd() % nleaves);
+		switch (t % 5) {
+		case 0: /* epsilons zeroed */
+			memset(copy + leaf + 28, 0, 4);
+			break;
+		case 1: /* slope scaled */
+			copy[leaf + 8 + 6] ^= 0x10;
+			break;
+		case 2: /* reference key moved */
+			copy[leaf + 1] ^= (unsigned char)rnd();
+			break;
+		case 3: /* a router entry changed */
+			copy[64 + 4 * (rnd() % ((size_t)1 << img[60]))] ^= 1;
+			break;
+		default: /* random byte in the tables */
+			copy[64 + rnd() % (size - 72)] ^= (unsigned char)(1 +
+								   rnd() % 255);
+			break;
+		}
+		fix_checksum(copy, size);
+		if (kyro_rmi_load(&r, copy, size, keys, n, gen, err,
+				  sizeof(err)) != 0)
+			continue;
+		accepted_mut++;
+		for (uint64_t i = 0; i < n; i += 7) {
+			if (kyro_rmi_lower_bound(r, keys[i]) != i)
+				wrong++;
+			const uint64_t x = keys[i] + 1;
+			if (kyro_rmi_lower_bound(r, x) !=
+			    kyro_lower_bound_binary(keys, n, x))
+				wrong++;
+		}
+		kyro_rmi_free(r);
+		r = NULL;
+	}
+	result(wrong == 0, "damage: %" PRIu64 " images damaged consistently "
+	       "and accepted still give exact answers (%" PRIu64 " wrong)",
+	       accepted_mut, wrong);
+
+	/* The right index over other keys (not caught by load, since the
+	 * sample misses the change): lookups stay exact, mispredicts are
+	 * counted, and the deep check names the damage. */
+	memcpy(other, keys, sizeof(*other) * n);
+	uint64_t moved = 0;
+	for (uint64_t i = 1; i + 1 < n; i += 97) {
+		if (is_sampled(i, n))
+			continue;
+		other[i] = other[i - 1] + 1;
+		moved++;
+	}
+	rc = kyro_rmi_load(&r, img, size, other, n, gen, err, sizeof(err));
+	if (rc == 0) {
+		uint64_t bad, first_bad;
+		wrong = 0;
+		for (uint64_t i = 0; i < n; i++)
+			if (kyro_rmi_lower_bound(r, other[i]) != i)
+				wrong++;
+		struct kyro_rmi_counters c;
+		kyro_rmi_counters(r, &c);
+		const int deep = kyro_rmi_check_all(r, &bad, &first_bad);
+		/* A moved key one past its window's end still has its lower
+		 * bound on the window's edge, so it need not mispredict. */
+		result(wrong == 0 && deep == KYRO_ECORRUPT && bad > 0,
+		       "stale keys past the sample: exact answers (%" PRIu64
+		       " wrong), %" PRIu64 " mispredicts counted, deep check "
+		       "finds %" PRIu64 " keys outside their windows",
+		       wrong, c.mispredicts, bad);
+		kyro_rmi_free(r);
+	} else {
+		result(1, "stale keys past the sample: refused at load (%s)",
+		       err);
+	}
+	result(moved > 0, "stale keys past the sample: %" PRIu64 " keys moved",
+	       moved);
+
+	free(other);
+	free(copy);
+	free(img);
+	free(keys);
+}
+
+/* ---- build errors ----------------------------------------------------- */
+
+static void check_build_errors(void)
+{
+	char err[256];
+	void *img = (void *)1;
+	size_t size = 1;
+	uint64_t k[4] = { 1, 5, 5, 9 };
+	int rc = kyro_rmi_train(k, 4, 1, NULL, &img, &size, NULL, err,
+				sizeof(err));
+	result(rc == EINVAL && img == NULL && size == 0 && strstr(err, "sorted"),
+	       "build: duplicate keys are refused: \"%s\"", err);
+	uint64_t u[3] = { 9, 5, 7 };
+	rc = kyro_rmi_train(u, 3, 1, NULL, &img, &size, NULL, err,
+			    sizeof(err));
+	result(rc == EINVAL && strstr(err, "sorted"),
+	       "build: unsorted keys are refused: \"%s\"", err);
+	struct kyro_rmi_params p = { 0, 7, 0 };
+	rc = kyro_rmi_train(k, 2, 1, &p, &img, &size, NULL, err, sizeof(err));
+	result(rc == EINVAL, "build: 7 router bits are refused: \"%s\"", err);
+	p.router_bits = 25;
+	rc = kyro_rmi_train(k, 2, 1, &p, &img, &size, NULL, err, sizeof(err));
+	result(rc == EINVAL, "build: 25 router bits are refused: \"%s\"", err);
+	struct kyro_rmi_params q = { 0, 0, 100 };
+	rc = kyro_rmi_train(k, 2, 1, &q, &img, &size, NULL, err, sizeof(err));
+	result(rc == EINVAL && strstr(err, "smallest"),
+	       "build: a max size below the smallest index is refused: \"%s\"",
+	       err);
+	struct kyro_rmi_params big = { 100000, 16, 8192 };
+	rc = kyro_rmi_train(k, 2, 1, &big, &img, &size, NULL, err,
+			    sizeof(err));
+	result(rc == EINVAL && strstr(err, "maximum"),
+	       "build: explicit leaves over an explicit max size are refused: "
+	       "\"%s\"", err);
+}
+
+/* ---- budget ---------------------------------------------------------- */
+
+static void check_budget(void)
+{
+	uint64_t n;
+	uint64_t *keys = make_keys(D_LOGNORMAL, 1000000, &n);
+	void *img;
+	size_t size;
+	struct kyro_rmi_build_stats st;
+	char err[256];
+	int rc = kyro_rmi_train(keys, n, 1, NULL, &img, &size, &st, err,
+				sizeof(err));
+	result(rc == 0 && size == st.bytes && (double)size <= 0.02 * 8.0 * n,
+	       "budget: the default index over %" PRIu64 " keys is %zu bytes, "
+	       "<= 2%% of %" PRIu64 " key bytes",
+	       n, size, 8 * n);
+	if (rc == 0)
+		free(img);
+	struct kyro_rmi_params p = { 0, 0, 65536 };
+	rc = kyro_rmi_train(keys, n, 1, &p, &img, &size, &st, err,
+			    sizeof(err));
+	result(rc == 0 && size <= 65536, "budget: --max-size 65536 gives %zu "
+	       "bytes", size);
+	if (rc == 0)
+		free(img);
+	free(keys);
+}
+
+/* ---- KYRODB_SIMD ------------------------------------------------------- */
+
+static int env_child(const char *want_level, const char *want_status)
+{
+	const int lv = kyro_simd_selected();
+	const int st = kyro_simd_env_status();
+	return !(lv == atoi(want_level) && st == atoi(want_status));
+}
+
+static void check_env(const char *self)
+{
+	int best = 0;
+	for (int l = 0; l < KYRO_SIMD_NLEVELS; l++)
+		if (kyro_simd_supported(l))
+			best = l;
+	struct {
+		const char *value;
+		int level, status;
+	} cases[] = {
+		{ NULL, best, KYRO_SIMD_ENV_UNSET },
+		{ "scalar", KYRO_SIMD_SCALAR, KYRO_SIMD_ENV_APPLIED },
+		{ "sse4", kyro_simd_supported(KYRO_SIMD_SSE4) ? KYRO_SIMD_SSE4 : best,
+		  kyro_simd_supported(KYRO_SIMD_SSE4) ? KYRO_SIMD_ENV_APPLIED
+						      : KYRO_SIMD_ENV_UNSUPPORTED },
+		{ "avx2", kyro_simd_supported(KYRO_SIMD_AVX2) ? KYRO_SIMD_AVX2 : best,
+		  kyro_simd_supported(KYRO_SIMD_AVX2) ? KYRO_SIMD_ENV_APPLIED
+						      : KYRO_SIMD_ENV_UNSUPPORTED },
+		{ "avx512",
+		  kyro_simd_supported(KYRO_SIMD_AVX512) ? KYRO_SIMD_AVX512 : best,
+		  kyro_simd_supported(KYRO_SIMD_AVX512) ? KYRO_SIMD_ENV_APPLIED
+							: KYRO_SIMD_ENV_UNSUPPORTED },
+		{ "neon-please", best, KYRO_SIMD_ENV_UNKNOWN },
+		{ "AVX2", best, KYRO_SIMD_ENV_UNKNOWN },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char lv[16], stv[16];
+		snprintf(lv, sizeof(lv), "%d", cases[i].level);
+		snprintf(stv, sizeof(stv), "%d", cases[i].status);
+		fflush(stdout);
+		const pid_t pid = fork();
+		if (pid == 0) {
+			if (cases[i].value)
+				setenv("KYRODB_SIMD", cases[i].value, 1);
+			else
+				unsetenv("KYRODB_SIMD");
+			execl(self, self, "--env-child", lv, stv, (char *)NULL);
+			_exit(127);
+		}
+		int status = -1;
+		if (pid > 0)
+			waitpid(pid, &status, 0);
+		result(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		       "KYRODB_SIMD=%s selects %s (status %d)",
+		       cases[i].value ? cases[i].value : "(unset)",
+		       kyro_simd_name(cases[i].level), cases[i].status);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && strcmp(argv[1], "--env-child") == 0)
+		return env_child(argv[2], argv[3]);
+	if (argc > 1 && strcmp(argv[1], "-v") == 0)
+		verbose = 1;
+	const clock_t t0 = clock();
+
+	for (int l = 0; l < KYRO_SIMD_NLEVELS; l++)
+		if (kyro_simd_supported(l))
+			levels[nlevels++] = l;
+	printf("SIMD levels on this CPU:");
+	for (int v = 0; v < nlevels; v++)
+		printf(" %s", kyro_simd_name(levels[v]));
+	printf(" (selected %s)\n", kyro_simd_name(kyro_simd_selected()));
+
+	check_probes();
+
+	/* Tiny sets, every corner. */
+	static const uint64_t tiny[][3] = {
+		{ 0, 0, 0 }, { 0, 0, 0 }, { UINT64_MAX, 0, 0 },
+		{ 12345, 0, 0 }, { 0, UINT64_MAX, 0 }, { 5, 6, 0 },
+		{ UINT64_MAX - 1, UINT64_MAX, 0 }, { 0, 1, UINT64_MAX },
+	};
+	static const uint64_t tiny_n[] = { 0, 1, 1, 1, 2, 2, 2, 3 };
+	for (size_t i = 0; i < sizeof(tiny_n) / sizeof(tiny_n[0]); i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "tiny#%zu", i);
+		check_set(name, tiny_n[i] ? tiny[i] : NULL, tiny_n[i], NULL);
+	}
+
+	struct {
+		enum dist d;
+		uint64_t n;
+	} sets[] = {
+		{ D_RANDOM, 1000 },      { D_RANDOM, 100000 },
+		{ D_RANDOM, 3000000 },   { D_DENSE, 1000000 },
+		{ D_DENSE_ZERO, 65536 }, { D_DENSE_TOP, 100000 },
+		{ D_LOGNORMAL, 1000000 }, { D_NORMAL, 1000000 },
+		{ D_CLUSTERED, 1000000 }, { D_GAPS, 300000 },
+		{ D_LOWBITS, 200000 },   { D_EXTREMES, 100000 },
+		{ D_POW2, 64 },          { D_RANDOM, 5 },
+		{ D_LOGNORMAL, 3000 },
+	};
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		uint64_t n;
+		uint64_t *keys = make_keys(sets[i].d, sets[i].n, &n);
+		check_set(dist_name(sets[i].d), keys, n, NULL);
+		free(keys);
+	}
+
+	/* Explicit shapes, including badly chosen ones: correctness must
+	 * not depend on the tuner. */
+	static const struct kyro_rmi_params shapes[] = {
+		{ 1, 8, 0 },  { 7, 8, 0 },    { 1000, 24, 0 },
+		{ 50000, 12, 0 }, { 0, 16, 0 }, { 300000, 8, 0 },
+	};
+	const enum dist shape_sets[] = { D_RANDOM, D_LOGNORMAL, D_CLUSTERED,
+					 D_GAPS, D_LOWBITS, D_EXTREMES,
+					 D_DENSE };
+	for (size_t s = 0; s < sizeof(shape_sets) / sizeof(shape_sets[0]);
+	     s++) {
+		uint64_t n;
+		uint64_t *keys = make_keys(shape_sets[s], 100000, &n);
+		for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+			check_set(dist_name(shape_sets[s]), keys, n,
+				  &shapes[i]);
+		free(keys);
+	}
+
+	check_build_errors();
+	check_budget();
+	check_damage();
+	check_env(argv[0][0] == '/' || strchr(argv[0], '/') ? argv[0]
+							     : "/proc/self/exe");
+
+	if (verbose)
+		printf("cpu time %.1f s\n",
+		       (double)(clock() - t0) / CLOCKS_PER_SEC);
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed != 0;
+}

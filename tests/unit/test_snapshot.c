@@ -1,0 +1,848 @@
+/*
+ * test_snapshot.c - snapshot files: the writer, snap_open's O(1) checks,
+ * lookups through kyro_lower_bound_binary and snap_value, snap_verify, and
+ * what each kind of damage leads to.
+ *
+ * Lookups are also run over heap copies of the files (struct snap filled
+ * by hand, each array its own exact-size allocation), so that under
+ * AddressSanitizer (make check-asan) a read one byte outside a value or an
+ * array is an error, not a quiet read of the next page of a mapping.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "harness.h"
+#include "internal.h"
+#include "snapshot.h"
+
+#define MIB ((size_t)1 << 20)
+
+/* ---- building snapshots ---- */
+
+struct kv {
+	uint64_t *keys; /* sorted, unique */
+	size_t *lens;
+	size_t n;
+};
+
+static void kv_free(struct kv *s)
+{
+	free(s->keys);
+	free(s->lens);
+	s->keys = NULL;
+	s->lens = NULL;
+	s->n = 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* N random unique keys (plus EXTRA ones), random value lengths up to
+ * MAXLEN, and BIG values of 2 MiB spread among them. */
+static int kv_make(struct kv *s, size_t n, const uint64_t *extra,
+		   size_t nextra, size_t maxlen, size_t big)
+{
+	size_t cap = n + nextra;
+	s->keys = malloc(cap * sizeof *s->keys);
+	s->lens = malloc(cap * sizeof *s->lens);
+	if (!s->keys || !s->lens)
+		return ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		s->keys[i] = h_rand();
+	for (size_t i = 0; i < nextra; i++)
+		s->keys[n + i] = extra[i];
+	qsort(s->keys, cap, sizeof *s->keys, cmp_u64);
+	size_t u = 0;
+	for (size_t i = 0; i < cap; i++)
+		if (u == 0 || s->keys[u - 1] != s->keys[i])
+			s->keys[u++] = s->keys[i];
+	s->n = u;
+	for (size_t i = 0; i < u; i++)
+		s->lens[i] = (size_t)h_below(maxlen + 1);
+	for (size_t b = 0; b < big && u; b++)
+		s->lens[(b * 7919 + 13) % u] = 2 * MIB;
+	return 0;
+}
+
+static void value_of(uint64_t key, unsigned char *buf, size_t len)
+{
+	h_fill_seeded(buf, len, key);
+}
+
+static int snap_write(const char *dir, uint64_t gen, const struct kv *s,
+		      uint64_t last_seq, uint64_t *bytes)
+{
+	char msg[KMSG_MAX];
+	struct snap_writer w;
+	size_t maxlen = 1;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->lens[i] > maxlen)
+			maxlen = s->lens[i];
+	unsigned char *val = malloc(maxlen);
+	if (!val)
+		return ENOMEM;
+	int rc = snap_writer_open(msg, &w, dir, gen, s->n);
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < s->n && !rc; i++) {
+		value_of(s->keys[i], val, s->lens[i]);
+		rc = snap_writer_add(msg, &w, s->keys[i], val, s->lens[i]);
+	}
+	if (!rc)
+		rc = snap_writer_finish(msg, &w, last_seq, bytes);
+	if (rc)
+		h_note("writing snapshot %llu: %s", (unsigned long long)gen,
+		       msg);
+	snap_writer_abort(&w);
+out:
+	free(val);
+	return rc;
+}
+
+static const char *bin_path(const char *dir, uint64_t gen)
+{
+	static char p[PATH_MAX];
+	snprintf(p, sizeof p, "%s/snap-%016llx.bin", dir,
+		 (unsigned long long)gen);
+	return p;
+}
+
+static const char *data_path(const char *dir, uint64_t gen)
+{
+	static char p[PATH_MAX];
+	snprintf(p, sizeof p, "%s/snap-%016llx.data", dir,
+		 (unsigned long long)gen);
+	return p;
+}
+
+static uint64_t offs_at(uint64_t n) { return 128 + ((8 * n + 63) & ~63ull); }
+
+/* ---- what snap_verify reports ---- */
+
+struct reports {
+	int count;
+	char file[PATH_MAX];
+	uint64_t off;
+	char text[256];
+};
+
+static void collect(void *arg, const char *file, uint64_t off,
+		    const char *text)
+{
+	struct reports *r = arg;
+	if (r->count++ == 0) {
+		snprintf(r->file, sizeof r->file, "%s", file ? file : "(null)");
+		r->off = off;
+		snprintf(r->text, sizeof r->text, "%s", text);
+	}
+}
+
+/* ---- lookups ---- */
+
+/* The reference: the first index with keys[i] >= key, by plain search. */
+static uint64_t ref_lower_bound(const uint64_t *k, uint64_t n, uint64_t key)
+{
+	uint64_t lo = 0, hi = n;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (k[mid] < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Look every key of KV up in S and compare the bytes; probe absent keys.
+ * Returns the number of mismatches (each also a failed check). */
+static void check_lookups(const struct snap *s, const struct kv *kv)
+{
+	unsigned char *want = malloc(2 * MIB);
+	uint64_t bad = 0;
+	REQUIRE(want);
+	CHECK_EQ_U64(s->n, kv->n);
+	for (size_t i = 0; i < kv->n && s->n == kv->n; i++) {
+		uint64_t key = kv->keys[i];
+		uint64_t at = kyro_lower_bound_binary(s->keys, s->n, key);
+		const void *v;
+		size_t len;
+		if (at != i) {
+			bad++;
+			continue;
+		}
+		if (snap_value(s, at, &v, &len) != 0 || len != kv->lens[i]) {
+			bad++;
+			continue;
+		}
+		value_of(key, want, len);
+		if (len && memcmp(v, want, len) != 0)
+			bad++;
+		/* Neighbours that are absent land on the right index. */
+		if (key != 0 && (i == 0 || kv->keys[i - 1] != key - 1) &&
+		    kyro_lower_bound_binary(s->keys, s->n, key - 1) != i)
+			bad++;
+		if (key != UINT64_MAX &&
+		    (i + 1 == kv->n || kv->keys[i + 1] != key + 1) &&
+		    kyro_lower_bound_binary(s->keys, s->n, key + 1) != i + 1)
+			bad++;
+	}
+	CHECK_EQ_U64(bad, 0);
+	/* Random probes, nearly all absent. */
+	bad = 0;
+	for (int i = 0; i < 20000; i++) {
+		uint64_t key = h_rand();
+		if (kyro_lower_bound_binary(s->keys, s->n, key) !=
+		    ref_lower_bound(kv->keys, kv->n, key))
+			bad++;
+	}
+	CHECK_EQ_U64(bad, 0);
+	free(want);
+}
+
+TEST(empty_snapshot)
+{
+	char msg[KMSG_MAX] = "";
+	const char *dir = h_tmpdir();
+	struct kv kv = {0};
+	struct snap s;
+	struct reports rep = {0};
+	uint64_t bytes = 0;
+	REQUIRE(CHECK_RC(snap_write(dir, 1, &kv, 0, &bytes), 0));
+	CHECK_EQ_U64(h_file_size(bin_path(dir, 1)), 136);
+	CHECK_EQ_U64(h_file_size(data_path(dir, 1)), 32);
+	CHECK_EQ_U64(bytes, 168);
+	CHECK_EQ_U64(h_count_suffix(dir, ".tmp"), 0);
+	REQUIRE(CHECK_RC(snap_open(msg, &s, dir, 1, 0), 0));
+	CHECK_EQ_U64(s.n, 0);
+	CHECK_EQ_U64(s.gen, 1);
+	CHECK_EQ_U64(s.data_size, 32);
+	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, 0), 0);
+	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, UINT64_MAX), 0);
+	CHECK_RC(snap_verify(&s, collect, &rep), 0);
+	CHECK_EQ_U64(rep.count, 0);
+	snap_close(&s);
+	CHECK_RC(snap_open(msg, &s, dir, 1, 1), KYRO_ECORRUPT);
+	CHECK_STR_HAS(msg, bin_path(dir, 1));
+}
+
+TEST(one_key_snapshots)
+{
+	const uint64_t keys[] = {0, 1, 12345, UINT64_MAX - 1, UINT64_MAX};
+	for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+		char msg[KMSG_MAX] = "";
+		const char *dir = h_tmpdir();
+		uint64_t key = keys[k];
+		size_t len = 3;
+		struct kv kv = {.keys = &key, .lens = &len, .n = 1};
+		struct snap s;
+		struct reports rep = {0};
+		uint64_t bytes;
+		REQUIRE(CHECK_RC(snap_write(dir, 7, &kv, 99, &bytes), 0));
+		REQUIRE(CHECK_RC(snap_open(msg, &s, dir, 7, 1), 0));
+		CHECK_EQ_U64(s.last_seq, 99);
+		CHECK_EQ_U64(s.data_size, 35);
+		CHECK_EQ_U64(bytes, 35 + 128 + 64 + 16);
+		check_lookups(&s, &kv);
+		CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, 1, 0), 0);
+		CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, 1, UINT64_MAX),
+			     key < UINT64_MAX);
+		CHECK_RC(snap_verify(&s, collect, &rep), 0);
+		snap_close(&s);
+	}
+}
+
+TEST(file_layout_is_as_documented)
+{
+	char msg[KMSG_MAX] = "";
+	const char *dir = h_tmpdir();
+	struct kv kv;
+	uint64_t bytes;
+	unsigned char *bin, *data;
+	size_t blen, dlen;
+	REQUIRE(CHECK_RC(kv_make(&kv, 13, NULL, 0, 9, 0), 0));
+	REQUIRE(CHECK_RC(snap_write(dir, 0x42, &kv, 1234, &bytes), 0));
+	REQUIRE(CHECK_RC(h_read_file(bin_path(dir, 0x42), &bin, &blen), 0));
+	REQUIRE(CHECK_RC(h_read_file(data_path(dir, 0x42), &data, &dlen), 0));
+	uint64_t n = kv.n, total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += kv.lens[i];
+	CHECK_EQ_U64(blen, offs_at(n) + 8 * (n + 1));
+	CHECK_EQ_U64(dlen, 32 + total);
+	CHECK_EQ_U64(bytes, blen + dlen);
+	CHECK_MEM(bin, "KYROSNAP", 8);
+	CHECK_EQ_U64(get_le32(bin + 8), 1);
+	CHECK_EQ_U64(get_le32(bin + 12), 128);
+	CHECK_EQ_U64(get_le64(bin + 16), 0x42);
+	CHECK_EQ_U64(get_le64(bin + 24), n);
+	CHECK_EQ_U64(get_le64(bin + 32), 1234);
+	CHECK_EQ_U64(get_le64(bin + 40), dlen);
+	CHECK_EQ_U64(get_le64(bin + 48), 128);
+	CHECK_EQ_U64(get_le64(bin + 56), offs_at(n));
+	CHECK_EQ_U64(get_le64(bin + 64), XXH3_64bits(bin + 128, 8 * n));
+	CHECK_EQ_U64(get_le64(bin + 72),
+		     XXH3_64bits(bin + offs_at(n), 8 * (n + 1)));
+	CHECK_EQ_U64(get_le64(bin + 80), XXH3_64bits(data + 32, dlen - 32));
+	for (int i = 88; i < 120; i++)
+		CHECK_EQ_U64(bin[i], 0);
+	CHECK_EQ_U64(get_le64(bin + 120), XXH3_64bits(bin, 120));
+	uint64_t off = 32;
+	for (size_t i = 0; i < n; i++) {
+		CHECK_EQ_U64(get_le64(bin + 128 + 8 * i), kv.keys[i]);
+		CHECK_EQ_U64(get_le64(bin + offs_at(n) + 8 * i), off);
+		off += kv.lens[i];
+	}
+	CHECK_EQ_U64(get_le64(bin + offs_at(n) + 8 * n), dlen);
+	for (uint64_t i = 128 + 8 * n; i < offs_at(n); i++)
+		CHECK_EQ_U64(bin[i], 0); /* padding */
+	CHECK_MEM(data, "KYRODATA", 8);
+	CHECK_EQ_U64(get_le32(data + 8), 1);
+	CHECK_EQ_U64(get_le32(data + 12), 32);
+	CHECK_EQ_U64(get_le64(data + 16), 0x42);
+	CHECK_EQ_U64(get_le64(data + 24), XXH3_64bits(data, 24));
+	struct snap s;
+	REQUIRE(CHECK_RC(snap_open(msg, &s, dir, 0x42, n), 0));
+	CHECK_EQ_U64((uintptr_t)s.keys % 64, 0);
+	CHECK_EQ_U64((uintptr_t)s.offs % 64, 0);
+	snap_close(&s);
+	free(bin);
+	free(data);
+	kv_free(&kv);
+}
+
+TEST(hundred_thousand_keys_with_large_values)
+{
+	char msg[KMSG_MAX] = "";
+	const char *dir = h_tmpdir();
+	const uint64_t ends[] = {0, UINT64_MAX};
+	struct kv with, without;
+	struct snap s;
+	struct reports rep = {0};
+	uint64_t bytes;
+	REQUIRE(CHECK_RC(kv_make(&with, 100000, ends, 2, 100, 3), 0));
+	REQUIRE(CHECK_RC(kv_make(&without, 100000, NULL, 0, 100, 2), 0));
+	REQUIRE(with.keys[0] == 0 && with.keys[with.n - 1] == UINT64_MAX);
+	REQUIRE(without.keys[0] != 0 && without.keys[without.n - 1] != UINT64_MAX);
+
+	REQUIRE(CHECK_RC(snap_write(dir, 1, &with, 5000, &bytes), 0));
+	REQUIRE(CHECK_RC(snap_open(msg, &s, dir, 1, with.n), 0));
+	uint64_t total = 32;
+	for (size_t i = 0; i < with.n; i++)
+		total += with.lens[i];
+	CHECK_EQ_U64(s.data_size, total);
+	CHECK(total > 6 * MIB);
+	CHECK_EQ_U64(s.last_seq, 5000);
+	check_lookups(&s, &with);
+	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, 0), 0);
+	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, UINT64_MAX),
+		     s.n - 1);
+	CHECK_RC(snap_verify(&s, collect, &rep), 0);
+	CHECK_EQ_U64(rep.count, 0);
+	snap_close(&s);
+
+	REQUIRE(CHECK_RC(snap_write(dir, 2, &without, 6000, &bytes), 0));
+	REQUIRE(CHECK_RC(snap_open(msg, &s, dir, 2, without.n), 0));
+	check_lookups(&s, &without);
+	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, 0), 0);
+	CHECK(s.keys[0] != 0);
+	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, UINT64_MAX), s.n);
+	CHECK_RC(snap_verify(&s, collect, &rep), 0);
+	CHECK_EQ_U64(rep.count, 0);
+	snap_close(&s);
+	kv_free(&with);
+	kv_free(&without);
+}
+
+TEST(lower_bound_matches_a_plain_search)
+{
+	uint64_t k[80];
+	uint64_t bad = 0;
+	for (uint64_t n = 0; n <= 80; n++) {
+		for (int round = 0; round < 20; round++) {
+			/* Small keys, so that probes hit and miss. */
+			for (uint64_t i = 0; i < n; i++)
+				k[i] = h_below(200);
+			if (round == 0)
+				for (uint64_t i = 0; i < n; i++)
+					k[i] = UINT64_MAX - 2 * (n - i);
+			qsort(k, n, sizeof *k, cmp_u64);
+			uint64_t u = 0;
+			for (uint64_t i = 0; i < n; i++)
+				if (u == 0 || k[u - 1] != k[i])
+					k[u++] = k[i];
+			for (uint64_t key = 0; key < 202; key++)
+				bad += kyro_lower_bound_binary(k, u, key) !=
+				       ref_lower_bound(k, u, key);
+			const uint64_t edge[] = {UINT64_MAX, UINT64_MAX - 1,
+						 UINT64_MAX - 2, 1ull << 63};
+			for (int e = 0; e < 4; e++)
+				bad += kyro_lower_bound_binary(k, u, edge[e]) !=
+				       ref_lower_bound(k, u, edge[e]);
+		}
+	}
+	CHECK_EQ_U64(bad, 0);
+	const uint64_t three[] = {0, 5, UINT64_MAX};
+	CHECK_EQ_U64(kyro_lower_bound_binary(three, 3, 0), 0);
+	CHECK_EQ_U64(kyro_lower_bound_binary(three, 3, 1), 1);
+	CHECK_EQ_U64(kyro_lower_bound_binary(three, 3, 5), 1);
+	CHECK_EQ_U64(kyro_lower_bound_binary(three, 3, 6), 2);
+	CHECK_EQ_U64(kyro_lower_bound_binary(three, 3, UINT64_MAX), 2);
+	CHECK_EQ_U64(kyro_lower_bound_binary(three, 2, UINT64_MAX), 2);
+}
+
+/* ---- damage ---- */
+
+/* A small snapshot (gen 1) in a fresh directory, and its files' bytes. */
+struct small {
+	const char *dir;
+	struct kv kv;
+	unsigned char *bin, *data;
+	size_t blen, dlen;
+};
+
+static int small_make(struct small *sm, size_t n)
+{
+	uint64_t bytes;
+	memset(sm, 0, sizeof *sm);
+	sm->dir = h_tmpdir();
+	int rc = kv_make(&sm->kv, n, NULL, 0, 20, 0);
+	if (!rc)
+		rc = snap_write(sm->dir, 1, &sm->kv, 77, &bytes);
+	if (!rc)
+		rc = h_read_file(bin_path(sm->dir, 1), &sm->bin, &sm->blen);
+	if (!rc)
+		rc = h_read_file(data_path(sm->dir, 1), &sm->data, &sm->dlen);
+	return rc;
+}
+
+static void small_free(struct small *sm)
+{
+	free(sm->bin);
+	free(sm->data);
+	kv_free(&sm->kv);
+}
+
+/* Put the pristine files back. */
+static void small_restore(const struct small *sm)
+{
+	h_write_file(bin_path(sm->dir, 1), sm->bin, sm->blen);
+	h_write_file(data_path(sm->dir, 1), sm->data, sm->dlen);
+}
+
+/* Open and verify: 0 when all is well, 1 when open refused (naming
+ * WANT_FILE and with an error code a file gets), 2 when verify found
+ * damage, -1 when the damage went unnoticed or the message was wrong. */
+static int judge(const struct small *sm, const char *want_file)
+{
+	char msg[KMSG_MAX] = "";
+	struct snap s;
+	int rc = snap_open(msg, &s, sm->dir, 1, sm->kv.n);
+	if (rc) {
+		if ((rc != KYRO_ECORRUPT && rc != KYRO_EVERSION) ||
+		    !strstr(msg, want_file)) {
+			h_note("open: %d: %s", rc, msg);
+			return -1;
+		}
+		return 1;
+	}
+	struct reports rep = {0};
+	rc = snap_verify(&s, collect, &rep);
+	snap_close(&s);
+	if (rc == KYRO_EDAMAGED && rep.count > 0 && !strcmp(rep.file, want_file))
+		return 2;
+	if (rc == 0 && rep.count == 0)
+		return 0;
+	h_note("verify: %d, %d reports, first '%s' at %llu: %s", rc, rep.count,
+	       rep.file, (unsigned long long)rep.off, rep.text);
+	return -1;
+}
+
+TEST(every_damaged_byte_of_the_index_is_noticed)
+{
+	struct small sm;
+	REQUIRE(CHECK_RC(small_make(&sm, 50), 0));
+	const char *path = bin_path(sm.dir, 1);
+	uint64_t n = sm.kv.n, pad_lo = 128 + 8 * n, pad_hi = offs_at(n);
+	uint64_t missed = 0, refused = 0, flagged = 0;
+	CHECK_EQ_U64(judge(&sm, path), 0);
+	for (uint64_t i = 0; i < sm.blen; i++) {
+		/* The padding between the arrays carries nothing. */
+		if (i >= pad_lo && i < pad_hi)
+			continue;
+		for (int x = 0; x < 2; x++) {
+			sm.bin[i] ^= x ? 0x80 : 0x01;
+			h_write_file(path, sm.bin, sm.blen);
+			sm.bin[i] ^= x ? 0x80 : 0x01;
+			int j = judge(&sm, path);
+			if (j <= 0 && !missed++)
+				h_note("byte %llu ^ 0x%02x went unnoticed",
+				       (unsigned long long)i, x ? 0x80 : 0x01);
+			refused += j == 1;
+			flagged += j == 2;
+		}
+	}
+	small_restore(&sm);
+	CHECK_EQ_U64(missed, 0);
+	/* The header is refused at open; the arrays are verify's. */
+	CHECK(refused >= 2 * 128);
+	CHECK(flagged >= 2 * 8 * n);
+	small_free(&sm);
+}
+
+TEST(every_damaged_byte_of_the_payloads_is_noticed)
+{
+	struct small sm;
+	REQUIRE(CHECK_RC(small_make(&sm, 50), 0));
+	const char *path = data_path(sm.dir, 1);
+	uint64_t missed = 0, refused = 0, flagged = 0;
+	for (uint64_t i = 0; i < sm.dlen; i++) {
+		sm.data[i] ^= 0x20;
+		h_write_file(path, sm.data, sm.dlen);
+		sm.data[i] ^= 0x20;
+		int j = judge(&sm, path);
+		if (j <= 0 && !missed++)
+			h_note("byte %llu went unnoticed", (unsigned long long)i);
+		refused += j == 1;
+		flagged += j == 2;
+	}
+	small_restore(&sm);
+	CHECK_EQ_U64(missed, 0);
+	CHECK_EQ_U64(refused, 32);
+	CHECK_EQ_U64(flagged, sm.dlen - 32);
+	small_free(&sm);
+}
+
+TEST(truncated_or_extended_files_are_refused)
+{
+	struct small sm;
+	REQUIRE(CHECK_RC(small_make(&sm, 20), 0));
+	const char *bpath = bin_path(sm.dir, 1), *dpath = data_path(sm.dir, 1);
+	uint64_t bad = 0;
+	for (size_t len = 0; len < sm.blen; len++) {
+		h_write_file(bpath, sm.bin, len);
+		bad += judge(&sm, bpath) != 1;
+	}
+	small_restore(&sm);
+	for (size_t len = 0; len < sm.dlen; len++) {
+		h_write_file(dpath, sm.data, len);
+		bad += judge(&sm, dpath) != 1;
+	}
+	small_restore(&sm);
+	CHECK_EQ_U64(bad, 0);
+	const unsigned char zeros[64] = {0};
+	CHECK_RC(h_append_file(bpath, zeros, 8), 0);
+	CHECK_EQ_U64(judge(&sm, bpath), 1);
+	small_restore(&sm);
+	CHECK_RC(h_append_file(dpath, zeros, 1), 0);
+	CHECK_EQ_U64(judge(&sm, dpath), 1);
+	small_restore(&sm);
+	CHECK_EQ_U64(judge(&sm, bpath), 0);
+	small_free(&sm);
+}
+
+TEST(open_refuses_what_the_manifest_does_not_describe)
+{
+	char msg[KMSG_MAX] = "";
+	struct small sm;
+	struct snap s;
+	REQUIRE(CHECK_RC(small_make(&sm, 20), 0));
+	const uint64_t n = sm.kv.n;
+	CHECK_RC(snap_open(msg, &s, sm.dir, 1, n + 1), KYRO_ECORRUPT);
+	CHECK_STR_HAS(msg, bin_path(sm.dir, 1));
+	CHECK_RC(snap_open(msg, &s, sm.dir, 1, n - 1), KYRO_ECORRUPT);
+	CHECK_STR_HAS(msg, bin_path(sm.dir, 1));
+	/* Generation 2 made of generation 1's files. */
+	char from[PATH_MAX];
+	snprintf(from, sizeof from, "%s", bin_path(sm.dir, 1));
+	CHECK_RC(h_copy_file(from, bin_path(sm.dir, 2)), 0);
+	snprintf(from, sizeof from, "%s", data_path(sm.dir, 1));
+	CHECK_RC(h_copy_file(from, data_path(sm.dir, 2)), 0);
+	CHECK_RC(snap_open(msg, &s, sm.dir, 2, n), KYRO_ECORRUPT);
+	CHECK_STR_HAS(msg, bin_path(sm.dir, 2));
+	CHECK_STR_HAS(msg, "generation 1");
+	/* The index of one generation with the payloads of another. */
+	struct kv other;
+	uint64_t bytes;
+	REQUIRE(CHECK_RC(kv_make(&other, 20, NULL, 0, 20, 0), 0));
+	REQUIRE(CHECK_RC(snap_write(sm.dir, 3, &other, 1, &bytes), 0));
+	CHECK_RC(h_copy_file(from, data_path(sm.dir, 3)), 0);
+	CHECK_RC(snap_open(msg, &s, sm.dir, 3, other.n), KYRO_ECORRUPT);
+	CHECK_STR_HAS(msg, data_path(sm.dir, 3));
+	/* Missing files. */
+	CHECK_RC(snap_open(msg, &s, sm.dir, 9, 0), ENOENT);
+	CHECK_STR_HAS(msg, bin_path(sm.dir, 9));
+	CHECK_RC(unlink(data_path(sm.dir, 1)), 0);
+	CHECK_RC(snap_open(msg, &s, sm.dir, 1, n), ENOENT);
+	CHECK_STR_HAS(msg, data_path(sm.dir, 1));
+	/* A newer version of the format. */
+	small_restore(&sm);
+	unsigned char *b = malloc(sm.blen);
+	REQUIRE(b);
+	memcpy(b, sm.bin, sm.blen);
+	put_le32(b + 8, 2);
+	put_le64(b + 120, XXH3_64bits(b, 120));
+	CHECK_RC(h_write_file(bin_path(sm.dir, 1), b, sm.blen), 0);
+	CHECK_RC(snap_open(msg, &s, sm.dir, 1, n), KYRO_EVERSION);
+	CHECK_STR_HAS(msg, "version 2");
+	CHECK_STR_HAS(msg, bin_path(sm.dir, 1));
+	free(b);
+	kv_free(&other);
+	small_free(&sm);
+}
+
+/* A snapshot from file bytes on the heap, each array in an allocation of
+ * its own exact size, as snap_open would set it up. */
+struct heap_snap {
+	struct snap s;
+	unsigned char *bin, *data;
+	uint64_t *keys, *offs;
+};
+
+static int heap_snap(struct heap_snap *h, const unsigned char *bin,
+		     size_t blen, const unsigned char *data, size_t dlen)
+{
+	memset(h, 0, sizeof *h);
+	uint64_t n = get_le64(bin + 24);
+	h->bin = malloc(blen);
+	h->data = malloc(dlen);
+	h->keys = malloc(8 * n + 1);
+	h->offs = malloc(8 * (n + 1));
+	if (!h->bin || !h->data || !h->keys || !h->offs)
+		return ENOMEM;
+	memcpy(h->bin, bin, blen);
+	memcpy(h->data, data, dlen);
+	memcpy(h->keys, bin + 128, 8 * n);
+	memcpy(h->offs, bin + offs_at(n), 8 * (n + 1));
+	h->s.gen = get_le64(bin + 16);
+	h->s.n = n;
+	h->s.last_seq = get_le64(bin + 32);
+	h->s.data_size = dlen;
+	h->s.bin = h->bin;
+	h->s.bin_len = blen;
+	h->s.data = h->data;
+	h->s.data_len = dlen;
+	h->s.keys = h->keys;
+	h->s.offs = h->offs;
+	snprintf(h->s.bin_path, sizeof h->s.bin_path, "heap.bin");
+	snprintf(h->s.data_path, sizeof h->s.data_path, "heap.data");
+	return 0;
+}
+
+static void heap_free(struct heap_snap *h)
+{
+	free(h->bin);
+	free(h->data);
+	free(h->keys);
+	free(h->offs);
+}
+
+/* Make the header's array checksums match the (edited) arrays. */
+static void heap_reseal(struct heap_snap *h)
+{
+	uint64_t n = h->s.n;
+	put_le64(h->bin + 64, XXH3_64bits(h->keys, 8 * n));
+	put_le64(h->bin + 72, XXH3_64bits(h->offs, 8 * (n + 1)));
+	put_le64(h->bin + 120, XXH3_64bits(h->bin, 120));
+}
+
+/* Read every byte snap_value hands out; count the refusals. */
+static uint64_t touch_all(const struct snap *s, uint64_t *sum)
+{
+	uint64_t refused = 0;
+	for (uint64_t i = 0; i < s->n; i++) {
+		const void *v;
+		size_t len;
+		if (snap_value(s, i, &v, &len)) {
+			refused++;
+			continue;
+		}
+		const unsigned char *p = v;
+		for (size_t j = 0; j < len; j++)
+			*sum += p[j];
+	}
+	return refused;
+}
+
+TEST(out_of_range_offsets_are_refused_without_reading)
+{
+	struct small sm;
+	struct heap_snap h;
+	REQUIRE(CHECK_RC(small_make(&sm, 40), 0));
+	REQUIRE(CHECK_RC(heap_snap(&h, sm.bin, sm.blen, sm.data, sm.dlen), 0));
+	uint64_t sum = 0, n = h.s.n, k = n / 2;
+	struct reports rep = {0};
+	CHECK_EQ_U64(touch_all(&h.s, &sum), 0);
+	CHECK_RC(snap_verify(&h.s, collect, &rep), 0);
+	check_lookups(&h.s, &sm.kv);
+
+	const uint64_t orig = h.offs[k];
+	const uint64_t bad[] = {sm.dlen + 1, sm.dlen + 4096, UINT64_MAX, 0, 31,
+				h.offs[k + 1] + 1};
+	for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+		h.offs[k] = bad[b];
+		heap_reseal(&h);
+		/* Entries k-1 and k use the bad offset (but an entry of
+		 * length zero may still be in bounds on one side). */
+		uint64_t refused = touch_all(&h.s, &sum);
+		CHECK(refused >= 1 && refused <= 2);
+		const void *v;
+		size_t len;
+		if (bad[b] > sm.dlen || bad[b] < 32) {
+			CHECK_RC(snap_value(&h.s, k, &v, &len), KYRO_ECORRUPT);
+			CHECK_RC(snap_value(&h.s, k - 1, &v, &len),
+				 KYRO_ECORRUPT);
+		}
+		memset(&rep, 0, sizeof rep);
+		CHECK_RC(snap_verify(&h.s, collect, &rep), KYRO_EDAMAGED);
+		CHECK_EQ_U64(rep.count, 1);
+		CHECK_STR_HAS(rep.text, "out of bounds");
+		CHECK(rep.off == offs_at(n) + 8 * (k - 1) ||
+		      rep.off == offs_at(n) + 8 * k);
+	}
+	h.offs[k] = orig;
+	heap_reseal(&h);
+	memset(&rep, 0, sizeof rep);
+	CHECK_RC(snap_verify(&h.s, collect, &rep), 0);
+
+	/* The same through files and snap_open: the first and last offsets
+	 * are checked at open, the others at lookup. */
+	unsigned char *b = malloc(sm.blen);
+	REQUIRE(b);
+	for (int which = 0; which < 3; which++) {
+		char msg[KMSG_MAX] = "";
+		struct snap s;
+		uint64_t idx = which == 0 ? 0 : which == 1 ? n : k;
+		memcpy(b, sm.bin, sm.blen);
+		put_le64(b + offs_at(n) + 8 * idx, sm.dlen + 64);
+		put_le64(b + 72, XXH3_64bits(b + offs_at(n), 8 * (n + 1)));
+		put_le64(b + 120, XXH3_64bits(b, 120));
+		CHECK_RC(h_write_file(bin_path(sm.dir, 1), b, sm.blen), 0);
+		int rc = snap_open(msg, &s, sm.dir, 1, n);
+		if (which < 2) {
+			CHECK_RC(rc, KYRO_ECORRUPT);
+			CHECK_STR_HAS(msg, bin_path(sm.dir, 1));
+			continue;
+		}
+		REQUIRE(CHECK_RC(rc, 0));
+		const void *v;
+		size_t len;
+		CHECK_RC(snap_value(&s, k, &v, &len), KYRO_ECORRUPT);
+		CHECK_RC(snap_value(&s, k - 1, &v, &len), KYRO_ECORRUPT);
+		CHECK_RC(snap_value(&s, k + 1, &v, &len), 0);
+		memset(&rep, 0, sizeof rep);
+		CHECK_RC(snap_verify(&s, collect, &rep), KYRO_EDAMAGED);
+		CHECK_STR_HAS(rep.file, bin_path(sm.dir, 1));
+		snap_close(&s);
+	}
+	free(b);
+	heap_free(&h);
+	small_free(&sm);
+}
+
+TEST(a_value_over_the_limit_is_refused)
+{
+	/* One key whose payload reference spans more than 16 MiB. */
+	size_t dlen = 32 + KYRO_MAX_VALUE + 1;
+	unsigned char *data = calloc(1, dlen);
+	uint64_t keys[1] = {5}, offs[2] = {32, dlen};
+	struct snap s;
+	memset(&s, 0, sizeof s);
+	REQUIRE(data);
+	s.n = 1;
+	s.keys = keys;
+	s.offs = offs;
+	s.data = data;
+	s.data_size = s.data_len = dlen;
+	const void *v;
+	size_t len;
+	CHECK_RC(snap_value(&s, 0, &v, &len), KYRO_ECORRUPT);
+	offs[1] = dlen - 1;
+	CHECK_RC(snap_value(&s, 0, &v, &len), 0);
+	CHECK_EQ_U64(len, KYRO_MAX_VALUE);
+	CHECK(v == data + 32);
+	free(data);
+}
+
+TEST(keys_out_of_order_are_reported)
+{
+	struct small sm;
+	struct heap_snap h;
+	struct reports rep;
+	REQUIRE(CHECK_RC(small_make(&sm, 30), 0));
+	REQUIRE(CHECK_RC(heap_snap(&h, sm.bin, sm.blen, sm.data, sm.dlen), 0));
+	const uint64_t k = 10;
+	/* A swap, then a duplicate: both with checksums that match. */
+	uint64_t t = h.keys[k];
+	h.keys[k] = h.keys[k + 1];
+	h.keys[k + 1] = t;
+	heap_reseal(&h);
+	memset(&rep, 0, sizeof rep);
+	CHECK_RC(snap_verify(&h.s, collect, &rep), KYRO_EDAMAGED);
+	CHECK_EQ_U64(rep.count, 1);
+	CHECK_EQ_U64(rep.off, 128 + 8 * (k + 1));
+	CHECK_STR_HAS(rep.text, "is not above");
+	h.keys[k + 1] = h.keys[k];
+	heap_reseal(&h);
+	memset(&rep, 0, sizeof rep);
+	CHECK_RC(snap_verify(&h.s, collect, &rep), KYRO_EDAMAGED);
+	CHECK_EQ_U64(rep.off, 128 + 8 * (k + 1));
+	heap_free(&h);
+	small_free(&sm);
+}
+
+TEST(abort_removes_the_temporary_files)
+{
+	char msg[KMSG_MAX] = "";
+	const char *dir = h_tmpdir();
+	struct snap_writer w;
+	REQUIRE(CHECK_RC(snap_writer_open(msg, &w, dir, 4, 0), 0));
+	CHECK_RC(snap_writer_add(msg, &w, 1, "abc", 3), 0);
+	CHECK_EQ_U64(h_count_suffix(dir, ".data.tmp"), 1);
+	snap_writer_abort(&w);
+	CHECK_EQ_U64(h_count_suffix(dir, ".tmp"), 0);
+	CHECK_EQ_U64(h_count_suffix(dir, ".data"), 0);
+	/* After finish, abort only frees. */
+	uint64_t bytes;
+	REQUIRE(CHECK_RC(snap_writer_open(msg, &w, dir, 4, 0), 0));
+	CHECK_RC(snap_writer_add(msg, &w, 1, "abc", 3), 0);
+	CHECK_RC(snap_writer_finish(msg, &w, 1, &bytes), 0);
+	snap_writer_abort(&w);
+	CHECK(h_exists(bin_path(dir, 4)));
+	CHECK(h_exists(data_path(dir, 4)));
+	CHECK_EQ_U64(h_count_suffix(dir, ".tmp"), 0);
+	/* A directory that does not exist. */
+	CHECK_RC(snap_writer_open(msg, &w, h_path(dir, "gone"), 1, 0), ENOENT);
+	CHECK_STR_HAS(msg, "gone");
+}
+
+TEST(keys_added_out_of_order_stop_the_process)
+{
+	const char *dir = h_tmpdir();
+	fflush(NULL);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		char msg[KMSG_MAX];
+		struct snap_writer w;
+		/* Not worth a core file or a sanitizer report. */
+		signal(SIGABRT, SIG_DFL);
+		if (snap_writer_open(msg, &w, dir, 1, 0) ||
+		    snap_writer_add(msg, &w, 5, "a", 1))
+			_exit(3);
+		snap_writer_add(msg, &w, 5, "b", 1);
+		_exit(0);
+	}
+	int st;
+	REQUIRE(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFSIGNALED(st));
+	if (WIFSIGNALED(st))
+		CHECK_EQ_U64(WTERMSIG(st), SIGABRT);
+}
