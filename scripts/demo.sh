@@ -32,3 +32,32 @@ step 'kyro-get --all -f tsv | kyro-put -d demo-data.copy'
 step 'kyro-get --all -f tsv | cksum; kyro-get -d demo-data.copy --all -f tsv | cksum'
 rm -rf demo-data.copy
 printf '\nDone.  Try: KYRODB_DIR=%s kyro-get --all | head\n' "$KYRODB_DIR"
+
+# The same store over HTTP: kyro-serve on 127.0.0.1:3030, curl calls, stop.
+echo
+echo "kyro-serve: the same store over HTTP on 127.0.0.1:3030 (docs/API.md)"
+KYRODB_DISABLE_HTTP_LOG=1 kyro-serve -l 127.0.0.1:3030 2>demo-serve.log &
+serve_pid=$!
+trap 'kill "$serve_pid" 2>/dev/null' EXIT
+i=0
+until curl -sf -o /dev/null http://127.0.0.1:3030/health; do
+	i=$((i + 1))
+	if [ "$i" -gt 100 ] || ! kill -0 "$serve_pid" 2>/dev/null; then
+		echo "kyro-serve did not start (is port 3030 taken?):" >&2
+		cat demo-serve.log >&2
+		exit 1
+	fi
+	sleep 0.05
+done
+K=127.0.0.1:3030
+step 'curl -s -d '\''{"key":123,"value":"over http"}'\'' $K/v1/put'
+step 'curl -s "$K/v1/lookup?key=123"'
+step 'curl -s $K/v1/get_fast/70; echo'
+step 'curl -s $K/v1/lookup_fast/123 | od -An -tu8'
+step 'curl -s "$K/v1/range?start=0&end=30&limit=3"'
+step 'curl -s $K/v1/offset'
+step 'curl -s $K/health'
+step 'curl -s $K/metrics | grep -E "^kyro_(http_requests_total|group_commit_size_count|lookups_total)"'
+step 'kill -TERM $serve_pid && wait $serve_pid && echo "kyro-serve stopped, exit status $?"'
+trap - EXIT
+rm -f demo-serve.log

@@ -1,0 +1,503 @@
+#!/usr/bin/env bats
+#
+# kyro-serve: every route over loopback with curl, the error statuses, auth,
+# rate limiting, sharing the store with the command-line tools, restart
+# after SIGKILL, and a pass of malformed requests.
+
+load helpers
+load serve-helpers
+
+bats_require_minimum_version 1.5.0
+
+setup() {
+	kyro_setup
+	unset KYRODB_AUTH_TOKEN KYRODB_MAX_VALUE_BYTES KYRODB_RATE_LIMIT_RPS \
+		KYRODB_RATE_LIMIT_BURST KYRODB_AUTO_SNAPSHOT_RECORDS KYRODB_LOG_LEVEL \
+		KYRODB_DISABLE_HTTP_LOG KYRODB_WARM_ON_START KYRODB_MAX_BATCH_KEYS \
+		KYRODB_MAX_RANGE NOTIFY_SOCKET
+}
+
+teardown() {
+	serve_teardown
+}
+
+# ---- the command line ----
+
+@test "kyro-serve: the usage line of --help is the SYNOPSIS of kyro-serve.8" {
+	command -v mandoc >/dev/null || skip "mandoc is not installed"
+	run -0 --separate-stderr kyro-serve --help
+	local usage synopsis
+	usage=$(sed -n '1s/^usage: //p' <<<"$output" | tr -s ' ')
+	synopsis=$(mandoc -Tascii "$BATS_TEST_DIRNAME/../../man/kyro-serve.8" |
+		sed 's/.\x08//g' | awk '/^SYNOPSIS/ { on = 1; next } /^[A-Z]/ { on = 0 } on' |
+		tr -s ' \n' ' ' | sed 's/^ //; s/ $//')
+	assert_equal "$usage" "$synopsis"
+}
+
+@test "kyro-serve: a token on the command line is refused, exit 2" {
+	run -2 --separate-stderr timeout 10 kyro-serve --auth-token=secret
+	assert_output ''
+	stderr_starts_with "kyro-serve: a token on the command line would show in ps"
+}
+
+@test "kyro-serve: invalid options and environment are usage errors, exit 2" {
+	run -2 --separate-stderr kyro-serve --threads=0
+	usage_error kyro-serve "^kyro-serve: invalid --threads '0'"
+	run -2 --separate-stderr kyro-serve --sync=sometimes
+	usage_error kyro-serve "^kyro-serve: invalid --sync mode 'sometimes'"
+	run -2 --separate-stderr kyro-serve -l nowhere
+	usage_error kyro-serve "^kyro-serve: invalid --listen 'nowhere'"
+	KYRODB_MAX_VALUE_BYTES=99999999999 run -2 --separate-stderr kyro-serve
+	usage_error kyro-serve "^kyro-serve: invalid KYRODB_MAX_VALUE_BYTES"
+}
+
+@test "kyro-serve: a port already taken is an error, exit 2" {
+	serve_start
+	run -2 --separate-stderr timeout 10 kyro-serve -d "$D" -l "127.0.0.1:$PORT" 3>&-
+	stderr_starts_with "kyro-serve: cannot listen on 127.0.0.1:$PORT"
+}
+
+# ---- the routes ----
+
+@test "kyro-serve: /health answers ok once the store is open, and readiness goes to NOTIFY_SOCKET" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	local sock="$BATS_TEST_TMPDIR/notify.sock"
+	python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1]); s.settimeout(10)
+print(s.recv(4096).decode(), flush=True)' "$sock" >"$BATS_TEST_TMPDIR/notified" 3>&- &
+	local py=$!
+	for _ in $(seq 1 50); do [ -S "$sock" ] && break; sleep 0.05; done
+	NOTIFY_SOCKET=$sock serve_start
+	wait "$py"
+	assert_equal "$(cat "$BATS_TEST_TMPDIR/notified")" "READY=1"
+	http GET /health
+	expect 200 '{"status":"ok"}'
+	assert_equal "$(header Content-Type)" "application/json"
+}
+
+@test "kyro-serve: a put answers its offset and every read route sees it" {
+	serve_start
+	http POST /v1/put --data-binary '{"key":42,"value":"hello, world"}'
+	expect 200 '{"offset":1}'
+	http GET '/v1/lookup?key=42'
+	expect 200 '{"key":42,"value":"hello, world"}'
+	http GET /v1/get_fast/42
+	expect 200 'hello, world'
+	assert_equal "$(header Content-Type)" "application/octet-stream"
+	http GET /v1/kv/0x2a
+	expect 200 'hello, world'
+	http GET /v1/lookup_fast/42
+	assert_equal "$HTTP_STATUS" 200
+	assert_equal "$(od -An -tx1 "$BATS_TEST_TMPDIR/body" | tr -d ' ')" "0100000000000000"
+	http GET /v1/offset
+	expect 200 '{"offset":1}'
+}
+
+@test "kyro-serve: absent keys are 404: JSON for lookup, an empty body for get_fast and lookup_fast" {
+	serve_start
+	http GET '/v1/lookup?key=7'
+	expect 404 '{"error":"not found"}'
+	http GET /v1/get_fast/7
+	expect 404 ''
+	assert_equal "$(header Content-Length)" 0
+	http GET /v1/lookup_fast/7
+	expect 404 ''
+}
+
+@test "kyro-serve: PUT, GET and DELETE /v1/kv/{key} keep binary values exact" {
+	serve_start
+	printf 'a\0b\377\n' >"$BATS_TEST_TMPDIR/bin"
+	http PUT /v1/kv/18446744073709551615 --data-binary @"$BATS_TEST_TMPDIR/bin"
+	expect 200 '{"offset":1}'
+	http GET /v1/kv/18446744073709551615
+	cmp "$BATS_TEST_TMPDIR/body" "$BATS_TEST_TMPDIR/bin"
+	http GET '/v1/lookup?key=18446744073709551615'
+	expect 200 '{"key":18446744073709551615,"value_base64":"YQBi/wo="}'
+	http PUT /v1/kv/5 --data-binary ''
+	expect 200 '{"offset":2}'
+	http GET /v1/kv/5
+	expect 200 ''
+	http DELETE /v1/kv/18446744073709551615
+	expect 200 '{"offset":3}'
+	http GET /v1/kv/18446744073709551615
+	expect 404 ''
+}
+
+@test "kyro-serve: /v1/delete deletes; JSON escapes and NUL round-trip through /v1/put" {
+	serve_start
+	put_json 1 '"tab\tquote\"nul\u0000é"'
+	http GET '/v1/lookup?key=1'
+	expect 200 '{"key":1,"value":"tab\tquote\"nul\u0000é"}'
+	http POST /v1/delete --data-binary '{"key":1}'
+	expect 200 '{"offset":2}'
+	http GET '/v1/lookup?key=1'
+	expect 404 '{"error":"not found"}'
+}
+
+@test "kyro-serve: bad put bodies are 400 and write nothing" {
+	serve_start
+	local body
+	for body in '' 'nope' '[1]' '{"key":1}' '{"value":"a"}' '{"key":-1,"value":"a"}' \
+		'{"key":1.5,"value":"a"}' '{"key":1e3,"value":"a"}' '{"key":"1","value":"a"}' \
+		'{"key":18446744073709551616,"value":"a"}' '{"key":1,"value":2}' \
+		'{"key":1,"value":null}' '{"key":1,"value":"a","extra":0}' \
+		'{"key":1,"key":2,"value":"a"}' '{"key":1,"value":"a"} x'; do
+		http POST /v1/put --data-binary "$body"
+		assert_equal "$HTTP_STATUS for $body" "400 for $body"
+		[[ $HTTP_BODY == '{"error":"'* ]] || fail "not a JSON error: $HTTP_BODY"
+	done
+	http POST /v1/delete --data-binary '{"key":"x"}'
+	assert_equal "$HTTP_STATUS" 400
+	http GET /v1/offset
+	expect 200 '{"offset":0}'
+	http GET '/v1/lookup?key=abc'
+	assert_equal "$HTTP_STATUS" 400
+	http GET /v1/get_fast/-1
+	assert_equal "$HTTP_STATUS" 400
+}
+
+@test "kyro-serve: /v1/lookup_batch answers values in order with null for absent keys" {
+	KYRODB_MAX_BATCH_KEYS=4 serve_start
+	put_json 1 '"one"'
+	put_json 18446744073709551615 '"max"'
+	http PUT /v1/kv/3 --data-binary $'\xff'
+	http POST /v1/lookup_batch --data-binary '{"keys":[18446744073709551615,2,1,3]}'
+	expect 200 '{"values":["max",null,"one",{"value_base64":"/w=="}]}'
+	http POST /v1/lookup_batch --data-binary '{"keys":[]}'
+	expect 200 '{"values":[]}'
+	http POST /v1/lookup_batch --data-binary '{"keys":[1,2,3,4,5]}'
+	expect 413 '{"error":"at most 4 keys per batch"}'
+	http POST /v1/lookup_batch --data-binary '{"keys":[1,"2"]}'
+	expect 400 '{"error":"keys[1] is not an unsigned 64-bit integer"}'
+}
+
+@test "kyro-serve: /v1/range answers JSON lines in key order, bounded by limit" {
+	serve_start
+	local k
+	for k in 30 10 20 40; do put_json "$k" "\"v$k\""; done
+	http GET '/v1/range?start=10&end=30'
+	expect 200 $'{"key":10,"value":"v10"}\n{"key":20,"value":"v20"}\n{"key":30,"value":"v30"}'
+	assert_equal "$(header Content-Type)" "application/x-ndjson"
+	assert_equal "$(header X-Kyro-Next-Start)" ""
+	http GET '/v1/range?limit=2'
+	expect 200 $'{"key":10,"value":"v10"}\n{"key":20,"value":"v20"}'
+	assert_equal "$(header X-Kyro-Next-Start)" 30
+	http GET '/v1/range?start=50'
+	expect 200 ''
+	http GET '/v1/range?start=5&end=4'
+	assert_equal "$HTTP_STATUS" 400
+	http GET '/v1/range?limit=0'
+	assert_equal "$HTTP_STATUS" 400
+}
+
+@test "kyro-serve: unknown paths are 404, wrong methods 405 with Allow" {
+	serve_start
+	http GET /nope
+	expect 404 '{"error":"no such route"}'
+	http GET /v1/kv/
+	assert_equal "$HTTP_STATUS" 404
+	http GET /v1/put
+	expect 405 '{"error":"method not allowed"}'
+	assert_equal "$(header Allow)" "POST"
+	http POST /health
+	assert_equal "$(header Allow)" "GET, HEAD"
+	http POST /v1/kv/1
+	assert_equal "$HTTP_STATUS" 405
+	assert_equal "$(header Allow)" "GET, HEAD, PUT, DELETE"
+}
+
+@test "kyro-serve: a body over KYRODB_MAX_VALUE_BYTES is 413, at the limit 200" {
+	KYRODB_MAX_VALUE_BYTES=1000 serve_start
+	head -c 1000 /dev/zero >"$BATS_TEST_TMPDIR/ok"
+	head -c 1001 /dev/zero >"$BATS_TEST_TMPDIR/big"
+	http PUT /v1/kv/1 --data-binary @"$BATS_TEST_TMPDIR/ok"
+	assert_equal "$HTTP_STATUS" 200
+	http PUT /v1/kv/1 --data-binary @"$BATS_TEST_TMPDIR/big"
+	expect 413 '{"error":"the body is larger than the limit"}'
+	http PUT /v1/kv/1 -H 'Transfer-Encoding: chunked' --data-binary @"$BATS_TEST_TMPDIR/big"
+	assert_equal "$HTTP_STATUS" 413
+	put_json 2 "\"$(head -c 1000 /dev/zero | tr '\0' a)\""
+	http POST /v1/put --data-binary "{\"key\":2,\"value\":\"$(head -c 1001 /dev/zero | tr '\0' a)\"}"
+	assert_equal "$HTTP_STATUS" 413
+	head -c 70000 /dev/zero >"$BATS_TEST_TMPDIR/junk"
+	http GET /v1/offset --data-binary @"$BATS_TEST_TMPDIR/junk"
+	assert_equal "$HTTP_STATUS" 413
+}
+
+@test "kyro-serve: keep-alive holds across reads, writes and errors on one connection" {
+	serve_start
+	run -0 curl -sv -o /dev/null "$URL/health" -o /dev/null "$URL/v1/get_fast/1" \
+		-o /dev/null "$URL/nope" -o /dev/null "$URL/v1/offset"
+	assert_equal "$(grep -c 'Re-using existing connection' <<<"$output")" 3
+	run -0 curl -sv -X POST -d '{"key":1,"value":"a"}' -o /dev/null "$URL/v1/put" \
+		-o /dev/null "$URL/v1/put" -o /dev/null "$URL/v1/put"
+	assert_equal "$(grep -c 'Re-using existing connection' <<<"$output")" 2
+	assert_equal "$(grep -c '< HTTP/1.1 200' <<<"$output")" 3
+}
+
+# ---- security ----
+
+@test "kyro-serve: with a token file every route but /health needs the bearer token; SIGHUP re-reads it" {
+	printf 'first-secret\n' >"$BATS_TEST_TMPDIR/token"
+	chmod 600 "$BATS_TEST_TMPDIR/token"
+	serve_start --auth-token-file "$BATS_TEST_TMPDIR/token"
+	http GET /v1/offset
+	expect 401 '{"error":"a valid bearer token is needed"}'
+	assert_equal "$(header WWW-Authenticate)" 'Bearer realm="kyrodb"'
+	http GET /v1/offset -H 'Authorization: Bearer first-secre'
+	assert_equal "$HTTP_STATUS" 401
+	http GET /v1/offset -H 'Authorization: Bearer first-secret2'
+	assert_equal "$HTTP_STATUS" 401
+	http GET /nope
+	assert_equal "$HTTP_STATUS" 401
+	http GET /v1/offset -H 'Authorization: Bearer first-secret'
+	expect 200 '{"offset":0}'
+	http GET /health
+	assert_equal "$HTTP_STATUS" 200
+	printf 'second-secret' >"$BATS_TEST_TMPDIR/token"
+	kill -HUP "$SERVE_PID"
+	for _ in $(seq 1 50); do
+		grep -q 'token re-read' "$SERVE_LOG" && break
+		sleep 0.05
+	done
+	http GET /v1/offset -H 'Authorization: Bearer first-secret'
+	assert_equal "$HTTP_STATUS" 401
+	http GET /v1/offset -H 'Authorization: Bearer second-secret'
+	assert_equal "$HTTP_STATUS" 200
+}
+
+@test "kyro-serve: KYRODB_AUTH_TOKEN works as the token" {
+	KYRODB_AUTH_TOKEN=envtoken serve_start
+	http GET /metrics
+	assert_equal "$HTTP_STATUS" 401
+	http GET /metrics -H 'Authorization: Bearer envtoken'
+	assert_equal "$HTTP_STATUS" 200
+}
+
+@test "kyro-serve: past the per-IP burst requests are 429 with Retry-After; /health is exempt" {
+	KYRODB_RATE_LIMIT_RPS=1 KYRODB_RATE_LIMIT_BURST=3 serve_start
+	local i codes=
+	for i in 1 2 3 4 5; do
+		http GET /v1/offset
+		codes+="$HTTP_STATUS "
+	done
+	assert_equal "$codes" "200 200 200 429 429 "
+	assert_equal "$HTTP_BODY" '{"error":"too many requests"}'
+	assert_equal "$(header Retry-After)" 1
+	http GET /health
+	assert_equal "$HTTP_STATUS" 200
+}
+
+# ---- operations ----
+
+@test "kyro-serve: /metrics is Prometheus text with requests, durations, WAL and process figures" {
+	serve_start
+	put_json 1 '"a"'
+	http GET /v1/get_fast/1
+	http GET /metrics
+	assert_equal "$HTTP_STATUS" 200
+	assert_equal "$(header Content-Type)" "text/plain; version=0.0.4; charset=utf-8"
+	local m
+	for m in 'kyro_http_requests_total{route="/v1/put",code="200"} 1' \
+		'kyro_http_requests_total{route="/v1/get_fast/{key}",code="200"} 1' \
+		'kyro_http_request_duration_seconds_bucket{route="/v1/put",le="2.5e-05"}' \
+		'kyro_http_request_duration_seconds_bucket{route="/v1/put",le="1"}' \
+		'kyro_http_request_duration_seconds_count{route="/v1/put"} 1' \
+		'kyro_wal_appends_total 1' 'kyro_wal_fsyncs_total 1' \
+		'kyro_group_commit_size_count 1' 'kyro_lookups_total{path="delta"} 1' \
+		'kyro_rmi_mispredicts_total' 'kyro_snapshot_generation' 'kyro_job_runs_total{job="snapshot"} 0' \
+		'process_cpu_seconds_total' 'process_resident_memory_bytes' 'process_virtual_memory_bytes' \
+		'process_open_fds' 'process_max_fds' 'process_start_time_seconds'; do
+		grep -qF -- "$m" <<<"$HTTP_BODY" || fail "no '$m' in /metrics"
+	done
+	# Every sample line is NAME{labels} VALUE or NAME VALUE.
+	run -1 grep -vE '^(# (HELP|TYPE) .*|[a-z_]+(\{.*\})? [0-9.e+-]+)$' <<<"$HTTP_BODY"
+}
+
+@test "kyro-serve: /build_info names the version, commit, build date, compiler and SIMD path" {
+	serve_start
+	http GET /build_info
+	assert_equal "$HTTP_STATUS" 200
+	[[ $HTTP_BODY =~ ^\{\"version\":\"[0-9.]+\",\"git_commit\":\"[^\"]+\",\"build_date\":\"[^\"]+\",\"compiler\":\"[^\"]+\",\"simd\":\"[a-z0-9]+\",\"index\":\"(rmi|binary|none)\" ]] ||
+		fail "unexpected /build_info: $HTTP_BODY"
+}
+
+@test "kyro-serve: a snapshot job answers 202, or 200 with figures under ?wait=1, and reads go on" {
+	serve_start
+	put_json 1 '"a"'
+	http POST /v1/snapshot
+	assert_equal "$HTTP_STATUS" 202
+	[[ $HTTP_BODY =~ ^\{\"job\":[0-9]+,\"kind\":\"snapshot\"\}$ ]] || fail "$HTTP_BODY"
+	for _ in $(seq 1 100); do
+		http GET /metrics
+		grep -q 'kyro_job_runs_total{job="snapshot"} 1' <<<"$HTTP_BODY" && break
+		sleep 0.05
+	done
+	put_json 2 '"b"'
+	http POST '/v1/snapshot?wait=1'
+	assert_equal "$HTTP_STATUS" 200
+	[[ $HTTP_BODY =~ \"keys\":2,.*\"generation\":2 ]] || fail "$HTTP_BODY"
+	http GET /v1/get_fast/2
+	expect 200 b
+	http POST '/v1/snapshot?wait=maybe'
+	assert_equal "$HTTP_STATUS" 400
+}
+
+@test "kyro-serve: a second snapshot while one runs is 409" {
+	seq 1 300000 | awk '{ printf "%d\tvalue-%d\n", $1 * 7919, $1 }' | kyro-put -d "$D" --sync=none
+	serve_start
+	curl -s -X POST "$URL/v1/snapshot?wait=1" >"$BATS_TEST_TMPDIR/first" &
+	local first=$!
+	local seen=
+	for _ in $(seq 1 200); do
+		http POST /v1/snapshot
+		[ "$HTTP_STATUS" = 409 ] && { seen=1; break; }
+		[ "$HTTP_STATUS" = 202 ] && break
+		sleep 0.002
+	done
+	wait "$first"
+	[ -n "$seen" ] || skip "the snapshot finished before a second request got in"
+	[[ $HTTP_BODY =~ ^\{\"error\":\"a\ snapshot\ job\ is\ already\ running ]] || fail "$HTTP_BODY"
+}
+
+@test "kyro-serve: /v1/rmi/build and /v1/warmup run as jobs" {
+	serve_start
+	http POST '/v1/rmi/build?wait=1'
+	assert_equal "$HTTP_STATUS" 409   # no snapshot yet to index
+	put_json 1 '"a"'
+	http POST '/v1/snapshot?wait=1'
+	http POST '/v1/rmi/build?wait=1'
+	assert_equal "$HTTP_STATUS" 200
+	[[ $HTTP_BODY =~ \"kind\":\"rmi_build\",\"keys\":1,\"leaves\": ]] || fail "$HTTP_BODY"
+	http POST '/v1/warmup?wait=1'
+	assert_equal "$HTTP_STATUS" 200
+	[[ $HTTP_BODY =~ \"kind\":\"warmup\",\"bytes\":[0-9]+ ]] || fail "$HTTP_BODY"
+	http GET /v1/get_fast/1
+	expect 200 a
+}
+
+@test "kyro-serve: kyro-put and kyro-snapshot from the shell are seen at the next request" {
+	serve_start
+	put_json 1 '"from http"'
+	run -0 kyro-put -d "$D" 2 "from the shell"
+	http GET /v1/get_fast/2
+	expect 200 'from the shell'
+	http GET /v1/offset
+	expect 200 '{"offset":2}'
+	run -0 kyro-snapshot -d "$D"
+	run -0 kyro-put -d "$D" 3 "after the snapshot"
+	http POST /v1/lookup_batch --data-binary '{"keys":[1,2,3]}'
+	expect 200 '{"values":["from http","from the shell","after the snapshot"]}'
+	http GET /metrics
+	grep -q '^kyro_snapshot_generation 1$' <<<"$HTTP_BODY" || fail "snapshot generation not 1"
+	put_json 4 '"http again"'
+	run -0 kyro-get -d "$D" 4
+	assert_output "http again"
+}
+
+@test "kyro-serve: SIGTERM stops it with exit 0, and the writes are there at the next start" {
+	serve_start --sync=batch
+	put_json 1 '"kept"'
+	serve_stop TERM
+	assert_equal "$SERVE_STATUS" 0
+	grep -q 'stopped' "$SERVE_LOG"
+	run -0 kyro-get -d "$D" 1
+	assert_output kept
+	serve_start --sync=none
+	put_json 2 '"also"'
+	serve_stop INT
+	assert_equal "$SERVE_STATUS" 0
+	run -0 kyro-get -d "$D" 2
+	assert_output also
+}
+
+@test "kyro-serve: after SIGKILL during concurrent writes every acknowledged write is there" {
+	serve_start
+	local w
+	for w in 1 2 3 4; do
+		(
+			i=0
+			while :; do
+				k=$((w * 1000000 + i))
+				code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT \
+					--data-binary "v$k" "$URL/v1/kv/$k") || break
+				[ "$code" = 200 ] && echo "$k" >>"$BATS_TEST_TMPDIR/acked.$w"
+				i=$((i + 1))
+			done
+		) 3>&- &
+	done
+	local writers=$(jobs -p | grep -vx "$SERVE_PID")
+	sleep 1.5
+	serve_stop KILL
+	wait $writers
+	cat "$BATS_TEST_TMPDIR"/acked.* >"$BATS_TEST_TMPDIR/acked"
+	local n
+	n=$(wc -l <"$BATS_TEST_TMPDIR/acked")
+	((n > 20)) || fail "only $n writes were acknowledged"
+	serve_start
+	put_json 1 '"after the crash"'
+	kyro-get -d "$D" -f tsv <"$BATS_TEST_TMPDIR/acked" >"$BATS_TEST_TMPDIR/got"
+	awk '{ print $1 "\tv" $1 }' "$BATS_TEST_TMPDIR/acked" | cmp - "$BATS_TEST_TMPDIR/got"
+	serve_stop
+	run -0 kyro-verify -d "$D"
+}
+
+@test "kyro-serve: concurrent writes share fsyncs (group commit)" {
+	serve_start
+	seq 1 64 | xargs -P 32 -I{} curl -s -o /dev/null -X PUT --data-binary v "$URL/v1/kv/{}"
+	http GET /metrics
+	local writes groups fsyncs
+	writes=$(sed -n 's/^kyro_group_commit_size_sum //p' <<<"$HTTP_BODY")
+	groups=$(sed -n 's/^kyro_group_commit_size_count //p' <<<"$HTTP_BODY")
+	fsyncs=$(sed -n 's/^kyro_wal_fsyncs_total //p' <<<"$HTTP_BODY")
+	assert_equal "$writes" 64
+	assert_equal "$fsyncs" "$groups"
+	((groups <= 64)) || fail "$groups groups for 64 writes"
+}
+
+@test "kyro-serve: an idle connection is closed after --timeout" {
+	serve_start --timeout 1
+	exec 5<>"/dev/tcp/127.0.0.1/$PORT"
+	local start=$SECONDS
+	run -0 timeout 5 cat <&5
+	exec 5<&-
+	((SECONDS - start <= 4)) || fail "the idle connection stayed open"
+	http GET /health
+	assert_equal "$HTTP_STATUS" 200
+}
+
+@test "kyro-serve: one access line per request on stderr, none with KYRODB_DISABLE_HTTP_LOG=1" {
+	serve_start
+	http GET '/v1/lookup?key=1'
+	serve_stop
+	grep -qE '^kyro-serve: 127\.0\.0\.1 "GET /v1/lookup\?key=1" 404 [0-9]+ [0-9]+us$' "$SERVE_LOG" ||
+		fail "no access line in: $(cat "$SERVE_LOG")"
+	: >"$SERVE_LOG"
+	KYRODB_DISABLE_HTTP_LOG=1 serve_start
+	http GET '/v1/lookup?key=1'
+	serve_stop
+	run -1 grep -F '"GET /v1/lookup' "$SERVE_LOG"
+}
+
+@test "kyro-serve: malformed requests harm nobody: the daemon answers and the store verifies clean" {
+	serve_start --timeout 2
+	put_json 1 '"before"'
+	local f
+	# All at once: each connection is held until the daemon answers,
+	# closes, or raw_request gives up after 2 s.
+	local pids=()
+	for f in "$BATS_TEST_DIRNAME"/../serve/corpus/*; do
+		raw_request "$f" >"$BATS_TEST_TMPDIR/$(basename "$f").out" 3>&- &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	kill -0 "$SERVE_PID" || fail "kyro-serve died"
+	http GET /v1/get_fast/1
+	expect 200 before
+	put_json 2 '"after"'
+	serve_stop
+	assert_equal "$SERVE_STATUS" 0
+	run -0 kyro-verify -d "$D"
+}
