@@ -118,6 +118,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/harness.o $(LIB)
 
 FUZZERS := \
 	fuzz_manifest \
+	fuzz_rmi \
 	fuzz_snapshot \
 	fuzz_wal
 FUZZ_CC      ?= clang

@@ -197,8 +197,9 @@ static int hexval(int ch)
 int cli_parse_key(const char *s, size_t len, uint64_t *key)
 {
 	uint64_t v = 0;
+	size_t i = 0;
 	if (len > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-		size_t i = 2;
+		i = 2;
 		while (i + 1 < len && s[i] == '0')
 			i++; /* leading zeros, as decimal allows them */
 		if (len - i > 16)
@@ -214,11 +215,25 @@ int cli_parse_key(const char *s, size_t len, uint64_t *key)
 	}
 	if (len == 0)
 		return -1;
-	for (size_t i = 0; i < len; i++) {
+	while (i + 1 < len && s[i] == '0')
+		i++;
+	/* 19 digits never overflow, so only a 20th needs the check: no
+	 * division or compare in the dependent chain of the common case. */
+	size_t digits = len - i;
+	if (digits > 20)
+		return -1;
+	size_t fast = digits < 19 ? digits : 19;
+	for (size_t k = 0; k < fast; k++, i++) {
 		unsigned d = (unsigned)((unsigned char)s[i] - '0');
-		if (d > 9 || v > (UINT64_MAX - d) / 10)
+		if (d > 9)
 			return -1;
 		v = v * 10 + d;
+	}
+	if (i < len) {
+		unsigned d = (unsigned)((unsigned char)s[i] - '0');
+		if (d > 9 || __builtin_mul_overflow(v, 10, &v) ||
+		    __builtin_add_overflow(v, (uint64_t)d, &v))
+			return -1;
 	}
 	*key = v;
 	return 0;
@@ -295,10 +310,37 @@ static int needs_escape(unsigned char ch)
 	return ch < 0x20 || ch == 0x7f || ch == '\\';
 }
 
+/* Does any of the 8 bytes in X need an escape (< 0x20, '\\' or 0x7f)?
+ * The classic SWAR tests: a byte below N, and a byte equal to C. */
+static int word_needs_escape(uint64_t x)
+{
+	const uint64_t ones = 0x0101010101010101ull, high = ones << 7;
+	uint64_t below = (x - ones * 0x20) & ~x & high;
+	uint64_t bs = x ^ (ones * '\\'), del = x ^ (ones * 0x7f);
+	bs = (bs - ones) & ~bs & high;
+	del = (del - ones) & ~del & high;
+	return (below | bs | del) != 0;
+}
+
 void cli_put_escaped(FILE *f, const void *v, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = v, *end = p + len;
+	/* Most values need no escape at all: find out 8 bytes at a time
+	 * and write them in one call. */
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t x;
+		memcpy(&x, p + i, 8);
+		if (word_needs_escape(x))
+			break;
+	}
+	while (i < len && !needs_escape(p[i]))
+		i++;
+	if (i == len) {
+		fwrite(p, 1, len, f);
+		return;
+	}
 	while (p < end) {
 		const unsigned char *run = p;
 		while (p < end && !needs_escape(*p))

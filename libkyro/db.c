@@ -375,18 +375,13 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 		return 0;
 	uint64_t idx[GROUP];
 	if (v->rmi) {
-		/* Predict every window first and prefetch its first lines,
-		 * then probe: the windows' misses overlap. */
-		COUNT(db, lookups_rmi, m);
-		for (size_t k = 0; k < m; k++) {
-			uint64_t lo, hi;
-			kyro_rmi_window(v->rmi, it[todo[k]].key, &lo, &hi);
-			__builtin_prefetch(s->keys + lo);
-			if (hi > lo + 8)
-				__builtin_prefetch(s->keys + lo + 8);
-		}
+		/* The index predicts every window of the group and
+		 * prefetches it before probing any: the misses overlap. */
+		uint64_t q[GROUP];
 		for (size_t k = 0; k < m; k++)
-			idx[k] = kyro_rmi_lower_bound(v->rmi, it[todo[k]].key);
+			q[k] = it[todo[k]].key;
+		COUNT(db, lookups_rmi, m);
+		kyro_rmi_lower_bound_batch(v->rmi, q, idx, m);
 		return finish_group(db, it, todo, idx, m);
 	}
 	COUNT(db, lookups_binary, m);
