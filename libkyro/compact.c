@@ -35,6 +35,30 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+int db_maintenance_lock(kyro_db *db, const char *what, int *fd)
+{
+	char path[PATH_MAX];
+	int rc = 0;
+	*fd = -1;
+	if (!(db->flags & KYRO_RDWR))
+		rc = KYRO_ERDONLY;
+	else if (db->failed)
+		rc = KYRO_EFAILED;
+	else if (db->in_batch)
+		rc = KYRO_EBATCH;
+	if (rc)
+		return kfailx(db->msg, rc, "cannot %s '%s': %s", what, db->dir,
+			      kyro_strerror(rc));
+	if ((rc = kpath(path, db->dir, KYRO_SNAPLOCK)) != 0)
+		return kfail(db->msg, rc, "cannot %s '%s'", what, db->dir);
+	rc = fs_open(db->msg, path, O_RDWR | O_CREAT, 0644, fd);
+	if (!rc && (rc = fs_lock(db->msg, *fd, LOCK_EX, path)) != 0) {
+		fs_close(*fd);
+		*fd = -1;
+	}
+	return rc;
+}
+
 /* MANIFEST.tmp is left alone: it is the writer lock's, which the caller
  * does not hold. */
 void db_collect_garbage(const char *dir, const struct manifest *m)
@@ -308,26 +332,14 @@ int kyro_snapshot_rmi(kyro_db *db, const struct kyro_rmi_params *p,
 	struct manifest before;
 	struct snap old;
 	struct snap_writer w;
-	char lockpath[PATH_MAX];
 	int lockfd = -1, have_old = 0, have_w = 0, rc;
 	uint64_t cut = 0, cut_end = 0, bytes = 0;
 	double t0 = now();
 	memset(st, 0, sizeof *st);
 	memset(&w, 0, sizeof w);
 	w.fd_data = -1;
-	if (!(db->flags & KYRO_RDWR))
-		return kfailx(db->msg, KYRO_ERDONLY, "cannot snapshot '%s': %s",
-			      db->dir, kyro_strerror(KYRO_ERDONLY));
-	if (db->failed || db->in_batch)
-		return kfailx(db->msg, db->failed ? KYRO_EFAILED : KYRO_EBATCH,
-			      "cannot snapshot '%s': %s", db->dir,
-			      kyro_strerror(db->failed ? KYRO_EFAILED
-						       : KYRO_EBATCH));
-	if ((rc = kpath(lockpath, db->dir, KYRO_SNAPLOCK)) != 0 ||
-	    (rc = fs_open(db->msg, lockpath, O_RDWR | O_CREAT, 0644,
-			  &lockfd)) != 0 ||
-	    (rc = fs_lock(db->msg, lockfd, LOCK_EX, lockpath)) != 0)
-		goto out;
+	if ((rc = db_maintenance_lock(db, "snapshot", &lockfd)) != 0)
+		return rc;
 	if ((rc = rotate(db, &before, &cut, &cut_end)) != 0)
 		goto out;
 	if (before.wal_last == db->wman.wal_last) {

@@ -73,6 +73,10 @@ int db_writer_prepare(kyro_db *db);
 /* Bring the view up to date: the one atomic load of the fast path, and
  * the catch-up or reload when another process committed. */
 int db_view_refresh(kyro_db *db);
+/* For snapshots and index builds: check DB may write, then take
+ * SNAPSHOT.lock (waiting for a running one); *FD holds it until closed.
+ * WHAT names the operation in messages. */
+int db_maintenance_lock(kyro_db *db, const char *what, int *fd);
 /* Remove files the manifest M does not name (not MANIFEST.tmp). */
 void db_collect_garbage(const char *dir, const struct manifest *m);
 

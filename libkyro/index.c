@@ -137,27 +137,15 @@ int kyro_rmi_build(kyro_db *db, const struct kyro_rmi_params *p,
 	struct kyro_rmi_stats local;
 	struct manifest m;
 	struct snap s;
-	char lockpath[PATH_MAX];
 	int lockfd = -1, have_snap = 0, rc;
 	double t0 = now();
 	if (!st)
 		st = &local;
 	memset(st, 0, sizeof *st);
-	if (!(db->flags & KYRO_RDWR))
-		return kfailx(db->msg, KYRO_ERDONLY, "cannot index '%s': %s",
-			      db->dir, kyro_strerror(KYRO_ERDONLY));
-	if (db->failed || db->in_batch)
-		return kfailx(db->msg, db->failed ? KYRO_EFAILED : KYRO_EBATCH,
-			      "cannot index '%s': %s", db->dir,
-			      kyro_strerror(db->failed ? KYRO_EFAILED
-						       : KYRO_EBATCH));
 	/* Snapshots and index builds exclude each other: an index must
 	 * serve the snapshot that is current when it is committed. */
-	if ((rc = kpath(lockpath, db->dir, KYRO_SNAPLOCK)) != 0 ||
-	    (rc = fs_open(db->msg, lockpath, O_RDWR | O_CREAT, 0644,
-			  &lockfd)) != 0 ||
-	    (rc = fs_lock(db->msg, lockfd, LOCK_EX, lockpath)) != 0)
-		goto out;
+	if ((rc = db_maintenance_lock(db, "index", &lockfd)) != 0)
+		return rc;
 	if ((rc = manifest_read(db->msg, db->dir, &m)) != 0)
 		goto out;
 	if (!m.snap_gen) {
