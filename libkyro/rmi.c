@@ -51,10 +51,12 @@
  *            a key present, strictly before its end), because routing and
  *            prediction are monotone in x and the epsilons were measured
  *            with this very function over every key of the leaf.
- *   probe:   count the window's keys below x (simd.h).
- *   confirm: an answer at the window's edge is checked against the key
- *            just outside; if that fails (the keys are not the ones the
- *            index was built over), a binary search answers instead.
+ *   probe:   count the keys below x in the window widened by one key on
+ *            each side where there is one (simd.h).
+ *   confirm: an answer strictly inside the widened run is bracketed by
+ *            keys the probe compared, so it is exact; one on its edge
+ *            means the keys are not the ones the index was built over,
+ *            and a binary search answers instead (a mispredict).
  *
  * LOAD REFUSES the image, with a message, when: it is shorter than a
  * header and checksum; the magic differs; the version is not 1
@@ -91,10 +93,12 @@
 #define EPS_WHOLE 0xffffu
 #define SAMPLE_KEYS 1024
 #define MIN_BUDGET 4096
-/* Auto-tune: leaves sampled per candidate, and the most keys a candidate
- * may examine before its estimate is taken from the samples seen so far. */
+/* Auto-tune: keys sampled per candidate, and the most keys a candidate may
+ * examine (at least TUNE_WORK, at most n / 32) before its estimate is taken
+ * from the samples seen so far: a candidate with huge leaves must not cost
+ * more than the build itself. */
 #define TUNE_SAMPLES 1024
-#define TUNE_WORK ((uint64_t)16 << 20)
+#define TUNE_WORK ((uint64_t)1 << 20)
 
 static const unsigned char rmi_magic[8] = { 'K', 'Y', 'R', 'O',
 					    'R', 'M', 'I', '\0' };
@@ -944,8 +948,8 @@ static uint64_t splitmix(uint64_t *s)
  * The mean window of a present key under the router M (leaves not built),
  * estimated from the leaves of S sampled keys: sampling keys, not leaves,
  * weighs each leaf by its keys as lookups do.  A leaf hit twice is
- * measured once (MEMO, 2 S slots).  Past TUNE_WORK keys examined, the
- * samples seen so far (a random subset) decide.
+ * measured once (MEMO, 2 S slots).  Past the work cap, the samples seen
+ * so far (a random subset) decide.
  */
 static double estimate(const struct model *m, const uint64_t *keys,
 		       uint64_t n, const uint64_t *samples, size_t s,
@@ -957,7 +961,8 @@ static double estimate(const struct model *m, const uint64_t *keys,
 	uint64_t work = 0;
 	double sum = 0;
 	size_t done = 0;
-	for (; done < s && work < TUNE_WORK; done++) {
+	const uint64_t cap = n / 32 > TUNE_WORK ? n / 32 : TUNE_WORK;
+	for (; done < s && work < cap; done++) {
 		const uint64_t i = samples[done];
 		const uint64_t l = route(m, keys[i]);
 		size_t h = (size_t)((l * 0x9e3779b97f4a7c15ULL) >> 40) % slots;
