@@ -346,7 +346,7 @@ print(s.recv(4096).decode(), flush=True)' "$sock" >"$BATS_TEST_TMPDIR/notified" 
 }
 
 @test "kyro-serve: a second snapshot while one runs is 409" {
-	seq 1 300000 | awk '{ printf "%d\tvalue-%d\n", $1 * 7919, $1 }' | kyro-put -d "$D" --sync=none
+	seq 1 300000 | awk '{ printf "%.0f\tvalue-%d\n", $1 * 7919, $1 }' | kyro-put -d "$D" --sync=none
 	serve_start
 	curl -s -X POST "$URL/v1/snapshot?wait=1" >"$BATS_TEST_TMPDIR/first" &
 	local first=$!
