@@ -223,9 +223,7 @@ static int fold_merge(struct fold *f, const struct snap *old,
 static int rotate(kyro_db *db, struct manifest *before, uint64_t *cut,
 		  uint64_t *cut_end)
 {
-	int rc = db_writer_prevalidate(db);
-	if (!rc)
-		rc = shared_lock(db->msg, &db->sh);
+	int rc = shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
 	rc = db_writer_prepare(db);
@@ -251,8 +249,6 @@ static int rotate(kyro_db *db, struct manifest *before, uint64_t *cut,
 	rc = manifest_write(db->msg, db->dir, &db->wman);
 	if (rc)
 		goto out;
-	/* Same records, one more (empty) segment: still checked. */
-	db->validated_gen = db->wman.gen;
 	wal_writer_close(&db->w);
 	db->wopen = 0;
 	rc = wal_writer_open(db->msg, &db->w, db->dir, seg, WAL_HDR, *cut + 1,
@@ -291,9 +287,6 @@ static int commit(kyro_db *db, const struct manifest *before,
 		if (rmi_id)
 			db->wman.rmi_gen = rmi_id;
 		rc = manifest_write(db->msg, db->dir, &db->wman);
-		/* The live segments are a subset of those checked. */
-		if (!rc)
-			db->validated_gen = db->wman.gen;
 	}
 	if (!rc)
 		db_publish(db);

@@ -540,34 +540,21 @@ void db_publish(kyro_db *db)
 }
 
 /* A writer must not append behind damage: an acknowledged record after a
- * corrupt one could never be read.  Check every live segment once per
- * handle and manifest (readers pay the same scan when they open), up to
- * the committed end; the tail is the caller's to judge. */
-static int writer_validate(kyro_db *db, const struct manifest *m, int locked)
+ * corrupt one could never be read.  Every byte below a trusted published
+ * end was written, and so checked, by a writer of this boot (SQLite's
+ * wal-index makes the same bargain); without a trusted end, after a
+ * reboot or a writer that died mid-publish, the first writer checks every
+ * live segment under the lock before it appends.  Readers and kyro_verify
+ * check every record regardless. */
+static int writer_validate(kyro_db *db, const struct manifest *m)
 {
-	uint64_t next_seq = m->snap_gen ? m->snap_seq + 1 : 1, limit;
-	struct shared_state st;
-	uint64_t change;
-	if (db->validated_gen == m->gen)
-		return 0;
-	/* Without the lock, another writer may cut a torn tail off the
-	 * last segment at any moment: read only below the committed end
-	 * it published, which no one truncates.  Without a trustworthy
-	 * end, leave the check to the caller that holds the lock. */
-	int trusted = shared_read(&db->sh, &st, &change) == 0 &&
-		      st.manifest_gen == m->gen && st.wal_seg == m->wal_last;
-	if (!locked && !trusted)
-		return 0;
+	uint64_t next_seq = m->snap_gen ? m->snap_seq + 1 : 1;
 	for (uint64_t id = m->wal_first; id <= m->wal_last; id++) {
 		struct seg_map s;
 		struct wal_scan sc;
 		int rc = seg_map_open(db->msg, &s, db->dir, id);
 		if (rc)
 			return rc;
-		limit = s.maplen;
-		if (!locked && id == m->wal_last)
-			limit = st.wal_end < s.maplen ? st.wal_end : s.maplen;
-		fs_populate(s.base, (size_t)limit);
 		if (s.first_seq != next_seq) {
 			rc = kfailx(db->msg, KYRO_ECORRUPT,
 				    "'%s': offset 24: first sequence number "
@@ -577,7 +564,8 @@ static int writer_validate(kyro_db *db, const struct manifest *m, int locked)
 			seg_map_close(&s);
 			return rc;
 		}
-		wal_scan(s.base, limit, id, WAL_HDR, s.first_seq, &sc);
+		fs_populate(s.base, s.maplen);
+		wal_scan(s.base, s.maplen, id, WAL_HDR, s.first_seq, &sc);
 		seg_map_close(&s);
 		if (sc.status == KYRO_ECORRUPT)
 			return kfailx(db->msg, KYRO_ECORRUPT,
@@ -585,20 +573,7 @@ static int writer_validate(kyro_db *db, const struct manifest *m, int locked)
 				      (unsigned long long)sc.bad_off, sc.why);
 		next_seq = sc.last_seq + 1;
 	}
-	db->validated_gen = m->gen;
 	return 0;
-}
-
-/* The same check before taking the writer lock: committed records never
- * change, so the scan need not hold writers off; under the lock only a
- * manifest that moved meanwhile is checked again. */
-int db_writer_prevalidate(kyro_db *db)
-{
-	struct manifest m;
-	int rc = manifest_read(db->msg, db->dir, &m);
-	if (!rc)
-		rc = writer_validate(db, &m, 0);
-	return rc;
 }
 
 int db_writer_prepare(kyro_db *db)
@@ -606,13 +581,13 @@ int db_writer_prepare(kyro_db *db)
 	struct shared_state st;
 	uint64_t change, committed, next_seq;
 	int rc = manifest_read(db->msg, db->dir, &db->wman);
-	if (!rc)
-		rc = writer_validate(db, &db->wman, 1);
 	if (rc)
 		return rc;
 	int trusted = shared_read(&db->sh, &st, &change) == 0 &&
 		      st.manifest_gen == db->wman.gen &&
 		      st.wal_seg == db->wman.wal_last;
+	if (!trusted && (rc = writer_validate(db, &db->wman)) != 0)
+		return rc;
 	if (trusted) {
 		committed = st.wal_end;
 		next_seq = st.last_seq + 1;
@@ -667,9 +642,7 @@ int kyro_batch_begin(kyro_db *db)
 			      db->dir, kyro_strerror(KYRO_EFAILED));
 	if (db->in_batch)
 		return kfailx(db->msg, KYRO_EBATCH, "a batch is already open");
-	int rc = db_writer_prevalidate(db);
-	if (!rc)
-		rc = shared_lock(db->msg, &db->sh);
+	int rc = shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
 	if ((rc = db_writer_prepare(db)) != 0) {

@@ -53,7 +53,6 @@ struct kyro_db {
 	struct view v;
 	struct wal_writer w;
 	int wopen;
-	uint64_t validated_gen; /* manifest whose WAL this writer checked */
 	struct manifest wman; /* the manifest as the writer saw it, locked */
 	struct kyro_stats st; /* see kyro_stats(); bumped with COUNT() */
 	struct kyro_rmi_counters rmi_prev; /* of indexes since unloaded */
@@ -68,7 +67,8 @@ struct kyro_db {
 
 /* Under the writer lock: read the manifest and find the committed end of
  * the last WAL segment (from the shared page when it is trustworthy, else
- * by scanning), open the writer there, truncating a torn tail. */
+ * by checking every live segment), open the writer there, truncating a
+ * torn tail. */
 int db_writer_prepare(kyro_db *db);
 /* Bring the view up to date: the one atomic load of the fast path, and
  * the catch-up or reload when another process committed. */
@@ -79,9 +79,6 @@ int db_view_refresh(kyro_db *db);
 int db_maintenance_lock(kyro_db *db, const char *what, int *fd);
 /* Remove files the manifest M does not name (not MANIFEST.tmp). */
 void db_collect_garbage(const char *dir, const struct manifest *m);
-
-/* Check the live WAL for damage before taking the writer lock. */
-int db_writer_prevalidate(kyro_db *db);
 
 /* Publish the writer's committed end and WMAN's generation. */
 void db_publish(kyro_db *db);

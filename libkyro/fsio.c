@@ -85,6 +85,11 @@ int fs_fsync(char *msg, int fd, const char *path)
 	return 0;
 }
 
+void fs_writeback(int fd, uint64_t off, uint64_t len)
+{
+	sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
 int fs_fsync_dir(char *msg, const char *dir)
 {
 	int fd, rc = fs_open(msg, dir, O_RDONLY | O_DIRECTORY, 0, &fd);

@@ -19,6 +19,10 @@ int fs_write_all(char *msg, int fd, const void *buf, size_t n,
 int fs_pread_all(char *msg, int fd, void *buf, size_t n, uint64_t off,
 		 const char *path, size_t *got);
 int fs_fsync(char *msg, int fd, const char *path);
+/* Start writeback of [OFF, OFF+LEN) without waiting (best effort): a large
+ * file written this way leaves little for its final fsync, so a small
+ * fsync elsewhere on the disk is not stuck behind it in the journal. */
+void fs_writeback(int fd, uint64_t off, uint64_t len);
 int fs_fsync_dir(char *msg, const char *dir);
 int fs_rename(char *msg, const char *from, const char *to);
 int fs_unlink(char *msg, const char *path);

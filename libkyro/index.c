@@ -181,9 +181,7 @@ out:
 
 int index_commit(kyro_db *db, uint64_t snap_gen, uint64_t id)
 {
-	int rc = db_writer_prevalidate(db);
-	if (!rc)
-		rc = shared_lock(db->msg, &db->sh);
+	int rc = shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
 	rc = db_writer_prepare(db);
@@ -196,8 +194,6 @@ int index_commit(kyro_db *db, uint64_t snap_gen, uint64_t id)
 		db->wman.rmi_gen = id;
 		db->wman.rmi_snap = snap_gen;
 		rc = manifest_write(db->msg, db->dir, &db->wman);
-		if (!rc)
-			db->validated_gen = db->wman.gen; /* WAL unchanged */
 	}
 	if (!rc)
 		db_publish(db);

@@ -57,6 +57,8 @@ static const char bin_magic[8] = "KYROSNAP";
 static const char data_magic[8] = "KYRODATA";
 
 #define DATA_BUFCAP ((size_t)1 << 20)
+/* Start writeback every this many bytes (see fs_writeback). */
+#define WRITEBACK_EVERY ((uint64_t)8 << 20)
 
 static uint64_t offs_at(uint64_t n) { return SNAP_BIN_HDR + ((8 * n + 63) & ~(uint64_t)63); }
 
@@ -280,6 +282,12 @@ static int data_flush(char *msg, struct snap_writer *w)
 	XXH3_64bits_update(w->hash, w->buf, w->buflen);
 	int rc = fs_write_all(msg, w->fd_data, w->buf, w->buflen, w->data_tmp);
 	w->buflen = 0;
+	/* Trickle the payload to disk as it is written: a writer's fsync
+	 * during a snapshot then does not wait behind hundreds of MB. */
+	if (!rc && w->data_pos - w->wb_done >= WRITEBACK_EVERY) {
+		fs_writeback(w->fd_data, w->wb_done, w->data_pos - w->wb_done);
+		w->wb_done = w->data_pos;
+	}
 	return rc;
 }
 
@@ -318,6 +326,24 @@ int snap_writer_add(char *msg, struct snap_writer *w, uint64_t key,
 	return 0;
 }
 
+/* Write LEN bytes at file offset AT in slices, starting writeback after
+ * each, as data_flush() does for the payloads. */
+static int write_trickled(char *msg, int fd, const void *buf, uint64_t len,
+			  uint64_t at, const char *path)
+{
+	const unsigned char *p = buf;
+	for (uint64_t done = 0; done < len;) {
+		uint64_t n = len - done < WRITEBACK_EVERY ? len - done
+							  : WRITEBACK_EVERY;
+		int rc = fs_write_all(msg, fd, p + done, (size_t)n, path);
+		if (rc)
+			return rc;
+		fs_writeback(fd, at + done, n);
+		done += n;
+	}
+	return 0;
+}
+
 static int write_bin(char *msg, struct snap_writer *w, uint64_t last_seq)
 {
 	static const unsigned char zeros[64];
@@ -344,12 +370,14 @@ static int write_bin(char *msg, struct snap_writer *w, uint64_t last_seq)
 		return rc;
 	rc = fs_write_all(msg, fd, h, sizeof h, w->bin_tmp);
 	if (!rc)
-		rc = fs_write_all(msg, fd, w->keys, 8 * n, w->bin_tmp);
+		rc = write_trickled(msg, fd, w->keys, 8 * n, SNAP_BIN_HDR,
+				    w->bin_tmp);
 	if (!rc)
 		rc = fs_write_all(msg, fd, zeros,
 				  offs_at(n) - SNAP_BIN_HDR - 8 * n, w->bin_tmp);
 	if (!rc)
-		rc = fs_write_all(msg, fd, w->offs, 8 * (n + 1), w->bin_tmp);
+		rc = write_trickled(msg, fd, w->offs, 8 * (n + 1), offs_at(n),
+				    w->bin_tmp);
 	if (!rc)
 		rc = fs_fsync(msg, fd, w->bin_tmp);
 	fs_close(fd);

@@ -65,6 +65,7 @@ struct snap_writer {
 	unsigned char *buf;
 	size_t buflen;
 	uint64_t data_pos;
+	uint64_t wb_done; /* payload bytes handed to writeback so far */
 	void *hash; /* XXH3 state over the payload region */
 };
 
