@@ -344,7 +344,7 @@ int kyro_get(kyro_db *db, uint64_t key, const void **val, size_t *len)
 	return lookup(db, key, val, len);
 }
 
-static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *todo,
+static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *pend,
 			uint64_t *idx, size_t m);
 
 /* Interleaved binary search: every probe of a level is prefetched before
@@ -357,7 +357,7 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 	const struct view *v = &db->v;
 	const struct snap *s = &v->snap;
 	const uint64_t *base[GROUP];
-	size_t todo[GROUP], m = 0;
+	size_t pend[GROUP], m = 0;
 	for (size_t g = 0; g < n; g++) {
 		uint64_t ref = delta_get(&v->delta, it[g].key);
 		if (ref) {
@@ -368,7 +368,7 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 			it[g].rc = KYRO_ENOTFOUND;
 			continue;
 		}
-		todo[m] = g;
+		pend[m] = g;
 		base[m++] = s->keys;
 	}
 	if (m == 0)
@@ -379,10 +379,10 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 		 * prefetches it before probing any: the misses overlap. */
 		uint64_t q[GROUP];
 		for (size_t k = 0; k < m; k++)
-			q[k] = it[todo[k]].key;
+			q[k] = it[pend[k]].key;
 		COUNT(db, lookups_rmi, m);
 		kyro_rmi_lower_bound_batch(v->rmi, q, idx, m);
-		return finish_group(db, it, todo, idx, m);
+		return finish_group(db, it, pend, idx, m);
 	}
 	COUNT(db, lookups_binary, m);
 	uint64_t len = s->n;
@@ -391,23 +391,23 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 		for (size_t k = 0; k < m; k++)
 			__builtin_prefetch(base[k] + half);
 		for (size_t k = 0; k < m; k++)
-			base[k] = base[k][half] < it[todo[k]].key ? base[k] + half
+			base[k] = base[k][half] < it[pend[k]].key ? base[k] + half
 								  : base[k];
 		len -= half;
 	}
 	for (size_t k = 0; k < m; k++)
 		idx[k] = (uint64_t)(base[k] - s->keys) +
-			 (*base[k] < it[todo[k]].key);
-	return finish_group(db, it, todo, idx, m);
+			 (*base[k] < it[pend[k]].key);
+	return finish_group(db, it, pend, idx, m);
 }
 
 /* Positions found: fetch offsets, then payloads, then answer. */
-static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *todo,
+static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *pend,
 			uint64_t *idx, size_t m)
 {
 	const struct snap *s = &db->v.snap;
 	for (size_t k = 0; k < m; k++) {
-		if (idx[k] < s->n && s->keys[idx[k]] == it[todo[k]].key)
+		if (idx[k] < s->n && s->keys[idx[k]] == it[pend[k]].key)
 			__builtin_prefetch(s->offs + idx[k]);
 		else
 			idx[k] = UINT64_MAX;
@@ -418,7 +418,7 @@ static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *todo,
 		if (idx[k] != UINT64_MAX && s->offs[idx[k]] < s->data_size)
 			__builtin_prefetch(s->data + s->offs[idx[k]]);
 	for (size_t k = 0; k < m; k++) {
-		struct kyro_item *x = &it[todo[k]];
+		struct kyro_item *x = &it[pend[k]];
 		if (idx[k] == UINT64_MAX) {
 			x->rc = KYRO_ENOTFOUND;
 		} else if (snap_value(s, idx[k], &x->val, &x->len)) {
