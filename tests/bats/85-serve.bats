@@ -444,6 +444,32 @@ print(s.recv(4096).decode(), flush=True)' "$sock" >"$BATS_TEST_TMPDIR/notified" 
 	run -0 kyro-verify -d "$D"
 }
 
+@test "kyro-serve: a failed fsync fails the write (500), then every write is 503 until restart; reads go on and nothing acknowledged is lost" {
+	command -v fiu-run >/dev/null || skip "fiu-run (fiu-utils) is not installed"
+	SERVE_WRAP="fiu-run -x" serve_start
+	put_json 1 '"before"'
+	# Turn fsync failures on in the running daemon (libfiu's remote control).
+	fiu-ctrl -c "enable name=posix/io/sync/fsync,failinfo=5" "$SERVE_PID"
+	http POST /v1/put --data-binary '{"key":2,"value":"fails"}'
+	assert_equal "$HTTP_STATUS" 500
+	[[ $HTTP_BODY =~ cannot\ sync.*Input/output\ error ]] || fail "$HTTP_BODY"
+	fiu-ctrl -c "disable name=posix/io/sync/fsync" "$SERVE_PID"
+	# A failed fsync is never retried into a success: writes stay refused.
+	http POST /v1/put --data-binary '{"key":3,"value":"after"}'
+	assert_equal "$HTTP_STATUS" 503
+	http GET /v1/lookup?key=1
+	assert_equal "$HTTP_STATUS" 200
+	http GET /health
+	assert_equal "$HTTP_STATUS" 503
+	serve_stop
+	run -0 kyro-get -d "$D" --all
+	assert_output $'1\tbefore'
+	run -0 kyro-verify -d "$D"
+	# After a restart the daemon writes again.
+	serve_start
+	put_json 4 '"restarted"'
+}
+
 @test "kyro-serve: concurrent writes share fsyncs (group commit)" {
 	serve_start
 	seq 1 64 | xargs -P 32 -I{} curl -s -o /dev/null -X PUT --data-binary v "$URL/v1/kv/{}"

@@ -32,7 +32,9 @@ serve_start() {
 	for try in 1 2 3 4 5; do
 		PORT=$(free_port) || return 1
 		URL="http://127.0.0.1:$PORT"
-		kyro-serve -d "$D" -l "127.0.0.1:$PORT" "$@" 2>>"$SERVE_LOG" 3>&- &
+		# SERVE_WRAP runs the daemon under a wrapper that execs it
+		# (fiu-run -x), so SERVE_PID is still the daemon's.
+		${SERVE_WRAP:-} kyro-serve -d "$D" -l "127.0.0.1:$PORT" "$@" 2>>"$SERVE_LOG" 3>&- &
 		SERVE_PID=$!
 		for i in $(seq 1 100); do
 			code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/health" 2>/dev/null)
