@@ -159,7 +159,9 @@ static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
 	return 0;
 }
 
-/* Is the directory empty but for files a writer creates first? */
+/* Is the directory empty but for files a writer creates first?  MANIFEST
+ * counts too: a concurrent writer may have committed it between our
+ * finding none and looking here, and then the directory is a store. */
 static int dir_is_fresh(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -171,6 +173,7 @@ static int dir_is_fresh(const char *dir)
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
 		    strcmp(e->d_name, KYRO_LOCKFILE) &&
 		    strncmp(e->d_name, "wal-", 4) &&
+		    strcmp(e->d_name, KYRO_MANIFEST) &&
 		    strcmp(e->d_name, KYRO_MANIFEST ".tmp"))
 			fresh = 0;
 	closedir(d);
@@ -812,7 +815,11 @@ int kyro_open(kyro_db **dbp, const char *dir, unsigned flags)
 	if (stat(dir, &st) < 0) {
 		if (errno != ENOENT || !create)
 			return kfail(db->msg, errno, "cannot open '%s'", dir);
-		if ((rc = fs_mkdir_durable(db->msg, dir)) != 0)
+		/* Another writer may create it first: then use theirs. */
+		rc = fs_mkdir_durable(db->msg, dir);
+		if (rc == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+			rc = 0;
+		if (rc)
 			return rc;
 	} else if (!S_ISDIR(st.st_mode)) {
 		return kfail(db->msg, ENOTDIR, "cannot open '%s'", dir);

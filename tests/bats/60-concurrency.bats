@@ -226,3 +226,20 @@ check_whole() {
 	assert_output ''
 	stderr_is ''
 }
+
+@test "concurrency: writers racing to create a store all land (20 rounds of 6)" {
+	for round in $(seq 1 20); do
+		rm -rf "$D"
+		pids=''
+		for w in 1 2 3 4 5 6; do
+			kyro-put -d "$D" "$w" "v$w" 2>>errors.txt 3>&- &
+			pids+=" $!"
+		done
+		for p in $pids; do
+			wait "$p" || fail "round $round: a writer failed: $(cat errors.txt)"
+		done
+		run -0 kyro-get -d "$D" 1 2 3 4 5 6
+		assert_output $'v1\nv2\nv3\nv4\nv5\nv6'
+	done
+	[ ! -s errors.txt ]
+}
