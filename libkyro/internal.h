@@ -42,8 +42,25 @@ static inline uint64_t get_le64(const void *p)
 	return v;
 }
 
+static inline uint16_t get_le16(const void *p)
+{
+	uint16_t v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+/* A double stored as its IEEE-754 bits, little-endian. */
+static inline double get_lef64(const void *p)
+{
+	double d;
+	memcpy(&d, p, sizeof d);
+	return d;
+}
+
+static inline void put_le16(void *p, uint16_t v) { memcpy(p, &v, sizeof v); }
 static inline void put_le32(void *p, uint32_t v) { memcpy(p, &v, sizeof v); }
 static inline void put_le64(void *p, uint64_t v) { memcpy(p, &v, sizeof v); }
+static inline void put_lef64(void *p, double d) { memcpy(p, &d, sizeof d); }
 
 static inline uint64_t align8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 

@@ -81,6 +81,7 @@
 
 #include <xxhash.h>
 
+#include "internal.h"
 #include "kyro.h"
 #include "rmi.h"
 #include "simd.h"
@@ -105,69 +106,7 @@ static const unsigned char rmi_magic[8] = { 'K', 'Y', 'R', 'O',
 
 __extension__ typedef unsigned __int128 u128;
 
-/* ---- little-endian fields ------------------------------------------ */
-
-static inline uint64_t get64(const unsigned char *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-	v = __builtin_bswap64(v);
-#endif
-	return v;
-}
-
-static inline uint32_t get32(const unsigned char *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-	v = __builtin_bswap32(v);
-#endif
-	return v;
-}
-
-static inline uint16_t get16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static inline double getf64(const unsigned char *p)
-{
-	const uint64_t bits = get64(p);
-	double d;
-	memcpy(&d, &bits, 8);
-	return d;
-}
-
-static inline void put64(unsigned char *p, uint64_t v)
-{
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-	v = __builtin_bswap64(v);
-#endif
-	memcpy(p, &v, 8);
-}
-
-static inline void put32(unsigned char *p, uint32_t v)
-{
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-	v = __builtin_bswap32(v);
-#endif
-	memcpy(p, &v, 4);
-}
-
-static inline void put16(unsigned char *p, unsigned v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-}
-
-static inline void putf64(unsigned char *p, double d)
-{
-	uint64_t bits;
-	memcpy(&bits, &d, 8);
-	put64(p, bits);
-}
+/* Little-endian fields: internal.h's get_le* and put_le* helpers. */
 
 static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -241,7 +180,7 @@ static inline uint64_t route(const struct model *m, uint64_t key)
 {
 	const uint64_t d = key - m->first;
 	const unsigned char *e = m->router + 4 * (d >> m->shift);
-	return interp(m, get32(e), get32(e + 4), d);
+	return interp(m, get_le32(e), get_le32(e + 4), d);
 }
 
 /* The prediction, as an offset into the leaf, in [0, count]. */
@@ -262,11 +201,11 @@ struct window {
 static inline void leaf_window(const unsigned char *leaf, uint64_t key,
 			       struct window *w)
 {
-	const uint64_t start = get64(leaf + 16);
-	const uint64_t count = get32(leaf + 24);
-	const unsigned el = get16(leaf + 28);
-	const unsigned eh = get16(leaf + 30);
-	const uint64_t off = predict_off(get64(leaf), getf64(leaf + 8), count,
+	const uint64_t start = get_le64(leaf + 16);
+	const uint64_t count = get_le32(leaf + 24);
+	const unsigned el = get_le16(leaf + 28);
+	const unsigned eh = get_le16(leaf + 30);
+	const uint64_t off = predict_off(get_le64(leaf), get_lef64(leaf + 8), count,
 					 key);
 	uint64_t a = off > el ? off - el : 0;
 	uint64_t b = off + eh + 1 < count ? off + eh + 1 : count;
@@ -501,8 +440,8 @@ uint64_t kyro_rmi_predict(const struct kyro_rmi *r, uint64_t key)
 	if (key > r->m.last)
 		return r->n;
 	const unsigned char *leaf = r->m.leaves + LEAF_SIZE * route(&r->m, key);
-	return get64(leaf + 16) + predict_off(get64(leaf), getf64(leaf + 8),
-					      get32(leaf + 24), key);
+	return get_le64(leaf + 16) + predict_off(get_le64(leaf), get_lef64(leaf + 8),
+					      get_le32(leaf + 24), key);
 }
 
 int kyro_rmi_check_all(const struct kyro_rmi *r, uint64_t *bad,
@@ -574,7 +513,7 @@ static uint64_t key_sample_hash(const uint64_t *keys, uint64_t n)
 	unsigned char buf[8 * SAMPLE_KEYS];
 	const uint64_t m = n < SAMPLE_KEYS ? n : SAMPLE_KEYS;
 	for (uint64_t j = 0; j < m; j++)
-		put64(buf + 8 * j, keys[(uint64_t)((u128)j * n / m)]);
+		put_le64(buf + 8 * j, keys[(uint64_t)((u128)j * n / m)]);
 	return XXH3_64bits(buf, (size_t)(8 * m));
 }
 
@@ -586,7 +525,7 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 	const uint64_t bmax = (m->last - m->first) >> m->shift;
 	uint64_t prev = 0;
 	for (uint64_t b = 0; b <= nb; b++) {
-		const uint64_t c = get32(m->router + 4 * b);
+		const uint64_t c = get_le32(m->router + 4 * b);
 		if (c < prev || c > leaves || (b == 0 && c != 0)) {
 			set_err(errbuf, errlen,
 				"index router entry %llu (%llu) breaks the order "
@@ -597,7 +536,7 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 		}
 		prev = c;
 	}
-	if (prev != leaves || get32(m->router + 4 * bmax) >= leaves) {
+	if (prev != leaves || get_le32(m->router + 4 * bmax) >= leaves) {
 		set_err(errbuf, errlen,
 			"index router does not end at its %llu leaves",
 			(unsigned long long)leaves);
@@ -606,18 +545,18 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 	uint64_t pos = 0;
 	for (uint64_t l = 0; l < leaves; l++) {
 		const unsigned char *leaf = m->leaves + LEAF_SIZE * l;
-		const double slope = getf64(leaf + 8);
-		if (get64(leaf + 16) != pos || !isfinite(slope) ||
+		const double slope = get_lef64(leaf + 8);
+		if (get_le64(leaf + 16) != pos || !isfinite(slope) ||
 		    !(slope >= 0)) {
 			set_err(errbuf, errlen,
 				"index leaf %llu is malformed (start %llu, "
 				"expected %llu)",
 				(unsigned long long)l,
-				(unsigned long long)get64(leaf + 16),
+				(unsigned long long)get_le64(leaf + 16),
 				(unsigned long long)pos);
 			return KYRO_ECORRUPT;
 		}
-		pos += get32(leaf + 24);
+		pos += get_le32(leaf + 24);
 	}
 	if (pos != n) {
 		set_err(errbuf, errlen,
@@ -653,7 +592,7 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 		set_err(errbuf, errlen, "not a KyroDB index (bad magic)");
 		goto out;
 	}
-	const uint32_t version = get32(img + 8);
+	const uint32_t version = get_le32(img + 8);
 	if (version != KYRO_RMI_VERSION) {
 		set_err(errbuf, errlen,
 			"index format version %u, this build reads version %d",
@@ -661,11 +600,11 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 		err = KYRO_EVERSION;
 		goto out;
 	}
-	const uint32_t flags = get32(img + 12);
+	const uint32_t flags = get_le32(img + 12);
 	const unsigned bits = img[60];
 	const unsigned shift = img[61];
-	const uint64_t leaves = get32(img + 56);
-	if (flags != 0 || get16(img + 62) != 0) {
+	const uint64_t leaves = get_le32(img + 56);
+	if (flags != 0 || get_le16(img + 62) != 0) {
 		set_err(errbuf, errlen, "index has unknown flags 0x%x", flags);
 		goto out;
 	}
@@ -685,7 +624,7 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 			size, (unsigned long long)want);
 		goto out;
 	}
-	const uint64_t stored = get64(img + size - SUM_SIZE);
+	const uint64_t stored = get_le64(img + size - SUM_SIZE);
 	const uint64_t computed = XXH3_64bits(img, size - SUM_SIZE);
 	if (stored != computed) {
 		set_err(errbuf, errlen,
@@ -697,8 +636,8 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 	}
 
 	/* The image is intact; is it this snapshot's? */
-	const uint64_t hn = get64(img + 16);
-	const uint64_t hgen = get64(img + 24);
+	const uint64_t hn = get_le64(img + 16);
+	const uint64_t hgen = get_le64(img + 24);
 	const uint64_t first = n ? keys[0] : 0;
 	const uint64_t last = n ? keys[n - 1] : 0;
 	if (hgen != snap_gen) {
@@ -715,16 +654,16 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 			(unsigned long long)hn, (unsigned long long)n);
 		goto out;
 	}
-	if (get64(img + 32) != first || get64(img + 40) != last) {
+	if (get_le64(img + 32) != first || get_le64(img + 40) != last) {
 		set_err(errbuf, errlen,
 			"stale index: its first/last keys %llu/%llu differ "
 			"from the snapshot's %llu/%llu",
-			(unsigned long long)get64(img + 32),
-			(unsigned long long)get64(img + 40),
+			(unsigned long long)get_le64(img + 32),
+			(unsigned long long)get_le64(img + 40),
 			(unsigned long long)first, (unsigned long long)last);
 		goto out;
 	}
-	if (get64(img + 48) != key_sample_hash(keys, n)) {
+	if (get_le64(img + 48) != key_sample_hash(keys, n)) {
 		set_err(errbuf, errlen,
 			"stale index: key sample checksum mismatch (built over "
 			"other keys)");
@@ -825,12 +764,12 @@ static void fill_router(unsigned char *router, unsigned bits,
 	const uint64_t nb = (uint64_t)1 << bits;
 	for (uint64_t b = 0; b <= nb; b++) {
 		const uint64_t lb = fine[b << k];
-		put32(router + 4 * b,
+		put_le32(router + 4 * b,
 		      n ? (uint32_t)((u128)lb * leaves / n) : 0);
 	}
 	/* With no keys every bound is 0; the rules still want the last
 	 * entry to name the leaf count. */
-	put32(router + 4 * nb, (uint32_t)leaves);
+	put_le32(router + 4 * nb, (uint32_t)leaves);
 }
 
 /* The end of leaf L's run of keys, which starts at POS: the first i >= pos
@@ -1180,14 +1119,14 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	const uint64_t last = n ? keys[n - 1] : 0;
 	const unsigned shift = shift_for(first, last, bits);
 	memcpy(img, rmi_magic, 8);
-	put32(img + 8, KYRO_RMI_VERSION);
-	put32(img + 12, 0);
-	put64(img + 16, n);
-	put64(img + 24, snap_gen);
-	put64(img + 32, first);
-	put64(img + 40, last);
-	put64(img + 48, key_sample_hash(keys, n));
-	put32(img + 56, (uint32_t)leaves);
+	put_le32(img + 8, KYRO_RMI_VERSION);
+	put_le32(img + 12, 0);
+	put_le64(img + 16, n);
+	put_le64(img + 24, snap_gen);
+	put_le64(img + 32, first);
+	put_le64(img + 40, last);
+	put_le64(img + 48, key_sample_hash(keys, n));
+	put_le32(img + 56, (uint32_t)leaves);
 	img[60] = (unsigned char)bits;
 	img[61] = (unsigned char)shift;
 
@@ -1220,12 +1159,12 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 		const double slope = best_slope(keys + pos, cnt, &el, &eh);
 		unsigned char *leaf = img + HDR_SIZE + router_bytes(bits) +
 				      LEAF_SIZE * l;
-		put64(leaf, cnt ? keys[pos] : 0);
-		putf64(leaf + 8, slope);
-		put64(leaf + 16, pos);
-		put32(leaf + 24, (uint32_t)cnt);
-		put16(leaf + 28, el < EPS_WHOLE ? (unsigned)el : EPS_WHOLE);
-		put16(leaf + 30, eh < EPS_WHOLE ? (unsigned)eh : EPS_WHOLE);
+		put_le64(leaf, cnt ? keys[pos] : 0);
+		put_lef64(leaf + 8, slope);
+		put_le64(leaf + 16, pos);
+		put_le32(leaf + 24, (uint32_t)cnt);
+		put_le16(leaf + 28, el < EPS_WHOLE ? (unsigned)el : EPS_WHOLE);
+		put_le16(leaf + 30, eh < EPS_WHOLE ? (unsigned)eh : EPS_WHOLE);
 		for (uint64_t i = pos; i < e; i++) {
 			struct window w;
 			model_window(&m, keys[i], &w);
@@ -1253,7 +1192,7 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 		err = KYRO_ECORRUPT;
 		goto out;
 	}
-	put64(img + total - SUM_SIZE,
+	put_le64(img + total - SUM_SIZE,
 	      XXH3_64bits(img, (size_t)total - SUM_SIZE));
 
 	/* The loader's rules are the format's: the image must pass them. */
