@@ -49,7 +49,7 @@ static inline uint16_t get_le16(const void *p)
 	return v;
 }
 
-/* A double stored as its IEEE-754 bits, little-endian. */
+/* A double or a float stored as its IEEE-754 bits, little-endian. */
 static inline double get_lef64(const void *p)
 {
 	double d;
@@ -57,10 +57,18 @@ static inline double get_lef64(const void *p)
 	return d;
 }
 
+static inline float get_lef32(const void *p)
+{
+	float f;
+	memcpy(&f, p, sizeof f);
+	return f;
+}
+
 static inline void put_le16(void *p, uint16_t v) { memcpy(p, &v, sizeof v); }
 static inline void put_le32(void *p, uint32_t v) { memcpy(p, &v, sizeof v); }
 static inline void put_le64(void *p, uint64_t v) { memcpy(p, &v, sizeof v); }
 static inline void put_lef64(void *p, double d) { memcpy(p, &d, sizeof d); }
+static inline void put_lef32(void *p, float f) { memcpy(p, &f, sizeof f); }
 
 static inline uint64_t align8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 

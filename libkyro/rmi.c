@@ -8,8 +8,10 @@
  *
  *   Header, 64 bytes
  *     0   8  magic "KYRORMI\0" (4b 59 52 4f 52 4d 49 00)
- *     8   4  format version, 1
- *    12   4  flags, 0 (no flag is defined; any set bit is refused)
+ *     8   4  format version, 2 (version 1 routed by interpolating over
+ *            the bucket's whole width; it is refused, and rebuilt)
+ *    12   4  flags: bit 0 set for a logarithmic router; any other set
+ *            bit is refused
  *    16   8  key count n of the snapshot
  *    24   8  snapshot generation the index was built for
  *    32   8  first key, keys[0] (0 when n = 0)
@@ -18,13 +20,25 @@
  *            encodings of keys[j*n/m] for j = 0..m-1, m = min(n, 1024)
  *    56   4  leaf count L, >= 1
  *    60   1  router bits B, 8..24
- *    61   1  shift S = max(0, bitlen(last - first) - B)
+ *    61   1  shift S: max(0, bitlen(last - first) - B) for a linear
+ *            router, B - 6 for a logarithmic one
  *    62   2  reserved, 0
- *   Router, at 64: 2^B + 1 entries of u32, then zero bytes up to the next
- *   multiple of 64.  Entry b = floor(lb(first + (b << S)) * L / n), where
- *   lb(x) is the number of keys below x (n for a bucket past the last
- *   key, so the final entry is L).  Non-decreasing; entry 0 is 0.
- *   Leaves, at R = 64 + roundup64(4 * (2^B + 1)): L records of 32 bytes
+ *   Router, at 64: 2^B + 1 entries of 16 bytes, then zero bytes up to the
+ *   next multiple of 64.  Bucket b holds the keys x whose d = x - first
+ *   has bucket(d) = b, where for a linear router bucket(d) = d >> S, and
+ *   for a logarithmic one bucket(d) = (e << S) | (the S bits of d after
+ *   its leading one, zero-filled), e = bitlen(d | 1) - 1: 2^S buckets to
+ *   each octave of d, for keys that spread over orders of magnitude.
+ *   Its entry is
+ *     0   8  lo: the bucket's smallest key (any value when it has none)
+ *     8   4  c: floor(lb(first + (b << S)) * L / n), where lb(x) is the
+ *            number of keys below x (n for a bucket past the last key,
+ *            so the final entry's c is L).  Non-decreasing; entry 0's is 0
+ *    12   4  scale, an IEEE-754 binary32, finite and >= 0: the bucket's
+ *            leaves per unit of key, (c' - c) / (hi - lo + 1) with c' the
+ *            next entry's c and hi the bucket's largest key; 0 when the
+ *            bucket has no key.  The final entry's lo and scale are 0.
+ *   Leaves, at R = 64 + roundup64(16 * (2^B + 1)): L records of 32 bytes
  *     0   8  reference key: the smallest key routed to the leaf (0 if none)
  *     8   8  slope, an IEEE-754 binary64, finite and >= 0
  *    16   8  start: position of the leaf's first key
@@ -37,12 +51,17 @@
  *   The file is exactly R + 32 L + 8 bytes.
  *
  * A LOOKUP of key x with first <= x <= last:
- *   route:   d = x - first; b = d >> S; c0 = router[b]; c1 = router[b+1];
- *            leaf = c0 + ((c1 - c0) * ((d & (2^S - 1)) >> S2) >> (S - S2))
- *            with S2 = max(0, S - 32): a monotone piecewise-linear map of
- *            the key's position in the key space onto leaves, in integers
- *            (never the key's raw top bits, which send a dense key set to
- *            one leaf).
+ *   route:   b = bucket(x - first); read lo, c, scale of entry b and c' of
+ *            entry b + 1; t = trunc(scale * (x - lo)), taken as 0 when
+ *            x < lo, in double precision; leaf = c + min(t, c' - c - 1),
+ *            or c when c' = c.  The key's position in the key space picks
+ *            the bucket (never its raw top bits, which send a dense key
+ *            set to one bucket), and inside the bucket the leaves are
+ *            spread over the span of the bucket's own keys, not over the
+ *            bucket's width: a cluster of keys far narrower than a bucket
+ *            still gets every leaf its key count pays for.  Monotone in x:
+ *            within a bucket each step is, and a bucket's leaves end
+ *            where the next bucket's begin.
  *   predict: off = min(count, trunc(slope * (double)(x - ref))), with
  *            x - ref taken as 0 when x < ref: double precision, relative
  *            to the leaf's reference key, so large keys lose nothing.
@@ -59,15 +78,15 @@
  *            and a binary search answers instead (a mispredict).
  *
  * LOAD REFUSES the image, with a message, when: it is shorter than a
- * header and checksum; the magic differs; the version is not 1
+ * header and checksum; the magic differs; the version is not 2
  * (KYRO_EVERSION); a flag or reserved byte is set; B or L is out of range;
  * its size is not exactly R + 32 L + 8 (truncated or trailing bytes); the
  * checksum differs; the generation, key count, first or last key, or key
  * sample hash differs from the snapshot it is loaded against (a stale
- * index); S is not the value derived from the keys; the router is not
- * non-decreasing from 0 to L with every bucket up to the last key's below
- * L; the leaves' starts and counts do not tile [0, n); or a slope is
- * negative or not finite.  After these checks no lookup can read outside
+ * index); S is not the value derived from the keys; the router's c is
+ * not non-decreasing from 0 to L with every bucket up to the last key's
+ * below L; a scale is negative or not finite; the leaves' starts and
+ * counts do not tile [0, n); or a slope is negative or not finite.  After these checks no lookup can read outside
  * the router, the leaves or keys[0..n), whatever the image held.
  */
 #include <errno.h>
@@ -89,17 +108,21 @@
 #include "banned.h"
 
 #define HDR_SIZE 64
+#define ENTRY_SIZE 16
+#define FLAG_LOG 1u	       /* header flag: a logarithmic router */
+#define LOG_OCTAVE_BITS 6      /* a log router's 2^6 octaves of a u64 */
 #define LEAF_SIZE 32
 #define SUM_SIZE 8
 #define EPS_WHOLE 0xffffu
 #define SAMPLE_KEYS 1024
 #define MIN_BUDGET 4096
-/* Auto-tune: keys sampled per candidate, and the most keys a candidate may
- * examine (at least TUNE_WORK, at most n / 32) before its estimate is taken
- * from the samples seen so far: a candidate with huge leaves must not cost
- * more than the build itself. */
+/* Auto-tune: keys sampled per candidate, and the fewest keys a candidate
+ * may examine before its estimate is taken from the samples seen so far.
+ * Above that floor all candidates together examine at most n / 4 keys, so
+ * tuning costs a fraction of the build at any n, with huge leaves or
+ * many candidates. */
 #define TUNE_SAMPLES 1024
-#define TUNE_WORK ((uint64_t)1 << 20)
+#define TUNE_MIN_WORK ((uint64_t)1 << 14)
 
 static const unsigned char rmi_magic[8] = { 'K', 'Y', 'R', 'O',
 					    'R', 'M', 'I', '\0' };
@@ -125,7 +148,7 @@ static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
 
 static uint64_t router_bytes(unsigned bits)
 {
-	return (4 * (((uint64_t)1 << bits) + 1) + 63) & ~(uint64_t)63;
+	return (ENTRY_SIZE * (((uint64_t)1 << bits) + 1) + 63) & ~(uint64_t)63;
 }
 
 static uint64_t image_bytes(unsigned bits, uint64_t leaves)
@@ -145,42 +168,64 @@ static unsigned shift_for(uint64_t first, uint64_t last, unsigned bits)
 	return t > bits ? t - bits : 0;
 }
 
+/* The router's shift byte: S for a linear router, M = B - 6 for a
+ * logarithmic one. */
+static unsigned shift_of(int logr, uint64_t first, uint64_t last,
+			 unsigned bits)
+{
+	return logr ? bits - LOG_OCTAVE_BITS : shift_for(first, last, bits);
+}
+
 /* Everything a lookup reads, decoded once. */
 struct model {
 	const unsigned char *router;
 	const unsigned char *leaves;
 	uint64_t first, last;
-	uint64_t mask; /* 2^shift - 1 */
-	unsigned shift, s2, s3;
+	unsigned shift;
+	int logr;
 };
 
 static void model_shape(struct model *m, uint64_t first, uint64_t last,
-			unsigned shift)
+			int logr, unsigned shift)
 {
 	m->first = first;
 	m->last = last;
 	m->shift = shift;
-	m->mask = ((uint64_t)1 << shift) - 1;
-	/* The interpolation multiplies a leaf difference (< 2^32) by the low
-	 * bits of the key's offset in its bucket; keeping only the top 32 of
-	 * those bits keeps the product inside 64 bits. */
-	m->s2 = shift > 32 ? shift - 32 : 0;
-	m->s3 = shift - m->s2;
+	m->logr = logr;
 }
 
-/* Position C0..C1 of the leaves by where D lies inside its bucket. */
-static inline uint64_t interp(const struct model *m, uint64_t c0,
-			      uint64_t c1, uint64_t d)
+/*
+ * The bucket of a key, first <= key <= last.  Linear: d >> S.
+ * Logarithmic: the octave of d and the M bits after its leading one,
+ * (e << M) | mantissa, which is d's position on a log scale and monotone
+ * in d.  The rotation gives the mantissa for e >= M (a right shift) and
+ * e < M (a left shift; the bits it wraps around are zero) alike.
+ */
+static inline uint64_t bucket_of(const struct model *m, uint64_t key)
 {
-	return c0 + (((c1 - c0) * ((d & m->mask) >> m->s2)) >> m->s3);
+	const uint64_t d = key - m->first;
+	if (!m->logr)
+		return d >> m->shift;
+	const unsigned e = 63u - (unsigned)__builtin_clzll(d | 1);
+	const unsigned r = (e - m->shift) & 63u;
+	const uint64_t rot = (d >> r) | (d << ((64u - r) & 63u));
+	return ((uint64_t)e << m->shift) |
+	       (rot & (((uint64_t)1 << m->shift) - 1));
 }
 
 /* first <= key <= last. */
 static inline uint64_t route(const struct model *m, uint64_t key)
 {
-	const uint64_t d = key - m->first;
-	const unsigned char *e = m->router + 4 * (d >> m->shift);
-	return interp(m, get_le32(e), get_le32(e + 4), d);
+	const unsigned char *e = m->router + ENTRY_SIZE * bucket_of(m, key);
+	const uint64_t lo = get_le64(e);
+	const uint64_t c = get_le32(e + 8);
+	const uint64_t span = get_le32(e + ENTRY_SIZE + 8) - c;
+	const uint64_t lim = span - (span != 0);
+	const uint64_t d = (key - lo) & -(uint64_t)(key > lo);
+	const double f = (double)get_lef32(e + 12) * (double)d;
+	/* The comparison also sends a NaN to LIM; below it, f is in
+	 * [0, 2^32) and the conversion exact. */
+	return c + (f < (double)lim ? (uint64_t)f : lim);
 }
 
 /* The prediction, as an offset into the leaf, in [0, count]. */
@@ -522,10 +567,12 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 			uint64_t n, char *errbuf, size_t errlen)
 {
 	const uint64_t nb = (uint64_t)1 << bits;
-	const uint64_t bmax = (m->last - m->first) >> m->shift;
+	const uint64_t bmax = bucket_of(m, m->last);
 	uint64_t prev = 0;
 	for (uint64_t b = 0; b <= nb; b++) {
-		const uint64_t c = get_le32(m->router + 4 * b);
+		const unsigned char *e = m->router + ENTRY_SIZE * b;
+		const uint64_t c = get_le32(e + 8);
+		const float scale = get_lef32(e + 12);
 		if (c < prev || c > leaves || (b == 0 && c != 0)) {
 			set_err(errbuf, errlen,
 				"index router entry %llu (%llu) breaks the order "
@@ -534,9 +581,16 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 				(unsigned long long)leaves);
 			return KYRO_ECORRUPT;
 		}
+		if (!isfinite(scale) || !(scale >= 0)) {
+			set_err(errbuf, errlen,
+				"index router entry %llu has a bad scale (%g)",
+				(unsigned long long)b, (double)scale);
+			return KYRO_ECORRUPT;
+		}
 		prev = c;
 	}
-	if (prev != leaves || get_le32(m->router + 4 * bmax) >= leaves) {
+	if (prev != leaves ||
+	    get_le32(m->router + ENTRY_SIZE * bmax + 8) >= leaves) {
 		set_err(errbuf, errlen,
 			"index router does not end at its %llu leaves",
 			(unsigned long long)leaves);
@@ -604,7 +658,7 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 	const unsigned bits = img[60];
 	const unsigned shift = img[61];
 	const uint64_t leaves = get_le32(img + 56);
-	if (flags != 0 || get_le16(img + 62) != 0) {
+	if ((flags & ~FLAG_LOG) != 0 || get_le16(img + 62) != 0) {
 		set_err(errbuf, errlen, "index has unknown flags 0x%x", flags);
 		goto out;
 	}
@@ -669,15 +723,16 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 			"other keys)");
 		goto out;
 	}
-	if (shift != shift_for(first, last, bits)) {
+	const int logr = (flags & FLAG_LOG) != 0;
+	if (shift != shift_of(logr, first, last, bits)) {
 		set_err(errbuf, errlen,
 			"index shift %u does not match its key range (%u)",
-			shift, shift_for(first, last, bits));
+			shift, shift_of(logr, first, last, bits));
 		goto out;
 	}
 
 	struct model m;
-	model_shape(&m, first, last, shift);
+	model_shape(&m, first, last, logr, shift);
 	m.router = img + HDR_SIZE;
 	m.leaves = m.router + router_bytes(bits);
 	err = check_tables(&m, bits, leaves, n, errbuf, errlen);
@@ -719,57 +774,82 @@ out:
 
 /* ---- build ---------------------------------------------------------- */
 
-/* The first i >= pos with keys[i] >= target, given keys[pos-1] < target.
- * Galloping: cost grows with the distance moved, not with n. */
-static uint64_t gallop(const uint64_t *keys, uint64_t n, uint64_t pos,
-		       uint64_t target)
+/* The first i >= pos with bucket_of(keys[i]) >= b, given that every key
+ * before pos is in an earlier bucket.  Galloping: the cost grows with the
+ * distance moved, not with n. */
+static uint64_t gallop_bucket(const struct model *m, const uint64_t *keys,
+			      uint64_t n, uint64_t pos, uint64_t b)
 {
-	if (pos >= n || keys[pos] >= target)
+	if (pos >= n || bucket_of(m, keys[pos]) >= b)
 		return pos;
-	uint64_t lo = pos; /* keys[lo] < target */
-	uint64_t step = 1;
-	while (lo + step < n && keys[lo + step] < target) {
+	uint64_t lo = pos, step = 1; /* bucket_of(keys[lo]) < b */
+	while (lo + step < n && bucket_of(m, keys[lo + step]) < b) {
 		lo += step;
 		step *= 2;
 	}
-	const uint64_t hi = lo + step < n ? lo + step : n;
-	return lo + 1 +
-	       kyro_lower_bound_binary(keys + lo + 1, hi - lo - 1, target);
+	uint64_t hi = lo + step < n ? lo + step : n;
+	while (hi - lo > 1) {
+		const uint64_t mid = lo + (hi - lo) / 2;
+		if (bucket_of(m, keys[mid]) < b)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return hi;
 }
 
-/* out[b], b = 0..2^bits: the number of keys below first + (b << shift). */
-static void bucket_bounds(const uint64_t *keys, uint64_t n, unsigned bits,
-			  unsigned shift, uint64_t *out)
+/* out[b], b = 0..2^bits: the number of keys in buckets before b. */
+static void bucket_bounds(const struct model *m, const uint64_t *keys,
+			  uint64_t n, unsigned bits, uint64_t *out)
 {
-	const uint64_t nb = (uint64_t)1 << bits;
-	const uint64_t bmax = n ? (keys[n - 1] - keys[0]) >> shift : 0;
 	uint64_t pos = 0;
-	for (uint64_t b = 0; b <= nb; b++) {
-		if (n == 0 || b > bmax) {
-			out[b] = n;
-			continue;
-		}
-		pos = gallop(keys, n, pos, keys[0] + (b << shift));
+	for (uint64_t b = 0; b <= (uint64_t)1 << bits; b++) {
+		pos = gallop_bucket(m, keys, n, pos, b);
 		out[b] = pos;
 	}
 }
 
-/* The router of BITS bits for LEAVES leaves, from bucket bounds computed
- * at FINE_BITS >= BITS: a coarse bucket starts where every 2^k-th fine
- * bucket does. */
-static void fill_router(unsigned char *router, unsigned bits,
-			uint64_t leaves, uint64_t n, const uint64_t *fine,
-			unsigned k)
+/* Where bucket B of a router with shift SHIFT starts among the buckets
+ * of a finer router of the same kind, K more bits. */
+static uint64_t fine_index(int logr, uint64_t b, unsigned shift, unsigned k)
+{
+	if (!logr)
+		return b << k;
+	return (b >> shift << (shift + k)) |
+	       ((b & (((uint64_t)1 << shift) - 1)) << k);
+}
+
+/* The router of M (bits BITS) for LEAVES leaves, from the bucket bounds
+ * FINE of a router of the same kind K bits finer. */
+static void fill_router(unsigned char *router, const struct model *m,
+			unsigned bits, uint64_t leaves, const uint64_t *keys,
+			uint64_t n, const uint64_t *fine, unsigned k)
 {
 	const uint64_t nb = (uint64_t)1 << bits;
-	for (uint64_t b = 0; b <= nb; b++) {
-		const uint64_t lb = fine[b << k];
-		put_le32(router + 4 * b,
-		      n ? (uint32_t)((u128)lb * leaves / n) : 0);
+	uint64_t c = 0;
+	for (uint64_t b = 0; b < nb; b++) {
+		const uint64_t a = fine[fine_index(m->logr, b, m->shift, k)];
+		const uint64_t e = fine[fine_index(m->logr, b + 1, m->shift, k)];
+		const uint64_t c1 = n ? (uint64_t)((u128)e * leaves / n) : 0;
+		unsigned char *ent = router + ENTRY_SIZE * b;
+		float scale = 0;
+		uint64_t lo = 0;
+		if (e > a) {
+			lo = keys[a];
+			scale = (float)((double)(c1 - c) /
+					((double)(keys[e - 1] - lo) + 1.0));
+		}
+		put_le64(ent, lo);
+		put_le32(ent + 8, (uint32_t)c);
+		put_lef32(ent + 12, scale);
+		c = c1;
 	}
-	/* With no keys every bound is 0; the rules still want the last
-	 * entry to name the leaf count. */
-	put_le32(router + 4 * nb, (uint32_t)leaves);
+	/* The final entry names the leaf count, also with no keys (when
+	 * every bound is 0). */
+	unsigned char *ent = router + ENTRY_SIZE * nb;
+	put_le64(ent, 0);
+	put_le32(ent + 8, (uint32_t)leaves);
+	put_lef32(ent + 12, 0);
 }
 
 /* The end of leaf L's run of keys, which starts at POS: the first i >= pos
@@ -887,12 +967,12 @@ static uint64_t splitmix(uint64_t *s)
  * The mean window of a present key under the router M (leaves not built),
  * estimated from the leaves of S sampled keys: sampling keys, not leaves,
  * weighs each leaf by its keys as lookups do.  A leaf hit twice is
- * measured once (MEMO, 2 S slots).  Past the work cap, the samples seen
+ * measured once (MEMO, 2 S slots).  Past CAP keys examined, the samples seen
  * so far (a random subset) decide.
  */
 static double estimate(const struct model *m, const uint64_t *keys,
 		       uint64_t n, const uint64_t *samples, size_t s,
-		       uint64_t *memo_leaf, double *memo_w)
+		       uint64_t cap, uint64_t *memo_leaf, double *memo_w)
 {
 	const size_t slots = 2 * s;
 	for (size_t i = 0; i < slots; i++)
@@ -900,7 +980,6 @@ static double estimate(const struct model *m, const uint64_t *keys,
 	uint64_t work = 0;
 	double sum = 0;
 	size_t done = 0;
-	const uint64_t cap = n / 32 > TUNE_WORK ? n / 32 : TUNE_WORK;
 	for (; done < s && work < cap; done++) {
 		const uint64_t i = samples[done];
 		const uint64_t l = route(m, keys[i]);
@@ -942,25 +1021,33 @@ static uint64_t leaves_for(const struct kyro_rmi_params *p, uint64_t budget,
 	return l ? l : 1;
 }
 
+/* The shape the tuner settles on. */
+struct shape {
+	int logr;
+	unsigned bits;
+	uint64_t leaves;
+	uint64_t *bounds; /* 2^bits + 1 bucket bounds, malloc'd */
+};
+
 /*
- * Choose router bits and leaf count.  Without both given, every router
- * size from 2^8 up to half the budget (and no finer than the key range)
- * is a candidate, paired with as many leaves as the rest of the budget
- * holds; the smallest estimated mean window wins, a smaller router
- * winning unless a larger one is 1% better.  On success *BOUNDS (malloc'd)
- * holds the bucket bounds at the chosen bits.
+ * Choose the router's kind and bits and the leaf count.  Without both
+ * bits and leaves given, every router size from 2^8 up to half the budget
+ * is a candidate, linear (no finer than the key range) and logarithmic
+ * (no finer than 2^6 buckets per bit of the key range), each paired with
+ * as many leaves as the rest of the budget holds; the smallest estimated
+ * mean window wins, a smaller router or a linear one winning unless the
+ * other is 1% better.
  */
 static int choose_shape(const uint64_t *keys, uint64_t n,
-			const struct kyro_rmi_params *p, unsigned *bits_out,
-			uint64_t *leaves_out, uint64_t **bounds_out,
+			const struct kyro_rmi_params *p, struct shape *out,
 			char *errbuf, size_t errlen)
 {
-	uint64_t *fine = NULL, *samples = NULL, *memo_leaf = NULL;
+	uint64_t *fine[2] = { NULL, NULL }, *samples = NULL, *memo_leaf = NULL;
 	double *memo_w = NULL;
 	unsigned char *router = NULL;
 	int err = 0;
 
-	*bounds_out = NULL;
+	out->bounds = NULL;
 	const uint64_t min_bytes = image_bytes(KYRO_RMI_MIN_BITS, 1);
 	const uint64_t two_pct = (uint64_t)((u128)n * 8 / 50);
 	const uint64_t budget = p->max_size ? p->max_size
@@ -980,69 +1067,109 @@ static int choose_shape(const uint64_t *keys, uint64_t n,
 	const uint64_t last = n ? keys[n - 1] : 0;
 	const unsigned t = range_bits(first, last);
 
-	unsigned blo = KYRO_RMI_MIN_BITS, bhi = KYRO_RMI_MAX_BITS;
+	/* blo..bhi[kind]; a kind with bhi < blo is not tried. */
+	unsigned blo = KYRO_RMI_MIN_BITS;
+	unsigned bhi[2] = { KYRO_RMI_MAX_BITS, KYRO_RMI_MAX_BITS };
 	if (p->router_bits) {
-		blo = bhi = p->router_bits;
+		blo = bhi[0] = bhi[1] = p->router_bits;
 	} else {
-		if (bhi > t)
-			bhi = t > blo ? t : blo;
-		while (bhi > blo && router_bytes(bhi) > budget / 2)
-			bhi--;
+		const unsigned cap[2] = { t, t + LOG_OCTAVE_BITS };
+		for (int kind = 0; kind < 2; kind++) {
+			if (bhi[kind] > cap[kind])
+				bhi[kind] = cap[kind];
+			while (bhi[kind] > blo &&
+			       router_bytes(bhi[kind]) > budget / 2)
+				bhi[kind]--;
+		}
+		if (bhi[0] < blo)
+			bhi[0] = blo; /* linear always has a candidate */
+	}
+	/* With fewer than two keys, or a key range too narrow for a log
+	 * router's mantissa, only the linear router is built. */
+	if (n < 2 || t < 2)
+		bhi[1] = 0;
+
+	unsigned fine_shift[2];
+	for (int kind = 0; kind < 2; kind++) {
+		if (bhi[kind] < blo)
+			continue;
+		err = ENOMEM;
+		fine[kind] = malloc(sizeof(uint64_t) *
+				    (((size_t)1 << bhi[kind]) + 1));
+		if (fine[kind] == NULL)
+			goto out;
+		err = 0;
+		struct model m;
+		fine_shift[kind] = shift_of(kind, first, last, bhi[kind]);
+		model_shape(&m, first, last, kind, fine_shift[kind]);
+		bucket_bounds(&m, keys, n, bhi[kind], fine[kind]);
 	}
 
-	err = ENOMEM;
-	const unsigned fine_shift = shift_for(first, last, bhi);
-	fine = malloc(sizeof(*fine) * (((size_t)1 << bhi) + 1));
-	if (fine == NULL)
-		goto out;
-	err = 0;
-	bucket_bounds(keys, n, bhi, fine_shift, fine);
-
+	int best_kind = 0;
 	unsigned best_bits = blo;
-	if (blo < bhi && n >= 2) {
+	const unsigned ncand = (bhi[0] - blo + 1) +
+			       (bhi[1] >= blo ? bhi[1] - blo + 1 : 0);
+	if (ncand > 1 && n >= 2) {
 		err = ENOMEM;
 		const size_t s = n < TUNE_SAMPLES ? (size_t)n : TUNE_SAMPLES;
+		const unsigned rb = bhi[0] > bhi[1] ? bhi[0] : bhi[1];
 		samples = malloc(sizeof(*samples) * s);
 		memo_leaf = malloc(sizeof(*memo_leaf) * 2 * s);
 		memo_w = malloc(sizeof(*memo_w) * 2 * s);
-		router = malloc((size_t)router_bytes(bhi));
+		router = malloc((size_t)router_bytes(rb));
 		if (!samples || !memo_leaf || !memo_w || !router)
 			goto out;
 		err = 0;
 		uint64_t seed = 0x4b59524f524d4931ULL ^ n; /* reproducible */
 		for (size_t i = 0; i < s; i++)
 			samples[i] = splitmix(&seed) % n;
+		const uint64_t share = n / (4 * (uint64_t)ncand);
+		const uint64_t cap = share > TUNE_MIN_WORK ? share
+							   : TUNE_MIN_WORK;
 		double best = HUGE_VAL;
-		for (unsigned b = blo; b <= bhi; b++) {
-			const unsigned shift = shift_for(first, last, b);
-			const uint64_t leaves = leaves_for(p, budget, b,
-							   max_leaves);
-			struct model m;
-			model_shape(&m, first, last, shift);
-			m.router = router;
-			fill_router(router, b, leaves, n, fine,
-				    shift - fine_shift);
-			const double w = estimate(&m, keys, n, samples, s,
-						  memo_leaf, memo_w);
-			if (w < best * 0.99) {
-				best = w;
-				best_bits = b;
+		for (int kind = 0; kind < 2; kind++) {
+			for (unsigned b = blo; b <= bhi[kind]; b++) {
+				const unsigned shift = shift_of(kind, first,
+								last, b);
+				const unsigned k =
+					kind ? fine_shift[kind] - shift
+					     : shift - fine_shift[kind];
+				struct model m;
+				model_shape(&m, first, last, kind, shift);
+				m.router = router;
+				const uint64_t leaves = leaves_for(
+					p, budget, b, max_leaves);
+				fill_router(router, &m, b, leaves, keys, n,
+					    fine[kind], k);
+				const double w = estimate(&m, keys, n, samples,
+							  s, cap, memo_leaf,
+							  memo_w);
+				if (w < best * 0.99) {
+					best = w;
+					best_bits = b;
+					best_kind = kind;
+				}
 			}
 		}
 	}
-	/* Bounds at the chosen bits: every 2^k-th fine bound, in place
-	 * (b << k >= b, so nothing is overwritten before it is read). */
-	const unsigned k = shift_for(first, last, best_bits) - fine_shift;
+	/* Bounds at the chosen shape, in place: fine_index(b) >= b, so
+	 * nothing is overwritten before it is read. */
+	const unsigned shift = shift_of(best_kind, first, last, best_bits);
+	const unsigned k = best_kind ? fine_shift[1] - shift
+				     : shift - fine_shift[0];
+	uint64_t *bounds = fine[best_kind];
 	for (uint64_t b = 0; b <= (uint64_t)1 << best_bits; b++)
-		fine[b] = fine[b << k];
-	*bits_out = best_bits;
-	*leaves_out = leaves_for(p, budget, best_bits, max_leaves);
-	*bounds_out = fine;
-	fine = NULL;
+		bounds[b] = bounds[fine_index(best_kind, b, shift, k)];
+	out->logr = best_kind;
+	out->bits = best_bits;
+	out->leaves = leaves_for(p, budget, best_bits, max_leaves);
+	out->bounds = bounds;
+	fine[best_kind] = NULL;
 out:
 	if (err == ENOMEM)
 		set_err(errbuf, errlen, "out of memory choosing index shape");
-	free(fine);
+	free(fine[0]);
+	free(fine[1]);
 	free(samples);
 	free(memo_leaf);
 	free(memo_w);
@@ -1090,12 +1217,13 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 		}
 	}
 
-	unsigned bits;
-	uint64_t leaves;
-	err = choose_shape(keys, n, p, &bits, &leaves, &bounds, errbuf,
-			   errlen);
+	struct shape sh = { 0, 0, 0, NULL };
+	err = choose_shape(keys, n, p, &sh, errbuf, errlen);
 	if (err)
 		goto out;
+	bounds = sh.bounds;
+	const unsigned bits = sh.bits;
+	const uint64_t leaves = sh.leaves;
 	const uint64_t total = image_bytes(bits, leaves);
 	if (p->max_size && total > p->max_size) {
 		set_err(errbuf, errlen,
@@ -1117,10 +1245,10 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 
 	const uint64_t first = n ? keys[0] : 0;
 	const uint64_t last = n ? keys[n - 1] : 0;
-	const unsigned shift = shift_for(first, last, bits);
+	const unsigned shift = shift_of(sh.logr, first, last, bits);
 	memcpy(img, rmi_magic, 8);
 	put_le32(img + 8, KYRO_RMI_VERSION);
-	put_le32(img + 12, 0);
+	put_le32(img + 12, sh.logr ? FLAG_LOG : 0);
 	put_le64(img + 16, n);
 	put_le64(img + 24, snap_gen);
 	put_le64(img + 32, first);
@@ -1131,10 +1259,10 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	img[61] = (unsigned char)shift;
 
 	struct model m;
-	model_shape(&m, first, last, shift);
+	model_shape(&m, first, last, sh.logr, shift);
 	m.router = img + HDR_SIZE;
 	m.leaves = m.router + router_bytes(bits);
-	fill_router(img + HDR_SIZE, bits, leaves, n, bounds, 0);
+	fill_router(img + HDR_SIZE, &m, bits, leaves, keys, n, bounds, 0);
 
 	/*
 	 * Leaf by leaf: find the run of keys the router sends to the leaf,
@@ -1203,6 +1331,7 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	if (st) {
 		st->leaves = leaves;
 		st->router_bits = bits;
+		st->router_log = sh.logr;
 		st->bytes = total;
 		st->mean_window = n ? wsum / (double)n : 0;
 		st->max_window = wmax;

@@ -22,7 +22,7 @@
 
 #include "kyro.h"
 
-#define KYRO_RMI_VERSION 1
+#define KYRO_RMI_VERSION 2
 #define KYRO_RMI_MIN_BITS 8
 #define KYRO_RMI_MAX_BITS 24
 /* Window histogram buckets: bucket 0 counts empty windows, bucket b > 0
@@ -37,6 +37,7 @@
 struct kyro_rmi_build_stats {
 	uint64_t leaves;
 	uint64_t router_bits;
+	int router_log;     /* 1: logarithmic router, 0: linear */
 	uint64_t bytes;     /* size of the index image */
 	double mean_window; /* mean keys probed per lookup of a present key */
 	double max_window;  /* largest window of any present key */

@@ -503,11 +503,17 @@ static void check_damage(void)
 		       sizeof(err)),
 	       "damage: bad magic is refused: \"%s\"", err);
 	memcpy(copy, img, size);
-	copy[8] = 2;
+	copy[8] = 1;
 	fix_checksum(copy, size);
 	result(refused(copy, size, keys, n, gen, KYRO_EVERSION, "version",
 		       err, sizeof(err)),
-	       "damage: format version 2 is refused: \"%s\"", err);
+	       "damage: format version 1 is refused: \"%s\"", err);
+	memcpy(copy, img, size);
+	copy[8] = 3;
+	fix_checksum(copy, size);
+	result(refused(copy, size, keys, n, gen, KYRO_EVERSION, "version",
+		       err, sizeof(err)),
+	       "damage: format version 3 is refused: \"%s\"", err);
 
 	/* Stale: another generation, key count, or other keys. */
 	result(refused(img, size, keys, n, gen + 1, KYRO_ECORRUPT,
@@ -541,7 +547,7 @@ static void check_damage(void)
 	 */
 	struct kyro_rmi *r = NULL;
 	uint64_t wrong = 0, accepted_mut = 0;
-	const size_t leaves_off = 64 + ((4 * ((size_t)1 << img[60]) + 4 + 63) &
+	const size_t leaves_off = 64 + ((16 * ((size_t)1 << img[60]) + 16 + 63) &
 					~(size_t)63);
 	const uint64_t nleaves = (uint64_t)img[56] | (uint64_t)img[57] << 8 |
 				 (uint64_t)img[58] << 16 |
@@ -559,8 +565,14 @@ static void check_damage(void)
 		case 2: /* reference key moved */
 			copy[leaf + 1] ^= (unsigned char)rnd();
 			break;
-		case 3: /* a router entry changed */
-			copy[64 + 4 * (rnd() % ((size_t)1 << img[60]))] ^= 1;
+		case 3: /* a router entry's leaf, key or scale changed */
+		{
+			static const unsigned at[3][2] = { { 0, 8 }, { 8, 2 },
+							   { 12, 4 } };
+			const unsigned *f = at[rnd() % 3];
+			copy[64 + 16 * (rnd() % ((size_t)1 << img[60])) + f[0] +
+			     rnd() % f[1]] ^= (unsigned char)(1u << rnd() % 8);
+		}
 			break;
 		default: /* random byte in the tables */
 			copy[64 + rnd() % (size - 72)] ^= (unsigned char)(1 +
