@@ -38,6 +38,8 @@
  *   -t DIR       directory for the LMDB environment and the index file
  *                written to time build + write (default /tmp)
  *   -s SEED      random seed (default 1)
+ *   -B BITS, -L LEAVES, -S BYTES   index shape (router bits, leaf count,
+ *                size budget) instead of the tuned default
  *
  * Output: one line per (method, query kind) on stdout; CSV rows with
  * dist,n,method,query,hugepages,runs,lookups,median_ns,min_ns,max_ns,
@@ -522,8 +524,10 @@ int main(int argc, char **argv)
 	const char *tmpdir = "/tmp";
 	uint64_t n = 1000000, nlook = 10000000, nabs = 1000000;
 	int runs = 5, opt;
+	struct kyro_rmi_params shape = { 0, 0, 0 };
 
-	while ((opt = getopt(argc, argv, "d:f:n:l:a:r:m:Ho:t:s:h")) != -1) {
+	while ((opt = getopt(argc, argv, "d:f:n:l:a:r:m:Ho:t:s:B:L:S:h")) !=
+	       -1) {
 		switch (opt) {
 		case 'd': dist = optarg; break;
 		case 'f': file = optarg; break;
@@ -536,10 +540,14 @@ int main(int argc, char **argv)
 		case 'o': csv_path = optarg; break;
 		case 't': tmpdir = optarg; break;
 		case 's': rng = strtoull(optarg, NULL, 0); break;
+		case 'B': shape.router_bits = (unsigned)atoi(optarg); break;
+		case 'L': shape.leaves = strtoull(optarg, NULL, 0); break;
+		case 'S': shape.max_size = strtoull(optarg, NULL, 0); break;
 		case 'h':
 			printf("usage: %s [-d DIST | -f SOSD_FILE] [-n N] "
 			       "[-l LOOKUPS] [-a ABSENT] [-r RUNS] [-m LIST] "
-			       "[-H] [-o CSV] [-t DIR] [-s SEED]\n", prog);
+			       "[-H] [-o CSV] [-t DIR] [-s SEED] [-B BITS] "
+			       "[-L LEAVES] [-S BYTES]\n", prog);
 			return 0;
 		default:
 			fprintf(stderr, "Try '%s -h'.\n", prog);
@@ -628,7 +636,7 @@ int main(int argc, char **argv)
 		struct kyro_rmi_build_stats st;
 		char err[256];
 		t0 = now();
-		int rc = kyro_rmi_train(keys, n, 1, NULL, &img, &size, &st, err,
+		int rc = kyro_rmi_train(keys, n, 1, &shape, &img, &size, &st, err,
 					sizeof(err));
 		const double tb = now() - t0;
 		if (rc)
@@ -652,10 +660,11 @@ int main(int argc, char **argv)
 		if (rc)
 			die("load: %s", err);
 		snprintf(note, sizeof(note),
-			 "leaves=%" PRIu64 " bits=%" PRIu64 " meanwin=%.1f "
+			 "leaves=%" PRIu64 " bits=%" PRIu64 "%s meanwin=%.1f "
 			 "maxwin=%.0f index=%.3f%% build=%.0fM/s "
 			 "build+write=%.0fM/s",
-			 st.leaves, st.router_bits, st.mean_window,
+			 st.leaves, st.router_bits, st.router_log ? "log" : "",
+			 st.mean_window,
 			 st.max_window, 100.0 * (double)size / (8.0 * (double)n),
 			 (double)n / tb / 1e6, (double)n / (tb + tw) / 1e6);
 		fprintf(stderr, "%s: index %zu bytes (%s), build %.3f s, "
@@ -707,29 +716,38 @@ int main(int argc, char **argv)
 	for (uint64_t i = 0; i < nabs; i++)
 		want_abs_keysum += keys[kyro_lower_bound_binary(keys, n, qa[i])];
 
+	/* Round robin: run r of every method, then run r + 1.  The machine
+	 * is shared and its speed drifts; taking the methods' runs side by
+	 * side lets the drift fall on all of them alike, so the ratios hold
+	 * even when the absolute times move. */
 	int bad = 0;
-	for (int m = 0; m < M_COUNT; m++) {
-		if (!want[m])
-			continue;
-		if (m >= M_RMI_SCALAR && m <= M_RMI_AVX512) {
-			if (kyro_rmi_set_simd(c.rmi, m - M_RMI_SCALAR) != 0) {
-				fprintf(stderr, "%s: %s not supported here\n",
-					prog, method_names[m]);
+	static double t[M_COUNT][2][64];
+	for (int r = 0; r < runs; r++) {
+		for (int m = 0; m < M_COUNT; m++) {
+			if (!want[m])
 				continue;
+			if (m >= M_RMI_SCALAR && m <= M_RMI_AVX512) {
+				if (kyro_rmi_set_simd(c.rmi, m - M_RMI_SCALAR) !=
+				    0) {
+					if (r == 0)
+						fprintf(stderr,
+							"%s: %s not supported "
+							"here\n",
+							prog, method_names[m]);
+					want[m] = 0;
+					continue;
+				}
+			} else if (c.rmi) {
+				kyro_rmi_set_simd(c.rmi, kyro_simd_selected());
 			}
-		} else if (c.rmi) {
-			kyro_rmi_set_simd(c.rmi, kyro_simd_selected());
-		}
-		for (int kind = 0; kind < 2; kind++) {
-			const uint64_t nq = kind ? nabs : nlook;
-			const uint64_t *qq = kind ? qa : q;
-			if (nq == 0 || (kind && m == M_RMI_PREDICT))
-				continue;
-			double t[64];
-			uint64_t sum = 0;
-			for (int r = 0; r < runs; r++) {
-				t[r] = run(&c, (enum method)m, qq, nq, kind,
-					   &sum);
+			for (int kind = 0; kind < 2; kind++) {
+				const uint64_t nq = kind ? nabs : nlook;
+				const uint64_t *qq = kind ? qa : q;
+				if (nq == 0 || (kind && m == M_RMI_PREDICT))
+					continue;
+				uint64_t sum = 0;
+				t[m][kind][r] = run(&c, (enum method)m, qq, nq,
+						    kind, &sum);
 				uint64_t want_s = kind ? want_abs : want_sum;
 				if (m == M_EYTZINGER)
 					want_s = kind ? want_abs_keysum
@@ -741,6 +759,15 @@ int main(int argc, char **argv)
 					bad = 1;
 				}
 			}
+		}
+	}
+	for (int m = 0; m < M_COUNT; m++) {
+		if (!want[m])
+			continue;
+		for (int kind = 0; kind < 2; kind++) {
+			const uint64_t nq = kind ? nabs : nlook;
+			if (nq == 0 || (kind && m == M_RMI_PREDICT))
+				continue;
 			const int is_rmi = m <= M_AOS_OFF;
 			char mnote[300];
 			snprintf(mnote, sizeof(mnote), "%s",
@@ -749,7 +776,7 @@ int main(int argc, char **argv)
 				snprintf(mnote, sizeof(mnote),
 					 "load=%.1fs", lmdb_s);
 			report(method_names[m], kind ? "absent" : "present",
-			       n, runs, nq, t,
+			       n, runs, nq, t[m][kind],
 			       is_rmi ? index_bytes
 				      : m == M_EYTZINGER ? eyt_bytes : 0,
 			       is_rmi ? build_ms
