@@ -213,10 +213,16 @@ static inline uint64_t bucket_of(const struct model *m, uint64_t key)
 	       (rot & (((uint64_t)1 << m->shift) - 1));
 }
 
-/* first <= key <= last. */
-static inline uint64_t route(const struct model *m, uint64_t key)
+/* The router entry of a key, first <= key <= last. */
+static inline const unsigned char *entry_of(const struct model *m,
+					   uint64_t key)
 {
-	const unsigned char *e = m->router + ENTRY_SIZE * bucket_of(m, key);
+	return m->router + ENTRY_SIZE * bucket_of(m, key);
+}
+
+/* The leaf of KEY, whose router entry is E. */
+static inline uint64_t route_at(const unsigned char *e, uint64_t key)
+{
 	const uint64_t lo = get_le64(e);
 	const uint64_t c = get_le32(e + 8);
 	const uint64_t span = get_le32(e + ENTRY_SIZE + 8) - c;
@@ -226,6 +232,12 @@ static inline uint64_t route(const struct model *m, uint64_t key)
 	/* The comparison also sends a NaN to LIM; below it, f is in
 	 * [0, 2^32) and the conversion exact. */
 	return c + (f < (double)lim ? (uint64_t)f : lim);
+}
+
+/* first <= key <= last. */
+static inline uint64_t route(const struct model *m, uint64_t key)
+{
+	return route_at(entry_of(m, key), key);
 }
 
 /* The prediction, as an offset into the leaf, in [0, count]. */
@@ -393,13 +405,17 @@ static inline uint64_t lower_bound(const struct kyro_rmi *r, uint64_t key,
 }
 
 /*
- * Groups of BATCH: predict every window of the group and prefetch its
- * lines, then probe them in order.  The prefetches of one group are in
- * flight together, so a group costs about one memory latency instead of
- * one per key.  Each answer is computed, confirmed and counted as by
- * kyro_rmi_lower_bound().
+ * Groups of BATCH, in stages: the router entry of every key of the group
+ * is prefetched, then every key is routed and its leaf record prefetched,
+ * then every window is computed and its lines prefetched, then the
+ * windows are probed in order.  Each stage's cache
+ * misses are in flight together, so a group costs about one memory
+ * latency per stage instead of one per key and stage; a stage that did
+ * the next one's work too would hold more instructions per key than the
+ * core can keep in flight.  Each answer is computed, confirmed and
+ * counted as by kyro_rmi_lower_bound().
  */
-#define BATCH 16
+#define BATCH 32
 #define BATCH_LINES 4 /* lines prefetched per window at most */
 
 void kyro_rmi_lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
@@ -411,20 +427,39 @@ void kyro_rmi_lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
 	for (size_t base = 0; base < count; base += BATCH) {
 		const size_t m = count - base < BATCH ? count - base : BATCH;
 		uint64_t lo[BATCH], hi[BATCH];
+		const unsigned char *leaf[BATCH];
 		for (size_t k = 0; k < m; k++) {
 			const uint64_t key = q[base + k];
 			if (n == 0 || key < r->m.first || key > r->m.last) {
-				/* Answered without the model: lo > hi marks
-				 * it for the second pass. */
+				/* Answered without the model: no leaf. */
 				out[base + k] = n == 0 || key < r->m.first ? 0
 									   : n;
+				leaf[k] = NULL;
+				continue;
+			}
+			/* The entry and the next one's leaf number, which
+			 * may sit in the next line. */
+			leaf[k] = entry_of(&r->m, key);
+			__builtin_prefetch(leaf[k]);
+			__builtin_prefetch(leaf[k] + ENTRY_SIZE + 8);
+		}
+		for (size_t k = 0; k < m; k++) {
+			if (leaf[k] == NULL)
+				continue;
+			leaf[k] = r->m.leaves +
+				  LEAF_SIZE * route_at(leaf[k], q[base + k]);
+			__builtin_prefetch(leaf[k]);
+		}
+		for (size_t k = 0; k < m; k++) {
+			if (leaf[k] == NULL) {
+				/* lo > hi marks it for the last stage. */
 				lo[k] = 1;
 				hi[k] = 0;
 				bump(&c->hist[0]);
 				continue;
 			}
 			struct window w;
-			model_window(&r->m, key, &w);
+			leaf_window(leaf[k], q[base + k], &w);
 			bump(&c->hist[hist_bucket(w.hi - w.lo)]);
 			if (__builtin_expect(w.whole, 0))
 				bump(&c->fallbacks);
