@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 CC=${1:-${CC:-gcc}}
-OUT=bench/build
+OUT=${OUT:-bench/build}
 mkdir -p "$OUT"
 WARN="-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-missing-field-initializers -Wformat=2 -Wvla"
 BASE="-std=c11 -O2 -g -D_GNU_SOURCE $WARN ${EXTRA_CFLAGS:-}"

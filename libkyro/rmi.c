@@ -684,7 +684,8 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 	const uint32_t version = get_le32(img + 8);
 	if (version != KYRO_RMI_VERSION) {
 		set_err(errbuf, errlen,
-			"index format version %u, this build reads version %d",
+			"index format version %u, this build reads version %d "
+			"(rebuild the index)",
 			version, KYRO_RMI_VERSION);
 		err = KYRO_EVERSION;
 		goto out;
