@@ -52,8 +52,8 @@
  *
  * A LOOKUP of key x with first <= x <= last:
  *   route:   b = bucket(x - first); read lo, c, scale of entry b and c' of
- *            entry b + 1; t = trunc(scale * (x - lo)), taken as 0 when
- *            x < lo, in double precision; leaf = c + min(t, c' - c - 1),
+ *            entry b + 1; t = trunc(scale * dist(x, lo)) in double
+ *            precision, where dist(x, y) = x - y clamped to [0, 2^63 - 1]; leaf = c + min(t, c' - c - 1),
  *            or c when c' = c.  The key's position in the key space picks
  *            the bucket (never its raw top bits, which send a dense key
  *            set to one bucket), and inside the bucket the leaves are
@@ -62,9 +62,9 @@
  *            still gets every leaf its key count pays for.  Monotone in x:
  *            within a bucket each step is, and a bucket's leaves end
  *            where the next bucket's begin.
- *   predict: off = min(count, trunc(slope * (double)(x - ref))), with
- *            x - ref taken as 0 when x < ref: double precision, relative
- *            to the leaf's reference key, so large keys lose nothing.
+ *   predict: off = min(count, trunc(slope * dist(x, ref))): double
+ *            precision, relative to the leaf's reference key, so large
+ *            keys lose nothing.
  *   window:  [start + max(0, off - eps_lo), start + min(count,
  *            off + eps_hi + 1)]; the lower bound of x is inside it (for
  *            a key present, strictly before its end), because routing and
@@ -213,6 +213,20 @@ static inline uint64_t bucket_of(const struct model *m, uint64_t key)
 	       (rot & (((uint64_t)1 << m->shift) - 1));
 }
 
+/*
+ * max(0, min(x - ref, 2^63 - 1)) as a double: monotone in x, and
+ * converted as a signed integer.  The unsigned conversion costs a branch
+ * on the top bit, and a lookup must not branch on what it loaded: a
+ * mispredict there flushes the lookups started behind it.  Only a leaf or
+ * bucket wider than 2^63 reaches the clamp.
+ */
+static inline double dist(uint64_t x, uint64_t ref)
+{
+	uint64_t d = (x - ref) & -(uint64_t)(x > ref);
+	d = d < ((uint64_t)1 << 63) ? d : ((uint64_t)1 << 63) - 1;
+	return (double)(int64_t)d;
+}
+
 /* The router entry of a key, first <= key <= last. */
 static inline const unsigned char *entry_of(const struct model *m,
 					   uint64_t key)
@@ -226,12 +240,11 @@ static inline uint64_t route_at(const unsigned char *e, uint64_t key)
 	const uint64_t lo = get_le64(e);
 	const uint64_t c = get_le32(e + 8);
 	const uint64_t span = get_le32(e + ENTRY_SIZE + 8) - c;
-	const uint64_t lim = span - (span != 0);
-	const uint64_t d = (key - lo) & -(uint64_t)(key > lo);
-	const double f = (double)get_lef32(e + 12) * (double)d;
+	const int64_t lim = (int64_t)(span - (span != 0));
+	const double f = (double)get_lef32(e + 12) * dist(key, lo);
 	/* The comparison also sends a NaN to LIM; below it, f is in
 	 * [0, 2^32) and the conversion exact. */
-	return c + (f < (double)lim ? (uint64_t)f : lim);
+	return c + (uint64_t)(f < (double)lim ? (int64_t)f : lim);
 }
 
 /* first <= key <= last. */
@@ -244,10 +257,9 @@ static inline uint64_t route(const struct model *m, uint64_t key)
 static inline uint64_t predict_off(uint64_t ref, double slope, uint64_t count,
 				   uint64_t key)
 {
-	const uint64_t d = (key - ref) & -(uint64_t)(key > ref);
-	const double f = slope * (double)d;
+	const double f = slope * dist(key, ref);
 	/* f < count <= 2^32 - 1 makes the signed conversion exact. */
-	return f < (double)count ? (uint64_t)(int64_t)f : count;
+	return f < (double)(int64_t)count ? (uint64_t)(int64_t)f : count;
 }
 
 struct window {
