@@ -200,7 +200,7 @@ bench-store: all bench-deps
 	$(Q)sh bench/store/run.sh
 
 ## bench-rmi: the learned index against binary search, Eytzinger and LMDB
-bench-rmi: bench-deps
+bench-rmi: bench-deps all
 	$(Q)sh bench/run-rmi.sh
 
 ## bench-serve: kyro-serve under wrk against nginx and redis (issue 4 figures)

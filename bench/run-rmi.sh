@@ -88,3 +88,10 @@ if command -v gnuplot >/dev/null 2>&1; then
 	gnuplot -e "csv='$CSV'; out='$OUT/rmi.png'" bench/plot_rmi.gp
 fi
 cat "$OUT/rmi-env.txt" "$OUT/rmi-table.md"
+
+# End to end: kyro-get with the index and with KYRODB_INDEX=binary.
+if [ -x bin/kyro-get ]; then
+	sh bench/index-e2e.sh
+else
+	echo "run-rmi: bin/ not built, skipping bench/index-e2e.sh (make all)" >&2
+fi

@@ -227,6 +227,9 @@ static uint64_t probe_keys(const uint64_t *keys, uint64_t n, uint64_t *q,
 	return m;
 }
 
+/* Indexes built with each kind of router: both must be exercised. */
+static uint64_t built_kind[2];
+
 static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 		      const struct kyro_rmi_params *p)
 {
@@ -246,6 +249,7 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	result(rc == 0, "%s: build (%s)", label, rc ? err : "ok");
 	if (rc)
 		goto out;
+	built_kind[st.router_log != 0]++;
 	rc = kyro_rmi_load(&r, img, size, keys, n, gen, err, sizeof(err));
 	result(rc == 0, "%s: load (%s)", label, rc ? err : "ok");
 	if (rc)
@@ -813,6 +817,23 @@ int main(int argc, char **argv)
 		check_set(dist_name(sets[i].d), keys, n, NULL);
 		free(keys);
 	}
+	{
+		/* Keys spread over orders of magnitude are what the
+		 * logarithmic router is for. */
+		uint64_t n;
+		uint64_t *keys = make_keys(D_LOGNORMAL, 1000000, &n);
+		struct kyro_rmi_build_stats st;
+		char err[256];
+		void *img = NULL;
+		size_t size;
+		const int rc = kyro_rmi_train(keys, n, 1, NULL, &img, &size,
+					      &st, err, sizeof(err));
+		result(rc == 0 && st.router_log,
+		       "lognormal keys get a logarithmic router (%s)",
+		       rc ? err : st.router_log ? "log" : "linear");
+		free(img);
+		free(keys);
+	}
 
 	/* Explicit shapes, including badly chosen ones: correctness must
 	 * not depend on the tuner. */
@@ -833,6 +854,10 @@ int main(int argc, char **argv)
 		free(keys);
 	}
 
+	result(built_kind[0] > 0 && built_kind[1] > 0,
+	       "both router kinds were built and checked (%" PRIu64
+	       " linear, %" PRIu64 " logarithmic)",
+	       built_kind[0], built_kind[1]);
 	check_build_errors();
 	check_budget();
 	check_damage();
