@@ -822,23 +822,31 @@ out:
 
 /* ---- build ---------------------------------------------------------- */
 
-/* The first i >= pos with bucket_of(keys[i]) >= b, given that every key
- * before pos is in an earlier bucket.  Galloping: the cost grows with the
- * distance moved, not with n. */
-static uint64_t gallop_bucket(const struct model *m, const uint64_t *keys,
-			      uint64_t n, uint64_t pos, uint64_t b)
+/* Where a key goes under M: its leaf, or with BY_BUCKET its bucket. */
+static inline uint64_t place(const struct model *m, int by_bucket,
+			     uint64_t key)
 {
-	if (pos >= n || bucket_of(m, keys[pos]) >= b)
+	return by_bucket ? bucket_of(m, key) : route(m, key);
+}
+
+/* The first i >= pos with place(keys[i]) >= t, given that every key
+ * before pos is placed below t.  Both places are monotone in the key, so
+ * a gallop finds it: the cost grows with the distance moved, not with n. */
+static uint64_t gallop_to(const struct model *m, int by_bucket,
+			  const uint64_t *keys, uint64_t n, uint64_t pos,
+			  uint64_t t)
+{
+	if (pos >= n || place(m, by_bucket, keys[pos]) >= t)
 		return pos;
-	uint64_t lo = pos, step = 1; /* bucket_of(keys[lo]) < b */
-	while (lo + step < n && bucket_of(m, keys[lo + step]) < b) {
+	uint64_t lo = pos, step = 1; /* place(keys[lo]) < t */
+	while (lo + step < n && place(m, by_bucket, keys[lo + step]) < t) {
 		lo += step;
 		step *= 2;
 	}
 	uint64_t hi = lo + step < n ? lo + step : n;
 	while (hi - lo > 1) {
 		const uint64_t mid = lo + (hi - lo) / 2;
-		if (bucket_of(m, keys[mid]) < b)
+		if (place(m, by_bucket, keys[mid]) < t)
 			lo = mid;
 		else
 			hi = mid;
@@ -852,7 +860,7 @@ static void bucket_bounds(const struct model *m, const uint64_t *keys,
 {
 	uint64_t pos = 0;
 	for (uint64_t b = 0; b <= (uint64_t)1 << bits; b++) {
-		pos = gallop_bucket(m, keys, n, pos, b);
+		pos = gallop_to(m, 1, keys, n, pos, b);
 		out[b] = pos;
 	}
 }
@@ -901,26 +909,11 @@ static void fill_router(unsigned char *router, const struct model *m,
 }
 
 /* The end of leaf L's run of keys, which starts at POS: the first i >= pos
- * routed past L.  Routing is monotone in the key, so a gallop finds it. */
+ * routed past L. */
 static uint64_t leaf_end(const struct model *m, const uint64_t *keys,
 			 uint64_t n, uint64_t pos, uint64_t l)
 {
-	if (pos >= n || route(m, keys[pos]) > l)
-		return pos;
-	uint64_t lo = pos, step = 1; /* route(keys[lo]) <= l */
-	while (lo + step < n && route(m, keys[lo + step]) <= l) {
-		lo += step;
-		step *= 2;
-	}
-	uint64_t hi = lo + step < n ? lo + step : n;
-	while (hi - lo > 1) {
-		const uint64_t mid = lo + (hi - lo) / 2;
-		if (route(m, keys[mid]) <= l)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return hi;
+	return gallop_to(m, 0, keys, n, pos, l + 1);
 }
 
 /* The start of the run of keys routed to L, which contains position I. */
