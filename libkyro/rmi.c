@@ -406,7 +406,7 @@ static inline uint64_t lower_bound(const struct kyro_rmi *r, uint64_t key,
 	}
 	const uint64_t lo = w.lo - (w.lo > 0);
 	const uint64_t hi = w.hi + (w.hi < n);
-	uint64_t ans = r->probe(r->keys, lo, hi, key);
+	uint64_t ans = r->probe(r->keys, n, lo, hi, key);
 	const int miss = ((ans == lo) & (lo > 0)) | ((ans == hi) & (hi < n));
 	if (__builtin_expect(miss, 0)) {
 		ans = kyro_lower_bound_binary(r->keys, n, key);
@@ -428,7 +428,6 @@ static inline uint64_t lower_bound(const struct kyro_rmi *r, uint64_t key,
  * counted as by kyro_rmi_lower_bound().
  */
 #define BATCH 32
-#define BATCH_LINES 4 /* lines prefetched per window at most */
 
 void kyro_rmi_lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
 				uint64_t *out, size_t count)
@@ -477,16 +476,19 @@ void kyro_rmi_lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
 				bump(&c->fallbacks);
 			lo[k] = w.lo - (w.lo > 0);
 			hi[k] = w.hi + (w.hi < n);
+			/* The lines a short window's probe reads: the one
+			 * holding keys[lo] and the next ones. */
 			const uint64_t *p = keys + lo[k];
-			const uint64_t *e = keys + hi[k];
-			for (int l = 0; l < BATCH_LINES && p < e; l++, p += 8)
+			const uint64_t *e = keys + n;
+			for (int l = 0; l < KYRO_PROBE_LINES && p < e;
+			     l++, p += 8)
 				__builtin_prefetch(p);
 		}
 		for (size_t k = 0; k < m; k++) {
 			if (lo[k] > hi[k])
 				continue;
 			const uint64_t key = q[base + k];
-			uint64_t ans = r->probe(keys, lo[k], hi[k], key);
+			uint64_t ans = r->probe(keys, n, lo[k], hi[k], key);
 			const int miss = ((ans == lo[k]) & (lo[k] > 0)) |
 					 ((ans == hi[k]) & (hi[k] < n));
 			if (__builtin_expect(miss, 0)) {

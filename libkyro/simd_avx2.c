@@ -12,9 +12,31 @@
 
 #define WIDE 32
 
-uint64_t kyro_simd_probe_avx2(const uint64_t *keys, uint64_t lo, uint64_t hi,
-			      uint64_t key)
+/* Bit j set when p[j] < key (the sign-flipped K), j < 4. */
+static inline unsigned below4(const uint64_t *p, __m256i k, __m256i sign)
 {
+	const __m256i v = _mm256_xor_si256(
+		_mm256_loadu_si256((const __m256i *)(const void *)p), sign);
+	return (unsigned)_mm256_movemask_pd(
+		_mm256_castsi256_pd(_mm256_cmpgt_epi64(k, v)));
+}
+
+uint64_t kyro_simd_probe_avx2(const uint64_t *keys, uint64_t n, uint64_t lo,
+			      uint64_t hi, uint64_t key)
+{
+	const __m256i sign =
+		_mm256_set1_epi64x((long long)0x8000000000000000ULL);
+	const __m256i k =
+		_mm256_xor_si256(_mm256_set1_epi64x((long long)key), sign);
+	uint64_t a;
+	uint32_t win;
+	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
+		uint32_t lt = 0;
+		for (int i = 0; i < KYRO_PROBE_KEYS / 4; i++)
+			lt |= (uint32_t)below4(keys + a + 4 * i, k, sign)
+			      << (4 * i);
+		return lo + (uint64_t)__builtin_popcount(lt & win);
+	}
 	uint64_t base = lo;
 	uint64_t len = hi - lo;
 	while (len > WIDE) {
@@ -22,20 +44,10 @@ uint64_t kyro_simd_probe_avx2(const uint64_t *keys, uint64_t lo, uint64_t hi,
 		base = keys[base + half - 1] < key ? base + half : base;
 		len -= half;
 	}
-	const __m256i sign =
-		_mm256_set1_epi64x((long long)0x8000000000000000ULL);
-	const __m256i k =
-		_mm256_xor_si256(_mm256_set1_epi64x((long long)key), sign);
 	const uint64_t *p = keys + base;
 	uint64_t below = 0;
-	for (; len >= 4; len -= 4, p += 4) {
-		const __m256i v = _mm256_xor_si256(
-			_mm256_loadu_si256((const __m256i *)(const void *)p),
-			sign);
-		const __m256i lt = _mm256_cmpgt_epi64(k, v);
-		below += (uint64_t)__builtin_popcount((unsigned)
-			_mm256_movemask_pd(_mm256_castsi256_pd(lt)));
-	}
+	for (; len >= 4; len -= 4, p += 4)
+		below += (uint64_t)__builtin_popcount(below4(p, k, sign));
 	for (uint64_t j = 0; j < len; j++)
 		below += p[j] < key;
 	return base + below;

@@ -5,7 +5,7 @@
  *
  * AVX-512F compares unsigned 64-bit lanes directly, and a masked load
  * reads nothing in its masked-off lanes (no fault past the window's end),
- * so the tail needs no scalar loop.
+ * so the general path's tail needs no scalar loop.
  */
 #include <immintrin.h>
 #include <stdint.h>
@@ -14,9 +14,13 @@
 
 #define WIDE 64
 
-uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t lo,
-				uint64_t hi, uint64_t key)
+/* A window longer than the short path's lines, or near the array's end.
+ * Kept out of line so that the short path saves no registers. */
+static __attribute__((noinline)) uint64_t probe_long(const uint64_t *keys,
+						    uint64_t lo, uint64_t hi,
+						    uint64_t key)
 {
+	const __m512i k = _mm512_set1_epi64((long long)key);
 	uint64_t base = lo;
 	uint64_t len = hi - lo;
 	while (len > WIDE) {
@@ -24,7 +28,6 @@ uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t lo,
 		base = keys[base + half - 1] < key ? base + half : base;
 		len -= half;
 	}
-	const __m512i k = _mm512_set1_epi64((long long)key);
 	const uint64_t *p = keys + base;
 	uint64_t below = 0;
 	for (; len >= 8; len -= 8, p += 8) {
@@ -39,4 +42,28 @@ uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t lo,
 			(unsigned)_mm512_mask_cmplt_epu64_mask(m, v, k));
 	}
 	return base + below;
+}
+
+uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t n,
+				uint64_t lo, uint64_t hi, uint64_t key)
+{
+	const __m512i k = _mm512_set1_epi64((long long)key);
+	uint64_t a;
+	uint32_t win;
+	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
+		/* Unrolled by hand, the masks paired in mask registers: the
+		 * fewer instructions a lookup holds in the reorder buffer,
+		 * the more lookups' misses overlap. */
+		const uint64_t *p = keys + a;
+		const __mmask16 m01 = _mm512_kunpackb(
+			_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 8), k),
+			_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p), k));
+		const __mmask16 m23 = _mm512_kunpackb(
+			_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 24), k),
+			_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 16), k));
+		const uint32_t lt = (uint32_t)_cvtmask16_u32(m01) |
+				    (uint32_t)_cvtmask16_u32(m23) << 16;
+		return lo + (uint64_t)__builtin_popcount(lt & win);
+	}
+	return probe_long(keys, lo, hi, key);
 }

@@ -4,12 +4,14 @@
  * Compiled without -m flags and with -fno-tree-vectorize so that it stays
  * the plain reference the vector variants are compared against.
  *
- * All probes share one shape: branchless halving (the comparison picks the
- * base with a conditional move, so no branch depends on key data) until at
- * most WIDE keys are left, then a count of the keys below KEY over the
- * rest.  Counting a whole short run costs more compares than stopping at
- * the first larger key, but its loads are independent, so the cache misses
- * of a window overlap instead of queueing behind mispredicted branches.
+ * All probes share one shape.  A short window is probed over a fixed
+ * count of whole lines (kyro_probe_lines() in simd.h).  A longer one is
+ * halved without branches (the comparison picks the base with a
+ * conditional move, so no branch depends on key data) until at most WIDE
+ * keys are left, and the keys below KEY are counted over the rest.
+ * Counting a whole short run costs more compares than stopping at the
+ * first larger key, but its loads are independent, so the cache misses of
+ * a window overlap instead of queueing behind mispredicted branches.
  */
 #include <stdint.h>
 
@@ -17,9 +19,17 @@
 
 #define WIDE 16
 
-uint64_t kyro_simd_probe_scalar(const uint64_t *keys, uint64_t lo,
-				uint64_t hi, uint64_t key)
+uint64_t kyro_simd_probe_scalar(const uint64_t *keys, uint64_t n,
+				uint64_t lo, uint64_t hi, uint64_t key)
 {
+	uint64_t a;
+	uint32_t win;
+	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
+		uint32_t lt = 0;
+		for (int j = 0; j < KYRO_PROBE_KEYS; j++)
+			lt |= (uint32_t)(keys[a + j] < key) << j;
+		return lo + (uint64_t)__builtin_popcount(lt & win);
+	}
 	uint64_t base = lo;
 	uint64_t len = hi - lo;
 	while (len > WIDE) {

@@ -12,9 +12,28 @@
 
 #define WIDE 16
 
-uint64_t kyro_simd_probe_sse4(const uint64_t *keys, uint64_t lo, uint64_t hi,
-			      uint64_t key)
+/* Bit j set when p[j] < key (the sign-flipped K), j < 2. */
+static inline unsigned below2(const uint64_t *p, __m128i k, __m128i sign)
 {
+	const __m128i v = _mm_xor_si128(
+		_mm_loadu_si128((const __m128i *)(const void *)p), sign);
+	return (unsigned)_mm_movemask_pd(_mm_castsi128_pd(_mm_cmpgt_epi64(k, v)));
+}
+
+uint64_t kyro_simd_probe_sse4(const uint64_t *keys, uint64_t n, uint64_t lo,
+			      uint64_t hi, uint64_t key)
+{
+	const __m128i sign = _mm_set1_epi64x((long long)0x8000000000000000ULL);
+	const __m128i k = _mm_xor_si128(_mm_set1_epi64x((long long)key), sign);
+	uint64_t a;
+	uint32_t win;
+	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
+		uint32_t lt = 0;
+		for (int i = 0; i < KYRO_PROBE_KEYS / 2; i++)
+			lt |= (uint32_t)below2(keys + a + 2 * i, k, sign)
+			      << (2 * i);
+		return lo + (uint64_t)__builtin_popcount(lt & win);
+	}
 	uint64_t base = lo;
 	uint64_t len = hi - lo;
 	while (len > WIDE) {
@@ -22,17 +41,10 @@ uint64_t kyro_simd_probe_sse4(const uint64_t *keys, uint64_t lo, uint64_t hi,
 		base = keys[base + half - 1] < key ? base + half : base;
 		len -= half;
 	}
-	const __m128i sign = _mm_set1_epi64x((long long)0x8000000000000000ULL);
-	const __m128i k = _mm_xor_si128(_mm_set1_epi64x((long long)key), sign);
 	const uint64_t *p = keys + base;
 	uint64_t below = 0;
-	for (; len >= 2; len -= 2, p += 2) {
-		const __m128i v = _mm_xor_si128(
-			_mm_loadu_si128((const __m128i *)(const void *)p), sign);
-		const __m128i lt = _mm_cmpgt_epi64(k, v);
-		below += (uint64_t)__builtin_popcount(
-			(unsigned)_mm_movemask_pd(_mm_castsi128_pd(lt)));
-	}
+	for (; len >= 2; len -= 2, p += 2)
+		below += (uint64_t)__builtin_popcount(below2(p, k, sign));
 	if (len)
 		below += p[0] < key;
 	return base + below;

@@ -274,7 +274,7 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 		for (int v = 0; v < nlevels; v++) {
 			const kyro_simd_probe_fn f =
 				kyro_simd_probe_for(levels[v]);
-			if (f(keys, lo, hi, keys[i]) != i) {
+			if (f(keys, n, lo, hi, keys[i]) != i) {
 				if (wrong++ == 0)
 					first_bad = i;
 			}
@@ -308,7 +308,7 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 			if (kyro_rmi_lower_bound(r, q[j]) != want)
 				lb_wrong++;
 			if (want >= lo && want <= hi &&
-			    kyro_simd_probe_for(levels[v])(keys, lo, hi,
+			    kyro_simd_probe_for(levels[v])(keys, n, lo, hi,
 							   q[j]) != want)
 				variant_wrong++;
 		}
@@ -384,7 +384,7 @@ static void check_probes(void)
 			while (want < hi && k[want] < key)
 				want++;
 			for (int v = 0; v < nlevels; v++)
-				if (kyro_simd_probe_for(levels[v])(k, lo, hi,
+				if (kyro_simd_probe_for(levels[v])(k, n, lo, hi,
 								   key) != want)
 					wrong++;
 		}
@@ -392,6 +392,62 @@ static void check_probes(void)
 	result(wrong == 0, "SIMD probes: every variant counts windows of 0..300 "
 	       "keys exactly, sign bit set and clear (%" PRIu64 " wrong)",
 	       wrong);
+
+	/*
+	 * Every window of up to 40 keys in arrays of 0..80 keys, probed in
+	 * an allocation of exactly the array's size (under ASan a read past
+	 * either end fails here), and in copies whose start takes each of
+	 * the eight 8-byte positions in a 64-byte line: the short-window
+	 * path reads whole lines.  The keys straddle the sign bit, and the
+	 * probe keys fall on, between and beyond them.
+	 */
+	wrong = 0;
+	uint64_t paths = 0;
+	for (uint64_t n = 0; n <= 80; n++) {
+		for (unsigned shift = 0; shift < 8; shift++) {
+			uint64_t *pad = aligned_alloc(64, 64 * ((n + 7) / 8 + 2));
+			if (pad == NULL)
+				abort();
+			uint64_t *a = malloc(8 * n + !n);
+			if (a == NULL)
+				abort();
+			for (uint64_t i = 0; i < n; i++)
+				a[i] = 0x7fffffffffffffe0ULL + 2 * i;
+			uint64_t *view = pad + shift;
+			memcpy(view, a, 8 * n);
+			for (uint64_t lo = 0; lo <= n; lo++) {
+				for (uint64_t hi = lo; hi <= n && hi <= lo + 40;
+				     hi++) {
+					for (uint64_t d = 0; d <= 2 * n + 2;
+					     d += 1 + (n > 20)) {
+						const uint64_t key =
+							0x7fffffffffffffdfULL + d;
+						uint64_t want = lo;
+						while (want < hi && a[want] < key)
+							want++;
+						uint64_t f;
+						uint32_t win;
+						paths += kyro_probe_lines(view, n, lo, hi,
+									  &f, &win);
+						for (int v = 0; v < nlevels; v++) {
+							if (kyro_simd_probe_for(levels[v])(
+								    a, n, lo, hi, key) != want ||
+							    kyro_simd_probe_for(levels[v])(
+								    view, n, lo, hi, key) != want)
+								wrong++;
+						}
+					}
+				}
+			}
+			free(a);
+			free(pad);
+		}
+	}
+	result(wrong == 0 && paths > 0,
+	       "SIMD probes: every window of 0..40 keys in arrays of 0..80, "
+	       "at every alignment, exact in every variant, no read outside "
+	       "the array (%" PRIu64 " wrong; %" PRIu64 " by whole lines)",
+	       wrong, paths);
 
 	wrong = 0;
 	for (uint64_t n = 0; n < 200; n++) {
