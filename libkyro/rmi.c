@@ -369,10 +369,16 @@ uint64_t kyro_lower_bound_binary(const uint64_t *keys, uint64_t n,
 	return base + (keys[base] < key);
 }
 
+/*
+ * The bit length of W: 0 for 0, b for 2^(b-1) <= W < 2^b.  A window lies
+ * in one leaf, whose key count is 32 bits, so b <= 32 < KYRO_RMI_HIST.
+ * Computed as the bit length of 2W + 1, less one, so that no branch
+ * handles W = 0: every instruction a lookup saves lets the core keep
+ * more lookups' cache misses in flight.
+ */
 static inline unsigned hist_bucket(uint64_t w)
 {
-	const unsigned b = w ? 64u - (unsigned)__builtin_clzll(w) : 0u;
-	return b < KYRO_RMI_HIST ? b : KYRO_RMI_HIST - 1;
+	return 63u - (unsigned)__builtin_clzll(2 * w + 1);
 }
 
 static inline uint64_t lower_bound(const struct kyro_rmi *r, uint64_t key,
