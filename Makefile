@@ -15,7 +15,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-missing-field-initializers -Wformat=2 -Wvla
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 CPPFLAGS_ALL := -std=c11 -D_GNU_SOURCE -Ilibkyro -MMD -MP
-LDLIBS  := -l:libcpu_features.a -lxxhash -lm
+LDLIBS  := -l:libcpu_features.a -lxxhash -lm -pthread
 
 ifdef SANITIZE
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all

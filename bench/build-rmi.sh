@@ -17,7 +17,7 @@ cc $BASE -msse4.2 -mpopcnt -c libkyro/simd_sse4.c -o $OUT/simd_sse4.o
 cc $BASE -mavx2 -mpopcnt -c libkyro/simd_avx2.c -o $OUT/simd_avx2.o
 cc $BASE -mavx512f -mpopcnt -c libkyro/simd_avx512.c -o $OUT/simd_avx512.o
 OBJS="$OUT/rmi.o $OUT/simd.o $OUT/simd_scalar.o $OUT/simd_sse4.o $OUT/simd_avx2.o $OUT/simd_avx512.o"
-LIBS="-l:libcpu_features.a -lxxhash -lm"
+LIBS="-l:libcpu_features.a -lxxhash -lm -pthread"
 if [ -f tests/unit/test_rmi.c ]; then
 	cc $BASE -Ilibkyro tests/unit/test_rmi.c $OBJS $LIBS -o $OUT/test_rmi
 fi

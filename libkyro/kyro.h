@@ -207,6 +207,11 @@ struct kyro_rmi_params {
 	unsigned leaves;      /* leaf models; 0: tune automatically */
 	unsigned router_bits; /* router table of 2^bits entries (8..24); 0: auto */
 	uint64_t max_size;    /* byte budget; 0: 2% of the keys' bytes */
+	unsigned threads;     /* 1: fit the leaves on the calling thread;
+			       * 2: on it and one more; 0: two when the
+			       * process may run on two CPUs or more and
+			       * there are 2^18 keys or more.  The index
+			       * is the same either way. */
 };
 
 struct kyro_rmi_stats {

@@ -891,6 +891,46 @@ int main(int argc, char **argv)
 		free(keys);
 	}
 
+	/* Two threads fit the leaves in halves; the image must be the one a
+	 * single thread builds, byte for byte, whatever the shape. */
+	{
+		static const struct {
+			enum dist d;
+			uint64_t n;
+			unsigned leaves;
+		} tsets[] = {
+			{ D_LOGNORMAL, 1000000, 0 }, { D_CLUSTERED, 1000000, 0 },
+			{ D_RANDOM, 300000, 0 },     { D_GAPS, 100000, 3 },
+			{ D_DENSE, 100000, 2 },      { D_RANDOM, 1000, 0 },
+		};
+		int same = 0, total = 0;
+		for (size_t i = 0; i < sizeof(tsets) / sizeof(tsets[0]); i++) {
+			uint64_t n;
+			uint64_t *keys = make_keys(tsets[i].d, tsets[i].n, &n);
+			void *img[2] = { NULL, NULL };
+			size_t size[2] = { 0, 0 };
+			int rc = 0;
+			for (unsigned t = 0; t < 2; t++) {
+				const struct kyro_rmi_params p = {
+					tsets[i].leaves, 0, 0, t + 1
+				};
+				char err[256];
+				rc |= kyro_rmi_train(keys, n, 1, &p, &img[t],
+						     &size[t], NULL, err,
+						     sizeof(err));
+			}
+			total++;
+			same += rc == 0 && size[0] == size[1] &&
+				memcmp(img[0], img[1], size[0]) == 0;
+			free(img[0]);
+			free(img[1]);
+			free(keys);
+		}
+		result(same == total,
+		       "two threads build the one-thread image byte for byte "
+		       "(%d of %d key sets)", same, total);
+	}
+
 	/* Explicit shapes, including badly chosen ones: correctness must
 	 * not depend on the tuner. */
 	static const struct kyro_rmi_params shapes[] = {
