@@ -1231,7 +1231,8 @@ out:
 /*
  * Fitting and checking leaves [l0, l1), whose keys start at POS.  The
  * build runs two of these in parallel (below); each writes only its own
- * leaf records and its own fields here.
+ * leaf records and its own fields here, and reads only its own records:
+ * every key of its runs routes to one of its leaves.
  */
 struct leaf_job {
 	const struct model *m;

@@ -68,7 +68,8 @@ uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t n,
  * flush throws away the lookups the core had started behind this one.
  * With a fixed count nothing in the probe branches on the window, so one
  * lookup's cache misses overlap the next ones' (docs/RMI.md, "The
- * probe"), although the lines are up to two more than the window needs.
+ * probe's fixed lines"), although the lines are up to two more than the
+ * window needs.
  * The conditions are combined without short-circuits: one branch, taken
  * by about one lookup in 60.
  */
