@@ -30,14 +30,20 @@
  *   its leading one, zero-filled), e = bitlen(d | 1) - 1: 2^S buckets to
  *   each octave of d, for keys that spread over orders of magnitude.
  *   Its entry is
- *     0   8  lo: the bucket's smallest key (any value when it has none)
+ *     0   8  lo: where the bucket's leaves begin (any value when it has
+ *            no key); the builder writes the bucket's smallest key, or,
+ *            when wide gaps split the bucket's keys, one leaf's width
+ *            before the run of them it spreads the leaves over
  *     8   4  c: floor(lb(first + (b << S)) * L / n), where lb(x) is the
  *            number of keys below x (n for a bucket past the last key,
  *            so the final entry's c is L).  Non-decreasing; entry 0's is 0
  *    12   4  scale, an IEEE-754 binary32, finite and >= 0: the bucket's
- *            leaves per unit of key, (c' - c) / (hi - lo + 1) with c' the
- *            next entry's c and hi the bucket's largest key; 0 when the
- *            bucket has no key.  The final entry's lo and scale are 0.
+ *            leaves per unit of key; the builder writes (c' - c) / (hi -
+ *            lo + 1) with c' the next entry's c and hi the bucket's
+ *            largest key, or for a run of its keys the run's own (see
+ *            choose_run()); 0 when the bucket has no key.  The final
+ *            entry's lo and scale are 0.  Any lo and scale give exact
+ *            answers: they only move keys between the bucket's leaves.
  *   Leaves, at R = 64 + roundup64(16 * (2^B + 1)): L records of 32 bytes
  *     0   8  reference key: the smallest key routed to the leaf (0 if none)
  *     8   8  slope, an IEEE-754 binary64, finite and >= 0
@@ -59,7 +65,9 @@
  *            set to one bucket), and inside the bucket the leaves are
  *            spread over the span of the bucket's own keys, not over the
  *            bucket's width: a cluster of keys far narrower than a bucket
- *            still gets every leaf its key count pays for.  Monotone in x:
+ *            still gets every leaf its key count pays for (and where wide
+ *            gaps split a bucket's keys, one run of them gets the leaves,
+ *            the keys before and after it one end leaf each).  Monotone:
  *            within a bucket each step is, and a bucket's leaves end
  *            where the next bucket's begin.
  *   predict: off = min(count, trunc(slope * dist(x, ref))): double
@@ -236,17 +244,24 @@ static inline const unsigned char *entry_of(const struct model *m,
 	return m->router + ENTRY_SIZE * bucket_of(m, key);
 }
 
+/* The leaf of KEY among a bucket's SPAN leaves, counted from the bucket's
+ * first, under the bucket's map LO, SCALE. */
+static inline uint64_t bucket_leaf(uint64_t lo, float scale, uint64_t span,
+				   uint64_t key)
+{
+	const int64_t lim = (int64_t)(span - (span != 0));
+	const double f = (double)scale * dist(key, lo);
+	/* The comparison also sends a NaN to LIM; below it, f is in
+	 * [0, 2^32) and the conversion exact. */
+	return (uint64_t)(f < (double)lim ? (int64_t)f : lim);
+}
+
 /* The leaf of KEY, whose router entry is E. */
 static inline uint64_t route_at(const unsigned char *e, uint64_t key)
 {
-	const uint64_t lo = get_le64(e);
 	const uint64_t c = get_le32(e + 8);
-	const uint64_t span = get_le32(e + ENTRY_SIZE + 8) - c;
-	const int64_t lim = (int64_t)(span - (span != 0));
-	const double f = (double)get_lef32(e + 12) * dist(key, lo);
-	/* The comparison also sends a NaN to LIM; below it, f is in
-	 * [0, 2^32) and the conversion exact. */
-	return c + (uint64_t)(f < (double)lim ? (int64_t)f : lim);
+	return c + bucket_leaf(get_le64(e), get_lef32(e + 12),
+			       get_le32(e + ENTRY_SIZE + 8) - c, key);
 }
 
 /* first <= key <= last. */
@@ -885,11 +900,134 @@ static uint64_t fine_index(int logr, uint64_t b, unsigned shift, unsigned k)
 	       ((b & (((uint64_t)1 << shift) - 1)) << k);
 }
 
+/*
+ * The cost of M keys spread evenly over J leaves, for comparing ways to
+ * spread them: keys times the window each is probed in, taking a leaf's
+ * window to grow as the square root of its keys.  Fewer than one leaf
+ * means the keys share one.
+ */
+static double spread_cost(double m, double j)
+{
+	return m * sqrt(m / (j > 1 ? j : 1));
+}
+
+/* A cut must be this much cheaper than spreading over the gap: the
+ * estimate is rough, and a uniform bucket should keep its spread. */
+#define CUT_GAIN 0.9
+/* Gaps narrower than GAP_MIN of a run's width are not cut, and a run is
+ * first checked for a wider one at GAP_PROBES evenly spaced keys. */
+#define GAP_MIN 0.25
+#define GAP_PROBES 32
+
+/*
+ * The run k[*rs..*re) of a bucket's M sorted keys over which its SPAN
+ * leaves are spread; the keys before the run go to the bucket's first
+ * leaf, those after it to its last.  Spread over all its keys, a bucket
+ * that holds clusters far apart (keys in runs, one bucket catching two)
+ * puts most of its leaves in the gap and each cluster in one leaf, fat
+ * with the whole cluster and slow to search.  So, up to four times: find
+ * the run's widest gap and cut there, keeping the side with the cheaper
+ * total (spread_cost()), when that is clearly cheaper than not cutting.
+ * One pass over the run per step; a bucket without a wide gap costs one.
+ */
+static void choose_run(const uint64_t *k, uint64_t m, uint64_t span,
+		       uint64_t *rs, uint64_t *re)
+{
+	uint64_t s = 0, e = m;
+	for (int step = 0; step < 4 && e - s >= 3; step++) {
+		const uint64_t kr = span - (s > 0) - (e < m);
+		const double width = (double)(k[e - 1] - k[s]);
+		if (e - s > 2 * GAP_PROBES) {
+			/* Any gap lies between two of these probes, so a
+			 * run whose probes are all close has no gap worth
+			 * a cut, and costs GAP_PROBES loads, not a pass. */
+			uint64_t wide = 0, prev = k[s];
+			for (uint64_t j = 1; j <= GAP_PROBES; j++) {
+				const uint64_t x =
+					k[s + (e - 1 - s) * j / GAP_PROBES];
+				wide = x - prev > wide ? x - prev : wide;
+				prev = x;
+			}
+			if ((double)wide < GAP_MIN * width)
+				break;
+		}
+		uint64_t g = s + 1, gw = 0;
+		for (uint64_t i = s + 1; i < e; i++) {
+			const uint64_t w = k[i] - k[i - 1];
+			g = w > gw ? i : g;
+			gw = w > gw ? w : gw;
+		}
+		const double ml = (double)(g - s), mr = (double)(e - g);
+		const double pre = spread_cost((double)s, 1);
+		const double post = spread_cost((double)(m - e), 1);
+		const double keep = pre + post +
+			spread_cost(ml, (double)kr * (double)(k[g - 1] - k[s]) /
+						width) +
+			spread_cost(mr, (double)kr * (double)(k[e - 1] - k[g]) /
+						width);
+		/* Keep the right side: [0, g) becomes the prefix; or the
+		 * left one: [g, m) the suffix.  Each needs a leaf left. */
+		const uint64_t kright = span - 1 - (e < m);
+		const uint64_t kleft = span - (s > 0) - 1;
+		const double right = kright >= 1 && kright < span
+			? spread_cost((double)g, 1) + post +
+				  spread_cost(mr, (double)kright)
+			: HUGE_VAL;
+		const double left = kleft >= 1 && kleft < span
+			? pre + spread_cost((double)(m - g), 1) +
+				  spread_cost(ml, (double)kleft)
+			: HUGE_VAL;
+		const double cut = right < left ? right : left;
+		if (!(cut < CUT_GAIN * keep))
+			break;
+		if (right < left)
+			s = g;
+		else
+			e = g;
+	}
+	*rs = s;
+	*re = e;
+}
+
+/*
+ * The map of a bucket's M keys K onto its SPAN leaves that spreads the
+ * leaves evenly over the run k[s..e), with one leaf for the keys before
+ * the run (if any) and one for those after it (if any).  Returns 0 if the
+ * map, as stored, does not separate them so (a gap too narrow for the
+ * rounding): the caller then spreads over all the keys.
+ */
+static int spread_map(const uint64_t *k, uint64_t m, uint64_t s, uint64_t e,
+		      uint64_t span, uint64_t *lo, float *scale)
+{
+	const uint64_t pre = s > 0, post = e < m;
+	const uint64_t kr = span - pre - post;
+	const uint64_t u = k[s], v = k[e - 1];
+	/* One leaf's width before U holds the prefix. */
+	const double lw = ceil(((double)(v - u) + 1.0) / (double)kr);
+	if (pre && !(lw < (double)u))
+		return 0;
+	const uint64_t l = pre ? u - (uint64_t)lw : u;
+	const double sd = (double)(kr + pre) / ((double)(v - l) + 1.0);
+	float sf = (float)sd;
+	if ((double)sf > sd) /* rounded up: the run's last key may spill */
+		sf = nextafterf(sf, 0.0f);
+	if ((pre && bucket_leaf(l, sf, span, k[s - 1]) != 0) ||
+	    bucket_leaf(l, sf, span, u) != pre ||
+	    bucket_leaf(l, sf, span, v) > span - 1 - post ||
+	    (post && bucket_leaf(l, sf, span, k[e]) != span - 1))
+		return 0;
+	*lo = l;
+	*scale = sf;
+	return 1;
+}
+
 /* The router of M (bits BITS) for LEAVES leaves, from the bucket bounds
- * FINE of a router of the same kind K bits finer. */
+ * FINE of a router of the same kind K bits finer.  With CUT, buckets
+ * split by a wide gap spread their leaves over one run of their keys
+ * (choose_run()): the final router; the tuner compares shapes without. */
 static void fill_router(unsigned char *router, const struct model *m,
 			unsigned bits, uint64_t leaves, const uint64_t *keys,
-			uint64_t n, const uint64_t *fine, unsigned k)
+			uint64_t n, const uint64_t *fine, unsigned k, int cut)
 {
 	const uint64_t nb = (uint64_t)1 << bits;
 	uint64_t c = 0;
@@ -900,7 +1038,12 @@ static void fill_router(unsigned char *router, const struct model *m,
 		unsigned char *ent = router + ENTRY_SIZE * b;
 		float scale = 0;
 		uint64_t lo = 0;
-		if (e > a) {
+		uint64_t rs = 0, re = e - a;
+		if (cut && e > a && c1 - c >= 2)
+			choose_run(keys + a, e - a, c1 - c, &rs, &re);
+		if (e > a && (re - rs == e - a ||
+			      !spread_map(keys + a, e - a, rs, re, c1 - c, &lo,
+					  &scale))) {
 			lo = keys[a];
 			scale = (float)((double)(c1 - c) /
 					((double)(keys[e - 1] - lo) + 1.0));
@@ -1191,7 +1334,7 @@ static int choose_shape(const uint64_t *keys, uint64_t n,
 				const uint64_t leaves = leaves_for(
 					p, budget, b, max_leaves);
 				fill_router(router, &m, b, leaves, keys, n,
-					    fine[kind], k);
+					    fine[kind], k, 0);
 				const double w = estimate(&m, keys, n, samples,
 							  s, cap, memo_leaf,
 							  memo_w);
@@ -1461,7 +1604,7 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	model_shape(&m, first, last, sh.logr, shift);
 	m.router = img + HDR_SIZE;
 	m.leaves = m.router + router_bytes(bits);
-	fill_router(img + HDR_SIZE, &m, bits, leaves, keys, n, bounds, 0);
+	fill_router(img + HDR_SIZE, &m, bits, leaves, keys, n, bounds, 0, 1);
 
 	double wsum = 0, wmax = 0;
 	err = fit_all(&m, img + HDR_SIZE + router_bytes(bits), keys, n, leaves,

@@ -765,6 +765,77 @@ static void check_budget(void)
 	free(keys);
 }
 
+/* ---- a bucket split by wide gaps ---------------------------------------- */
+
+/*
+ * One router bucket holding a long cluster, one stray key far before it and
+ * one far after it.  Spread over the whole bucket, the bucket's leaves
+ * would cover the gaps and leave the cluster in one leaf, probed in windows
+ * of a hundred keys and more; cut at the gaps (choose_run() in rmi.c), the
+ * strays get the bucket's end leaves and the cluster all the others.  The
+ * rest of the keys fill the other buckets.  Also checked as a key set.
+ */
+static void check_gap_cut(void)
+{
+	const uint64_t bucket = 0x55ULL << 56, nclus = 20000, nrand = 20000;
+	uint64_t *keys = malloc(sizeof(*keys) * (nclus + nrand + 4));
+	if (keys == NULL)
+		abort();
+	uint64_t n = 0;
+	while (n < nrand) {
+		const uint64_t k = rnd();
+		if (k >> 56 != 0x55)
+			keys[n++] = k;
+	}
+	/* The range must span the whole key space, so that bucket 0x55 of
+	 * 256 is exactly the keys with that top byte. */
+	keys[n++] = 0;
+	keys[n++] = UINT64_MAX;
+	keys[n++] = bucket + 5;
+	keys[n++] = bucket + ((uint64_t)1 << 55);
+	uint64_t k = bucket + ((uint64_t)1 << 40);
+	const uint64_t cfirst = k + 1;
+	for (uint64_t j = 0; j < nclus; j++) {
+		k += 1 + rnd() % 32;
+		keys[n++] = k;
+	}
+	const uint64_t clast = k;
+	n = sort_unique(keys, n);
+
+	struct kyro_rmi_params p = { 0 };
+	p.router_bits = 8;
+	p.leaves = 400;
+	check_set("cluster between strays", keys, n, &p);
+
+	char err[256] = "";
+	void *img = NULL;
+	size_t size = 0;
+	struct kyro_rmi *r = NULL;
+	int rc = kyro_rmi_train(keys, n, 1, &p, &img, &size, NULL, err,
+				sizeof(err));
+	if (rc == 0)
+		rc = kyro_rmi_load(&r, img, size, keys, n, 1, err, sizeof(err));
+	double sum = 0, cnt = 0, widest = 0;
+	for (uint64_t i = 0; rc == 0 && i < n; i++) {
+		if (keys[i] < cfirst || keys[i] > clast)
+			continue;
+		uint64_t lo, hi;
+		kyro_rmi_window(r, keys[i], &lo, &hi);
+		sum += (double)(hi - lo);
+		cnt++;
+		widest = (double)(hi - lo) > widest ? (double)(hi - lo) : widest;
+	}
+	/* About 200 leaves for the cluster, 100 keys each: windows of 10 to
+	 * 20 keys.  In one leaf they are 100 and more. */
+	result(rc == 0 && cnt == nclus && sum / cnt < 24 && widest < 64,
+	       "a cluster between two far strays in one bucket is spread over "
+	       "the bucket's leaves: mean window %.1f, widest %.0f keys (%s)",
+	       cnt ? sum / cnt : 0.0, widest, rc ? err : "ok");
+	kyro_rmi_free(r);
+	free(img);
+	free(keys);
+}
+
 /* ---- KYRODB_SIMD ------------------------------------------------------- */
 
 static int env_child(const char *want_level, const char *want_status)
@@ -873,6 +944,7 @@ int main(int argc, char **argv)
 		check_set(dist_name(sets[i].d), keys, n, NULL);
 		free(keys);
 	}
+	check_gap_cut();
 	{
 		/* Keys spread over orders of magnitude are what the
 		 * logarithmic router is for. */
