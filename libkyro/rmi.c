@@ -930,27 +930,51 @@ static double spread_cost(double m, double j)
  * total (spread_cost()), when that is clearly cheaper than not cutting.
  * One pass over the run per step; a bucket without a wide gap costs one.
  */
+/*
+ * The widest gap between neighbours of k[a..b) (b - a >= 2) is at least
+ * GAP_MIN of their range, as far as GAP_PROBES evenly spaced keys show:
+ * any gap lies between two neighbouring probes, so all probes close
+ * means no wide gap, at the cost of GAP_PROBES loads, not a pass.  Short
+ * runs are scanned.  A "yes" may be wrong (keys much denser in one part);
+ * callers treat it as the cautious answer.
+ */
+static int wide_gap(const uint64_t *k, uint64_t a, uint64_t b)
+{
+	uint64_t wide = 0;
+	if (b - a > 2 * GAP_PROBES) {
+		uint64_t prev = k[a];
+		for (uint64_t j = 1; j <= GAP_PROBES; j++) {
+			const uint64_t x = k[a + (b - 1 - a) * j / GAP_PROBES];
+			wide = x - prev > wide ? x - prev : wide;
+			prev = x;
+		}
+	} else {
+		for (uint64_t i = a + 1; i < b; i++)
+			wide = k[i] - k[i - 1] > wide ? k[i] - k[i - 1] : wide;
+	}
+	return (double)wide >= GAP_MIN * (double)(k[b - 1] - k[a]);
+}
+
+/* The cost of keys k[a..b) sharing one end leaf, JOINED to keys already
+ * there across a cut.  A leaf holding keys on both sides of a wide gap
+ * fits neither: its window is about all its keys. */
+static double end_cost(const uint64_t *k, uint64_t a, uint64_t b, int joined)
+{
+	const double m = (double)(b - a);
+	if (b - a < 2)
+		return m;
+	return joined || wide_gap(k, a, b) ? m * m : spread_cost(m, 1);
+}
+
 static void choose_run(const uint64_t *k, uint64_t m, uint64_t span,
 		       uint64_t *rs, uint64_t *re)
 {
 	uint64_t s = 0, e = m;
-	for (int step = 0; step < 4 && e - s >= 3; step++) {
+	double pre = 0, post = 0; /* end_cost() of the cut-off keys */
+	for (int step = 0; step < 4 && e - s >= 3 && wide_gap(k, s, e);
+	     step++) {
 		const uint64_t kr = span - (s > 0) - (e < m);
 		const double width = (double)(k[e - 1] - k[s]);
-		if (e - s > 2 * GAP_PROBES) {
-			/* Any gap lies between two of these probes, so a
-			 * run whose probes are all close has no gap worth
-			 * a cut, and costs GAP_PROBES loads, not a pass. */
-			uint64_t wide = 0, prev = k[s];
-			for (uint64_t j = 1; j <= GAP_PROBES; j++) {
-				const uint64_t x =
-					k[s + (e - 1 - s) * j / GAP_PROBES];
-				wide = x - prev > wide ? x - prev : wide;
-				prev = x;
-			}
-			if ((double)wide < GAP_MIN * width)
-				break;
-		}
 		uint64_t g = s + 1, gw = 0;
 		for (uint64_t i = s + 1; i < e; i++) {
 			const uint64_t w = k[i] - k[i - 1];
@@ -958,32 +982,36 @@ static void choose_run(const uint64_t *k, uint64_t m, uint64_t span,
 			gw = w > gw ? w : gw;
 		}
 		const double ml = (double)(g - s), mr = (double)(e - g);
-		const double pre = spread_cost((double)s, 1);
-		const double post = spread_cost((double)(m - e), 1);
 		const double keep = pre + post +
 			spread_cost(ml, (double)kr * (double)(k[g - 1] - k[s]) /
 						width) +
 			spread_cost(mr, (double)kr * (double)(k[e - 1] - k[g]) /
 						width);
 		/* Keep the right side: [0, g) becomes the prefix; or the
-		 * left one: [g, m) the suffix.  Each needs a leaf left. */
+		 * left one: [g, m) the suffix.  Each needs a leaf left.  The
+		 * keys cut off may hold wide gaps of their own, or join
+		 * keys cut off before: then their leaf is costed as
+		 * searched whole. */
 		const uint64_t kright = span - 1 - (e < m);
 		const uint64_t kleft = span - (s > 0) - 1;
-		const double right = kright >= 1 && kright < span
-			? spread_cost((double)g, 1) + post +
-				  spread_cost(mr, (double)kright)
+		const double npre = kright >= 1 && kright < span
+			? end_cost(k, s > 0 ? 0 : s, g, s > 0)
 			: HUGE_VAL;
-		const double left = kleft >= 1 && kleft < span
-			? pre + spread_cost((double)(m - g), 1) +
-				  spread_cost(ml, (double)kleft)
+		const double npost = kleft >= 1 && kleft < span
+			? end_cost(k, g, e < m ? m : e, e < m)
 			: HUGE_VAL;
+		const double right = npre + post + spread_cost(mr, (double)kright);
+		const double left = pre + npost + spread_cost(ml, (double)kleft);
 		const double cut = right < left ? right : left;
 		if (!(cut < CUT_GAIN * keep))
 			break;
-		if (right < left)
+		if (right < left) {
 			s = g;
-		else
+			pre = npre;
+		} else {
 			e = g;
+			post = npost;
+		}
 	}
 	*rs = s;
 	*re = e;

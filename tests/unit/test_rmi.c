@@ -836,6 +836,72 @@ static void check_gap_cut(void)
 	free(keys);
 }
 
+/*
+ * Three runs in one bucket, the largest last.  Cutting off the first two
+ * together would put them in one leaf across the gap between them, whose
+ * window is then both runs; the builder must not (each run may get a fat
+ * leaf of its own, as without any cut, but no leaf may span the gap).
+ */
+static void check_gap_no_merge(void)
+{
+	const uint64_t bucket = 0x55ULL << 56, nrand = 20000;
+	const uint64_t runs[3][2] = { { (uint64_t)1 << 40, 3000 },
+				      { (uint64_t)1 << 50, 3000 },
+				      { (uint64_t)1 << 54, 12000 } };
+	uint64_t *keys = malloc(sizeof(*keys) * (nrand + 2 + 18000));
+	if (keys == NULL)
+		abort();
+	uint64_t n = 0;
+	while (n < nrand) {
+		const uint64_t k = rnd();
+		if (k >> 56 != 0x55)
+			keys[n++] = k;
+	}
+	keys[n++] = 0;
+	keys[n++] = UINT64_MAX;
+	for (int r = 0; r < 3; r++) {
+		uint64_t k = bucket + runs[r][0];
+		for (uint64_t j = 0; j < runs[r][1]; j++) {
+			k += 1 + rnd() % 32;
+			keys[n++] = k;
+		}
+	}
+	n = sort_unique(keys, n);
+	struct kyro_rmi_params p = { 0 };
+	p.router_bits = 8;
+	p.leaves = 400;
+	check_set("three runs in a bucket", keys, n, &p);
+
+	char err[256] = "";
+	void *img = NULL;
+	size_t size = 0;
+	struct kyro_rmi *r = NULL;
+	int rc = kyro_rmi_train(keys, n, 1, &p, &img, &size, NULL, err,
+				sizeof(err));
+	if (rc == 0)
+		rc = kyro_rmi_load(&r, img, size, keys, n, 1, err, sizeof(err));
+	uint64_t widest = 0;
+	double sum = 0, cnt = 0;
+	for (uint64_t i = 0; rc == 0 && i < n; i++) {
+		if (keys[i] >> 56 != 0x55)
+			continue;
+		uint64_t lo, hi;
+		kyro_rmi_window(r, keys[i], &lo, &hi);
+		widest = hi - lo > widest ? hi - lo : widest;
+		sum += (double)(hi - lo);
+		cnt++;
+	}
+	/* Mean 31 keys with the cuts; a leaf holding a whole run costs
+	 * its 3000 keys 3000 each, and the mean goes to hundreds. */
+	result(rc == 0 && cnt == 18000 && widest <= 3100 && sum / cnt < 100,
+	       "three runs in one bucket: no leaf spans a gap between runs, "
+	       "mean window %.1f, widest %" PRIu64 " keys (%s)",
+	       cnt ? sum / cnt : 0.0, widest, rc ? err : "ok");
+	kyro_rmi_free(r);
+	free(img);
+	free(keys);
+}
+
 /* ---- KYRODB_SIMD ------------------------------------------------------- */
 
 static int env_child(const char *want_level, const char *want_status)
@@ -945,6 +1011,7 @@ int main(int argc, char **argv)
 		free(keys);
 	}
 	check_gap_cut();
+	check_gap_no_merge();
 	{
 		/* Keys spread over orders of magnitude are what the
 		 * logarithmic router is for. */
