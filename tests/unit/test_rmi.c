@@ -768,6 +768,40 @@ static void check_budget(void)
 /* ---- a bucket split by wide gaps ---------------------------------------- */
 
 /*
+ * Build the index over KEYS with P and measure the windows of the keys in
+ * [FROM, TO]: their count, mean and widest.  Returns the build's or the
+ * load's error, with ERR set.
+ */
+static int windows_of(const uint64_t *keys, uint64_t n,
+		      const struct kyro_rmi_params *p, uint64_t from,
+		      uint64_t to, double *cnt, double *mean, uint64_t *widest,
+		      char *err, size_t errlen)
+{
+	void *img = NULL;
+	size_t size = 0;
+	struct kyro_rmi *r = NULL;
+	double sum = 0;
+	*cnt = 0;
+	*widest = 0;
+	int rc = kyro_rmi_train(keys, n, 1, p, &img, &size, NULL, err, errlen);
+	if (rc == 0)
+		rc = kyro_rmi_load(&r, img, size, keys, n, 1, err, errlen);
+	for (uint64_t i = 0; rc == 0 && i < n; i++) {
+		if (keys[i] < from || keys[i] > to)
+			continue;
+		uint64_t lo, hi;
+		kyro_rmi_window(r, keys[i], &lo, &hi);
+		sum += (double)(hi - lo);
+		*cnt += 1;
+		*widest = hi - lo > *widest ? hi - lo : *widest;
+	}
+	*mean = *cnt ? sum / *cnt : 0.0;
+	kyro_rmi_free(r);
+	free(img);
+	return rc;
+}
+
+/*
  * One router bucket holding a long cluster, one stray key far before it and
  * one far after it.  Spread over the whole bucket, the bucket's leaves
  * would cover the gaps and leave the cluster in one leaf, probed in windows
@@ -808,31 +842,17 @@ static void check_gap_cut(void)
 	check_set("cluster between strays", keys, n, &p);
 
 	char err[256] = "";
-	void *img = NULL;
-	size_t size = 0;
-	struct kyro_rmi *r = NULL;
-	int rc = kyro_rmi_train(keys, n, 1, &p, &img, &size, NULL, err,
-				sizeof(err));
-	if (rc == 0)
-		rc = kyro_rmi_load(&r, img, size, keys, n, 1, err, sizeof(err));
-	double sum = 0, cnt = 0, widest = 0;
-	for (uint64_t i = 0; rc == 0 && i < n; i++) {
-		if (keys[i] < cfirst || keys[i] > clast)
-			continue;
-		uint64_t lo, hi;
-		kyro_rmi_window(r, keys[i], &lo, &hi);
-		sum += (double)(hi - lo);
-		cnt++;
-		widest = (double)(hi - lo) > widest ? (double)(hi - lo) : widest;
-	}
+	double cnt, mean;
+	uint64_t widest;
+	const int rc = windows_of(keys, n, &p, cfirst, clast, &cnt, &mean,
+				  &widest, err, sizeof(err));
 	/* About 200 leaves for the cluster, 100 keys each: windows of 10 to
 	 * 20 keys.  In one leaf they are 100 and more. */
-	result(rc == 0 && cnt == nclus && sum / cnt < 24 && widest < 64,
+	result(rc == 0 && cnt == nclus && mean < 24 && widest < 64,
 	       "a cluster between two far strays in one bucket is spread over "
-	       "the bucket's leaves: mean window %.1f, widest %.0f keys (%s)",
-	       cnt ? sum / cnt : 0.0, widest, rc ? err : "ok");
-	kyro_rmi_free(r);
-	free(img);
+	       "the bucket's leaves: mean window %.1f, widest %" PRIu64
+	       " keys (%s)",
+	       mean, widest, rc ? err : "ok");
 	free(keys);
 }
 
@@ -873,32 +893,17 @@ static void check_gap_no_merge(void)
 	check_set("three runs in a bucket", keys, n, &p);
 
 	char err[256] = "";
-	void *img = NULL;
-	size_t size = 0;
-	struct kyro_rmi *r = NULL;
-	int rc = kyro_rmi_train(keys, n, 1, &p, &img, &size, NULL, err,
-				sizeof(err));
-	if (rc == 0)
-		rc = kyro_rmi_load(&r, img, size, keys, n, 1, err, sizeof(err));
-	uint64_t widest = 0;
-	double sum = 0, cnt = 0;
-	for (uint64_t i = 0; rc == 0 && i < n; i++) {
-		if (keys[i] >> 56 != 0x55)
-			continue;
-		uint64_t lo, hi;
-		kyro_rmi_window(r, keys[i], &lo, &hi);
-		widest = hi - lo > widest ? hi - lo : widest;
-		sum += (double)(hi - lo);
-		cnt++;
-	}
-	/* Mean 31 keys with the cuts; a leaf holding a whole run costs
-	 * its 3000 keys 3000 each, and the mean goes to hundreds. */
-	result(rc == 0 && cnt == 18000 && widest <= 3100 && sum / cnt < 100,
+	double cnt, mean;
+	uint64_t widest;
+	const uint64_t bucket_end = bucket | (((uint64_t)1 << 56) - 1);
+	const int rc = windows_of(keys, n, &p, bucket, bucket_end, &cnt,
+				  &mean, &widest, err, sizeof(err));
+	/* A mean of about 50 keys with the cuts; a leaf holding a whole
+	 * run costs its 3000 keys 3000 each, and the mean goes to hundreds. */
+	result(rc == 0 && cnt == 18000 && widest <= 3100 && mean < 100,
 	       "three runs in one bucket: no leaf spans a gap between runs, "
 	       "mean window %.1f, widest %" PRIu64 " keys (%s)",
-	       cnt ? sum / cnt : 0.0, widest, rc ? err : "ok");
-	kyro_rmi_free(r);
-	free(img);
+	       mean, widest, rc ? err : "ok");
 	free(keys);
 }
 
