@@ -809,31 +809,50 @@ static int windows_of(const uint64_t *keys, uint64_t n,
  * strays get the bucket's end leaves and the cluster all the others.  The
  * rest of the keys fill the other buckets.  Also checked as a key set.
  */
-static void check_gap_cut(void)
+/* Keys for a test of bucket 0x55 of a 2^8-entry router: room for EXTRA
+ * more, and 20 000 random keys outside that bucket, plus 0 and UINT64_MAX
+ * so that the range spans the whole key space and bucket 0x55 of 256 is
+ * exactly the keys with that top byte.  *NP is their count. */
+#define GAP_BUCKET (0x55ULL << 56)
+static uint64_t *gap_keys(uint64_t extra, uint64_t *np)
 {
-	const uint64_t bucket = 0x55ULL << 56, nclus = 20000, nrand = 20000;
-	uint64_t *keys = malloc(sizeof(*keys) * (nclus + nrand + 4));
+	const uint64_t nrand = 20000;
+	uint64_t *keys = malloc(sizeof(*keys) * (nrand + 2 + extra));
 	if (keys == NULL)
 		abort();
 	uint64_t n = 0;
 	while (n < nrand) {
 		const uint64_t k = rnd();
-		if (k >> 56 != 0x55)
+		if (k >> 56 != GAP_BUCKET >> 56)
 			keys[n++] = k;
 	}
-	/* The range must span the whole key space, so that bucket 0x55 of
-	 * 256 is exactly the keys with that top byte. */
 	keys[n++] = 0;
 	keys[n++] = UINT64_MAX;
+	*np = n;
+	return keys;
+}
+
+/* Appends COUNT keys 1..32 apart after FROM; returns the last. */
+static uint64_t add_run(uint64_t *keys, uint64_t *np, uint64_t from,
+			uint64_t count)
+{
+	for (uint64_t j = 0; j < count; j++) {
+		from += 1 + rnd() % 32;
+		keys[(*np)++] = from;
+	}
+	return from;
+}
+
+static void check_gap_cut(void)
+{
+	const uint64_t bucket = GAP_BUCKET, nclus = 20000;
+	uint64_t n;
+	uint64_t *keys = gap_keys(nclus + 2, &n);
 	keys[n++] = bucket + 5;
 	keys[n++] = bucket + ((uint64_t)1 << 55);
-	uint64_t k = bucket + ((uint64_t)1 << 40);
-	const uint64_t cfirst = k + 1;
-	for (uint64_t j = 0; j < nclus; j++) {
-		k += 1 + rnd() % 32;
-		keys[n++] = k;
-	}
-	const uint64_t clast = k;
+	const uint64_t start = bucket + ((uint64_t)1 << 40);
+	const uint64_t cfirst = start + 1;
+	const uint64_t clast = add_run(keys, &n, start, nclus);
 	n = sort_unique(keys, n);
 
 	struct kyro_rmi_params p = { 0 };
@@ -864,28 +883,14 @@ static void check_gap_cut(void)
  */
 static void check_gap_no_merge(void)
 {
-	const uint64_t bucket = 0x55ULL << 56, nrand = 20000;
+	const uint64_t bucket = GAP_BUCKET;
 	const uint64_t runs[3][2] = { { (uint64_t)1 << 40, 3000 },
 				      { (uint64_t)1 << 50, 3000 },
 				      { (uint64_t)1 << 54, 12000 } };
-	uint64_t *keys = malloc(sizeof(*keys) * (nrand + 2 + 18000));
-	if (keys == NULL)
-		abort();
-	uint64_t n = 0;
-	while (n < nrand) {
-		const uint64_t k = rnd();
-		if (k >> 56 != 0x55)
-			keys[n++] = k;
-	}
-	keys[n++] = 0;
-	keys[n++] = UINT64_MAX;
-	for (int r = 0; r < 3; r++) {
-		uint64_t k = bucket + runs[r][0];
-		for (uint64_t j = 0; j < runs[r][1]; j++) {
-			k += 1 + rnd() % 32;
-			keys[n++] = k;
-		}
-	}
+	uint64_t n;
+	uint64_t *keys = gap_keys(18000, &n);
+	for (int r = 0; r < 3; r++)
+		add_run(keys, &n, bucket + runs[r][0], runs[r][1]);
 	n = sort_unique(keys, n);
 	struct kyro_rmi_params p = { 0 };
 	p.router_bits = 8;
