@@ -89,6 +89,48 @@ static inline int kyro_probe_lines(const uint64_t *keys, uint64_t n,
 	return 1;
 }
 
+/*
+ * The short path of the AVX2, SSE4.2 and scalar probes, after
+ * kyro_probe_lines() returned 1 with *FIRST = A: prefetch the four lines,
+ * then halve keys[A..A+KYRO_PROBE_KEYS) without branches (a conditional
+ * move per step) down to the W keys from the returned base, W a power of
+ * two; the lower bound of KEY among the 32 keys is the base plus the
+ * count of those W keys below KEY.
+ *
+ * Why a search and not a compare of all 32 keys, as the AVX-512 probe
+ * does: four compares of eight keys cost AVX-512 a dozen instructions,
+ * but eight of four keys cost AVX2 about 50 (each a pair of micro-ops on
+ * cores with 128-bit vector units), and the fewer a lookup holds, the
+ * more lookups' cache misses the core overlaps.  The halving steps read
+ * lines that the prefetches have already requested, so they wait for one
+ * memory latency, not one per step (docs/RMI.md, "The probe on cores
+ * without AVX-512").
+ */
+static inline uint64_t kyro_probe_descend(const uint64_t *keys, uint64_t a,
+					  uint64_t key, unsigned w)
+{
+	const char *p = (const char *)(const void *)(keys + a);
+	for (int i = 0; i < KYRO_PROBE_LINES; i++)
+		__builtin_prefetch(p + 64 * i);
+	uint64_t base = a;
+	/* Unrolled: W is a constant, and a loop branch is a uop per step.
+	 * The step is arithmetic: written as a choice, the first one
+	 * compiles to a branch on the key, mispredicted one time in two. */
+#pragma GCC unroll 8
+	for (unsigned half = KYRO_PROBE_KEYS / 2; half >= w; half /= 2)
+		base += half & -(uint64_t)(keys[base + half - 1] < key);
+	return base;
+}
+
+/* The lower bound within keys[LO..HI) of a key whose lower bound within
+ * the short path's 32 keys is ANS: the same, clamped to [LO, HI]. */
+static inline uint64_t kyro_probe_clamp(uint64_t ans, uint64_t lo,
+					uint64_t hi)
+{
+	ans = ans < lo ? lo : ans;
+	return ans > hi ? hi : ans;
+}
+
 /* 1 when this CPU (and OS) can run LEVEL, else 0. */
 int kyro_simd_supported(int level);
 

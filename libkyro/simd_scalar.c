@@ -5,7 +5,9 @@
  * the plain reference the vector variants are compared against.
  *
  * All probes share one shape.  A short window is probed over a fixed
- * count of whole lines (kyro_probe_lines() in simd.h).  A longer one is
+ * count of whole lines (kyro_probe_lines() in simd.h): compared all at
+ * once with AVX-512, searched without branches by the others
+ * (kyro_probe_descend()).  A longer one is
  * halved without branches (the comparison picks the base with a
  * conditional move, so no branch depends on key data) until at most WIDE
  * keys are left, and the keys below KEY are counted over the rest.
@@ -25,10 +27,8 @@ uint64_t kyro_simd_probe_scalar(const uint64_t *keys, uint64_t n,
 	uint64_t a;
 	uint32_t win;
 	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
-		uint32_t lt = 0;
-		for (int j = 0; j < KYRO_PROBE_KEYS; j++)
-			lt |= (uint32_t)(keys[a + j] < key) << j;
-		return lo + (uint64_t)__builtin_popcount(lt & win);
+		const uint64_t b = kyro_probe_descend(keys, a, key, 1);
+		return kyro_probe_clamp(b + (keys[b] < key), lo, hi);
 	}
 	uint64_t base = lo;
 	uint64_t len = hi - lo;

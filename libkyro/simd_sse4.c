@@ -28,11 +28,10 @@ uint64_t kyro_simd_probe_sse4(const uint64_t *keys, uint64_t n, uint64_t lo,
 	uint64_t a;
 	uint32_t win;
 	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
-		uint32_t lt = 0;
-		for (int i = 0; i < KYRO_PROBE_KEYS / 2; i++)
-			lt |= (uint32_t)below2(keys + a + 2 * i, k, sign)
-			      << (2 * i);
-		return lo + (uint64_t)__builtin_popcount(lt & win);
+		const uint64_t b = kyro_probe_descend(keys, a, key, 2);
+		return kyro_probe_clamp(
+			b + (uint64_t)__builtin_popcount(below2(keys + b, k, sign)),
+			lo, hi);
 	}
 	uint64_t base = lo;
 	uint64_t len = hi - lo;
