@@ -20,8 +20,6 @@
 
 #include "kyro.h"
 
-#include "kyro.h"
-
 #define KYRO_RMI_VERSION 2
 #define KYRO_RMI_MIN_BITS 8
 #define KYRO_RMI_MAX_BITS 24
