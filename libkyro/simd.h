@@ -60,8 +60,10 @@ uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t n,
  * and those lines lie inside keys[0..N), returns 1, sets *FIRST to the
  * index of the first key of those lines and *WIN to the mask of the
  * window's keys among the KYRO_PROBE_KEYS from there (bit j for
- * keys[*FIRST + j]).  The probe then compares all of those keys and counts
- * only the window's.  Otherwise returns 0: take the general path.
+ * keys[*FIRST + j]).  The AVX-512 probe then compares all of those keys
+ * and counts only the window's; the others search them
+ * (kyro_probe_descend()) and clamp the answer to the window.  Otherwise
+ * returns 0: take the general path.
  *
  * Why a fixed count of lines: a loop whose trip count follows the window
  * ends with a mispredicted branch about one lookup in three, and that
@@ -92,10 +94,10 @@ static inline int kyro_probe_lines(const uint64_t *keys, uint64_t n,
 /*
  * The short path of the AVX2, SSE4.2 and scalar probes, after
  * kyro_probe_lines() returned 1 with *FIRST = A: prefetch the four lines,
- * then halve keys[A..A+KYRO_PROBE_KEYS) without branches (a conditional
- * move per step) down to the W keys from the returned base, W a power of
- * two; the lower bound of KEY among the 32 keys is the base plus the
- * count of those W keys below KEY.
+ * then halve keys[A..A+KYRO_PROBE_KEYS) without branches (each step adds
+ * its half masked by the comparison) down to the W keys from the returned
+ * base, W a power of two; the lower bound of KEY among the 32 keys is
+ * the base plus the count of those W keys below KEY.
  *
  * Why a search and not a compare of all 32 keys, as the AVX-512 probe
  * does: four compares of eight keys cost AVX-512 a dozen instructions,
