@@ -92,7 +92,8 @@ static inline int kyro_probe_lines(const uint64_t *keys, uint64_t n,
 }
 
 /*
- * The short path of the AVX2, SSE4.2 and scalar probes, after
+ * The short path of the AVX2, SSE4.2 and scalar probes (and of a lookup
+ * at those levels, which runs it inline: answer() in rmi.c), after
  * kyro_probe_lines() returned 1 with *FIRST = A: prefetch the four lines,
  * then halve keys[A..A+KYRO_PROBE_KEYS) without branches (each step adds
  * its half masked by the comparison) down to the W keys from the returned
