@@ -37,7 +37,9 @@ serve_start() {
 		${SERVE_WRAP:-} kyro-serve -d "$D" -l "127.0.0.1:$PORT" "$@" 2>>"$SERVE_LOG" 3>&- &
 		SERVE_PID=$!
 		for i in $(seq 1 100); do
-			code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/health" 2>/dev/null)
+			# Not yet listening is curl's status 7, which errexit
+			# (bats runs tests under set -e) would make fatal.
+			code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/health" 2>/dev/null) || true
 			[ "$code" = 200 ] && return 0
 			kill -0 "$SERVE_PID" 2>/dev/null || break
 			sleep 0.05
