@@ -436,8 +436,8 @@ probe_general(const struct kyro_rmi *r, uint64_t key, uint64_t lo,
  * The short path of the scalar, SSE4.2 and AVX2 probes (the branch-free
  * descent of simd.h, down to one key) runs here instead of behind a call,
  * and everything rarer is out of line and reached by a tail call, so the
- * common lookup makes no call.  That took 21 of 195 instructions off an
- * uncounted lookup and 14 of 221 off a counted one (callgrind), and on a
+ * common lookup makes no call.  That took 21 of 186 instructions off an
+ * uncounted lookup and 14 of 212 off a counted one (callgrind), and on a
  * core that holds about one lookup in flight each instruction saved lets
  * the next lookup's cache misses start sooner (docs/RMI.md, "The probe
  * on cores without AVX-512").
