@@ -1020,6 +1020,30 @@ int main(int argc, char **argv)
 		check_set(dist_name(sets[i].d), keys, n, NULL);
 		free(keys);
 	}
+	/* Around the fast path's 32 keys, where its clamps to the array's
+	 * ends decide the answer: each set also starts inside a 64-byte
+	 * line, as a key array in a mapped file may. */
+	static const uint64_t near32[] = { 31, 32, 33, 40, 63, 65, 100, 1000 };
+	for (size_t i = 0; i < sizeof(near32) / sizeof(near32[0]); i++) {
+		uint64_t n;
+		uint64_t *keys = make_keys(D_RANDOM, near32[i], &n);
+		for (unsigned skip = 0; skip < 8; skip += 3) {
+			/* Exactly the keys' size past the array: ASan sees
+			 * a read beyond its end. */
+			void *line;
+			if (posix_memalign(&line, 64,
+					   sizeof(*keys) * (skip + n)) != 0)
+				abort();
+			uint64_t *at = (uint64_t *)line + skip;
+			char name[64];
+			snprintf(name, sizeof(name), "random, %u keys into "
+				 "a line", skip);
+			memcpy(at, keys, sizeof(*keys) * n);
+			check_set(name, at, n, NULL);
+			free(line);
+		}
+		free(keys);
+	}
 	check_gap_cut();
 	check_gap_no_merge();
 	{
