@@ -147,7 +147,7 @@ struct kyro_stats {
 	uint64_t lookups_rmi;     /* answered through the learned index */
 	uint64_t lookups_binary;  /* answered by binary search */
 	uint64_t rmi_mispredicts; /* key not in its predicted window */
-	uint64_t rmi_fallbacks;   /* bounded binary search after a miss */
+	uint64_t rmi_fallbacks;   /* a whole leaf probed (error bound saturated) */
 	/* RMI probe windows: bucket i counts windows of < 2^i keys, the
 	 * last bucket everything larger. */
 	uint64_t window_hist[KYRO_WINDOW_BUCKETS];

@@ -181,7 +181,7 @@ static void store_metrics(struct sbuf *b)
 	sb_printf(b, "kyro_lookups_total{path=\"binary\"} %llu\n", U(r.lookups_binary));
 	head(b, "kyro_rmi_mispredicts_total", "counter", "Keys not in their predicted window.");
 	sb_printf(b, "kyro_rmi_mispredicts_total %llu\n", U(r.rmi_mispredicts));
-	head(b, "kyro_rmi_fallbacks_total", "counter", "Bounded binary searches after a mispredict.");
+	head(b, "kyro_rmi_fallbacks_total", "counter", "Lookups that probed a whole leaf, its error bound saturated.");
 	sb_printf(b, "kyro_rmi_fallbacks_total %llu\n", U(r.rmi_fallbacks));
 	head(b, "kyro_rmi_probe_windows_total", "counter",
 	     "Learned-index probe windows by size: at most max_keys keys (not cumulative).");
