@@ -527,6 +527,10 @@ lower_bound(const struct kyro_rmi *r, uint64_t key, int counting)
 	const unsigned char *leaf = r->m.leaves + LEAF_SIZE * route(&r->m, key);
 	const uint64_t off = leaf_off(leaf, key);
 	if (__builtin_expect(r->descend, 1)) {
+		/* window_at()'s start, without its end or the select for a
+		 * saturated epsilon: only where to search matters here, and
+		 * any start gives an exact answer or an edge (then the whole
+		 * window, through window_at(), in lookup_slow()). */
 		const uint64_t el = get_le16(leaf + 28);
 		uint64_t lo = get_le64(leaf + 16) + (off > el ? off - el : 0);
 		lo -= lo > 0;
