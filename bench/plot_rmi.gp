@@ -18,6 +18,7 @@ set multiplot layout 2,2 title "KyroDB learned index vs binary search, Eytzinger
 do for [d in "uniform normal lognormal clustered"] {
 	set title d
 	plot sel(d, "rmi")       using 1:2 with linespoints lw 2 pt 7 title "rmi", \
+	     sel(d, "rmi-windows") using 1:2 with linespoints lw 1 pt 6 dt 2 title "rmi-windows (daemon)", \
 	     sel(d, "rmi-batch") using 1:2 with linespoints lw 2 pt 5 title "rmi-batch", \
 	     sel(d, "eytzinger") using 1:2 with linespoints lw 2 pt 9 title "eytzinger", \
 	     sel(d, "binary")    using 1:2 with linespoints lw 2 pt 11 title "binary", \

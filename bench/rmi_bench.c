@@ -4,8 +4,12 @@
  *
  * Methods (all return the position an 8-byte payload offset would be read
  * from):
- *   rmi          kyro_rmi_lower_bound(), counters on (the store's path)
- *   rmi-nocount  the same without the counters
+ *   rmi          kyro_rmi_lower_bound(): mispredicts and fallbacks
+ *                counted, windows not (the store's default path: what
+ *                kyro-get and any library user run)
+ *   rmi-windows  the same with the window histogram counted too
+ *                (kyro_rmi_count_windows(); the daemon's path)
+ *   rmi-nocount  kyro_rmi_lower_bound_nocount(): no counters at all
  *   rmi-predict  route and predict only, no window probe: the time of
  *                the model alone; rmi minus this is the last-mile search
  *   rmi-scalar/-sse4/-avx2/-avx512   rmi with one SIMD probe forced
@@ -32,7 +36,7 @@
  *   -a N         lookups of absent keys per run (default 1000000)
  *   -r N         runs; the median is reported (default 5)
  *   -m LIST      methods, comma separated (default
- *                rmi,rmi-nocount,rmi-predict,binary,eytzinger,lmdb)
+ *                rmi,rmi-windows,rmi-nocount,rmi-predict,binary,eytzinger,lmdb)
  *   -H           no huge pages (default: MADV_HUGEPAGE on every array)
  *   -o FILE      append CSV rows to FILE (header written if FILE is new)
  *   -t DIR       directory for the LMDB environment and the index file
@@ -282,6 +286,7 @@ static inline uint64_t eyt_search(const uint64_t *e, uint64_t n, uint64_t x)
 enum method {
 	M_RMI,
 	M_RMI_NOCOUNT,
+	M_RMI_WINDOWS,
 	M_RMI_PREDICT,
 	M_RMI_SCALAR,
 	M_RMI_SSE4,
@@ -297,7 +302,7 @@ enum method {
 };
 
 static const char *const method_names[M_COUNT] = {
-	"rmi",      "rmi-nocount", "rmi-predict", "rmi-scalar", "rmi-sse4",
+	"rmi",      "rmi-nocount", "rmi-windows", "rmi-predict", "rmi-scalar", "rmi-sse4",
 	"rmi-avx2", "rmi-avx512",  "rmi-batch",   "rmi-soa+off", "rmi-aos+off",
 	"binary",   "eytzinger",   "lmdb",
 };
@@ -374,6 +379,7 @@ static double run(const struct ctx *c, enum method m, const uint64_t *q,
 	const double t0 = cpu_now();
 	switch (m) {
 	case M_RMI:
+	case M_RMI_WINDOWS:
 	case M_RMI_SCALAR:
 	case M_RMI_SSE4:
 	case M_RMI_AVX2:
@@ -519,8 +525,8 @@ static void report(const char *method, const char *query, uint64_t n,
 int main(int argc, char **argv)
 {
 	const char *dist = "uniform", *file = NULL, *csv_path = NULL;
-	const char *methods = "rmi,rmi-nocount,rmi-predict,binary,eytzinger,"
-			      "lmdb";
+	const char *methods = "rmi,rmi-windows,rmi-nocount,rmi-predict,"
+			      "binary,eytzinger,lmdb";
 	const char *tmpdir = "/tmp";
 	uint64_t n = 1000000, nlook = 10000000, nabs = 1000000;
 	int runs = 5, opt;
@@ -747,6 +753,9 @@ int main(int argc, char **argv)
 			} else if (c.rmi) {
 				kyro_rmi_set_simd(c.rmi, kyro_simd_selected());
 			}
+			if (c.rmi)
+				kyro_rmi_count_windows(c.rmi,
+						       m == M_RMI_WINDOWS);
 			for (int kind = 0; kind < 2; kind++) {
 				const uint64_t nq = kind ? nabs : nlook;
 				const uint64_t *qq = kind ? qa : q;
@@ -794,7 +803,7 @@ int main(int argc, char **argv)
 	if (c.rmi) {
 		struct kyro_rmi_counters ct;
 		kyro_rmi_counters(c.rmi, &ct);
-		fprintf(stderr, "%s: counters: %" PRIu64 " lookups, %" PRIu64
+		fprintf(stderr, "%s: counters: %" PRIu64 " lookups in windows, %" PRIu64
 			" mispredicts, %" PRIu64 " fallbacks; windows:",
 			prog, ct.lookups, ct.mispredicts, ct.fallbacks);
 		for (int b = 0; b < KYRO_RMI_HIST; b++)

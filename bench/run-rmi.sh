@@ -33,7 +33,7 @@ rm -f "$CSV"
 
 for n in $SIZES; do
 	for d in $DISTS; do
-		m=rmi,rmi-predict,rmi-batch,binary,eytzinger
+		m=rmi,rmi-windows,rmi-predict,rmi-batch,binary,eytzinger
 		[ "$n" -le 10000000 ] && m=$m,rmi-nocount
 		[ "$n" -le "$LMDB_MAX" ] && m=$m,lmdb
 		"$B" -d "$d" -n "$n" -r "$RUNS" -m "$m" -o "$CSV" -t "$TMP"
@@ -49,7 +49,7 @@ done
 big=$(echo $SIZES | awk '{print $NF}')
 for d in $DISTS; do
 	"$B" -H -d "$d" -n "$big" -r "$RUNS" -o "$CSV" \
-		-m rmi,rmi-batch,binary,eytzinger
+		-m rmi,rmi-windows,rmi-batch,binary,eytzinger
 done
 # SOSD key files named on the command line.
 for f in "$@"; do
@@ -67,20 +67,21 @@ awk -F, 'NR > 1 && $4 == "present" {
 function f(x) { return x == "" ? "-" : sprintf("%.1f", x) }
 function x(a, b) { return (a && b) ? sprintf("%.2fx", a / b) : "-" }
 END {
-	print "| keys | dist | pages | rmi | rmi-batch | rmi-predict | binary | eytzinger | lmdb | binary/rmi | best peer/rmi | binary/rmi-batch | best peer/rmi-batch |"
-	print "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	print "| keys | dist | pages | rmi | rmi-windows | rmi-batch | rmi-predict | binary | eytzinger | lmdb | binary/rmi | best peer/rmi | best peer/rmi-windows | binary/rmi-batch | best peer/rmi-batch |"
+	print "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for (i = 1; i <= k; i++) {
 		split(order[i], p, SUBSEP)
 		r = v[order[i], "rmi"]; rb = v[order[i], "rmi-batch"]
+		rw = v[order[i], "rmi-windows"]
 		b = v[order[i], "binary"]
 		e = v[order[i], "eytzinger"]; l = v[order[i], "lmdb"]
 		if (r == "")
 			continue
 		best = e; if (l != "" && (best == "" || l < best)) best = l
-		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			p[2], p[1], p[3] == 1 ? "2M" : "4K", f(r), f(rb),
+		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			p[2], p[1], p[3] == 1 ? "2M" : "4K", f(r), f(rw), f(rb),
 			f(v[order[i], "rmi-predict"]), f(b), f(e), f(l),
-			x(b, r), x(best, r), x(b, rb), x(best, rb)
+			x(b, r), x(best, r), x(best, rw), x(b, rb), x(best, rb)
 	}
 }' "$CSV" >"$OUT/rmi-table.md"
 

@@ -75,6 +75,7 @@ void index_load(kyro_db *db)
 		v->rmi_len = 0;
 		return;
 	}
+	kyro_rmi_count_windows(v->rmi, (db->flags & KYRO_COUNT_WINDOWS) != 0);
 	v->rmi_refused = 0;
 }
 

@@ -48,6 +48,12 @@ extern "C" {
 #define KYRO_EXISTING 0x2 /* with KYRO_RDWR: never create; a missing store
 			   * is ENOENT (for maintenance tools, so a typo in
 			   * a cron line is an error, not a new store) */
+#define KYRO_COUNT_WINDOWS 0x4 /* count every index lookup's probe window
+				* in kyro_stats().window_hist.  Off by
+				* default: the count depends on the index's
+				* cache miss and costs up to a quarter of a
+				* lookup at 100M keys; the daemon, which
+				* exports it, sets this (docs/RMI.md) */
 
 /* Durability of writes: when a batch's records reach stable storage. */
 #define KYRO_SYNC_ALWAYS 0 /* fsync after every record and at commit */
@@ -149,7 +155,8 @@ struct kyro_stats {
 	uint64_t rmi_mispredicts; /* key not in its predicted window */
 	uint64_t rmi_fallbacks;   /* a whole leaf probed (error bound saturated) */
 	/* RMI probe windows: bucket i counts windows of < 2^i keys, the
-	 * last bucket everything larger. */
+	 * last bucket everything larger.  All 0 unless the handle was
+	 * opened with KYRO_COUNT_WINDOWS. */
 	uint64_t window_hist[KYRO_WINDOW_BUCKETS];
 	uint64_t batches;         /* committed batches */
 	uint64_t wal_records;     /* records written */

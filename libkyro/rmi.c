@@ -374,6 +374,7 @@ struct kyro_rmi {
 	kyro_simd_probe_fn probe;
 	int simd;
 	int descend; /* lookups take the fast path (see lower_bound()) */
+	int windows; /* counted lookups also count the window histogram */
 	uint64_t leaves, bits, bytes, gen;
 	/* Separately allocated and cache-line aligned: the counters are
 	 * written on every lookup, the fields above only read. */
@@ -498,9 +499,14 @@ lookup_slow(const struct kyro_rmi *r, uint64_t key, const unsigned char *leaf,
 
 /*
  * Always inlined: each caller passes COUNTING as a constant, and the
- * counters must cost the uncounted lookup nothing.
+ * counters must cost the uncounted lookup nothing.  The window histogram
+ * is counted only when asked for (kyro_rmi_count_windows()): its update
+ * is a store that depends on the leaf's cache miss, and at 100M keys on
+ * Zen 5 it cost a quarter of a lookup, where mispredicts and fallbacks,
+ * counted only on the rare paths, cost nothing (docs/RMI.md, "What the
+ * counters cost").
  *
- * The fast path (scalar, SSE4.2 and AVX2, n >= 32) computes only where
+ * The fast path (every level, n >= 32) computes only where
  * the window starts, searches the 32 keys of the four lines from the one
  * holding the key before it (the last 32 keys when those would run past
  * the end), and takes an answer strictly inside those 32: the keys on
@@ -520,7 +526,7 @@ lower_bound(const struct kyro_rmi *r, uint64_t key, int counting)
 	if (__builtin_expect((key - r->m.first > r->m.last - r->m.first) |
 				     (n == 0),
 			     0)) {
-		if (counting)
+		if (counting && r->windows)
 			bump(&slot_of(r->ctr)->hist[0]);
 		return n == 0 || key < r->m.first ? 0 : n;
 	}
@@ -546,7 +552,7 @@ lower_bound(const struct kyro_rmi *r, uint64_t key, int counting)
 		 * now, so the store does not wait behind the probe's cache
 		 * misses.  After everything read above, which the store
 		 * could alias as far as the compiler knows. */
-		if (counting) {
+		if (counting && r->windows) {
 			struct window w;
 			window_at(leaf, off, &w);
 			bump(&slot_of(r->ctr)->hist[hist_bucket(w.hi - w.lo)]);
@@ -562,7 +568,8 @@ lower_bound(const struct kyro_rmi *r, uint64_t key, int counting)
 	window_at(leaf, off, &w);
 	if (counting) {
 		struct ctr_slot *c = slot_of(r->ctr);
-		bump(&c->hist[hist_bucket(w.hi - w.lo)]);
+		if (r->windows)
+			bump(&c->hist[hist_bucket(w.hi - w.lo)]);
 		if (__builtin_expect(w.whole, 0))
 			bump(&c->fallbacks);
 	}
@@ -619,12 +626,14 @@ void kyro_rmi_lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
 				/* lo > hi marks it for the last stage. */
 				lo[k] = 1;
 				hi[k] = 0;
-				bump(&c->hist[0]);
+				if (r->windows)
+					bump(&c->hist[0]);
 				continue;
 			}
 			struct window w;
 			leaf_window(leaf[k], q[base + k], &w);
-			bump(&c->hist[hist_bucket(w.hi - w.lo)]);
+			if (r->windows)
+				bump(&c->hist[hist_bucket(w.hi - w.lo)]);
 			if (__builtin_expect(w.whole, 0))
 				bump(&c->fallbacks);
 			lo[k] = w.lo - (w.lo > 0);
@@ -717,6 +726,11 @@ void kyro_rmi_counters(const struct kyro_rmi *r, struct kyro_rmi_counters *c)
 		c->fallbacks += atomic_load_explicit(&s->fallbacks,
 						     memory_order_relaxed);
 	}
+}
+
+void kyro_rmi_count_windows(struct kyro_rmi *r, int on)
+{
+	r->windows = on != 0;
 }
 
 int kyro_rmi_set_simd(struct kyro_rmi *r, int level)

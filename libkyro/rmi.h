@@ -42,12 +42,14 @@ struct kyro_rmi_build_stats {
 };
 
 /* Counters of one loaded index (struct kyro_rmi).  They count lookups
- * through kyro_rmi_lower_bound() on that handle, from any thread (relaxed
- * atomics; a snapshot read while lookups run may be a few counts apart
- * between fields).  They start at 0 on load; a store that swaps indexes
- * adds them up itself. */
+ * through kyro_rmi_lower_bound() and kyro_rmi_lower_bound_batch() on that
+ * handle, from any thread (relaxed atomics; a snapshot read while lookups
+ * run may be a few counts apart between fields).  They start at 0 on
+ * load; a store that swaps indexes adds them up itself.  The window
+ * histogram (and so LOOKUPS) stays 0 unless kyro_rmi_count_windows()
+ * turned it on. */
 struct kyro_rmi_counters {
-	uint64_t lookups;     /* all lookups, = the sum of window_hist */
+	uint64_t lookups;     /* lookups counted in window_hist (its sum) */
 	uint64_t mispredicts; /* the answer lay outside the model's window;
 			       * each was answered by a binary search over
 			       * the whole array.  0 for a sound index. */
@@ -106,6 +108,15 @@ uint64_t kyro_rmi_lower_bound(const struct kyro_rmi *r, uint64_t key);
 /* The same, without counting: for callers that count themselves. */
 uint64_t kyro_rmi_lower_bound_nocount(const struct kyro_rmi *r,
 				      uint64_t key);
+
+/*
+ * Count the window of every counted lookup in window_hist (ON != 0), or
+ * not (ON == 0, the default).  Off by default because it costs: the
+ * update depends on the leaf record's cache miss, and at 100M keys it
+ * took about a quarter of a lookup's time.  Mispredicts and fallbacks
+ * are counted either way.  Call before lookups start, not while they run.
+ */
+void kyro_rmi_count_windows(struct kyro_rmi *r, int on);
 
 /*
  * kyro_rmi_lower_bound() of Q[0..COUNT) into OUT[0..COUNT), faster than

@@ -31,7 +31,8 @@ kyro_db *store_reader(int *rc, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	*rc = kyro_open(&r->db, store_dir, KYRO_RDONLY);
+	*rc = kyro_open(&r->db, store_dir,
+			KYRO_RDONLY | KYRO_COUNT_WINDOWS);
 	if (*rc) {
 		snprintf(err, errlen, "%s", r->db ? kyro_errmsg(r->db) : kyro_strerror(*rc));
 		kyro_close(r->db);

@@ -316,6 +316,27 @@ print(s.recv(4096).decode(), flush=True)' "$sock" >"$BATS_TEST_TMPDIR/notified" 
 	run -1 grep -vE '^(# (HELP|TYPE) .*|[a-z_]+(\{.*\})? [0-9.e+-]+)$' <<<"$HTTP_BODY"
 }
 
+@test "kyro-serve: /metrics counts the learned index's probe windows, one per lookup" {
+	seq 1 500 | awk '{ printf "%d\tv%d\n", $1 * 1000, $1 }' | kyro-put -d "$D"
+	run -0 kyro-snapshot --rmi -d "$D"
+	serve_start
+	local k
+	for k in 1000 2000 500000; do
+		http GET /v1/get_fast/$k
+		assert_equal "$HTTP_STATUS" 200
+	done
+	http POST /v1/lookup_batch --data-binary '{"keys":[3000,4000]}'
+	expect 200 '{"values":["v3","v4"]}'
+	http GET /metrics
+	grep -qF 'kyro_lookups_total{path="rmi"} 5' <<<"$HTTP_BODY" ||
+		fail "not 5 index lookups: $(grep lookups_total <<<"$HTTP_BODY")"
+	# The windows' buckets add up to the lookups: the daemon counts them
+	# (KYRO_COUNT_WINDOWS), where kyro-get does not pay for them.
+	local sum
+	sum=$(awk '/^kyro_rmi_probe_windows_total\{/ { s += $2 } END { print s + 0 }' <<<"$HTTP_BODY")
+	assert_equal "$sum" 5
+}
+
 @test "kyro-serve: /build_info names the version, commit, build date, compiler and SIMD path" {
 	serve_start
 	http GET /build_info
