@@ -101,7 +101,7 @@ static inline int kyro_probe_lines(const uint64_t *keys, uint64_t n,
  * the base plus the count of those W keys below KEY.
  *
  * Why a search and not a compare of all 32 keys, as the AVX-512 probe
- * does: four compares of eight keys cost AVX-512 a dozen instructions,
+ * and the AVX-512 fast path (count_below_wide() in rmi.c) do: four compares of eight keys cost AVX-512 a dozen instructions,
  * but eight of four keys cost AVX2 about 50 (each a pair of micro-ops on
  * cores with 128-bit vector units), and the fewer a lookup holds, the
  * more lookups' cache misses the core overlaps.  The halving steps read
