@@ -119,7 +119,6 @@
 
 /* The AVX-512 fast path (count_below_wide()) exists on x86-64 only. */
 #if defined(__x86_64__)
-#include <immintrin.h>
 #define HAVE_WIDE 1
 #else
 #define HAVE_WIDE 0
@@ -520,17 +519,8 @@ lookup_slow(const struct kyro_rmi *r, uint64_t key, const unsigned char *leaf,
 static inline __attribute__((target("avx512f,popcnt"))) uint64_t
 count_below_wide(const uint64_t *keys, uint64_t a, uint64_t key)
 {
-	const __m512i k = _mm512_set1_epi64((long long)key);
-	const uint64_t *p = keys + a;
-	const __mmask16 m01 = _mm512_kunpackb(
-		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 8), k),
-		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p), k));
-	const __mmask16 m23 = _mm512_kunpackb(
-		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 24), k),
-		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 16), k));
-	const uint32_t lt = (uint32_t)_cvtmask16_u32(m01) |
-			    (uint32_t)_cvtmask16_u32(m23) << 16;
-	return a + (uint64_t)__builtin_popcount(lt);
+	return a + (uint64_t)__builtin_popcount(
+			   kyro_lt_mask32_avx512(keys + a, key));
 }
 #endif
 

@@ -125,6 +125,31 @@ static inline uint64_t kyro_probe_descend(const uint64_t *keys, uint64_t a,
 	return base;
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+/*
+ * Bit j set when P[j] < KEY, for the 32 keys P[0..32): four AVX-512
+ * compares of a line each, the masks paired in mask registers (the fewer
+ * instructions a lookup holds in the reorder buffer, the more lookups'
+ * misses overlap).  Used by the AVX-512 probe and by the AVX-512 fast
+ * path of rmi.c, which compiles it with a target attribute; callable only
+ * where the CPU has AVX-512F.
+ */
+static inline __attribute__((target("avx512f"))) uint32_t
+kyro_lt_mask32_avx512(const uint64_t *p, uint64_t key)
+{
+	const __m512i k = _mm512_set1_epi64((long long)key);
+	const __mmask16 m01 = _mm512_kunpackb(
+		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 8), k),
+		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p), k));
+	const __mmask16 m23 = _mm512_kunpackb(
+		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 24), k),
+		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 16), k));
+	return (uint32_t)_cvtmask16_u32(m01) |
+	       (uint32_t)_cvtmask16_u32(m23) << 16;
+}
+#endif
+
 /* The lower bound within keys[LO..HI) of a key whose lower bound within
  * the short path's 32 keys is ANS: the same, clamped to [LO, HI]. */
 static inline uint64_t kyro_probe_clamp(uint64_t ans, uint64_t lo,

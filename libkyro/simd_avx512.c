@@ -47,23 +47,10 @@ static __attribute__((noinline)) uint64_t probe_long(const uint64_t *keys,
 uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t n,
 				uint64_t lo, uint64_t hi, uint64_t key)
 {
-	const __m512i k = _mm512_set1_epi64((long long)key);
 	uint64_t a;
 	uint32_t win;
-	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
-		/* Unrolled by hand, the masks paired in mask registers: the
-		 * fewer instructions a lookup holds in the reorder buffer,
-		 * the more lookups' misses overlap. */
-		const uint64_t *p = keys + a;
-		const __mmask16 m01 = _mm512_kunpackb(
-			_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 8), k),
-			_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p), k));
-		const __mmask16 m23 = _mm512_kunpackb(
-			_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 24), k),
-			_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 16), k));
-		const uint32_t lt = (uint32_t)_cvtmask16_u32(m01) |
-				    (uint32_t)_cvtmask16_u32(m23) << 16;
-		return lo + (uint64_t)__builtin_popcount(lt & win);
-	}
+	if (kyro_probe_lines(keys, n, lo, hi, &a, &win))
+		return lo + (uint64_t)__builtin_popcount(
+				    kyro_lt_mask32_avx512(keys + a, key) & win);
 	return probe_long(keys, lo, hi, key);
 }
