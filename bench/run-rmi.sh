@@ -1,7 +1,8 @@
 #!/bin/sh
-# run-rmi.sh - the learned-index benchmark (issue 3): RMI against binary
-# search, an Eytzinger layout and LMDB over the same keys.  Writes
-# bench/results/rmi.csv, bench/results/rmi-table.md and bench/results/rmi.png.
+# run-rmi.sh - the learned-index benchmark: RMI against binary search, an
+# Eytzinger layout and LMDB over the same keys.  Writes
+# bench/results/rmi.csv, bench/results/rmi-table.md and bench/results/rmi.png
+# (bench/README.md says how to read them).
 #
 # Usage: bench/run-rmi.sh [SOSD_FILE...]
 # Environment: RMI_SIZES (default "1000000 10000000 100000000"),

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # bench/store/run.sh - KyroDB against LMDB on the same data, in one run.
 #
-# Figures (issue 2, "Performance"), each measured STORE_RUNS times after one
-# unrecorded warm-up run, kyro and LMDB interleaved run by run so that a
-# neighbour on the machine slows both alike:
+# Figures (their targets are in bench/README.md), each measured STORE_RUNS
+# times after one unrecorded warm-up run, kyro and LMDB interleaved run by
+# run so that a neighbour on the machine slows both alike:
 #   load        kyro-put --sync=batch < N lines   vs lmdb_load (one txn, one commit)
 #   snapshot    kyro-snapshot of the N-record WAL (no LMDB counterpart)
 #   get_file    kyro-get < M present keys > file  vs lmdb_get (same output bytes)
