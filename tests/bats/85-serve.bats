@@ -548,3 +548,111 @@ print(s.recv(4096).decode(), flush=True)' "$sock" >"$BATS_TEST_TMPDIR/notified" 
 	assert_equal "$SERVE_STATUS" 0
 	run -0 kyro-verify -d "$D"
 }
+
+# ---- what the parser refuses ----
+
+@test "kyro-serve: a NUL in a path or query key is 400 and writes nothing, on every route that takes a key" {
+	serve_start
+	local p
+	for p in 'PUT /v1/kv/77%0099' 'GET /v1/kv/77%0099' 'DELETE /v1/kv/77%0099' \
+		'GET /v1/get_fast/77%0099' 'GET /v1/lookup_fast/77%0099' 'GET /v1/kv/77%00'; do
+		http "${p%% *}" "${p#* }" --data-binary v
+		assert_equal "$HTTP_STATUS $HTTP_BODY for $p" "400 {\"error\":\"a NUL byte in the path\"} for $p"
+	done
+	for p in '/v1/lookup?key=77%0099' '/v1/range?start=1%002' '/v1/range?end=9%00' \
+		'/v1/range?limit=1%005' '/v1/range?lim%00it=5'; do
+		http GET "$p"
+		assert_equal "$HTTP_STATUS for $p" "400 for $p"
+		[[ $HTTP_BODY == '{"error":"?'*'= holds a NUL byte"}' ]] || fail "$p: $HTTP_BODY"
+	done
+	http POST '/v1/snapshot?wait=1%00x'
+	expect 400 '{"error":"?wait= holds a NUL byte"}'
+	# A raw NUL byte cuts libmicrohttpd's copy of the request line short.
+	raw 'PUT /v1/kv/7\0009 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv'
+	assert_equal "$RAW_STATUS" 400
+	grep -qx '{"error":"a NUL byte in the request line"}' <<<"$RAW" || fail "$RAW"
+	http GET /v1/offset
+	expect 200 '{"offset":0}'
+	http GET /metrics
+	assert_equal "$(grep -c '^kyro_job_runs_total{job="snapshot"} 0$' <<<"$HTTP_BODY")" 1
+	# Other bytes were never taken for a key.
+	http PUT /v1/kv/77%2099 --data-binary v
+	assert_equal "$HTTP_STATUS" 400
+}
+
+@test "kyro-serve: a query parameter given twice is 400 naming it, on every route with parameters" {
+	serve_start
+	put_json 9 '"nine"'
+	local p
+	for p in '/v1/lookup?key=9&key=10:key' '/v1/range?start=1&end=5&start=2:start' \
+		'/v1/range?end=5&end=6:end' '/v1/range?limit=1&limit=2:limit' \
+		'/v1/lookup?key=9&key=9:key' '/v1/offset?x=1&x=2:x'; do
+		http GET "${p%:*}"
+		expect 400 "{\"error\":\"?${p##*:}= is given more than once\"}"
+	done
+	http POST '/v1/snapshot?wait=1&wait=0'
+	expect 400 '{"error":"?wait= is given more than once"}'
+	http POST '/v1/rmi/build?wait=0&wait=0'
+	assert_equal "$HTTP_STATUS" 400
+	http POST '/v1/warmup?wait=1&wait=1'
+	assert_equal "$HTTP_STATUS" 400
+	http GET /metrics
+	assert_equal "$(grep -c '^kyro_job_runs_total{job="[a-z_]*"} 0$' <<<"$HTTP_BODY")" 3
+	http GET '/v1/lookup?key=9'
+	expect 200 '{"key":9,"value":"nine"}'
+}
+
+@test "kyro-serve: two different Content-Length headers are 400 and close the connection; nothing is written or smuggled" {
+	serve_start
+	raw 'PUT /v1/kv/5 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nabGET /v1/kv/5 HTTP/1.1\r\nHost: x\r\n\r\n'
+	assert_equal "$RAW_STATUS $RAW_COUNT" "400 1"
+	grep -qix 'connection: close' <<<"$RAW" || fail "the connection was not closed: $RAW"
+	grep -qx '{"error":"conflicting Content-Length headers"}' <<<"$RAW" || fail "$RAW"
+	# The same length twice is one length.
+	raw 'PUT /v1/kv/6 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab'
+	assert_equal "$RAW_STATUS" 200
+	http GET /v1/offset
+	expect 200 '{"offset":1}'
+	run -1 --separate-stderr kyro-get -d "$D" 5
+}
+
+@test "kyro-serve: Content-Length with Transfer-Encoding is 400, a transfer coding other than chunked 501; both close the connection" {
+	serve_start
+	raw 'PUT /v1/kv/5 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'
+	assert_equal "$RAW_STATUS $RAW_COUNT" "400 1"
+	grep -qx '{"error":"both Content-Length and Transfer-Encoding"}' <<<"$RAW" || fail "$RAW"
+	grep -qix 'connection: close' <<<"$RAW" || fail "the connection was not closed: $RAW"
+	local te
+	for te in 'gzip' 'gzip, chunked' 'chunked\r\nTransfer-Encoding: chunked'; do
+		raw "PUT /v1/kv/5 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: $te\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+		assert_equal "$RAW_STATUS for $te" "501 for $te"
+		grep -qx '{"error":"the only transfer coding taken is one Transfer-Encoding: chunked"}' <<<"$RAW" ||
+			fail "$te: $RAW"
+		grep -qix 'connection: close' <<<"$RAW" || fail "$te: the connection was not closed: $RAW"
+	done
+	raw 'PUT /v1/kv/6 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n'
+	assert_equal "$RAW_STATUS" 200
+	http GET /v1/offset
+	expect 200 '{"offset":1}'
+}
+
+@test "kyro-serve: the request line and headers may take 16384 bytes, one more is 431 (414 for the target alone), answered in JSON" {
+	serve_start
+	# 64 bytes of request around the padding, CR LF included.
+	local fixed='GET /v1/offset HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: %s\r\n\r\n'
+	raw "$fixed" "$(head -c $((16384 - 64)) /dev/zero | tr '\0' a)"
+	assert_equal "$RAW_STATUS" 200
+	raw "$fixed" "$(head -c $((16384 - 63)) /dev/zero | tr '\0' a)"
+	assert_equal "$RAW_STATUS" 431
+	grep -qx '{"error":"the request line and headers are over 16384 bytes"}' <<<"$RAW" || fail "$RAW"
+	grep -qix 'connection: close' <<<"$RAW" || fail "the connection was not closed: $RAW"
+	raw "$fixed" "$(head -c 30000 /dev/zero | tr '\0' a)"
+	assert_equal "$RAW_STATUS" 431
+	grep -qx '{"error":"the request line and headers are over 16384 bytes"}' <<<"$RAW" || fail "$RAW"
+	raw 'GET /v1/offset?x=%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' \
+		"$(head -c 20000 /dev/zero | tr '\0' a)"
+	assert_equal "$RAW_STATUS" 414
+	grep -qx '{"error":"the request target is over 16384 bytes"}' <<<"$RAW" || fail "$RAW"
+	http GET /health
+	assert_equal "$HTTP_STATUS" 200
+}
