@@ -656,3 +656,19 @@ print(s.recv(4096).decode(), flush=True)' "$sock" >"$BATS_TEST_TMPDIR/notified" 
 	http GET /health
 	assert_equal "$HTTP_STATUS" 200
 }
+
+@test "kyro-serve: a scrape of /metrics shows writes, snapshots and indexes made by the tools, with no request in between" {
+	serve_start --threads=1
+	http GET /metrics
+	assert_equal "$(metric kyro_last_offset) $(metric kyro_snapshot_generation) $(metric kyro_rmi_generation)" "0 0 0"
+	local gen0
+	gen0=$(metric kyro_manifest_generation)
+	seq 1 300 | awk '{ print $1 "\tv" $1 }' | kyro-put -d "$D"
+	http GET /metrics
+	assert_equal "$(metric kyro_last_offset)" 300
+	run -0 kyro-snapshot --rmi -d "$D"
+	run -0 kyro-put -d "$D" 301 v
+	http GET /metrics
+	assert_equal "$(metric kyro_last_offset) $(metric kyro_snapshot_generation) $(metric kyro_rmi_generation)" "301 1 1"
+	(($(metric kyro_manifest_generation) > gen0)) || fail "the manifest generation stayed at $gen0"
+}

@@ -123,3 +123,8 @@ raw() {
 	RAW_STATUS=$(sed -n '1s/^HTTP\/1\.[01] \([0-9]*\).*/\1/p' <<<"$RAW")
 	RAW_COUNT=$(grep -c '^HTTP/1\.[01] [0-9]' <<<"$RAW" || true)
 }
+
+# metric NAME: the value of the sample NAME (no labels) in HTTP_BODY.
+metric() {
+	sed -n "s/^$1 //p" <<<"$HTTP_BODY"
+}
