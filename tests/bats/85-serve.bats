@@ -672,3 +672,55 @@ print(s.recv(4096).decode(), flush=True)' "$sock" >"$BATS_TEST_TMPDIR/notified" 
 	assert_equal "$(metric kyro_last_offset) $(metric kyro_snapshot_generation) $(metric kyro_rmi_generation)" "301 1 1"
 	(($(metric kyro_manifest_generation) > gen0)) || fail "the manifest generation stayed at $gen0"
 }
+
+# ---- stopping while a job runs ----
+
+# A store whose snapshot takes a while (about 0.7 s here), so that a stop
+# can land while the job runs; a test skips when the job wins the race.
+big_store() {
+	seq 1 300000 | awk '{ printf "%.0f\tvalue-%d\n", $1 * 7919, $1 }' | kyro-put -d "$D" --sync=none
+}
+
+# The log says the snapshot job finished before the daemon began to stop.
+job_won_the_race() {
+	awk '/snapshot job 1 done/ { done = NR } /\[info\] stopping/ { stop = NR }
+		END { exit !(done && (!stop || done < stop)) }' "$SERVE_LOG"
+}
+
+@test "kyro-serve: SIGTERM answers a job's waiter 503 and lets the job finish within KYRODB_SHUTDOWN_TIMEOUT_MS" {
+	big_store
+	serve_start
+	curl -s -o "$BATS_TEST_TMPDIR/waiter" -w '%{http_code}' -X POST \
+		"$URL/v1/snapshot?wait=1" >"$BATS_TEST_TMPDIR/waiter.code" 3>&- &
+	local waiter=$!
+	for _ in $(seq 1 100); do
+		grep -q 'snapshot job 1 started' "$SERVE_LOG" && break
+		sleep 0.01
+	done
+	serve_stop TERM
+	wait "$waiter"
+	job_won_the_race && skip "the snapshot finished before the stop"
+	assert_equal "$SERVE_STATUS" 0
+	assert_equal "$(cat "$BATS_TEST_TMPDIR/waiter.code") $(cat "$BATS_TEST_TMPDIR/waiter")" \
+		'503 {"error":"the server is stopping; the job goes on"}'
+	grep -q 'snapshot job 1 done' "$SERVE_LOG" || fail "the job did not finish: $(cat "$SERVE_LOG")"
+	run -1 grep -F abandoning "$SERVE_LOG"
+	run -0 kyro-verify -d "$D"
+	serve_start
+	http GET /metrics
+	assert_equal "$(metric kyro_snapshot_generation)" 1
+}
+
+@test "kyro-serve: SIGTERM abandons a job still running when KYRODB_SHUTDOWN_TIMEOUT_MS is spent; exit 0 and the store is intact" {
+	big_store
+	KYRODB_SHUTDOWN_TIMEOUT_MS=0 serve_start
+	http POST /v1/snapshot
+	assert_equal "$HTTP_STATUS" 202
+	serve_stop TERM
+	job_won_the_race && skip "the snapshot finished before the stop"
+	assert_equal "$SERVE_STATUS" 0
+	grep -q 'abandoning 1 running job(s)' "$SERVE_LOG" || fail "$(cat "$SERVE_LOG")"
+	run -0 kyro-verify -d "$D"
+	run -0 kyro-get -d "$D" $((300000 * 7919))
+	assert_output value-300000
+}
