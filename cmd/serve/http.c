@@ -1,7 +1,15 @@
 /*
  * http.c - the daemon, the request life cycle, and the checks every
- * request passes before its handler: readiness, route, rate limit, token,
- * body size.
+ * request passes before its handler: readiness, framing, route, rate
+ * limit, token, query, body size.
+ *
+ * libmicrohttpd 0.9.75 frames a request by its first Content-Length or
+ * Transfer-Encoding header, so a second, different length or a length
+ * beside a transfer coding would be read one way here and another way by
+ * a proxy in front; and it hands the path and query over as C strings, so
+ * a NUL byte would cut a key short.  framing() and decoded() refuse such
+ * requests before any handler runs.  It also takes a header block as
+ * large as its 32 KiB connection buffer, where the API promises 16 KiB.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,6 +33,10 @@ enum { RQ_NEW, RQ_BODY, RQ_SUSPENDED, RQ_DONE };
 /* Past the limit, a body is still read (and dropped) up to this much more,
  * so that the client, still sending, reads the 413 instead of a reset. */
 #define DISCARD_MAX ((uint64_t)64 << 20)
+
+/* The request line and the header fields, CR LFs included, as docs/API.md
+ * states; past it 431 (414 when the request target alone is over). */
+#define HEADER_MAX 16384
 
 static struct MHD_Daemon *daemon_;
 static MHD_socket quiesced = MHD_INVALID_SOCKET;
@@ -137,11 +149,138 @@ static void early(struct req *r, unsigned status, const char *msg)
 	r->discard = 1;
 }
 
+/* A framing problem: answer at once and close, as the body's end (and so
+ * where the next request starts) is in doubt. */
+static void refuse(struct req *r, unsigned status, const char *msg)
+{
+	early(r, status, msg);
+	r->close_now = 1;
+}
+
+struct framing_headers {
+	unsigned cl, te;
+	const char *cl1;
+	int cl_differ, te_other;
+};
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *name,
+				     const char *value)
+{
+	(void)kind;
+	struct framing_headers *f = cls;
+	if (!strcasecmp(name, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+		if (!f->cl++)
+			f->cl1 = value;
+		else if (strcmp(f->cl1, value ? value : ""))
+			f->cl_differ = 1;
+	} else if (!strcasecmp(name, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+		f->te++;
+		f->te_other |= !value || strcasecmp(value, "chunked");
+	}
+	return MHD_YES;
+}
+
+/* Checks of the request line and headers that decide how the rest of the
+ * connection is read; returns -1 when the request is refused. */
+static int framing(struct req *r)
+{
+	const union MHD_ConnectionInfo *hs =
+		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+	if (r->uri_len > HEADER_MAX) {
+		refuse(r, 414, "the request target is over 16384 bytes");
+		return -1;
+	}
+	if (hs && hs->header_size > HEADER_MAX) {
+		refuse(r, 431, "the request line and headers are over 16384 bytes");
+		return -1;
+	}
+	/* A raw NUL byte ends the target libmicrohttpd hands over, and the
+	 * API has no length to tell.  But 0.9.75 parses the request line in
+	 * place: the target's string is ended by the NUL it writes over the
+	 * space before the version, so the version starts one byte after it,
+	 * unless a NUL came sooner.  The bats test of a raw NUL fails if a
+	 * later libmicrohttpd lays the line out otherwise. */
+	if (r->uri_end && r->version != r->uri_end + 1) {
+		refuse(r, 400, "a NUL byte in the request line");
+		return -1;
+	}
+	struct framing_headers f = {0};
+	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_framing, &f);
+	if (f.cl_differ) {
+		refuse(r, 400, "conflicting Content-Length headers");
+		return -1;
+	}
+	if (f.cl && f.te) {
+		refuse(r, 400, "both Content-Length and Transfer-Encoding");
+		return -1;
+	}
+	if (f.te > 1 || f.te_other) {
+		refuse(r, 501, "the only transfer coding taken is one Transfer-Encoding: chunked");
+		return -1;
+	}
+	return 0;
+}
+
+/* The API takes at most three query parameters; a few more are tolerated
+ * (and ignored) so that a cache-busting parameter still works. */
+#define QUERY_MAX 16
+
+struct query_check {
+	const char *name[QUERY_MAX];
+	size_t len[QUERY_MAX];
+	unsigned n;
+	char msg[96];
+};
+
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *name,
+				 size_t name_size, const char *value, size_t value_size)
+{
+	(void)kind;
+	struct query_check *q = cls;
+	const int shown = (int)strnlen(name, 40);
+	if (q->n == QUERY_MAX) {
+		snprintf(q->msg, sizeof q->msg, "more than %d query parameters", QUERY_MAX);
+		return MHD_NO;
+	}
+	/* Strings reach the handlers as C strings: a NUL would cut them. */
+	if (strlen(name) != name_size || (value && strlen(value) != value_size)) {
+		snprintf(q->msg, sizeof q->msg, "?%.*s= holds a NUL byte", shown, name);
+		return MHD_NO;
+	}
+	/* Every parameter is single-valued, and MHD_lookup_connection_value
+	 * would quietly take the first of two. */
+	for (unsigned i = 0; i < q->n; i++)
+		if (q->len[i] == name_size && !memcmp(q->name[i], name, name_size)) {
+			snprintf(q->msg, sizeof q->msg, "?%.*s= is given more than once", shown, name);
+			return MHD_NO;
+		}
+	q->name[q->n] = name;
+	q->len[q->n++] = name_size;
+	return MHD_YES;
+}
+
+/* The path and query as decoded; returns -1 when the request is refused. */
+static int decoded(struct req *r)
+{
+	if (r->nul_in_path) {
+		early(r, 400, "a NUL byte in the path");
+		return -1;
+	}
+	struct query_check q = {.n = 0};
+	MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, check_arg, &q);
+	if (q.msg[0]) {
+		early(r, 400, q.msg);
+		return -1;
+	}
+	return 0;
+}
+
 static void precheck(struct req *r)
 {
 	struct route_match m;
+	if (framing(r))
+		return;
 	if (!load(&ready)) {
-		r->route = R_OTHER;
 		early(r, 503, "starting: the store is not open yet");
 		return;
 	}
@@ -177,6 +316,8 @@ static void precheck(struct req *r)
 		r->early_hdr[1] = r->early_val;
 		return;
 	}
+	if (decoded(r))
+		return;
 	r->fn = m.fn;
 	r->rest = m.rest;
 	const char *cl = http_header_value(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -258,7 +399,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				  const char *upload, size_t *upload_size, void **con_cls)
 {
 	(void)cls;
-	(void)version;
 	struct req *r = *con_cls;
 	if (!r) {
 		/* The URI-log callback could not allocate. */
@@ -269,13 +409,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->conn = conn;
 		r->method = method;
 		r->path = url;
+		r->version = version;
 		r->counted = 1;
 		add(&inflight, 1);
 		precheck(r);
 		/* A body announced too big is refused at once when the client
 		 * waits for "100 Continue" or would send far too much; else
-		 * it is read, dropped, and refused at its end. */
-		if (r->early_status == 413 && r->close_now)
+		 * it is read, dropped, and refused at its end.  A request
+		 * whose framing is in doubt is refused at once too. */
+		if (r->early_status && r->close_now)
 			return answer_early(r, 1);
 		return MHD_YES;
 	}
@@ -310,6 +452,15 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
 	r->t0 = serve_now_ns();
 	r->route = R_OTHER;
 	snprintf(r->uri, sizeof r->uri, "%s", uri ? uri : "");
+	if (uri) {
+		r->uri_len = strlen(uri);
+		r->uri_end = uri + r->uri_len;
+		/* libmicrohttpd decodes %00 in the path into a NUL, which ends
+		 * the string the handlers see: "77%0099" would read as "77". */
+		const char *q = strchr(uri, '?');
+		const char *nul = strstr(uri, "%00");
+		r->nul_in_path = nul && (!q || nul < q);
+	}
 	return r;
 }
 

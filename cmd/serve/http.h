@@ -33,6 +33,10 @@ struct req {
 	const char *path;        /* decoded path, without the query */
 	const char *rest;        /* the path after a route's prefix */
 	char uri[256];           /* as requested (truncated), for the log */
+	size_t uri_len;          /* the request target's length as received */
+	const char *uri_end;     /* where libmicrohttpd's copy of it ends */
+	const char *version;
+	int nul_in_path;         /* the path holds a %00 */
 	int route;               /* enum route_id */
 	int phase;
 	uint64_t t0;

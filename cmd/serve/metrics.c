@@ -23,8 +23,8 @@ static const char *const route_labels[R_COUNT] = {
 };
 
 /* Status codes counted by name; anything else counts as "other". */
-static const unsigned codes[] = {200, 202, 400, 401, 404, 405, 409, 413,
-				 429, 500, 501, 503, 0};
+static const unsigned codes[] = {200, 202, 400, 401, 404, 405, 409, 413, 414,
+				 429, 431, 500, 501, 503, 0};
 #define NCODES (sizeof codes / sizeof codes[0])
 
 /* Duration buckets, upper bounds in nanoseconds: 25 us .. 1 s. */

@@ -507,6 +507,18 @@ static void h_build_info(struct req *r)
 
 static void h_metrics(struct req *r)
 {
+	/* A handle sees other processes' commits, snapshots and indexes only
+	 * when it next looks: look now, so the gauges are not as old as this
+	 * thread's last read.  They are the largest over every handle, and
+	 * this one is now the newest. */
+	uint64_t seq;
+	kyro_db *db = reader(r);
+	if (!db)
+		return;
+	if (kyro_last_seq(db, &seq)) {
+		http_error(r, 500, "%s", kyro_errmsg(db));
+		return;
+	}
 	struct sbuf b = {0};
 	sb_reserve(&b, 16384);
 	metrics_render(&b, http_connections(), http_inflight());

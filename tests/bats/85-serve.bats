@@ -548,3 +548,179 @@ print(s.recv(4096).decode(), flush=True)' "$sock" >"$BATS_TEST_TMPDIR/notified" 
 	assert_equal "$SERVE_STATUS" 0
 	run -0 kyro-verify -d "$D"
 }
+
+# ---- what the parser refuses ----
+
+@test "kyro-serve: a NUL in a path or query key is 400 and writes nothing, on every route that takes a key" {
+	serve_start
+	local p
+	for p in 'PUT /v1/kv/77%0099' 'GET /v1/kv/77%0099' 'DELETE /v1/kv/77%0099' \
+		'GET /v1/get_fast/77%0099' 'GET /v1/lookup_fast/77%0099' 'GET /v1/kv/77%00'; do
+		http "${p%% *}" "${p#* }" --data-binary v
+		assert_equal "$HTTP_STATUS $HTTP_BODY for $p" "400 {\"error\":\"a NUL byte in the path\"} for $p"
+	done
+	for p in '/v1/lookup?key=77%0099' '/v1/range?start=1%002' '/v1/range?end=9%00' \
+		'/v1/range?limit=1%005' '/v1/range?lim%00it=5'; do
+		http GET "$p"
+		assert_equal "$HTTP_STATUS for $p" "400 for $p"
+		[[ $HTTP_BODY == '{"error":"?'*'= holds a NUL byte"}' ]] || fail "$p: $HTTP_BODY"
+	done
+	http POST '/v1/snapshot?wait=1%00x'
+	expect 400 '{"error":"?wait= holds a NUL byte"}'
+	# A raw NUL byte cuts libmicrohttpd's copy of the request line short.
+	raw 'PUT /v1/kv/7\0009 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv'
+	assert_equal "$RAW_STATUS" 400
+	grep -qx '{"error":"a NUL byte in the request line"}' <<<"$RAW" || fail "$RAW"
+	http GET /v1/offset
+	expect 200 '{"offset":0}'
+	http GET /metrics
+	assert_equal "$(grep -c '^kyro_job_runs_total{job="snapshot"} 0$' <<<"$HTTP_BODY")" 1
+	# Other bytes were never taken for a key.
+	http PUT /v1/kv/77%2099 --data-binary v
+	assert_equal "$HTTP_STATUS" 400
+}
+
+@test "kyro-serve: a query parameter given twice is 400 naming it, on every route with parameters" {
+	serve_start
+	put_json 9 '"nine"'
+	local p
+	for p in '/v1/lookup?key=9&key=10:key' '/v1/range?start=1&end=5&start=2:start' \
+		'/v1/range?end=5&end=6:end' '/v1/range?limit=1&limit=2:limit' \
+		'/v1/lookup?key=9&key=9:key' '/v1/offset?x=1&x=2:x'; do
+		http GET "${p%:*}"
+		expect 400 "{\"error\":\"?${p##*:}= is given more than once\"}"
+	done
+	http POST '/v1/snapshot?wait=1&wait=0'
+	expect 400 '{"error":"?wait= is given more than once"}'
+	http POST '/v1/rmi/build?wait=0&wait=0'
+	assert_equal "$HTTP_STATUS" 400
+	http POST '/v1/warmup?wait=1&wait=1'
+	assert_equal "$HTTP_STATUS" 400
+	http GET /metrics
+	assert_equal "$(grep -c '^kyro_job_runs_total{job="[a-z_]*"} 0$' <<<"$HTTP_BODY")" 3
+	http GET '/v1/lookup?key=9'
+	expect 200 '{"key":9,"value":"nine"}'
+}
+
+@test "kyro-serve: two different Content-Length headers are 400 and close the connection; nothing is written or smuggled" {
+	serve_start
+	raw 'PUT /v1/kv/5 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nabGET /v1/kv/5 HTTP/1.1\r\nHost: x\r\n\r\n'
+	assert_equal "$RAW_STATUS $RAW_COUNT" "400 1"
+	grep -qix 'connection: close' <<<"$RAW" || fail "the connection was not closed: $RAW"
+	grep -qx '{"error":"conflicting Content-Length headers"}' <<<"$RAW" || fail "$RAW"
+	# The same length twice is one length.
+	raw 'PUT /v1/kv/6 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab'
+	assert_equal "$RAW_STATUS" 200
+	http GET /v1/offset
+	expect 200 '{"offset":1}'
+	run -1 --separate-stderr kyro-get -d "$D" 5
+}
+
+@test "kyro-serve: Content-Length with Transfer-Encoding is 400, a transfer coding other than chunked 501; both close the connection" {
+	serve_start
+	raw 'PUT /v1/kv/5 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'
+	assert_equal "$RAW_STATUS $RAW_COUNT" "400 1"
+	grep -qx '{"error":"both Content-Length and Transfer-Encoding"}' <<<"$RAW" || fail "$RAW"
+	grep -qix 'connection: close' <<<"$RAW" || fail "the connection was not closed: $RAW"
+	local te
+	for te in 'gzip' 'gzip, chunked' 'chunked\r\nTransfer-Encoding: chunked'; do
+		raw "PUT /v1/kv/5 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: $te\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+		assert_equal "$RAW_STATUS for $te" "501 for $te"
+		grep -qx '{"error":"the only transfer coding taken is one Transfer-Encoding: chunked"}' <<<"$RAW" ||
+			fail "$te: $RAW"
+		grep -qix 'connection: close' <<<"$RAW" || fail "$te: the connection was not closed: $RAW"
+	done
+	raw 'PUT /v1/kv/6 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n'
+	assert_equal "$RAW_STATUS" 200
+	http GET /v1/offset
+	expect 200 '{"offset":1}'
+}
+
+@test "kyro-serve: the request line and headers may take 16384 bytes, one more is 431 (414 for the target alone), answered in JSON" {
+	serve_start
+	# 64 bytes of request around the padding, CR LF included.
+	local fixed='GET /v1/offset HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: %s\r\n\r\n'
+	raw "$fixed" "$(head -c $((16384 - 64)) /dev/zero | tr '\0' a)"
+	assert_equal "$RAW_STATUS" 200
+	raw "$fixed" "$(head -c $((16384 - 63)) /dev/zero | tr '\0' a)"
+	assert_equal "$RAW_STATUS" 431
+	grep -qx '{"error":"the request line and headers are over 16384 bytes"}' <<<"$RAW" || fail "$RAW"
+	grep -qix 'connection: close' <<<"$RAW" || fail "the connection was not closed: $RAW"
+	raw "$fixed" "$(head -c 30000 /dev/zero | tr '\0' a)"
+	assert_equal "$RAW_STATUS" 431
+	grep -qx '{"error":"the request line and headers are over 16384 bytes"}' <<<"$RAW" || fail "$RAW"
+	raw 'GET /v1/offset?x=%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' \
+		"$(head -c 20000 /dev/zero | tr '\0' a)"
+	assert_equal "$RAW_STATUS" 414
+	grep -qx '{"error":"the request target is over 16384 bytes"}' <<<"$RAW" || fail "$RAW"
+	http GET /health
+	assert_equal "$HTTP_STATUS" 200
+}
+
+@test "kyro-serve: a scrape of /metrics shows writes, snapshots and indexes made by the tools, with no request in between" {
+	serve_start --threads=1
+	http GET /metrics
+	assert_equal "$(metric kyro_last_offset) $(metric kyro_snapshot_generation) $(metric kyro_rmi_generation)" "0 0 0"
+	local gen0
+	gen0=$(metric kyro_manifest_generation)
+	seq 1 300 | awk '{ print $1 "\tv" $1 }' | kyro-put -d "$D"
+	http GET /metrics
+	assert_equal "$(metric kyro_last_offset)" 300
+	run -0 kyro-snapshot --rmi -d "$D"
+	run -0 kyro-put -d "$D" 301 v
+	http GET /metrics
+	assert_equal "$(metric kyro_last_offset) $(metric kyro_snapshot_generation) $(metric kyro_rmi_generation)" "301 1 1"
+	(($(metric kyro_manifest_generation) > gen0)) || fail "the manifest generation stayed at $gen0"
+}
+
+# ---- stopping while a job runs ----
+
+# A store whose snapshot takes a while (about 0.7 s here), so that a stop
+# can land while the job runs; a test skips when the job wins the race.
+big_store() {
+	seq 1 300000 | awk '{ printf "%.0f\tvalue-%d\n", $1 * 7919, $1 }' | kyro-put -d "$D" --sync=none
+}
+
+# The log says the snapshot job finished before the daemon began to stop.
+job_won_the_race() {
+	awk '/snapshot job 1 done/ { done = NR } /\[info\] stopping/ { stop = NR }
+		END { exit !(done && (!stop || done < stop)) }' "$SERVE_LOG"
+}
+
+@test "kyro-serve: SIGTERM answers a job's waiter 503 and lets the job finish within KYRODB_SHUTDOWN_TIMEOUT_MS" {
+	big_store
+	serve_start
+	curl -s -o "$BATS_TEST_TMPDIR/waiter" -w '%{http_code}' -X POST \
+		"$URL/v1/snapshot?wait=1" >"$BATS_TEST_TMPDIR/waiter.code" 3>&- &
+	local waiter=$!
+	for _ in $(seq 1 100); do
+		grep -q 'snapshot job 1 started' "$SERVE_LOG" && break
+		sleep 0.01
+	done
+	serve_stop TERM
+	wait "$waiter"
+	job_won_the_race && skip "the snapshot finished before the stop"
+	assert_equal "$SERVE_STATUS" 0
+	assert_equal "$(cat "$BATS_TEST_TMPDIR/waiter.code") $(cat "$BATS_TEST_TMPDIR/waiter")" \
+		'503 {"error":"the server is stopping; the job goes on"}'
+	grep -q 'snapshot job 1 done' "$SERVE_LOG" || fail "the job did not finish: $(cat "$SERVE_LOG")"
+	run -1 grep -F abandoning "$SERVE_LOG"
+	run -0 kyro-verify -d "$D"
+	serve_start
+	http GET /metrics
+	assert_equal "$(metric kyro_snapshot_generation)" 1
+}
+
+@test "kyro-serve: SIGTERM abandons a job still running when KYRODB_SHUTDOWN_TIMEOUT_MS is spent; exit 0 and the store is intact" {
+	big_store
+	KYRODB_SHUTDOWN_TIMEOUT_MS=0 serve_start
+	http POST /v1/snapshot
+	assert_equal "$HTTP_STATUS" 202
+	serve_stop TERM
+	job_won_the_race && skip "the snapshot finished before the stop"
+	assert_equal "$SERVE_STATUS" 0
+	grep -q 'abandoning 1 running job(s)' "$SERVE_LOG" || fail "$(cat "$SERVE_LOG")"
+	run -0 kyro-verify -d "$D"
+	run -0 kyro-get -d "$D" $((300000 * 7919))
+	assert_output value-300000
+}

@@ -110,3 +110,21 @@ raw_request() {
 		timeout 2 cat <&5 2>/dev/null
 	) || true
 }
+
+# raw FORMAT [ARG...]: send printf FORMAT's bytes on a fresh connection
+# (for requests curl will not send); sets RAW to the answer, CRs removed,
+# RAW_STATUS to the status of its first response and RAW_COUNT to the
+# number of responses (a request smuggled behind another is a second one).
+raw() {
+	local f="$BATS_TEST_TMPDIR/raw.req"
+	# shellcheck disable=SC2059 # the format is the request
+	printf "$@" >"$f"
+	RAW=$(raw_request "$f" | tr -d '\r')
+	RAW_STATUS=$(sed -n '1s/^HTTP\/1\.[01] \([0-9]*\).*/\1/p' <<<"$RAW")
+	RAW_COUNT=$(grep -c '^HTTP/1\.[01] [0-9]' <<<"$RAW" || true)
+}
+
+# metric NAME: the value of the sample NAME (no labels) in HTTP_BODY.
+metric() {
+	sed -n "s/^$1 //p" <<<"$HTTP_BODY"
+}
