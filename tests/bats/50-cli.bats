@@ -257,3 +257,47 @@ store() {
 	assert_output $'1\tsome value to fill the pipe'
 	stderr_is ''
 }
+
+@test "make install: a program links against the installed library through pkg-config, with and without --static" {
+	command -v pkg-config >/dev/null || fail "pkg-config is missing"
+	local root prefix="$BATS_TEST_TMPDIR/prefix"
+	root=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+	run -0 --separate-stderr make -C "$root" --no-print-directory install PREFIX="$prefix"
+	[ -f "$prefix/lib/pkgconfig/kyro.pc" ]
+	cat >prog.c <<'PROG'
+#include <stdio.h>
+#include <string.h>
+#include <kyro.h>
+
+int main(int argc, char **argv)
+{
+	kyro_db *db;
+	const void *v;
+	size_t len;
+	int rc = kyro_open(&db, argv[1], KYRO_RDWR);
+	if (!rc)
+		rc = kyro_put(db, 42, "linked", 6, NULL);
+	if (!rc)
+		rc = kyro_get(db, 42, &v, &len);
+	if (rc) {
+		fprintf(stderr, "prog: %s\n", kyro_errmsg(db));
+		kyro_close(db);
+		return 1;
+	}
+	printf("%.*s\n", (int)len, (const char *)v);
+	kyro_close(db);
+	return argc == 2 ? 0 : 1;
+}
+PROG
+	for static in --static ''; do
+		rm -f prog
+		flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs $static kyro)
+		run -0 --separate-stderr cc -o prog prog.c $flags
+		stderr_is ''
+		run -0 --separate-stderr ./prog "$D$static"
+		assert_output 'linked'
+		stderr_is ''
+	done
+	run -0 --separate-stderr "$prefix/bin/kyro-get" -d "$D--static" 42
+	assert_output 'linked'
+}
