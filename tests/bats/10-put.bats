@@ -502,3 +502,15 @@ nothing_committed() {
 	done
 	echo "# $ok runs committed everything, $failed nothing" >&3
 }
+
+@test "kyro-put: an empty batch commits nothing and --print-offset prints the store's last sequence number" {
+	run -0 --separate-stderr kyro-put -d "$D" --print-offset </dev/null
+	assert_output '0'
+	stderr_is ''
+	printf '1\ta\n2\tb\n' >in.tsv
+	put_file in.tsv
+	run -0 --separate-stderr kyro-put -d "$D" --print-offset </dev/null
+	assert_output '2'
+	stderr_is ''
+	expect_all $'1\ta\n2\tb'
+}
