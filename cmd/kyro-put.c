@@ -103,7 +103,9 @@ int main(int argc, char **argv)
 	struct cli c = {.prog = "kyro-put", .usage = usage, .opts = opts,
 			.summary = "Put records into a KyroDB store, or delete them, as one atomic batch.\n"
 				   "Without KEY, reads KEY<TAB>VALUE lines (or keys, with --delete) from stdin.",
-			.epilog = "VALUE on stdin may use the escapes \\\\ \\t \\n \\r \\0 \\xHH.\n"};
+			.epilog = "VALUE on stdin may use the escapes \\\\ \\t \\n \\r \\0 \\xHH.\n"
+				  "A CR at the end of a KEY<TAB>VALUE line is refused: convert CR LF\n"
+				  "line endings first, and write a value's final CR as \\r.\n"};
 	struct put p = {.prog = c.prog};
 	const char *dir = NULL;
 	int sync = KYRO_SYNC_BATCH, verbose = 0, print_offset = 0, opt, rc;
