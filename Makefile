@@ -175,6 +175,7 @@ install: all
 	install -m 644 $(wildcard completions/fish/*.fish) $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+		-e 's|@LIBS@|$(LDLIBS)|' \
 		kyro.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/kyro.pc
 
 ## uninstall: remove what install installed

@@ -20,6 +20,9 @@ void cli_init(struct cli *c, int argc, char **argv)
 	c->ind = 1;
 	c->arg = NULL;
 	c->shorts = NULL;
+	c->ops = 1;
+	c->nops = 0;
+	c->done = 0;
 	/* The tools are single-threaded: stdio's per-call locking is pure
 	 * overhead when a value is printed per lookup. */
 	__fsetlocking(stdin, FSETLOCKING_BYCALLER);
@@ -109,9 +112,43 @@ static const struct cli_opt *find_short(const struct cli *c, char ch)
 	return NULL;
 }
 
+static void reverse(char **v, int lo, int hi)
+{
+	for (hi--; lo < hi; lo++, hi--) {
+		char *t = v[lo];
+		v[lo] = v[hi];
+		v[hi] = t;
+	}
+}
+
+/* The option just parsed took argv[ops+nops..ind): move it in front of
+ * the operands passed over so far, keeping their order.  Rotating by
+ * three reversals costs the operands passed over, once per option, so
+ * `kyro-get $(seq 100000) -f tsv` stays linear. */
+static void settle(struct cli *c)
+{
+	int first = c->ops + c->nops;
+	if (c->nops && c->ind > first) {
+		reverse(c->argv, c->ops, first);
+		reverse(c->argv, first, c->ind);
+		reverse(c->argv, c->ops, c->ind);
+	}
+	c->ops += c->ind - first;
+}
+
+/* No option left: the operands are argv[ops..argc). */
+static int operands(struct cli *c)
+{
+	c->ind = c->ops;
+	c->done = 1;
+	return 0;
+}
+
 int cli_next(struct cli *c)
 {
 	c->arg = NULL;
+	if (c->done)
+		return 0;
 	if (c->shorts && *c->shorts) {
 		char ch = *c->shorts++;
 		const struct cli_opt *o = find_short(c, ch);
@@ -134,18 +171,27 @@ int cli_next(struct cli *c)
 		}
 		return o->id;
 	}
-	if (c->ind >= c->argc)
-		return 0;
-	const char *a = c->argv[c->ind];
-	if (a[0] != '-' || a[1] == 0)
-		return 0;
+	c->shorts = NULL;
+	settle(c);
+	const char *a;
+	for (;; c->ind++, c->nops++) {
+		if (c->ind >= c->argc)
+			return operands(c);
+		a = c->argv[c->ind];
+		if (a[0] == '-' && a[1] != 0)
+			break;
+	}
 	c->ind++;
 	if (a[1] != '-') {
 		c->shorts = a + 1;
 		return cli_next(c);
 	}
-	if (a[2] == 0)
-		return 0; /* "--" ends the options */
+	if (a[2] == 0) {
+		/* "--" ends the options: it goes, and every later argument
+		 * joins the operands passed over. */
+		settle(c);
+		return operands(c);
+	}
 	const char *name = a + 2, *eq = strchr(name, '=');
 	size_t len = eq ? (size_t)(eq - name) : strlen(name);
 	if (len == 4 && !memcmp(name, "help", 4) && !eq) {
@@ -237,6 +283,82 @@ int cli_parse_key(const char *s, size_t len, uint64_t *key)
 	}
 	*key = v;
 	return 0;
+}
+
+size_t cli_key_len(const char *s, size_t len)
+{
+	if (len && s[len - 1] == '\n')
+		len--;
+	if (len && s[len - 1] == '\r')
+		len--;
+	return len;
+}
+
+const char *cli_quote(char *buf, size_t size, const void *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = s;
+	size_t o = 0, n = len > 64 ? 64 : len;
+	for (size_t i = 0; i < n && o + 5 < size; i++) {
+		unsigned char ch = p[i];
+		char e = ch == '\\' ? '\\' : ch == '\t' ? 't' : ch == '\n' ? 'n' :
+			 ch == '\r' ? 'r' : ch == 0 ? '0' : 0;
+		if (e) {
+			buf[o++] = '\\';
+			buf[o++] = e;
+		} else if (ch < 0x20 || ch == 0x7f) {
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[ch >> 4];
+			buf[o++] = hex[ch & 15];
+		} else {
+			buf[o++] = (char)ch;
+		}
+	}
+	if (n < len && o + 4 <= size) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	buf[o] = 0;
+	return buf;
+}
+
+/* The values kyro(7) documents: simd.c takes each SIMD name, index.c
+ * takes "binary" and treats anything else as "rmi", its default.  The
+ * library ignores any other value silently, since it never prints. */
+static const char *const simd_names[] = {"scalar", "sse4", "avx2", "avx512", NULL};
+static const char *const index_names[] = {"binary", "rmi", NULL};
+
+static void env_check(const char *name, const char *const *ok,
+		      void (*warn)(void *arg, const char *text), void *arg)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return;
+	for (int i = 0; ok[i]; i++)
+		if (!strcmp(v, ok[i]))
+			return;
+	char q[CLI_QUOTE_MAX], text[512];
+	int n = snprintf(text, sizeof text, "ignoring %s='%s' (expected %s", name,
+			 cli_quote(q, sizeof q, v, strlen(v)),
+			 ok[1] ? "one of " : "");
+	for (int i = 0; ok[i] && n > 0 && (size_t)n < sizeof text; i++)
+		n += snprintf(text + n, sizeof text - (size_t)n, "%s%s",
+			      i ? ", " : "", ok[i]);
+	if (n > 0 && (size_t)n < sizeof text)
+		snprintf(text + n, sizeof text - (size_t)n, ")");
+	warn(arg, text);
+}
+
+void cli_env_warnings(void (*warn)(void *arg, const char *text), void *arg)
+{
+	env_check("KYRODB_SIMD", simd_names, warn, arg);
+	env_check("KYRODB_INDEX", index_names, warn, arg);
+}
+
+void cli_warn_env(void *prog, const char *text)
+{
+	cli_warn(prog, "warning: %s", text);
 }
 
 int cli_buf_reserve(struct cli_buf *b, size_t n)

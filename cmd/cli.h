@@ -36,11 +36,15 @@ struct cli {
 	int ind;                  /* next argv index */
 	const char *arg;          /* the current option's argument */
 	const char *shorts;       /* rest of a group of short options */
+	int ops, nops;            /* operands passed over: argv[ops..ops+nops) */
+	int done;
 };
 
 void cli_init(struct cli *c, int argc, char **argv);
-/* The next option's id, or 0 when the operands start at c->ind.  Handles
- * --help, --version and every usage error itself. */
+/* The next option's id, or 0 when the operands start at c->ind.  As GNU
+ * getopt does, options may come anywhere among the operands and "--" ends
+ * them: cli_next() moves the operands, in their order, to the end of argv.
+ * Handles --help, --version and every usage error itself. */
 int cli_next(struct cli *c);
 
 _Noreturn void cli_usage_error(const struct cli *c, const char *fmt, ...)
@@ -56,6 +60,23 @@ const char *cli_dir(const char *opt);
 
 /* Parse a decimal or 0x-hexadecimal u64 of LEN bytes exactly. */
 int cli_parse_key(const char *s, size_t len, uint64_t *key);
+/* LEN without the line ending of a key in a key list: a final "\n",
+ * "\r\n" or "\r".  Lists written on Windows end their lines in CR LF,
+ * and no key holds a CR, so dropping it cannot change a key. */
+size_t cli_key_len(const char *s, size_t len);
+/* S[0..LEN) escaped as kyro-get prints values (a CR shows as \r), cut
+ * to its first 64 bytes with "..." after: for quoting input in messages.
+ * Returns BUF. */
+const char *cli_quote(char *buf, size_t size, const void *s, size_t len);
+#define CLI_QUOTE_MAX (64 * 4 + 4)
+
+/* Check the environment variables the library reads but cannot complain
+ * about (it never prints): KYRODB_SIMD and KYRODB_INDEX.  Each one set to
+ * a value the library ignores is passed to WARN once, as a line of text
+ * without a trailing newline.  Call once, at start. */
+void cli_env_warnings(void (*warn)(void *arg, const char *text), void *arg);
+/* A WARN for cli_env_warnings(): "PROG: warning: TEXT" on stderr. */
+void cli_warn_env(void *prog, const char *text);
 
 /* A growable byte buffer. */
 struct cli_buf {

@@ -69,11 +69,14 @@ static int get_one(const char *prog, kyro_db *db, const char *s, size_t len,
 	uint64_t key;
 	const void *v;
 	size_t vlen;
+	char q[CLI_QUOTE_MAX];
+	len = cli_key_len(s, len);
 	if (cli_parse_key(s, len, &key)) {
+		cli_quote(q, sizeof q, s, len);
 		if (line)
-			cli_warn(prog, "line %lu: invalid key '%.*s'", line, len > 64 ? 64 : (int)len, s);
+			cli_warn(prog, "line %lu: invalid key '%s'", line, q);
 		else
-			cli_warn(prog, "invalid key '%.*s'", len > 64 ? 64 : (int)len, s);
+			cli_warn(prog, "invalid key '%s'", q);
 		return EXIT_ERR;
 	}
 	int rc = kyro_get(db, key, &v, &vlen);
@@ -101,14 +104,19 @@ struct pending {
 	size_t n;
 };
 
+/* Answer the pending keys and empty the batch, whatever the outcome.  A
+ * library error leaves no item to trust, so it ends the run: the caller
+ * stops reading on EXIT_ERR. */
 static int flush_batch(const char *prog, kyro_db *db, struct pending *p)
 {
 	int status = EXIT_OK, rc = kyro_get_batch(db, p->items, p->n);
+	size_t n = p->n;
+	p->n = 0;
 	if (rc) {
 		cli_db_error(prog, db, rc);
 		return EXIT_ERR;
 	}
-	for (size_t i = 0; i < p->n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct kyro_item *it = &p->items[i];
 		if (it->rc == 0) {
 			print(it->key, it->val, it->len);
@@ -117,22 +125,22 @@ static int flush_batch(const char *prog, kyro_db *db, struct pending *p)
 			status = EXIT_NO;
 		}
 	}
-	p->n = 0;
 	return status;
 }
 
 static int get_stdin(const char *prog, kyro_db *db)
 {
 	static struct pending p;
-	char *line = NULL;
+	char *line = NULL, q[CLI_QUOTE_MAX];
 	size_t cap = 0;
 	ssize_t n;
 	unsigned long lineno = 0;
-	int status = EXIT_OK;
-	while ((n = getline(&line, &cap, stdin)) >= 0) {
-		size_t len = (size_t)n;
-		if (len && line[len - 1] == '\n')
-			len--;
+	int status = EXIT_OK, rc, err;
+	/* getline() returns -1 both at the end of the input and on an
+	 * error; when memory runs out only errno tells (ferror() stays
+	 * clear), and an error must not pass for the end. */
+	while (errno = 0, (n = getline(&line, &cap, stdin)) >= 0) {
+		size_t len = cli_key_len(line, (size_t)n);
 		lineno++;
 		if (fmt == FMT_RAW && lineno > 1) {
 			cli_warn(prog, "line %lu: --format=raw takes exactly one key", lineno);
@@ -141,22 +149,30 @@ static int get_stdin(const char *prog, kyro_db *db)
 		}
 		uint64_t key;
 		if (len >= sizeof p.text[0] || cli_parse_key(line, len, &key)) {
-			cli_warn(prog, "line %lu: invalid key '%.*s'", lineno, len > 64 ? 64 : (int)len, line);
+			cli_warn(prog, "line %lu: invalid key '%s'", lineno,
+				 cli_quote(q, sizeof q, line, len));
 			status = EXIT_ERR;
 			continue;
 		}
 		memcpy(p.text[p.n], line, len);
 		p.text[p.n][len] = 0;
 		p.items[p.n++].key = key;
-		if (p.n == BATCH)
-			status = worse(status, flush_batch(prog, db, &p));
+		if (p.n == BATCH) {
+			rc = flush_batch(prog, db, &p);
+			status = worse(status, rc);
+			if (rc == EXIT_ERR)
+				goto out; /* no answer after it can be trusted */
+		}
 	}
-	if (p.n)
-		status = worse(status, flush_batch(prog, db, &p));
-	if (ferror(stdin)) {
-		cli_warn(prog, "cannot read standard input: %s", strerror(errno));
+	err = errno;
+	if (n < 0 && (err || ferror(stdin))) {
+		cli_warn(prog, "cannot read standard input: %s", strerror(err ? err : EIO));
 		status = EXIT_ERR;
 	}
+	/* The keys read before the end, or before a read error. */
+	if (p.n)
+		status = worse(status, flush_batch(prog, db, &p));
+out:
 	free(line);
 	return status;
 }
@@ -192,8 +208,9 @@ int main(int argc, char **argv)
 		cli_usage_error(&c, "--all and --range exclude each other");
 	if (all && nargs)
 		cli_usage_error(&c, "--all takes no KEY");
-	if (range && (nargs != 2 || cli_parse_key(args[0], strlen(args[0]), &lo) ||
-		      cli_parse_key(args[1], strlen(args[1]), &hi)))
+	if (range && (nargs != 2 ||
+		      cli_parse_key(args[0], cli_key_len(args[0], strlen(args[0])), &lo) ||
+		      cli_parse_key(args[1], cli_key_len(args[1], strlen(args[1])), &hi)))
 		cli_usage_error(&c, "--range needs two keys, LO and HI");
 	if ((all || range) && fmt == FMT_RAW)
 		cli_usage_error(&c, "--format=raw prints one value, not a listing");
@@ -201,6 +218,7 @@ int main(int argc, char **argv)
 		cli_usage_error(&c, "--format=raw takes exactly one KEY");
 	if ((all || range) && !fmt_set)
 		fmt = FMT_TSV;
+	cli_env_warnings(cli_warn_env, (void *)c.prog);
 
 	static char obuf[1 << 16];
 	setvbuf(stdout, obuf, _IOFBF, sizeof obuf);

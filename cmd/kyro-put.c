@@ -32,18 +32,26 @@ struct put {
 	struct cli_buf val;
 };
 
-/* Bad input: the batch is dropped whole, so nothing of it lands. */
-static _Noreturn void bad_line(struct put *p, unsigned long line,
-			       const char *what, const char *s, size_t len)
+/* Bad input: the batch is dropped whole, so nothing of it lands.  S, when
+ * not NULL, is quoted with escapes, so that a stray CR shows as \r. */
+static _Noreturn void bad_text(struct put *p, unsigned long line, const char *what,
+			       const char *s, size_t len, const char *hint)
 {
+	char q[CLI_QUOTE_MAX];
 	kyro_batch_abort(p->db);
 	kyro_close(p->db);
 	if (s)
-		cli_warn(p->prog, "line %lu: %s '%.*s'", line, what,
-			 len > 64 ? 64 : (int)len, s);
+		cli_warn(p->prog, "line %lu: %s '%s'%s", line, what,
+			 cli_quote(q, sizeof q, s, len), hint);
 	else
 		cli_warn(p->prog, "line %lu: %s", line, what);
 	exit(EXIT_ERR);
+}
+
+static _Noreturn void bad_line(struct put *p, unsigned long line,
+			       const char *what, const char *s, size_t len)
+{
+	bad_text(p, line, what, s, len, "");
 }
 
 static int write_one(struct put *p, uint64_t key, const void *v, size_t len)
@@ -63,13 +71,21 @@ static int put_line(struct put *p, unsigned long line, char *s, size_t len)
 {
 	uint64_t key;
 	const char *why;
-	if (len && s[len - 1] == '\n')
-		len--;
 	if (p->del) {
+		len = cli_key_len(s, len);
 		if (cli_parse_key(s, len, &key))
 			bad_line(p, line, "invalid key", s, len);
 		return write_one(p, key, NULL, 0);
 	}
+	if (len && s[len - 1] == '\n')
+		len--;
+	/* A raw CR at the end of a line is refused rather than guessed at:
+	 * it is either a CR LF line ending or the last byte of the value,
+	 * and taking it for either could store a value nobody wrote. */
+	if (len && s[len - 1] == '\r')
+		bad_text(p, line, "carriage return at the end of the line", s, len,
+			 " (convert CR LF line endings to LF; write a CR that"
+			 " ends a value as \\r)");
 	char *tab = memchr(s, '\t', len);
 	if (!tab)
 		bad_line(p, line, "no tab between key and value", NULL, 0);
@@ -87,7 +103,9 @@ int main(int argc, char **argv)
 	struct cli c = {.prog = "kyro-put", .usage = usage, .opts = opts,
 			.summary = "Put records into a KyroDB store, or delete them, as one atomic batch.\n"
 				   "Without KEY, reads KEY<TAB>VALUE lines (or keys, with --delete) from stdin.",
-			.epilog = "VALUE on stdin may use the escapes \\\\ \\t \\n \\r \\0 \\xHH.\n"};
+			.epilog = "VALUE on stdin may use the escapes \\\\ \\t \\n \\r \\0 \\xHH.\n"
+				  "A CR at the end of a KEY<TAB>VALUE line is refused: convert CR LF\n"
+				  "line endings first, and write a value's final CR as \\r.\n"};
 	struct put p = {.prog = c.prog};
 	const char *dir = NULL;
 	int sync = KYRO_SYNC_BATCH, verbose = 0, print_offset = 0, opt, rc;
@@ -110,11 +128,13 @@ int main(int argc, char **argv)
 	if (!p.del && nargs != 0 && nargs != 2)
 		cli_usage_error(&c, "expected KEY VALUE, or no operands to read stdin");
 	uint64_t key0 = 0;
-	if (!p.del && nargs == 2 && cli_parse_key(args[0], strlen(args[0]), &key0))
-		cli_usage_error(&c, "invalid key '%s'", args[0]);
-	for (int i = 0; p.del && i < nargs; i++)
-		if (cli_parse_key(args[i], strlen(args[i]), &key0))
-			cli_usage_error(&c, "invalid key '%s'", args[i]);
+	char q[CLI_QUOTE_MAX];
+	for (int i = 0; i < (p.del ? nargs : nargs ? 1 : 0); i++) {
+		size_t len = cli_key_len(args[i], strlen(args[i]));
+		if (cli_parse_key(args[i], len, &key0))
+			cli_usage_error(&c, "invalid key '%s'", cli_quote(q, sizeof q, args[i], len));
+	}
+	cli_env_warnings(cli_warn_env, (void *)c.prog);
 
 	rc = kyro_open(&p.db, cli_dir(dir), KYRO_RDWR);
 	if (!rc)
@@ -128,18 +148,25 @@ int main(int argc, char **argv)
 		size_t cap = 0;
 		ssize_t n;
 		unsigned long lineno = 0;
-		while (!rc && (n = getline(&line, &cap, stdin)) >= 0)
+		/* getline() returns -1 both at the end of the input and on
+		 * an error; when memory runs out only errno tells (ferror()
+		 * stays clear).  Taking an error for the end would commit
+		 * part of the batch. */
+		while (!rc && (errno = 0, n = getline(&line, &cap, stdin)) >= 0)
 			rc = put_line(&p, ++lineno, line, (size_t)n);
+		int err = errno;
 		free(line);
-		if (!rc && ferror(stdin)) {
+		if (!rc && (err || ferror(stdin))) {
 			kyro_batch_abort(p.db);
-			cli_warn(c.prog, "cannot read standard input: %s", strerror(errno));
+			cli_warn(c.prog, "cannot read standard input: %s",
+				 strerror(err ? err : EIO));
 			kyro_close(p.db);
+			free(p.val.p);
 			return EXIT_ERR;
 		}
 	} else if (p.del) {
 		for (int i = 0; !rc && i < nargs; i++) {
-			cli_parse_key(args[i], strlen(args[i]), &key0);
+			cli_parse_key(args[i], cli_key_len(args[i], strlen(args[i])), &key0);
 			rc = write_one(&p, key0, NULL, 0);
 		}
 	} else {

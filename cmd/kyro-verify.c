@@ -55,6 +55,7 @@ int main(int argc, char **argv)
 	}
 	if (c.ind != argc)
 		cli_usage_error(&c, "unexpected operand '%s'", argv[c.ind]);
+	cli_env_warnings(cli_warn_env, (void *)c.prog);
 	int rc = kyro_verify(cli_dir(dir), flags, report, NULL);
 	int status = rc == 0 ? EXIT_OK : rc == KYRO_EDAMAGED ? EXIT_NO : EXIT_ERR;
 	if (verbose)

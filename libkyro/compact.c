@@ -320,6 +320,7 @@ int kyro_snapshot_rmi(kyro_db *db, const struct kyro_rmi_params *p,
 		      void *arg)
 {
 	static const struct kyro_rmi_params defaults;
+	struct kyro_snapshot_stats local;
 	uint64_t rmi_id = 0;
 	struct fold f = {.db = db};
 	struct manifest before;
@@ -328,6 +329,8 @@ int kyro_snapshot_rmi(kyro_db *db, const struct kyro_rmi_params *p,
 	int lockfd = -1, have_old = 0, have_w = 0, rc;
 	uint64_t cut = 0, cut_end = 0, bytes = 0;
 	double t0 = now();
+	if (!st)
+		st = &local;
 	memset(st, 0, sizeof *st);
 	memset(&w, 0, sizeof w);
 	w.fd_data = -1;

@@ -247,7 +247,10 @@ static uint64_t touch(const unsigned char *p, size_t len)
 
 int kyro_warmup(kyro_db *db, uint64_t *bytes)
 {
+	uint64_t local;
 	int rc = db_view_refresh(db);
+	if (!bytes)
+		bytes = &local;
 	*bytes = 0;
 	if (rc)
 		return rc;

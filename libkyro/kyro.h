@@ -197,7 +197,7 @@ struct kyro_snapshot_stats {
  * Compact the current snapshot and the WAL into a new snapshot and commit
  * it.  Writers are held off only while the WAL is rotated and while the
  * manifest is committed, not while the snapshot is written.  One snapshot
- * runs at a time; a second waits.  PROGRESS may be NULL.
+ * runs at a time; a second waits.  ST and PROGRESS may be NULL.
  */
 int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
 		  kyro_progress_fn progress, void *arg);
@@ -234,7 +234,8 @@ struct kyro_rmi_stats {
 
 /*
  * Build the index for the current snapshot and commit it: running
- * readers switch to it at their next lookup.  P may be NULL.  Fails with
+ * readers switch to it at their next lookup.  P, ST and PROGRESS may be
+ * NULL.  Fails with
  * KYRO_ENOTFOUND when there is no snapshot yet.  Runs one at a time with
  * snapshots (SNAPSHOT.lock); holds writers off only for the commit.
  */
@@ -243,7 +244,8 @@ int kyro_rmi_build(kyro_db *db, const struct kyro_rmi_params *p,
 		   void *arg);
 
 /* kyro_snapshot(), and build the new snapshot's index before committing,
- * so both become visible in one commit.  RST may be NULL. */
+ * so both become visible in one commit.  P, ST, RST and PROGRESS may be
+ * NULL; the index is built when P or RST is not NULL. */
 int kyro_snapshot_rmi(kyro_db *db, const struct kyro_rmi_params *p,
 		      struct kyro_snapshot_stats *st,
 		      struct kyro_rmi_stats *rst, kyro_progress_fn progress,
@@ -263,8 +265,8 @@ struct kyro_index_info {
 int kyro_index_info(kyro_db *db, struct kyro_index_info *info);
 
 /* Bring the current snapshot files and index into the page cache (and
- * this process's page tables): madvise, then touch every page.  *BYTES
- * gets the bytes touched. */
+ * this process's page tables): madvise, then touch every page.  *BYTES,
+ * when BYTES is not NULL, gets the bytes touched. */
 int kyro_warmup(kyro_db *db, uint64_t *bytes);
 
 /*

@@ -165,13 +165,13 @@ nothing_committed() {
 	cmp want.bin got.bin
 }
 
-@test "kyro-put: bytes 0x80 and above and a CR before the newline are literal" {
-	printf '1\tcaf\303\251 \377\n2\tdos\r\n3\ta\tb\tc\n' >in.tsv
+@test "kyro-put: bytes 0x80 and above and a CR inside a value are literal" {
+	printf '1\tcaf\303\251 \377\n2\td\ros\n3\ta\tb\tc\n' >in.tsv
 	put_file in.tsv
 	kyro-get -d "$D" -f raw 1 >got1.bin
 	printf 'caf\303\251 \377' | cmp - got1.bin
 	kyro-get -d "$D" -f raw 2 >got2.bin
-	printf 'dos\r' | cmp - got2.bin
+	printf 'd\ros' | cmp - got2.bin
 	# Further tabs belong to the value.
 	kyro-get -d "$D" -f raw 3 >got3.bin
 	printf 'a\tb\tc' | cmp - got3.bin
@@ -418,4 +418,99 @@ nothing_committed() {
 	assert_output ''
 	stderr_is ''
 	[ -f empty/MANIFEST ]
+}
+
+@test "kyro-put: a CR before the newline rejects the whole batch, and the message shows it as \\r" {
+	seed
+	run -2 --separate-stderr kyro-put -d "$D" <"$(bad_input '3\tdos\r')"
+	assert_output ''
+	stderr_is "kyro-put: line 4: carriage return at the end of the line '3\\tdos\\r' (convert CR LF line endings to LF; write a CR that ends a value as \\r)"
+	nothing_committed
+	# The last line, without a newline, follows the same rule.
+	printf '1\tone\n2\ttwo\r' >in.tsv
+	reject_batch 2 in.tsv
+	nothing_committed
+}
+
+@test "kyro-put: a value ending in CR is written with the \\r escape" {
+	printf '2\tdos\\r\n' >in.tsv
+	put_file in.tsv
+	run_to got.bin kyro-get -d "$D" -f raw 2
+	[ "$status" -eq 0 ]
+	printf 'dos\r' | cmp - got.bin
+}
+
+@test "kyro-put: --delete accepts keys with CR LF line endings, on stdin and as operands" {
+	printf '1\ta\n2\tb\n3\tc\n4\td\n' >in.tsv
+	put_file in.tsv
+	printf '2\r\n0x4\r\n' >keys.txt
+	run -0 --separate-stderr kyro-put -d "$D" --delete <keys.txt
+	assert_output ''
+	stderr_is ''
+	expect_all $'1\ta\n3\tc'
+	run -0 --separate-stderr kyro-put -d "$D" --delete $'3\r'
+	stderr_is ''
+	run -0 --separate-stderr kyro-put -d "$D" $'5\r' five
+	stderr_is ''
+	expect_all $'1\ta\n5\tfive'
+}
+
+@test "kyro-put: running out of memory while reading stdin commits nothing, exit 2" {
+	seed
+	# Under a 64 MiB address space limit, getline() cannot grow its
+	# buffer for the 128 MiB line 4: it fails with ENOMEM, without
+	# ferror(), after three good lines.
+	run -2 --separate-stderr bash -c '{ printf "100\tchanged\n1\tone\n2\ttwo\n"; head -c 134217728 /dev/zero | tr "\0" x; } |
+		{ ulimit -v 65536; exec kyro-put -d "$1"; }' _ "$D"
+	assert_output ''
+	stderr_is 'kyro-put: cannot read standard input: Cannot allocate memory'
+	run -1 --separate-stderr kyro-get -d "$D" -f tsv 1 2 100
+	assert_output $'100\tkeep'
+	stderr_is $'kyro-get: 1: not found\nkyro-get: 2: not found'
+}
+
+@test "kyro-put: under random allocation failures each run commits its whole batch with exit 0 or nothing with exit 2" {
+	command -v fiu-run >/dev/null && [ -f /usr/lib/fiu/fiu_posix_preload.so ] ||
+		fail "libfiu is missing: apt-get install fiu-utils libfiu-dev"
+	# Values doubling to 4 KiB: getline() and the value buffer grow
+	# (realloc) over and over, so a failure can hit any of them.
+	awk 'BEGIN { v = "x"; for (i = 1; i <= 13; i++) { printf "%d\t%s\n", i, v; v = v v } }' >in.tsv
+	local r ok=0 failed=0
+	for r in $(seq 1 12); do
+		rm -rf "$D"
+		run --separate-stderr fiu-run -x -f '' \
+			-c 'enable_random name=libc/mm/realloc,probability=0.3,failinfo=12' \
+			kyro-put -d "$D" <in.tsv
+		assert_output ''
+		case $status in
+		0)
+			stderr_is ''
+			dump "$D" got.tsv
+			cmp in.tsv got.tsv
+			ok=$((ok + 1))
+			;;
+		2)
+			stderr_matches $'^kyro-put: [^\n]*(out of memory|Cannot allocate memory)$'
+			if [ -e "$D/MANIFEST" ]; then
+				dump "$D" got.tsv
+				[ ! -s got.tsv ] || fail "run $r: exit 2 but committed: $(head -c 200 got.tsv)"
+			fi
+			failed=$((failed + 1))
+			;;
+		*) fail "run $r: exit $status: $stderr" ;;
+		esac
+	done
+	echo "# $ok runs committed everything, $failed nothing" >&3
+}
+
+@test "kyro-put: an empty batch commits nothing and --print-offset prints the store's last sequence number" {
+	run -0 --separate-stderr kyro-put -d "$D" --print-offset </dev/null
+	assert_output '0'
+	stderr_is ''
+	printf '1\ta\n2\tb\n' >in.tsv
+	put_file in.tsv
+	run -0 --separate-stderr kyro-put -d "$D" --print-offset </dev/null
+	assert_output '2'
+	stderr_is ''
+	expect_all $'1\ta\n2\tb'
 }

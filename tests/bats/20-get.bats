@@ -424,3 +424,50 @@ all_bytes() {
 	run ls -A other
 	assert_output 'file'
 }
+
+@test "kyro-get: keys on stdin with CR LF line endings are answered as without" {
+	small
+	printf '16\r\n7\r\n0x2\r\n1\r' >keys.txt
+	run -1 --separate-stderr kyro-get -d "$D" -f tsv <keys.txt
+	assert_output $'16\tsixteen\n2\ttwo\n1\tone'
+	stderr_is 'kyro-get: 7: not found'
+}
+
+@test "kyro-get: key operands ending in a CR, as from a CR LF list, are answered" {
+	small
+	run -1 --separate-stderr kyro-get -d "$D" -f tsv $'1\r' $'7\r' $'0x10\r'
+	assert_output $'1\tone\n16\tsixteen'
+	stderr_is 'kyro-get: 7: not found'
+	run -0 --separate-stderr kyro-get -d "$D" --range $'1\r' $'2\r'
+	assert_output $'1\tone\n2\ttwo'
+	stderr_is ''
+}
+
+@test "kyro-get: a CR inside a key is still an error, and the message shows it as \\r" {
+	small
+	printf '1\r2\n' >keys.txt
+	run -2 --separate-stderr kyro-get -d "$D" <keys.txt
+	assert_output ''
+	stderr_is "kyro-get: line 1: invalid key '1\\r2'"
+}
+
+@test "kyro-get: a damaged snapshot read through stdin ends the run with exit 2 and one message, not a crash" {
+	seq 1 600 | awk '{print $1"\tv"$1}' >in.tsv
+	put_file in.tsv
+	run -0 --separate-stderr kyro-snapshot -d "$D"
+	patch_byte "$D/snap-0000000000000001.bin" 4942 '\xff'
+	seq 1 2000 >keys.txt
+	run -2 --separate-stderr kyro-get -d "$D" <keys.txt
+	[[ "$stderr" != *$'\n'* ]] || fail "more than one line on stderr: $stderr"
+	stderr_matches '^kyro-get: .*snap-0000000000000001\.bin'
+}
+
+@test "kyro-get: running out of memory while reading stdin is an error, exit 2, not the end of the input" {
+	small
+	# Under a 64 MiB address space limit, getline() cannot grow its
+	# buffer for a 128 MiB line: it fails with ENOMEM, without ferror().
+	run -2 --separate-stderr bash -c '{ printf "1\n"; head -c 134217728 /dev/zero | tr "\0" x; } |
+		{ ulimit -v 65536; exec kyro-get -d "$1"; }' _ "$D"
+	assert_output 'one'
+	stderr_is 'kyro-get: cannot read standard input: Cannot allocate memory'
+}

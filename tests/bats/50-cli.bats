@@ -257,3 +257,159 @@ store() {
 	assert_output $'1\tsome value to fill the pipe'
 	stderr_is ''
 }
+
+ALL_TOOLS=(kyro-put kyro-get kyro-snapshot kyro-verify kyro-rmi-build kyro-warmup)
+
+@test "kyro-get: options may follow the operands, as GNU tools allow" {
+	printf '7\tseven\n10\tten\n11\televen\n12\ttwelve\n' >in.tsv
+	put_file in.tsv
+	run -0 --separate-stderr kyro-get 10 -d "$D"
+	assert_output 'ten'
+	stderr_is ''
+	[ ! -e kyrodb-data ]
+	run -0 --separate-stderr kyro-get --range 10 12 --format=tsv -d "$D"
+	assert_output $'10\tten\n11\televen\n12\ttwelve'
+	stderr_is ''
+	run -0 --separate-stderr kyro-get -d "$D" 7 -f json
+	assert_output '{"key":7,"value":"seven"}'
+	stderr_is ''
+	run -0 --separate-stderr kyro-get 7 --dir "$D" 12 -f tsv 10
+	assert_output $'7\tseven\n12\ttwelve\n10\tten'
+	stderr_is ''
+}
+
+@test "kyro-put: options may follow the operands, and the operands keep their order" {
+	run -0 --separate-stderr kyro-put 1 one -d "$D"
+	stderr_is ''
+	run -0 --separate-stderr kyro-put 2 two --print-offset -d "$D"
+	assert_output '2'
+	stderr_is ''
+	run -0 --separate-stderr kyro-put --delete 1 -d "$D" 2 -v
+	assert_output ''
+	stderr_is 'kyro-put: 2 records (0 puts, 2 deletes), last offset 4'
+	expect_all ''
+	[ ! -e kyrodb-data ]
+}
+
+@test "kyro-put and kyro-get: after --, operands that look like options are operands" {
+	run -0 --separate-stderr kyro-put -d "$D" -- 5 -5
+	assert_output ''
+	stderr_is ''
+	run -0 --separate-stderr kyro-put -d "$D" -- 6 -d
+	stderr_is ''
+	expect_all $'5\t-5\n6\t-d'
+	run -2 --separate-stderr kyro-get -d "$D" -- 5 -5 6
+	assert_output $'-5\n-d'
+	stderr_is "kyro-get: invalid key '-5'"
+	run -2 --separate-stderr kyro-put -d "$D" --delete -- -5
+	usage_error kyro-put "^kyro-put: invalid key '-5'$"
+	expect_all $'5\t-5\n6\t-d'
+}
+
+@test "the tools without operands: an operand is refused wherever it stands, and after -- an option-like argument is one" {
+	store
+	for t in kyro-snapshot kyro-verify kyro-rmi-build kyro-warmup; do
+		run -2 --separate-stderr "$t" extra -d "$D"
+		usage_error "$t" "^$t: unexpected operand 'extra'$"
+		run -2 --separate-stderr "$t" -d "$D" -- -v
+		usage_error "$t" "^$t: unexpected operand '-v'$"
+	done
+	run -0 --separate-stderr kyro-snapshot --rmi -d "$D" -v
+	assert_output ''
+	stderr_matches '^kyro-snapshot: generation 1: '
+	run -0 --separate-stderr kyro-verify --deep -d "$D"
+	assert_output ''
+	stderr_is ''
+	[ ! -e kyrodb-data ]
+}
+
+@test "every tool: KYRODB_SIMD with a value the library ignores is warned about once on stderr, and the tool goes on" {
+	store
+	for t in "${ALL_TOOLS[@]}"; do
+		case $t in
+		kyro-put) args=(-d "$D" 2 two) ;;
+		kyro-get) args=(-d "$D" 1) ;;
+		*) args=(-d "$D") ;;
+		esac
+		run -0 --separate-stderr env KYRODB_SIMD=bogus "$t" "${args[@]}"
+		stderr_is "$t: warning: ignoring KYRODB_SIMD='bogus' (expected one of scalar, sse4, avx2, avx512)"
+	done
+	run -0 --separate-stderr env KYRODB_SIMD=$'av\rx' kyro-get -d "$D" 1
+	assert_output 'one'
+	stderr_is "kyro-get: warning: ignoring KYRODB_SIMD='av\\rx' (expected one of scalar, sse4, avx2, avx512)"
+}
+
+@test "every tool: KYRODB_INDEX with a value the library ignores is warned about once on stderr, and the tool goes on" {
+	store
+	for t in "${ALL_TOOLS[@]}"; do
+		case $t in
+		kyro-put) args=(-d "$D" 2 two) ;;
+		kyro-get) args=(-d "$D" 1) ;;
+		*) args=(-d "$D") ;;
+		esac
+		run -0 --separate-stderr env KYRODB_INDEX=nonsense "$t" "${args[@]}"
+		stderr_is "$t: warning: ignoring KYRODB_INDEX='nonsense' (expected one of binary, rmi)"
+	done
+	run -0 --separate-stderr env KYRODB_INDEX=nonsense KYRODB_SIMD=AVX2 kyro-get -d "$D" 1
+	assert_output 'one'
+	stderr_is "kyro-get: warning: ignoring KYRODB_SIMD='AVX2' (expected one of scalar, sse4, avx2, avx512)
+kyro-get: warning: ignoring KYRODB_INDEX='nonsense' (expected one of binary, rmi)"
+}
+
+@test "every tool: KYRODB_SIMD and KYRODB_INDEX with values the library takes, or empty, give no warning" {
+	store
+	for v in scalar sse4 avx2 avx512 ''; do
+		run -0 --separate-stderr env KYRODB_SIMD="$v" KYRODB_INDEX=rmi kyro-get -d "$D" 1
+		assert_output 'one'
+		stderr_is ''
+	done
+	run -0 --separate-stderr env KYRODB_INDEX= kyro-verify -d "$D"
+	stderr_is ''
+	run -0 --separate-stderr env KYRODB_INDEX=binary kyro-get -d "$D" 1
+	assert_output 'one'
+	stderr_is ''
+}
+
+@test "make install: a program links against the installed library through pkg-config, with and without --static" {
+	command -v pkg-config >/dev/null || fail "pkg-config is missing"
+	local root prefix="$BATS_TEST_TMPDIR/prefix"
+	root=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+	run -0 --separate-stderr make -C "$root" --no-print-directory install PREFIX="$prefix"
+	[ -f "$prefix/lib/pkgconfig/kyro.pc" ]
+	cat >prog.c <<'PROG'
+#include <stdio.h>
+#include <string.h>
+#include <kyro.h>
+
+int main(int argc, char **argv)
+{
+	kyro_db *db;
+	const void *v;
+	size_t len;
+	int rc = kyro_open(&db, argv[1], KYRO_RDWR);
+	if (!rc)
+		rc = kyro_put(db, 42, "linked", 6, NULL);
+	if (!rc)
+		rc = kyro_get(db, 42, &v, &len);
+	if (rc) {
+		fprintf(stderr, "prog: %s\n", kyro_errmsg(db));
+		kyro_close(db);
+		return 1;
+	}
+	printf("%.*s\n", (int)len, (const char *)v);
+	kyro_close(db);
+	return argc == 2 ? 0 : 1;
+}
+PROG
+	for static in --static ''; do
+		rm -f prog
+		flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs $static kyro)
+		run -0 --separate-stderr cc -o prog prog.c $flags
+		stderr_is ''
+		run -0 --separate-stderr ./prog "$D$static"
+		assert_output 'linked'
+		stderr_is ''
+	done
+	run -0 --separate-stderr "$prefix/bin/kyro-get" -d "$D--static" 42
+	assert_output 'linked'
+}

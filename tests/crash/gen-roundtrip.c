@@ -105,7 +105,8 @@ static void put_input_value(FILE *f, const struct rec *r)
 	static const char hexl[] = "0123456789abcdef", hexu[] = "0123456789ABCDEF";
 	for (unsigned i = 0; i < r->len; i++) {
 		unsigned char c = r->val[i];
-		int must = c == '\\' || c == '\n';
+		/* kyro-put refuses a raw CR that ends the line. */
+		int must = c == '\\' || c == '\n' || (c == '\r' && i + 1 == r->len);
 		if (!must && below(10) < 6) {
 			putc_unlocked(c, f);
 			continue;

@@ -1047,3 +1047,46 @@ TEST(a_torn_value_that_holds_a_record_does_not_break_the_store)
 	ABSENT(w, 2);
 	kyro_close(w);
 }
+
+/*
+ * Every out-parameter that kyro.h calls optional may be NULL: the
+ * statistics of a snapshot (with and without an index, with and without
+ * anything to fold), an index build, a warmup, the sequence numbers of
+ * writes and commits.
+ */
+TEST(optional_out_parameters_may_be_null)
+{
+	const char *dir = h_tmpdir();
+	const struct kyro_rmi_params p = {0};
+	struct kyro_index_info ii;
+	const void *v;
+	size_t len;
+	kyro_db *db;
+	int rc = kyro_open(&db, dir, KYRO_RDWR);
+	if (!CHECK_RC(rc, 0)) {
+		kyro_close(db);
+		return;
+	}
+	CHECK_RC(kyro_put(db, 1, "one", 3, NULL), 0);
+	CHECK_RC(kyro_delete(db, 2, NULL), 0);
+	CHECK_RC(kyro_batch_begin(db), 0);
+	CHECK_RC(kyro_put(db, 3, "three", 5, NULL), 0);
+	CHECK_RC(kyro_batch_commit(db, NULL), 0);
+	CHECK_RC(kyro_batch_begin(db), 0);
+	CHECK_RC(kyro_batch_commit(db, NULL), 0);
+	CHECK_RC(kyro_snapshot_rmi(db, &p, NULL, NULL, NULL, NULL), 0);
+	CHECK_RC(kyro_put(db, 4, "four", 4, NULL), 0);
+	CHECK_RC(kyro_snapshot(db, NULL, NULL, NULL), 0);
+	/* Nothing new to fold, but an index to build. */
+	CHECK_RC(kyro_snapshot_rmi(db, NULL, NULL, NULL, NULL, NULL), 0);
+	CHECK_RC(kyro_rmi_build(db, NULL, NULL, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot_rmi(db, &p, NULL, NULL, NULL, NULL), 0);
+	CHECK_RC(kyro_warmup(db, NULL), 0);
+	CHECK_RC(kyro_index_info(db, &ii), 0);
+	CHECK_EQ_U64(ii.kind, KYRO_INDEX_RMI);
+	CHECK_EQ_U64(ii.keys, 3);
+	if (CHECK_RC(kyro_get(db, 4, &v, &len), 0))
+		CHECK_MEM(v, "four", 4);
+	CHECK_RC(kyro_get(db, 2, &v, &len), KYRO_ENOTFOUND);
+	kyro_close(db);
+}
