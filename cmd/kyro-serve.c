@@ -142,6 +142,13 @@ static void options(struct serve_cfg *cfg, int argc, char **argv, const char **t
 	}
 }
 
+/* The daemon's WARN for cli_env_warnings(): its log, not bare stderr. */
+static void log_env_warning(void *arg, const char *text)
+{
+	(void)arg;
+	log_msg(LOG_WARN, "%s", text);
+}
+
 /* Stop: no new connections, requests in flight finish (bounded), jobs
  * are left to finish or abandoned (they are crash-safe), the WAL is
  * synced.  Returns the exit status. */
@@ -179,6 +186,7 @@ int main(int argc, char **argv)
 	const char *token_file = NULL;
 	char err[512];
 	options(&cfg, argc, argv, &token_file);
+	cli_env_warnings(log_env_warning, NULL);
 	if (auth_init(token_file, getenv("KYRODB_AUTH_TOKEN"), err, sizeof err)) {
 		cli_warn(c.prog, "%s", err);
 		return EXIT_ERR;

@@ -51,6 +51,14 @@ teardown() {
 	usage_error kyro-serve "^kyro-serve: invalid KYRODB_MAX_VALUE_BYTES"
 }
 
+@test "kyro-serve: an ignored KYRODB_SIMD or KYRODB_INDEX is said once in the log, and it serves" {
+	KYRODB_SIMD=bogus KYRODB_INDEX=nonsense serve_start
+	http GET /health
+	assert_equal "$HTTP_STATUS" 200
+	assert_equal "$(grep -c "\[warn\] ignoring KYRODB_SIMD='bogus' (expected one of scalar, sse4, avx2, avx512)" "$SERVE_LOG")" 1
+	assert_equal "$(grep -c "\[warn\] ignoring KYRODB_INDEX='nonsense'" "$SERVE_LOG")" 1
+}
+
 @test "kyro-serve: a port already taken is an error, exit 2" {
 	serve_start
 	run -2 --separate-stderr timeout 10 kyro-serve -d "$D" -l "127.0.0.1:$PORT" 3>&-
