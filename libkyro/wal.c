@@ -207,6 +207,26 @@ void wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
 	}
 }
 
+void wal_commits_after(const unsigned char *base, uint64_t len, uint64_t seg,
+		       uint64_t off, uint64_t last_seq, uint64_t *batches,
+		       uint64_t *max_seq)
+{
+	for (uint64_t p = off & ~(uint64_t)7; p + WAL_REC_HDR <= len;) {
+		uint64_t size = rec_valid(base, len, seg, p);
+		if (!size) {
+			p += 8;
+			continue;
+		}
+		uint64_t seq = get_le64(base + p + 16);
+		if (base[p + 12] == WAL_COMMIT && seq > last_seq) {
+			++*batches;
+			if (seq > *max_seq)
+				*max_seq = seq;
+		}
+		p += size;
+	}
+}
+
 int wal_create(char *msg, const char *dir, uint64_t seg, uint64_t first_seq)
 {
 	char path[PATH_MAX];
