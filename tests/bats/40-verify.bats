@@ -139,14 +139,19 @@ at() {
 	stderr_is ''
 }
 
-@test "kyro-verify: --repair does not touch a corrupt WAL" {
+@test "kyro-verify: --repair cuts a corrupt WAL before the damage, keeps a copy in lost+found, says what is lost, exit 1" {
 	three_batches
 	flip_byte "$D/$WAL1" $((48 + 32))
 	cp "$D/$WAL1" wal.bad
 	run -1 --separate-stderr kyro-verify --repair -d "$D"
-	assert_output --regexp "$(at $WAL1 48)"
-	refute_output --partial 'repaired'
-	cmp wal.bad "$D/$WAL1"
+	assert_output --regexp "$(at $WAL1 48)[^"$'\n'"]*sequence numbers 1\.\.4 \(4 records, at least 3 batches\)[^"$'\n'"]*lost\+found"
+	stderr_is ''
+	[ "$(file_size "$D/$WAL1")" -eq 48 ]
+	cmp <(tail -c +49 wal.bad) "$D/lost+found/$WAL1.from-48"
+	verify_clean
+	run -1 --separate-stderr kyro-get -d "$D" 1
+	run -0 --separate-stderr kyro-put -d "$D" 5 five
+	expect_all $'5\tfive'
 }
 
 @test "kyro-get: a corrupt WAL record is an error naming the file and offset, exit 2" {
@@ -161,10 +166,10 @@ at() {
 @test "kyro-put: after a reboot, a corrupt WAL record refuses the write, exit 2, and appends nothing" {
 	three_batches
 	flip_byte "$D/$WAL1" $((48 + 32))
-	# Writers trust what this boot's writers wrote (docs/DECISIONS.md);
-	# the shared page of another boot is not trusted, so the first writer
-	# after a reboot checks every record.  Clear the boot id to get there.
-	dd if=/dev/zero of="$D/LOCK" bs=1 seek=16 count=16 conv=notrunc status=none
+	# A writer checks every record it has not checked itself, whatever
+	# the shared page says; here the page is cleared too, as after a
+	# reboot.
+	dd if=/dev/zero of="$D/LOCK" bs=4096 count=1 conv=notrunc status=none
 	cp "$D/$WAL1" wal.bad
 	run -2 --separate-stderr kyro-put -d "$D" 5 five
 	assert_output ''
