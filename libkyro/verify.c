@@ -1,11 +1,26 @@
 /*
- * verify.c - kyro_verify(): check every file of a store.
+ * verify.c - kyro_verify(): check every file of a store; --repair.
  *
- * Everything up to the committed end is checked without any lock, so a
- * long verify never holds writers off.  Only the question "is there a
- * torn tail?" needs the writer lock: without it, a batch being written
- * right now looks exactly like a torn tail.  The lock is taken for that
- * one check of the last segment (and for --repair's truncation).
+ * Everything is checked once without any lock, so a long verify never
+ * holds writers off.  Then, under the writer lock (without it, a batch
+ * being written right now looks exactly like a torn tail), the last WAL
+ * segment is walked again and the shared page in LOCK held against it.
+ *
+ * Repair, always under the writer lock and after walking every segment
+ * again there (docs/FORMAT.md, "WAL segment", states the rules):
+ *   - a torn tail with no evidence of committed data is truncated
+ *     (exit 0);
+ *   - committed data known lost (damage followed by valid records, a
+ *     sequence jump between segments, or a trusted page's end beyond the
+ *     file) is never called a torn tail: what is cut is first copied to
+ *     DIR/lost+found/, a manifest that ends the log at the cut is
+ *     committed, the segment truncated, and the loss reported with its
+ *     sequence numbers (exit 1);
+ *   - a damaged segment header is rewritten from the file name and the
+ *     sequence chain;
+ *   - the shared page is republished from the files.
+ * Every step is durable before the next; a crash in between leaves a
+ * store that the next repair finishes.
  */
 #include <errno.h>
 #include <stdarg.h>

@@ -44,6 +44,16 @@
  * match its batch, is corruption too.  Caveat: with --sync=none, a power
  * failure may persist later pages of the last batch but not earlier ones;
  * that is reported as corruption rather than guessed to be a torn tail.
+ * A header that fails its checks makes the segment unreadable; a version
+ * other than 1 is a newer format only when the header checksum holds.
+ *
+ * Writers check every live byte they have not checked themselves before
+ * they append, and stop when the shared page (shared.c) says more was
+ * committed than the complete batches reach: that is lost data, not a torn
+ * tail.  kyro-verify --repair (verify.c) cuts a torn tail; when committed
+ * data is known lost it keeps a copy of what it cuts in lost+found/ and
+ * reports the lost sequence numbers; it rewrites a damaged header from
+ * the file name and the sequence chain.  docs/FORMAT.md has the details.
  */
 #include <errno.h>
 #include <fcntl.h>
