@@ -572,11 +572,13 @@ void db_publish(kyro_db *db)
  * numbered NEXT_SEQ must begin; the header is checked whatever START is)
  * and every later live segment whole, with the sequence chain across
  * them.  *END and *LAST_SEQ get where the last segment's complete batches
- * end.  *SHRUNK is set, and nothing else done, when segment FROM is now
+ * end; with LIMIT (else UINT64_MAX) the last segment is read only up to
+ * LIMIT, which must be where a complete batch ends.  *SHRUNK is set, and nothing else done, when segment FROM is now
  * shorter than START: what was checked there is gone. */
 static int check_segments(kyro_db *db, const struct manifest *m,
 			  uint64_t from, uint64_t start, uint64_t next_seq,
-			  uint64_t *end, uint64_t *last_seq, int *shrunk)
+			  uint64_t limit, uint64_t *end, uint64_t *last_seq,
+			  int *shrunk)
 {
 	*shrunk = 0;
 	for (uint64_t id = from; id <= m->wal_last; id++) {
@@ -600,10 +602,18 @@ static int check_segments(kyro_db *db, const struct manifest *m,
 			seg_map_close(&s);
 			return rc;
 		}
+		uint64_t len = s.maplen;
+		if (id == m->wal_last && limit < len)
+			len = limit;
 		if (at == WAL_HDR)
 			fs_populate(s.base, s.maplen);
-		wal_scan(s.base, s.maplen, id, at, next_seq, &sc);
+		wal_scan(s.base, len, id, at, next_seq, &sc);
 		seg_map_close(&s);
+		if (id == m->wal_last && limit != UINT64_MAX &&
+		    (sc.status || sc.end != limit))
+			return kfailx(db->msg, KYRO_ECORRUPT,
+				      "'%s': offset %llu: not a committed end",
+				      s.path, (unsigned long long)limit);
 		if (sc.status == KYRO_ECORRUPT)
 			return kfailx(db->msg, KYRO_ECORRUPT,
 				      "'%s': offset %llu: %s", s.path,
@@ -631,19 +641,50 @@ static int writer_check(kyro_db *db, const struct manifest *m, uint64_t *end,
 			uint64_t *last_seq)
 {
 	int shrunk = 1, rc = 0;
-	if (db->wopen && db->wman.gen == m->gen && db->w.seg >= m->wal_first &&
-	    db->w.seg <= m->wal_last)
+	if (db->w.committed >= WAL_HDR && db->wman.gen == m->gen &&
+	    db->w.seg >= m->wal_first && db->w.seg <= m->wal_last)
 		rc = check_segments(db, m, db->w.seg, db->w.committed,
-				    db->w.next_seq, end, last_seq, &shrunk);
+				    db->w.next_seq, UINT64_MAX, end, last_seq,
+				    &shrunk);
 	if (!rc && shrunk)
 		rc = check_segments(db, m, m->wal_first, WAL_HDR,
-				    m->snap_gen ? m->snap_seq + 1 : 1, end,
-				    last_seq, &shrunk);
+				    m->snap_gen ? m->snap_seq + 1 : 1,
+				    UINT64_MAX, end, last_seq, &shrunk);
 	if (!rc && shrunk)
 		rc = kfailx(db->msg, KYRO_ECORRUPT,
 			    "a WAL segment of '%s' shrank while it was checked",
 			    db->dir);
 	return rc;
+}
+
+/* The bulk of a new handle's first check, before it takes the lock, so
+ * that the lock is held only for what was committed meanwhile: every live
+ * segment, the last up to the committed end the page publishes (a
+ * committed batch is never rolled back; a batch in progress may be).
+ * What it checked is remembered as if the handle had written it; the
+ * check under the lock goes on from there while the manifest stays the
+ * same.  Anything amiss just leaves the whole check to the lock. */
+static void writer_precheck(kyro_db *db)
+{
+	struct shared_state st;
+	struct manifest m;
+	uint64_t change, end = 0, last_seq = 0;
+	int shrunk;
+	char keep[KMSG_MAX];
+	memcpy(keep, db->msg, sizeof keep);
+	if (!manifest_read(db->msg, db->dir, &m) &&
+	    !shared_read(&db->sh, &st, &change) && st.manifest_gen == m.gen &&
+	    st.wal_seg == m.wal_last &&
+	    !check_segments(db, &m, m.wal_first, WAL_HDR,
+			    m.snap_gen ? m.snap_seq + 1 : 1, st.wal_end, &end,
+			    &last_seq, &shrunk) &&
+	    !shrunk && last_seq == st.last_seq) {
+		db->wman = m;
+		db->w.seg = m.wal_last;
+		db->w.committed = end;
+		db->w.next_seq = last_seq + 1;
+	}
+	memcpy(db->msg, keep, sizeof keep);
 }
 
 int db_writer_prepare(kyro_db *db)
@@ -908,6 +949,8 @@ int kyro_open(kyro_db **dbp, const char *dir, unsigned flags)
 		return rc;
 	if (flags & KYRO_RDWR) {
 		rc = manifest_read(db->msg, dir, &m);
+		if (!rc)
+			writer_precheck(db);
 		return rc == ENOENT ? create_store(db) : rc;
 	}
 	return view_load(db);

@@ -1392,3 +1392,25 @@ TEST(a_writer_checks_what_others_appended_since_its_last_batch)
 	CHECK_EQ_U64(h_file_size(last_wal(dir)), size);
 	kyro_close(a);
 }
+
+/* A handle that has only been opened has checked the log up to the
+ * committed end of that moment (before taking the lock); what is
+ * committed after that is checked under the lock before it appends. */
+TEST(a_writer_opened_before_others_wrote_checks_what_they_wrote)
+{
+	const char *dir = h_tmpdir();
+	kyro_db *b = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	REQUIRE(b);
+	CHECK_RC(kyro_put(b, 1, "one", 3, NULL), 0);
+	kyro_db *a = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	REQUIRE(a);
+	CHECK_RC(kyro_put(b, 2, "two", 3, NULL), 0);
+	CHECK_RC(kyro_put(b, 3, "three", 5, NULL), 0);
+	kyro_close(b);
+	CHECK_RC(h_xor_byte(last_wal(dir), END1 + 32, 1), 0); /* "two" */
+	uint64_t size = h_file_size(last_wal(dir));
+	CHECK_RC(kyro_put(a, 4, "four", 4, NULL), KYRO_ECORRUPT);
+	CHECK_STR_HAS(kyro_errmsg(a), "offset 120");
+	CHECK_EQ_U64(h_file_size(last_wal(dir)), size);
+	kyro_close(a);
+}
