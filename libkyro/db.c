@@ -573,8 +573,9 @@ void db_publish(kyro_db *db)
  * and every later live segment whole, with the sequence chain across
  * them.  *END and *LAST_SEQ get where the last segment's complete batches
  * end; with LIMIT (else UINT64_MAX) the last segment is read only up to
- * LIMIT, which must be where a complete batch ends.  *SHRUNK is set, and nothing else done, when segment FROM is now
- * shorter than START: what was checked there is gone. */
+ * LIMIT, which must be where a complete batch ends.  *SHRUNK is set, and
+ * nothing else done, when segment FROM is now shorter than START: what
+ * was checked there is gone. */
 static int check_segments(kyro_db *db, const struct manifest *m,
 			  uint64_t from, uint64_t start, uint64_t next_seq,
 			  uint64_t limit, uint64_t *end, uint64_t *last_seq,
@@ -629,9 +630,10 @@ static int check_segments(kyro_db *db, const struct manifest *m,
  * corrupt one could never be read, nor to a segment whose header it could
  * not read back.  So under the lock, before every batch, a handle checks
  * every live WAL byte it has not checked itself: the first time all live
- * segments, header and records; later only what other processes added
- * after its own committed end (while the manifest is the one it last saw;
- * any other commit, a repair's included, means a full check).  The shared
+ * segments, header and records (most of it done before the lock, by
+ * writer_precheck()); later only what other processes added after its
+ * own committed end (while the manifest is the one it last saw; any other
+ * commit, a repair's included, means a full check).  The shared
  * page is then held against what the files show: if it claims more
  * committed data than they hold, an acknowledged batch is missing and
  * only a repair may decide what to do; any other disagreement (damage, a
