@@ -94,6 +94,16 @@ static int seg_map_grow(char *msg, struct seg_map *s)
 	return 0;
 }
 
+/* Damage a writer or reader stops at: say what clears it. */
+static int needs_repair(kyro_db *db, int rc)
+{
+	size_t n = strlen(db->msg);
+	if (rc == KYRO_ECORRUPT && n + 1 < sizeof db->msg)
+		snprintf(db->msg + n, sizeof db->msg - n,
+			 "; run 'kyro-verify --repair'");
+	return rc;
+}
+
 static void view_free(kyro_db *db)
 {
 	struct view *v = &db->v;
@@ -123,25 +133,38 @@ static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
 		return rc;
 	if (limit == UINT64_MAX || limit > s->maplen) {
 		if (strict)
-			return kfailx(db->msg, KYRO_ECORRUPT,
-				      "'%s': committed end %llu is past the "
-				      "end of the file (%zu bytes)",
-				      s->path, (unsigned long long)limit,
-				      s->maplen);
+			return needs_repair(
+				db, kfailx(db->msg, KYRO_ECORRUPT,
+					   "'%s': committed data is missing: "
+					   "committed end %llu is past the "
+					   "end of the file (%zu bytes)",
+					   s->path, (unsigned long long)limit,
+					   s->maplen));
 		limit = s->maplen;
 	}
 	if (s->applied >= limit)
 		return 0;
 	if (s->applied == WAL_HDR && s->first_seq != v->last_seq + 1)
-		return kfailx(db->msg, KYRO_ECORRUPT,
-			      "'%s': offset 24: first sequence number %llu, "
-			      "expected %llu",
-			      s->path, (unsigned long long)s->first_seq,
-			      (unsigned long long)(v->last_seq + 1));
+		return needs_repair(
+			db, kfailx(db->msg, KYRO_ECORRUPT,
+				   "'%s': offset 24: first sequence number "
+				   "%llu, expected %llu",
+				   s->path, (unsigned long long)s->first_seq,
+				   (unsigned long long)(v->last_seq + 1)));
 	wal_scan(s->base, limit, s->id, s->applied, v->last_seq + 1, &sc);
-	if (sc.status == KYRO_ECORRUPT || (strict && sc.status))
-		return kfailx(db->msg, KYRO_ECORRUPT, "'%s': offset %llu: %s",
-			      s->path, (unsigned long long)sc.bad_off, sc.why);
+	if (sc.status == KYRO_ETORN && strict)
+		return needs_repair(
+			db, kfailx(db->msg, KYRO_ECORRUPT,
+				   "'%s': offset %llu: committed data is "
+				   "missing: the complete batches end here, "
+				   "the committed end is %llu",
+				   s->path, (unsigned long long)sc.bad_off,
+				   (unsigned long long)limit));
+	if (sc.status == KYRO_ECORRUPT)
+		return needs_repair(
+			db, kfailx(db->msg, KYRO_ECORRUPT,
+				   "'%s': offset %llu: %s", s->path,
+				   (unsigned long long)sc.bad_off, sc.why));
 	for (uint64_t off = s->applied; off < sc.end;) {
 		struct wal_rec r;
 		uint64_t at = off;
@@ -161,7 +184,9 @@ static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
 
 /* Is the directory empty but for files a writer creates first?  MANIFEST
  * counts too: a concurrent writer may have committed it between our
- * finding none and looking here, and then the directory is a store. */
+ * finding none and looking here, and then the directory is a store.
+ * lost+found (kyro-verify --repair's, or a file system's root) holds no
+ * store state and is never touched. */
 static int dir_is_fresh(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -174,6 +199,7 @@ static int dir_is_fresh(const char *dir)
 		    strcmp(e->d_name, KYRO_LOCKFILE) &&
 		    strncmp(e->d_name, "wal-", 4) &&
 		    strcmp(e->d_name, KYRO_MANIFEST) &&
+		    strcmp(e->d_name, WAL_LOSTFOUND) &&
 		    strcmp(e->d_name, KYRO_MANIFEST ".tmp"))
 			fresh = 0;
 	closedir(d);
@@ -217,7 +243,7 @@ static int view_try_load(kyro_db *db)
 	for (size_t i = 0; i < n; i++) {
 		if ((rc = seg_map_open(db->msg, &v->segs[i], db->dir,
 				       v->man.wal_first + i)) != 0)
-			return rc;
+			return needs_repair(db, rc);
 		v->nsegs++;
 		int last = i + 1 == n;
 		rc = view_apply(db, i, last && trusted ? st.wal_end : UINT64_MAX,
@@ -542,23 +568,33 @@ void db_publish(kyro_db *db)
 	shared_publish(&db->sh, &st);
 }
 
-/* A writer must not append behind damage: an acknowledged record after a
- * corrupt one could never be read.  Every byte below a trusted published
- * end was written, and so checked, by a writer of this boot (SQLite's
- * wal-index makes the same bargain); without a trusted end, after a
- * reboot or a writer that died mid-publish, the first writer checks every
- * live segment under the lock before it appends.  Readers and kyro_verify
- * check every record regardless. */
-static int writer_validate(kyro_db *db, const struct manifest *m)
+/* Check segment FROM from offset START (the offset where the record
+ * numbered NEXT_SEQ must begin; the header is checked whatever START is)
+ * and every later live segment whole, with the sequence chain across
+ * them.  *END and *LAST_SEQ get where the last segment's complete batches
+ * end; with LIMIT (else UINT64_MAX) the last segment is read only up to
+ * LIMIT, which must be where a complete batch ends.  *SHRUNK is set, and
+ * nothing else done, when segment FROM is now shorter than START: what
+ * was checked there is gone. */
+static int check_segments(kyro_db *db, const struct manifest *m,
+			  uint64_t from, uint64_t start, uint64_t next_seq,
+			  uint64_t limit, uint64_t *end, uint64_t *last_seq,
+			  int *shrunk)
 {
-	uint64_t next_seq = m->snap_gen ? m->snap_seq + 1 : 1;
-	for (uint64_t id = m->wal_first; id <= m->wal_last; id++) {
+	*shrunk = 0;
+	for (uint64_t id = from; id <= m->wal_last; id++) {
 		struct seg_map s;
 		struct wal_scan sc;
+		uint64_t at = id == from ? start : WAL_HDR;
 		int rc = seg_map_open(db->msg, &s, db->dir, id);
 		if (rc)
 			return rc;
-		if (s.first_seq != next_seq) {
+		if (at > s.maplen) {
+			seg_map_close(&s);
+			*shrunk = 1;
+			return 0;
+		}
+		if (at == WAL_HDR && s.first_seq != next_seq) {
 			rc = kfailx(db->msg, KYRO_ECORRUPT,
 				    "'%s': offset 24: first sequence number "
 				    "%llu, expected %llu",
@@ -567,57 +603,130 @@ static int writer_validate(kyro_db *db, const struct manifest *m)
 			seg_map_close(&s);
 			return rc;
 		}
-		fs_populate(s.base, s.maplen);
-		wal_scan(s.base, s.maplen, id, WAL_HDR, s.first_seq, &sc);
+		uint64_t len = s.maplen;
+		if (id == m->wal_last && limit < len)
+			len = limit;
+		if (at == WAL_HDR)
+			fs_populate(s.base, s.maplen);
+		wal_scan(s.base, len, id, at, next_seq, &sc);
 		seg_map_close(&s);
+		if (id == m->wal_last && limit != UINT64_MAX &&
+		    (sc.status || sc.end != limit))
+			return kfailx(db->msg, KYRO_ECORRUPT,
+				      "'%s': offset %llu: not a committed end",
+				      s.path, (unsigned long long)limit);
 		if (sc.status == KYRO_ECORRUPT)
 			return kfailx(db->msg, KYRO_ECORRUPT,
 				      "'%s': offset %llu: %s", s.path,
 				      (unsigned long long)sc.bad_off, sc.why);
 		next_seq = sc.last_seq + 1;
+		*end = sc.end;
 	}
+	*last_seq = next_seq - 1;
 	return 0;
+}
+
+/* A writer must not append behind damage: an acknowledged record after a
+ * corrupt one could never be read, nor to a segment whose header it could
+ * not read back.  So under the lock, before every batch, a handle checks
+ * every live WAL byte it has not checked itself: the first time all live
+ * segments, header and records (most of it done before the lock, by
+ * writer_precheck()); later only what other processes added after its
+ * own committed end (while the manifest is the one it last saw; any other
+ * commit, a repair's included, means a full check).  The shared
+ * page is then held against what the files show: if it claims more
+ * committed data than they hold, an acknowledged batch is missing and
+ * only a repair may decide what to do; any other disagreement (damage, a
+ * writer that died between its fsync and its publish) is settled by
+ * publishing the files' state. */
+static int writer_check(kyro_db *db, const struct manifest *m, uint64_t *end,
+			uint64_t *last_seq)
+{
+	int shrunk = 1, rc = 0;
+	if (db->w.committed >= WAL_HDR && db->wman.gen == m->gen &&
+	    db->w.seg >= m->wal_first && db->w.seg <= m->wal_last)
+		rc = check_segments(db, m, db->w.seg, db->w.committed,
+				    db->w.next_seq, UINT64_MAX, end, last_seq,
+				    &shrunk);
+	if (!rc && shrunk)
+		rc = check_segments(db, m, m->wal_first, WAL_HDR,
+				    m->snap_gen ? m->snap_seq + 1 : 1,
+				    UINT64_MAX, end, last_seq, &shrunk);
+	if (!rc && shrunk)
+		rc = kfailx(db->msg, KYRO_ECORRUPT,
+			    "a WAL segment of '%s' shrank while it was checked",
+			    db->dir);
+	return rc;
+}
+
+/* The bulk of a new handle's first check, before it takes the lock, so
+ * that the lock is held only for what was committed meanwhile: every live
+ * segment, the last up to the committed end the page publishes (a
+ * committed batch is never rolled back; a batch in progress may be).
+ * What it checked is remembered as if the handle had written it; the
+ * check under the lock goes on from there while the manifest stays the
+ * same.  Anything amiss just leaves the whole check to the lock. */
+static void writer_precheck(kyro_db *db)
+{
+	struct shared_state st;
+	struct manifest m;
+	uint64_t change, end = 0, last_seq = 0;
+	int shrunk;
+	char keep[KMSG_MAX];
+	memcpy(keep, db->msg, sizeof keep);
+	if (!manifest_read(db->msg, db->dir, &m) &&
+	    !shared_read(&db->sh, &st, &change) && st.manifest_gen == m.gen &&
+	    st.wal_seg == m.wal_last &&
+	    !check_segments(db, &m, m.wal_first, WAL_HDR,
+			    m.snap_gen ? m.snap_seq + 1 : 1, st.wal_end, &end,
+			    &last_seq, &shrunk) &&
+	    !shrunk && last_seq == st.last_seq) {
+		db->wman = m;
+		db->w.seg = m.wal_last;
+		db->w.committed = end;
+		db->w.next_seq = last_seq + 1;
+	}
+	memcpy(db->msg, keep, sizeof keep);
 }
 
 int db_writer_prepare(kyro_db *db)
 {
 	struct shared_state st;
-	uint64_t change, committed, next_seq;
-	int rc = manifest_read(db->msg, db->dir, &db->wman);
+	struct manifest m;
+	uint64_t change, committed = 0, last_seq = 0;
+	int rc = manifest_read(db->msg, db->dir, &m);
 	if (rc)
 		return rc;
-	int trusted = shared_read(&db->sh, &st, &change) == 0 &&
-		      st.manifest_gen == db->wman.gen &&
-		      st.wal_seg == db->wman.wal_last;
-	if (!trusted && (rc = writer_validate(db, &db->wman)) != 0)
-		return rc;
-	if (trusted) {
-		committed = st.wal_end;
-		next_seq = st.last_seq + 1;
-	} else {
-		struct seg_map s;
-		struct wal_scan sc;
-		rc = seg_map_open(db->msg, &s, db->dir, db->wman.wal_last);
-		if (rc)
-			return rc;
-		wal_scan(s.base, s.maplen, s.id, WAL_HDR, s.first_seq, &sc);
-		seg_map_close(&s);
-		if (sc.status == KYRO_ECORRUPT)
-			return kfailx(db->msg, KYRO_ECORRUPT,
-				      "'%s': offset %llu: %s", s.path,
-				      (unsigned long long)sc.bad_off, sc.why);
-		committed = sc.end;
-		next_seq = sc.last_seq + 1;
+	if ((rc = writer_check(db, &m, &committed, &last_seq)) != 0)
+		return needs_repair(db, rc);
+	int trusted = shared_read(&db->sh, &st, &change) == 0;
+	if (trusted && st.wal_seg == m.wal_last && st.wal_end > committed) {
+		char path[PATH_MAX];
+		kpath_gen(path, db->dir, "wal-", m.wal_last, ".log");
+		return needs_repair(
+			db, kfailx(db->msg, KYRO_ECORRUPT,
+				   "'%s': offset %llu: committed data is "
+				   "missing: the log was committed up to "
+				   "offset %llu (sequence number %llu), its "
+				   "complete batches end at %llu",
+				   path, (unsigned long long)committed,
+				   (unsigned long long)st.wal_end,
+				   (unsigned long long)st.last_seq,
+				   (unsigned long long)committed));
 	}
+	int same = trusted && st.manifest_gen == m.gen &&
+		   st.wal_seg == m.wal_last && st.wal_end == committed &&
+		   st.last_seq == last_seq;
 	if (db->wopen)
 		wal_writer_close(&db->w);
 	db->wopen = 0;
-	rc = wal_writer_open(db->msg, &db->w, db->dir, db->wman.wal_last,
-			     committed, next_seq, db->sync != KYRO_SYNC_NONE);
+	db->wman = m;
+	rc = wal_writer_open(db->msg, &db->w, db->dir, m.wal_last, committed,
+			     last_seq + 1, db->sync != KYRO_SYNC_NONE);
 	if (rc)
 		return rc;
 	db->wopen = 1;
-	if (!trusted)
+	if (!same)
 		db_publish(db);
 	return 0;
 }
@@ -842,6 +951,8 @@ int kyro_open(kyro_db **dbp, const char *dir, unsigned flags)
 		return rc;
 	if (flags & KYRO_RDWR) {
 		rc = manifest_read(db->msg, dir, &m);
+		if (!rc)
+			writer_precheck(db);
 		return rc == ENOENT ? create_store(db) : rc;
 	}
 	return view_load(db);

@@ -7,21 +7,33 @@
  * of LMDB's lock file).  The page is a cache of what is on disk, never the
  * truth: it is in native byte order, never leaves the machine, and is
  * trusted only when its boot id matches this boot (a page from before a
- * reboot may describe writes the disk never kept).
+ * reboot may describe writes the disk never kept) and its checksum holds.
+ *
+ * Layout version 2:
  *
  *    0  8  magic "KYROLOCK"
- *    8  4  layout version (1)
- *   12  4  reserved
+ *    8  4  layout version (2)
+ *   12  4  reserved, zero
  *   16 16  boot id of the writer that last published (binary)
  *   32  8  change counter: a seqlock, odd while a writer publishes
  *   40  8  manifest generation
  *   48  8  WAL segment of the committed end
  *   56  8  byte offset of the committed end in that segment
  *   64  8  last committed sequence number
+ *   72  8  XXH3-64 of bytes 0..71, computed with the counter at the even
+ *          value it has once the publish is complete (so a flipped byte
+ *          anywhere, the counter included, is caught)
+ *   80     zero up to 4096
  *
- * A writer that dies halfway through publishing leaves the counter odd;
- * readers then treat the page as untrustworthy until the next writer,
- * which recovers from the files under the lock and publishes afresh.
+ * Rules.  A writer that dies halfway through publishing leaves the counter
+ * odd; a page that fails its checksum, is odd, is of another boot or of
+ * layout version 1 (written by older binaries, without a checksum) is not
+ * trusted: readers keep what they have and the next writer rebuilds it
+ * from the files under the lock.  Even a trusted page is checked against
+ * the WAL by every writer before it appends (db.c): a page that claims
+ * more committed data than the files hold is refused, any other
+ * disagreement is settled in favour of the files.  Readers check the
+ * checksum only when the counter moved: the fast path stays one load.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,11 +41,14 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include "fsio.h"
 #include "internal.h"
 #include "shared.h"
 
-#define PAGE 4096
+#define PAGE SHARED_PAGE
 static const char magic[8] = "KYROLOCK";
 
 static void boot_id(unsigned char id[16])
@@ -133,49 +148,120 @@ static uint64_t *field(const struct shared *s, int off)
 	return (uint64_t *)(s->page + off);
 }
 
+static uint64_t page_sum(const unsigned char *b, uint64_t change)
+{
+	unsigned char tmp[SHARED_SUM];
+	memcpy(tmp, b, SHARED_SUM);
+	memcpy(tmp + 32, &change, 8);
+	return XXH3_64bits(tmp, SHARED_SUM);
+}
+
+int shared_check(const unsigned char *b, size_t len, struct shared_state *st,
+		 uint64_t *off, const char **why)
+{
+	static const unsigned char zero[16];
+	unsigned char id[16];
+	uint64_t change;
+	*off = 0;
+	if (len < SHARED_USED || memcmp(b, magic, 8) != 0) {
+		for (size_t i = 0; i < len; i++)
+			if (b[i]) {
+				*off = i;
+				*why = "not a shared page (bad magic)";
+				return SHARED_BAD;
+			}
+		*why = "never published";
+		return SHARED_FRESH;
+	}
+	if (get_le32(b + 8) != SHARED_LAYOUT) {
+		*off = 8;
+		*why = "layout version 1, written without a checksum";
+		return get_le32(b + 8) == 1 ? SHARED_OLD : SHARED_BAD;
+	}
+	memcpy(&change, b + 32, 8);
+	if (change & 1) {
+		*off = 32;
+		*why = "a writer died while publishing it";
+		return SHARED_ODD;
+	}
+	if (page_sum(b, change) != get_le64(b + SHARED_SUM)) {
+		*off = SHARED_SUM;
+		*why = "fails its checksum";
+		return SHARED_BAD;
+	}
+	for (size_t i = SHARED_USED; i < len; i += sizeof zero) {
+		size_t n = len - i < sizeof zero ? len - i : sizeof zero;
+		if (memcmp(b + i, zero, n)) {
+			while (!b[i])
+				i++;
+			*off = i;
+			*why = "bytes after the checksum are not zero";
+			return SHARED_BAD;
+		}
+	}
+	memcpy(&st->manifest_gen, b + 40, 8);
+	memcpy(&st->wal_seg, b + 48, 8);
+	memcpy(&st->wal_end, b + 56, 8);
+	memcpy(&st->last_seq, b + 64, 8);
+	boot_id(id);
+	if (memcmp(b + 16, id, 16) != 0) {
+		*off = 16;
+		*why = "published before the last reboot";
+		return SHARED_OTHER_BOOT;
+	}
+	return SHARED_OK;
+}
+
 int shared_read(const struct shared *s, struct shared_state *st,
 		uint64_t *change)
 {
-	unsigned char id[16];
 	if (!s->page)
 		return -1;
-	boot_id(id);
 	for (int tries = 0; tries < 4; tries++) {
+		uint64_t copy[SHARED_USED / 8], off;
+		const char *why;
 		uint64_t c1 = __atomic_load_n(field(s, 32), __ATOMIC_ACQUIRE);
 		if (c1 & 1)
 			continue;
-		int ok = memcmp(s->page, magic, 8) == 0 &&
-			 get_le32(s->page + 8) == 1 &&
-			 memcmp(s->page + 16, id, 16) == 0;
-		st->manifest_gen = __atomic_load_n(field(s, 40), __ATOMIC_RELAXED);
-		st->wal_seg = __atomic_load_n(field(s, 48), __ATOMIC_RELAXED);
-		st->wal_end = __atomic_load_n(field(s, 56), __ATOMIC_RELAXED);
-		st->last_seq = __atomic_load_n(field(s, 64), __ATOMIC_RELAXED);
+		for (int i = 0; i < SHARED_USED / 8; i++)
+			copy[i] = __atomic_load_n(field(s, 8 * i),
+						  __ATOMIC_RELAXED);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (__atomic_load_n(field(s, 32), __ATOMIC_RELAXED) != c1)
 			continue;
 		*change = c1;
-		return ok ? 0 : -1;
+		return shared_check((const unsigned char *)copy, sizeof copy,
+				    st, &off, &why) == SHARED_OK
+			       ? 0
+			       : -1;
 	}
 	return -1;
 }
 
 void shared_publish(struct shared *s, const struct shared_state *st)
 {
-	unsigned char id[16];
+	uint64_t b[SHARED_USED / 8];
 	KYRO_VERIFY(s->locked && s->page);
-	boot_id(id);
 	uint64_t c = __atomic_load_n(field(s, 32), __ATOMIC_RELAXED);
 	/* Leave the odd value of a writer that died mid-publish behind. */
-	c = (c | 1) + 0;
+	c |= 1;
 	__atomic_store_n(field(s, 32), c, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	memcpy(s->page, magic, 8);
-	put_le32(s->page + 8, 1);
-	memcpy(s->page + 16, id, 16);
-	__atomic_store_n(field(s, 40), st->manifest_gen, __ATOMIC_RELAXED);
-	__atomic_store_n(field(s, 48), st->wal_seg, __ATOMIC_RELAXED);
-	__atomic_store_n(field(s, 56), st->wal_end, __ATOMIC_RELAXED);
-	__atomic_store_n(field(s, 64), st->last_seq, __ATOMIC_RELAXED);
+	memset(b, 0, sizeof b);
+	memcpy(b, magic, 8);
+	put_le32((unsigned char *)b + 8, SHARED_LAYOUT);
+	boot_id((unsigned char *)b + 16);
+	b[5] = st->manifest_gen;
+	b[6] = st->wal_seg;
+	b[7] = st->wal_end;
+	b[8] = st->last_seq;
+	b[9] = page_sum((const unsigned char *)b, c + 1);
+	for (int i = 0; i < SHARED_USED / 8; i++)
+		if (i != 4)
+			__atomic_store_n(field(s, 8 * i), b[i],
+					 __ATOMIC_RELAXED);
+	/* Whatever an older layout or damage left after the fields goes:
+	 * a page of this layout is zero there. */
+	memset(s->page + SHARED_USED, 0, PAGE - SHARED_USED);
 	__atomic_store_n(field(s, 32), c + 1, __ATOMIC_RELEASE);
 }

@@ -3,6 +3,7 @@
 #define KYRO_SHARED_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* What a writer publishes after each commit. */
@@ -11,6 +12,21 @@ struct shared_state {
 	uint64_t wal_seg;  /* segment holding the committed end */
 	uint64_t wal_end;  /* byte offset of the committed end in it */
 	uint64_t last_seq; /* last committed sequence number */
+};
+
+#define SHARED_PAGE 4096
+#define SHARED_LAYOUT 2
+#define SHARED_SUM 72  /* offset of the checksum: it covers bytes 0..71 */
+#define SHARED_USED 80 /* bytes in use; the rest of the page is zero */
+
+/* What shared_check() makes of a page. */
+enum {
+	SHARED_OK,         /* trusted */
+	SHARED_FRESH,      /* all zero: nothing published yet */
+	SHARED_OLD,        /* layout version 1 (no checksum): rebuilt */
+	SHARED_OTHER_BOOT, /* intact, but from before the last reboot */
+	SHARED_ODD,        /* a writer died while publishing */
+	SHARED_BAD,        /* damaged: bad magic, version, checksum or tail */
 };
 
 struct shared {
@@ -42,6 +58,12 @@ static inline uint64_t shared_change(const struct shared *s)
  * is halfway through publishing); *CHANGE gets the counter it matched. */
 int shared_read(const struct shared *s, struct shared_state *st,
 		uint64_t *change);
+/* Judge the page image B of LEN bytes (SHARED_USED, or SHARED_PAGE to
+ * check the zero tail as well): returns SHARED_*, with *OFF and *WHY
+ * saying what is wrong when it is not SHARED_OK.  *ST is filled for
+ * SHARED_OK and SHARED_OTHER_BOOT. */
+int shared_check(const unsigned char *b, size_t len, struct shared_state *st,
+		 uint64_t *off, const char **why);
 /* Publish ST (the caller holds the lock). */
 void shared_publish(struct shared *s, const struct shared_state *st);
 

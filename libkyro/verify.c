@@ -1,11 +1,26 @@
 /*
- * verify.c - kyro_verify(): check every file of a store.
+ * verify.c - kyro_verify(): check every file of a store; --repair.
  *
- * Everything up to the committed end is checked without any lock, so a
- * long verify never holds writers off.  Only the question "is there a
- * torn tail?" needs the writer lock: without it, a batch being written
- * right now looks exactly like a torn tail.  The lock is taken for that
- * one check of the last segment (and for --repair's truncation).
+ * Everything is checked once without any lock, so a long verify never
+ * holds writers off.  Then, under the writer lock (without it, a batch
+ * being written right now looks exactly like a torn tail), the last WAL
+ * segment is walked again and the shared page in LOCK held against it.
+ *
+ * Repair, always under the writer lock and after walking every segment
+ * again there (docs/FORMAT.md, "WAL segment", states the rules):
+ *   - a torn tail with no evidence of committed data is truncated
+ *     (exit 0);
+ *   - committed data known lost (damage followed by valid records, a
+ *     sequence jump between segments, or a trusted page's end beyond the
+ *     file) is never called a torn tail: what is cut is first copied to
+ *     DIR/lost+found/, a manifest that ends the log at the cut is
+ *     committed, the segment truncated, and the loss reported with its
+ *     sequence numbers (exit 1);
+ *   - a damaged segment header is rewritten from the file name and the
+ *     sequence chain;
+ *   - the shared page is republished from the files.
+ * Every step is durable before the next; a crash in between leaves a
+ * store that the next repair finishes.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -17,6 +32,9 @@
 #include "db.h"
 #include "fsio.h"
 #include "rmi.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 struct vctx {
 	kyro_report_fn report;
@@ -56,96 +74,576 @@ static void damage_msg(struct vctx *c, const char *msg)
 	c->damaged = 1;
 }
 
-/* Check the torn tail of the last segment with writers held off. */
-static int check_tail(struct vctx *c, const char *dir, const char *path,
-		      uint64_t seg, uint64_t start, uint64_t next_seq,
+/* How the WAL ends, as walk() finds it. */
+enum {
+	W_CLEAN, /* every live segment whole */
+	W_TORN,  /* the last segment ends in a torn tail, nothing says more
+		  * was committed: the crash of a writer mid-batch */
+	W_LOST,  /* committed data is gone from BAD_OFF of segment BAD_SEG */
+	W_STUCK, /* damage that --repair does not handle (named by MSG) */
+};
+
+#define NOTES 8
+
+/* A finding off the main line: a segment header to rewrite (FIX), or a
+ * torn tail in a rotated segment whose successor continues the sequence
+ * (no committed record is missing; reported, left alone). */
+struct note {
+	uint64_t seg, off, first_seq;
+	int fix;
+	char path[PATH_MAX];
+	char why[KMSG_MAX];
+};
+
+struct walk {
+	int kind;
+	uint64_t seg, end, len; /* where the intact log ends, file size */
+	uint64_t last_seq;      /* its last sequence number */
+	char path[PATH_MAX];    /* of SEG */
+	uint64_t bad_seg, bad_off;
+	char bad_path[PATH_MAX];
+	char why[PATH_MAX + KMSG_MAX];
+	uint64_t batches, max_seq; /* committed data seen after the damage */
+	uint64_t chain_last;       /* the first seq of the last segment */
+	struct note notes[NOTES];
+	size_t nnotes;
+};
+
+static int map_seg(char *msg, const char *dir, uint64_t id, char *path,
+		   const unsigned char **base, uint64_t *len)
+{
+	int fd;
+	*base = NULL;
+	*len = 0;
+	int rc = kpath_gen(path, dir, "wal-", id, ".log");
+	if (rc)
+		return kfail(msg, rc, "cannot open a WAL segment in '%s'", dir);
+	rc = fs_open(msg, path, O_RDONLY, 0, &fd);
+	if (rc)
+		return rc;
+	rc = fs_size(msg, fd, path, len);
+	if (!rc)
+		rc = fs_map(msg, fd, (size_t)*len, 0, path, (void **)base);
+	fs_close(fd);
+	return rc;
+}
+
+/* Count the committed batches still readable in segments FROM..TO. */
+static void evidence(const char *dir, uint64_t from, uint64_t to,
+		     struct walk *w)
+{
+	for (uint64_t id = from; id <= to; id++) {
+		char path[PATH_MAX], msg[KMSG_MAX];
+		const unsigned char *b;
+		uint64_t len;
+		if (map_seg(msg, dir, id, path, &b, &len))
+			continue;
+		wal_commits_after(b, len, id, WAL_HDR, w->last_seq, &w->batches,
+				  &w->max_seq);
+		fs_unmap((void *)b, (size_t)len);
+	}
+}
+
+static struct note *add_note(struct walk *w, uint64_t seg, const char *path)
+{
+	if (w->nnotes == NOTES)
+		return NULL;
+	struct note *n = &w->notes[w->nnotes++];
+	memset(n, 0, sizeof *n);
+	n->seg = seg;
+	snprintf(n->path, sizeof n->path, "%s", path);
+	return n;
+}
+
+/*
+ * Walk segments FROM..wal_last (NEXT_SEQ: the first sequence number FROM
+ * must carry) and find where the intact log ends.  Committed data is
+ * known to be lost when damage is followed by valid records, or the
+ * sequence numbers jump between segments; the walk stops there.  A
+ * segment header that fails its checks is noted for rewriting, and its
+ * records are judged with the number the sequence chain gives.  Returns
+ * an error only for what stops the check (I/O, a genuinely newer format).
+ */
+static int walk(char *msg, const char *dir, const struct manifest *m,
+		uint64_t from, uint64_t next_seq, struct walk *w)
+{
+	uint64_t prev_end = 0, prev_len = 0;
+	memset(w, 0, sizeof *w);
+	for (uint64_t id = from; id <= m->wal_last; id++) {
+		char path[PATH_MAX];
+		const unsigned char *b;
+		uint64_t len, first;
+		struct wal_scan sc;
+		int rc = map_seg(msg, dir, id, path, &b, &len);
+		if (rc > 0 && rc != ENOENT)
+			return rc;
+		if (rc) {
+			w->kind = W_STUCK;
+			snprintf(w->why, sizeof w->why, "%s", msg);
+			return 0;
+		}
+		if (id == m->wal_last)
+			w->chain_last = next_seq;
+		rc = wal_header_check(msg, b, len, path, id, &first);
+		if (rc == KYRO_EVERSION && len >= WAL_HDR &&
+		    get_le64(b + 40) == XXH3_64bits(b, 40)) {
+			fs_unmap((void *)b, (size_t)len);
+			return rc;
+		}
+		if (rc) {
+			struct note *n = add_note(w, id, path);
+			if (!n) {
+				fs_unmap((void *)b, (size_t)len);
+				w->kind = W_STUCK;
+				snprintf(w->why, sizeof w->why, "%s", msg);
+				return 0;
+			}
+			n->fix = 1;
+			n->first_seq = first = next_seq;
+			snprintf(n->why, sizeof n->why, "%s", msg);
+		} else if (first != next_seq) {
+			fs_unmap((void *)b, (size_t)len);
+			snprintf(w->why, sizeof w->why,
+				 "'%s': offset 24: first sequence number %llu, "
+				 "expected %llu",
+				 path, (unsigned long long)first,
+				 (unsigned long long)next_seq);
+			if (id == from) {
+				/* Nothing before it in this walk to keep. */
+				w->kind = W_STUCK;
+				return 0;
+			}
+			w->kind = W_LOST;
+			w->seg = id - 1;
+			kpath_gen(w->path, dir, "wal-", id - 1, ".log");
+			w->end = prev_end;
+			w->len = prev_len;
+			w->last_seq = next_seq - 1;
+			w->bad_seg = id;
+			w->bad_off = 24;
+			snprintf(w->bad_path, sizeof w->bad_path, "%s", path);
+			snprintf(w->why, sizeof w->why,
+				 "first sequence number %llu, expected %llu",
+				 (unsigned long long)first,
+				 (unsigned long long)next_seq);
+			if (first > next_seq)
+				w->max_seq = first - 1;
+			evidence(dir, id, m->wal_last, w);
+			return 0;
+		}
+		if (len >= WAL_HDR) {
+			wal_scan(b, len, id, WAL_HDR, first, &sc);
+		} else {
+			/* A header cut short: rewritten, the segment is
+			 * empty. */
+			memset(&sc, 0, sizeof sc);
+			sc.end = WAL_HDR;
+			sc.last_seq = first - 1;
+		}
+		if (sc.status == KYRO_ECORRUPT) {
+			w->kind = W_LOST;
+			w->seg = w->bad_seg = id;
+			snprintf(w->path, sizeof w->path, "%s", path);
+			snprintf(w->bad_path, sizeof w->bad_path, "%s", path);
+			w->end = sc.end;
+			w->len = len;
+			w->last_seq = sc.last_seq;
+			w->bad_off = sc.bad_off;
+			snprintf(w->why, sizeof w->why, "%s", sc.why);
+			wal_commits_after(b, len, id, sc.bad_off, sc.last_seq,
+					  &w->batches, &w->max_seq);
+			fs_unmap((void *)b, (size_t)len);
+			evidence(dir, id + 1, m->wal_last, w);
+			return 0;
+		}
+		fs_unmap((void *)b, (size_t)len);
+		if (sc.status == KYRO_ETORN && id != m->wal_last) {
+			struct note *n = add_note(w, id, path);
+			if (n) {
+				n->off = sc.end;
+				snprintf(n->why, sizeof n->why,
+					 "%s (in a rotated segment)", sc.why);
+			}
+		}
+		w->kind = sc.status == KYRO_ETORN ? W_TORN : W_CLEAN;
+		w->seg = id;
+		snprintf(w->path, sizeof w->path, "%s", path);
+		w->end = sc.end;
+		w->len = len;
+		w->last_seq = sc.last_seq;
+		snprintf(w->why, sizeof w->why, "%s", sc.why);
+		prev_end = sc.end;
+		prev_len = len;
+		next_seq = sc.last_seq + 1;
+	}
+	return 0;
+}
+
+/* Copy LEN bytes at BASE to a new file DIR/lost+found/NAME (NAME.1,
+ * NAME.2... when it exists), durably; *OUT gets its path. */
+static int keep_copy(char *msg, const char *dir, const char *name,
+		     const void *base, size_t len, char *out)
+{
+	char lf[PATH_MAX];
+	int fd = -1, rc = kpath(lf, dir, WAL_LOSTFOUND);
+	if (rc)
+		return kfail(msg, rc, "cannot create '%s/%s'", dir,
+			     WAL_LOSTFOUND);
+	rc = fs_mkdir_durable(msg, lf);
+	if (rc && rc != EEXIST)
+		return rc;
+	for (int n = 0;; n++) {
+		int k = n ? snprintf(out, PATH_MAX, "%s/%s.%d", lf, name, n)
+			  : snprintf(out, PATH_MAX, "%s/%s", lf, name);
+		if (k >= PATH_MAX)
+			return kfail(msg, ENAMETOOLONG, "cannot create '%s'",
+				     lf);
+		rc = fs_open(msg, out, O_WRONLY | O_CREAT | O_EXCL, 0644, &fd);
+		if (rc != EEXIST)
+			break;
+	}
+	if (rc)
+		return rc;
+	rc = fs_write_all(msg, fd, base, len, out);
+	if (!rc)
+		rc = fs_fsync(msg, fd, out);
+	fs_close(fd);
+	if (!rc)
+		rc = fs_fsync_dir(msg, lf);
+	return rc;
+}
+
+/* Rewrite the header of segment N's file from its name and the sequence
+ * chain, keeping every byte after it (temp, fsync, rename, fsync dir). */
+static int rewrite_header(char *msg, const char *dir, const struct note *n)
+{
+	const unsigned char *b;
+	char path[PATH_MAX];
+	uint64_t len;
+	int rc = map_seg(msg, dir, n->seg, path, &b, &len);
+	if (rc)
+		return rc;
+	size_t size = len < WAL_HDR ? WAL_HDR : (size_t)len;
+	unsigned char *buf = calloc(1, size);
+	if (!buf) {
+		fs_unmap((void *)b, (size_t)len);
+		return kfail(msg, ENOMEM, "cannot rewrite '%s'", path);
+	}
+	if (len > WAL_HDR)
+		memcpy(buf + WAL_HDR, b + WAL_HDR, (size_t)len - WAL_HDR);
+	fs_unmap((void *)b, (size_t)len);
+	wal_header_encode(buf, n->seg, n->first_seq);
+	rc = fs_replace_file(msg, dir, path, buf, size);
+	free(buf);
+	return rc;
+}
+
+static int truncate_seg(char *msg, const char *path, uint64_t end)
+{
+	int fd;
+	int rc = fs_open(msg, path, O_WRONLY, 0, &fd);
+	if (rc)
+		return rc;
+	rc = fs_truncate(msg, fd, end, path);
+	if (!rc)
+		rc = fs_fsync(msg, fd, path);
+	fs_close(fd);
+	return rc;
+}
+
+/* What is gone, in words: sequence numbers and the batches seen. */
+static void lost_words(const struct walk *w, char *out, size_t n)
+{
+	if (w->max_seq > w->last_seq)
+		snprintf(out, n,
+			 "committed data is lost: sequence numbers %llu..%llu "
+			 "(%llu record%s, at least %llu batch%s)",
+			 (unsigned long long)(w->last_seq + 1),
+			 (unsigned long long)w->max_seq,
+			 (unsigned long long)(w->max_seq - w->last_seq),
+			 w->max_seq - w->last_seq > 1 ? "s" : "",
+			 (unsigned long long)(w->batches ? w->batches : 1),
+			 w->batches > 1 ? "es" : "");
+	else
+		snprintf(out, n,
+			 "committed data is lost after sequence number %llu "
+			 "(how much is not known)",
+			 (unsigned long long)w->last_seq);
+}
+
+/*
+ * Cut the log at the end of W's intact data: copy what goes (the rest of
+ * the segment, whole later segments) to lost+found first, then commit a
+ * manifest that ends the log there (always a new generation, so that
+ * every handle rechecks the files), then truncate, then remove the
+ * dropped segments.  A crash at any step leaves a store the next repair
+ * finishes.
+ */
+static int cut_log(struct vctx *c, char *msg, const char *dir,
+		   struct manifest *m, const struct walk *w)
+{
+	char kept[PATH_MAX] = "", name[64], words[KMSG_MAX];
+	int rc = 0;
+	if (w->len > w->end) {
+		const unsigned char *b;
+		uint64_t len;
+		char path[PATH_MAX];
+		rc = map_seg(msg, dir, w->seg, path, &b, &len);
+		if (rc)
+			return rc;
+		snprintf(name, sizeof name, "wal-%016llx.log.from-%llu",
+			 (unsigned long long)w->seg,
+			 (unsigned long long)w->end);
+		if (len > w->end)
+			rc = keep_copy(msg, dir, name, b + w->end,
+				       (size_t)(len - w->end), kept);
+		fs_unmap((void *)b, (size_t)len);
+		if (rc)
+			return rc;
+	}
+	for (uint64_t id = w->seg + 1; id <= m->wal_last; id++) {
+		const unsigned char *b;
+		uint64_t len;
+		char path[PATH_MAX], out[PATH_MAX];
+		rc = map_seg(msg, dir, id, path, &b, &len);
+		if (rc == ENOENT)
+			continue;
+		if (rc)
+			return rc;
+		snprintf(name, sizeof name, "wal-%016llx.log",
+			 (unsigned long long)id);
+		rc = keep_copy(msg, dir, name, b, (size_t)len, out);
+		fs_unmap((void *)b, (size_t)len);
+		if (rc)
+			return rc;
+		if (!kept[0])
+			snprintf(kept, sizeof kept, "%s", out);
+	}
+	struct manifest next = *m;
+	next.gen++;
+	next.wal_last = w->seg;
+	if ((rc = manifest_write(msg, dir, &next)) != 0)
+		return rc;
+	if ((rc = truncate_seg(msg, w->path, w->end)) != 0)
+		return rc;
+	for (uint64_t id = w->seg + 1; id <= m->wal_last; id++) {
+		char path[PATH_MAX];
+		if (!kpath_gen(path, dir, "wal-", id, ".log"))
+			fs_unlink(NULL, path);
+	}
+	*m = next;
+	lost_words(w, words, sizeof words);
+	say(c, w->bad_path, w->bad_off, "%s: %s; cut at offset %llu of '%s'%s%s",
+	    w->why, words, (unsigned long long)w->end, w->path,
+	    kept[0] ? ", a copy of what was cut is in " : "",
+	    kept[0] ? kept : "");
+	c->damaged = 1;
+	return 0;
+}
+
+static void report_walk(struct vctx *c, const struct walk *w)
+{
+	char words[KMSG_MAX];
+	for (size_t i = 0; i < w->nnotes; i++) {
+		if (w->notes[i].fix) {
+			char text[PATH_MAX + KMSG_MAX + 80];
+			snprintf(text, sizeof text,
+				 "%s; 'kyro-verify --repair' rewrites it from "
+				 "the file name and the sequence numbers",
+				 w->notes[i].why);
+			damage_msg(c, text);
+		} else {
+			say(c, w->notes[i].path, w->notes[i].off, "%s",
+			    w->notes[i].why);
+			c->damaged = 1;
+		}
+	}
+	switch (w->kind) {
+	case W_TORN:
+		say(c, w->path, w->end, "%s", w->why);
+		c->damaged = 1;
+		break;
+	case W_LOST:
+		lost_words(w, words, sizeof words);
+		say(c, w->bad_path, w->bad_off,
+		    "%s: %s; 'kyro-verify --repair' keeps what is before it",
+		    w->why, words);
+		c->damaged = 1;
+		break;
+	case W_STUCK:
+		damage_msg(c, w->why);
+		break;
+	}
+}
+
+/* The first sequence number the first live segment must carry. */
+static uint64_t chain_start(const struct manifest *m)
+{
+	return m->snap_gen ? m->snap_seq + 1 : 1;
+}
+
+/*
+ * The WAL and the shared page.  Everything is walked once without any
+ * lock, so that a long verify never holds writers off.  Then, under the
+ * writer lock (without it, a batch being written right now looks exactly
+ * like a torn tail), the last segment is walked again and the page held
+ * against it; a repair walks everything again under the lock and acts on
+ * that.
+ */
+static int verify_wal(struct vctx *c, const char *dir, struct manifest *m,
 		      unsigned flags)
 {
 	char msg[KMSG_MAX];
 	struct shared sh;
-	struct seg_map s;
-	struct wal_scan sc;
-	int rc = shared_open(msg, &sh, dir, 1);
-	if (rc)
-		return 0; /* read-only store: no writer can be mid-batch */
-	rc = shared_lock(msg, &sh);
+	struct walk w;
+	int rc = walk(msg, dir, m, m->wal_first, chain_start(m), &w);
+	if (rc) {
+		c->report(c->arg, NULL, 0, msg);
+		return rc;
+	}
+	if (shared_open(msg, &sh, dir, 1)) {
+		/* A store this process cannot write: no writer can be
+		 * mid-batch, and nothing can be repaired. */
+		report_walk(c, &w);
+		return 0;
+	}
+	if ((rc = shared_lock(msg, &sh)) != 0)
+		goto out;
+	struct manifest now;
+	if ((rc = manifest_read(msg, dir, &now)) != 0)
+		goto out;
+	if ((flags & KYRO_VERIFY_REPAIR) || memcmp(&now, m, sizeof now) ||
+	    w.nnotes || (w.kind != W_CLEAN && w.kind != W_TORN)) {
+		*m = now;
+		rc = walk(msg, dir, m, m->wal_first, chain_start(m), &w);
+	} else {
+		/* Only the last segment can have changed: writers append
+		 * there, and nothing before it is touched without a new
+		 * manifest. */
+		struct walk last;
+		rc = walk(msg, dir, m, m->wal_last, w.chain_last, &last);
+		if (!rc)
+			w = last;
+	}
 	if (rc)
 		goto out;
-	rc = seg_map_open(msg, &s, dir, seg);
-	if (rc)
-		goto out;
-	wal_scan(s.base, s.maplen, seg, start, next_seq, &sc);
-	seg_map_close(&s);
-	if (sc.status == KYRO_ECORRUPT) {
-		say(c, path, sc.bad_off, "%s", sc.why);
-		c->damaged = 1;
-	} else if (sc.status == KYRO_ETORN) {
-		if (flags & KYRO_VERIFY_REPAIR) {
-			int fd;
-			rc = fs_open(msg, path, O_WRONLY, 0, &fd);
-			if (!rc) {
-				rc = fs_truncate(msg, fd, sc.end, path);
-				if (!rc)
-					rc = fs_fsync(msg, fd, path);
-				fs_close(fd);
+
+	/* The page against the files. */
+	struct shared_state st;
+	uint64_t poff = 0;
+	const char *pwhy = "";
+	char ptext[KMSG_MAX] = "";
+	int ps = shared_check(sh.page, SHARED_PAGE, &st, &poff, &pwhy);
+	if (ps == SHARED_BAD || ps == SHARED_ODD) {
+		snprintf(ptext, sizeof ptext, "shared page %s", pwhy);
+	} else if (ps == SHARED_OK && (w.kind == W_CLEAN || w.kind == W_TORN)) {
+		if (st.wal_seg == m->wal_last && st.wal_end > w.end) {
+			w.kind = W_LOST;
+			w.bad_seg = w.seg;
+			w.bad_off = w.end;
+			snprintf(w.bad_path, sizeof w.bad_path, "%s", w.path);
+			snprintf(w.why, sizeof w.why,
+				 "the complete batches end here, but the "
+				 "shared page in LOCK says the log was "
+				 "committed up to offset %llu",
+				 (unsigned long long)st.wal_end);
+			if (st.last_seq > w.max_seq)
+				w.max_seq = st.last_seq;
+			{
+				const unsigned char *b;
+				uint64_t len;
+				char path[PATH_MAX];
+				if (!map_seg(msg, dir, w.seg, path, &b, &len)) {
+					wal_commits_after(b, len, w.seg, w.end,
+							  w.last_seq, &w.batches,
+							  &w.max_seq);
+					fs_unmap((void *)b, (size_t)len);
+				}
 			}
-			if (!rc)
-				say(c, path, sc.end, "%s: repaired (truncated)",
-				    sc.why);
 		} else {
-			say(c, path, sc.end, "%s", sc.why);
-			c->damaged = 1;
+			int same = st.manifest_gen == m->gen &&
+				   st.wal_seg == m->wal_last &&
+				   st.wal_end == w.end &&
+				   st.last_seq == w.last_seq;
+			/* Behind the files is what a writer that died
+			 * between its commit and its publish leaves: not
+			 * damage, the next writer catches up.  Ahead of
+			 * them, or at odds with itself, it is. */
+			int behind = st.manifest_gen <= m->gen &&
+				     (st.wal_seg < m->wal_last ||
+				      (st.wal_seg == m->wal_last &&
+				       st.last_seq <= w.last_seq &&
+				       (st.wal_end < w.end) ==
+					       (st.last_seq < w.last_seq)));
+			if (!same && !behind) {
+				poff = 40;
+				snprintf(ptext, sizeof ptext,
+					 "shared page disagrees with the files "
+					 "(manifest generation %llu, segment "
+					 "%llu, end %llu, sequence number %llu)",
+					 (unsigned long long)st.manifest_gen,
+					 (unsigned long long)st.wal_seg,
+					 (unsigned long long)st.wal_end,
+					 (unsigned long long)st.last_seq);
+			}
 		}
 	}
+
+	if (!(flags & KYRO_VERIFY_REPAIR)) {
+		report_walk(c, &w);
+		if (ptext[0]) {
+			say(c, sh.path, poff, "%s: the next writer rebuilds it",
+			    ptext);
+			c->damaged = 1;
+		}
+		goto out;
+	}
+
+	/* Repair, under the lock. */
+	for (size_t i = 0; i < w.nnotes; i++) {
+		struct note *n = &w.notes[i];
+		if (!n->fix) {
+			say(c, n->path, n->off, "%s", n->why);
+			c->damaged = 1;
+			continue;
+		}
+		if ((rc = rewrite_header(msg, dir, n)) != 0)
+			goto out;
+		say(c, n->path, 0,
+		    "bad segment header: rewritten from the file name and "
+		    "sequence number %llu (repaired)",
+		    (unsigned long long)n->first_seq);
+	}
+	switch (w.kind) {
+	case W_TORN:
+		if ((rc = truncate_seg(msg, w.path, w.end)) != 0)
+			goto out;
+		say(c, w.path, w.end, "%s: repaired (truncated)", w.why);
+		break;
+	case W_LOST:
+		if ((rc = cut_log(c, msg, dir, m, &w)) != 0)
+			goto out;
+		break;
+	case W_STUCK:
+		damage_msg(c, w.why);
+		goto out;
+	}
+	if (ptext[0])
+		say(c, sh.path, poff, "%s: rebuilt from the files (repaired)",
+		    ptext);
+	struct shared_state fresh = {
+		.manifest_gen = m->gen,
+		.wal_seg = w.seg,
+		.wal_end = w.end,
+		.last_seq = w.last_seq,
+	};
+	if (ps != SHARED_OK || memcmp(&fresh, &st, sizeof st))
+		shared_publish(&sh, &fresh);
 out:
 	shared_close(&sh);
 	if (rc)
 		c->report(c->arg, NULL, 0, msg);
 	return rc;
-}
-
-static int verify_wal(struct vctx *c, const char *dir,
-		      const struct manifest *m, unsigned flags)
-{
-	char msg[KMSG_MAX];
-	uint64_t next_seq = m->snap_gen ? m->snap_seq + 1 : 1;
-	for (uint64_t id = m->wal_first; id <= m->wal_last; id++) {
-		struct seg_map s;
-		struct wal_scan sc;
-		int rc = seg_map_open(msg, &s, dir, id);
-		if (rc > 0 && rc != ENOENT) {
-			c->report(c->arg, NULL, 0, msg);
-			return rc;
-		}
-		if (rc) {
-			damage_msg(c, msg);
-			return 0;
-		}
-		if (s.first_seq != next_seq) {
-			say(c, s.path, 24,
-			    "first sequence number %llu, expected %llu",
-			    (unsigned long long)s.first_seq,
-			    (unsigned long long)next_seq);
-			c->damaged = 1;
-		}
-		wal_scan(s.base, s.maplen, id, WAL_HDR, s.first_seq, &sc);
-		seg_map_close(&s);
-		if (sc.status == KYRO_ECORRUPT) {
-			say(c, s.path, sc.bad_off, "%s", sc.why);
-			c->damaged = 1;
-			return 0;
-		}
-		if (sc.status == KYRO_ETORN) {
-			if (id == m->wal_last)
-				return check_tail(c, dir, s.path, id, sc.end,
-						  sc.last_seq + 1, flags);
-			say(c, s.path, sc.end, "%s (in a rotated segment)",
-			    sc.why);
-			c->damaged = 1;
-		}
-		next_seq = sc.last_seq + 1;
-	}
-	return 0;
 }
 
 /* The index the manifest names must load against its snapshot; with

@@ -44,6 +44,16 @@
  * match its batch, is corruption too.  Caveat: with --sync=none, a power
  * failure may persist later pages of the last batch but not earlier ones;
  * that is reported as corruption rather than guessed to be a torn tail.
+ * A header that fails its checks makes the segment unreadable; a version
+ * other than 1 is a newer format only when the header checksum holds.
+ *
+ * Writers check every live byte they have not checked themselves before
+ * they append, and stop when the shared page (shared.c) says more was
+ * committed than the complete batches reach: that is lost data, not a torn
+ * tail.  kyro-verify --repair (verify.c) cuts a torn tail; when committed
+ * data is known lost it keeps a copy of what it cuts in lost+found/ and
+ * reports the lost sequence numbers; it rewrites a damaged header from
+ * the file name and the sequence chain.  docs/FORMAT.md has the details.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -204,6 +214,26 @@ void wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
 		snprintf(r->why, sizeof r->why,
 			 "torn tail: %llu bytes after the last complete batch",
 			 (unsigned long long)(len - r->end));
+	}
+}
+
+void wal_commits_after(const unsigned char *base, uint64_t len, uint64_t seg,
+		       uint64_t off, uint64_t last_seq, uint64_t *batches,
+		       uint64_t *max_seq)
+{
+	for (uint64_t p = off & ~(uint64_t)7; p + WAL_REC_HDR <= len;) {
+		uint64_t size = rec_valid(base, len, seg, p);
+		if (!size) {
+			p += 8;
+			continue;
+		}
+		uint64_t seq = get_le64(base + p + 16);
+		if (base[p + 12] == WAL_COMMIT && seq > last_seq) {
+			++*batches;
+			if (seq > *max_seq)
+				*max_seq = seq;
+		}
+		p += size;
 	}
 }
 

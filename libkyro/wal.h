@@ -13,6 +13,9 @@
 #define WAL_PUT 1
 #define WAL_DEL 2
 #define WAL_COMMIT 3
+/* Where kyro-verify --repair keeps copies of the WAL bytes it cuts; no
+ * other code writes, reads or removes anything in it. */
+#define WAL_LOSTFOUND "lost+found"
 
 /* A record inside a mapped segment, already validated by wal_scan(). */
 struct wal_rec {
@@ -58,6 +61,13 @@ int wal_header_check(char *msg, const unsigned char *base, uint64_t len,
 /* Scan [START, LEN) of segment SEG; the first record must carry NEXT_SEQ. */
 void wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
 	      uint64_t start, uint64_t next_seq, struct wal_scan *r);
+
+/* Evidence of committed data after damage at OFF: every COMMIT record
+ * still valid from OFF on (valid records are stepped over whole) whose
+ * seq is above LAST_SEQ bumps *BATCHES and raises *MAX_SEQ. */
+void wal_commits_after(const unsigned char *base, uint64_t len, uint64_t seg,
+		       uint64_t off, uint64_t last_seq, uint64_t *batches,
+		       uint64_t *max_seq);
 
 /* Create segment SEG durably (file and directory fsynced), empty. */
 int wal_create(char *msg, const char *dir, uint64_t seg, uint64_t first_seq);

@@ -139,14 +139,19 @@ at() {
 	stderr_is ''
 }
 
-@test "kyro-verify: --repair does not touch a corrupt WAL" {
+@test "kyro-verify: --repair cuts a corrupt WAL before the damage, keeps a copy in lost+found, says what is lost, exit 1" {
 	three_batches
 	flip_byte "$D/$WAL1" $((48 + 32))
 	cp "$D/$WAL1" wal.bad
 	run -1 --separate-stderr kyro-verify --repair -d "$D"
-	assert_output --regexp "$(at $WAL1 48)"
-	refute_output --partial 'repaired'
-	cmp wal.bad "$D/$WAL1"
+	assert_output --regexp "$(at $WAL1 48)[^"$'\n'"]*sequence numbers 1\.\.4 \(4 records, at least 3 batches\)[^"$'\n'"]*lost\+found"
+	stderr_is ''
+	[ "$(file_size "$D/$WAL1")" -eq 48 ]
+	cmp <(tail -c +49 wal.bad) "$D/lost+found/$WAL1.from-48"
+	verify_clean
+	run -1 --separate-stderr kyro-get -d "$D" 1
+	run -0 --separate-stderr kyro-put -d "$D" 5 five
+	expect_all $'5\tfive'
 }
 
 @test "kyro-get: a corrupt WAL record is an error naming the file and offset, exit 2" {
@@ -161,10 +166,10 @@ at() {
 @test "kyro-put: after a reboot, a corrupt WAL record refuses the write, exit 2, and appends nothing" {
 	three_batches
 	flip_byte "$D/$WAL1" $((48 + 32))
-	# Writers trust what this boot's writers wrote (docs/DECISIONS.md);
-	# the shared page of another boot is not trusted, so the first writer
-	# after a reboot checks every record.  Clear the boot id to get there.
-	dd if=/dev/zero of="$D/LOCK" bs=1 seek=16 count=16 conv=notrunc status=none
+	# A writer checks every record it has not checked itself, whatever
+	# the shared page says; here the page is cleared too, as after a
+	# reboot.
+	dd if=/dev/zero of="$D/LOCK" bs=4096 count=1 conv=notrunc status=none
 	cp "$D/$WAL1" wal.bad
 	run -2 --separate-stderr kyro-put -d "$D" 5 five
 	assert_output ''
@@ -266,4 +271,93 @@ at() {
 	run -0 --separate-stderr kyro-verify
 	assert_output ''
 	stderr_is ''
+}
+
+# ---- the shared page (LOCK) and the WAL under damage ----
+# LOCK layout 2 (libkyro/shared.c): committed end at 56, last sequence
+# number at 64, checksum at 72, zeros from 80 to 4096.
+
+@test "kyro-put: a flipped committed end in LOCK neither overwrites an acknowledged batch nor wedges anything" {
+	three_batches
+	flip_byte "$D/LOCK" 56
+	run -1 --separate-stderr kyro-verify -d "$D"
+	assert_output --regexp "$(at LOCK 72)shared page fails its checksum: the next writer rebuilds it\$"
+	expect_all "$ALL3"
+	run -0 --separate-stderr kyro-put -d "$D" 5 five
+	stderr_is ''
+	expect_all "$ALL3"$'\n5\tfive'
+	verify_clean
+}
+
+@test "kyro-get and kyro-verify --repair: a flipped last sequence number in LOCK is not believed, and repair rebuilds the page" {
+	three_batches
+	flip_byte "$D/LOCK" 64
+	expect_all "$ALL3"
+	run -0 --separate-stderr kyro-verify --repair -d "$D"
+	assert_output --regexp "$(at LOCK 72)shared page fails its checksum: rebuilt from the files \\(repaired\\)\$"
+	stderr_is ''
+	verify_clean
+	run -0 --separate-stderr kyro-put -d "$D" 5 five
+	expect_all "$ALL3"$'\n5\tfive'
+}
+
+@test "kyro-verify: a non-zero byte after the fields of LOCK is damage naming LOCK" {
+	three_batches
+	patch_byte "$D/LOCK" 2000 '\001'
+	run -1 --separate-stderr kyro-verify -d "$D"
+	assert_output --regexp "$(at LOCK 2000)[^"$'\n'"]*not zero: the next writer rebuilds it\$"
+	run -0 --separate-stderr kyro-put -d "$D" 5 five
+	verify_clean
+}
+
+@test "a WAL cut short in the same boot: readers and writers exit 2 naming the repair, which cuts, keeps a copy, says what is lost and exits 1" {
+	three_batches
+	truncate -s -3 "$D/$WAL1"
+	run -2 --separate-stderr kyro-get -d "$D" 1
+	assert_output ''
+	stderr_matches "^kyro-get: [^"$'\n'"]*$WAL1[^"$'\n'"]*committed data is missing[^"$'\n'"]*run 'kyro-verify --repair'\$"
+	run -2 --separate-stderr kyro-put -d "$D" 5 five
+	assert_output ''
+	stderr_matches "^kyro-put: [^"$'\n'"]*$WAL1[^"$'\n'"]*committed data is missing[^"$'\n'"]*run 'kyro-verify --repair'\$"
+	[ "$(file_size "$D/$WAL1")" -eq 301 ]
+	run -1 --separate-stderr kyro-verify -d "$D"
+	assert_output --regexp "$(at $WAL1 232)[^"$'\n'"]*sequence numbers 4\\.\\.4 \\(1 record, at least 1 batch\\)"
+	run -1 --separate-stderr kyro-verify --repair -d "$D"
+	assert_output --regexp "$(at $WAL1 232)[^"$'\n'"]*sequence numbers 4\\.\\.4[^"$'\n'"]*lost\\+found/$WAL1\\.from-232\$"
+	stderr_is ''
+	[ "$(file_size "$D/$WAL1")" -eq 232 ]
+	[ "$(file_size "$D/lost+found/$WAL1.from-232")" -eq 69 ]
+	verify_clean
+	run -0 --separate-stderr kyro-put -d "$D" 5 five
+	expect_all $'1\tone\n2\ttwo\n3\tthree\n5\tfive'
+	verify_clean
+}
+
+@test "kyro-put: a flipped byte in a WAL segment header is refused, exit 2, and --repair rewrites the header keeping every record" {
+	three_batches
+	flip_byte "$D/$WAL1" 40
+	cp "$D/$WAL1" wal.bad
+	run -2 --separate-stderr kyro-put -d "$D" 5 five
+	assert_output ''
+	stderr_is "kyro-put: '$D/$WAL1': offset 0: bad segment header; run 'kyro-verify --repair'"
+	cmp wal.bad "$D/$WAL1"
+	run -1 --separate-stderr kyro-verify -d "$D"
+	assert_output --regexp "$(at $WAL1 0)bad segment header; 'kyro-verify --repair' rewrites it"
+	run -0 --separate-stderr kyro-verify --repair -d "$D"
+	assert_output --regexp "$(at $WAL1 0)bad segment header: rewritten [^"$'\n'"]*\\(repaired\\)\$"
+	cmp <(tail -c +49 wal.bad) <(tail -c +49 "$D/$WAL1")
+	verify_clean
+	expect_all "$ALL3"
+	run -0 --separate-stderr kyro-put -d "$D" 5 five
+	expect_all "$ALL3"$'\n5\tfive'
+}
+
+@test "kyro-verify --repair: a torn tail of an unfinished batch after a reboot is still just truncated, exit 0, no copy kept" {
+	three_batches
+	printf 'garbage' >>"$D/$WAL1"
+	dd if=/dev/zero of="$D/LOCK" bs=4096 count=1 conv=notrunc status=none
+	run -0 --separate-stderr kyro-verify --repair -d "$D"
+	assert_output --regexp "$(at $WAL1 304)torn tail[^"$'\n'"]*repaired \\(truncated\\)\$"
+	[ ! -e "$D/lost+found" ]
+	verify_clean
 }

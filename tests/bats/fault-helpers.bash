@@ -169,11 +169,13 @@ wal_bytes() {
 	cat "$1"/wal-*.log | wc -c
 }
 
-# fake_reboot DIR: zero the boot id in the LOCK page, so that every
-# process treats the shared state as stale and recovers from the files
-# alone, as it does after a reboot (libkyro/shared.c).
+# fake_reboot DIR: zero the LOCK page, so that every process finds no
+# shared state to trust and recovers from the files alone, as it does
+# after a reboot (libkyro/shared.c).  Changing only the boot id would now
+# break the page's checksum, which kyro-verify reports as damage; a
+# zero page is one that was never published.
 fake_reboot() {
-	dd if=/dev/zero of="$1/LOCK" bs=1 seek=16 count=16 conv=notrunc status=none
+	dd if=/dev/zero of="$1/LOCK" bs=4096 count=1 conv=notrunc status=none
 }
 
 # clone_store FROM TO: a copy of the store (a reference that sees the same
