@@ -182,8 +182,8 @@ static int fold_merge(struct fold *f, const struct snap *old,
 		if (i < n && (rc = snap_check_key(msg, old, i)) != 0)
 			return rc;
 		if (j == m || (i < n && old->keys[i] < f->ents[j].key)) {
-			const void *val;
-			size_t len;
+			const void *val = NULL;
+			size_t len = 0;
 			rc = snap_get(msg, old, i, old->keys[i], &val, &len);
 			if (!rc)
 				rc = snap_writer_add(msg, w, old->keys[i++], val,

@@ -258,19 +258,13 @@ int snap_search_verified(char *msg, const struct snap *s, uint64_t key,
 	return 0;
 }
 
-int snap_get(char *msg, const struct snap *s, uint64_t i, uint64_t key,
-	     const void **val, size_t *len)
+int snap_bad_ref(char *msg, const struct snap *s, uint64_t i, uint64_t key)
 {
-	int rc = snap_check(msg, s, SNAP_BIN, offs_at(s->n) + 8 * i, 16);
-	if (rc)
-		return rc;
-	if (snap_value(s, i, val, len))
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset %llu: payload reference of key %llu "
-			      "is out of bounds",
-			      s->bin_path, (unsigned long long)(offs_at(s->n) + 8 * i),
-			      (unsigned long long)key);
-	return snap_check(msg, s, SNAP_DATA, s->offs[i], *len);
+	return kfailx(msg, KYRO_ECORRUPT,
+		      "'%s': offset %llu: payload reference of key %llu is "
+		      "out of bounds",
+		      s->bin_path, (unsigned long long)(offs_at(s->n) + 8 * i),
+		      (unsigned long long)key);
 }
 
 /* Bitmaps of BLOCKS bits, all clear (version 2) or all set (version 1). */

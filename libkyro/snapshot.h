@@ -81,10 +81,21 @@ static inline int snap_check(char *msg, const struct snap *s,
 /* Verify every block of both files (those not verified yet). */
 int snap_check_all(char *msg, const struct snap *s);
 
+/* Verify the block holding the aligned u64 at byte OFF of file F: it
+ * never straddles two blocks, so the fast path is one bit test. */
+static inline int snap_check_u64(char *msg, const struct snap *s,
+				 enum snap_file f, uint64_t off)
+{
+	uint64_t b = off >> SNAP_BLOCK_SHIFT;
+	if (__builtin_expect(s->ok[f][b >> 6] >> (b & 63) & 1, 1))
+		return 0;
+	return snap_check_block(msg, s, f, b);
+}
+
 /* Verify the block holding key I (I < n). */
 static inline int snap_check_key(char *msg, const struct snap *s, uint64_t i)
 {
-	return snap_check(msg, s, SNAP_BIN, SNAP_BIN_HDR + 8 * i, 8);
+	return snap_check_u64(msg, s, SNAP_BIN, SNAP_BIN_HDR + 8 * i);
 }
 
 /* The lower bound of KEY by a binary search that verifies every key it
@@ -133,11 +144,26 @@ static inline int snap_value(const struct snap *s, uint64_t i,
 	return 0;
 }
 
+/* KYRO_ECORRUPT with a message: the payload reference of entry I (of
+ * KEY) is out of bounds. */
+int snap_bad_ref(char *msg, const struct snap *s, uint64_t i, uint64_t key);
+
 /* The value of entry I (KEY, for the message) with its two offsets and
  * its payload bytes verified: KYRO_ECORRUPT with a message naming the
  * file and offset otherwise. */
-int snap_get(char *msg, const struct snap *s, uint64_t i, uint64_t key,
-	     const void **val, size_t *len);
+static inline int snap_get(char *msg, const struct snap *s, uint64_t i,
+			   uint64_t key, const void **val, size_t *len)
+{
+	uint64_t at = (const unsigned char *)(s->offs + i) - s->bin;
+	int rc = snap_check_u64(msg, s, SNAP_BIN, at);
+	if (!rc)
+		rc = snap_check_u64(msg, s, SNAP_BIN, at + 8);
+	if (rc)
+		return rc;
+	if (snap_value(s, i, val, len))
+		return snap_bad_ref(msg, s, i, key);
+	return snap_check(msg, s, SNAP_DATA, s->offs[i], *len);
+}
 
 /* Check every byte: block checksums (reporting each bad block), key
  * order, payload bounds. */
