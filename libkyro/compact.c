@@ -177,16 +177,17 @@ static int fold_merge(struct fold *f, const struct snap *old,
 					 : f->segs[DELTA_SLOT(ahead)].base +
 						   DELTA_OFF(ahead));
 		}
+		/* Every byte carried over is verified first: a damaged one
+		 * would otherwise be rewritten under fresh checksums. */
+		if (i < n && (rc = snap_check_key(msg, old, i)) != 0)
+			return rc;
 		if (j == m || (i < n && old->keys[i] < f->ents[j].key)) {
-			const void *val;
-			size_t len;
-			if (snap_value(old, i, &val, &len))
-				return kfailx(msg, KYRO_ECORRUPT,
-					      "'%s': payload reference of key "
-					      "%llu is out of bounds",
-					      old->bin_path,
-					      (unsigned long long)old->keys[i]);
-			rc = snap_writer_add(msg, w, old->keys[i++], val, len);
+			const void *val = NULL;
+			size_t len = 0;
+			rc = snap_get(msg, old, i, old->keys[i], &val, &len);
+			if (!rc)
+				rc = snap_writer_add(msg, w, old->keys[i++], val,
+						     len);
 		} else {
 			uint64_t key = f->ents[j].key;
 			while (j + 1 < m && f->ents[j + 1].key == key)
@@ -213,6 +214,10 @@ static int fold_merge(struct fold *f, const struct snap *old,
 			tick = i + j + 65536;
 		}
 	}
+	/* What the walk did not read (the header's block, padding) is
+	 * checked too: a snapshot is only folded whole and sound. */
+	if (!rc && old)
+		rc = snap_check_all(msg, old);
 	if (!rc && progress)
 		progress(arg, total, total);
 	return rc;

@@ -355,14 +355,14 @@ static int lookup(kyro_db *db, uint64_t key, const void **val, size_t *len)
 		COUNT(db, lookups_binary, 1);
 		i = kyro_lower_bound_binary(s->keys, s->n, key);
 	}
+	/* The search read keys no one verified: check its answer on
+	 * verified bytes before trusting it. */
+	int rc = snap_locate(db->msg, s, key, &i);
+	if (rc)
+		return rc;
 	if (i == s->n || s->keys[i] != key)
 		return KYRO_ENOTFOUND;
-	if (snap_value(s, i, val, len))
-		return kfailx(db->msg, KYRO_ECORRUPT,
-			      "'%s': payload reference of key %llu is out of "
-			      "bounds",
-			      s->bin_path, (unsigned long long)key);
-	return 0;
+	return snap_get(db->msg, s, i, key, val, len);
 }
 
 int kyro_get(kyro_db *db, uint64_t key, const void **val, size_t *len)
@@ -430,13 +430,17 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 	return finish_group(db, it, pend, idx, m);
 }
 
-/* Positions found: fetch offsets, then payloads, then answer. */
+/* Positions found: check them, fetch offsets, then payloads, then answer. */
 static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *pend,
 			uint64_t *idx, size_t m)
 {
 	const struct snap *s = &db->v.snap;
 	for (size_t k = 0; k < m; k++) {
-		if (idx[k] < s->n && s->keys[idx[k]] == it[pend[k]].key)
+		uint64_t key = it[pend[k]].key;
+		int rc = snap_locate(db->msg, s, key, &idx[k]);
+		if (rc)
+			return rc;
+		if (idx[k] < s->n && s->keys[idx[k]] == key)
 			__builtin_prefetch(s->offs + idx[k]);
 		else
 			idx[k] = UINT64_MAX;
@@ -450,14 +454,12 @@ static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *pend,
 		struct kyro_item *x = &it[pend[k]];
 		if (idx[k] == UINT64_MAX) {
 			x->rc = KYRO_ENOTFOUND;
-		} else if (snap_value(s, idx[k], &x->val, &x->len)) {
-			return kfailx(db->msg, KYRO_ECORRUPT,
-				      "'%s': payload reference of key %llu is "
-				      "out of bounds",
-				      s->bin_path, (unsigned long long)x->key);
-		} else {
-			x->rc = 0;
+			continue;
 		}
+		int rc = snap_get(db->msg, s, idx[k], x->key, &x->val, &x->len);
+		if (rc)
+			return rc;
+		x->rc = 0;
 	}
 	return 0;
 }
@@ -515,29 +517,30 @@ int kyro_scan(kyro_db *db, uint64_t lo, uint64_t hi, kyro_scan_fn fn,
 		return rc;
 	if ((rc = delta_sorted(&v->delta, lo, hi, &d, &m)) != 0)
 		return kfail(db->msg, rc, "cannot scan '%s'", db->dir);
+	const struct snap *s = &v->snap;
 	if (v->have_snap) {
-		i = kyro_lower_bound_binary(v->snap.keys, v->snap.n, lo);
-		end = hi == UINT64_MAX
-			      ? v->snap.n
-			      : kyro_lower_bound_binary(v->snap.keys, v->snap.n,
-							hi + 1);
+		/* Both bounds are checked on verified keys (snap_locate);
+		 * every key between them is verified as the walk reaches it. */
+		i = kyro_lower_bound_binary(s->keys, s->n, lo);
+		rc = snap_locate(db->msg, s, lo, &i);
+		end = s->n;
+		if (!rc && hi != UINT64_MAX) {
+			end = kyro_lower_bound_binary(s->keys, s->n, hi + 1);
+			rc = snap_locate(db->msg, s, hi + 1, &end);
+		}
 	}
 	while (!rc && (i < end || j < m)) {
 		uint64_t key;
 		const void *val;
 		size_t len;
-		if (j == m || (i < end && v->snap.keys[i] < d[j].key)) {
-			key = v->snap.keys[i];
-			if (snap_value(&v->snap, i++, &val, &len)) {
-				rc = kfailx(db->msg, KYRO_ECORRUPT,
-					    "'%s': payload reference of key "
-					    "%llu is out of bounds",
-					    v->snap.bin_path,
-					    (unsigned long long)key);
+		if (i < end && (rc = snap_check_key(db->msg, s, i)) != 0)
+			break;
+		if (j == m || (i < end && s->keys[i] < d[j].key)) {
+			key = s->keys[i];
+			if ((rc = snap_get(db->msg, s, i++, key, &val, &len)) != 0)
 				break;
-			}
 		} else {
-			if (i < end && v->snap.keys[i] == d[j].key)
+			if (i < end && s->keys[i] == d[j].key)
 				i++;
 			uint64_t ref = d[j++].ref;
 			if (ref & DELTA_TOMB)

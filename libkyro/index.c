@@ -108,6 +108,11 @@ int index_write(char *msg, const char *dir, const struct snap *s, uint64_t id,
 	int rc = kpath_gen(path, dir, "rmi-", id, ".idx");
 	if (rc)
 		return kfail(msg, rc, "cannot write an index in '%s'", dir);
+	/* An index trained on damaged keys would serve them: verify every
+	 * key block first. */
+	if (s->n && (rc = snap_check(msg, s, SNAP_BIN, SNAP_BIN_HDR,
+				     8 * s->n)) != 0)
+		return rc;
 	rc = kyro_rmi_train(s->keys, s->n, s->gen, p, &img, &size, &bs, err,
 			    sizeof err);
 	if (rc) {
@@ -256,8 +261,14 @@ int kyro_warmup(kyro_db *db, uint64_t *bytes)
 		return rc;
 	const struct view *v = &db->v;
 	if (v->have_snap) {
+		/* Verifying every block reads it all: the check is the touch,
+		 * and lookups afterwards pay one bit test per block. */
 		*bytes += touch(v->snap.bin, v->snap.bin_len);
 		*bytes += touch(v->snap.data, v->snap.data_len);
+		if ((rc = snap_check_all(db->msg, &v->snap)) != 0) {
+			*bytes = 0;
+			return rc;
+		}
 	}
 	if (v->rmi_img)
 		*bytes += touch(v->rmi_img, v->rmi_len);

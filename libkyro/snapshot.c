@@ -5,43 +5,63 @@
  * snap-GGGGGGGGGGGGGGGG.bin and the payloads snap-GGGGGGGGGGGGGGGG.data
  * (G = generation, 16 hex digits).  Integers are little-endian.
  *
- * Index file (.bin), laid out to be used straight from mmap:
+ * Index file (.bin), version 2, laid out to be used straight from mmap:
  *
  *    0  8  magic "KYROSNAP"
- *    8  4  format version (1)
+ *    8  4  format version (2)
  *   12  4  header size (128)
  *   16  8  generation
  *   24  8  key count N
  *   32  8  last sequence number the snapshot holds
- *   40  8  size of the .data file in bytes
+ *   40  8  D: end of the payloads in the .data file, where its block
+ *          checksum table starts
  *   48  8  offset of the key array (128)
  *   56  8  offset of the payload-offset array (128 + 8N rounded up to 64)
- *   64  8  XXH3-64 of the key array (8N bytes)
- *   72  8  XXH3-64 of the payload-offset array (8(N+1) bytes)
- *   80  8  XXH3-64 of the .data file from byte 32 to its end
+ *   64  8  T: offset of this file's block checksum table, the end of the
+ *          payload-offset array
+ *   72  8  number of blocks of this file: ceil(T / 4096)
+ *   80  8  number of blocks of the .data file: ceil(D / 4096)
  *   88 32  reserved, zero
  *  120  8  XXH3-64 of bytes 0..119
  *  128     N keys, u64, strictly ascending
  *          zero padding to a multiple of 64
  *          N+1 payload offsets, u64: value i is .data bytes
- *          [off[i], off[i+1]); off[0] = 32 and off[N] = the .data size
+ *          [off[i], off[i+1]); off[0] = 32 and off[N] = D
+ *    T     the block checksum table: one u64 per block
  *
- * Payload file (.data):
+ * Payload file (.data), version 2:
  *
  *    0  8  magic "KYRODATA"
- *    8  4  format version (1)
+ *    8  4  format version (2)
  *   12  4  header size (32)
  *   16  8  generation
  *   24  8  XXH3-64 of bytes 0..23
- *   32     the values, back to back, in key order
+ *   32     the values, back to back, in key order, up to D
+ *    D     the block checksum table: one u64 per block
+ *
+ * Blocks.  Each file's bytes before its table are cut into blocks of 4096
+ * bytes (the last may be shorter); table entry b is XXH3-64 of block b,
+ * seeded with b, so that a block cannot pass for another.  The table has
+ * no checksum of its own: a damaged entry fails its block's check, which
+ * is reported as damage, never accepted.
+ *
+ * Version 1 (the previous release) has no tables: both files end with
+ * their last array, byte 40 holds the .data size, and bytes 64, 72 and 80
+ * hold XXH3-64 of the key array, of the offset array and of .data from
+ * byte 32 to its end.  It is still read: those three checksums are
+ * verified once, when it is opened (so opening an old store costs a pass
+ * over it); the next snapshot writes version 2.
  *
  * Rules.  Both files are written as *.tmp, fsynced, renamed, and the
  * directory fsynced before a manifest names them.  Opening checks only
  * what costs O(1) (headers, sizes, generation and key count against the
- * manifest, first and last offsets), so opening never grows with the data;
- * every lookup bounds-checks the two offsets it uses.  kyro_verify()
- * checks the array and payload checksums, the key order and every offset.
- * A snapshot that fails is refused, never repaired.
+ * manifest, the blocks holding the first and last offsets), so opening
+ * never grows with the data.  A reader verifies each block the first time
+ * it uses it, once per open snapshot (a bitmap remembers): every key,
+ * offset and payload byte an answer depends on is verified before the
+ * answer is given, and a block that fails is KYRO_ECORRUPT naming the file
+ * and the block's offset.  kyro_verify() checks every block, the key order
+ * and every offset.  A snapshot that fails is refused, never repaired.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +81,86 @@ static const char data_magic[8] = "KYRODATA";
 #define WRITEBACK_EVERY ((uint64_t)8 << 20)
 
 static uint64_t offs_at(uint64_t n) { return SNAP_BIN_HDR + ((8 * n + 63) & ~(uint64_t)63); }
+
+/* Where the .bin file's block table starts: the end of the offsets. */
+static uint64_t bin_table_at(uint64_t n) { return offs_at(n) + 8 * (n + 1); }
+
+static uint64_t nblocks(uint64_t len) { return (len + SNAP_BLOCK - 1) >> SNAP_BLOCK_SHIFT; }
+
+/* ---- block checksums, as a writer computes them ---- */
+
+struct snap_sums {
+	XXH3_state_t *st;
+	uint64_t block, fill; /* the block being hashed, its bytes so far */
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int sums_push(struct snap_sums *ss)
+{
+	if (ss->n == ss->cap) {
+		size_t cap = ss->cap ? 2 * ss->cap : 256;
+		uint64_t *v = realloc(ss->v, cap * sizeof *v);
+		if (!v)
+			return ENOMEM;
+		ss->v = v;
+		ss->cap = cap;
+	}
+	ss->v[ss->n++] = XXH3_64bits_digest(ss->st);
+	ss->block++;
+	ss->fill = 0;
+	XXH3_64bits_reset_withSeed(ss->st, ss->block);
+	return 0;
+}
+
+static int sums_add(struct snap_sums *ss, const void *p, uint64_t len)
+{
+	const unsigned char *b = p;
+	while (len) {
+		uint64_t take = SNAP_BLOCK - ss->fill;
+		if (take > len)
+			take = len;
+		XXH3_64bits_update(ss->st, b, (size_t)take);
+		ss->fill += take;
+		b += take;
+		len -= take;
+		if (ss->fill == SNAP_BLOCK) {
+			int rc = sums_push(ss);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* The last, partial block. */
+static int sums_end(struct snap_sums *ss)
+{
+	return ss->fill ? sums_push(ss) : 0;
+}
+
+static void sums_free(struct snap_sums *ss)
+{
+	if (!ss)
+		return;
+	XXH3_freeState(ss->st);
+	free(ss->v);
+	free(ss);
+}
+
+static struct snap_sums *sums_new(void)
+{
+	struct snap_sums *ss = calloc(1, sizeof *ss);
+	if (ss && !(ss->st = XXH3_createState())) {
+		free(ss);
+		return NULL;
+	}
+	if (ss)
+		XXH3_64bits_reset_withSeed(ss->st, 0);
+	return ss;
+}
+
+/* ---- reading ---- */
 
 static int map_file(char *msg, const char *path, const unsigned char **p,
 		    size_t *len)
@@ -85,11 +185,116 @@ static int check_version(char *msg, const unsigned char *h, size_t len,
 	if (len < 16 || memcmp(h, magic, 8) != 0)
 		return kfailx(msg, KYRO_ECORRUPT,
 			      "'%s': offset 0: bad magic", path);
-	if (get_le32(h + 8) != SNAP_VERSION)
+	uint32_t v = get_le32(h + 8);
+	if (v != 1 && v != SNAP_VERSION)
 		return kfailx(msg, KYRO_EVERSION,
 			      "'%s' has format version %u; this build reads "
-			      "version %u",
-			      path, get_le32(h + 8), SNAP_VERSION);
+			      "versions 1 and %u",
+			      path, v, SNAP_VERSION);
+	return 0;
+}
+
+/* Where file F's checksummed bytes end (its table starts). */
+static uint64_t covered(const struct snap *s, enum snap_file f)
+{
+	return f == SNAP_DATA ? s->data_size : bin_table_at(s->n);
+}
+
+static const char *file_path(const struct snap *s, enum snap_file f)
+{
+	return f == SNAP_DATA ? s->data_path : s->bin_path;
+}
+
+static uint64_t block_sum(const struct snap *s, enum snap_file f, uint64_t b)
+{
+	const unsigned char *base = f == SNAP_DATA ? s->data : s->bin;
+	uint64_t off = b << SNAP_BLOCK_SHIFT, end = covered(s, f);
+	uint64_t len = end - off < SNAP_BLOCK ? end - off : SNAP_BLOCK;
+	return XXH3_64bits_withSeed(base + off, (size_t)len, b);
+}
+
+int snap_check_block(char *msg, const struct snap *s, enum snap_file f,
+		     uint64_t b)
+{
+	KYRO_VERIFY(b < s->blocks[f]);
+	/* Version 1 was verified whole at open. */
+	if (s->sums[f] &&
+	    block_sum(s, f, b) != get_le64(s->sums[f] + 8 * b))
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset %llu: block fails its checksum",
+			      file_path(s, f),
+			      (unsigned long long)(b << SNAP_BLOCK_SHIFT));
+	s->ok[f][b >> 6] |= (uint64_t)1 << (b & 63);
+	return 0;
+}
+
+int snap_check_all(char *msg, const struct snap *s)
+{
+	for (int f = SNAP_BIN; f <= SNAP_DATA; f++)
+		for (uint64_t b = 0; b < s->blocks[f]; b++)
+			if (!(s->ok[f][b >> 6] >> (b & 63) & 1)) {
+				int rc = snap_check_block(msg, s, f, b);
+				if (rc)
+					return rc;
+			}
+	return 0;
+}
+
+int snap_search_verified(char *msg, const struct snap *s, uint64_t key,
+			 uint64_t *pos)
+{
+	uint64_t lo = 0, hi = s->n;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		int rc = snap_check_key(msg, s, mid);
+		if (rc)
+			return rc;
+		if (s->keys[mid] < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*pos = lo;
+	return 0;
+}
+
+int snap_bad_ref(char *msg, const struct snap *s, uint64_t i, uint64_t key)
+{
+	return kfailx(msg, KYRO_ECORRUPT,
+		      "'%s': offset %llu: payload reference of key %llu is "
+		      "out of bounds",
+		      s->bin_path, (unsigned long long)(offs_at(s->n) + 8 * i),
+		      (unsigned long long)key);
+}
+
+/* Bitmaps of BLOCKS bits, all clear (version 2) or all set (version 1). */
+static uint64_t *bitmap_new(uint64_t blocks, int full)
+{
+	size_t words = (size_t)((blocks + 63) / 64);
+	uint64_t *b = calloc(words ? words : 1, sizeof *b);
+	if (b && full)
+		memset(b, 0xff, words * sizeof *b);
+	return b;
+}
+
+/* Version 1: the three whole-array checksums, once. */
+static int open_v1(char *msg, struct snap *s)
+{
+	const unsigned char *h = s->bin;
+	if (XXH3_64bits(s->keys, 8 * s->n) != get_le64(h + 64))
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset %d: key array fails its checksum",
+			      s->bin_path, SNAP_BIN_HDR);
+	if (XXH3_64bits(s->offs, 8 * (s->n + 1)) != get_le64(h + 72))
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset %llu: payload-offset array fails "
+			      "its checksum",
+			      s->bin_path, (unsigned long long)offs_at(s->n));
+	if (XXH3_64bits(s->data + SNAP_DATA_HDR,
+			s->data_size - SNAP_DATA_HDR) != get_le64(h + 80))
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset %d: payloads fail their checksum",
+			      s->data_path, SNAP_DATA_HDR);
 	return 0;
 }
 
@@ -120,6 +325,7 @@ int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
 			    s->bin_path);
 		goto fail;
 	}
+	s->version = get_le32(h + 8);
 	s->gen = get_le64(h + 16);
 	s->n = get_le64(h + 24);
 	s->last_seq = get_le64(h + 32);
@@ -133,9 +339,14 @@ int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
 			    (unsigned long long)nkeys);
 		goto fail;
 	}
+	int v2 = s->version == 2;
+	uint64_t tab = bin_table_at(s->n);
 	if (s->n > (SIZE_MAX - 4096) / 16 || get_le64(h + 48) != SNAP_BIN_HDR ||
 	    get_le64(h + 56) != offs_at(s->n) ||
-	    s->bin_len != offs_at(s->n) + 8 * (s->n + 1)) {
+	    (v2 && (get_le64(h + 64) != tab ||
+		    get_le64(h + 72) != nblocks(tab) ||
+		    s->bin_len != tab + 8 * nblocks(tab))) ||
+	    (!v2 && s->bin_len != tab)) {
 		rc = kfailx(msg, KYRO_ECORRUPT,
 			    "'%s': offset 48: array offsets do not match a "
 			    "file of %zu bytes",
@@ -147,9 +358,15 @@ int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
 	if (rc)
 		goto fail;
 	if (s->data_len < SNAP_DATA_HDR ||
+	    get_le32(s->data + 8) != s->version ||
 	    get_le32(s->data + 12) != SNAP_DATA_HDR ||
 	    get_le64(s->data + 24) != XXH3_64bits(s->data, 24) ||
-	    get_le64(s->data + 16) != gen || s->data_len != s->data_size) {
+	    get_le64(s->data + 16) != gen || s->data_size < SNAP_DATA_HDR ||
+	    s->data_size > s->data_len ||
+	    (v2 && (get_le64(h + 80) != nblocks(s->data_size) ||
+		    s->data_len - s->data_size !=
+			    8 * nblocks(s->data_size))) ||
+	    (!v2 && s->data_len != s->data_size)) {
 		rc = kfailx(msg, KYRO_ECORRUPT,
 			    "'%s': offset 0: bad header, or size %zu does not "
 			    "match the index's %llu",
@@ -159,6 +376,24 @@ int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
 	}
 	s->keys = (const uint64_t *)(s->bin + SNAP_BIN_HDR);
 	s->offs = (const uint64_t *)(s->bin + offs_at(s->n));
+	s->blocks[SNAP_BIN] = nblocks(tab);
+	s->blocks[SNAP_DATA] = nblocks(s->data_size);
+	if (v2) {
+		s->sums[SNAP_BIN] = s->bin + tab;
+		s->sums[SNAP_DATA] = s->data + s->data_size;
+	}
+	s->ok[SNAP_BIN] = bitmap_new(s->blocks[SNAP_BIN], !v2);
+	s->ok[SNAP_DATA] = bitmap_new(s->blocks[SNAP_DATA], !v2);
+	if (!s->ok[SNAP_BIN] || !s->ok[SNAP_DATA]) {
+		rc = kfail(msg, ENOMEM, "cannot open '%s'", s->bin_path);
+		goto fail;
+	}
+	rc = v2 ? snap_check(msg, s, SNAP_BIN, offs_at(s->n), 8)
+		: open_v1(msg, s);
+	if (!rc && v2)
+		rc = snap_check(msg, s, SNAP_BIN, offs_at(s->n) + 8 * s->n, 8);
+	if (rc)
+		goto fail;
 	if (s->offs[0] != SNAP_DATA_HDR || s->offs[s->n] != s->data_size) {
 		rc = kfailx(msg, KYRO_ECORRUPT,
 			    "'%s': offset %llu: payload offsets do not span "
@@ -178,9 +413,14 @@ void snap_close(struct snap *s)
 {
 	fs_unmap((void *)s->bin, s->bin_len);
 	fs_unmap((void *)s->data, s->data_len);
+	free(s->ok[SNAP_BIN]);
+	free(s->ok[SNAP_DATA]);
 	s->bin = s->data = NULL;
 	s->bin_len = s->data_len = 0;
 	s->keys = s->offs = NULL;
+	s->ok[SNAP_BIN] = s->ok[SNAP_DATA] = NULL;
+	s->sums[SNAP_BIN] = s->sums[SNAP_DATA] = NULL;
+	s->blocks[SNAP_BIN] = s->blocks[SNAP_DATA] = 0;
 	s->n = 0;
 }
 
@@ -189,21 +429,36 @@ int snap_verify(const struct snap *s, kyro_report_fn report, void *arg)
 	char text[256];
 	int bad = 0;
 	const unsigned char *h = s->bin;
-	if (XXH3_64bits(s->keys, 8 * s->n) != get_le64(h + 64)) {
-		report(arg, s->bin_path, SNAP_BIN_HDR,
-		       "key array fails its checksum");
-		bad = 1;
+	if (s->version == 1) {
+		if (XXH3_64bits(s->keys, 8 * s->n) != get_le64(h + 64)) {
+			report(arg, s->bin_path, SNAP_BIN_HDR,
+			       "key array fails its checksum");
+			bad = 1;
+		}
+		if (XXH3_64bits(s->offs, 8 * (s->n + 1)) != get_le64(h + 72)) {
+			report(arg, s->bin_path, offs_at(s->n),
+			       "payload-offset array fails its checksum");
+			bad = 1;
+		}
+		if (XXH3_64bits(s->data + SNAP_DATA_HDR,
+				s->data_size - SNAP_DATA_HDR) !=
+		    get_le64(h + 80)) {
+			report(arg, s->data_path, SNAP_DATA_HDR,
+			       "payloads fail their checksum");
+			bad = 1;
+		}
 	}
-	if (XXH3_64bits(s->offs, 8 * (s->n + 1)) != get_le64(h + 72)) {
-		report(arg, s->bin_path, offs_at(s->n),
-		       "payload-offset array fails its checksum");
-		bad = 1;
-	}
-	if (XXH3_64bits(s->data + SNAP_DATA_HDR,
-			s->data_size - SNAP_DATA_HDR) != get_le64(h + 80)) {
-		report(arg, s->data_path, SNAP_DATA_HDR,
-		       "payloads fail their checksum");
-		bad = 1;
+	/* Every bad block is reported: each is a separate place to look. */
+	for (int f = SNAP_BIN; s->version == 2 && f <= SNAP_DATA; f++) {
+		for (uint64_t b = 0; b < s->blocks[f]; b++) {
+			if (block_sum(s, f, b) !=
+			    get_le64(s->sums[f] + 8 * b)) {
+				report(arg, file_path(s, f),
+				       b << SNAP_BLOCK_SHIFT,
+				       "block fails its checksum");
+				bad = 1;
+			}
+		}
 	}
 	/* Report only the first of each kind: one broken array otherwise
 	 * floods the terminal with millions of lines. */
@@ -234,6 +489,8 @@ int snap_verify(const struct snap *s, kyro_report_fn report, void *arg)
 	return bad ? KYRO_EDAMAGED : 0;
 }
 
+/* ---- writing ---- */
+
 int snap_writer_open(char *msg, struct snap_writer *w, const char *dir,
 		     uint64_t gen, uint64_t cap_hint)
 {
@@ -251,19 +508,18 @@ int snap_writer_open(char *msg, struct snap_writer *w, const char *dir,
 	w->keys = malloc(w->cap * sizeof *w->keys);
 	w->offs = malloc((w->cap + 1) * sizeof *w->offs);
 	w->buf = malloc(DATA_BUFCAP);
-	w->hash = XXH3_createState();
-	if (!w->keys || !w->offs || !w->buf || !w->hash) {
+	w->sums = sums_new();
+	if (!w->keys || !w->offs || !w->buf || !w->sums) {
 		snap_writer_abort(w);
 		return kfail(msg, ENOMEM, "cannot write a snapshot");
 	}
-	XXH3_64bits_reset(w->hash);
 	rc = fs_open(msg, w->data_tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644,
 		     &w->fd_data);
 	if (rc) {
 		snap_writer_abort(w);
 		return rc;
 	}
-	/* The header goes out first, outside the hashed buffer. */
+	/* The header goes out first, outside the buffer. */
 	memset(hdr, 0, sizeof hdr);
 	memcpy(hdr, data_magic, 8);
 	put_le32(hdr + 8, SNAP_VERSION);
@@ -271,15 +527,17 @@ int snap_writer_open(char *msg, struct snap_writer *w, const char *dir,
 	put_le64(hdr + 16, gen);
 	put_le64(hdr + 24, XXH3_64bits(hdr, 24));
 	w->data_pos = sizeof hdr;
+	if (sums_add(w->sums, hdr, sizeof hdr))
+		return kfail(msg, ENOMEM, "cannot write a snapshot");
 	return fs_write_all(msg, w->fd_data, hdr, sizeof hdr, w->data_tmp);
 }
 
-/* The payload checksum is taken per flushed buffer, not per value: the
- * stream hash of the concatenation is the same, and 10M tiny updates
- * cost more than the hashing itself. */
+/* The block checksums are taken per flushed buffer, not per value: 10M
+ * tiny updates cost more than the hashing itself. */
 static int data_flush(char *msg, struct snap_writer *w)
 {
-	XXH3_64bits_update(w->hash, w->buf, w->buflen);
+	if (sums_add(w->sums, w->buf, w->buflen))
+		return kfail(msg, ENOMEM, "cannot write a snapshot");
 	int rc = fs_write_all(msg, w->fd_data, w->buf, w->buflen, w->data_tmp);
 	w->buflen = 0;
 	/* Trickle the payload to disk as it is written: a writer's fsync
@@ -315,7 +573,9 @@ int snap_writer_add(char *msg, struct snap_writer *w, uint64_t key,
 		if (rc)
 			return rc;
 		if (len > DATA_BUFCAP) {
-			XXH3_64bits_update(w->hash, val, len);
+			if (sums_add(w->sums, val, len))
+				return kfail(msg, ENOMEM,
+					     "cannot write a snapshot");
 			return fs_write_all(msg, w->fd_data, val, len,
 					    w->data_tmp);
 		}
@@ -348,7 +608,8 @@ static int write_bin(char *msg, struct snap_writer *w, uint64_t last_seq)
 {
 	static const unsigned char zeros[64];
 	unsigned char h[SNAP_BIN_HDR];
-	uint64_t n = w->n;
+	uint64_t n = w->n, tab = bin_table_at(n);
+	uint64_t pad = offs_at(n) - SNAP_BIN_HDR - 8 * n;
 	int fd, rc;
 	w->offs[n] = w->data_pos;
 	memset(h, 0, sizeof h);
@@ -361,27 +622,49 @@ static int write_bin(char *msg, struct snap_writer *w, uint64_t last_seq)
 	put_le64(h + 40, w->data_pos);
 	put_le64(h + 48, SNAP_BIN_HDR);
 	put_le64(h + 56, offs_at(n));
-	put_le64(h + 64, XXH3_64bits(w->keys, 8 * n));
-	put_le64(h + 72, XXH3_64bits(w->offs, 8 * (n + 1)));
-	put_le64(h + 80, XXH3_64bits_digest(w->hash));
+	put_le64(h + 64, tab);
+	put_le64(h + 72, nblocks(tab));
+	put_le64(h + 80, nblocks(w->data_pos));
 	put_le64(h + 120, XXH3_64bits(h, 120));
+	struct snap_sums *ss = sums_new();
+	if (!ss || sums_add(ss, h, sizeof h) || sums_add(ss, w->keys, 8 * n) ||
+	    sums_add(ss, zeros, pad) || sums_add(ss, w->offs, 8 * (n + 1)) ||
+	    sums_end(ss)) {
+		sums_free(ss);
+		return kfail(msg, ENOMEM, "cannot write a snapshot");
+	}
+	KYRO_VERIFY(ss->n == nblocks(tab));
 	rc = fs_open(msg, w->bin_tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
-	if (rc)
+	if (rc) {
+		sums_free(ss);
 		return rc;
+	}
 	rc = fs_write_all(msg, fd, h, sizeof h, w->bin_tmp);
 	if (!rc)
 		rc = write_trickled(msg, fd, w->keys, 8 * n, SNAP_BIN_HDR,
 				    w->bin_tmp);
 	if (!rc)
-		rc = fs_write_all(msg, fd, zeros,
-				  offs_at(n) - SNAP_BIN_HDR - 8 * n, w->bin_tmp);
+		rc = fs_write_all(msg, fd, zeros, pad, w->bin_tmp);
 	if (!rc)
 		rc = write_trickled(msg, fd, w->offs, 8 * (n + 1), offs_at(n),
 				    w->bin_tmp);
 	if (!rc)
+		rc = write_trickled(msg, fd, ss->v, 8 * ss->n, tab, w->bin_tmp);
+	if (!rc)
 		rc = fs_fsync(msg, fd, w->bin_tmp);
 	fs_close(fd);
+	sums_free(ss);
 	return rc;
+}
+
+/* The payloads' block table goes after them. */
+static int write_data_table(char *msg, struct snap_writer *w)
+{
+	if (sums_end(w->sums))
+		return kfail(msg, ENOMEM, "cannot write a snapshot");
+	KYRO_VERIFY(w->sums->n == nblocks(w->data_pos));
+	return write_trickled(msg, w->fd_data, w->sums->v, 8 * w->sums->n,
+			      w->data_pos, w->data_tmp);
 }
 
 int snap_writer_finish(char *msg, struct snap_writer *w, uint64_t last_seq,
@@ -389,6 +672,8 @@ int snap_writer_finish(char *msg, struct snap_writer *w, uint64_t last_seq,
 {
 	char bin[PATH_MAX], data[PATH_MAX];
 	int rc = data_flush(msg, w);
+	if (!rc)
+		rc = write_data_table(msg, w);
 	if (!rc)
 		rc = fs_fsync(msg, w->fd_data, w->data_tmp);
 	if (!rc)
@@ -405,7 +690,9 @@ int snap_writer_finish(char *msg, struct snap_writer *w, uint64_t last_seq,
 	if (rc)
 		return rc;
 	w->bin_tmp[0] = w->data_tmp[0] = 0;
-	*bytes = w->data_pos + offs_at(w->n) + 8 * (w->n + 1);
+	uint64_t tab = bin_table_at(w->n);
+	*bytes = w->data_pos + 8 * nblocks(w->data_pos) + tab +
+		 8 * nblocks(tab);
 	return 0;
 }
 
@@ -420,8 +707,8 @@ void snap_writer_abort(struct snap_writer *w)
 	free(w->keys);
 	free(w->offs);
 	free(w->buf);
-	XXH3_freeState(w->hash);
+	sums_free(w->sums);
 	w->keys = w->offs = NULL;
 	w->buf = NULL;
-	w->hash = NULL;
+	w->sums = NULL;
 }

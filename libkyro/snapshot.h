@@ -9,9 +9,14 @@
 #include "kyro.h"
 #include "rmi.h" /* kyro_lower_bound_binary() */
 
-#define SNAP_VERSION 1
+#define SNAP_VERSION 2
 #define SNAP_BIN_HDR 128
 #define SNAP_DATA_HDR 32
+/* Version 2 checks the files in blocks of this size (see snapshot.c). */
+#define SNAP_BLOCK_SHIFT 12
+#define SNAP_BLOCK ((uint64_t)1 << SNAP_BLOCK_SHIFT)
+
+enum snap_file { SNAP_BIN, SNAP_DATA };
 
 struct snap {
 	uint64_t gen;
@@ -24,17 +29,105 @@ struct snap {
 	size_t data_len;
 	const uint64_t *keys; /* n sorted keys, 64-byte aligned */
 	const uint64_t *offs; /* n + 1 payload offsets into data */
+	uint32_t version;
+	/* Per file (enum snap_file): the block checksums (version 2), the
+	 * number of blocks they cover, and a bitmap of the blocks verified
+	 * since open.  A version 1 snapshot is verified whole at open, so
+	 * its bitmaps start full. */
+	const unsigned char *sums[2];
+	uint64_t blocks[2];
+	uint64_t *ok[2];
 	char bin_path[PATH_MAX];
 	char data_path[PATH_MAX];
 };
 
 /* Map snapshot GEN of DIR and check what costs O(1): headers, sizes, the
  * generation and key count against the manifest (NKEYS), first and last
- * offsets.  Per-key checks are kyro_verify()'s. */
+ * offsets.  A version 2 snapshot's blocks are verified as they are first
+ * used (snap_check()); a version 1 snapshot's three array checksums are
+ * verified here, once.  Per-key checks are kyro_verify()'s. */
 int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
 	      uint64_t nkeys);
 void snap_close(struct snap *s);
 
+
+/* Verify block B of file F against its checksum and remember it;
+ * KYRO_ECORRUPT with a message naming the file and offset when it fails.
+ * B must be below S->blocks[F]. */
+int snap_check_block(char *msg, const struct snap *s, enum snap_file f,
+		     uint64_t b);
+
+/* Verify every block of file F holding bytes [OFF, OFF + LEN), which must
+ * lie before the file's checksum table.  A verified block costs one bit
+ * test; only the first use of a block hashes it. */
+static inline int snap_check(char *msg, const struct snap *s,
+			     enum snap_file f, uint64_t off, uint64_t len)
+{
+	if (len == 0)
+		return 0;
+	const uint64_t *ok = s->ok[f];
+	for (uint64_t b = off >> SNAP_BLOCK_SHIFT,
+		      e = (off + len - 1) >> SNAP_BLOCK_SHIFT;
+	     b <= e; b++) {
+		if (!(ok[b >> 6] >> (b & 63) & 1)) {
+			int rc = snap_check_block(msg, s, f, b);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* Verify every block of both files (those not verified yet). */
+int snap_check_all(char *msg, const struct snap *s);
+
+/* Verify the block holding the aligned u64 at byte OFF of file F: it
+ * never straddles two blocks, so the fast path is one bit test. */
+static inline int snap_check_u64(char *msg, const struct snap *s,
+				 enum snap_file f, uint64_t off)
+{
+	uint64_t b = off >> SNAP_BLOCK_SHIFT;
+	if (__builtin_expect(s->ok[f][b >> 6] >> (b & 63) & 1, 1))
+		return 0;
+	return snap_check_block(msg, s, f, b);
+}
+
+/* Verify the block holding key I (I < n). */
+static inline int snap_check_key(char *msg, const struct snap *s, uint64_t i)
+{
+	return snap_check_u64(msg, s, SNAP_BIN, SNAP_BIN_HDR + 8 * i);
+}
+
+/* The lower bound of KEY by a binary search that verifies every key it
+ * reads; for when a search over unverified keys was misled. */
+int snap_search_verified(char *msg, const struct snap *s, uint64_t key,
+			 uint64_t *pos);
+
+/* *POS is where some search (learned index, binary search over
+ * unverified keys) put KEY's lower bound.  Verify the two keys around it
+ * and check that they bracket KEY: keys[*POS - 1] < KEY <= keys[*POS].
+ * Genuine neighbours of a genuine, strictly ascending array make *POS the
+ * true lower bound however it was found, so damage elsewhere that misled
+ * the search cannot give a wrong answer.  When they do not bracket KEY,
+ * search again verifying every key (snap_search_verified). */
+static inline int snap_locate(char *msg, const struct snap *s, uint64_t key,
+			      uint64_t *pos)
+{
+	uint64_t i = *pos, n = s->n;
+	if (i <= n) {
+		int rc = 0;
+		if (i > 0)
+			rc = snap_check_key(msg, s, i - 1);
+		if (!rc && i < n)
+			rc = snap_check_key(msg, s, i);
+		if (rc)
+			return rc;
+		if ((i == 0 || s->keys[i - 1] < key) &&
+		    (i == n || key <= s->keys[i]))
+			return 0;
+	}
+	return snap_search_verified(msg, s, key, pos);
+}
 
 /* The value of entry I; KYRO_ECORRUPT (with a message) when its payload
  * reference is out of bounds, so a damaged file never leads to a read
@@ -51,7 +144,29 @@ static inline int snap_value(const struct snap *s, uint64_t i,
 	return 0;
 }
 
-/* Check every byte: checksums, key order, payload bounds. */
+/* KYRO_ECORRUPT with a message: the payload reference of entry I (of
+ * KEY) is out of bounds. */
+int snap_bad_ref(char *msg, const struct snap *s, uint64_t i, uint64_t key);
+
+/* The value of entry I (KEY, for the message) with its two offsets and
+ * its payload bytes verified: KYRO_ECORRUPT with a message naming the
+ * file and offset otherwise. */
+static inline int snap_get(char *msg, const struct snap *s, uint64_t i,
+			   uint64_t key, const void **val, size_t *len)
+{
+	uint64_t at = (const unsigned char *)(s->offs + i) - s->bin;
+	int rc = snap_check_u64(msg, s, SNAP_BIN, at);
+	if (!rc)
+		rc = snap_check_u64(msg, s, SNAP_BIN, at + 8);
+	if (rc)
+		return rc;
+	if (snap_value(s, i, val, len))
+		return snap_bad_ref(msg, s, i, key);
+	return snap_check(msg, s, SNAP_DATA, s->offs[i], *len);
+}
+
+/* Check every byte: block checksums (reporting each bad block), key
+ * order, payload bounds. */
 int snap_verify(const struct snap *s, kyro_report_fn report, void *arg);
 
 /* Writing a snapshot: keys must come in ascending order. */
@@ -66,7 +181,7 @@ struct snap_writer {
 	size_t buflen;
 	uint64_t data_pos;
 	uint64_t wb_done; /* payload bytes handed to writeback so far */
-	void *hash; /* XXH3 state over the payload region */
+	struct snap_sums *sums; /* block checksums of the .data file */
 };
 
 int snap_writer_open(char *msg, struct snap_writer *w, const char *dir,

@@ -215,3 +215,88 @@ wal-[0-9a-f]{16}\.log)*$'
 	stderr_matches 'version 2'
 	diff -r "$D" copy
 }
+
+# Every line of the last run's stdout is one of the lines of FILE.
+only_lines_of() {
+	local extra
+	extra=$(grep -vxF -f "$1" <<<"$output" || true)
+	[ -z "$extra" ] || {
+		echo "lines that are not in $1:" >&2
+		echo "$extra" >&2
+		return 1
+	}
+}
+
+@test "kyro-get: a flipped byte in a snapshot's .bin or .data exits 2 naming the file, never a wrong value" {
+	seq 1 600 | awk '{print $1"\tv"$1}' >in.tsv
+	put_file in.tsv
+	run -0 --separate-stderr kyro-snapshot -d "$D"
+	bin=$D/snap-0000000000000001.bin data=$D/snap-0000000000000001.data
+	cp "$bin" bin.orig
+	cp "$data" data.orig
+	# A payload offset: its block also holds the first offset, which
+	# opening checks.
+	patch_byte "$bin" 4942 '\xff'
+	run -2 --separate-stderr kyro-get -d "$D" -f tsv $(seq 1 600)
+	assert_output ''
+	stderr_is "kyro-get: '$bin': offset 4096: block fails its checksum"
+	# A key: lookups that need its block fail, the others are right.
+	cp bin.orig "$bin"
+	flip_byte "$bin" 200
+	run -2 --separate-stderr kyro-get -d "$D" -f tsv $(seq 1 600)
+	only_lines_of in.tsv
+	[ "${#lines[@]}" -gt 0 ]
+	stderr_matches "^kyro-get: '$bin': offset 0: block fails its checksum"
+	run -2 --separate-stderr kyro-get -d "$D" --all
+	assert_output ''
+	stderr_is "kyro-get: '$bin': offset 0: block fails its checksum"
+	# A value.
+	cp bin.orig "$bin"
+	flip_byte "$data" 1000
+	run -2 --separate-stderr kyro-get -d "$D" -f tsv $(seq 1 600)
+	only_lines_of in.tsv
+	stderr_matches "^kyro-get: '$data': offset 0: block fails its checksum"
+	seq 1 200 >keys
+	run -2 --separate-stderr kyro-get -d "$D" <keys
+	assert_output ''
+	stderr_is "kyro-get: '$data': offset 0: block fails its checksum"
+	run -1 --separate-stderr kyro-verify -d "$D"
+	assert_output --partial "$data"
+	cp data.orig "$data"
+	run -0 --separate-stderr kyro-verify -d "$D"
+	run -0 --separate-stderr kyro-get -d "$D" -f tsv $(seq 1 600)
+	assert_output "$(cat in.tsv)"
+}
+
+@test "kyro-snapshot: a store of the previous release (snapshot format 1) is read, and rewritten as format 2" {
+	fix=$BATS_TEST_DIRNAME/../fixtures
+	cp -R "$fix/store-v1" "$D"
+	v1=$D/snap-0000000000000001.bin
+	[ "$(od -A n -t u4 -j 8 -N 4 "$v1" | tr -d ' ')" = 1 ]
+	expect_all "$(cat "$fix/store-v1.tsv")"
+	# Every key alone, through the learned index the old release built.
+	cut -f1 "$fix/store-v1.tsv" >keys
+	run -0 --separate-stderr kyro-get -d "$D" -f tsv <keys
+	assert_output "$(cat "$fix/store-v1.tsv")"
+	stderr_is ''
+	run -0 --separate-stderr kyro-verify -d "$D"
+	stderr_is ''
+	# A damaged old snapshot is refused when opened: its array
+	# checksums are verified then.
+	cp "$D/snap-0000000000000001.data" data.orig
+	flip_byte "$D/snap-0000000000000001.data" 100
+	run -2 --separate-stderr kyro-get -d "$D" 13
+	assert_output ''
+	stderr_is "kyro-get: '$D/snap-0000000000000001.data': offset 32: payloads fail their checksum"
+	cp data.orig "$D/snap-0000000000000001.data"
+	run -0 --separate-stderr kyro-snapshot --rmi -d "$D"
+	v2=$D/snap-0000000000000002.bin
+	[ ! -e "$v1" ]
+	[ "$(od -A n -t u4 -j 8 -N 4 "$v2" | tr -d ' ')" = 2 ]
+	[ "$(od -A n -t u4 -j 8 -N 4 "$D/snap-0000000000000002.data" | tr -d ' ')" = 2 ]
+	expect_all "$(cat "$fix/store-v1.tsv")"
+	run -0 --separate-stderr kyro-get -d "$D" -f tsv <keys
+	assert_output "$(cat "$fix/store-v1.tsv")"
+	run -0 --separate-stderr kyro-verify -d "$D"
+	stderr_is ''
+}

@@ -96,10 +96,12 @@ snapseed "$snap/seed-gen1-fix" "$A" 1 1
 # Keys out of order (key 0 copied over key 1), checksums fixed up.
 snapseed "$snap/seed-unsorted-fix" "$A" 1 1
 copy8 "$snap/seed-unsorted-fix" $((4 + 128)) $((4 + 136))
-# A payload offset past the end of the data, checksums fixed up.
+# A payload offset past the end of the data, checksums fixed up: the
+# last but one offset (the file ends with the last offset and a block
+# table of one entry).
 b=$(wc -c <"$A/snap-0000000000000001.bin")
 snapseed "$snap/seed-badoffset-fix" "$A" 1 1
-patch "$snap/seed-badoffset-fix" $((4 + b - 16)) 377 377 0 0 0 0 0 0
+patch "$snap/seed-badoffset-fix" $((4 + b - 8 - 16)) 377 377 0 0 0 0 0 0
 # The .data file cut short.
 head -c $((4 + b + 40)) "$snap/seed-gen1" >"$snap/seed-short-data"
 
