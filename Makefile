@@ -70,7 +70,9 @@ TOOLS := \
 	kyro-snapshot \
 	kyro-verify \
 	kyro-warmup
-BINS := $(TOOLS:%=bin/%)
+# Where the tools are linked: a sanitizer build puts its own elsewhere.
+BIN ?= bin
+BINS := $(TOOLS:%=$(BIN)/%)
 CLI_OBJS := $(BUILD)/cmd/cli.o
 
 UNIT_TESTS := \
@@ -81,7 +83,7 @@ UNIT_TESTS := \
 	test_wal
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/test_rmi
 
-## all: build libkyro.a and the tools into bin/
+## all: build libkyro.a and the tools into bin/ (or BIN)
 all: $(LIB) $(BINS)
 
 $(BUILD)/%.o: %.c
@@ -93,8 +95,8 @@ $(LIB): $(LIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-bin/%: $(BUILD)/cmd/%.o $(CLI_OBJS) $(LIB)
-	@mkdir -p bin
+$(BIN)/%: $(BUILD)/cmd/%.o $(CLI_OBJS) $(LIB)
+	@mkdir -p $(BIN)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -102,8 +104,8 @@ bin/%: $(BUILD)/cmd/%.o $(CLI_OBJS) $(LIB)
 # libraries beyond libkyro's.
 SERVE_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cmd/serve/*.c)))
 $(SERVE_OBJS) $(BUILD)/cmd/kyro-serve.o: CPPFLAGS += -DKYRO_GIT_COMMIT='"$(GIT_COMMIT)"'
-bin/kyro-serve: $(BUILD)/cmd/kyro-serve.o $(SERVE_OBJS) $(CLI_OBJS) $(LIB)
-	@mkdir -p bin
+$(BIN)/kyro-serve: $(BUILD)/cmd/kyro-serve.o $(SERVE_OBJS) $(CLI_OBJS) $(LIB)
+	@mkdir -p $(BIN)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmicrohttpd -ljansson -lpthread
 
