@@ -226,6 +226,24 @@ check-bats: all
 check-asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=address,undefined CC=$(CC) check-unit
 
+# The damage sweep drives the tools only; it does not link libkyro.
+$(BUILD)/tests/damage/sweep: $(BUILD)/tests/damage/sweep.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^
+
+DAMAGE_TOOLS := kyro-get kyro-put kyro-snapshot kyro-verify
+DAMAGE_ASAN_EVERY ?= 53
+
+## check-damage: flip every byte of a small store's files; then a sample under ASan and UBSan
+check-damage: all $(BUILD)/tests/damage/sweep
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin \
+		SANITIZE=address,undefined CC=$(CC) $(DAMAGE_TOOLS:%=build-asan/bin/%)
+	$(Q)status=0; \
+	$(BUILD)/tests/damage/sweep --bin $(BIN) || status=1; \
+	echo "damage sweep with tools built with ASan and UBSan, one flip in $(DAMAGE_ASAN_EVERY):"; \
+	$(BUILD)/tests/damage/sweep --bin build-asan/bin --every $(DAMAGE_ASAN_EVERY) --timeout 30 || status=1; \
+	exit $$status
+
 ## test: install what is missing, build, and run every test
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -233,6 +251,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory check-asan
 	$(Q)$(MAKE) --no-print-directory check-fuzz
 	$(Q)$(MAKE) --no-print-directory check-bats
+	$(Q)$(MAKE) --no-print-directory check-damage
 
 ## clean: remove build outputs
 clean:
@@ -242,7 +261,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all bench bench-deps bench-store bench-rmi demo install uninstall deps check-unit check-bats check-asan check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-store bench-rmi demo install uninstall deps check-unit check-bats check-asan check-damage check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)
