@@ -1003,7 +1003,9 @@ static void judge_after(struct worker *w, struct result *res)
 	}
 	if (r->code == 2) {
 		res->after = r->err.len ? A_REFUSED : A_ODD;
-		if (!r->err.len)
+		if (r->err.len)
+			first_line(res->adetail, DETAIL, "kyro-get after kyro-put: ", &r->err);
+		else
 			snprintf(res->adetail, DETAIL, "kyro-get after kyro-put: exit 2 without a message");
 		return;
 	}
@@ -1239,6 +1241,9 @@ static void print_details(const char *title, int which)
 				break;
 			case C_LOST:
 				d = r->after == A_LOST ? r->adetail : NULL;
+				break;
+			case C_PUT_OK_READ_REFUSED:
+				d = r->after == A_REFUSED ? r->adetail : NULL;
 				break;
 			case C_ODD:
 				d = r->get == G_ODD ? r->gdetail :
@@ -1484,6 +1489,11 @@ int main(int argc, char **argv)
 	print_details("crashes", C_CRASH);
 	print_details("acknowledged batches lost", C_LOST);
 	print_details("odd exits", C_ODD);
+	/* Allowed (the damage may still be there), but where the writer
+	 * acknowledged a batch into a store it then cannot read, a look is
+	 * worth it. */
+	print_details("acknowledged by kyro-put, then kyro-get exit 2 (allowed)",
+		      C_PUT_OK_READ_REFUSED);
 	/* CPU time says what the run would take on an idle machine, where
 	 * the wall-clock time also counts other people's load. */
 	struct rusage ru;
