@@ -818,7 +818,12 @@ static int check_key(const struct answers *a, size_t i, const struct val *e,
 		if (e->len == a->len[i] && !memcmp(e->p, a->vals.p + a->off[i], e->len))
 			return 0;
 		show(x, sizeof x, e->p, e->len);
-		snprintf(d, cap, "key %" PRIu64 ": read %.80s, wrote %.80s", keys[i], y, x);
+		/* The shown prefixes may agree: say where the bytes part. */
+		size_t at = 0;
+		while (at < e->len && at < a->len[i] && e->p[at] == a->vals.p[a->off[i] + at])
+			at++;
+		snprintf(d, cap, "key %" PRIu64 ": read %.70s, wrote %.70s, first difference at byte %zu",
+			 keys[i], y, x, at);
 		return -1;
 	}
 }
