@@ -233,15 +233,19 @@ $(BUILD)/tests/damage/sweep: $(BUILD)/tests/damage/sweep.o
 
 DAMAGE_TOOLS := kyro-get kyro-put kyro-snapshot kyro-verify
 DAMAGE_ASAN_EVERY ?= 53
+# More options for both runs, e.g. DAMAGE_ARGS='--file LOCK' (see
+# tests/damage/README.md).
+DAMAGE_ARGS ?=
 
 ## check-damage: flip every byte of a small store's files; then a sample under ASan and UBSan
 check-damage: all $(BUILD)/tests/damage/sweep
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin \
 		SANITIZE=address,undefined CC=$(CC) $(DAMAGE_TOOLS:%=build-asan/bin/%)
 	$(Q)status=0; \
-	$(BUILD)/tests/damage/sweep --bin $(BIN) || status=1; \
+	$(BUILD)/tests/damage/sweep --bin $(BIN) $(DAMAGE_ARGS) || status=1; \
 	echo "damage sweep with tools built with ASan and UBSan, one flip in $(DAMAGE_ASAN_EVERY):"; \
-	$(BUILD)/tests/damage/sweep --bin build-asan/bin --every $(DAMAGE_ASAN_EVERY) --timeout 30 || status=1; \
+	$(BUILD)/tests/damage/sweep --bin build-asan/bin --every $(DAMAGE_ASAN_EVERY) --timeout 30 \
+		$(DAMAGE_ARGS) || status=1; \
 	exit $$status
 
 ## test: install what is missing, build, and run every test
