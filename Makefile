@@ -70,7 +70,9 @@ TOOLS := \
 	kyro-snapshot \
 	kyro-verify \
 	kyro-warmup
-BINS := $(TOOLS:%=bin/%)
+# Where the tools are linked: a sanitizer build puts its own elsewhere.
+BIN ?= bin
+BINS := $(TOOLS:%=$(BIN)/%)
 CLI_OBJS := $(BUILD)/cmd/cli.o
 
 UNIT_TESTS := \
@@ -81,7 +83,7 @@ UNIT_TESTS := \
 	test_wal
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/test_rmi
 
-## all: build libkyro.a and the tools into bin/
+## all: build libkyro.a and the tools into bin/ (or BIN)
 all: $(LIB) $(BINS)
 
 $(BUILD)/%.o: %.c
@@ -93,8 +95,8 @@ $(LIB): $(LIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-bin/%: $(BUILD)/cmd/%.o $(CLI_OBJS) $(LIB)
-	@mkdir -p bin
+$(BIN)/%: $(BUILD)/cmd/%.o $(CLI_OBJS) $(LIB)
+	@mkdir -p $(BIN)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -102,8 +104,8 @@ bin/%: $(BUILD)/cmd/%.o $(CLI_OBJS) $(LIB)
 # libraries beyond libkyro's.
 SERVE_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cmd/serve/*.c)))
 $(SERVE_OBJS) $(BUILD)/cmd/kyro-serve.o: CPPFLAGS += -DKYRO_GIT_COMMIT='"$(GIT_COMMIT)"'
-bin/kyro-serve: $(BUILD)/cmd/kyro-serve.o $(SERVE_OBJS) $(CLI_OBJS) $(LIB)
-	@mkdir -p bin
+$(BIN)/kyro-serve: $(BUILD)/cmd/kyro-serve.o $(SERVE_OBJS) $(CLI_OBJS) $(LIB)
+	@mkdir -p $(BIN)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmicrohttpd -ljansson -lpthread
 
@@ -225,6 +227,28 @@ check-bats: all
 check-asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=address,undefined CC=$(CC) check-unit
 
+# The damage sweep drives the tools only; it does not link libkyro.
+$(BUILD)/tests/damage/sweep: $(BUILD)/tests/damage/sweep.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^
+
+DAMAGE_TOOLS := kyro-get kyro-put kyro-snapshot kyro-verify
+DAMAGE_ASAN_EVERY ?= 53
+# More options for both runs, e.g. DAMAGE_ARGS='--file LOCK' (see
+# tests/damage/README.md).
+DAMAGE_ARGS ?=
+
+## check-damage: flip every byte of a small store's files; then a sample under ASan and UBSan
+check-damage: all $(BUILD)/tests/damage/sweep
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin \
+		SANITIZE=address,undefined CC=$(CC) $(DAMAGE_TOOLS:%=build-asan/bin/%)
+	$(Q)status=0; \
+	$(BUILD)/tests/damage/sweep --bin $(BIN) $(DAMAGE_ARGS) || status=1; \
+	echo "damage sweep with tools built with ASan and UBSan, one flip in $(DAMAGE_ASAN_EVERY):"; \
+	$(BUILD)/tests/damage/sweep --bin build-asan/bin --every $(DAMAGE_ASAN_EVERY) --timeout 30 \
+		$(DAMAGE_ARGS) || status=1; \
+	exit $$status
+
 ## test: install what is missing, build, and run every test
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -232,6 +256,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory check-asan
 	$(Q)$(MAKE) --no-print-directory check-fuzz
 	$(Q)$(MAKE) --no-print-directory check-bats
+	$(Q)$(MAKE) --no-print-directory check-damage
 
 ## clean: remove build outputs
 clean:
@@ -241,7 +266,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all bench bench-deps bench-store bench-rmi demo install uninstall deps check-unit check-bats check-asan check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-store bench-rmi demo install uninstall deps check-unit check-bats check-asan check-damage check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)
