@@ -23,7 +23,8 @@
  *   16  8  sequence number
  *   24  8  key (COMMIT: the number of records in the batch)
  *   32  L  value
- *      ..  zero padding to a multiple of 8
+ *      ..  zero padding to a multiple of 8 (outside the checksum, but a
+ *          record whose padding is not zero is invalid)
  *
  * Sequence numbers rise by one per PUT or DELETE across all segments.  A
  * batch is a run of PUT/DELETE records closed by a COMMIT whose seq is the
@@ -127,6 +128,12 @@ static uint64_t rec_valid(const unsigned char *base, uint64_t len,
 	if (XXH3_64bits_withSeed(p + 8, WAL_REC_HDR - 8 + vlen, seg) !=
 	    get_le64(p))
 		return 0;
+	/* The checksum stops at the value; the padding after it is held to
+	 * the zeros every writer puts there, so that no byte of a record
+	 * can change unnoticed. */
+	for (uint64_t i = WAL_REC_HDR + vlen; i < size; i++)
+		if (p[i])
+			return 0;
 	return size;
 }
 

@@ -394,9 +394,9 @@ TEST(truncation_inside_a_value_holding_a_record_is_torn)
 	free(buf);
 }
 
-/* Flip every bit of every checksummed byte of the record at REC_OFF
- * (record header and value: the padding is not checksummed) and check the
- * scan's verdict. */
+/* Flip every bit of every byte of the record at REC_OFF (header, value
+ * and the padding after it, which is held to zero) and check the scan's
+ * verdict. */
 static void flip_record(const unsigned char *buf, size_t len, uint64_t rec_off,
 			int want, uint64_t want_end, uint64_t want_bad,
 			uint64_t want_batches)
@@ -404,7 +404,8 @@ static void flip_record(const unsigned char *buf, size_t len, uint64_t rec_off,
 	unsigned char *copy = malloc(len);
 	uint64_t vlen = get_le32(buf + rec_off + 8);
 	memcpy(copy, buf, len);
-	for (uint64_t i = rec_off; i < rec_off + WAL_REC_HDR + vlen; i++) {
+	for (uint64_t i = rec_off; i < rec_off + WAL_REC_HDR + align8(vlen);
+	     i++) {
 		for (int bit = 0; bit < 8; bit++) {
 			struct wal_scan r;
 			copy[i] ^= (unsigned char)(1u << bit);
