@@ -32,15 +32,19 @@ extern "C" {
 
 /* Negative result codes.  Positive results are errno values. */
 #define KYRO_ENOTFOUND (-1) /* the key has no value: a negative answer */
-#define KYRO_ECORRUPT (-2)  /* a file fails its checksum or its rules */
+#define KYRO_ECORRUPT (-2)  /* a file fails its checksum or its rules, or
+			     * committed data is missing from the WAL */
 #define KYRO_EVERSION (-3)  /* a file of a format version we do not read */
 #define KYRO_ENOTDB (-4)    /* the directory is not a KyroDB store */
 #define KYRO_EFAILED (-5)   /* an earlier write failed; handle is read-only */
 #define KYRO_ETOOBIG (-6)   /* a value over KYRO_MAX_VALUE */
 #define KYRO_ERDONLY (-7)   /* a write on a handle opened for reading */
 #define KYRO_EBATCH (-8)    /* batch calls out of order */
-#define KYRO_ETORN (-9)     /* a WAL ends in a torn (incomplete) record */
-#define KYRO_EDAMAGED (-10) /* kyro_verify() found damage; see the report */
+#define KYRO_ETORN (-9)     /* a WAL ends in a torn (incomplete) record;
+			     * no public function returns it: kyro_verify()
+			     * reports a torn tail as KYRO_EDAMAGED */
+#define KYRO_EDAMAGED (-10) /* kyro_verify() found damage, or its repair
+			     * cut committed data; see the report */
 
 /* kyro_open() flags. */
 #define KYRO_RDONLY 0x0 /* read only; a missing store is ENOENT */
@@ -68,8 +72,13 @@ typedef struct kyro_db kyro_db;
  * the caller closes it with kyro_close() either way.
  *
  * Opening maps the current snapshot and replays the WAL written since; its
- * cost does not grow with the snapshot.  With KYRO_RDWR the directory and
- * its files are created when missing.
+ * cost does not grow with the snapshot, except for a snapshot of format
+ * version 1 (written by the previous release), whose checksums are
+ * verified whole at open.  With KYRO_RDWR the directory and its files are
+ * created when missing.  Damage met while opening (a snapshot header, a
+ * WAL record followed by valid ones, a log shorter than its published
+ * committed end) is KYRO_ECORRUPT; kyro_errmsg() names the file and
+ * offset, and WAL damage adds "run 'kyro-verify --repair'".
  */
 int kyro_open(kyro_db **dbp, const char *dir, unsigned flags);
 
@@ -92,6 +101,12 @@ int kyro_set_sync(kyro_db *db, int mode);
  * Returns KYRO_ENOTFOUND when the key is absent or deleted.  Every lookup
  * first checks, with one atomic load, whether another process has committed
  * since; if so the handle catches up before answering.
+ *
+ * Every snapshot block (4 KiB) that the answer depends on, keys, offsets
+ * and value bytes, is verified against its checksum the first time this
+ * handle's open snapshot uses it (later uses cost one bit test).  A block
+ * that fails is KYRO_ECORRUPT, with kyro_errmsg() naming the file and the
+ * block's offset: never a wrong value, never a false KYRO_ENOTFOUND.
  */
 int kyro_get(kyro_db *db, uint64_t key, const void **val, size_t *len);
 
@@ -108,7 +123,8 @@ int kyro_get_seq(kyro_db *db, uint64_t key, uint64_t *seq);
  * the searches are interleaved so their cache misses overlap, which is
  * several times faster for large snapshots.  Each item's RC is 0 or
  * KYRO_ENOTFOUND; the call returns 0, or an error that stopped it (then
- * no item is to be trusted).  Values stay valid until the next call on DB.
+ * no item is to be trusted): a damaged snapshot block is KYRO_ECORRUPT,
+ * checked as for kyro_get().  Values stay valid until the next call on DB.
  */
 struct kyro_item {
 	uint64_t key;     /* in */
@@ -125,6 +141,16 @@ int kyro_get_batch(kyro_db *db, struct kyro_item *items, size_t n);
  * kyro_batch_begin() to commit or abort.  *SEQ, when not NULL, receives the
  * record's sequence number (its "offset").  After any write failure the
  * handle refuses further writes with KYRO_EFAILED.
+ *
+ * A writer never appends behind damage.  kyro_batch_begin() (and so a
+ * kyro_put() or kyro_delete() outside a batch) first checks, under the
+ * lock, every live WAL byte this handle has not checked before (on its
+ * first batch: every live segment, headers and records) and holds the
+ * shared page in LOCK against them.  A damaged record or segment header,
+ * or a committed end that the files no longer reach, is KYRO_ECORRUPT
+ * with the file and offset in kyro_errmsg(), ending in "run 'kyro-verify
+ * --repair'"; nothing is appended.  Any other disagreement of the page
+ * (damaged, or behind the files) is settled by rebuilding it.
  */
 int kyro_batch_begin(kyro_db *db);
 int kyro_put(kyro_db *db, uint64_t key, const void *val, size_t len,
@@ -176,7 +202,9 @@ int kyro_last_seq(kyro_db *db, uint64_t *seq);
  * Iterate live keys in ascending order over [LO, HI] (both inclusive),
  * calling FN for each; a non-zero return from FN stops the scan and is
  * returned.  VAL is valid only during the call.  The scan sees the store as
- * it was when the scan started.
+ * it was when the scan started.  Every snapshot key, offset and value the
+ * scan passes is verified as for kyro_get(); a damaged block stops the
+ * scan with KYRO_ECORRUPT, after FN has seen the keys before it.
  */
 typedef int (*kyro_scan_fn)(void *arg, uint64_t key, const void *val,
 			    size_t len);
@@ -197,7 +225,11 @@ struct kyro_snapshot_stats {
  * Compact the current snapshot and the WAL into a new snapshot and commit
  * it.  Writers are held off only while the WAL is rotated and while the
  * manifest is committed, not while the snapshot is written.  One snapshot
- * runs at a time; a second waits.  ST and PROGRESS may be NULL.
+ * runs at a time; a second waits.  ST and PROGRESS may be NULL.  Every
+ * block of the old snapshot and every WAL record it folds is verified, so
+ * that damage is never rewritten under fresh checksums: damage is
+ * KYRO_ECORRUPT, and nothing is committed.  With nothing written since
+ * the last snapshot there is nothing to fold, and nothing is read.
  */
 int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
 		  kyro_progress_fn progress, void *arg);
@@ -236,8 +268,9 @@ struct kyro_rmi_stats {
  * Build the index for the current snapshot and commit it: running
  * readers switch to it at their next lookup.  P, ST and PROGRESS may be
  * NULL.  Fails with
- * KYRO_ENOTFOUND when there is no snapshot yet.  Runs one at a time with
- * snapshots (SNAPSHOT.lock); holds writers off only for the commit.
+ * KYRO_ENOTFOUND when there is no snapshot yet, and with KYRO_ECORRUPT
+ * when a key block it trains on fails its checksum.  Runs one at a time
+ * with snapshots (SNAPSHOT.lock); holds writers off only for the commit.
  */
 int kyro_rmi_build(kyro_db *db, const struct kyro_rmi_params *p,
 		   struct kyro_rmi_stats *st, kyro_progress_fn progress,
@@ -265,18 +298,42 @@ struct kyro_index_info {
 int kyro_index_info(kyro_db *db, struct kyro_index_info *info);
 
 /* Bring the current snapshot files and index into the page cache (and
- * this process's page tables): madvise, then touch every page.  *BYTES,
- * when BYTES is not NULL, gets the bytes touched. */
+ * this process's page tables): madvise, then touch every page.  Every
+ * snapshot block is verified on the way, so lookups on DB afterwards pay
+ * one bit test per block; a damaged block is KYRO_ECORRUPT naming the
+ * file and offset, and *BYTES is then 0.  *BYTES, when BYTES is not NULL,
+ * gets the bytes touched. */
 int kyro_warmup(kyro_db *db, uint64_t *bytes);
 
 /*
- * Check every file of the store.  Each problem found is passed to REPORT
- * (file, byte offset, text; FILE is "" and OFFSET UINT64_MAX when the text
- * names them itself).  An error that stops the check (I/O, a newer format)
- * is passed with FILE NULL.  Returns 0 when clean, KYRO_EDAMAGED when
- * damage was found (a torn WAL tail included), or an error that stopped
- * the check.  With REPAIR set, a torn WAL tail is truncated (and nothing
- * else changed); the tail is then reported as repaired, not as damage.
+ * Check every file of the store: the MANIFEST, every WAL segment header
+ * and record, the shared page in LOCK against the WAL (under the writer
+ * lock), every snapshot block, the key order and every payload offset, and
+ * the learned index.  Each problem found is passed to REPORT (file, byte
+ * offset, text; FILE is "" and OFFSET UINT64_MAX when the text names them
+ * itself).  An error that stops the check (I/O, a newer format, a failed
+ * repair) is passed with FILE NULL.  Returns 0 when clean, KYRO_EDAMAGED
+ * when damage was found (a torn WAL tail included), or an error that
+ * stopped the check.
+ *
+ * KYRO_VERIFY_REPAIR repairs the WAL and the shared page, under the writer
+ * lock, each step durable before the next:
+ *   - a torn tail is truncated;
+ *   - a damaged segment header is rewritten from the file name and the
+ *     sequence numbers, keeping the records after it;
+ *   - a damaged or inconsistent shared page is rebuilt from the files;
+ *   - when committed data is lost (damage followed by valid records, a
+ *     gap in the sequence numbers between segments, a log shorter than
+ *     the committed end the page published), every whole batch before the
+ *     damage is kept and the rest of the log is cut: first copied into
+ *     DIR/lost+found/ (never read or removed by the library), then a new
+ *     manifest committed, the segment truncated, later segments removed.
+ *     The report names the lost sequence numbers and the copy.
+ * What was repaired is reported as repaired and is not damage: the result
+ * is 0 when nothing else was found.  Lost committed data, and damage that
+ * is not repaired (the snapshot, the index, the MANIFEST), are
+ * KYRO_EDAMAGED.  A store whose LOCK this process cannot open for writing
+ * is checked without the lock, and nothing in it is repaired.
  */
 typedef void (*kyro_report_fn)(void *arg, const char *file, uint64_t offset,
 			       const char *text);
