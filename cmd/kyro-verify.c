@@ -10,7 +10,7 @@ enum { OPT_DIR = 1, OPT_VERBOSE, OPT_REPAIR, OPT_DEEP };
 
 static const struct cli_opt opts[] = {
 	{OPT_DIR, 'd', "dir", "DIR", "the data directory (default $KYRODB_DIR, else ./kyrodb-data)"},
-	{OPT_REPAIR, 0, "repair", NULL, "truncate a torn WAL tail (and change nothing else)"},
+	{OPT_REPAIR, 0, "repair", NULL, "repair the WAL and the LOCK page; what is cut goes to DIR/lost+found/"},
 	{OPT_DEEP, 0, "deep", NULL, "also check that every key lies inside its index window"},
 	{OPT_VERBOSE, 'v', NULL, NULL, "print a summary on stderr"},
 	{0, 0, NULL, NULL, NULL},
@@ -40,7 +40,12 @@ static void report(void *arg, const char *file, uint64_t off, const char *text)
 int main(int argc, char **argv)
 {
 	struct cli c = {.prog = "kyro-verify", .usage = usage, .opts = opts,
-			.summary = "Check every file of a KyroDB store; print each problem with its file and byte offset."};
+			.summary = "Check every file of a KyroDB store; print each problem with its file and byte offset.",
+			.epilog = "--repair truncates a torn WAL tail, rewrites a damaged segment header and\n"
+				  "rebuilds the shared page in LOCK; then the exit status is 0 if nothing else\n"
+				  "is wrong.  When committed data is lost it keeps every whole batch before\n"
+				  "the damage, copies what it cuts to DIR/lost+found/, names the lost sequence\n"
+				  "numbers and exits 1.  A damaged snapshot, index or MANIFEST is not repaired.\n"};
 	const char *dir = NULL;
 	int verbose = 0, opt;
 	unsigned flags = 0;
