@@ -232,8 +232,8 @@ $(BUILD)/tests/damage/sweep: $(BUILD)/tests/damage/sweep.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 
-DAMAGE_TOOLS := kyro-get kyro-put kyro-snapshot kyro-verify
-DAMAGE_ASAN_EVERY ?= 53
+DAMAGE_TOOLS := kyro-get kyro-put kyro-rmi-build kyro-snapshot kyro-verify
+DAMAGE_ASAN_EVERY ?= 89
 # More options for both runs, e.g. DAMAGE_ARGS='--file LOCK' (see
 # tests/damage/README.md).
 DAMAGE_ARGS ?=
