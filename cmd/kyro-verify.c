@@ -1,5 +1,6 @@
 /*
- * kyro-verify - check every file of a store; --repair cuts a torn tail.
+ * kyro-verify - check every file of a store; --repair mends the WAL and the
+ * LOCK page, keeping what it cuts in lost+found/.
  */
 #include <stdint.h>
 #include <string.h>
