@@ -198,7 +198,7 @@ bench: bench-store bench-rmi
 bench-deps:
 	$(Q)sh tests/deps.sh liblmdb-dev gnuplot-nox hyperfine
 
-## bench-store: kyro-put/get/snapshot against LMDB (issue 2 figures)
+## bench-store: kyro-put/get/snapshot and one-key opens against LMDB
 bench-store: all bench-deps
 	$(Q)sh bench/store/run.sh
 
@@ -206,7 +206,7 @@ bench-store: all bench-deps
 bench-rmi: bench-deps all
 	$(Q)sh bench/run-rmi.sh
 
-## bench-serve: kyro-serve under wrk against nginx and redis (issue 4 figures)
+## bench-serve: kyro-serve under wrk against nginx and redis
 bench-serve: all
 	$(Q)sh tests/deps.sh wrk nginx-light redis-server
 	$(Q)sh bench/serve/run.sh

@@ -1,5 +1,5 @@
 /*
- * rmi.h - private header of the learned index (issue 3): a two-stage
+ * rmi.h - private header of the learned index: a two-stage
  * recursive model index over a snapshot's sorted key array.
  *
  * The index never holds keys: it is built over, and loaded next to, the

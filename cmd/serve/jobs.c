@@ -53,8 +53,9 @@ static int run_job(int kind, int auto_started, struct sbuf *out, char *err,
 	if (kind == JOB_SNAPSHOT) {
 		struct kyro_snapshot_stats s;
 		struct kyro_rmi_stats r = {0};
-		/* The automatic snapshot rebuilds the index with it, as the
-		 * issue asks; POST /v1/snapshot keeps what kyro-snapshot does. */
+		/* The automatic snapshot rebuilds the index with it, so a
+		 * daemon left alone keeps its lookups on the learned index;
+		 * POST /v1/snapshot keeps what kyro-snapshot does. */
 		rc = auto_started ? kyro_snapshot_rmi(db, NULL, &s, &r, NULL, NULL)
 				  : kyro_snapshot(db, &s, NULL, NULL);
 		if (!rc)
