@@ -854,6 +854,9 @@ void kyro_stats(const kyro_db *db, struct kyro_stats *st)
 	uint64_t *dst = (uint64_t *)st;
 	for (size_t i = 0; i < sizeof *st / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	/* The owner may be swapping the index meanwhile (index_unload()). */
+	pthread_mutex_t *lock = (pthread_mutex_t *)&db->rmi_lock;
+	pthread_mutex_lock(lock);
 	struct kyro_rmi_counters c = db->rmi_prev;
 	if (db->v.rmi) {
 		struct kyro_rmi_counters now;
@@ -863,6 +866,7 @@ void kyro_stats(const kyro_db *db, struct kyro_stats *st)
 		for (int i = 0; i < KYRO_RMI_HIST; i++)
 			c.window_hist[i] += now.window_hist[i];
 	}
+	pthread_mutex_unlock(lock);
 	st->rmi_mispredicts = c.mispredicts;
 	st->rmi_fallbacks = c.fallbacks;
 	/* Fold the index's finer histogram into ours: its bucket b > 0
@@ -921,6 +925,7 @@ int kyro_open(kyro_db **dbp, const char *dir, unsigned flags)
 	db->flags = flags;
 	db->sync = KYRO_SYNC_BATCH;
 	db->sh.fd = -1;
+	pthread_mutex_init(&db->rmi_lock, NULL);
 	db->w.fd = -1;
 	if (snprintf(db->dir, sizeof db->dir, "%s", dir) >= (int)sizeof db->dir)
 		return kfail(db->msg, ENAMETOOLONG, "cannot open '%s'", dir);
@@ -970,5 +975,6 @@ void kyro_close(kyro_db *db)
 		wal_writer_close(&db->w);
 	view_free(db);
 	shared_close(&db->sh);
+	pthread_mutex_destroy(&db->rmi_lock);
 	free(db);
 }

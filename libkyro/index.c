@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -66,7 +67,8 @@ void index_load(kyro_db *db)
 	}
 	fs_close(fd);
 	v->rmi_len = (size_t)size;
-	if (kyro_rmi_load(&v->rmi, v->rmi_img, v->rmi_len, v->snap.keys,
+	struct kyro_rmi *rmi = NULL;
+	if (kyro_rmi_load(&rmi, v->rmi_img, v->rmi_len, v->snap.keys,
 			  v->snap.n, v->snap.gen, err, sizeof err)) {
 		snprintf(v->rmi_why, sizeof v->rmi_why,
 			 "learned index '%.200s' refused: %.800s", path, err);
@@ -75,13 +77,21 @@ void index_load(kyro_db *db)
 		v->rmi_len = 0;
 		return;
 	}
-	kyro_rmi_count_windows(v->rmi, (db->flags & KYRO_COUNT_WINDOWS) != 0);
+	kyro_rmi_count_windows(rmi, (db->flags & KYRO_COUNT_WINDOWS) != 0);
+	/* Published under the lock kyro_stats() reads it under: that call
+	 * may come from another thread. */
+	pthread_mutex_lock(&db->rmi_lock);
+	v->rmi = rmi;
+	pthread_mutex_unlock(&db->rmi_lock);
 	v->rmi_refused = 0;
 }
 
 void index_unload(kyro_db *db)
 {
 	struct view *v = &db->v;
+	/* kyro_stats() may be reading the index's counters from another
+	 * thread: fold them and free the index only under its lock. */
+	pthread_mutex_lock(&db->rmi_lock);
 	if (v->rmi) {
 		struct kyro_rmi_counters c;
 		kyro_rmi_counters(v->rmi, &c);
@@ -91,8 +101,9 @@ void index_unload(kyro_db *db)
 			db->rmi_prev.window_hist[i] += c.window_hist[i];
 		kyro_rmi_free(v->rmi);
 	}
-	fs_unmap((void *)v->rmi_img, v->rmi_len);
 	v->rmi = NULL;
+	pthread_mutex_unlock(&db->rmi_lock);
+	fs_unmap((void *)v->rmi_img, v->rmi_len);
 	v->rmi_img = NULL;
 	v->rmi_len = 0;
 }
