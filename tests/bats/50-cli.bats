@@ -323,14 +323,19 @@ ALL_TOOLS=(kyro-put kyro-get kyro-snapshot kyro-verify kyro-rmi-build kyro-warmu
 	[ ! -e kyrodb-data ]
 }
 
+# tool_args TOOL: ARGS for a run of TOOL on the store that succeeds.
+tool_args() {
+	case $1 in
+	kyro-put) args=(-d "$D" 2 two) ;;
+	kyro-get) args=(-d "$D" 1) ;;
+	*) args=(-d "$D") ;;
+	esac
+}
+
 @test "every tool: KYRODB_SIMD with a value the library ignores is warned about once on stderr, and the tool goes on" {
 	store
 	for t in "${ALL_TOOLS[@]}"; do
-		case $t in
-		kyro-put) args=(-d "$D" 2 two) ;;
-		kyro-get) args=(-d "$D" 1) ;;
-		*) args=(-d "$D") ;;
-		esac
+		tool_args "$t"
 		run -0 --separate-stderr env KYRODB_SIMD=bogus "$t" "${args[@]}"
 		stderr_is "$t: warning: ignoring KYRODB_SIMD='bogus' (expected one of scalar, sse4, avx2, avx512)"
 	done
@@ -342,11 +347,7 @@ ALL_TOOLS=(kyro-put kyro-get kyro-snapshot kyro-verify kyro-rmi-build kyro-warmu
 @test "every tool: KYRODB_INDEX with a value the library ignores is warned about once on stderr, and the tool goes on" {
 	store
 	for t in "${ALL_TOOLS[@]}"; do
-		case $t in
-		kyro-put) args=(-d "$D" 2 two) ;;
-		kyro-get) args=(-d "$D" 1) ;;
-		*) args=(-d "$D") ;;
-		esac
+		tool_args "$t"
 		run -0 --separate-stderr env KYRODB_INDEX=nonsense "$t" "${args[@]}"
 		stderr_is "$t: warning: ignoring KYRODB_INDEX='nonsense' (expected one of binary, rmi)"
 	done

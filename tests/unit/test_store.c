@@ -1415,6 +1415,22 @@ TEST(a_damaged_segment_header_is_refused_then_salvaged)
 	}
 }
 
+/* B (another process, in effect) commits {2} and {3}, then "two" is
+ * damaged: A's next batch must be refused, and append nothing. */
+static void others_batch_damaged_then_put(const char *dir, kyro_db *a,
+					  kyro_db *b)
+{
+	CHECK_RC(kyro_put(b, 2, "two", 3, NULL), 0);
+	CHECK_RC(kyro_put(b, 3, "three", 5, NULL), 0);
+	kyro_close(b);
+	CHECK_RC(h_xor_byte(last_wal(dir), END1 + 32, 1), 0); /* "two" */
+	uint64_t size = h_file_size(last_wal(dir));
+	CHECK_RC(kyro_put(a, 4, "four", 4, NULL), KYRO_ECORRUPT);
+	CHECK_STR_HAS(kyro_errmsg(a), "offset 120");
+	CHECK_EQ_U64(h_file_size(last_wal(dir)), size);
+	kyro_close(a);
+}
+
 /* A handle checks, before each batch, what other processes appended
  * since its own last commit: damage there is refused even though the
  * shared page of this boot vouches for it. */
@@ -1426,15 +1442,7 @@ TEST(a_writer_checks_what_others_appended_since_its_last_batch)
 	CHECK_RC(kyro_put(a, 1, "one", 3, NULL), 0);
 	kyro_db *b = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
 	REQUIRE(b);
-	CHECK_RC(kyro_put(b, 2, "two", 3, NULL), 0);
-	CHECK_RC(kyro_put(b, 3, "three", 5, NULL), 0);
-	kyro_close(b);
-	CHECK_RC(h_xor_byte(last_wal(dir), END1 + 32, 1), 0); /* "two" */
-	uint64_t size = h_file_size(last_wal(dir));
-	CHECK_RC(kyro_put(a, 4, "four", 4, NULL), KYRO_ECORRUPT);
-	CHECK_STR_HAS(kyro_errmsg(a), "offset 120");
-	CHECK_EQ_U64(h_file_size(last_wal(dir)), size);
-	kyro_close(a);
+	others_batch_damaged_then_put(dir, a, b);
 }
 
 /* A handle that has only been opened has checked the log up to the
@@ -1448,15 +1456,7 @@ TEST(a_writer_opened_before_others_wrote_checks_what_they_wrote)
 	CHECK_RC(kyro_put(b, 1, "one", 3, NULL), 0);
 	kyro_db *a = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
 	REQUIRE(a);
-	CHECK_RC(kyro_put(b, 2, "two", 3, NULL), 0);
-	CHECK_RC(kyro_put(b, 3, "three", 5, NULL), 0);
-	kyro_close(b);
-	CHECK_RC(h_xor_byte(last_wal(dir), END1 + 32, 1), 0); /* "two" */
-	uint64_t size = h_file_size(last_wal(dir));
-	CHECK_RC(kyro_put(a, 4, "four", 4, NULL), KYRO_ECORRUPT);
-	CHECK_STR_HAS(kyro_errmsg(a), "offset 120");
-	CHECK_EQ_U64(h_file_size(last_wal(dir)), size);
-	kyro_close(a);
+	others_batch_damaged_then_put(dir, a, b);
 }
 
 /* An intact page of another boot (its checksum holding) is stale, not
