@@ -47,7 +47,9 @@ LIB_SRCS := \
 	libkyro/snapshot.c \
 	libkyro/sort.c \
 	libkyro/verify.c \
-	libkyro/wal.c
+	libkyro/view.c \
+	libkyro/wal.c \
+	libkyro/writer.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
 # Each SIMD probe is compiled for its own instruction set; the library
