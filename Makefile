@@ -78,6 +78,7 @@ BINS := $(TOOLS:%=$(BIN)/%)
 CLI_OBJS := $(BUILD)/cmd/cli.o
 
 UNIT_TESTS := \
+	test_commit \
 	test_delta \
 	test_manifest \
 	test_snapshot \
