@@ -1557,3 +1557,63 @@ TEST(stats_read_from_another_thread_while_the_index_is_swapped)
 	kyro_close(r);
 	kyro_close(w);
 }
+
+/* The learned index's options are the handle's: KYRO_BINARY_SEARCH at
+ * open, and kyro_set_simd() for the index loaded now and every later one. */
+TEST(binary_search_and_the_probe_are_options_of_the_handle)
+{
+	const char *dir = h_tmpdir();
+	kyro_db *w = open_db(dir, KYRO_RDWR, KYRO_SYNC_NONE);
+	REQUIRE(w);
+	for (uint64_t k = 1; k <= 3000; k++)
+		REQUIRE(kyro_put(w, k * 7, "v", 1, NULL) == 0);
+	struct kyro_snapshot_stats st;
+	CHECK_RC(kyro_snapshot(w, KYRO_SNAPSHOT_INDEX, NULL, &st, NULL, NULL), 0);
+	CHECK_EQ_U64(st.rmi.generation, 1);
+	CHECK_EQ_U64(st.rmi.keys, 3000);
+
+	kyro_db *b = open_db(dir, KYRO_RDONLY | KYRO_BINARY_SEARCH, 0);
+	REQUIRE(b);
+	struct kyro_index_info ii;
+	struct kyro_stats s;
+	CHECK_RC(kyro_index_info(b, &ii), 0);
+	CHECK_EQ_U64(ii.kind, KYRO_INDEX_BINARY);
+	CHECK_EQ_U64(ii.refused, 0);
+	CHECK_STR_HAS(ii.why, "binary search was asked for");
+	HAS(b, 7, "v");
+	kyro_stats(b, &s);
+	CHECK_EQ_U64(s.lookups_binary, 1);
+	CHECK_EQ_U64(s.lookups_rmi, 0);
+	kyro_close(b);
+
+	kyro_db *r = open_db(dir, KYRO_RDONLY, 0);
+	REQUIRE(r);
+	CHECK_RC(kyro_set_simd(r, "bogus"), EINVAL);
+	CHECK_STR_HAS(kyro_errmsg(r), "bogus");
+	CHECK_RC(kyro_set_simd(r, "scalar"), 0);
+	CHECK_RC(kyro_index_info(r, &ii), 0);
+	CHECK_EQ_U64(ii.kind, KYRO_INDEX_RMI);
+	CHECK_STR_HAS(ii.simd, "scalar");
+	HAS(r, 14, "v");
+	/* A new snapshot and index: the reader loads them with its probe. */
+	CHECK_RC(kyro_put(w, 1, "one", 3, NULL), 0);
+	CHECK_RC(kyro_snapshot(w, KYRO_SNAPSHOT_INDEX, NULL, &st, NULL, NULL), 0);
+	CHECK_EQ_U64(st.rmi.generation, 2);
+	HAS(r, 1, "one");
+	CHECK_RC(kyro_index_info(r, &ii), 0);
+	CHECK_EQ_U64(ii.kind, KYRO_INDEX_RMI);
+	CHECK_EQ_U64(ii.generation, 2);
+	CHECK_STR_HAS(ii.simd, "scalar");
+	CHECK_RC(kyro_set_simd(r, NULL), 0);
+	CHECK_RC(kyro_index_info(r, &ii), 0);
+	CHECK(strcmp(ii.simd, "?") != 0);
+	kyro_stats(r, &s);
+	CHECK_EQ_U64(s.lookups_binary, 0);
+	kyro_close(r);
+
+	/* Nothing new to fold and the index there: nothing built. */
+	CHECK_RC(kyro_snapshot(w, KYRO_SNAPSHOT_INDEX, NULL, &st, NULL, NULL), 0);
+	CHECK_EQ_U64(st.rmi.generation, 0);
+	CHECK_EQ_U64(st.generation, 2);
+	kyro_close(w);
+}
