@@ -43,9 +43,8 @@ int kyro_set_simd(kyro_db *db, const char *name)
 			      "this CPU cannot run the %s probe", name);
 	}
 	db->simd = level;
-	/* The owner swaps the index under this lock, and kyro_stats() may
-	 * read it: changing its probe is the owner's, so no lock is needed
-	 * here. */
+	/* Only lookups on the owner's thread use the probe (kyro_stats()
+	 * from another thread reads counters alone): no lock. */
 	if (db->v.rmi)
 		(void)kyro_rmi_set_simd(db->v.rmi, level);
 	return 0;
