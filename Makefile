@@ -47,7 +47,9 @@ LIB_SRCS := \
 	libkyro/snapshot.c \
 	libkyro/sort.c \
 	libkyro/verify.c \
-	libkyro/wal.c
+	libkyro/view.c \
+	libkyro/wal.c \
+	libkyro/writer.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
 # Each SIMD probe is compiled for its own instruction set; the library
@@ -76,6 +78,7 @@ BINS := $(TOOLS:%=$(BIN)/%)
 CLI_OBJS := $(BUILD)/cmd/cli.o
 
 UNIT_TESTS := \
+	test_commit \
 	test_delta \
 	test_manifest \
 	test_snapshot \

@@ -327,9 +327,10 @@ const char *cli_quote(char *buf, size_t size, const void *s, size_t len)
 	return buf;
 }
 
-/* The values kyro(7) documents: simd.c takes each SIMD name, index.c
- * takes "binary" and treats anything else as "rmi", its default.  The
- * library ignores any other value silently, since it never prints. */
+/* The values kyro(7) documents: cli_open() passes each SIMD name to
+ * kyro_set_simd(), and takes "binary" for KYRO_BINARY_SEARCH and anything
+ * else as "rmi", the default.  Any other value is ignored after a warning
+ * from cli_env_warnings(). */
 static const char *const simd_names[] = {"scalar", "sse4", "avx2", "avx512", NULL};
 static const char *const index_names[] = {"binary", "rmi", NULL};
 
@@ -358,6 +359,21 @@ void cli_env_warnings(void (*warn)(void *arg, const char *text), void *arg)
 {
 	env_check("KYRODB_SIMD", simd_names, warn, arg);
 	env_check("KYRODB_INDEX", index_names, warn, arg);
+}
+
+int cli_open(kyro_db **db, const char *dir, unsigned flags)
+{
+	const char *index = getenv("KYRODB_INDEX");
+	const char *simd = getenv("KYRODB_SIMD");
+	if (index && !strcmp(index, "binary"))
+		flags |= KYRO_BINARY_SEARCH;
+	int rc = kyro_open(db, dir, flags);
+	/* A name the library refuses, or a level this CPU lacks, leaves the
+	 * automatic choice: the first was warned about, the second is as
+	 * kyro(7) says. */
+	if (!rc && simd && *simd)
+		(void)kyro_set_simd(*db, simd);
+	return rc;
 }
 
 void cli_warn_env(void *prog, const char *text)

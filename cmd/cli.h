@@ -70,10 +70,14 @@ size_t cli_key_len(const char *s, size_t len);
 const char *cli_quote(char *buf, size_t size, const void *s, size_t len);
 #define CLI_QUOTE_MAX (64 * 4 + 4)
 
-/* Check the environment variables the library reads but cannot complain
- * about (it never prints): KYRODB_SIMD and KYRODB_INDEX.  Each one set to
- * a value the library ignores is passed to WARN once, as a line of text
- * without a trailing newline.  Call once, at start. */
+/* kyro_open() as every tool and the daemon open a store: KYRODB_INDEX=binary
+ * adds KYRO_BINARY_SEARCH to FLAGS, and KYRODB_SIMD names the index probe
+ * (kyro_set_simd()); a value either cannot use is ignored. */
+int cli_open(kyro_db **db, const char *dir, unsigned flags);
+/* Check the environment variables cli_open() reads: KYRODB_SIMD and
+ * KYRODB_INDEX.  Each one set to a value it ignores is passed to WARN
+ * once, as a line of text without a trailing newline.  Call once, at
+ * start. */
 void cli_env_warnings(void (*warn)(void *arg, const char *text), void *arg);
 /* A WARN for cli_env_warnings(): "PROG: warning: TEXT" on stderr. */
 void cli_warn_env(void *prog, const char *text);

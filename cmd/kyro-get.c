@@ -222,7 +222,7 @@ int main(int argc, char **argv)
 
 	static char obuf[1 << 16];
 	setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
-	int rc = kyro_open(&db, cli_dir(dir), KYRO_RDONLY);
+	int rc = cli_open(&db, cli_dir(dir), KYRO_RDONLY);
 	if (rc) {
 		cli_db_error(c.prog, db, rc);
 		kyro_close(db);

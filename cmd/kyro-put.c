@@ -136,7 +136,7 @@ int main(int argc, char **argv)
 	}
 	cli_env_warnings(cli_warn_env, (void *)c.prog);
 
-	rc = kyro_open(&p.db, cli_dir(dir), KYRO_RDWR);
+	rc = cli_open(&p.db, cli_dir(dir), KYRO_RDWR);
 	if (!rc)
 		rc = kyro_set_sync(p.db, sync);
 	if (!rc)

@@ -54,7 +54,7 @@ int main(int argc, char **argv)
 	if (c.ind != argc)
 		cli_usage_error(&c, "unexpected operand '%s'", argv[c.ind]);
 	cli_env_warnings(cli_warn_env, (void *)c.prog);
-	int rc = kyro_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING);
+	int rc = cli_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING);
 	if (!rc)
 		rc = kyro_rmi_build(db, &p, &st, cli_progress_wanted() ? cli_progress : NULL,
 				    (void *)c.prog);

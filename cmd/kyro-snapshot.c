@@ -22,7 +22,6 @@ int main(int argc, char **argv)
 	struct cli c = {.prog = "kyro-snapshot", .usage = usage, .opts = opts,
 			.summary = "Compact the last snapshot and the WAL of a KyroDB store into a new snapshot."};
 	struct kyro_snapshot_stats st;
-	struct kyro_rmi_stats rst = {0};
 	const char *dir = NULL;
 	int verbose = 0, rmi = 0, opt;
 	kyro_db *db;
@@ -37,10 +36,10 @@ int main(int argc, char **argv)
 	if (c.ind != argc)
 		cli_usage_error(&c, "unexpected operand '%s'", argv[c.ind]);
 	cli_env_warnings(cli_warn_env, (void *)c.prog);
-	int rc = kyro_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING);
+	int rc = cli_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING);
 	if (!rc)
-		rc = kyro_snapshot_rmi(db, NULL, &st, rmi ? &rst : NULL,
-				       cli_progress_wanted() ? cli_progress : NULL, (void *)c.prog);
+		rc = kyro_snapshot(db, rmi ? KYRO_SNAPSHOT_INDEX : 0, NULL, &st,
+				   cli_progress_wanted() ? cli_progress : NULL, (void *)c.prog);
 	if (rc) {
 		cli_db_error(c.prog, db, rc);
 		kyro_close(db);
@@ -50,10 +49,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: generation %llu: %llu keys, %llu bytes in %.3f s\n", c.prog,
 			(unsigned long long)st.generation, (unsigned long long)st.keys,
 			(unsigned long long)st.bytes, st.seconds);
-	if (verbose && rmi && rst.generation)
+	if (verbose && st.rmi.generation)
 		fprintf(stderr, "%s: index %llu: %llu leaves, mean window %.1f, %llu bytes in %.3f s\n",
-			c.prog, (unsigned long long)rst.generation, (unsigned long long)rst.leaves,
-			rst.mean_window, (unsigned long long)rst.bytes, rst.seconds);
+			c.prog, (unsigned long long)st.rmi.generation, (unsigned long long)st.rmi.leaves,
+			st.rmi.mean_window, (unsigned long long)st.rmi.bytes, st.rmi.seconds);
 	kyro_close(db);
 	return cli_finish(c.prog, EXIT_OK);
 }

@@ -38,7 +38,7 @@ int main(int argc, char **argv)
 		cli_usage_error(&c, "unexpected operand '%s'", argv[c.ind]);
 	cli_env_warnings(cli_warn_env, (void *)c.prog);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int rc = kyro_open(&db, cli_dir(dir), KYRO_RDONLY);
+	int rc = cli_open(&db, cli_dir(dir), KYRO_RDONLY);
 	if (!rc)
 		rc = kyro_warmup(db, &bytes);
 	if (rc) {

@@ -1,6 +1,6 @@
 /*
  * compact.c - kyro_snapshot(): fold the last snapshot and the WAL into a
- * new snapshot.
+ * new snapshot, and with KYRO_SNAPSHOT_INDEX build its learned index.
  *
  * Writers are held off twice, briefly: (1) to rotate the WAL, so that the
  * records to fold are exactly those in the segments before a new, empty
@@ -9,84 +9,34 @@
  * append to the new segment meanwhile.  SNAPSHOT.lock keeps a second
  * snapshot (and index builds) out for the whole run.
  *
+ * Both steps are edits committed through db_commit() (store.h): the
+ * rotation moves wal_last on, the commit names the snapshot (and its
+ * index) and drops the folded segments.  One path for every call: fold
+ * (when anything was written since the last snapshot), then build the
+ * index (when asked for and the snapshot to serve has none), then commit.
+ *
  * Crash at any point: before (1) nothing changed; between (1) and (2) the
  * store is the old snapshot plus all segments, and the *.tmp or unnamed
  * snapshot files are garbage; after (2) the old files are garbage.  The
  * next snapshot removes garbage: files the manifest does not name.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/file.h>
 #include <time.h>
 
-#include "db.h"
+#include "delta.h"
 #include "fsio.h"
 #include "index.h"
 #include "sort.h"
+#include "store.h"
+#include "wal.h"
 
 static double now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-int db_maintenance_lock(kyro_db *db, const char *what, int *fd)
-{
-	char path[PATH_MAX];
-	int rc = 0;
-	*fd = -1;
-	if (!(db->flags & KYRO_RDWR))
-		rc = KYRO_ERDONLY;
-	else if (db->failed)
-		rc = KYRO_EFAILED;
-	else if (db->in_batch)
-		rc = KYRO_EBATCH;
-	if (rc)
-		return kfailx(db->msg, rc, "cannot %s '%s': %s", what, db->dir,
-			      kyro_strerror(rc));
-	if ((rc = kpath(path, db->dir, KYRO_SNAPLOCK)) != 0)
-		return kfail(db->msg, rc, "cannot %s '%s'", what, db->dir);
-	rc = fs_open(db->msg, path, O_RDWR | O_CREAT, 0644, fd);
-	if (!rc && (rc = fs_lock(db->msg, *fd, LOCK_EX, path)) != 0) {
-		fs_close(*fd);
-		*fd = -1;
-	}
-	return rc;
-}
-
-/* MANIFEST.tmp is left alone: it is the writer lock's, which the caller
- * does not hold. */
-void db_collect_garbage(const char *dir, const struct manifest *m)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	if (!d)
-		return;
-	while ((e = readdir(d)) != NULL) {
-		const char *n = e->d_name;
-		unsigned long long g;
-		char tail[16];
-		int dead = 0;
-		if (sscanf(n, "wal-%16llx.%15s", &g, tail) == 2 &&
-		    !strcmp(tail, "log"))
-			dead = g < m->wal_first || g > m->wal_last;
-		else if (sscanf(n, "snap-%16llx.%15s", &g, tail) == 2)
-			dead = g != m->snap_gen || strchr(tail, '.') != NULL;
-		else if (sscanf(n, "rmi-%16llx.%15s", &g, tail) == 2)
-			dead = g != m->rmi_gen || m->rmi_snap != m->snap_gen ||
-			       strchr(tail, '.') != NULL;
-		if (dead) {
-			char path[PATH_MAX];
-			if (!kpath(path, dir, n))
-				fs_unlink(NULL, path);
-		}
-	}
-	closedir(d);
 }
 
 /* Values are gathered in key order, which is random order in the WAL.
@@ -97,7 +47,7 @@ void db_collect_garbage(const char *dir, const struct manifest *m)
 #define ARENA_MAX ((uint64_t)4 << 30)
 
 struct fold {
-	kyro_db *db;
+	char *msg;
 	struct seg_map *segs;
 	size_t nsegs;
 	struct delta_ent *ents;
@@ -111,7 +61,7 @@ static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 {
 	struct seg_map *s = &f->segs[slot];
 	struct wal_scan sc;
-	char *msg = f->db->msg;
+	char *msg = f->msg;
 	if (limit > s->maplen)
 		return kfailx(msg, KYRO_ECORRUPT,
 			      "'%s': committed end %llu is past the end of the "
@@ -165,7 +115,7 @@ static int fold_merge(struct fold *f, const struct snap *old,
 {
 	uint64_t n = old ? old->n : 0, i = 0, total = n + f->nents, tick = 0;
 	size_t j = 0, m = f->nents;
-	char *msg = f->db->msg;
+	char *msg = f->msg;
 	int rc = 0;
 	while (!rc && (i < n || j < m)) {
 		/* The records are scattered over the WAL in key order: fetch
@@ -223,238 +173,238 @@ static int fold_merge(struct fold *f, const struct snap *old,
 	return rc;
 }
 
-/* Step (1): under the writer lock, put a new empty segment after the
- * records to fold.  *CUT gets the last sequence number folded. */
-static int rotate(kyro_db *db, struct manifest *before, uint64_t *cut,
-		  uint64_t *cut_end)
+/* One kyro_snapshot() call, step by step. */
+struct run {
+	kyro_db *db;
+	unsigned flags;
+	const struct kyro_rmi_params *p;
+	struct kyro_snapshot_stats *st;
+	kyro_progress_fn progress;
+	void *arg;
+	struct manifest before; /* as the rotation found it, under the lock */
+	uint64_t gen;           /* the manifest generation after the rotation */
+	uint64_t cut;           /* the last sequence number folded */
+	uint64_t cut_end;       /* where its segment's committed batches end */
+	int rotated;            /* there is something to fold */
+	struct snap old;        /* the snapshot folded, or to index */
+	int have_old;
+	struct snap_writer w;   /* the new snapshot */
+	int have_w;
+	uint64_t bytes;         /* of the new snapshot's files */
+	uint64_t rmi_id;        /* the index built, or 0 */
+};
+
+/* Step (1), under the writer lock: put a new empty segment after the
+ * records to fold, unless nothing was written since the last snapshot. */
+static int rotate_edit(void *arg, struct manifest *m,
+		       const struct db_tail *tail)
 {
-	int rc = shared_lock(db->msg, &db->sh);
-	if (rc)
-		return rc;
-	rc = db_writer_prepare(db);
-	if (rc)
-		goto out;
-	*before = db->wman;
-	*cut = db->w.next_seq - 1;
-	*cut_end = db->w.committed;
-	if (*cut == (db->wman.snap_gen ? db->wman.snap_seq : 0))
-		goto out; /* nothing new since the last snapshot */
-	/* A writer that syncs on a timer (kyro-serve --sync=batch) may
-	 * not have synced this segment yet, and will never touch it again
-	 * once it is retired: make it durable now. */
-	rc = wal_sync(db->msg, &db->w);
-	if (rc)
-		goto out;
-	uint64_t seg = db->wman.wal_last + 1;
-	rc = wal_create(db->msg, db->dir, seg, *cut + 1);
-	if (rc)
-		goto out;
-	db->wman.gen++;
-	db->wman.wal_last = seg;
-	rc = manifest_write(db->msg, db->dir, &db->wman);
-	if (rc)
-		goto out;
-	wal_writer_close(&db->w);
-	db->wopen = 0;
-	rc = wal_writer_open(db->msg, &db->w, db->dir, seg, WAL_HDR, *cut + 1,
-			     0);
-	if (!rc) {
-		db->wopen = 1;
-		db_publish(db);
+	struct run *r = arg;
+	r->before = *m;
+	r->cut = tail->last_seq;
+	r->cut_end = tail->end;
+	r->rotated = r->cut != (m->snap_gen ? m->snap_seq : 0);
+	if (r->rotated)
+		m->wal_last++;
+	return 0;
+}
+
+static int rotate(struct run *r)
+{
+	struct manifest m;
+	int rc;
+	/* The edit depends on nothing read before the lock: when another
+	 * commit (a repair) came between the read and the lock, read again. */
+	for (int tries = 0; tries < 3; tries++) {
+		if ((rc = manifest_read(db_msg(r->db), db_dir(r->db), &m)) != 0)
+			return rc;
+		rc = db_commit(r->db, "snapshot", m.gen, rotate_edit, r);
+		if (rc != KYRO_EBATCH)
+			break;
 	}
-out:
-	shared_unlock(&db->sh);
+	r->gen = r->before.gen + (r->rotated ? 1 : 0);
 	return rc;
 }
 
-/* Step (2): name the new snapshot; the folded segments leave the list. */
-static int commit(kyro_db *db, const struct manifest *before,
-		  struct snap_writer *w, uint64_t cut, uint64_t rmi_id)
+/* Open the snapshot there is.  Unless NEEDED (to fold or to index), it
+ * only gives the figures, and a failure is no error. */
+static int open_old(struct run *r, int needed)
 {
-	int rc = shared_lock(db->msg, &db->sh);
-	if (rc)
-		return rc;
-	rc = db_writer_prepare(db);
-	if (!rc && (db->wman.snap_gen != before->snap_gen ||
-		    db->wman.wal_first != before->wal_first))
-		rc = kfailx(db->msg, KYRO_EBATCH,
-			    "the store changed under the snapshot (was "
-			    "SNAPSHOT.lock removed?)");
-	if (!rc) {
-		db->wman.gen++;
-		db->wman.snap_gen = w->gen;
-		db->wman.snap_seq = cut;
-		db->wman.snap_keys = w->n;
-		db->wman.wal_first = before->wal_last + 1;
-		/* The old index served the old keys; a new one may come in
-		 * the same commit. */
-		db->wman.rmi_snap = rmi_id ? w->gen : 0;
-		if (rmi_id)
-			db->wman.rmi_gen = rmi_id;
-		rc = manifest_write(db->msg, db->dir, &db->wman);
-	}
-	if (!rc)
-		db_publish(db);
-	shared_unlock(&db->sh);
-	return rc;
+	const struct manifest *b = &r->before;
+	if (!b->snap_gen)
+		return 0;
+	int rc = snap_open(needed ? db_msg(r->db) : NULL, &r->old,
+			   db_dir(r->db), b->snap_gen, b->snap_keys);
+	r->have_old = !rc;
+	return needed ? rc : 0;
 }
 
-int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
-		  kyro_progress_fn progress, void *arg)
+/* Map the segments to fold and gather their records, sorted by key. */
+static int fold_collect_all(struct run *r, struct fold *f)
 {
-	return kyro_snapshot_rmi(db, NULL, st, NULL, progress, arg);
-}
-
-/* Build the new snapshot's index before the commit (P non-NULL). */
-static int index_new(kyro_db *db, const struct snap_writer *w,
-		     uint64_t id, const struct kyro_rmi_params *p,
-		     struct kyro_rmi_stats *rst)
-{
-	struct snap s;
-	int rc = snap_open(db->msg, &s, db->dir, w->gen, w->n);
-	if (rc)
-		return rc;
-	rc = index_write(db->msg, db->dir, &s, id, p, rst);
-	snap_close(&s);
-	return rc;
-}
-
-int kyro_snapshot_rmi(kyro_db *db, const struct kyro_rmi_params *p,
-		      struct kyro_snapshot_stats *st,
-		      struct kyro_rmi_stats *rst, kyro_progress_fn progress,
-		      void *arg)
-{
-	static const struct kyro_rmi_params defaults;
-	struct kyro_snapshot_stats local;
-	uint64_t rmi_id = 0;
-	struct fold f = {.db = db};
-	struct manifest before;
-	struct snap old;
-	struct snap_writer w;
-	int lockfd = -1, have_old = 0, have_w = 0, rc;
-	uint64_t cut = 0, cut_end = 0, bytes = 0;
-	double t0 = now();
-	if (!st)
-		st = &local;
-	memset(st, 0, sizeof *st);
-	memset(&w, 0, sizeof w);
-	w.fd_data = -1;
-	if ((rc = db_maintenance_lock(db, "snapshot", &lockfd)) != 0)
-		return rc;
-	if ((rc = rotate(db, &before, &cut, &cut_end)) != 0)
-		goto out;
-	if (before.wal_last == db->wman.wal_last) {
-		/* Nothing to fold; but an index asked for and missing is
-		 * still built for the snapshot there is. */
-		st->keys = before.snap_keys;
-		st->generation = before.snap_gen;
-		if (before.snap_gen && !snap_open(NULL, &old, db->dir,
-						  before.snap_gen,
-						  before.snap_keys)) {
-			st->bytes = old.bin_len + old.data_len;
-			have_old = 1;
-		}
-		if ((p || rst) && before.snap_gen &&
-		    before.rmi_snap != before.snap_gen) {
-			if (!have_old) {
-				rc = snap_open(db->msg, &old, db->dir,
-					       before.snap_gen, before.snap_keys);
-				if (rc)
-					goto out;
-				have_old = 1;
-			}
-			rmi_id = before.rmi_gen + 1;
-			rc = index_write(db->msg, db->dir, &old, rmi_id,
-					 p ? p : &defaults, rst);
-			if (!rc)
-				rc = index_commit(db, before.snap_gen, rmi_id);
-			if (rc)
-				goto out;
-		}
-		db_collect_garbage(db->dir, &db->wman);
-		goto out;
-	}
-	if (before.snap_gen) {
-		rc = snap_open(db->msg, &old, db->dir, before.snap_gen,
-			       before.snap_keys);
-		if (rc)
-			goto out;
-		have_old = 1;
-	}
-	f.nsegs = (size_t)(before.wal_last - before.wal_first + 1);
-	if (!(f.segs = calloc(f.nsegs, sizeof *f.segs))) {
-		rc = kfail(db->msg, ENOMEM, "cannot snapshot");
-		goto out;
-	}
-	uint64_t next_seq = before.snap_gen ? before.snap_seq + 1 : 1;
+	const struct manifest *b = &r->before;
+	char *msg = db_msg(r->db);
+	int rc;
+	f->nsegs = (size_t)(b->wal_last - b->wal_first + 1);
+	if (!(f->segs = calloc(f->nsegs, sizeof *f->segs)))
+		return kfail(msg, ENOMEM, "cannot snapshot");
+	uint64_t next_seq = b->snap_gen ? b->snap_seq + 1 : 1;
 	/* Sequence numbers count records exactly: size the array once
 	 * rather than doubling a multi-gigabyte buffer. */
-	f.cap = (size_t)(cut + 1 - next_seq);
-	if (f.cap && !(f.ents = malloc(f.cap * sizeof *f.ents))) {
-		rc = kfail(db->msg, ENOMEM, "cannot snapshot");
-		goto out;
-	}
-	for (size_t i = 0; i < f.nsegs; i++) {
-		rc = seg_map_open(db->msg, &f.segs[i], db->dir,
-				  before.wal_first + i);
+	f->cap = (size_t)(r->cut + 1 - next_seq);
+	if (f->cap && !(f->ents = malloc(f->cap * sizeof *f->ents)))
+		return kfail(msg, ENOMEM, "cannot snapshot");
+	for (size_t i = 0; i < f->nsegs; i++) {
+		rc = seg_map_open(msg, &f->segs[i], db_dir(r->db),
+				  b->wal_first + i);
 		if (rc)
-			goto out;
-		f.arena_cap += f.segs[i].maplen;
+			return rc;
+		f->arena_cap += f->segs[i].maplen;
 	}
 	/* Values plus their 4-byte lengths never exceed the WAL's bytes.
 	 * Without memory for an arena the gather reads the WAL itself. */
-	if (f.arena_cap <= ARENA_MAX)
-		f.arena = fs_alloc_huge(f.arena_cap);
-	for (size_t i = 0; i < f.nsegs; i++) {
-		fs_populate(f.segs[i].base, f.segs[i].maplen);
-		int last = i + 1 == f.nsegs;
-		rc = fold_collect(&f, i, last ? cut_end : f.segs[i].maplen,
+	if (f->arena_cap <= ARENA_MAX)
+		f->arena = fs_alloc_huge(f->arena_cap);
+	for (size_t i = 0; i < f->nsegs; i++) {
+		fs_populate(f->segs[i].base, f->segs[i].maplen);
+		int last = i + 1 == f->nsegs;
+		rc = fold_collect(f, i, last ? r->cut_end : f->segs[i].maplen,
 				  &next_seq);
 		if (rc)
-			goto out;
+			return rc;
 	}
-	if (next_seq != cut + 1) {
-		rc = kfailx(db->msg, KYRO_ECORRUPT,
-			    "WAL of '%s' ends at sequence %llu, expected %llu",
-			    db->dir, (unsigned long long)(next_seq - 1),
-			    (unsigned long long)cut);
-		goto out;
-	}
-	if ((rc = sort_ents(f.ents, f.nents)) != 0) {
-		rc = kfail(db->msg, rc, "cannot snapshot");
-		goto out;
-	}
-	rc = snap_writer_open(db->msg, &w, db->dir, before.snap_gen + 1,
-			      (have_old ? old.n : 0) + f.nents);
-	if (rc)
-		goto out;
-	have_w = 1;
-	rc = fold_merge(&f, have_old ? &old : NULL, &w, progress, arg);
+	if (next_seq != r->cut + 1)
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "WAL of '%s' ends at sequence %llu, expected %llu",
+			      db_dir(r->db), (unsigned long long)(next_seq - 1),
+			      (unsigned long long)r->cut);
+	if ((rc = sort_ents(f->ents, f->nents)) != 0)
+		return kfail(msg, rc, "cannot snapshot");
+	return 0;
+}
+
+/* Write the new snapshot: the old one merged with the folded records. */
+static int fold(struct run *r)
+{
+	struct fold f = {.msg = db_msg(r->db)};
+	int rc = open_old(r, 1);
 	if (!rc)
-		rc = snap_writer_finish(db->msg, &w, cut, &bytes);
-	if (!rc && (p || rst)) {
-		rmi_id = before.rmi_gen + 1;
-		rc = index_new(db, &w, rmi_id, p ? p : &defaults, rst);
+		rc = fold_collect_all(r, &f);
+	if (!rc)
+		rc = snap_writer_open(f.msg, &r->w, db_dir(r->db),
+				      r->before.snap_gen + 1,
+				      (r->have_old ? r->old.n : 0) + f.nents);
+	if (!rc) {
+		r->have_w = 1;
+		rc = fold_merge(&f, r->have_old ? &r->old : NULL, &r->w,
+				r->progress, r->arg);
 	}
 	if (!rc)
-		rc = commit(db, &before, &w, cut, rmi_id);
-	if (rc)
-		goto out;
-	st->keys = w.n;
-	st->bytes = bytes;
-	st->generation = w.gen;
-	db_collect_garbage(db->dir, &db->wman);
-out:
-	if (have_w)
-		snap_writer_abort(&w);
-	if (have_old)
-		snap_close(&old);
+		rc = snap_writer_finish(f.msg, &r->w, r->cut, &r->bytes);
 	for (size_t i = 0; f.segs && i < f.nsegs; i++)
 		seg_map_close(&f.segs[i]);
 	free(f.segs);
 	free(f.ents);
 	fs_free_huge(f.arena, f.arena_cap);
+	return rc;
+}
+
+/* An index is built for the new snapshot, or for the one there is when it
+ * has none. */
+static int want_index(const struct run *r)
+{
+	const struct manifest *b = &r->before;
+	return (r->flags & KYRO_SNAPSHOT_INDEX) &&
+	       (r->rotated || (b->snap_gen && b->rmi_snap != b->snap_gen));
+}
+
+static int build_index(struct run *r)
+{
+	char *msg = db_msg(r->db);
+	const char *dir = db_dir(r->db);
+	struct snap fresh;
+	const struct snap *s = &r->old;
+	int rc;
+	if (r->rotated) {
+		if ((rc = snap_open(msg, &fresh, dir, r->w.gen, r->w.n)) != 0)
+			return rc;
+		s = &fresh;
+	}
+	r->rmi_id = r->before.rmi_gen + 1;
+	rc = index_write(msg, dir, s, r->rmi_id, r->p, &r->st->rmi);
+	if (r->rotated)
+		snap_close(&fresh);
+	return rc;
+}
+
+/* Step (2): name the new snapshot, whose index (if any) comes in the same
+ * commit; the folded segments leave the list.  The old index served the
+ * old keys. */
+static int commit_edit(void *arg, struct manifest *m,
+		       const struct db_tail *tail)
+{
+	const struct run *r = arg;
+	(void)tail;
+	if (r->rotated) {
+		m->snap_gen = r->w.gen;
+		m->snap_seq = r->cut;
+		m->snap_keys = r->w.n;
+		m->wal_first = r->before.wal_last + 1;
+		m->rmi_snap = 0;
+	}
+	if (r->rmi_id) {
+		m->rmi_gen = r->rmi_id;
+		m->rmi_snap = m->snap_gen;
+	}
+	return 0;
+}
+
+static void fill_stats(struct run *r)
+{
+	struct kyro_snapshot_stats *st = r->st;
+	if (r->rotated) {
+		st->keys = r->w.n;
+		st->bytes = r->bytes;
+		st->generation = r->w.gen;
+	} else {
+		st->keys = r->before.snap_keys;
+		st->generation = r->before.snap_gen;
+		if (r->have_old)
+			st->bytes = r->old.bin_len + r->old.data_len;
+	}
+}
+
+int kyro_snapshot(kyro_db *db, unsigned flags,
+		  const struct kyro_rmi_params *p,
+		  struct kyro_snapshot_stats *st, kyro_progress_fn progress,
+		  void *arg)
+{
+	struct kyro_snapshot_stats local;
+	struct run r = {.db = db, .flags = flags, .p = p,
+			.st = st ? st : &local, .progress = progress,
+			.arg = arg};
+	int lockfd = -1;
+	double t0 = now();
+	memset(r.st, 0, sizeof *r.st);
+	r.w.fd_data = -1;
+	int rc = db_maintenance_lock(db, "snapshot", &lockfd);
+	if (!rc)
+		rc = rotate(&r);
+	if (!rc)
+		rc = r.rotated ? fold(&r) : open_old(&r, want_index(&r));
+	if (!rc && want_index(&r))
+		rc = build_index(&r);
+	if (!rc && (r.rotated || r.rmi_id))
+		rc = db_commit(db, "snapshot", r.gen, commit_edit, &r);
+	if (!rc) {
+		fill_stats(&r);
+		db_collect_garbage(db);
+	}
+	if (r.have_w)
+		snap_writer_abort(&r.w);
+	if (r.have_old)
+		snap_close(&r.old);
 	fs_close(lockfd);
-	st->seconds = now() - t0;
+	r.st->seconds = now() - t0;
 	return rc;
 }

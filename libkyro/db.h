@@ -1,4 +1,9 @@
-/* db.h - the kyro_db handle, shared by db.c, compact.c and verify.c. */
+/*
+ * db.h - the kyro_db handle, private to its three owners: db.c (opening,
+ * closing, messages, counters), view.c (the read side) and writer.c
+ * (batches and the commit point).  Every other module goes through
+ * store.h.
+ */
 #ifndef KYRO_DB_H
 #define KYRO_DB_H
 
@@ -12,17 +17,8 @@
 #include "rmi.h"
 #include "shared.h"
 #include "snapshot.h"
+#include "store.h"
 #include "wal.h"
-
-/* A WAL segment mapped by a reader. */
-struct seg_map {
-	uint64_t id;
-	uint64_t first_seq;
-	const unsigned char *base;
-	size_t maplen;
-	uint64_t applied; /* records before this offset are in the delta */
-	char path[PATH_MAX];
-};
 
 /* What a reader sees: one manifest's snapshot plus the WAL after it. */
 struct view {
@@ -48,6 +44,7 @@ struct kyro_db {
 	char dir[PATH_MAX];
 	unsigned flags;
 	int sync;
+	int simd;         /* KYRO_SIMD_* level for every index, -1: default */
 	int failed;
 	int in_batch;
 	struct shared sh;
@@ -69,25 +66,31 @@ struct kyro_db {
 	__atomic_store_n(&(db)->st.field, (db)->st.field + (n),              \
 			 __ATOMIC_RELAXED)
 
+/* db.c */
+/* Damage a writer or reader stops at: add to the message what clears it. */
+int needs_repair(kyro_db *db, int rc);
+/* Is the directory empty but for files a writer creates first? */
+int dir_is_fresh(const char *dir);
+
+/* view.c */
+/* Bring the view up to date: the one atomic load of the fast path, and
+ * the catch-up or reload when another process committed. */
+int db_view_refresh(kyro_db *db);
+/* Load the view from the current manifest, starting over while a
+ * snapshot removes the files under it. */
+int view_load(kyro_db *db);
+void view_free(kyro_db *db);
+
+/* writer.c */
 /* Under the writer lock: read the manifest and find the committed end of
  * the last WAL segment (from the shared page when it is trustworthy, else
  * by checking every live segment), open the writer there, truncating a
  * torn tail. */
 int db_writer_prepare(kyro_db *db);
-/* Bring the view up to date: the one atomic load of the fast path, and
- * the catch-up or reload when another process committed. */
-int db_view_refresh(kyro_db *db);
-/* For snapshots and index builds: check DB may write, then take
- * SNAPSHOT.lock (waiting for a running one); *FD holds it until closed.
- * WHAT names the operation in messages. */
-int db_maintenance_lock(kyro_db *db, const char *what, int *fd);
-/* Remove files the manifest M does not name (not MANIFEST.tmp). */
-void db_collect_garbage(const char *dir, const struct manifest *m);
-
+/* Before a new handle's first batch, without the lock: check what the
+ * shared page says is committed, so the lock is held only for the rest. */
+void writer_precheck(kyro_db *db);
 /* Publish the writer's committed end and WMAN's generation. */
 void db_publish(kyro_db *db);
-/* Map segment ID of DIR; the mapping covers the whole file. */
-int seg_map_open(char *msg, struct seg_map *s, const char *dir, uint64_t id);
-void seg_map_close(struct seg_map *s);
 
 #endif

@@ -5,6 +5,7 @@
  * rename, fsync the directory), fault injection (libfiu's POSIX preload)
  * reaches every call, and no other module has to remember EINTR.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -251,6 +252,31 @@ int fs_mkdir_durable(char *msg, const char *dir)
 	char parent[PATH_MAX];
 	snprintf(parent, sizeof parent, "%s", dir);
 	return fs_fsync_dir(msg, dirname(parent));
+}
+
+int fs_is_dir(char *msg, const char *path, int *isdir)
+{
+	struct stat st;
+	*isdir = 0;
+	if (stat(path, &st) < 0)
+		return kfail(msg, errno, "cannot open '%s'", path);
+	*isdir = S_ISDIR(st.st_mode) != 0;
+	return 0;
+}
+
+int fs_list_dir(char *msg, const char *dir,
+		int (*fn)(void *arg, const char *name), void *arg)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int rc = 0;
+	if (!d)
+		return kfail(msg, errno, "cannot read '%s'", dir);
+	while (!rc && (e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			rc = fn(arg, e->d_name);
+	closedir(d);
+	return rc;
 }
 
 int fs_replace_file(char *msg, const char *dir, const char *path,

@@ -52,6 +52,12 @@ void fs_free_huge(void *p, size_t len);
 /* Create DIR (mode 0755) and fsync its parent, so that the directory
  * survives a crash before anything is named inside it. */
 int fs_mkdir_durable(char *msg, const char *dir);
+/* *ISDIR: whether PATH names a directory (following symbolic links). */
+int fs_is_dir(char *msg, const char *path, int *isdir);
+/* Call FN with the name of every entry of DIR but "." and "..", until it
+ * returns non-zero, which is returned. */
+int fs_list_dir(char *msg, const char *dir,
+		int (*fn)(void *arg, const char *name), void *arg);
 
 /* Write BUF to PATH atomically: PATH.tmp, fsync, rename, fsync DIR. */
 int fs_replace_file(char *msg, const char *dir, const char *path,

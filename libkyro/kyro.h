@@ -58,6 +58,9 @@ extern "C" {
 				* cache miss and costs up to a quarter of a
 				* lookup at 100M keys; the daemon, which
 				* exports it, sets this (docs/RMI.md) */
+#define KYRO_BINARY_SEARCH 0x8 /* ignore any learned index: lookups
+				* binary-search the snapshot (to compare,
+				* or to rule the index out) */
 
 /* Durability of writes: when a batch's records reach stable storage. */
 #define KYRO_SYNC_ALWAYS 0 /* fsync after every record and at commit */
@@ -94,6 +97,17 @@ const char *kyro_strerror(int err);
 
 /* Set the durability mode (a KYRO_SYNC_* value) for later writes. */
 int kyro_set_sync(kyro_db *db, int mode);
+
+/*
+ * Use the learned index's window probe for instruction set NAME on this
+ * handle: "scalar", "sse4", "avx2" or "avx512"; NULL or "auto" means the
+ * best this CPU runs, which is also what a handle uses until this is
+ * called.  Applies to the index loaded now and to every index the handle
+ * loads later; kyro_index_info() reports the probe in use.  Every probe
+ * gives the same answers.  EINVAL for a name not in that list, ENOTSUP
+ * when this CPU cannot run it (the probe in use is then unchanged).
+ */
+int kyro_set_simd(kyro_db *db, const char *name);
 
 /*
  * Look KEY up.  On success *VAL and *LEN describe the value; the bytes
@@ -214,33 +228,13 @@ int kyro_scan(kyro_db *db, uint64_t lo, uint64_t hi, kyro_scan_fn fn,
 /* Progress callback for long operations: DONE of TOTAL units. */
 typedef void (*kyro_progress_fn)(void *arg, uint64_t done, uint64_t total);
 
-struct kyro_snapshot_stats {
-	uint64_t keys;        /* live keys in the new snapshot */
-	uint64_t bytes;       /* bytes of the two new snapshot files */
-	uint64_t generation;  /* the new snapshot's generation */
-	double seconds;       /* wall time of the whole operation */
-};
-
-/*
- * Compact the current snapshot and the WAL into a new snapshot and commit
- * it.  Writers are held off only while the WAL is rotated and while the
- * manifest is committed, not while the snapshot is written.  One snapshot
- * runs at a time; a second waits.  ST and PROGRESS may be NULL.  Every
- * block of the old snapshot and every WAL record it folds is verified, so
- * that damage is never rewritten under fresh checksums: damage is
- * KYRO_ECORRUPT, and nothing is committed.  With nothing written since
- * the last snapshot there is nothing to fold, and nothing is read.
- */
-int kyro_snapshot(kyro_db *db, struct kyro_snapshot_stats *st,
-		  kyro_progress_fn progress, void *arg);
-
 /*
  * The learned index.  A snapshot may have a two-stage recursive model
  * index (RMI); lookups then predict a key's position and probe a small
  * window with SIMD instead of binary-searching the whole key array.  An
  * index that is missing, damaged or stale is refused (the reason is in
  * kyro_index_info()) and lookups use binary search: never a wrong answer.
- * KYRODB_INDEX=binary in the environment forces binary search.
+ * KYRO_BINARY_SEARCH at kyro_open() forces binary search.
  */
 struct kyro_rmi_params {
 	unsigned leaves;      /* leaf models; 0: tune automatically */
@@ -264,6 +258,40 @@ struct kyro_rmi_stats {
 	double seconds;       /* build, check and durable write */
 };
 
+struct kyro_snapshot_stats {
+	uint64_t keys;        /* live keys in the new snapshot */
+	uint64_t bytes;       /* bytes of the two new snapshot files */
+	uint64_t generation;  /* the new snapshot's generation */
+	double seconds;       /* wall time of the whole operation */
+	struct kyro_rmi_stats rmi; /* the index built (generation 0: none) */
+};
+
+/* kyro_snapshot() flags. */
+#define KYRO_SNAPSHOT_INDEX 0x1 /* and build the learned index for the new
+				 * snapshot, committed with it */
+
+/*
+ * Compact the current snapshot and the WAL into a new snapshot and commit
+ * it.  Writers are held off only while the WAL is rotated and while the
+ * manifest is committed, not while the snapshot is written.  One snapshot
+ * runs at a time; a second waits.  Every block of the old snapshot and
+ * every WAL record it folds is verified, so that damage is never rewritten
+ * under fresh checksums: damage is KYRO_ECORRUPT, and nothing is
+ * committed.  With nothing written since the last snapshot there is
+ * nothing to fold, and nothing is read; ST then describes the snapshot
+ * there is.
+ *
+ * With KYRO_SNAPSHOT_INDEX the learned index is built (with parameters P)
+ * for the new snapshot before the commit, so both become visible in one
+ * commit; with nothing to fold, it is built for the snapshot there is,
+ * unless that one has its index already.  P, ST and PROGRESS may be NULL
+ * (P NULL: every parameter automatic).
+ */
+int kyro_snapshot(kyro_db *db, unsigned flags,
+		  const struct kyro_rmi_params *p,
+		  struct kyro_snapshot_stats *st, kyro_progress_fn progress,
+		  void *arg);
+
 /*
  * Build the index for the current snapshot and commit it: running
  * readers switch to it at their next lookup.  P, ST and PROGRESS may be
@@ -275,14 +303,6 @@ struct kyro_rmi_stats {
 int kyro_rmi_build(kyro_db *db, const struct kyro_rmi_params *p,
 		   struct kyro_rmi_stats *st, kyro_progress_fn progress,
 		   void *arg);
-
-/* kyro_snapshot(), and build the new snapshot's index before committing,
- * so both become visible in one commit.  P, ST, RST and PROGRESS may be
- * NULL; the index is built when P or RST is not NULL. */
-int kyro_snapshot_rmi(kyro_db *db, const struct kyro_rmi_params *p,
-		      struct kyro_snapshot_stats *st,
-		      struct kyro_rmi_stats *rst, kyro_progress_fn progress,
-		      void *arg);
 
 #define KYRO_INDEX_NONE 0   /* no snapshot: nothing to search */
 #define KYRO_INDEX_BINARY 1 /* binary search over the snapshot keys */

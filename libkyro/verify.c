@@ -29,9 +29,11 @@
 #include <stdlib.h>
 #include <sys/file.h>
 
-#include "db.h"
 #include "fsio.h"
 #include "rmi.h"
+#include "shared.h"
+#include "store.h"
+#include "wal.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -710,7 +712,7 @@ int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 			kyro_close(db);
 			return orc;
 		}
-		int empty = db->v.empty;
+		int empty = db_view_empty(db);
 		kyro_close(db);
 		if (empty)
 			return 0;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../cli.h"
 #include "commit.h"
 #include "jobs.h"
 #include "log.h"
@@ -139,7 +140,7 @@ static void *run(void *arg)
 int commit_start(const struct serve_cfg *c, char *err, size_t errlen)
 {
 	cfg = c;
-	int rc = kyro_open(&db, c->dir, KYRO_RDWR);
+	int rc = cli_open(&db, c->dir, KYRO_RDWR);
 	if (!rc)
 		rc = kyro_set_sync(db, c->sync == KYRO_SYNC_ALWAYS ? KYRO_SYNC_BATCH : KYRO_SYNC_NONE);
 	if (rc) {

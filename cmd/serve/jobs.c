@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../cli.h"
 #include "jobs.h"
 #include "json.h"
 #include "kyro.h"
@@ -47,17 +48,16 @@ static int run_job(int kind, int auto_started, struct sbuf *out, char *err,
 		   size_t errlen)
 {
 	kyro_db *db = NULL;
-	int rc = kyro_open(&db, cfg->dir, kind == JOB_WARMUP ? KYRO_RDONLY : KYRO_RDWR);
+	int rc = cli_open(&db, cfg->dir, kind == JOB_WARMUP ? KYRO_RDONLY : KYRO_RDWR);
 	if (rc)
 		goto done;
 	if (kind == JOB_SNAPSHOT) {
 		struct kyro_snapshot_stats s;
-		struct kyro_rmi_stats r = {0};
 		/* The automatic snapshot rebuilds the index with it, so a
 		 * daemon left alone keeps its lookups on the learned index;
 		 * POST /v1/snapshot keeps what kyro-snapshot does. */
-		rc = auto_started ? kyro_snapshot_rmi(db, NULL, &s, &r, NULL, NULL)
-				  : kyro_snapshot(db, &s, NULL, NULL);
+		rc = kyro_snapshot(db, auto_started ? KYRO_SNAPSHOT_INDEX : 0, NULL, &s,
+				   NULL, NULL);
 		if (!rc)
 			sb_printf(out, ",\"keys\":%llu,\"bytes\":%llu,\"generation\":%llu,\"seconds\":%.6f",
 				  (unsigned long long)s.keys, (unsigned long long)s.bytes,

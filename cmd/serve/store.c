@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../cli.h"
 #include "store.h"
 
 struct reader {
@@ -31,7 +32,7 @@ kyro_db *store_reader(int *rc, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	*rc = kyro_open(&r->db, store_dir,
+	*rc = cli_open(&r->db, store_dir,
 			KYRO_RDONLY | KYRO_COUNT_WINDOWS);
 	if (*rc) {
 		snprintf(err, errlen, "%s", r->db ? kyro_errmsg(r->db) : kyro_strerror(*rc));

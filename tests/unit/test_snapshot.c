@@ -913,7 +913,6 @@ static int dstore_make(struct dstore *d)
 {
 	static unsigned char val[1500];
 	struct kyro_snapshot_stats st;
-	struct kyro_rmi_stats rst;
 	struct kyro_rmi_params p = {0};
 	kyro_db *db;
 	memset(d, 0, sizeof *d);
@@ -932,7 +931,7 @@ static int dstore_make(struct dstore *d)
 	if (!rc)
 		rc = kyro_batch_commit(db, NULL);
 	if (!rc)
-		rc = kyro_snapshot_rmi(db, &p, &st, &rst, NULL, NULL);
+		rc = kyro_snapshot(db, KYRO_SNAPSHOT_INDEX, &p, &st, NULL, NULL);
 	if (rc)
 		h_note("making the store: %s", kyro_errmsg(db));
 	kyro_close(db);
@@ -1055,11 +1054,8 @@ static void ask_all(struct tally *t, const struct dstore *d, int first,
 				    kyro_db *) = {ask_singly, ask_batch,
 						  ask_scans};
 	kyro_db *db;
-	if (binary)
-		setenv("KYRODB_INDEX", "binary", 1);
-	else
-		unsetenv("KYRODB_INDEX");
-	int rc = kyro_open(&db, d->dir, KYRO_RDONLY);
+	int rc = kyro_open(&db, d->dir,
+			   KYRO_RDONLY | (binary ? KYRO_BINARY_SEARCH : 0));
 	if (rc) {
 		/* A flipped version byte reads as a newer format: refused
 		 * as such, which is an error, not an answer. */
@@ -1094,7 +1090,6 @@ static uint64_t sweep(const struct dstore *d, const char *file, size_t len,
 		CHECK_RC(h_xor_byte(file, off, x), 0);
 		detected += t->corrupt > before;
 	}
-	unsetenv("KYRODB_INDEX");
 	return detected;
 }
 
@@ -1221,7 +1216,7 @@ TEST(a_damaged_snapshot_is_not_folded_indexed_or_warmed)
 		}
 		/* Something new to fold. */
 		CHECK_RC(kyro_put(db, 1, "new", 3, NULL), 0);
-		CHECK_RC(kyro_snapshot_rmi(db, &p, &st, &rst, NULL, NULL),
+		CHECK_RC(kyro_snapshot(db, KYRO_SNAPSHOT_INDEX, &p, &st, NULL, NULL),
 			 KYRO_ECORRUPT);
 		CHECK_STR_HAS(kyro_errmsg(db), file);
 		kyro_close(db);
@@ -1235,7 +1230,7 @@ TEST(a_damaged_snapshot_is_not_folded_indexed_or_warmed)
 	CHECK_RC(kyro_warmup(db, &bytes), 0);
 	CHECK_EQ_U64(bytes >= d.blen + d.dlen, 1);
 	CHECK_RC(kyro_rmi_build(db, &p, &rst, NULL, NULL), 0);
-	CHECK_RC(kyro_snapshot_rmi(db, &p, &st, &rst, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(db, KYRO_SNAPSHOT_INDEX, &p, &st, NULL, NULL), 0);
 	CHECK_EQ_U64(st.keys, DKEYS + 1);
 	kyro_close(db);
 }

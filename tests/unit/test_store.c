@@ -418,7 +418,7 @@ TEST(values_up_to_the_limit)
 	CHECK_RC(kyro_put(db, 2, v + 1, KYRO_MAX_VALUE - 1, NULL), 0);
 	CHECK_RC(kyro_put(db, 3, v, SIZE_MAX, NULL), KYRO_ETOOBIG);
 	struct kyro_snapshot_stats st;
-	CHECK_RC(kyro_snapshot(db, &st, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(db, 0, NULL, &st, NULL, NULL), 0);
 	CHECK_EQ_U64(st.keys, 2);
 	HAS_N(db, 1, v, KYRO_MAX_VALUE);
 	HAS_N(db, 2, v + 1, KYRO_MAX_VALUE - 1);
@@ -440,7 +440,7 @@ TEST(rdonly_handles_refuse_writes)
 	CHECK_STR_HAS(kyro_errmsg(r), dir);
 	CHECK_RC(kyro_delete(r, 1, NULL), KYRO_ERDONLY);
 	CHECK_RC(kyro_batch_begin(r), KYRO_ERDONLY);
-	CHECK_RC(kyro_snapshot(r, &st, NULL, NULL), KYRO_ERDONLY);
+	CHECK_RC(kyro_snapshot(r, 0, NULL, &st, NULL, NULL), KYRO_ERDONLY);
 	CHECK_RC(kyro_set_sync(r, 99), EINVAL);
 	HAS(r, 1, "a");
 	ABSENT(r, 2);
@@ -462,7 +462,7 @@ TEST(a_reader_sees_later_commits_across_snapshots)
 	CHECK_EQ_U64(last_seq(r), 1);
 
 	struct kyro_snapshot_stats st;
-	CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 	CHECK_EQ_U64(st.keys, 1);
 	CHECK_EQ_U64(st.generation, 1);
 	HAS(r, 1, "v1");
@@ -486,7 +486,7 @@ TEST(a_reader_sees_later_commits_across_snapshots)
 							  : 0));
 		CHECK_RC(kyro_batch_commit(w, NULL), 0);
 		if (round % 3 == 1) {
-			CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+			CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 			CHECK_EQ_U64(st.generation, ++snaps);
 		}
 		CHECK_EQ_U64(model_check(r, &m), 0);
@@ -530,7 +530,7 @@ TEST(two_writers_continue_each_others_log)
 		CHECK_EQ_U64(seq, i);
 		if (i == 15) {
 			struct kyro_snapshot_stats st;
-			CHECK_RC(kyro_snapshot(b, &st, NULL, NULL), 0);
+			CHECK_RC(kyro_snapshot(b, 0, NULL, &st, NULL, NULL), 0);
 			CHECK_EQ_U64(st.keys, 7);
 		}
 	}
@@ -587,7 +587,7 @@ TEST(writers_and_readers_go_on_during_a_snapshot)
 	REQUIRE(d.w2 && d.r);
 	HAS(d.r, 5, "five");
 	struct kyro_snapshot_stats st;
-	CHECK_RC(kyro_snapshot(w, &st, while_snapshotting, &d), 0);
+	CHECK_RC(kyro_snapshot(w, 0, NULL, &st, while_snapshotting, &d), 0);
 	CHECK(d.calls >= 2);
 	CHECK_EQ_U64(d.fails, 0);
 	CHECK_EQ_U64(st.keys, 200001);
@@ -721,7 +721,7 @@ TEST(scan_merges_snapshot_and_delta_in_order)
 			model_apply(w, &m, i, g++);
 	CHECK_RC(kyro_batch_commit(w, NULL), 0);
 	struct kyro_snapshot_stats st;
-	CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 	/* Phase 2: the delta overwrites, deletes and adds. */
 	CHECK_RC(kyro_batch_begin(w), 0);
 	for (int k = 0; k < 500; k++) {
@@ -764,7 +764,7 @@ TEST(scan_merges_snapshot_and_delta_in_order)
 		CHECK_EQ_U64(s.n, 3);
 	}
 	/* After another snapshot everything is in the snapshot. */
-	CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 	uint64_t live = 0;
 	for (size_t i = 0; i < 600; i++)
 		live += gens[i] != 0;
@@ -783,22 +783,22 @@ TEST(snapshot_of_a_store_with_every_key_deleted)
 	REQUIRE(w);
 	struct kyro_snapshot_stats st;
 	/* Nothing to fold yet. */
-	CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 	CHECK_EQ_U64(st.keys, 0);
 	CHECK_EQ_U64(st.generation, 0);
 	CHECK_RC(kyro_put(w, 1, "a", 1, NULL), 0);
 	CHECK_RC(kyro_put(w, 2, "b", 1, NULL), 0);
-	CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 	CHECK_EQ_U64(st.keys, 2);
 	CHECK_EQ_U64(st.generation, 1);
 	CHECK(st.bytes > 0);
 	/* Nothing new: the same snapshot. */
-	CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 	CHECK_EQ_U64(st.keys, 2);
 	CHECK_EQ_U64(st.generation, 1);
 	CHECK_RC(kyro_delete(w, 1, NULL), 0);
 	CHECK_RC(kyro_delete(w, 2, NULL), 0);
-	CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 	CHECK_EQ_U64(st.keys, 0);
 	CHECK_EQ_U64(st.generation, 2);
 	ABSENT(w, 1);
@@ -841,7 +841,7 @@ TEST(last_seq_only_grows)
 			break;
 		case 3: {
 			struct kyro_snapshot_stats st;
-			CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+			CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 			break;
 		}
 		case 4:
@@ -866,7 +866,7 @@ TEST(verify_clean_torn_and_repaired)
 	REQUIRE(w);
 	CHECK_RC(kyro_put(w, 1, "a", 1, NULL), 0);
 	struct kyro_snapshot_stats st;
-	CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 	CHECK_RC(kyro_put(w, 2, "b", 1, NULL), 0);
 	kyro_close(w);
 
@@ -996,7 +996,7 @@ TEST(a_torn_tail_is_truncated_by_the_next_writer)
 		w = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
 		REQUIRE(w);
 		struct kyro_snapshot_stats st;
-		CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+		CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 		CHECK_EQ_U64(st.keys, 3);
 		HAS(w, 2, "two");
 		kyro_close(w);
@@ -1077,13 +1077,13 @@ TEST(optional_out_parameters_may_be_null)
 	CHECK_RC(kyro_batch_commit(db, NULL), 0);
 	CHECK_RC(kyro_batch_begin(db), 0);
 	CHECK_RC(kyro_batch_commit(db, NULL), 0);
-	CHECK_RC(kyro_snapshot_rmi(db, &p, NULL, NULL, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(db, KYRO_SNAPSHOT_INDEX, &p, NULL, NULL, NULL), 0);
 	CHECK_RC(kyro_put(db, 4, "four", 4, NULL), 0);
-	CHECK_RC(kyro_snapshot(db, NULL, NULL, NULL), 0);
-	/* Nothing new to fold, but an index to build. */
-	CHECK_RC(kyro_snapshot_rmi(db, NULL, NULL, NULL, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(db, 0, NULL, NULL, NULL, NULL), 0);
+	/* Nothing new to fold, but an index to build (P NULL: automatic). */
+	CHECK_RC(kyro_snapshot(db, KYRO_SNAPSHOT_INDEX, NULL, NULL, NULL, NULL), 0);
 	CHECK_RC(kyro_rmi_build(db, NULL, NULL, NULL, NULL), 0);
-	CHECK_RC(kyro_snapshot_rmi(db, &p, NULL, NULL, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(db, KYRO_SNAPSHOT_INDEX, &p, NULL, NULL, NULL), 0);
 	CHECK_RC(kyro_warmup(db, NULL), 0);
 	CHECK_RC(kyro_index_info(db, &ii), 0);
 	CHECK_EQ_U64(ii.kind, KYRO_INDEX_RMI);
@@ -1284,7 +1284,7 @@ TEST(a_wal_cut_below_the_committed_end_is_lost_data_that_repair_reports)
 	w = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
 	REQUIRE(w);
 	struct kyro_snapshot_stats st;
-	CHECK_RC(kyro_snapshot(w, &st, NULL, NULL), 0);
+	CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
 	kyro_close(w);
 	CHECK(h_exists(kept));
 	CHECK_RC(verify(dir, 0, &rep), 0);
@@ -1515,14 +1515,12 @@ static void *stats_loop(void *arg)
 TEST(stats_read_from_another_thread_while_the_index_is_swapped)
 {
 	const char *dir = h_tmpdir();
-	/* Parameters, not NULL: without them and without stats to fill,
-	 * kyro_snapshot_rmi() builds no index. */
 	const struct kyro_rmi_params p = {0};
 	kyro_db *w = open_db(dir, KYRO_RDWR, KYRO_SYNC_NONE);
 	REQUIRE(w);
 	for (uint64_t k = 1; k <= 3000; k++)
 		REQUIRE(kyro_put(w, k * 7, "v", 1, NULL) == 0);
-	REQUIRE(kyro_snapshot_rmi(w, &p, NULL, NULL, NULL, NULL) == 0);
+	REQUIRE(kyro_snapshot(w, KYRO_SNAPSHOT_INDEX, &p, NULL, NULL, NULL) == 0);
 	kyro_db *r = open_db(dir, KYRO_RDONLY, 0);
 	REQUIRE(r);
 	const void *v;
@@ -1537,8 +1535,8 @@ TEST(stats_read_from_another_thread_while_the_index_is_swapped)
 	REQUIRE(pthread_create(&t, NULL, stats_loop, &l) == 0);
 	for (uint64_t round = 0; round < 150; round++) {
 		if (!CHECK_RC(kyro_put(w, 100000 + round, "n", 1, NULL), 0) ||
-		    !CHECK_RC(kyro_snapshot_rmi(w, &p, NULL, NULL, NULL,
-						NULL),
+		    !CHECK_RC(kyro_snapshot(w, KYRO_SNAPSHOT_INDEX, &p, NULL,
+					    NULL, NULL),
 			      0))
 			break;
 		/* The reader sees the new manifest: it loads the new index
@@ -1557,5 +1555,65 @@ TEST(stats_read_from_another_thread_while_the_index_is_swapped)
 		       (unsigned long long)st.lookups_delta,
 		       (unsigned long long)st.lookups_binary);
 	kyro_close(r);
+	kyro_close(w);
+}
+
+/* The learned index's options are the handle's: KYRO_BINARY_SEARCH at
+ * open, and kyro_set_simd() for the index loaded now and every later one. */
+TEST(binary_search_and_the_probe_are_options_of_the_handle)
+{
+	const char *dir = h_tmpdir();
+	kyro_db *w = open_db(dir, KYRO_RDWR, KYRO_SYNC_NONE);
+	REQUIRE(w);
+	for (uint64_t k = 1; k <= 3000; k++)
+		REQUIRE(kyro_put(w, k * 7, "v", 1, NULL) == 0);
+	struct kyro_snapshot_stats st;
+	CHECK_RC(kyro_snapshot(w, KYRO_SNAPSHOT_INDEX, NULL, &st, NULL, NULL), 0);
+	CHECK_EQ_U64(st.rmi.generation, 1);
+	CHECK_EQ_U64(st.rmi.keys, 3000);
+
+	kyro_db *b = open_db(dir, KYRO_RDONLY | KYRO_BINARY_SEARCH, 0);
+	REQUIRE(b);
+	struct kyro_index_info ii;
+	struct kyro_stats s;
+	CHECK_RC(kyro_index_info(b, &ii), 0);
+	CHECK_EQ_U64(ii.kind, KYRO_INDEX_BINARY);
+	CHECK_EQ_U64(ii.refused, 0);
+	CHECK_STR_HAS(ii.why, "binary search was asked for");
+	HAS(b, 7, "v");
+	kyro_stats(b, &s);
+	CHECK_EQ_U64(s.lookups_binary, 1);
+	CHECK_EQ_U64(s.lookups_rmi, 0);
+	kyro_close(b);
+
+	kyro_db *r = open_db(dir, KYRO_RDONLY, 0);
+	REQUIRE(r);
+	CHECK_RC(kyro_set_simd(r, "bogus"), EINVAL);
+	CHECK_STR_HAS(kyro_errmsg(r), "bogus");
+	CHECK_RC(kyro_set_simd(r, "scalar"), 0);
+	CHECK_RC(kyro_index_info(r, &ii), 0);
+	CHECK_EQ_U64(ii.kind, KYRO_INDEX_RMI);
+	CHECK_STR_HAS(ii.simd, "scalar");
+	HAS(r, 14, "v");
+	/* A new snapshot and index: the reader loads them with its probe. */
+	CHECK_RC(kyro_put(w, 1, "one", 3, NULL), 0);
+	CHECK_RC(kyro_snapshot(w, KYRO_SNAPSHOT_INDEX, NULL, &st, NULL, NULL), 0);
+	CHECK_EQ_U64(st.rmi.generation, 2);
+	HAS(r, 1, "one");
+	CHECK_RC(kyro_index_info(r, &ii), 0);
+	CHECK_EQ_U64(ii.kind, KYRO_INDEX_RMI);
+	CHECK_EQ_U64(ii.generation, 2);
+	CHECK_STR_HAS(ii.simd, "scalar");
+	CHECK_RC(kyro_set_simd(r, NULL), 0);
+	CHECK_RC(kyro_index_info(r, &ii), 0);
+	CHECK(strcmp(ii.simd, "?") != 0);
+	kyro_stats(r, &s);
+	CHECK_EQ_U64(s.lookups_binary, 0);
+	kyro_close(r);
+
+	/* Nothing new to fold and the index there: nothing built. */
+	CHECK_RC(kyro_snapshot(w, KYRO_SNAPSHOT_INDEX, NULL, &st, NULL, NULL), 0);
+	CHECK_EQ_U64(st.rmi.generation, 0);
+	CHECK_EQ_U64(st.generation, 2);
 	kyro_close(w);
 }

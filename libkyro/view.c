@@ -1,0 +1,612 @@
+/*
+ * view.c - the read side of a handle: the view of one manifest, lookups,
+ * batch lookups and scans.
+ *
+ * A reader's view is one manifest's snapshot (mapped) plus a delta: a hash
+ * map from key to the newest WAL record since the snapshot, whose values
+ * stay in the mapped segment (no copies).  Before each lookup the reader
+ * loads the shared change counter; only when it moved does it read the
+ * committed end another writer published and apply the new records, or,
+ * when the manifest changed, reload.  Files a reader needs may vanish
+ * under it (a snapshot deletes what the new manifest no longer names);
+ * loading then starts over from the new manifest.  The learned index that
+ * serves the snapshot is loaded and dropped with it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "fsio.h"
+
+int seg_map_open(char *msg, struct seg_map *s, const char *dir, uint64_t id)
+{
+	int fd;
+	uint64_t size;
+	memset(s, 0, sizeof *s);
+	s->id = id;
+	int rc = kpath_gen(s->path, dir, "wal-", id, ".log");
+	if (rc)
+		return kfail(msg, rc, "cannot open a WAL segment in '%s'", dir);
+	rc = fs_open(msg, s->path, O_RDONLY, 0, &fd);
+	if (rc)
+		return rc;
+	rc = fs_size(msg, fd, s->path, &size);
+	if (!rc)
+		rc = fs_map(msg, fd, (size_t)size, 0, s->path, (void **)&s->base);
+	fs_close(fd);
+	if (rc)
+		return rc;
+	s->maplen = (size_t)size;
+	rc = wal_header_check(msg, s->base, size, s->path, id, &s->first_seq);
+	if (rc) {
+		seg_map_close(s);
+		return rc;
+	}
+	s->applied = WAL_HDR;
+	return 0;
+}
+
+void seg_map_close(struct seg_map *s)
+{
+	fs_unmap((void *)s->base, s->maplen);
+	s->base = NULL;
+	s->maplen = 0;
+}
+
+/* Grow the mapping of S to the file's current size. */
+static int seg_map_grow(char *msg, struct seg_map *s)
+{
+	int fd;
+	uint64_t size;
+	int rc = fs_open(msg, s->path, O_RDONLY, 0, &fd);
+	if (rc)
+		return rc;
+	rc = fs_size(msg, fd, s->path, &size);
+	fs_close(fd);
+	if (rc || size <= s->maplen)
+		return rc;
+	void *p;
+	rc = fs_remap(msg, (void *)s->base, s->maplen, (size_t)size, s->path,
+		      &p);
+	if (rc)
+		return rc;
+	s->base = p;
+	s->maplen = (size_t)size;
+	return 0;
+}
+
+/* Load the index the manifest names for the view's snapshot, unless the
+ * handle was opened with KYRO_BINARY_SEARCH.  Never fails the view: an
+ * index that cannot be used is refused with its reason recorded, and
+ * lookups binary-search. */
+static void index_load(kyro_db *db)
+{
+	struct view *v = &db->v;
+	char path[PATH_MAX], err[KMSG_MAX];
+	int fd = -1;
+	uint64_t size;
+	v->rmi_refused = 0;
+	v->rmi_why[0] = 0;
+	if (!v->have_snap)
+		return;
+	if (db->flags & KYRO_BINARY_SEARCH) {
+		snprintf(v->rmi_why, sizeof v->rmi_why,
+			 "binary search was asked for when the store was opened");
+		return;
+	}
+	if (!v->man.rmi_gen || v->man.rmi_snap != v->man.snap_gen) {
+		snprintf(v->rmi_why, sizeof v->rmi_why,
+			 "the snapshot has no learned index (run kyro-rmi-build)");
+		return;
+	}
+	v->rmi_refused = 1;
+	if (kpath_gen(path, db->dir, "rmi-", v->man.rmi_gen, ".idx") ||
+	    fs_open(err, path, O_RDONLY, 0, &fd) ||
+	    fs_size(err, fd, path, &size) ||
+	    fs_map(err, fd, (size_t)size, 0, path, (void **)&v->rmi_img)) {
+		fs_close(fd);
+		snprintf(v->rmi_why, sizeof v->rmi_why,
+			 "learned index refused: %.1000s", err);
+		return;
+	}
+	fs_close(fd);
+	v->rmi_len = (size_t)size;
+	struct kyro_rmi *rmi = NULL;
+	if (kyro_rmi_load(&rmi, v->rmi_img, v->rmi_len, v->snap.keys,
+			  v->snap.n, v->snap.gen, err, sizeof err)) {
+		snprintf(v->rmi_why, sizeof v->rmi_why,
+			 "learned index '%.200s' refused: %.800s", path, err);
+		fs_unmap((void *)v->rmi_img, v->rmi_len);
+		v->rmi_img = NULL;
+		v->rmi_len = 0;
+		return;
+	}
+	kyro_rmi_count_windows(rmi, (db->flags & KYRO_COUNT_WINDOWS) != 0);
+	if (db->simd >= 0)
+		(void)kyro_rmi_set_simd(rmi, db->simd); /* checked when set */
+	/* Published under the lock kyro_stats() reads it under: that call
+	 * may come from another thread. */
+	pthread_mutex_lock(&db->rmi_lock);
+	v->rmi = rmi;
+	pthread_mutex_unlock(&db->rmi_lock);
+	v->rmi_refused = 0;
+}
+
+/* Drop the view's index, keeping its counters in the handle's totals. */
+static void index_unload(kyro_db *db)
+{
+	struct view *v = &db->v;
+	/* kyro_stats() may be reading the index's counters from another
+	 * thread: fold them and free the index only under its lock. */
+	pthread_mutex_lock(&db->rmi_lock);
+	if (v->rmi) {
+		struct kyro_rmi_counters c;
+		kyro_rmi_counters(v->rmi, &c);
+		db->rmi_prev.mispredicts += c.mispredicts;
+		db->rmi_prev.fallbacks += c.fallbacks;
+		for (int i = 0; i < KYRO_RMI_HIST; i++)
+			db->rmi_prev.window_hist[i] += c.window_hist[i];
+		kyro_rmi_free(v->rmi);
+	}
+	v->rmi = NULL;
+	pthread_mutex_unlock(&db->rmi_lock);
+	fs_unmap((void *)v->rmi_img, v->rmi_len);
+	v->rmi_img = NULL;
+	v->rmi_len = 0;
+}
+
+void view_free(kyro_db *db)
+{
+	struct view *v = &db->v;
+	index_unload(db);
+	if (v->have_snap)
+		snap_close(&v->snap);
+	for (size_t i = 0; i < v->nsegs; i++)
+		seg_map_close(&v->segs[i]);
+	free(v->segs);
+	delta_free(&v->delta);
+	memset(v, 0, sizeof *v);
+}
+
+/* Apply the complete batches of segment slot I up to LIMIT (the
+ * published committed end, or UINT64_MAX for "whatever is whole").  A
+ * STRICT limit must be reached exactly: it was committed. */
+static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
+{
+	struct view *v = &db->v;
+	struct seg_map *s = &v->segs[i];
+	struct wal_scan sc;
+	int rc;
+	/* "To the end" means the end as it is now: a segment that was
+	 * rotated away may have grown after we mapped it. */
+	if ((limit == UINT64_MAX || limit > s->maplen) &&
+	    (rc = seg_map_grow(db->msg, s)) != 0)
+		return rc;
+	if (limit == UINT64_MAX || limit > s->maplen) {
+		if (strict)
+			return needs_repair(
+				db, kfailx(db->msg, KYRO_ECORRUPT,
+					   "'%s': committed data is missing: "
+					   "committed end %llu is past the "
+					   "end of the file (%zu bytes)",
+					   s->path, (unsigned long long)limit,
+					   s->maplen));
+		limit = s->maplen;
+	}
+	if (s->applied >= limit)
+		return 0;
+	if (s->applied == WAL_HDR && s->first_seq != v->last_seq + 1)
+		return needs_repair(
+			db, kfailx(db->msg, KYRO_ECORRUPT,
+				   "'%s': offset 24: first sequence number "
+				   "%llu, expected %llu",
+				   s->path, (unsigned long long)s->first_seq,
+				   (unsigned long long)(v->last_seq + 1)));
+	wal_scan(s->base, limit, s->id, s->applied, v->last_seq + 1, &sc);
+	if (sc.status == KYRO_ETORN && strict)
+		return needs_repair(
+			db, kfailx(db->msg, KYRO_ECORRUPT,
+				   "'%s': offset %llu: committed data is "
+				   "missing: the complete batches end here, "
+				   "the committed end is %llu",
+				   s->path, (unsigned long long)sc.bad_off,
+				   (unsigned long long)limit));
+	if (sc.status == KYRO_ECORRUPT)
+		return needs_repair(
+			db, kfailx(db->msg, KYRO_ECORRUPT,
+				   "'%s': offset %llu: %s", s->path,
+				   (unsigned long long)sc.bad_off, sc.why));
+	for (uint64_t off = s->applied; off < sc.end;) {
+		struct wal_rec r;
+		uint64_t at = off;
+		off = wal_rec_at(s->base, off, &r);
+		if (r.type == WAL_COMMIT)
+			continue;
+		uint64_t ref = DELTA_REF(i, at);
+		if (r.type == WAL_DEL)
+			ref |= DELTA_TOMB;
+		if ((rc = delta_set(&v->delta, r.key, ref)) != 0)
+			return kfail(db->msg, rc, "cannot load '%s'", s->path);
+	}
+	s->applied = sc.end;
+	v->last_seq = sc.last_seq;
+	return 0;
+}
+
+static int view_try_load(kyro_db *db)
+{
+	struct view *v = &db->v;
+	struct shared_state st;
+	uint64_t change;
+	int rc;
+	v->seen_change = shared_change(&db->sh);
+	rc = manifest_read(db->msg, db->dir, &v->man);
+	if (rc == ENOENT && dir_is_fresh(db->dir)) {
+		v->empty = 1;
+		v->loaded = 1;
+		return 0;
+	}
+	if (rc == ENOENT)
+		return kfailx(db->msg, KYRO_ENOTDB,
+			      "'%s' is not a KyroDB data directory (no "
+			      "MANIFEST)",
+			      db->dir);
+	if (rc)
+		return rc;
+	int trusted = shared_read(&db->sh, &st, &change) == 0 &&
+		      st.manifest_gen == v->man.gen &&
+		      st.wal_seg == v->man.wal_last;
+	if (v->man.snap_gen) {
+		if ((rc = snap_open(db->msg, &v->snap, db->dir, v->man.snap_gen,
+				    v->man.snap_keys)) != 0)
+			return rc;
+		v->have_snap = 1;
+		index_load(db);
+	}
+	v->last_seq = v->man.snap_gen ? v->man.snap_seq : 0;
+	size_t n = (size_t)(v->man.wal_last - v->man.wal_first + 1);
+	if (!(v->segs = calloc(n, sizeof *v->segs)))
+		return kfail(db->msg, ENOMEM, "cannot load '%s'", db->dir);
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = seg_map_open(db->msg, &v->segs[i], db->dir,
+				       v->man.wal_first + i)) != 0)
+			return needs_repair(db, rc);
+		v->nsegs++;
+		int last = i + 1 == n;
+		rc = view_apply(db, i, last && trusted ? st.wal_end : UINT64_MAX,
+				last && trusted);
+		if (rc)
+			return rc;
+	}
+	v->cur = n - 1;
+	v->loaded = 1;
+	return 0;
+}
+
+int view_load(kyro_db *db)
+{
+	int rc = 0;
+	/* A snapshot may delete the files of the manifest we just read;
+	 * starting over from the new manifest always converges. */
+	for (int tries = 0; tries < 20; tries++) {
+		view_free(db);
+		rc = view_try_load(db);
+		if (rc != ENOENT)
+			break;
+		usleep(1000);
+	}
+	if (rc)
+		view_free(db);
+	return rc;
+}
+
+/* The fast path is the first two lines: one atomic load and a compare. */
+int db_view_refresh(kyro_db *db)
+{
+	struct view *v = &db->v;
+	if (!v->loaded)
+		return view_load(db);
+	if (!db->sh.page && !(db->flags & KYRO_RDWR)) {
+		/* Opened before any writer made LOCK: keep looking for it
+		 * (a system call per lookup, in this state only). */
+		shared_close(&db->sh);
+		shared_open(NULL, &db->sh, db->dir, 0);
+		if (db->sh.page)
+			return view_load(db);
+	}
+	if (shared_change(&db->sh) == v->seen_change)
+		return 0;
+	struct shared_state st;
+	uint64_t change;
+	if (shared_read(&db->sh, &st, &change))
+		return 0; /* mid-publish or untrusted: keep the current view */
+	if (v->empty || st.manifest_gen != v->man.gen) {
+		struct manifest m;
+		int rc = manifest_read(db->msg, db->dir, &m);
+		if (rc || v->empty || m.snap_gen != v->man.snap_gen ||
+		    m.wal_first != v->man.wal_first || m.gen != st.manifest_gen)
+			return view_load(db);
+		/* Same snapshot, more segments (a rotation): keep the
+		 * delta and map the new segments. */
+		size_t n = (size_t)(m.wal_last - m.wal_first + 1);
+		struct seg_map *segs = realloc(v->segs, n * sizeof *segs);
+		if (!segs)
+			return kfail(db->msg, ENOMEM, "cannot load '%s'",
+				     db->dir);
+		v->segs = segs;
+		while (v->nsegs < n) {
+			rc = seg_map_open(db->msg, &v->segs[v->nsegs], db->dir,
+					  m.wal_first + v->nsegs);
+			if (rc)
+				return rc == ENOENT ? view_load(db) : rc;
+			v->nsegs++;
+		}
+		v->man = m;
+	}
+	for (size_t i = v->cur; i < v->nsegs; i++) {
+		int last = v->segs[i].id == st.wal_seg;
+		int rc = view_apply(db, i, last ? st.wal_end : UINT64_MAX, last);
+		if (rc)
+			return rc;
+		if (last) {
+			v->cur = i;
+			break;
+		}
+	}
+	v->seen_change = change;
+	return 0;
+}
+
+static int lookup(kyro_db *db, uint64_t key, const void **val, size_t *len)
+{
+	struct view *v = &db->v;
+	uint64_t ref = delta_get(&v->delta, key);
+	if (ref) {
+		COUNT(db, lookups_delta, 1);
+		if (ref & DELTA_TOMB)
+			return KYRO_ENOTFOUND;
+		struct wal_rec r;
+		wal_rec_at(v->segs[DELTA_SLOT(ref)].base, DELTA_OFF(ref), &r);
+		*val = r.val;
+		*len = r.len;
+		return 0;
+	}
+	if (!v->have_snap)
+		return KYRO_ENOTFOUND;
+	const struct snap *s = &v->snap;
+	uint64_t i;
+	if (v->rmi) {
+		COUNT(db, lookups_rmi, 1);
+		i = kyro_rmi_lower_bound(v->rmi, key);
+	} else {
+		COUNT(db, lookups_binary, 1);
+		i = kyro_lower_bound_binary(s->keys, s->n, key);
+	}
+	/* The search read keys no one verified: check its answer on
+	 * verified bytes before trusting it. */
+	int rc = snap_locate(db->msg, s, key, &i);
+	if (rc)
+		return rc;
+	if (i == s->n || s->keys[i] != key)
+		return KYRO_ENOTFOUND;
+	return snap_get(db->msg, s, i, key, val, len);
+}
+
+int kyro_get(kyro_db *db, uint64_t key, const void **val, size_t *len)
+{
+	int rc = db_view_refresh(db);
+	if (rc)
+		return rc;
+	return lookup(db, key, val, len);
+}
+
+static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *pend,
+			uint64_t *idx, size_t m);
+
+/* Interleaved binary search: every probe of a level is prefetched before
+ * any is compared, so one group costs about one memory latency per level
+ * instead of one per level per key. */
+#define GROUP 32
+
+static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
+{
+	const struct view *v = &db->v;
+	const struct snap *s = &v->snap;
+	const uint64_t *base[GROUP];
+	size_t pend[GROUP], m = 0;
+	for (size_t g = 0; g < n; g++) {
+		uint64_t ref = delta_get(&v->delta, it[g].key);
+		if (ref) {
+			it[g].rc = lookup(db, it[g].key, &it[g].val, &it[g].len);
+			continue;
+		}
+		if (!v->have_snap || s->n == 0) {
+			it[g].rc = KYRO_ENOTFOUND;
+			continue;
+		}
+		pend[m] = g;
+		base[m++] = s->keys;
+	}
+	if (m == 0)
+		return 0;
+	uint64_t idx[GROUP];
+	if (v->rmi) {
+		/* The index predicts every window of the group and
+		 * prefetches it before probing any: the misses overlap. */
+		uint64_t q[GROUP];
+		for (size_t k = 0; k < m; k++)
+			q[k] = it[pend[k]].key;
+		COUNT(db, lookups_rmi, m);
+		kyro_rmi_lower_bound_batch(v->rmi, q, idx, m);
+		return finish_group(db, it, pend, idx, m);
+	}
+	COUNT(db, lookups_binary, m);
+	uint64_t len = s->n;
+	while (len > 1) {
+		uint64_t half = len / 2;
+		for (size_t k = 0; k < m; k++)
+			__builtin_prefetch(base[k] + half);
+		for (size_t k = 0; k < m; k++)
+			base[k] = base[k][half] < it[pend[k]].key ? base[k] + half
+								  : base[k];
+		len -= half;
+	}
+	for (size_t k = 0; k < m; k++)
+		idx[k] = (uint64_t)(base[k] - s->keys) +
+			 (*base[k] < it[pend[k]].key);
+	return finish_group(db, it, pend, idx, m);
+}
+
+/* Positions found: check them, fetch offsets, then payloads, then answer. */
+static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *pend,
+			uint64_t *idx, size_t m)
+{
+	const struct snap *s = &db->v.snap;
+	for (size_t k = 0; k < m; k++) {
+		uint64_t key = it[pend[k]].key;
+		int rc = snap_locate(db->msg, s, key, &idx[k]);
+		if (rc)
+			return rc;
+		if (idx[k] < s->n && s->keys[idx[k]] == key)
+			__builtin_prefetch(s->offs + idx[k]);
+		else
+			idx[k] = UINT64_MAX;
+	}
+	/* Even a prefetch must not form a pointer from an offset that
+	 * snap_value() has not checked yet. */
+	for (size_t k = 0; k < m; k++)
+		if (idx[k] != UINT64_MAX && s->offs[idx[k]] < s->data_size)
+			__builtin_prefetch(s->data + s->offs[idx[k]]);
+	for (size_t k = 0; k < m; k++) {
+		struct kyro_item *x = &it[pend[k]];
+		if (idx[k] == UINT64_MAX) {
+			x->rc = KYRO_ENOTFOUND;
+			continue;
+		}
+		int rc = snap_get(db->msg, s, idx[k], x->key, &x->val, &x->len);
+		if (rc)
+			return rc;
+		x->rc = 0;
+	}
+	return 0;
+}
+
+int kyro_get_batch(kyro_db *db, struct kyro_item *items, size_t n)
+{
+	int rc = db_view_refresh(db);
+	for (size_t i = 0; !rc && i < n; i += GROUP)
+		rc = lookup_group(db, items + i, n - i < GROUP ? n - i : GROUP);
+	return rc;
+}
+
+int kyro_get_seq(kyro_db *db, uint64_t key, uint64_t *seq)
+{
+	const void *val;
+	size_t len;
+	int rc = kyro_get(db, key, &val, &len);
+	if (rc)
+		return rc;
+	uint64_t ref = delta_get(&db->v.delta, key);
+	if (ref) {
+		struct wal_rec r;
+		wal_rec_at(db->v.segs[DELTA_SLOT(ref)].base, DELTA_OFF(ref), &r);
+		*seq = r.seq;
+	} else {
+		*seq = db->v.snap.last_seq;
+	}
+	return 0;
+}
+
+int kyro_last_seq(kyro_db *db, uint64_t *seq)
+{
+	int rc = db_view_refresh(db);
+	if (!rc)
+		*seq = db->v.last_seq;
+	return rc;
+}
+
+struct scan_src {
+	const struct snap *s;
+	uint64_t i, end;
+	struct delta_ent *d;
+	size_t j, m;
+};
+
+int kyro_scan(kyro_db *db, uint64_t lo, uint64_t hi, kyro_scan_fn fn,
+	      void *arg)
+{
+	struct view *v = &db->v;
+	struct delta_ent *d = NULL;
+	size_t m = 0, j = 0;
+	uint64_t i = 0, end = 0;
+	int rc = db_view_refresh(db);
+	if (rc || lo > hi)
+		return rc;
+	if ((rc = delta_sorted(&v->delta, lo, hi, &d, &m)) != 0)
+		return kfail(db->msg, rc, "cannot scan '%s'", db->dir);
+	const struct snap *s = &v->snap;
+	if (v->have_snap) {
+		/* Both bounds are checked on verified keys (snap_locate);
+		 * every key between them is verified as the walk reaches it. */
+		i = kyro_lower_bound_binary(s->keys, s->n, lo);
+		rc = snap_locate(db->msg, s, lo, &i);
+		end = s->n;
+		if (!rc && hi != UINT64_MAX) {
+			end = kyro_lower_bound_binary(s->keys, s->n, hi + 1);
+			rc = snap_locate(db->msg, s, hi + 1, &end);
+		}
+	}
+	while (!rc && (i < end || j < m)) {
+		uint64_t key;
+		const void *val;
+		size_t len;
+		if (i < end && (rc = snap_check_key(db->msg, s, i)) != 0)
+			break;
+		if (j == m || (i < end && s->keys[i] < d[j].key)) {
+			key = s->keys[i];
+			if ((rc = snap_get(db->msg, s, i++, key, &val, &len)) != 0)
+				break;
+		} else {
+			if (i < end && s->keys[i] == d[j].key)
+				i++;
+			uint64_t ref = d[j++].ref;
+			if (ref & DELTA_TOMB)
+				continue;
+			struct wal_rec r;
+			wal_rec_at(v->segs[DELTA_SLOT(ref)].base, DELTA_OFF(ref),
+				   &r);
+			key = r.key;
+			val = r.val;
+			len = r.len;
+		}
+		rc = fn(arg, key, val, len);
+	}
+	free(d);
+	return rc;
+}
+
+int db_view_served(kyro_db *db, struct db_served *out)
+{
+	int rc = db_view_refresh(db);
+	const struct view *v = &db->v;
+	memset(out, 0, sizeof *out);
+	out->simd = db->simd;
+	if (rc)
+		return rc;
+	out->snap = v->have_snap ? &v->snap : NULL;
+	out->rmi = v->rmi;
+	out->rmi_img = v->rmi_img;
+	out->rmi_len = v->rmi_len;
+	out->rmi_refused = v->rmi_refused;
+	out->rmi_why = v->rmi_why;
+	out->rmi_gen = v->man.rmi_gen;
+	return 0;
+}
+
+int db_view_empty(const kyro_db *db)
+{
+	return db->v.empty;
+}

@@ -1,0 +1,438 @@
+/*
+ * writer.c - the write side of a handle: batches, and the commit point.
+ *
+ * Records go to the last WAL segment under the writer lock (flock on
+ * LOCK, shared.c); a batch is committed by its commit record and made
+ * visible by publishing its end in the shared page.  The manifest, which
+ * names the live files, changes only through db_commit(): a snapshot's
+ * rotation and commit and an index's commit are edits applied there, under
+ * the same lock, to the generation their maker read.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+
+#include "db.h"
+#include "fsio.h"
+
+void db_publish(kyro_db *db)
+{
+	struct shared_state st = {
+		.manifest_gen = db->wman.gen,
+		.wal_seg = db->w.seg,
+		.wal_end = db->w.committed,
+		.last_seq = db->w.next_seq - 1,
+	};
+	shared_publish(&db->sh, &st);
+}
+
+/* Check segment FROM from offset START (the offset where the record
+ * numbered NEXT_SEQ must begin; the header is checked whatever START is)
+ * and every later live segment whole, with the sequence chain across
+ * them.  *END and *LAST_SEQ get where the last segment's complete batches
+ * end; with LIMIT (else UINT64_MAX) the last segment is read only up to
+ * LIMIT, which must be where a complete batch ends.  *SHRUNK is set, and
+ * nothing else done, when segment FROM is now shorter than START: what
+ * was checked there is gone. */
+static int check_segments(kyro_db *db, const struct manifest *m,
+			  uint64_t from, uint64_t start, uint64_t next_seq,
+			  uint64_t limit, uint64_t *end, uint64_t *last_seq,
+			  int *shrunk)
+{
+	*shrunk = 0;
+	for (uint64_t id = from; id <= m->wal_last; id++) {
+		struct seg_map s;
+		struct wal_scan sc;
+		uint64_t at = id == from ? start : WAL_HDR;
+		int rc = seg_map_open(db->msg, &s, db->dir, id);
+		if (rc)
+			return rc;
+		if (at > s.maplen) {
+			seg_map_close(&s);
+			*shrunk = 1;
+			return 0;
+		}
+		if (at == WAL_HDR && s.first_seq != next_seq) {
+			rc = kfailx(db->msg, KYRO_ECORRUPT,
+				    "'%s': offset 24: first sequence number "
+				    "%llu, expected %llu",
+				    s.path, (unsigned long long)s.first_seq,
+				    (unsigned long long)next_seq);
+			seg_map_close(&s);
+			return rc;
+		}
+		uint64_t len = s.maplen;
+		if (id == m->wal_last && limit < len)
+			len = limit;
+		if (at == WAL_HDR)
+			fs_populate(s.base, s.maplen);
+		wal_scan(s.base, len, id, at, next_seq, &sc);
+		seg_map_close(&s);
+		if (id == m->wal_last && limit != UINT64_MAX &&
+		    (sc.status || sc.end != limit))
+			return kfailx(db->msg, KYRO_ECORRUPT,
+				      "'%s': offset %llu: not a committed end",
+				      s.path, (unsigned long long)limit);
+		if (sc.status == KYRO_ECORRUPT)
+			return kfailx(db->msg, KYRO_ECORRUPT,
+				      "'%s': offset %llu: %s", s.path,
+				      (unsigned long long)sc.bad_off, sc.why);
+		next_seq = sc.last_seq + 1;
+		*end = sc.end;
+	}
+	*last_seq = next_seq - 1;
+	return 0;
+}
+
+/* A writer must not append behind damage: an acknowledged record after a
+ * corrupt one could never be read, nor to a segment whose header it could
+ * not read back.  So under the lock, before every batch, a handle checks
+ * every live WAL byte it has not checked itself: the first time all live
+ * segments, header and records (most of it done before the lock, by
+ * writer_precheck()); later only what other processes added after its
+ * own committed end (while the manifest is the one it last saw; any other
+ * commit, a repair's included, means a full check).  The shared
+ * page is then held against what the files show: if it claims more
+ * committed data than they hold, an acknowledged batch is missing and
+ * only a repair may decide what to do; any other disagreement (damage, a
+ * writer that died between its fsync and its publish) is settled by
+ * publishing the files' state. */
+static int writer_check(kyro_db *db, const struct manifest *m, uint64_t *end,
+			uint64_t *last_seq)
+{
+	int shrunk = 1, rc = 0;
+	if (db->w.committed >= WAL_HDR && db->wman.gen == m->gen &&
+	    db->w.seg >= m->wal_first && db->w.seg <= m->wal_last)
+		rc = check_segments(db, m, db->w.seg, db->w.committed,
+				    db->w.next_seq, UINT64_MAX, end, last_seq,
+				    &shrunk);
+	if (!rc && shrunk)
+		rc = check_segments(db, m, m->wal_first, WAL_HDR,
+				    m->snap_gen ? m->snap_seq + 1 : 1,
+				    UINT64_MAX, end, last_seq, &shrunk);
+	if (!rc && shrunk)
+		rc = kfailx(db->msg, KYRO_ECORRUPT,
+			    "a WAL segment of '%s' shrank while it was checked",
+			    db->dir);
+	return rc;
+}
+
+/* The bulk of a new handle's first check, before it takes the lock, so
+ * that the lock is held only for what was committed meanwhile: every live
+ * segment, the last up to the committed end the page publishes (a
+ * committed batch is never rolled back; a batch in progress may be).
+ * What it checked is remembered as if the handle had written it; the
+ * check under the lock goes on from there while the manifest stays the
+ * same.  Anything amiss just leaves the whole check to the lock. */
+void writer_precheck(kyro_db *db)
+{
+	struct shared_state st;
+	struct manifest m;
+	uint64_t change, end = 0, last_seq = 0;
+	int shrunk;
+	char keep[KMSG_MAX];
+	memcpy(keep, db->msg, sizeof keep);
+	if (!manifest_read(db->msg, db->dir, &m) &&
+	    !shared_read(&db->sh, &st, &change) && st.manifest_gen == m.gen &&
+	    st.wal_seg == m.wal_last &&
+	    !check_segments(db, &m, m.wal_first, WAL_HDR,
+			    m.snap_gen ? m.snap_seq + 1 : 1, st.wal_end, &end,
+			    &last_seq, &shrunk) &&
+	    !shrunk && last_seq == st.last_seq) {
+		db->wman = m;
+		db->w.seg = m.wal_last;
+		db->w.committed = end;
+		db->w.next_seq = last_seq + 1;
+	}
+	memcpy(db->msg, keep, sizeof keep);
+}
+
+int db_writer_prepare(kyro_db *db)
+{
+	struct shared_state st;
+	struct manifest m;
+	uint64_t change, committed = 0, last_seq = 0;
+	int rc = manifest_read(db->msg, db->dir, &m);
+	if (rc)
+		return rc;
+	if ((rc = writer_check(db, &m, &committed, &last_seq)) != 0)
+		return needs_repair(db, rc);
+	int trusted = shared_read(&db->sh, &st, &change) == 0;
+	if (trusted && st.wal_seg == m.wal_last && st.wal_end > committed) {
+		char path[PATH_MAX];
+		kpath_gen(path, db->dir, "wal-", m.wal_last, ".log");
+		return needs_repair(
+			db, kfailx(db->msg, KYRO_ECORRUPT,
+				   "'%s': offset %llu: committed data is "
+				   "missing: the log was committed up to "
+				   "offset %llu (sequence number %llu), its "
+				   "complete batches end at %llu",
+				   path, (unsigned long long)committed,
+				   (unsigned long long)st.wal_end,
+				   (unsigned long long)st.last_seq,
+				   (unsigned long long)committed));
+	}
+	int same = trusted && st.manifest_gen == m.gen &&
+		   st.wal_seg == m.wal_last && st.wal_end == committed &&
+		   st.last_seq == last_seq;
+	if (db->wopen)
+		wal_writer_close(&db->w);
+	db->wopen = 0;
+	db->wman = m;
+	rc = wal_writer_open(db->msg, &db->w, db->dir, m.wal_last, committed,
+			     last_seq + 1, db->sync != KYRO_SYNC_NONE);
+	if (rc)
+		return rc;
+	db->wopen = 1;
+	if (!same)
+		db_publish(db);
+	return 0;
+}
+
+/* A write failed: the batch is gone and so is this handle's right to
+ * write.  Rolling the file back is best effort and never turns the
+ * failure into a success. */
+static int fail_write(kyro_db *db, int rc)
+{
+	db->failed = 1;
+	if (db->wopen)
+		wal_rollback(NULL, &db->w);
+	shared_unlock(&db->sh);
+	db->in_batch = 0;
+	return rc;
+}
+
+int kyro_batch_begin(kyro_db *db)
+{
+	if (!(db->flags & KYRO_RDWR))
+		return kfailx(db->msg, KYRO_ERDONLY, "cannot write '%s': %s",
+			      db->dir, kyro_strerror(KYRO_ERDONLY));
+	if (db->failed)
+		return kfailx(db->msg, KYRO_EFAILED, "cannot write '%s': %s",
+			      db->dir, kyro_strerror(KYRO_EFAILED));
+	if (db->in_batch)
+		return kfailx(db->msg, KYRO_EBATCH, "a batch is already open");
+	int rc = shared_lock(db->msg, &db->sh);
+	if (rc)
+		return rc;
+	if ((rc = db_writer_prepare(db)) != 0) {
+		shared_unlock(&db->sh);
+		return rc;
+	}
+	db->in_batch = 1;
+	return 0;
+}
+
+static int write_rec(kyro_db *db, int type, uint64_t key, const void *val,
+		     size_t len, uint64_t *seq)
+{
+	int rc, auto_batch = !db->in_batch;
+	if (len > KYRO_MAX_VALUE)
+		return kfailx(db->msg, KYRO_ETOOBIG,
+			      "value of key %llu is %zu bytes; the limit is "
+			      "16 MiB",
+			      (unsigned long long)key, len);
+	if (auto_batch && (rc = kyro_batch_begin(db)) != 0)
+		return rc;
+	if (!db->in_batch)
+		return kfailx(db->msg, KYRO_EBATCH, "no batch is open");
+	rc = wal_append(db->msg, &db->w, type, key, val, len, seq);
+	if (!rc && db->sync == KYRO_SYNC_ALWAYS) {
+		rc = wal_sync(db->msg, &db->w);
+		if (!rc)
+			COUNT(db, wal_fsyncs, 1);
+	}
+	if (rc)
+		return fail_write(db, rc);
+	if (auto_batch)
+		return kyro_batch_commit(db, NULL);
+	return 0;
+}
+
+int kyro_put(kyro_db *db, uint64_t key, const void *val, size_t len,
+	     uint64_t *seq)
+{
+	return write_rec(db, WAL_PUT, key, val, len, seq);
+}
+
+int kyro_delete(kyro_db *db, uint64_t key, uint64_t *seq)
+{
+	return write_rec(db, WAL_DEL, key, NULL, 0, seq);
+}
+
+int kyro_batch_commit(kyro_db *db, uint64_t *last_seq)
+{
+	if (!db->in_batch)
+		return kfailx(db->msg, KYRO_EBATCH, "no batch is open");
+	uint64_t n = db->w.batch_count, start = db->w.committed;
+	int rc = wal_commit(db->msg, &db->w);
+	if (!rc && n && db->sync != KYRO_SYNC_NONE) {
+		rc = wal_sync(db->msg, &db->w);
+		if (!rc)
+			COUNT(db, wal_fsyncs, 1);
+	}
+	if (rc)
+		return fail_write(db, rc);
+	wal_mark_committed(&db->w);
+	if (n) {
+		COUNT(db, wal_bytes, db->w.committed - start);
+		db_publish(db);
+		COUNT(db, batches, 1);
+		COUNT(db, wal_records, n);
+	}
+	shared_unlock(&db->sh);
+	db->in_batch = 0;
+	if (last_seq)
+		*last_seq = db->w.next_seq - 1;
+	return 0;
+}
+
+int kyro_sync(kyro_db *db)
+{
+	if (db->failed)
+		return kfailx(db->msg, KYRO_EFAILED, "cannot sync '%s': %s",
+			      db->dir, kyro_strerror(KYRO_EFAILED));
+	if (!db->wopen)
+		return 0;
+	int rc = fs_fsync(db->msg, db->w.fd, db->w.path);
+	if (rc) {
+		db->failed = 1;
+		return rc;
+	}
+	COUNT(db, wal_fsyncs, 1);
+	return 0;
+}
+
+void kyro_batch_abort(kyro_db *db)
+{
+	if (!db || !db->in_batch)
+		return;
+	if (wal_rollback(db->msg, &db->w))
+		db->failed = 1;
+	shared_unlock(&db->sh);
+	db->in_batch = 0;
+}
+
+/* ---- the commit point ---- */
+
+/* The edit moved the last segment on: make the retiring one durable (a
+ * writer that syncs on a timer never touches it again once it is
+ * retired) and create its successor, to start after the last committed
+ * record. */
+static int rotate_begin(kyro_db *db, const struct manifest *m)
+{
+	int rc = wal_sync(db->msg, &db->w);
+	if (!rc)
+		rc = wal_create(db->msg, db->dir, m->wal_last, db->w.next_seq);
+	return rc;
+}
+
+/* The manifest names the new segment: append there from now on. */
+static int rotate_finish(kyro_db *db)
+{
+	uint64_t next_seq = db->w.next_seq;
+	wal_writer_close(&db->w);
+	db->wopen = 0;
+	int rc = wal_writer_open(db->msg, &db->w, db->dir, db->wman.wal_last,
+				 WAL_HDR, next_seq, 0);
+	if (!rc)
+		db->wopen = 1;
+	return rc;
+}
+
+int db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
+	      db_edit_fn edit, void *arg)
+{
+	int rc = shared_lock(db->msg, &db->sh);
+	if (rc)
+		return rc;
+	if ((rc = db_writer_prepare(db)) != 0)
+		goto out;
+	if (db->wman.gen != expect_gen) {
+		rc = kfailx(db->msg, KYRO_EBATCH,
+			    "cannot commit the %s in '%s': another commit came "
+			    "first (manifest generation %llu, expected %llu)",
+			    what, db->dir, (unsigned long long)db->wman.gen,
+			    (unsigned long long)expect_gen);
+		goto out;
+	}
+	struct manifest m = db->wman;
+	const struct db_tail tail = {.last_seq = db->w.next_seq - 1,
+				     .end = db->w.committed};
+	if ((rc = edit(arg, &m, &tail)) != 0 ||
+	    !memcmp(&m, &db->wman, sizeof m))
+		goto out;
+	int rotating = m.wal_last != db->wman.wal_last;
+	KYRO_VERIFY(!rotating || m.wal_last == db->wman.wal_last + 1);
+	if (rotating && (rc = rotate_begin(db, &m)) != 0)
+		goto out;
+	m.gen = expect_gen + 1;
+	if ((rc = manifest_write(db->msg, db->dir, &m)) != 0)
+		goto out;
+	db->wman = m;
+	if (rotating && (rc = rotate_finish(db)) != 0)
+		goto out;
+	db_publish(db);
+out:
+	shared_unlock(&db->sh);
+	return rc;
+}
+
+struct garbage {
+	const char *dir;
+	const struct manifest *m;
+};
+
+static int remove_if_dead(void *arg, const char *n)
+{
+	const struct garbage *g = arg;
+	const struct manifest *m = g->m;
+	unsigned long long gen;
+	char tail[16];
+	int dead = 0;
+	if (sscanf(n, "wal-%16llx.%15s", &gen, tail) == 2 && !strcmp(tail, "log"))
+		dead = gen < m->wal_first || gen > m->wal_last;
+	else if (sscanf(n, "snap-%16llx.%15s", &gen, tail) == 2)
+		dead = gen != m->snap_gen || strchr(tail, '.') != NULL;
+	else if (sscanf(n, "rmi-%16llx.%15s", &gen, tail) == 2)
+		dead = gen != m->rmi_gen || m->rmi_snap != m->snap_gen ||
+		       strchr(tail, '.') != NULL;
+	if (dead) {
+		char path[PATH_MAX];
+		if (!kpath(path, g->dir, n))
+			fs_unlink(NULL, path);
+	}
+	return 0;
+}
+
+void db_collect_garbage(kyro_db *db)
+{
+	struct garbage g = {.dir = db->dir, .m = &db->wman};
+	(void)fs_list_dir(NULL, db->dir, remove_if_dead, &g);
+}
+
+int db_maintenance_lock(kyro_db *db, const char *what, int *fd)
+{
+	char path[PATH_MAX];
+	int rc = 0;
+	*fd = -1;
+	if (!(db->flags & KYRO_RDWR))
+		rc = KYRO_ERDONLY;
+	else if (db->failed)
+		rc = KYRO_EFAILED;
+	else if (db->in_batch)
+		rc = KYRO_EBATCH;
+	if (rc)
+		return kfailx(db->msg, rc, "cannot %s '%s': %s", what, db->dir,
+			      kyro_strerror(rc));
+	if ((rc = kpath(path, db->dir, KYRO_SNAPLOCK)) != 0)
+		return kfail(db->msg, rc, "cannot %s '%s'", what, db->dir);
+	rc = fs_open(db->msg, path, O_RDWR | O_CREAT, 0644, fd);
+	if (!rc && (rc = fs_lock(db->msg, *fd, LOCK_EX, path)) != 0) {
+		fs_close(*fd);
+		*fd = -1;
+	}
+	return rc;
+}
