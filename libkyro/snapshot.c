@@ -298,6 +298,107 @@ static int open_v1(char *msg, struct snap *s)
 	return 0;
 }
 
+/* The .bin header: its checksum, the generation and key count the
+ * manifest names, and array offsets that match the file's size. */
+static int check_bin_header(char *msg, struct snap *s, uint64_t gen,
+			    uint64_t nkeys)
+{
+	static const unsigned char zeros[32];
+	const unsigned char *h = s->bin;
+	int rc = check_version(msg, h, s->bin_len, bin_magic, s->bin_path);
+	if (rc)
+		return rc;
+	if (s->bin_len < SNAP_BIN_HDR || get_le32(h + 12) != SNAP_BIN_HDR ||
+	    get_le64(h + 120) != XXH3_64bits(h, 120) ||
+	    memcmp(h + 88, zeros, sizeof zeros) != 0)
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 0: bad header (checksum)",
+			      s->bin_path);
+	s->version = get_le32(h + 8);
+	s->gen = get_le64(h + 16);
+	s->n = get_le64(h + 24);
+	s->last_seq = get_le64(h + 32);
+	s->data_size = get_le64(h + 40);
+	if (s->gen != gen || s->n != nkeys)
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 16: generation %llu with %llu keys, "
+			      "but the manifest names generation %llu with %llu",
+			      s->bin_path, (unsigned long long)s->gen,
+			      (unsigned long long)s->n, (unsigned long long)gen,
+			      (unsigned long long)nkeys);
+	int v2 = s->version == 2;
+	uint64_t tab = bin_table_at(s->n);
+	if (s->n > (SIZE_MAX - 4096) / 16 || get_le64(h + 48) != SNAP_BIN_HDR ||
+	    get_le64(h + 56) != offs_at(s->n) ||
+	    (v2 && (get_le64(h + 64) != tab ||
+		    get_le64(h + 72) != nblocks(tab) ||
+		    s->bin_len != tab + 8 * nblocks(tab))) ||
+	    (!v2 && s->bin_len != tab))
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 48: array offsets do not match a "
+			      "file of %zu bytes",
+			      s->bin_path, s->bin_len);
+	return 0;
+}
+
+/* The .data header, against the .bin header already checked. */
+static int check_data_header(char *msg, const struct snap *s, uint64_t gen)
+{
+	const unsigned char *h = s->bin, *d = s->data;
+	int v2 = s->version == 2;
+	int rc = check_version(msg, d, s->data_len, data_magic, s->data_path);
+	if (rc)
+		return rc;
+	if (s->data_len < SNAP_DATA_HDR || get_le32(d + 8) != s->version ||
+	    get_le32(d + 12) != SNAP_DATA_HDR ||
+	    get_le64(d + 24) != XXH3_64bits(d, 24) ||
+	    get_le64(d + 16) != gen || s->data_size < SNAP_DATA_HDR ||
+	    s->data_size > s->data_len ||
+	    (v2 && (get_le64(h + 80) != nblocks(s->data_size) ||
+		    s->data_len - s->data_size !=
+			    8 * nblocks(s->data_size))) ||
+	    (!v2 && s->data_len != s->data_size))
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset 0: bad header, or size %zu does not "
+			      "match the index's %llu",
+			      s->data_path, s->data_len,
+			      (unsigned long long)s->data_size);
+	return 0;
+}
+
+/* Point into the two mappings, set up the block bitmaps, and check what
+ * every lookup relies on: the first and last payload offsets (version 2
+ * checks their blocks; version 1 checks everything, once). */
+static int setup_arrays(char *msg, struct snap *s)
+{
+	int v2 = s->version == 2;
+	uint64_t tab = bin_table_at(s->n);
+	s->keys = (const uint64_t *)(s->bin + SNAP_BIN_HDR);
+	s->offs = (const uint64_t *)(s->bin + offs_at(s->n));
+	s->blocks[SNAP_BIN] = nblocks(tab);
+	s->blocks[SNAP_DATA] = nblocks(s->data_size);
+	if (v2) {
+		s->sums[SNAP_BIN] = s->bin + tab;
+		s->sums[SNAP_DATA] = s->data + s->data_size;
+	}
+	s->ok[SNAP_BIN] = bitmap_new(s->blocks[SNAP_BIN], !v2);
+	s->ok[SNAP_DATA] = bitmap_new(s->blocks[SNAP_DATA], !v2);
+	if (!s->ok[SNAP_BIN] || !s->ok[SNAP_DATA])
+		return kfail(msg, ENOMEM, "cannot open '%s'", s->bin_path);
+	int rc = v2 ? snap_check(msg, s, SNAP_BIN, offs_at(s->n), 8)
+		    : open_v1(msg, s);
+	if (!rc && v2)
+		rc = snap_check(msg, s, SNAP_BIN, offs_at(s->n) + 8 * s->n, 8);
+	if (rc)
+		return rc;
+	if (s->offs[0] != SNAP_DATA_HDR || s->offs[s->n] != s->data_size)
+		return kfailx(msg, KYRO_ECORRUPT,
+			      "'%s': offset %llu: payload offsets do not span "
+			      "the data file",
+			      s->bin_path, (unsigned long long)offs_at(s->n));
+	return 0;
+}
+
 int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
 	      uint64_t nkeys)
 {
@@ -310,103 +411,19 @@ int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
 	rc = map_file(msg, s->bin_path, &s->bin, &s->bin_len);
 	if (!rc)
 		rc = map_file(msg, s->data_path, &s->data, &s->data_len);
-	if (rc)
-		goto fail;
-	const unsigned char *h = s->bin;
-	rc = check_version(msg, h, s->bin_len, bin_magic, s->bin_path);
-	if (rc)
-		goto fail;
-	static const unsigned char zeros[32];
-	if (s->bin_len < SNAP_BIN_HDR || get_le32(h + 12) != SNAP_BIN_HDR ||
-	    get_le64(h + 120) != XXH3_64bits(h, 120) ||
-	    memcmp(h + 88, zeros, sizeof zeros) != 0) {
-		rc = kfailx(msg, KYRO_ECORRUPT,
-			    "'%s': offset 0: bad header (checksum)",
-			    s->bin_path);
-		goto fail;
-	}
-	s->version = get_le32(h + 8);
-	s->gen = get_le64(h + 16);
-	s->n = get_le64(h + 24);
-	s->last_seq = get_le64(h + 32);
-	s->data_size = get_le64(h + 40);
-	if (s->gen != gen || s->n != nkeys) {
-		rc = kfailx(msg, KYRO_ECORRUPT,
-			    "'%s': offset 16: generation %llu with %llu keys, "
-			    "but the manifest names generation %llu with %llu",
-			    s->bin_path, (unsigned long long)s->gen,
-			    (unsigned long long)s->n, (unsigned long long)gen,
-			    (unsigned long long)nkeys);
-		goto fail;
-	}
-	int v2 = s->version == 2;
-	uint64_t tab = bin_table_at(s->n);
-	if (s->n > (SIZE_MAX - 4096) / 16 || get_le64(h + 48) != SNAP_BIN_HDR ||
-	    get_le64(h + 56) != offs_at(s->n) ||
-	    (v2 && (get_le64(h + 64) != tab ||
-		    get_le64(h + 72) != nblocks(tab) ||
-		    s->bin_len != tab + 8 * nblocks(tab))) ||
-	    (!v2 && s->bin_len != tab)) {
-		rc = kfailx(msg, KYRO_ECORRUPT,
-			    "'%s': offset 48: array offsets do not match a "
-			    "file of %zu bytes",
-			    s->bin_path, s->bin_len);
-		goto fail;
-	}
-	rc = check_version(msg, s->data, s->data_len, data_magic,
-			   s->data_path);
-	if (rc)
-		goto fail;
-	if (s->data_len < SNAP_DATA_HDR ||
-	    get_le32(s->data + 8) != s->version ||
-	    get_le32(s->data + 12) != SNAP_DATA_HDR ||
-	    get_le64(s->data + 24) != XXH3_64bits(s->data, 24) ||
-	    get_le64(s->data + 16) != gen || s->data_size < SNAP_DATA_HDR ||
-	    s->data_size > s->data_len ||
-	    (v2 && (get_le64(h + 80) != nblocks(s->data_size) ||
-		    s->data_len - s->data_size !=
-			    8 * nblocks(s->data_size))) ||
-	    (!v2 && s->data_len != s->data_size)) {
-		rc = kfailx(msg, KYRO_ECORRUPT,
-			    "'%s': offset 0: bad header, or size %zu does not "
-			    "match the index's %llu",
-			    s->data_path, s->data_len,
-			    (unsigned long long)s->data_size);
-		goto fail;
-	}
-	s->keys = (const uint64_t *)(s->bin + SNAP_BIN_HDR);
-	s->offs = (const uint64_t *)(s->bin + offs_at(s->n));
-	s->blocks[SNAP_BIN] = nblocks(tab);
-	s->blocks[SNAP_DATA] = nblocks(s->data_size);
-	if (v2) {
-		s->sums[SNAP_BIN] = s->bin + tab;
-		s->sums[SNAP_DATA] = s->data + s->data_size;
-	}
-	s->ok[SNAP_BIN] = bitmap_new(s->blocks[SNAP_BIN], !v2);
-	s->ok[SNAP_DATA] = bitmap_new(s->blocks[SNAP_DATA], !v2);
-	if (!s->ok[SNAP_BIN] || !s->ok[SNAP_DATA]) {
-		rc = kfail(msg, ENOMEM, "cannot open '%s'", s->bin_path);
-		goto fail;
-	}
-	rc = v2 ? snap_check(msg, s, SNAP_BIN, offs_at(s->n), 8)
-		: open_v1(msg, s);
-	if (!rc && v2)
-		rc = snap_check(msg, s, SNAP_BIN, offs_at(s->n) + 8 * s->n, 8);
-	if (rc)
-		goto fail;
-	if (s->offs[0] != SNAP_DATA_HDR || s->offs[s->n] != s->data_size) {
-		rc = kfailx(msg, KYRO_ECORRUPT,
-			    "'%s': offset %llu: payload offsets do not span "
-			    "the data file",
-			    s->bin_path, (unsigned long long)offs_at(s->n));
-		goto fail;
+	if (!rc)
+		rc = check_bin_header(msg, s, gen, nkeys);
+	if (!rc)
+		rc = check_data_header(msg, s, gen);
+	if (!rc)
+		rc = setup_arrays(msg, s);
+	if (rc) {
+		snap_close(s);
+		return rc;
 	}
 	fs_advise_random(s->bin, s->bin_len);
 	fs_advise_random(s->data, s->data_len);
 	return 0;
-fail:
-	snap_close(s);
-	return rc;
 }
 
 void snap_close(struct snap *s)

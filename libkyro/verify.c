@@ -157,6 +157,62 @@ static struct note *add_note(struct walk *w, uint64_t seg, const char *path)
 	return n;
 }
 
+/* Segment ID starts at FIRST where the chain says NEXT_SEQ: what the
+ * segment before it held (ending at PREV_END of PREV_LEN bytes) is kept,
+ * from here on committed data is lost.  At FROM nothing before it in this
+ * walk is there to keep: the walk is stuck. */
+static void lost_at_jump(const char *dir, const struct manifest *m,
+			 uint64_t id, uint64_t from, const char *path,
+			 uint64_t first, uint64_t next_seq, uint64_t prev_end,
+			 uint64_t prev_len, struct walk *w)
+{
+	if (id == from) {
+		w->kind = W_STUCK;
+		snprintf(w->why, sizeof w->why,
+			 "'%s': offset 24: first sequence number %llu, "
+			 "expected %llu",
+			 path, (unsigned long long)first,
+			 (unsigned long long)next_seq);
+		return;
+	}
+	w->kind = W_LOST;
+	w->seg = id - 1;
+	kpath_gen(w->path, dir, "wal-", id - 1, ".log");
+	w->end = prev_end;
+	w->len = prev_len;
+	w->last_seq = next_seq - 1;
+	w->bad_seg = id;
+	w->bad_off = 24;
+	snprintf(w->bad_path, sizeof w->bad_path, "%s", path);
+	snprintf(w->why, sizeof w->why,
+		 "first sequence number %llu, expected %llu",
+		 (unsigned long long)first, (unsigned long long)next_seq);
+	if (first > next_seq)
+		w->max_seq = first - 1;
+	evidence(dir, id, m->wal_last, w);
+}
+
+/* Segment ID (B, LEN bytes) is damaged where SC stopped: its batches
+ * before the damage are kept, the rest of the log is lost. */
+static void lost_in_segment(const char *dir, const struct manifest *m,
+			    uint64_t id, const char *path,
+			    const unsigned char *b, uint64_t len,
+			    const struct wal_scan *sc, struct walk *w)
+{
+	w->kind = W_LOST;
+	w->seg = w->bad_seg = id;
+	snprintf(w->path, sizeof w->path, "%s", path);
+	snprintf(w->bad_path, sizeof w->bad_path, "%s", path);
+	w->end = sc->end;
+	w->len = len;
+	w->last_seq = sc->last_seq;
+	w->bad_off = sc->bad_off;
+	snprintf(w->why, sizeof w->why, "%s", sc->why);
+	wal_commits_after(b, len, id, sc->bad_off, sc->last_seq, &w->batches,
+			  &w->max_seq);
+	evidence(dir, id + 1, m->wal_last, w);
+}
+
 /*
  * Walk segments FROM..wal_last (NEXT_SEQ: the first sequence number FROM
  * must carry) and find where the intact log ends.  Committed data is
@@ -205,32 +261,8 @@ static int walk(char *msg, const char *dir, const struct manifest *m,
 			snprintf(n->why, sizeof n->why, "%s", msg);
 		} else if (first != next_seq) {
 			fs_unmap((void *)b, (size_t)len);
-			snprintf(w->why, sizeof w->why,
-				 "'%s': offset 24: first sequence number %llu, "
-				 "expected %llu",
-				 path, (unsigned long long)first,
-				 (unsigned long long)next_seq);
-			if (id == from) {
-				/* Nothing before it in this walk to keep. */
-				w->kind = W_STUCK;
-				return 0;
-			}
-			w->kind = W_LOST;
-			w->seg = id - 1;
-			kpath_gen(w->path, dir, "wal-", id - 1, ".log");
-			w->end = prev_end;
-			w->len = prev_len;
-			w->last_seq = next_seq - 1;
-			w->bad_seg = id;
-			w->bad_off = 24;
-			snprintf(w->bad_path, sizeof w->bad_path, "%s", path);
-			snprintf(w->why, sizeof w->why,
-				 "first sequence number %llu, expected %llu",
-				 (unsigned long long)first,
-				 (unsigned long long)next_seq);
-			if (first > next_seq)
-				w->max_seq = first - 1;
-			evidence(dir, id, m->wal_last, w);
+			lost_at_jump(dir, m, id, from, path, first, next_seq,
+				     prev_end, prev_len, w);
 			return 0;
 		}
 		if (len >= WAL_HDR) {
@@ -243,19 +275,8 @@ static int walk(char *msg, const char *dir, const struct manifest *m,
 			sc.last_seq = first - 1;
 		}
 		if (sc.status == KYRO_ECORRUPT) {
-			w->kind = W_LOST;
-			w->seg = w->bad_seg = id;
-			snprintf(w->path, sizeof w->path, "%s", path);
-			snprintf(w->bad_path, sizeof w->bad_path, "%s", path);
-			w->end = sc.end;
-			w->len = len;
-			w->last_seq = sc.last_seq;
-			w->bad_off = sc.bad_off;
-			snprintf(w->why, sizeof w->why, "%s", sc.why);
-			wal_commits_after(b, len, id, sc.bad_off, sc.last_seq,
-					  &w->batches, &w->max_seq);
+			lost_in_segment(dir, m, id, path, b, len, &sc, w);
 			fs_unmap((void *)b, (size_t)len);
-			evidence(dir, id + 1, m->wal_last, w);
 			return 0;
 		}
 		fs_unmap((void *)b, (size_t)len);
@@ -492,6 +513,125 @@ static uint64_t chain_start(const struct manifest *m)
  * against it; a repair walks everything again under the lock and acts on
  * that.
  */
+/* The page's committed end is past the complete batches: committed data
+ * is lost from W's segment on. */
+static void lost_by_page(char *msg, const char *dir,
+			 const struct shared_state *st, struct walk *w)
+{
+	const unsigned char *b;
+	uint64_t len;
+	char path[PATH_MAX];
+	w->kind = W_LOST;
+	w->bad_seg = w->seg;
+	w->bad_off = w->end;
+	snprintf(w->bad_path, sizeof w->bad_path, "%s", w->path);
+	snprintf(w->why, sizeof w->why,
+		 "the complete batches end here, but the shared page in LOCK "
+		 "says the log was committed up to offset %llu",
+		 (unsigned long long)st->wal_end);
+	if (st->last_seq > w->max_seq)
+		w->max_seq = st->last_seq;
+	if (!map_seg(msg, dir, w->seg, path, &b, &len)) {
+		wal_commits_after(b, len, w->seg, w->end, w->last_seq,
+				  &w->batches, &w->max_seq);
+		fs_unmap((void *)b, (size_t)len);
+	}
+}
+
+/* Hold the shared page (its state in *ST) against the walk of the files
+ * under manifest M.  PS is shared_check()'s verdict.  A page claiming
+ * more committed data than the files hold turns W into a loss; any other
+ * disagreement is described in TEXT (empty when none) at page offset
+ * *POFF. */
+static void page_vs_files(char *msg, const char *dir, const struct manifest *m,
+			  int ps, const char *pwhy,
+			  const struct shared_state *st, struct walk *w,
+			  uint64_t *poff, char *text, size_t textlen)
+{
+	text[0] = 0;
+	if (ps == SHARED_BAD || ps == SHARED_ODD) {
+		snprintf(text, textlen, "shared page %s", pwhy);
+		return;
+	}
+	if (ps != SHARED_OK || (w->kind != W_CLEAN && w->kind != W_TORN))
+		return;
+	if (st->wal_seg == m->wal_last && st->wal_end > w->end) {
+		lost_by_page(msg, dir, st, w);
+		return;
+	}
+	int same = st->manifest_gen == m->gen && st->wal_seg == m->wal_last &&
+		   st->wal_end == w->end && st->last_seq == w->last_seq;
+	/* Behind the files is what a writer that died between its commit
+	 * and its publish leaves: not damage, the next writer catches up.
+	 * Ahead of them, or at odds with itself, it is. */
+	int behind = st->manifest_gen <= m->gen &&
+		     (st->wal_seg < m->wal_last ||
+		      (st->wal_seg == m->wal_last &&
+		       st->last_seq <= w->last_seq &&
+		       (st->wal_end < w->end) == (st->last_seq < w->last_seq)));
+	if (same || behind)
+		return;
+	*poff = 40;
+	snprintf(text, textlen,
+		 "shared page disagrees with the files (manifest generation "
+		 "%llu, segment %llu, end %llu, sequence number %llu)",
+		 (unsigned long long)st->manifest_gen,
+		 (unsigned long long)st->wal_seg,
+		 (unsigned long long)st->wal_end,
+		 (unsigned long long)st->last_seq);
+}
+
+/* Under the writer lock: rewrite the noted headers, truncate a torn
+ * tail or cut lost data, then republish the page (whose state was PS,
+ * *ST, described by PTEXT at POFF) from the files. */
+static int repair_wal(struct vctx *c, char *msg, const char *dir,
+		      struct manifest *m, struct shared *sh, struct walk *w,
+		      int ps, const struct shared_state *st, uint64_t poff,
+		      const char *ptext)
+{
+	int rc;
+	for (size_t i = 0; i < w->nnotes; i++) {
+		struct note *n = &w->notes[i];
+		if (!n->fix) {
+			say(c, n->path, n->off, "%s", n->why);
+			c->damaged = 1;
+			continue;
+		}
+		if ((rc = rewrite_header(msg, dir, n)) != 0)
+			return rc;
+		say(c, n->path, 0,
+		    "bad segment header: rewritten from the file name and "
+		    "sequence number %llu (repaired)",
+		    (unsigned long long)n->first_seq);
+	}
+	switch (w->kind) {
+	case W_TORN:
+		if ((rc = truncate_seg(msg, w->path, w->end)) != 0)
+			return rc;
+		say(c, w->path, w->end, "%s: repaired (truncated)", w->why);
+		break;
+	case W_LOST:
+		if ((rc = cut_log(c, msg, dir, m, w)) != 0)
+			return rc;
+		break;
+	case W_STUCK:
+		damage_msg(c, w->why);
+		return 0;
+	}
+	if (ptext[0])
+		say(c, sh->path, poff, "%s: rebuilt from the files (repaired)",
+		    ptext);
+	struct shared_state fresh = {
+		.manifest_gen = m->gen,
+		.wal_seg = w->seg,
+		.wal_end = w->end,
+		.last_seq = w->last_seq,
+	};
+	if (ps != SHARED_OK || memcmp(&fresh, st, sizeof *st))
+		shared_publish(sh, &fresh);
+	return 0;
+}
+
 static int verify_wal(struct vctx *c, const char *dir, struct manifest *m,
 		      unsigned flags)
 {
@@ -529,118 +669,22 @@ static int verify_wal(struct vctx *c, const char *dir, struct manifest *m,
 	}
 	if (rc)
 		goto out;
-
-	/* The page against the files. */
 	struct shared_state st;
 	uint64_t poff = 0;
 	const char *pwhy = "";
-	char ptext[KMSG_MAX] = "";
+	char ptext[KMSG_MAX];
 	int ps = shared_check(sh.page, SHARED_PAGE, &st, &poff, &pwhy);
-	if (ps == SHARED_BAD || ps == SHARED_ODD) {
-		snprintf(ptext, sizeof ptext, "shared page %s", pwhy);
-	} else if (ps == SHARED_OK && (w.kind == W_CLEAN || w.kind == W_TORN)) {
-		if (st.wal_seg == m->wal_last && st.wal_end > w.end) {
-			w.kind = W_LOST;
-			w.bad_seg = w.seg;
-			w.bad_off = w.end;
-			snprintf(w.bad_path, sizeof w.bad_path, "%s", w.path);
-			snprintf(w.why, sizeof w.why,
-				 "the complete batches end here, but the "
-				 "shared page in LOCK says the log was "
-				 "committed up to offset %llu",
-				 (unsigned long long)st.wal_end);
-			if (st.last_seq > w.max_seq)
-				w.max_seq = st.last_seq;
-			{
-				const unsigned char *b;
-				uint64_t len;
-				char path[PATH_MAX];
-				if (!map_seg(msg, dir, w.seg, path, &b, &len)) {
-					wal_commits_after(b, len, w.seg, w.end,
-							  w.last_seq, &w.batches,
-							  &w.max_seq);
-					fs_unmap((void *)b, (size_t)len);
-				}
-			}
-		} else {
-			int same = st.manifest_gen == m->gen &&
-				   st.wal_seg == m->wal_last &&
-				   st.wal_end == w.end &&
-				   st.last_seq == w.last_seq;
-			/* Behind the files is what a writer that died
-			 * between its commit and its publish leaves: not
-			 * damage, the next writer catches up.  Ahead of
-			 * them, or at odds with itself, it is. */
-			int behind = st.manifest_gen <= m->gen &&
-				     (st.wal_seg < m->wal_last ||
-				      (st.wal_seg == m->wal_last &&
-				       st.last_seq <= w.last_seq &&
-				       (st.wal_end < w.end) ==
-					       (st.last_seq < w.last_seq)));
-			if (!same && !behind) {
-				poff = 40;
-				snprintf(ptext, sizeof ptext,
-					 "shared page disagrees with the files "
-					 "(manifest generation %llu, segment "
-					 "%llu, end %llu, sequence number %llu)",
-					 (unsigned long long)st.manifest_gen,
-					 (unsigned long long)st.wal_seg,
-					 (unsigned long long)st.wal_end,
-					 (unsigned long long)st.last_seq);
-			}
-		}
-	}
-
-	if (!(flags & KYRO_VERIFY_REPAIR)) {
-		report_walk(c, &w);
-		if (ptext[0]) {
-			say(c, sh.path, poff, "%s: the next writer rebuilds it",
-			    ptext);
-			c->damaged = 1;
-		}
+	page_vs_files(msg, dir, m, ps, pwhy, &st, &w, &poff, ptext,
+		      sizeof ptext);
+	if (flags & KYRO_VERIFY_REPAIR) {
+		rc = repair_wal(c, msg, dir, m, &sh, &w, ps, &st, poff, ptext);
 		goto out;
 	}
-
-	/* Repair, under the lock. */
-	for (size_t i = 0; i < w.nnotes; i++) {
-		struct note *n = &w.notes[i];
-		if (!n->fix) {
-			say(c, n->path, n->off, "%s", n->why);
-			c->damaged = 1;
-			continue;
-		}
-		if ((rc = rewrite_header(msg, dir, n)) != 0)
-			goto out;
-		say(c, n->path, 0,
-		    "bad segment header: rewritten from the file name and "
-		    "sequence number %llu (repaired)",
-		    (unsigned long long)n->first_seq);
+	report_walk(c, &w);
+	if (ptext[0]) {
+		say(c, sh.path, poff, "%s: the next writer rebuilds it", ptext);
+		c->damaged = 1;
 	}
-	switch (w.kind) {
-	case W_TORN:
-		if ((rc = truncate_seg(msg, w.path, w.end)) != 0)
-			goto out;
-		say(c, w.path, w.end, "%s: repaired (truncated)", w.why);
-		break;
-	case W_LOST:
-		if ((rc = cut_log(c, msg, dir, m, &w)) != 0)
-			goto out;
-		break;
-	case W_STUCK:
-		damage_msg(c, w.why);
-		goto out;
-	}
-	if (ptext[0])
-		say(c, sh.path, poff, "%s: rebuilt from the files (repaired)",
-		    ptext);
-	struct shared_state fresh = {
-		.manifest_gen = m->gen,
-		.wal_seg = w.seg,
-		.wal_end = w.end,
-		.last_seq = w.last_seq,
-	};
-	if (ps != SHARED_OK || memcmp(&fresh, &st, sizeof st))
-		shared_publish(&sh, &fresh);
 out:
 	shared_close(&sh);
 	if (rc)
