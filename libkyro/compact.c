@@ -9,7 +9,7 @@
  * append to the new segment meanwhile.  SNAPSHOT.lock keeps a second
  * snapshot (and index builds) out for the whole run.
  *
- * Both steps are edits committed through db_commit() (store.h): the
+ * Both steps are edits committed through kyro__db_commit() (store.h): the
  * rotation moves wal_last on, the commit names the snapshot (and its
  * index) and drops the folded segments.  One path for every call: fold
  * (when anything was written since the last snapshot), then build the
@@ -64,20 +64,23 @@ static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 	struct wal_scan sc;
 	char *msg = f->msg;
 	if (limit > s->maplen)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': committed end %llu is past the end of the "
-			      "file",
-			      s->path, (unsigned long long)limit);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': committed end %llu is past the end of the "
+			"file",
+			s->path, (unsigned long long)limit);
 	if (s->first_seq != *next_seq)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 24: first sequence number %llu, "
-			      "expected %llu",
-			      s->path, (unsigned long long)s->first_seq,
-			      (unsigned long long)*next_seq);
-	wal_scan(s->base, limit, s->id, WAL_HDR, s->first_seq, &sc);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset 24: first sequence number %llu, "
+			"expected %llu",
+			s->path, (unsigned long long)s->first_seq,
+			(unsigned long long)*next_seq);
+	kyro__wal_scan(s->base, limit, s->id, WAL_HDR, s->first_seq, &sc);
 	if (sc.status == KYRO_ECORRUPT)
-		return kfailx(msg, KYRO_ECORRUPT, "'%s': offset %llu: %s",
-			      s->path, (unsigned long long)sc.bad_off, sc.why);
+		return kyro__failx(msg, KYRO_ECORRUPT, "'%s': offset %llu: %s",
+				   s->path, (unsigned long long)sc.bad_off,
+				   sc.why);
 	for (uint64_t off = WAL_HDR; off < sc.end;) {
 		struct wal_rec r;
 		uint64_t at = off;
@@ -87,10 +90,11 @@ static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 		/* Sequence numbers count the records: more than cap is a
 		 * WAL whose records overlap the sequence numbers checked. */
 		if (f->nents == f->cap)
-			return kfailx(msg, KYRO_ECORRUPT,
-				      "'%s': offset %llu: more records than "
-				      "sequence numbers",
-				      s->path, (unsigned long long)at);
+			return kyro__failx(
+				msg, KYRO_ECORRUPT,
+				"'%s': offset %llu: more records than "
+				"sequence numbers",
+				s->path, (unsigned long long)at);
 		uint64_t ref = DELTA_REF(slot, at);
 		if (f->arena && r.type == WAL_PUT) {
 			KYRO_VERIFY(f->arena_len + 4 + r.len <= f->arena_cap);
@@ -136,8 +140,8 @@ static int fold_merge(struct fold *f, const struct snap *old,
 			size_t len = 0;
 			rc = snap_get(msg, old, i, old->keys[i], &val, &len);
 			if (!rc)
-				rc = snap_writer_add(msg, w, old->keys[i++], val,
-						     len);
+				rc = kyro__snap_writer_add(
+					msg, w, old->keys[i++], val, len);
 		} else {
 			uint64_t key = f->ents[j].key;
 			while (j + 1 < m && f->ents[j + 1].key == key)
@@ -150,13 +154,14 @@ static int fold_merge(struct fold *f, const struct snap *old,
 			} else if (f->arena) {
 				uint32_t len;
 				memcpy(&len, f->arena + ref, 4);
-				rc = snap_writer_add(msg, w, key, f->arena + ref + 4,
-						     len);
+				rc = kyro__snap_writer_add(
+					msg, w, key, f->arena + ref + 4, len);
 			} else {
 				struct wal_rec r;
 				wal_rec_at(f->segs[DELTA_SLOT(ref)].base,
 					   DELTA_OFF(ref), &r);
-				rc = snap_writer_add(msg, w, key, r.val, r.len);
+				rc = kyro__snap_writer_add(msg, w, key, r.val,
+							   r.len);
 			}
 		}
 		if (progress && i + j >= tick) {
@@ -167,7 +172,7 @@ static int fold_merge(struct fold *f, const struct snap *old,
 	/* What the walk did not read (the header's block, padding) is
 	 * checked too: a snapshot is only folded whole and sound. */
 	if (!rc && old)
-		rc = snap_check_all(msg, old);
+		rc = kyro__snap_check_all(msg, old);
 	if (!rc && progress)
 		progress(arg, total, total);
 	return rc;
@@ -216,9 +221,10 @@ static int rotate(struct run *r)
 	/* The edit depends on nothing read before the lock: when another
 	 * commit (a repair) came between the read and the lock, read again. */
 	for (int tries = 0; tries < 3; tries++) {
-		if ((rc = manifest_read(db_msg(r->db), db_dir(r->db), &m)) != 0)
+		if ((rc = kyro__manifest_read(kyro__db_msg(r->db),
+					      kyro__db_dir(r->db), &m)) != 0)
 			return rc;
-		rc = db_commit(r->db, "snapshot", m.gen, rotate_edit, r);
+		rc = kyro__db_commit(r->db, "snapshot", m.gen, rotate_edit, r);
 		if (rc != KYRO_EBATCH)
 			break;
 	}
@@ -233,8 +239,9 @@ static int open_old(struct run *r, int needed)
 	const struct manifest *b = &r->before;
 	if (!b->snap_gen)
 		return 0;
-	int rc = snap_open(needed ? db_msg(r->db) : NULL, &r->old,
-			   db_dir(r->db), b->snap_gen, b->snap_keys);
+	int rc =
+		kyro__snap_open(needed ? kyro__db_msg(r->db) : NULL, &r->old,
+				kyro__db_dir(r->db), b->snap_gen, b->snap_keys);
 	r->have_old = !rc;
 	return needed ? rc : 0;
 }
@@ -243,21 +250,22 @@ static int open_old(struct run *r, int needed)
 static int fold_collect_all(struct run *r, struct fold *f)
 {
 	const struct manifest *b = &r->before;
-	char *msg = db_msg(r->db);
+	char *msg = kyro__db_msg(r->db);
 	int rc;
 	f->nsegs = (size_t)(b->wal_last - b->wal_first + 1);
 	if (!(f->segs = calloc(f->nsegs, sizeof *f->segs)))
-		return kfail(msg, ENOMEM, "cannot snapshot");
+		return kyro__fail(msg, ENOMEM, "cannot snapshot");
 	uint64_t next_seq = b->snap_gen ? b->snap_seq + 1 : 1;
 	/* Sequence numbers count records exactly: size the array once
 	 * rather than doubling a multi-gigabyte buffer; on huge pages, since
 	 * 4 KiB faults over it cost more than filling it (see sort.c). */
 	f->cap = (size_t)(r->cut + 1 - next_seq);
-	if (f->cap && !(f->ents = fs_alloc_huge(f->cap * sizeof *f->ents)))
-		return kfail(msg, ENOMEM, "cannot snapshot");
+	if (f->cap &&
+	    !(f->ents = kyro__fs_alloc_huge(f->cap * sizeof *f->ents)))
+		return kyro__fail(msg, ENOMEM, "cannot snapshot");
 	for (size_t i = 0; i < f->nsegs; i++) {
-		rc = seg_map_open(msg, &f->segs[i], db_dir(r->db),
-				  b->wal_first + i);
+		rc = kyro__seg_map_open(msg, &f->segs[i], kyro__db_dir(r->db),
+					b->wal_first + i);
 		if (rc)
 			return rc;
 		f->arena_cap += f->segs[i].maplen;
@@ -265,9 +273,9 @@ static int fold_collect_all(struct run *r, struct fold *f)
 	/* Values plus their 4-byte lengths never exceed the WAL's bytes.
 	 * Without memory for an arena the gather reads the WAL itself. */
 	if (f->arena_cap <= ARENA_MAX)
-		f->arena = fs_alloc_huge(f->arena_cap);
+		f->arena = kyro__fs_alloc_huge(f->arena_cap);
 	for (size_t i = 0; i < f->nsegs; i++) {
-		fs_populate(f->segs[i].base, f->segs[i].maplen);
+		kyro__fs_populate(f->segs[i].base, f->segs[i].maplen);
 		int last = i + 1 == f->nsegs;
 		rc = fold_collect(f, i, last ? r->cut_end : f->segs[i].maplen,
 				  &next_seq);
@@ -275,10 +283,11 @@ static int fold_collect_all(struct run *r, struct fold *f)
 			return rc;
 	}
 	if (next_seq != r->cut + 1)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "WAL of '%s' ends at sequence %llu, expected %llu",
-			      db_dir(r->db), (unsigned long long)(next_seq - 1),
-			      (unsigned long long)r->cut);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"WAL of '%s' ends at sequence %llu, expected %llu",
+			kyro__db_dir(r->db), (unsigned long long)(next_seq - 1),
+			(unsigned long long)r->cut);
 	return 0;
 }
 
@@ -287,11 +296,11 @@ static int fold_collect_all(struct run *r, struct fold *f)
 static int fold_sort(struct fold *f, struct snap_writer *w)
 {
 	size_t room;
-	struct delta_ent *scratch = snap_writer_scratch(w, &room);
+	struct delta_ent *scratch = kyro__snap_writer_scratch(w, &room);
 	if (room < f->nents * sizeof *scratch)
 		scratch = NULL;
-	int rc = sort_ents_with(f->ents, f->nents, scratch);
-	return rc ? kfail(f->msg, rc, "cannot snapshot") : 0;
+	int rc = kyro__sort_ents_with(f->ents, f->nents, scratch);
+	return rc ? kyro__fail(f->msg, rc, "cannot snapshot") : 0;
 }
 
 /* An index is built for the new snapshot, or for the one there is when it
@@ -316,8 +325,8 @@ struct index_job {
 static void *index_job_run(void *arg)
 {
 	struct index_job *j = arg;
-	j->rc = index_write(j->msg, db_dir(j->r->db), &j->view, j->r->rmi_id,
-			    j->r->p, &j->r->st->rmi);
+	j->rc = kyro__index_write(j->msg, kyro__db_dir(j->r->db), &j->view,
+				  j->r->rmi_id, j->r->p, &j->r->st->rmi);
 	return NULL;
 }
 
@@ -325,17 +334,17 @@ static void *index_job_run(void *arg)
  * beside them.  Neither is named by the manifest yet. */
 static int write_and_index(struct run *r)
 {
-	char *msg = db_msg(r->db);
+	char *msg = kyro__db_msg(r->db);
 	struct index_job j = {.r = r};
 	pthread_t t;
 	int spawned = 0, rc;
 	if (want_index(r)) {
-		if ((rc = snap_writer_view(msg, &r->w, &j.view)) != 0)
+		if ((rc = kyro__snap_writer_view(msg, &r->w, &j.view)) != 0)
 			return rc;
 		r->rmi_id = r->before.rmi_gen + 1;
 		spawned = pthread_create(&t, NULL, index_job_run, &j) == 0;
 	}
-	rc = snap_writer_finish(msg, &r->w, r->cut, &r->bytes);
+	rc = kyro__snap_writer_finish(msg, &r->w, r->cut, &r->bytes);
 	if (spawned)
 		pthread_join(t, NULL);
 	else if (r->rmi_id && !rc)
@@ -345,7 +354,7 @@ static int write_and_index(struct run *r)
 			rc = j.rc;
 			memcpy(msg, j.msg, KMSG_MAX);
 		}
-		snap_view_release(&j.view);
+		kyro__snap_view_release(&j.view);
 	}
 	return rc;
 }
@@ -353,14 +362,15 @@ static int write_and_index(struct run *r)
 /* Write the new snapshot: the old one merged with the folded records. */
 static int fold(struct run *r)
 {
-	struct fold f = {.msg = db_msg(r->db)};
+	struct fold f = {.msg = kyro__db_msg(r->db)};
 	int rc = open_old(r, 1);
 	if (!rc)
 		rc = fold_collect_all(r, &f);
 	if (!rc)
-		rc = snap_writer_open(f.msg, &r->w, db_dir(r->db),
-				      r->before.snap_gen + 1,
-				      (r->have_old ? r->old.n : 0) + f.nents);
+		rc = kyro__snap_writer_open(f.msg, &r->w, kyro__db_dir(r->db),
+					    r->before.snap_gen + 1,
+					    (r->have_old ? r->old.n : 0) +
+						    f.nents);
 	if (!rc) {
 		r->have_w = 1;
 		rc = fold_sort(&f, &r->w);
@@ -369,14 +379,14 @@ static int fold(struct run *r)
 		rc = fold_merge(&f, r->have_old ? &r->old : NULL, &r->w,
 				r->progress, r->arg);
 	if (!rc)
-		rc = snap_writer_seal(f.msg, &r->w, r->cut);
+		rc = kyro__snap_writer_seal(f.msg, &r->w, r->cut);
 	/* The WAL and its records are no longer needed: give the memory
 	 * back before the index trains. */
 	for (size_t i = 0; f.segs && i < f.nsegs; i++)
-		seg_map_close(&f.segs[i]);
+		kyro__seg_map_close(&f.segs[i]);
 	free(f.segs);
-	fs_free_huge(f.ents, f.cap * sizeof *f.ents);
-	fs_free_huge(f.arena, f.arena_cap);
+	kyro__fs_free_huge(f.ents, f.cap * sizeof *f.ents);
+	kyro__fs_free_huge(f.arena, f.arena_cap);
 	return rc ? rc : write_and_index(r);
 }
 
@@ -384,8 +394,8 @@ static int fold(struct run *r)
 static int build_index(struct run *r)
 {
 	r->rmi_id = r->before.rmi_gen + 1;
-	return index_write(db_msg(r->db), db_dir(r->db), &r->old, r->rmi_id,
-			   r->p, &r->st->rmi);
+	return kyro__index_write(kyro__db_msg(r->db), kyro__db_dir(r->db),
+				 &r->old, r->rmi_id, r->p, &r->st->rmi);
 }
 
 /* Step (2): name the new snapshot, whose index (if any) comes in the same
@@ -438,7 +448,7 @@ int kyro_snapshot(kyro_db *db, unsigned flags,
 	double t0 = now();
 	memset(r.st, 0, sizeof *r.st);
 	r.w.fd_data = -1;
-	int rc = db_maintenance_lock(db, "snapshot", &lockfd);
+	int rc = kyro__db_maintenance_lock(db, "snapshot", &lockfd);
 	if (!rc)
 		rc = rotate(&r);
 	if (!rc)
@@ -446,16 +456,16 @@ int kyro_snapshot(kyro_db *db, unsigned flags,
 	if (!rc && !r.rotated && want_index(&r))
 		rc = build_index(&r);
 	if (!rc && (r.rotated || r.rmi_id))
-		rc = db_commit(db, "snapshot", r.gen, commit_edit, &r);
+		rc = kyro__db_commit(db, "snapshot", r.gen, commit_edit, &r);
 	if (!rc) {
 		fill_stats(&r);
-		db_collect_garbage(db);
+		kyro__db_collect_garbage(db);
 	}
 	if (r.have_w)
-		snap_writer_abort(&r.w);
+		kyro__snap_writer_abort(&r.w);
 	if (r.have_old)
-		snap_close(&r.old);
-	fs_close(lockfd);
+		kyro__snap_close(&r.old);
+	kyro__fs_close(lockfd);
 	r.st->seconds = now() - t0;
 	return rc;
 }

@@ -374,11 +374,11 @@ static inline void bump(_Atomic uint64_t *p)
 			      memory_order_relaxed);
 }
 
-struct kyro_rmi {
+struct kyro__rmi {
 	struct model m;
 	const uint64_t *keys;
 	uint64_t n;
-	kyro_simd_probe_fn probe;
+	kyro__simd_probe_fn probe;
 	int simd;
 	int descend; /* lookups take the fast path (see lower_bound()) */
 	int windows; /* counted lookups also count the window histogram */
@@ -389,8 +389,8 @@ struct kyro_rmi {
 	struct counters *ctr;
 };
 
-uint64_t kyro_lower_bound_binary(const uint64_t *keys, uint64_t n,
-				 uint64_t key)
+uint64_t kyro__lower_bound_binary(const uint64_t *keys, uint64_t n,
+				  uint64_t key)
 {
 	if (n == 0)
 		return 0;
@@ -420,12 +420,12 @@ static inline unsigned hist_bucket(uint64_t w)
 }
 
 /* A mispredict: the probed run did not bracket the key. */
-static __attribute__((noinline)) uint64_t mispredict(const struct kyro_rmi *r,
+static __attribute__((noinline)) uint64_t mispredict(const struct kyro__rmi *r,
 						     uint64_t key, int counting)
 {
 	if (counting)
 		bump(&slot_of(r->ctr)->mispredicts);
-	return kyro_lower_bound_binary(r->keys, r->n, key);
+	return kyro__lower_bound_binary(r->keys, r->n, key);
 }
 
 static inline int outside(uint64_t ans, uint64_t lo, uint64_t hi, uint64_t n)
@@ -435,8 +435,8 @@ static inline int outside(uint64_t ans, uint64_t lo, uint64_t hi, uint64_t n)
 
 /* A run the short path does not take, through R's own probe. */
 static __attribute__((noinline)) uint64_t
-probe_general(const struct kyro_rmi *r, uint64_t key, uint64_t lo,
-	      uint64_t hi, int counting)
+probe_general(const struct kyro__rmi *r, uint64_t key, uint64_t lo, uint64_t hi,
+	      int counting)
 {
 	const uint64_t ans = r->probe(r->keys, r->n, lo, hi, key);
 	if (__builtin_expect(outside(ans, lo, hi, r->n), 0))
@@ -470,17 +470,17 @@ probe_general(const struct kyro_rmi *r, uint64_t key, uint64_t lo,
  * fewer than 32 keys.
  */
 static inline __attribute__((always_inline)) uint64_t
-answer(const struct kyro_rmi *r, uint64_t key, uint64_t lo, uint64_t hi,
+answer(const struct kyro__rmi *r, uint64_t key, uint64_t lo, uint64_t hi,
        int counting)
 {
 	uint64_t a;
 	uint32_t win;
 	if (__builtin_expect(r->descend, 1) &&
-	    __builtin_expect(kyro_probe_lines(r->keys, r->n, lo, hi, &a, &win),
+	    __builtin_expect(kyro__probe_lines(r->keys, r->n, lo, hi, &a, &win),
 			     1)) {
-		const uint64_t b = kyro_probe_descend(r->keys, a, key, 1);
+		const uint64_t b = kyro__probe_descend(r->keys, a, key, 1);
 		const uint64_t ans =
-			kyro_probe_clamp(b + (r->keys[b] < key), lo, hi);
+			kyro__probe_clamp(b + (r->keys[b] < key), lo, hi);
 		if (__builtin_expect(outside(ans, lo, hi, r->n), 0))
 			return mispredict(r, key, counting);
 		return ans;
@@ -494,7 +494,7 @@ answer(const struct kyro_rmi *r, uint64_t key, uint64_t lo, uint64_t hi,
  * in answer().  Out of line, so that the common lookup holds none of it.
  */
 static __attribute__((noinline)) uint64_t
-lookup_slow(const struct kyro_rmi *r, uint64_t key, const unsigned char *leaf,
+lookup_slow(const struct kyro__rmi *r, uint64_t key, const unsigned char *leaf,
 	    uint64_t off, int counting)
 {
 	struct window w;
@@ -520,14 +520,14 @@ static inline __attribute__((target("avx512f,popcnt"))) uint64_t
 count_below_wide(const uint64_t *keys, uint64_t a, uint64_t key)
 {
 	return a + (uint64_t)__builtin_popcount(
-			   kyro_lt_mask32_avx512(keys + a, key));
+			   kyro__lt_mask32_avx512(keys + a, key));
 }
 #endif
 
 /*
  * Always inlined: each caller passes COUNTING and WIDE as constants, and the
  * counters must cost the uncounted lookup nothing.  The window histogram
- * is counted only when asked for (kyro_rmi_count_windows()): its update
+ * is counted only when asked for (kyro__rmi_count_windows()): its update
  * is a store that depends on the leaf's cache miss, and at 100M keys on
  * Zen 5 it cost a quarter of a lookup, where mispredicts and fallbacks,
  * counted only on the rare paths, cost nothing (docs/RMI.md, "What the
@@ -546,7 +546,7 @@ count_below_wide(const uint64_t *keys, uint64_t a, uint64_t key)
  * goes to lookup_slow().
  */
 static inline __attribute__((always_inline)) uint64_t
-lower_bound(const struct kyro_rmi *r, uint64_t key, int counting, int wide)
+lower_bound(const struct kyro__rmi *r, uint64_t key, int counting, int wide)
 {
 	const uint64_t n = r->n;
 	const uint64_t *keys = r->keys;
@@ -592,7 +592,7 @@ lower_bound(const struct kyro_rmi *r, uint64_t key, int counting, int wide)
 		else
 #endif
 		{
-			const uint64_t b = kyro_probe_descend(keys, a, key, 1);
+			const uint64_t b = kyro__probe_descend(keys, a, key, 1);
 			ans = b + (keys[b] < key);
 		}
 		/* ans in [a + 1, a + 31], one compare: a wraps below. */
@@ -621,12 +621,12 @@ lower_bound(const struct kyro_rmi *r, uint64_t key, int counting, int wide)
  * latency per stage instead of one per key and stage; a stage that did
  * the next one's work too would hold more instructions per key than the
  * core can keep in flight.  Each answer is computed, confirmed and
- * counted as by kyro_rmi_lower_bound().
+ * counted as by kyro__rmi_lower_bound().
  */
 #define BATCH 32
 
-void kyro_rmi_lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
-				uint64_t *out, size_t count)
+void kyro__rmi_lower_bound_batch(const struct kyro__rmi *r, const uint64_t *q,
+				 uint64_t *out, size_t count)
 {
 	const uint64_t n = r->n;
 	const uint64_t *keys = r->keys;
@@ -695,19 +695,19 @@ void kyro_rmi_lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
  * one predictable branch, where a copy per level behind a pointer would
  * cost an indirect call. */
 static __attribute__((target("avx512f,popcnt"), noinline)) uint64_t
-lookup_wide(const struct kyro_rmi *r, uint64_t key)
+lookup_wide(const struct kyro__rmi *r, uint64_t key)
 {
 	return lower_bound(r, key, 1, 1);
 }
 
 static __attribute__((target("avx512f,popcnt"), noinline)) uint64_t
-lookup_wide_nc(const struct kyro_rmi *r, uint64_t key)
+lookup_wide_nc(const struct kyro__rmi *r, uint64_t key)
 {
 	return lower_bound(r, key, 0, 1);
 }
 #endif
 
-uint64_t kyro_rmi_lower_bound(const struct kyro_rmi *r, uint64_t key)
+uint64_t kyro__rmi_lower_bound(const struct kyro__rmi *r, uint64_t key)
 {
 #if HAVE_WIDE
 	if (r->wide)
@@ -716,7 +716,7 @@ uint64_t kyro_rmi_lower_bound(const struct kyro_rmi *r, uint64_t key)
 	return lower_bound(r, key, 1, 0);
 }
 
-uint64_t kyro_rmi_lower_bound_nocount(const struct kyro_rmi *r, uint64_t key)
+uint64_t kyro__rmi_lower_bound_nocount(const struct kyro__rmi *r, uint64_t key)
 {
 #if HAVE_WIDE
 	if (r->wide)
@@ -725,8 +725,8 @@ uint64_t kyro_rmi_lower_bound_nocount(const struct kyro_rmi *r, uint64_t key)
 	return lower_bound(r, key, 0, 0);
 }
 
-void kyro_rmi_window(const struct kyro_rmi *r, uint64_t key, uint64_t *lo,
-		     uint64_t *hi)
+void kyro__rmi_window(const struct kyro__rmi *r, uint64_t key, uint64_t *lo,
+		      uint64_t *hi)
 {
 	if (r->n == 0 || key < r->m.first) {
 		*lo = *hi = 0;
@@ -742,7 +742,7 @@ void kyro_rmi_window(const struct kyro_rmi *r, uint64_t key, uint64_t *lo,
 	*hi = w.hi;
 }
 
-uint64_t kyro_rmi_predict(const struct kyro_rmi *r, uint64_t key)
+uint64_t kyro__rmi_predict(const struct kyro__rmi *r, uint64_t key)
 {
 	if (r->n == 0 || key < r->m.first)
 		return 0;
@@ -753,14 +753,14 @@ uint64_t kyro_rmi_predict(const struct kyro_rmi *r, uint64_t key)
 					      get_le32(leaf + 24), key);
 }
 
-int kyro_rmi_check_all(const struct kyro_rmi *r, uint64_t *bad,
-		       uint64_t *first_bad)
+int kyro__rmi_check_all(const struct kyro__rmi *r, uint64_t *bad,
+			uint64_t *first_bad)
 {
 	uint64_t nbad = 0;
 	uint64_t first = r->n;
 	for (uint64_t i = 0; i < r->n; i++) {
 		uint64_t lo, hi;
-		kyro_rmi_window(r, r->keys[i], &lo, &hi);
+		kyro__rmi_window(r, r->keys[i], &lo, &hi);
 		if (i < lo || i >= hi) {
 			if (nbad++ == 0)
 				first = i;
@@ -771,7 +771,7 @@ int kyro_rmi_check_all(const struct kyro_rmi *r, uint64_t *bad,
 	return nbad ? KYRO_ECORRUPT : 0;
 }
 
-void kyro_rmi_counters(const struct kyro_rmi *r, struct kyro_rmi_counters *c)
+void kyro__rmi_counters(const struct kyro__rmi *r, struct kyro__rmi_counters *c)
 {
 	memset(c, 0, sizeof(*c));
 	for (int i = 0; i < CTR_SLOTS; i++) {
@@ -789,14 +789,14 @@ void kyro_rmi_counters(const struct kyro_rmi *r, struct kyro_rmi_counters *c)
 	}
 }
 
-void kyro_rmi_count_windows(struct kyro_rmi *r, int on)
+void kyro__rmi_count_windows(struct kyro__rmi *r, int on)
 {
 	r->windows = on != 0;
 }
 
-int kyro_rmi_set_simd(struct kyro_rmi *r, int level)
+int kyro__rmi_set_simd(struct kyro__rmi *r, int level)
 {
-	const kyro_simd_probe_fn f = kyro_simd_probe_for(level);
+	const kyro__simd_probe_fn f = kyro__simd_probe_for(level);
 	if (f == NULL)
 		return ENOTSUP;
 	r->probe = f;
@@ -806,7 +806,7 @@ int kyro_rmi_set_simd(struct kyro_rmi *r, int level)
 	return 0;
 }
 
-void kyro_rmi_info(const struct kyro_rmi *r, struct kyro_rmi_info *info)
+void kyro__rmi_info(const struct kyro__rmi *r, struct kyro__rmi_info *info)
 {
 	info->keys = r->n;
 	info->leaves = r->leaves;
@@ -816,7 +816,7 @@ void kyro_rmi_info(const struct kyro_rmi *r, struct kyro_rmi_info *info)
 	info->simd = r->simd;
 }
 
-void kyro_rmi_free(struct kyro_rmi *r)
+void kyro__rmi_free(struct kyro__rmi *r)
 {
 	if (r == NULL)
 		return;
@@ -892,12 +892,12 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 	return 0;
 }
 
-int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
-		  const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-		  char *errbuf, size_t errlen)
+int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
+		   const uint64_t *keys, uint64_t n, uint64_t snap_gen,
+		   char *errbuf, size_t errlen)
 {
 	const unsigned char *img = image;
-	struct kyro_rmi *r = NULL;
+	struct kyro__rmi *r = NULL;
 	int err = KYRO_ECORRUPT;
 
 	*rp = NULL;
@@ -1028,7 +1028,7 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 	r->m = m;
 	r->keys = keys;
 	r->n = n;
-	(void)kyro_rmi_set_simd(r, kyro_simd_selected());
+	(void)kyro__rmi_set_simd(r, kyro__simd_selected());
 	r->leaves = leaves;
 	r->bits = bits;
 	r->bytes = size;
@@ -1039,7 +1039,7 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 out:
 	if (err == ENOMEM)
 		set_err(errbuf, errlen, "out of memory loading the index");
-	kyro_rmi_free(r);
+	kyro__rmi_free(r);
 	return err;
 }
 
@@ -1745,14 +1745,15 @@ static int fit_all(const struct model *m, unsigned char *recs,
 	return 0;
 }
 
-int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-		   const struct kyro_rmi_params *p, void **buf, size_t *size,
-		   struct kyro_rmi_build_stats *st, char *errbuf, size_t errlen)
+int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
+		    const struct kyro_rmi_params *p, void **buf, size_t *size,
+		    struct kyro__rmi_build_stats *st, char *errbuf,
+		    size_t errlen)
 {
 	static const struct kyro_rmi_params autop = { 0, 0, 0, 0 };
 	unsigned char *img = NULL;
 	uint64_t *bounds = NULL;
-	struct kyro_rmi *check = NULL;
+	struct kyro__rmi *check = NULL;
 	int err = 0;
 
 	*buf = NULL;
@@ -1841,8 +1842,8 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	      XXH3_64bits(img, (size_t)total - SUM_SIZE));
 
 	/* The loader's rules are the format's: the image must pass them. */
-	err = kyro_rmi_load(&check, img, (size_t)total, keys, n, snap_gen,
-			    errbuf, errlen);
+	err = kyro__rmi_load(&check, img, (size_t)total, keys, n, snap_gen,
+			     errbuf, errlen);
 	if (err)
 		goto out;
 	if (st) {
@@ -1859,7 +1860,7 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 out:
 	if (err == ENOMEM)
 		set_err(errbuf, errlen, "out of memory building the index");
-	kyro_rmi_free(check);
+	kyro__rmi_free(check);
 	free(bounds);
 	free(img);
 	return err;

@@ -59,14 +59,14 @@ static int get_mask(void)
 	return mask;
 }
 
-int kyro_simd_supported(int level)
+int kyro__simd_supported(int level)
 {
 	if (level < 0 || level >= KYRO_SIMD_NLEVELS)
 		return 0;
 	return (get_mask() >> level) & 1;
 }
 
-int kyro_simd_level(const char *name)
+int kyro__simd_level(const char *name)
 {
 	if (name == NULL)
 		return -1;
@@ -87,7 +87,7 @@ static int decide(void)
 	const char *env = getenv("KYRODB_SIMD");
 	if (env == NULL || env[0] == '\0')
 		return best | KYRO_SIMD_ENV_UNSET << 8;
-	const int want = kyro_simd_level(env);
+	const int want = kyro__simd_level(env);
 	if (want < 0)
 		return best | KYRO_SIMD_ENV_UNKNOWN << 8;
 	if (!((mask >> want) & 1))
@@ -105,37 +105,37 @@ static int get_selection(void)
 	return sel;
 }
 
-int kyro_simd_selected(void)
+int kyro__simd_selected(void)
 {
 	return get_selection() & 0xff;
 }
 
-int kyro_simd_env_status(void)
+int kyro__simd_env_status(void)
 {
 	return get_selection() >> 8;
 }
 
-kyro_simd_probe_fn kyro_simd_probe_for(int level)
+kyro__simd_probe_fn kyro__simd_probe_for(int level)
 {
-	if (!kyro_simd_supported(level))
+	if (!kyro__simd_supported(level))
 		return NULL;
 	switch (level) {
 	case KYRO_SIMD_SCALAR:
-		return kyro_simd_probe_scalar;
+		return kyro__simd_probe_scalar;
 #ifdef KYRO_SIMD_X86
 	case KYRO_SIMD_SSE4:
-		return kyro_simd_probe_sse4;
+		return kyro__simd_probe_sse4;
 	case KYRO_SIMD_AVX2:
-		return kyro_simd_probe_avx2;
+		return kyro__simd_probe_avx2;
 	case KYRO_SIMD_AVX512:
-		return kyro_simd_probe_avx512;
+		return kyro__simd_probe_avx512;
 #endif
 	default:
 		return NULL;
 	}
 }
 
-const char *kyro_simd_name(int level)
+const char *kyro__simd_name(int level)
 {
 	if (level < 0 || level >= KYRO_SIMD_NLEVELS)
 		return "?";

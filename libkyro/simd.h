@@ -7,7 +7,7 @@
  * choice is made once per process from cpu_features (GetX86Info), unless
  * KYRODB_SIMD names a level (scalar, sse4, avx2, avx512).  A value this
  * library does not know, or a level the CPU cannot run, is ignored (the
- * automatic choice stands) and reported through kyro_simd_env_status();
+ * automatic choice stands) and reported through kyro__simd_env_status();
  * the library never prints.
  *
  * NEON: out of scope for x86 builds.  An ARM build would add
@@ -25,7 +25,7 @@
 #define KYRO_SIMD_AVX512 3
 #define KYRO_SIMD_NLEVELS 4
 
-/* kyro_simd_env_status() results. */
+/* kyro__simd_env_status() results. */
 #define KYRO_SIMD_ENV_UNSET 0       /* KYRODB_SIMD not set (or empty) */
 #define KYRO_SIMD_ENV_APPLIED 1     /* the named level is in use */
 #define KYRO_SIMD_ENV_UNKNOWN 2     /* not a level name: automatic choice */
@@ -35,21 +35,20 @@
  * A probe: the lower bound of KEY in the sorted keys[LO..HI), that is
  * LO + the number of keys[j] < KEY for LO <= j < HI.  LO <= HI <= N.
  * Besides keys[LO..HI) it may read other keys of keys[0..N) that share
- * the window's 64-byte lines (see kyro_probe_lines()), never a key past
+ * the window's 64-byte lines (see kyro__probe_lines()), never a key past
  * N or before 0.
  */
-typedef uint64_t (*kyro_simd_probe_fn)(const uint64_t *keys, uint64_t n,
-				       uint64_t lo, uint64_t hi,
-				       uint64_t key);
+typedef uint64_t (*kyro__simd_probe_fn)(const uint64_t *keys, uint64_t n,
+					uint64_t lo, uint64_t hi, uint64_t key);
 
-uint64_t kyro_simd_probe_scalar(const uint64_t *keys, uint64_t n,
-				uint64_t lo, uint64_t hi, uint64_t key);
-uint64_t kyro_simd_probe_sse4(const uint64_t *keys, uint64_t n, uint64_t lo,
-			      uint64_t hi, uint64_t key);
-uint64_t kyro_simd_probe_avx2(const uint64_t *keys, uint64_t n, uint64_t lo,
-			      uint64_t hi, uint64_t key);
-uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t n,
-				uint64_t lo, uint64_t hi, uint64_t key);
+uint64_t kyro__simd_probe_scalar(const uint64_t *keys, uint64_t n, uint64_t lo,
+				 uint64_t hi, uint64_t key);
+uint64_t kyro__simd_probe_sse4(const uint64_t *keys, uint64_t n, uint64_t lo,
+			       uint64_t hi, uint64_t key);
+uint64_t kyro__simd_probe_avx2(const uint64_t *keys, uint64_t n, uint64_t lo,
+			       uint64_t hi, uint64_t key);
+uint64_t kyro__simd_probe_avx512(const uint64_t *keys, uint64_t n, uint64_t lo,
+				 uint64_t hi, uint64_t key);
 
 #define KYRO_PROBE_LINES 4 /* 64-byte lines the short-window path reads */
 #define KYRO_PROBE_KEYS (8 * KYRO_PROBE_LINES)
@@ -62,7 +61,7 @@ uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t n,
  * window's keys among the KYRO_PROBE_KEYS from there (bit j for
  * keys[*FIRST + j]).  The AVX-512 probe then compares all of those keys
  * and counts only the window's; the others search them
- * (kyro_probe_descend()) and clamp the answer to the window.  Otherwise
+ * (kyro__probe_descend()) and clamp the answer to the window.  Otherwise
  * returns 0: take the general path.
  *
  * Why a fixed count of lines: a loop whose trip count follows the window
@@ -75,9 +74,9 @@ uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t n,
  * The conditions are combined without short-circuits: one branch, taken
  * by about one lookup in 60.
  */
-static inline int kyro_probe_lines(const uint64_t *keys, uint64_t n,
-				   uint64_t lo, uint64_t hi, uint64_t *first,
-				   uint32_t *win)
+static inline int kyro__probe_lines(const uint64_t *keys, uint64_t n,
+				    uint64_t lo, uint64_t hi, uint64_t *first,
+				    uint32_t *win)
 {
 	/* Keys before keys[LO] in its line: the array is 8-byte aligned. */
 	const uint64_t skip = (uint64_t)(((uintptr_t)(keys + lo) & 63u) / 8u);
@@ -94,23 +93,23 @@ static inline int kyro_probe_lines(const uint64_t *keys, uint64_t n,
 /*
  * The short path of the AVX2, SSE4.2 and scalar probes (and of a lookup
  * at those levels, which runs it inline: answer() in rmi.c), after
- * kyro_probe_lines() returned 1 with *FIRST = A: prefetch the four lines,
+ * kyro__probe_lines() returned 1 with *FIRST = A: prefetch the four lines,
  * then halve keys[A..A+KYRO_PROBE_KEYS) without branches (each step adds
  * its half masked by the comparison) down to the W keys from the returned
  * base, W a power of two; the lower bound of KEY among the 32 keys is
  * the base plus the count of those W keys below KEY.
  *
  * Why a search and not a compare of all 32 keys, as the AVX-512 probe
- * and the AVX-512 fast path (count_below_wide() in rmi.c) do: four compares of eight keys cost AVX-512 a dozen instructions,
- * but eight of four keys cost AVX2 about 50 (each a pair of micro-ops on
- * cores with 128-bit vector units), and the fewer a lookup holds, the
- * more lookups' cache misses the core overlaps.  The halving steps read
- * lines that the prefetches have already requested, so they wait for one
- * memory latency, not one per step (docs/RMI.md, "The probe on cores
- * without AVX-512").
+ * and the AVX-512 fast path (count_below_wide() in rmi.c) do: four compares of
+ * eight keys cost AVX-512 a dozen instructions, but eight of four keys cost
+ * AVX2 about 50 (each a pair of micro-ops on cores with 128-bit vector units),
+ * and the fewer a lookup holds, the more lookups' cache misses the core
+ * overlaps.  The halving steps read lines that the prefetches have already
+ * requested, so they wait for one memory latency, not one per step
+ * (docs/RMI.md, "The probe on cores without AVX-512").
  */
-static inline uint64_t kyro_probe_descend(const uint64_t *keys, uint64_t a,
-					  uint64_t key, unsigned w)
+static inline uint64_t kyro__probe_descend(const uint64_t *keys, uint64_t a,
+					   uint64_t key, unsigned w)
 {
 	const char *p = (const char *)(const void *)(keys + a);
 	for (int i = 0; i < KYRO_PROBE_LINES; i++)
@@ -136,7 +135,7 @@ static inline uint64_t kyro_probe_descend(const uint64_t *keys, uint64_t a,
  * where the CPU has AVX-512F.
  */
 static inline __attribute__((target("avx512f"))) uint32_t
-kyro_lt_mask32_avx512(const uint64_t *p, uint64_t key)
+kyro__lt_mask32_avx512(const uint64_t *p, uint64_t key)
 {
 	const __m512i k = _mm512_set1_epi64((long long)key);
 	const __mmask16 m01 = _mm512_kunpackb(
@@ -152,31 +151,30 @@ kyro_lt_mask32_avx512(const uint64_t *p, uint64_t key)
 
 /* The lower bound within keys[LO..HI) of a key whose lower bound within
  * the short path's 32 keys is ANS: the same, clamped to [LO, HI]. */
-static inline uint64_t kyro_probe_clamp(uint64_t ans, uint64_t lo,
-					uint64_t hi)
+static inline uint64_t kyro__probe_clamp(uint64_t ans, uint64_t lo, uint64_t hi)
 {
 	ans = ans < lo ? lo : ans;
 	return ans > hi ? hi : ans;
 }
 
 /* 1 when this CPU (and OS) can run LEVEL, else 0. */
-int kyro_simd_supported(int level);
+int kyro__simd_supported(int level);
 
 /* The level in use: the best supported one, or KYRODB_SIMD's.  Decided on
  * the first call (thread-safe), fixed for the life of the process. */
-int kyro_simd_selected(void);
+int kyro__simd_selected(void);
 
 /* How KYRODB_SIMD was treated: a KYRO_SIMD_ENV_* value.  The caller (a
  * tool) may warn about KYRO_SIMD_ENV_UNKNOWN / _UNSUPPORTED. */
-int kyro_simd_env_status(void);
+int kyro__simd_env_status(void);
 
 /* The probe for LEVEL, or NULL when LEVEL is unknown or unsupported. */
-kyro_simd_probe_fn kyro_simd_probe_for(int level);
+kyro__simd_probe_fn kyro__simd_probe_for(int level);
 
 /* "scalar", "sse4", "avx2", "avx512"; "?" for anything else.  Static. */
-const char *kyro_simd_name(int level);
+const char *kyro__simd_name(int level);
 
 /* The level named NAME (as KYRODB_SIMD spells it), or -1. */
-int kyro_simd_level(const char *name);
+int kyro__simd_level(const char *name);
 
 #endif /* KYRO_SIMD_H */

@@ -21,8 +21,8 @@ static inline unsigned below4(const uint64_t *p, __m256i k, __m256i sign)
 		_mm256_castsi256_pd(_mm256_cmpgt_epi64(k, v)));
 }
 
-uint64_t kyro_simd_probe_avx2(const uint64_t *keys, uint64_t n, uint64_t lo,
-			      uint64_t hi, uint64_t key)
+uint64_t kyro__simd_probe_avx2(const uint64_t *keys, uint64_t n, uint64_t lo,
+			       uint64_t hi, uint64_t key)
 {
 	const __m256i sign =
 		_mm256_set1_epi64x((long long)0x8000000000000000ULL);
@@ -30,11 +30,11 @@ uint64_t kyro_simd_probe_avx2(const uint64_t *keys, uint64_t n, uint64_t lo,
 		_mm256_xor_si256(_mm256_set1_epi64x((long long)key), sign);
 	uint64_t a;
 	uint32_t win;
-	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
-		const uint64_t b = kyro_probe_descend(keys, a, key, 4);
-		return kyro_probe_clamp(
-			b + (uint64_t)__builtin_popcount(below4(keys + b, k, sign)),
-			lo, hi);
+	if (kyro__probe_lines(keys, n, lo, hi, &a, &win)) {
+		const uint64_t b = kyro__probe_descend(keys, a, key, 4);
+		return kyro__probe_clamp(b + (uint64_t)__builtin_popcount(
+						     below4(keys + b, k, sign)),
+					 lo, hi);
 	}
 	uint64_t base = lo;
 	uint64_t len = hi - lo;

@@ -44,13 +44,14 @@ static __attribute__((noinline)) uint64_t probe_long(const uint64_t *keys,
 	return base + below;
 }
 
-uint64_t kyro_simd_probe_avx512(const uint64_t *keys, uint64_t n,
-				uint64_t lo, uint64_t hi, uint64_t key)
+uint64_t kyro__simd_probe_avx512(const uint64_t *keys, uint64_t n, uint64_t lo,
+				 uint64_t hi, uint64_t key)
 {
 	uint64_t a;
 	uint32_t win;
-	if (kyro_probe_lines(keys, n, lo, hi, &a, &win))
-		return lo + (uint64_t)__builtin_popcount(
-				    kyro_lt_mask32_avx512(keys + a, key) & win);
+	if (kyro__probe_lines(keys, n, lo, hi, &a, &win))
+		return lo +
+		       (uint64_t)__builtin_popcount(
+			       kyro__lt_mask32_avx512(keys + a, key) & win);
 	return probe_long(keys, lo, hi, key);
 }

@@ -5,9 +5,9 @@
  * the plain reference the vector variants are compared against.
  *
  * All probes share one shape.  A short window is probed over a fixed
- * count of whole lines (kyro_probe_lines() in simd.h): compared all at
+ * count of whole lines (kyro__probe_lines() in simd.h): compared all at
  * once with AVX-512, searched without branches by the others
- * (kyro_probe_descend()).  A longer one is
+ * (kyro__probe_descend()).  A longer one is
  * halved without branches (the comparison picks the base with a
  * conditional move, so no branch depends on key data) until at most WIDE
  * keys are left, and the keys below KEY are counted over the rest.
@@ -21,14 +21,14 @@
 
 #define WIDE 16
 
-uint64_t kyro_simd_probe_scalar(const uint64_t *keys, uint64_t n,
-				uint64_t lo, uint64_t hi, uint64_t key)
+uint64_t kyro__simd_probe_scalar(const uint64_t *keys, uint64_t n, uint64_t lo,
+				 uint64_t hi, uint64_t key)
 {
 	uint64_t a;
 	uint32_t win;
-	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
-		const uint64_t b = kyro_probe_descend(keys, a, key, 1);
-		return kyro_probe_clamp(b + (keys[b] < key), lo, hi);
+	if (kyro__probe_lines(keys, n, lo, hi, &a, &win)) {
+		const uint64_t b = kyro__probe_descend(keys, a, key, 1);
+		return kyro__probe_clamp(b + (keys[b] < key), lo, hi);
 	}
 	uint64_t base = lo;
 	uint64_t len = hi - lo;

@@ -20,18 +20,18 @@ static inline unsigned below2(const uint64_t *p, __m128i k, __m128i sign)
 	return (unsigned)_mm_movemask_pd(_mm_castsi128_pd(_mm_cmpgt_epi64(k, v)));
 }
 
-uint64_t kyro_simd_probe_sse4(const uint64_t *keys, uint64_t n, uint64_t lo,
-			      uint64_t hi, uint64_t key)
+uint64_t kyro__simd_probe_sse4(const uint64_t *keys, uint64_t n, uint64_t lo,
+			       uint64_t hi, uint64_t key)
 {
 	const __m128i sign = _mm_set1_epi64x((long long)0x8000000000000000ULL);
 	const __m128i k = _mm_xor_si128(_mm_set1_epi64x((long long)key), sign);
 	uint64_t a;
 	uint32_t win;
-	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
-		const uint64_t b = kyro_probe_descend(keys, a, key, 2);
-		return kyro_probe_clamp(
-			b + (uint64_t)__builtin_popcount(below2(keys + b, k, sign)),
-			lo, hi);
+	if (kyro__probe_lines(keys, n, lo, hi, &a, &win)) {
+		const uint64_t b = kyro__probe_descend(keys, a, key, 2);
+		return kyro__probe_clamp(b + (uint64_t)__builtin_popcount(
+						     below2(keys + b, k, sign)),
+					 lo, hi);
 	}
 	uint64_t base = lo;
 	uint64_t len = hi - lo;

@@ -158,12 +158,13 @@ static void sort_top(struct delta_ent *v, struct delta_ent *tmp, size_t n,
 	run2(buckets_part, p, two);
 }
 
-int sort_ents(struct delta_ent *v, size_t n)
+int kyro__sort_ents(struct delta_ent *v, size_t n)
 {
-	return sort_ents_with(v, n, NULL);
+	return kyro__sort_ents_with(v, n, NULL);
 }
 
-int sort_ents_with(struct delta_ent *v, size_t n, struct delta_ent *scratch)
+int kyro__sort_ents_with(struct delta_ent *v, size_t n,
+			 struct delta_ent *scratch)
 {
 	if (n <= SMALL) {
 		insertion(v, n);
@@ -179,15 +180,15 @@ int sort_ents_with(struct delta_ent *v, size_t n, struct delta_ent *scratch)
 	unsigned bits = 64 - (unsigned)__builtin_clzll(hi - lo);
 	unsigned shift = bits > TOP_BITS ? bits - TOP_BITS : 0;
 	size_t nb = (size_t)((hi - lo) >> shift) + 1;
-	struct delta_ent *tmp = scratch ? scratch
-				       : fs_alloc_huge(n * sizeof *tmp);
+	struct delta_ent *tmp =
+		scratch ? scratch : kyro__fs_alloc_huge(n * sizeof *tmp);
 	size_t *count = calloc(2 * (nb + 1), sizeof *count);
 	size_t *start = malloc((nb + 1) * sizeof *start);
 	int rc = tmp && count && start ? 0 : ENOMEM;
 	if (!rc)
 		sort_top(v, tmp, n, count, start, nb, lo, shift);
 	if (!scratch)
-		fs_free_huge(tmp, n * sizeof *tmp);
+		kyro__fs_free_huge(tmp, n * sizeof *tmp);
 	free(count);
 	free(start);
 	return rc;
