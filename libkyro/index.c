@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -78,31 +77,16 @@ void index_load(kyro_db *db)
 		return;
 	}
 	kyro_rmi_count_windows(rmi, (db->flags & KYRO_COUNT_WINDOWS) != 0);
-	/* Published under the lock kyro_stats() reads it under: that call
-	 * may come from another thread. */
-	pthread_mutex_lock(&db->rmi_lock);
 	v->rmi = rmi;
-	pthread_mutex_unlock(&db->rmi_lock);
 	v->rmi_refused = 0;
 }
 
 void index_unload(kyro_db *db)
 {
 	struct view *v = &db->v;
-	/* kyro_stats() may be reading the index's counters from another
-	 * thread: fold them and free the index only under its lock. */
-	pthread_mutex_lock(&db->rmi_lock);
-	if (v->rmi) {
-		struct kyro_rmi_counters c;
-		kyro_rmi_counters(v->rmi, &c);
-		db->rmi_prev.mispredicts += c.mispredicts;
-		db->rmi_prev.fallbacks += c.fallbacks;
-		for (int i = 0; i < KYRO_RMI_HIST; i++)
-			db->rmi_prev.window_hist[i] += c.window_hist[i];
-		kyro_rmi_free(v->rmi);
-	}
+	/* The counters are the handle's (db->rmi_ctr): nothing to keep. */
+	kyro_rmi_free(v->rmi);
 	v->rmi = NULL;
-	pthread_mutex_unlock(&db->rmi_lock);
 	fs_unmap((void *)v->rmi_img, v->rmi_len);
 	v->rmi_img = NULL;
 	v->rmi_len = 0;
