@@ -101,6 +101,24 @@ lookup_slow(const struct kyro_rmi *r, uint64_t key, const unsigned char *leaf,
 			     c);
 }
 
+/* An array of fewer than KYRO_PROBE_KEYS keys: no fast path, the window
+ * through answer().  Out of line, so that the fast path saves no more
+ * registers than it uses. */
+static __attribute__((noinline)) uint64_t
+lookup_small(const struct kyro_rmi *r, uint64_t key, const unsigned char *leaf,
+	     uint64_t off, struct kyro_rmi_counters *c)
+{
+	struct window w;
+	window_at(leaf, off, &w);
+	if (c) {
+		if (r->windows)
+			bump(&c->window_hist[hist_bucket(w.hi - w.lo)]);
+		if (__builtin_expect(w.whole, 0))
+			bump(&c->fallbacks);
+	}
+	return answer(r, key, w.lo - (w.lo > 0), w.hi + (w.hi < r->n), c);
+}
+
 /* Where the fast path's 32 keys start for a window starting at LO: the
  * start of keys[lo - 1]'s line, but not before the array (whose first
  * key may sit inside a line), and not so far on that the 32 keys run
@@ -171,15 +189,7 @@ static uint64_t lower_bound(const struct kyro_rmi *r, uint64_t key,
 			return ans;
 		return lookup_slow(r, key, leaf, off, c);
 	}
-	struct window w;
-	window_at(leaf, off, &w);
-	if (c) {
-		if (r->windows)
-			bump(&c->window_hist[hist_bucket(w.hi - w.lo)]);
-		if (__builtin_expect(w.whole, 0))
-			bump(&c->fallbacks);
-	}
-	return answer(r, key, w.lo - (w.lo > 0), w.hi + (w.hi < n), c);
+	return lookup_small(r, key, leaf, off, c);
 }
 
 /*
