@@ -1,6 +1,6 @@
 /*
- * test_rmi.c - property tests of the learned index (libkyro/rmi.c) and its
- * SIMD probes (libkyro/simd*.c).
+ * test_rmi.c - property tests of the learned index (libkyro/rmi.c,
+ * rmi_build.c) and its SIMD probes and lookups (libkyro/simd*.c).
  *
  * Every check asks the index itself: a key present must lie inside the
  * window the model computes for it, and the probe of that window alone
@@ -828,9 +828,10 @@ static int windows_of(const uint64_t *keys, uint64_t n,
  * One router bucket holding a long cluster, one stray key far before it and
  * one far after it.  Spread over the whole bucket, the bucket's leaves
  * would cover the gaps and leave the cluster in one leaf, probed in windows
- * of a hundred keys and more; cut at the gaps (choose_run() in rmi.c), the
- * strays get the bucket's end leaves and the cluster all the others.  The
- * rest of the keys fill the other buckets.  Also checked as a key set.
+ * of a hundred keys and more; cut at the gaps (choose_run() in
+ * rmi_build.c), the strays get the bucket's end leaves and the cluster all
+ * the others.  The rest of the keys fill the other buckets.  Also checked
+ * as a key set.
  */
 /* Keys for a test of bucket 0x55 of a 2^8-entry router: room for EXTRA
  * more, and 20 000 random keys outside that bucket, plus 0 and UINT64_MAX
