@@ -103,17 +103,6 @@ static double spread_cost(double m, double j)
 #define GAP_PROBES 32
 
 /*
- * The run k[*rs..*re) of a bucket's M sorted keys over which its SPAN
- * leaves are spread; the keys before the run go to the bucket's first
- * leaf, those after it to its last.  Spread over all its keys, a bucket
- * that holds clusters far apart (keys in runs, one bucket catching two)
- * puts most of its leaves in the gap and each cluster in one leaf, fat
- * with the whole cluster and slow to search.  So, up to four times: find
- * the run's widest gap and cut there, keeping the side with the cheaper
- * total (spread_cost()), when that is clearly cheaper than not cutting.
- * One pass over the run per step; a bucket without a wide gap costs one.
- */
-/*
  * The widest gap between neighbours of k[a..b) (b - a >= 2) is at least
  * GAP_MIN of their range, as far as GAP_PROBES evenly spaced keys show:
  * any gap lies between two neighbouring probes, so all probes close
@@ -149,6 +138,17 @@ static double end_cost(const uint64_t *k, uint64_t a, uint64_t b, int joined)
 	return joined || wide_gap(k, a, b) ? m * m : spread_cost(m, 1);
 }
 
+/*
+ * The run k[*rs..*re) of a bucket's M sorted keys over which its SPAN
+ * leaves are spread; the keys before the run go to the bucket's first
+ * leaf, those after it to its last.  Spread over all its keys, a bucket
+ * that holds clusters far apart (keys in runs, one bucket catching two)
+ * puts most of its leaves in the gap and each cluster in one leaf, fat
+ * with the whole cluster and slow to search.  So, up to four times: find
+ * the run's widest gap and cut there, keeping the side with the cheaper
+ * total (spread_cost()), when that is clearly cheaper than not cutting.
+ * One pass over the run per step; a bucket without a wide gap costs one.
+ */
 static void choose_run(const uint64_t *k, uint64_t m, uint64_t span,
 		       uint64_t *rs, uint64_t *re)
 {
