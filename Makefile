@@ -38,6 +38,7 @@ LIB_SRCS := \
 	libkyro/index.c \
 	libkyro/manifest.c \
 	libkyro/rmi.c \
+	libkyro/rmi_build.c \
 	libkyro/shared.c \
 	libkyro/simd.c \
 	libkyro/simd_avx2.c \

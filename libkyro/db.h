@@ -8,7 +8,6 @@
 #define KYRO_DB_H
 
 #include <limits.h>
-#include <pthread.h>
 #include <stdint.h>
 
 #include "delta.h"
@@ -53,10 +52,9 @@ struct kyro_db {
 	int wopen;
 	struct manifest wman; /* the manifest as the writer saw it, locked */
 	struct kyro_stats st; /* see kyro_stats(); bumped with COUNT() */
-	struct kyro_rmi_counters rmi_prev; /* of indexes since unloaded */
-	/* Guards v.rmi and rmi_prev against kyro_stats(), which kyro.h lets
-	 * another thread call: the owner takes it only to swap the index. */
-	pthread_mutex_t rmi_lock;
+	/* Of every index this handle has used: the lookups add to it
+	 * (relaxed stores), kyro_stats() reads it, never the index. */
+	struct kyro_rmi_counters rmi_ctr;
 	char msg[KMSG_MAX];
 };
 
