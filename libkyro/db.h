@@ -2,7 +2,7 @@
  * db.h - the kyro_db handle, private to its three owners: db.c (opening,
  * closing, messages, counters), view.c (the read side) and writer.c
  * (batches and the commit point).  Every other module goes through
- * store.h.
+ * handle.h.
  */
 #ifndef KYRO_DB_H
 #define KYRO_DB_H
@@ -16,7 +16,7 @@
 #include "rmi.h"
 #include "shared.h"
 #include "snapshot.h"
-#include "store.h"
+#include "handle.h"
 #include "wal.h"
 
 /* What a reader sees: one manifest's snapshot plus the WAL after it. */
