@@ -4,23 +4,23 @@
  *
  * Methods (all return the position an 8-byte payload offset would be read
  * from):
- *   rmi          kyro_rmi_lower_bound() with counters: mispredicts and
+ *   rmi          kyro__rmi_lower_bound() with counters: mispredicts and
  *                fallbacks counted, windows not (the store's default
  *                path: what kyro-get and any library user run)
  *   rmi-windows  the same with the window histogram counted too
- *                (kyro_rmi_count_windows(); the daemon's path)
- *   rmi-nocount  kyro_rmi_lower_bound() with NULL counters: no counting
+ *                (kyro__rmi_count_windows(); the daemon's path)
+ *   rmi-nocount  kyro__rmi_lower_bound() with NULL counters: no counting
  *   rmi-predict  route and predict only, no window probe: the time of
  *                the model alone; rmi minus this is the last-mile search
  *   rmi-scalar/-sse4/-avx2/-avx512   rmi with one SIMD probe forced
- *   rmi-batch    kyro_rmi_lower_bound_batch() over all queries, counted
+ *   rmi-batch    kyro__rmi_lower_bound_batch() over all queries, counted
  *                (groups of 32 windows predicted and prefetched, then
  *                probed)
  *   rmi-soa+off  rmi, then the payload offset from its own array (keys
  *                and offsets in separate arrays, the snapshot's layout)
  *   rmi-aos+off  the same window probed in an array of 16-byte
  *                key+offset records, offset read beside the key
- *   binary       kyro_lower_bound_binary() over the same array
+ *   binary       kyro__lower_bound_binary() over the same array
  *   eytzinger    the keys in Eytzinger (BFS) order, branchless descent,
  *                prefetching the line of descendants four levels down
  *   lmdb         LMDB, MDB_INTEGERKEY keys, 8-byte offsets as values,
@@ -318,8 +318,8 @@ struct ctx {
 	const uint64_t *offs;   /* offs[i] = i: the payload offset array */
 	const struct rec *aos;  /* key+offset records, the other layout */
 	uint64_t *out;          /* batch answers */
-	struct kyro_rmi *rmi;
-	struct kyro_rmi_counters *ctr; /* the store's, as a handle owns one */
+	struct kyro__rmi *rmi;
+	struct kyro__rmi_counters *ctr; /* the store's, as a handle owns one */
 	const uint64_t *eyt;
 	MDB_env *env;
 	MDB_dbi dbi;
@@ -360,7 +360,7 @@ static uint64_t aos_probe(const struct rec *a, uint64_t lo, uint64_t hi,
 static inline uint64_t aos_lookup(const struct ctx *c, uint64_t x)
 {
 	uint64_t lo, hi;
-	kyro_rmi_window(c->rmi, x, &lo, &hi);
+	kyro__rmi_window(c->rmi, x, &lo, &hi);
 	lo -= lo > 0;
 	hi += hi < c->n;
 	const uint64_t i = aos_probe(c->aos, lo, hi, x);
@@ -387,18 +387,18 @@ static double run(const struct ctx *c, enum method m, const uint64_t *q,
 	case M_RMI_AVX2:
 	case M_RMI_AVX512:
 		for (uint64_t i = 0; i < nq; i++)
-			s += kyro_rmi_lower_bound(c->rmi, q[i], c->ctr);
+			s += kyro__rmi_lower_bound(c->rmi, q[i], c->ctr);
 		break;
 	case M_RMI_NOCOUNT:
 		for (uint64_t i = 0; i < nq; i++)
-			s += kyro_rmi_lower_bound(c->rmi, q[i], NULL);
+			s += kyro__rmi_lower_bound(c->rmi, q[i], NULL);
 		break;
 	case M_RMI_PREDICT:
 		for (uint64_t i = 0; i < nq; i++)
-			s += kyro_rmi_predict(c->rmi, q[i]);
+			s += kyro__rmi_predict(c->rmi, q[i]);
 		break;
 	case M_RMI_BATCH:
-		kyro_rmi_lower_bound_batch(c->rmi, q, c->out, nq, c->ctr);
+		kyro__rmi_lower_bound_batch(c->rmi, q, c->out, nq, c->ctr);
 		for (uint64_t i = 0; i < nq; i++)
 			s += c->out[i];
 		break;
@@ -406,7 +406,7 @@ static double run(const struct ctx *c, enum method m, const uint64_t *q,
 		/* lower bound, then the offset from its own array */
 		for (uint64_t i = 0; i < nq; i++) {
 			const uint64_t j =
-				kyro_rmi_lower_bound(c->rmi, q[i], c->ctr);
+				kyro__rmi_lower_bound(c->rmi, q[i], c->ctr);
 			s += j < c->n ? c->offs[j] : c->n;
 		}
 		break;
@@ -416,7 +416,7 @@ static double run(const struct ctx *c, enum method m, const uint64_t *q,
 		break;
 	case M_BINARY:
 		for (uint64_t i = 0; i < nq; i++)
-			s += kyro_lower_bound_binary(c->keys, c->n, q[i]);
+			s += kyro__lower_bound_binary(c->keys, c->n, q[i]);
 		break;
 	case M_EYTZINGER:
 		/* The found slot's key, so the answer can be checked against
@@ -629,7 +629,7 @@ int main(int argc, char **argv)
 				     "index_bytes,build_ms,note\n");
 	}
 
-	struct kyro_rmi_counters ct = { 0 };
+	struct kyro__rmi_counters ct = {0};
 	struct ctx c = { .keys = keys, .n = n, .ctr = &ct };
 	char note[256] = "";
 	uint64_t index_bytes = 0;
@@ -643,11 +643,11 @@ int main(int argc, char **argv)
 	for (int m = M_RMI; m <= M_AOS_OFF; m++)
 		any_rmi |= want[m];
 	if (any_rmi) {
-		struct kyro_rmi_build_stats st;
+		struct kyro__rmi_build_stats st;
 		char err[256];
 		t0 = now();
-		int rc = kyro_rmi_train(keys, n, 1, &shape, &img, &size, &st, err,
-					sizeof(err));
+		int rc = kyro__rmi_train(keys, n, 1, &shape, &img, &size, &st,
+					 err, sizeof(err));
 		const double tb = now() - t0;
 		if (rc)
 			die("build: %s", err);
@@ -665,8 +665,8 @@ int main(int argc, char **argv)
 		index_bytes = size;
 		img_huge = alloc_array(size);
 		memcpy(img_huge, img, size);
-		rc = kyro_rmi_load(&c.rmi, img_huge, size, keys, n, 1, err,
-				   sizeof(err));
+		rc = kyro__rmi_load(&c.rmi, img_huge, size, keys, n, 1, err,
+				    sizeof(err));
 		if (rc)
 			die("load: %s", err);
 		snprintf(note, sizeof(note),
@@ -677,9 +677,11 @@ int main(int argc, char **argv)
 			 st.mean_window,
 			 st.max_window, 100.0 * (double)size / (8.0 * (double)n),
 			 (double)n / tb / 1e6, (double)n / (tb + tw) / 1e6);
-		fprintf(stderr, "%s: index %zu bytes (%s), build %.3f s, "
-			"write+fsync %.3f s, simd %s\n", prog, size, note, tb,
-			tw, kyro_simd_name(kyro_simd_selected()));
+		fprintf(stderr,
+			"%s: index %zu bytes (%s), build %.3f s, "
+			"write+fsync %.3f s, simd %s\n",
+			prog, size, note, tb, tw,
+			kyro__simd_name(kyro__simd_selected()));
 	}
 	if (want[M_RMI_BATCH])
 		c.out = alloc_array(sizeof(*c.out) * (nlook > nabs ? nlook : nabs));
@@ -698,7 +700,7 @@ int main(int argc, char **argv)
 		/* Skipped like a SIMD level the CPU lacks, so that the
 		 * benchmark's one command runs to the end on any machine. */
 		if (want[M_AOS_OFF] &&
-		    !kyro_simd_supported(KYRO_SIMD_AVX512)) {
+		    !kyro__simd_supported(KYRO_SIMD_AVX512)) {
 			fprintf(stderr,
 				"%s: rmi-aos+off needs AVX-512: skipped\n",
 				prog);
@@ -731,7 +733,8 @@ int main(int argc, char **argv)
 	for (uint64_t i = 0; i < nlook; i++)
 		want_keysum += q[i];
 	for (uint64_t i = 0; i < nabs; i++)
-		want_abs_keysum += keys[kyro_lower_bound_binary(keys, n, qa[i])];
+		want_abs_keysum +=
+			keys[kyro__lower_bound_binary(keys, n, qa[i])];
 
 	/* Round robin: run r of every method, then run r + 1.  The machine
 	 * is shared and its speed drifts; taking the methods' runs side by
@@ -744,8 +747,8 @@ int main(int argc, char **argv)
 			if (!want[m])
 				continue;
 			if (m >= M_RMI_SCALAR && m <= M_RMI_AVX512) {
-				if (kyro_rmi_set_simd(c.rmi, m - M_RMI_SCALAR) !=
-				    0) {
+				if (kyro__rmi_set_simd(c.rmi,
+						       m - M_RMI_SCALAR) != 0) {
 					if (r == 0)
 						fprintf(stderr,
 							"%s: %s not supported "
@@ -755,11 +758,12 @@ int main(int argc, char **argv)
 					continue;
 				}
 			} else if (c.rmi) {
-				kyro_rmi_set_simd(c.rmi, kyro_simd_selected());
+				kyro__rmi_set_simd(c.rmi,
+						   kyro__simd_selected());
 			}
 			if (c.rmi)
-				kyro_rmi_count_windows(c.rmi,
-						       m == M_RMI_WINDOWS);
+				kyro__rmi_count_windows(c.rmi,
+							m == M_RMI_WINDOWS);
 			for (int kind = 0; kind < 2; kind++) {
 				const uint64_t nq = kind ? nabs : nlook;
 				const uint64_t *qq = kind ? qa : q;
@@ -819,7 +823,7 @@ int main(int argc, char **argv)
 		fputc('\n', stderr);
 	}
 	lmdb_close(&c);
-	kyro_rmi_free(c.rmi);
+	kyro__rmi_free(c.rmi);
 	free(img);
 	free_array(img_huge, size);
 	free_array(eyt, eyt_bytes);

@@ -9,7 +9,7 @@
  * append to the new segment meanwhile.  SNAPSHOT.lock keeps a second
  * snapshot (and index builds) out for the whole run.
  *
- * Both steps are edits committed through db_commit() (handle.h): the
+ * Both steps are edits committed through kyro__db_commit() (handle.h): the
  * rotation moves wal_last on, the commit names the snapshot (and its
  * index) and drops the folded segments.  One path for every call: fold
  * (when anything was written since the last snapshot), then build the
@@ -63,20 +63,23 @@ static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 	struct wal_scan sc;
 	char *msg = f->msg;
 	if (limit > s->maplen)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': committed end %llu is past the end of the "
-			      "file",
-			      s->path, (unsigned long long)limit);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': committed end %llu is past the end of the "
+			"file",
+			s->path, (unsigned long long)limit);
 	if (s->first_seq != *next_seq)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 24: first sequence number %llu, "
-			      "expected %llu",
-			      s->path, (unsigned long long)s->first_seq,
-			      (unsigned long long)*next_seq);
-	wal_scan(s->base, limit, s->id, WAL_HDR, s->first_seq, &sc);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset 24: first sequence number %llu, "
+			"expected %llu",
+			s->path, (unsigned long long)s->first_seq,
+			(unsigned long long)*next_seq);
+	kyro__wal_scan(s->base, limit, s->id, WAL_HDR, s->first_seq, &sc);
 	if (sc.status == KYRO_ECORRUPT)
-		return kfailx(msg, KYRO_ECORRUPT, "'%s': offset %llu: %s",
-			      s->path, (unsigned long long)sc.bad_off, sc.why);
+		return kyro__failx(msg, KYRO_ECORRUPT, "'%s': offset %llu: %s",
+				   s->path, (unsigned long long)sc.bad_off,
+				   sc.why);
 	for (uint64_t off = WAL_HDR; off < sc.end;) {
 		struct wal_rec r;
 		uint64_t at = off;
@@ -87,7 +90,8 @@ static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 			size_t cap = f->cap ? f->cap * 2 : 4096;
 			struct delta_ent *v = realloc(f->ents, cap * sizeof *v);
 			if (!v)
-				return kfail(msg, ENOMEM, "cannot snapshot");
+				return kyro__fail(msg, ENOMEM,
+						  "cannot snapshot");
 			f->ents = v;
 			f->cap = cap;
 		}
@@ -136,8 +140,8 @@ static int fold_merge(struct fold *f, const struct snap *old,
 			size_t len = 0;
 			rc = snap_get(msg, old, i, old->keys[i], &val, &len);
 			if (!rc)
-				rc = snap_writer_add(msg, w, old->keys[i++], val,
-						     len);
+				rc = kyro__snap_writer_add(
+					msg, w, old->keys[i++], val, len);
 		} else {
 			uint64_t key = f->ents[j].key;
 			while (j + 1 < m && f->ents[j + 1].key == key)
@@ -150,13 +154,14 @@ static int fold_merge(struct fold *f, const struct snap *old,
 			} else if (f->arena) {
 				uint32_t len;
 				memcpy(&len, f->arena + ref, 4);
-				rc = snap_writer_add(msg, w, key, f->arena + ref + 4,
-						     len);
+				rc = kyro__snap_writer_add(
+					msg, w, key, f->arena + ref + 4, len);
 			} else {
 				struct wal_rec r;
 				wal_rec_at(f->segs[DELTA_SLOT(ref)].base,
 					   DELTA_OFF(ref), &r);
-				rc = snap_writer_add(msg, w, key, r.val, r.len);
+				rc = kyro__snap_writer_add(msg, w, key, r.val,
+							   r.len);
 			}
 		}
 		if (progress && i + j >= tick) {
@@ -167,7 +172,7 @@ static int fold_merge(struct fold *f, const struct snap *old,
 	/* What the walk did not read (the header's block, padding) is
 	 * checked too: a snapshot is only folded whole and sound. */
 	if (!rc && old)
-		rc = snap_check_all(msg, old);
+		rc = kyro__snap_check_all(msg, old);
 	if (!rc && progress)
 		progress(arg, total, total);
 	return rc;
@@ -216,9 +221,10 @@ static int rotate(struct run *r)
 	/* The edit depends on nothing read before the lock: when another
 	 * commit (a repair) came between the read and the lock, read again. */
 	for (int tries = 0; tries < 3; tries++) {
-		if ((rc = manifest_read(db_msg(r->db), db_dir(r->db), &m)) != 0)
+		if ((rc = kyro__manifest_read(kyro__db_msg(r->db),
+					      kyro__db_dir(r->db), &m)) != 0)
 			return rc;
-		rc = db_commit(r->db, "snapshot", m.gen, rotate_edit, r);
+		rc = kyro__db_commit(r->db, "snapshot", m.gen, rotate_edit, r);
 		if (rc != KYRO_EBATCH)
 			break;
 	}
@@ -233,8 +239,9 @@ static int open_old(struct run *r, int needed)
 	const struct manifest *b = &r->before;
 	if (!b->snap_gen)
 		return 0;
-	int rc = snap_open(needed ? db_msg(r->db) : NULL, &r->old,
-			   db_dir(r->db), b->snap_gen, b->snap_keys);
+	int rc =
+		kyro__snap_open(needed ? kyro__db_msg(r->db) : NULL, &r->old,
+				kyro__db_dir(r->db), b->snap_gen, b->snap_keys);
 	r->have_old = !rc;
 	return needed ? rc : 0;
 }
@@ -243,20 +250,20 @@ static int open_old(struct run *r, int needed)
 static int fold_collect_all(struct run *r, struct fold *f)
 {
 	const struct manifest *b = &r->before;
-	char *msg = db_msg(r->db);
+	char *msg = kyro__db_msg(r->db);
 	int rc;
 	f->nsegs = (size_t)(b->wal_last - b->wal_first + 1);
 	if (!(f->segs = calloc(f->nsegs, sizeof *f->segs)))
-		return kfail(msg, ENOMEM, "cannot snapshot");
+		return kyro__fail(msg, ENOMEM, "cannot snapshot");
 	uint64_t next_seq = b->snap_gen ? b->snap_seq + 1 : 1;
 	/* Sequence numbers count records exactly: size the array once
 	 * rather than doubling a multi-gigabyte buffer. */
 	f->cap = (size_t)(r->cut + 1 - next_seq);
 	if (f->cap && !(f->ents = malloc(f->cap * sizeof *f->ents)))
-		return kfail(msg, ENOMEM, "cannot snapshot");
+		return kyro__fail(msg, ENOMEM, "cannot snapshot");
 	for (size_t i = 0; i < f->nsegs; i++) {
-		rc = seg_map_open(msg, &f->segs[i], db_dir(r->db),
-				  b->wal_first + i);
+		rc = kyro__seg_map_open(msg, &f->segs[i], kyro__db_dir(r->db),
+					b->wal_first + i);
 		if (rc)
 			return rc;
 		f->arena_cap += f->segs[i].maplen;
@@ -264,9 +271,9 @@ static int fold_collect_all(struct run *r, struct fold *f)
 	/* Values plus their 4-byte lengths never exceed the WAL's bytes.
 	 * Without memory for an arena the gather reads the WAL itself. */
 	if (f->arena_cap <= ARENA_MAX)
-		f->arena = fs_alloc_huge(f->arena_cap);
+		f->arena = kyro__fs_alloc_huge(f->arena_cap);
 	for (size_t i = 0; i < f->nsegs; i++) {
-		fs_populate(f->segs[i].base, f->segs[i].maplen);
+		kyro__fs_populate(f->segs[i].base, f->segs[i].maplen);
 		int last = i + 1 == f->nsegs;
 		rc = fold_collect(f, i, last ? r->cut_end : f->segs[i].maplen,
 				  &next_seq);
@@ -274,38 +281,40 @@ static int fold_collect_all(struct run *r, struct fold *f)
 			return rc;
 	}
 	if (next_seq != r->cut + 1)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "WAL of '%s' ends at sequence %llu, expected %llu",
-			      db_dir(r->db), (unsigned long long)(next_seq - 1),
-			      (unsigned long long)r->cut);
-	if ((rc = sort_ents(f->ents, f->nents)) != 0)
-		return kfail(msg, rc, "cannot snapshot");
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"WAL of '%s' ends at sequence %llu, expected %llu",
+			kyro__db_dir(r->db), (unsigned long long)(next_seq - 1),
+			(unsigned long long)r->cut);
+	if ((rc = kyro__sort_ents(f->ents, f->nents)) != 0)
+		return kyro__fail(msg, rc, "cannot snapshot");
 	return 0;
 }
 
 /* Write the new snapshot: the old one merged with the folded records. */
 static int fold(struct run *r)
 {
-	struct fold f = {.msg = db_msg(r->db)};
+	struct fold f = {.msg = kyro__db_msg(r->db)};
 	int rc = open_old(r, 1);
 	if (!rc)
 		rc = fold_collect_all(r, &f);
 	if (!rc)
-		rc = snap_writer_open(f.msg, &r->w, db_dir(r->db),
-				      r->before.snap_gen + 1,
-				      (r->have_old ? r->old.n : 0) + f.nents);
+		rc = kyro__snap_writer_open(f.msg, &r->w, kyro__db_dir(r->db),
+					    r->before.snap_gen + 1,
+					    (r->have_old ? r->old.n : 0) +
+						    f.nents);
 	if (!rc) {
 		r->have_w = 1;
 		rc = fold_merge(&f, r->have_old ? &r->old : NULL, &r->w,
 				r->progress, r->arg);
 	}
 	if (!rc)
-		rc = snap_writer_finish(f.msg, &r->w, r->cut, &r->bytes);
+		rc = kyro__snap_writer_finish(f.msg, &r->w, r->cut, &r->bytes);
 	for (size_t i = 0; f.segs && i < f.nsegs; i++)
-		seg_map_close(&f.segs[i]);
+		kyro__seg_map_close(&f.segs[i]);
 	free(f.segs);
 	free(f.ents);
-	fs_free_huge(f.arena, f.arena_cap);
+	kyro__fs_free_huge(f.arena, f.arena_cap);
 	return rc;
 }
 
@@ -320,20 +329,21 @@ static int want_index(const struct run *r)
 
 static int build_index(struct run *r)
 {
-	char *msg = db_msg(r->db);
-	const char *dir = db_dir(r->db);
+	char *msg = kyro__db_msg(r->db);
+	const char *dir = kyro__db_dir(r->db);
 	struct snap fresh;
 	const struct snap *s = &r->old;
 	int rc;
 	if (r->rotated) {
-		if ((rc = snap_open(msg, &fresh, dir, r->w.gen, r->w.n)) != 0)
+		if ((rc = kyro__snap_open(msg, &fresh, dir, r->w.gen,
+					  r->w.n)) != 0)
 			return rc;
 		s = &fresh;
 	}
 	r->rmi_id = r->before.rmi_gen + 1;
-	rc = index_write(msg, dir, s, r->rmi_id, r->p, &r->st->rmi);
+	rc = kyro__index_write(msg, dir, s, r->rmi_id, r->p, &r->st->rmi);
 	if (r->rotated)
-		snap_close(&fresh);
+		kyro__snap_close(&fresh);
 	return rc;
 }
 
@@ -387,7 +397,7 @@ int kyro_snapshot(kyro_db *db, unsigned flags,
 	double t0 = now();
 	memset(r.st, 0, sizeof *r.st);
 	r.w.fd_data = -1;
-	int rc = db_maintenance_lock(db, "snapshot", &lockfd);
+	int rc = kyro__db_maintenance_lock(db, "snapshot", &lockfd);
 	if (!rc)
 		rc = rotate(&r);
 	if (!rc)
@@ -395,16 +405,16 @@ int kyro_snapshot(kyro_db *db, unsigned flags,
 	if (!rc && want_index(&r))
 		rc = build_index(&r);
 	if (!rc && (r.rotated || r.rmi_id))
-		rc = db_commit(db, "snapshot", r.gen, commit_edit, &r);
+		rc = kyro__db_commit(db, "snapshot", r.gen, commit_edit, &r);
 	if (!rc) {
 		fill_stats(&r);
-		db_collect_garbage(db);
+		kyro__db_collect_garbage(db);
 	}
 	if (r.have_w)
-		snap_writer_abort(&r.w);
+		kyro__snap_writer_abort(&r.w);
 	if (r.have_old)
-		snap_close(&r.old);
-	fs_close(lockfd);
+		kyro__snap_close(&r.old);
+	kyro__fs_close(lockfd);
 	r.st->seconds = now() - t0;
 	return rc;
 }

@@ -21,7 +21,8 @@ const char *kyro_errmsg(const kyro_db *db)
 int kyro_set_sync(kyro_db *db, int mode)
 {
 	if (mode < KYRO_SYNC_ALWAYS || mode > KYRO_SYNC_NONE)
-		return kfailx(db->msg, EINVAL, "invalid sync mode %d", mode);
+		return kyro__failx(db->msg, EINVAL, "invalid sync mode %d",
+				   mode);
 	db->sync = mode;
 	return 0;
 }
@@ -31,36 +32,37 @@ int kyro_set_simd(kyro_db *db, const char *name)
 	int level = KYRO_SIMD_SCALAR;
 	if (!name || !strcmp(name, "auto")) {
 		for (int l = 0; l < KYRO_SIMD_NLEVELS; l++)
-			if (kyro_simd_supported(l))
+			if (kyro__simd_supported(l))
 				level = l;
-	} else if ((level = kyro_simd_level(name)) < 0) {
-		return kfailx(db->msg, EINVAL,
-			      "unknown instruction set '%.64s' (expected auto, "
-			      "scalar, sse4, avx2 or avx512)",
-			      name);
-	} else if (!kyro_simd_supported(level)) {
-		return kfailx(db->msg, ENOTSUP,
-			      "this CPU cannot run the %s probe", name);
+	} else if ((level = kyro__simd_level(name)) < 0) {
+		return kyro__failx(
+			db->msg, EINVAL,
+			"unknown instruction set '%.64s' (expected auto, "
+			"scalar, sse4, avx2 or avx512)",
+			name);
+	} else if (!kyro__simd_supported(level)) {
+		return kyro__failx(db->msg, ENOTSUP,
+				   "this CPU cannot run the %s probe", name);
 	}
 	db->simd = level;
 	/* Only lookups on the owner's thread use the probe (kyro_stats()
 	 * from another thread reads counters alone): no lock. */
 	if (db->v.rmi)
-		(void)kyro_rmi_set_simd(db->v.rmi, level);
+		(void)kyro__rmi_set_simd(db->v.rmi, level);
 	return 0;
 }
 
-char *db_msg(kyro_db *db)
+char *kyro__db_msg(kyro_db *db)
 {
 	return db->msg;
 }
 
-const char *db_dir(const kyro_db *db)
+const char *kyro__db_dir(const kyro_db *db)
 {
 	return db->dir;
 }
 
-int needs_repair(kyro_db *db, int rc)
+int kyro__needs_repair(kyro_db *db, int rc)
 {
 	size_t n = strlen(db->msg);
 	if (rc == KYRO_ECORRUPT && n + 1 < sizeof db->msg)
@@ -82,9 +84,9 @@ static int not_a_fresh_name(void *arg, const char *n)
  * looking here, and then the directory is a store.  lost+found
  * (kyro-verify --repair's, or a file system's root) holds no store state
  * and is never touched.  A directory that cannot be read is not fresh. */
-int dir_is_fresh(const char *dir)
+int kyro__dir_is_fresh(const char *dir)
 {
-	return fs_list_dir(NULL, dir, not_a_fresh_name, NULL) == 0;
+	return kyro__fs_list_dir(NULL, dir, not_a_fresh_name, NULL) == 0;
 }
 
 static uint64_t load_relaxed(const uint64_t *p)
@@ -103,7 +105,7 @@ void kyro_stats(const kyro_db *db, struct kyro_stats *st)
 	st->wal_records = load_relaxed(&s->wal_records);
 	st->wal_bytes = load_relaxed(&s->wal_bytes);
 	st->wal_fsyncs = load_relaxed(&s->wal_fsyncs);
-	const struct kyro_rmi_counters *c = &db->rmi_ctr;
+	const struct kyro__rmi_counters *c = &db->rmi_ctr;
 	st->rmi_mispredicts = load_relaxed(&c->mispredicts);
 	st->rmi_fallbacks = load_relaxed(&c->fallbacks);
 	/* Fold the index's finer histogram into ours: its bucket b > 0
@@ -123,20 +125,21 @@ void kyro_stats(const kyro_db *db, struct kyro_stats *st)
 static int create_store(kyro_db *db)
 {
 	struct manifest m = {.gen = 1, .wal_first = 1, .wal_last = 1};
-	int rc = shared_lock(db->msg, &db->sh);
+	int rc = kyro__shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
-	rc = manifest_read(db->msg, db->dir, &db->wman);
+	rc = kyro__manifest_read(db->msg, db->dir, &db->wman);
 	if (rc == ENOENT) {
-		if (!dir_is_fresh(db->dir))
-			rc = kfailx(db->msg, KYRO_ENOTDB,
-				    "'%s' is not a KyroDB data directory (no "
-				    "MANIFEST, and not empty)",
-				    db->dir);
-		else if (!(rc = wal_create(db->msg, db->dir, 1, 1)))
-			rc = manifest_write(db->msg, db->dir, &m);
+		if (!kyro__dir_is_fresh(db->dir))
+			rc = kyro__failx(
+				db->msg, KYRO_ENOTDB,
+				"'%s' is not a KyroDB data directory (no "
+				"MANIFEST, and not empty)",
+				db->dir);
+		else if (!(rc = kyro__wal_create(db->msg, db->dir, 1, 1)))
+			rc = kyro__manifest_write(db->msg, db->dir, &m);
 	}
-	shared_unlock(&db->sh);
+	kyro__shared_unlock(&db->sh);
 	return rc;
 }
 
@@ -154,43 +157,45 @@ int kyro_open(kyro_db **dbp, const char *dir, unsigned flags)
 	db->sh.fd = -1;
 	db->w.fd = -1;
 	if (snprintf(db->dir, sizeof db->dir, "%s", dir) >= (int)sizeof db->dir)
-		return kfail(db->msg, ENAMETOOLONG, "cannot open '%s'", dir);
+		return kyro__fail(db->msg, ENAMETOOLONG, "cannot open '%s'",
+				  dir);
 	int isdir;
-	if ((rc = fs_is_dir(db->msg, dir, &isdir)) != 0) {
+	if ((rc = kyro__fs_is_dir(db->msg, dir, &isdir)) != 0) {
 		if (rc != ENOENT || !create)
 			return rc;
 		/* Another writer may create it first: then use theirs. */
-		rc = fs_mkdir_durable(db->msg, dir);
-		if (rc == EEXIST && !fs_is_dir(NULL, dir, &isdir) && isdir)
+		rc = kyro__fs_mkdir_durable(db->msg, dir);
+		if (rc == EEXIST && !kyro__fs_is_dir(NULL, dir, &isdir) &&
+		    isdir)
 			rc = 0;
 		if (rc)
 			return rc;
 	} else if (!isdir) {
-		return kfail(db->msg, ENOTDIR, "cannot open '%s'", dir);
+		return kyro__fail(db->msg, ENOTDIR, "cannot open '%s'", dir);
 	}
 	/* Judge the directory before creating anything in it: a refused
 	 * directory is left exactly as it was. */
-	rc = manifest_read(db->msg, dir, &m);
-	if (rc == ENOENT && !dir_is_fresh(dir))
-		return kfailx(db->msg, KYRO_ENOTDB,
-			      "'%s' is not a KyroDB data directory (no "
-			      "MANIFEST, and not empty)",
-			      dir);
+	rc = kyro__manifest_read(db->msg, dir, &m);
+	if (rc == ENOENT && !kyro__dir_is_fresh(dir))
+		return kyro__failx(db->msg, KYRO_ENOTDB,
+				   "'%s' is not a KyroDB data directory (no "
+				   "MANIFEST, and not empty)",
+				   dir);
 	if (rc == ENOENT && (flags & KYRO_EXISTING))
-		return kfailx(db->msg, ENOENT,
-			      "'%s' holds no KyroDB store yet", dir);
+		return kyro__failx(db->msg, ENOENT,
+				   "'%s' holds no KyroDB store yet", dir);
 	if (rc && rc != ENOENT)
 		return rc;
-	rc = shared_open(db->msg, &db->sh, dir, flags & KYRO_RDWR);
+	rc = kyro__shared_open(db->msg, &db->sh, dir, flags & KYRO_RDWR);
 	if (rc)
 		return rc;
 	if (flags & KYRO_RDWR) {
-		rc = manifest_read(db->msg, dir, &m);
+		rc = kyro__manifest_read(db->msg, dir, &m);
 		if (!rc)
-			writer_precheck(db);
+			kyro__writer_precheck(db);
 		return rc == ENOENT ? create_store(db) : rc;
 	}
-	return view_load(db);
+	return kyro__view_load(db);
 }
 
 void kyro_close(kyro_db *db)
@@ -199,8 +204,8 @@ void kyro_close(kyro_db *db)
 		return;
 	kyro_batch_abort(db);
 	if (db->wopen)
-		wal_writer_close(&db->w);
-	view_free(db);
-	shared_close(&db->sh);
+		kyro__wal_writer_close(&db->w);
+	kyro__view_free(db);
+	kyro__shared_close(&db->sh);
 	free(db);
 }

@@ -30,7 +30,7 @@ struct view {
 	size_t nsegs;
 	size_t cur;       /* segments before this one are fully applied */
 	struct delta delta;
-	struct kyro_rmi *rmi;     /* NULL: binary search */
+	struct kyro__rmi *rmi; /* NULL: binary search */
 	const unsigned char *rmi_img;
 	size_t rmi_len;
 	int rmi_refused;          /* an index exists but failed to load */
@@ -54,7 +54,7 @@ struct kyro_db {
 	struct kyro_stats st; /* see kyro_stats(); bumped with COUNT() */
 	/* Of every index this handle has used: the lookups add to it
 	 * (relaxed stores), kyro_stats() reads it, never the index. */
-	struct kyro_rmi_counters rmi_ctr;
+	struct kyro__rmi_counters rmi_ctr;
 	char msg[KMSG_MAX];
 };
 
@@ -66,29 +66,29 @@ struct kyro_db {
 
 /* db.c */
 /* Damage a writer or reader stops at: add to the message what clears it. */
-int needs_repair(kyro_db *db, int rc);
+int kyro__needs_repair(kyro_db *db, int rc);
 /* Is the directory empty but for files a writer creates first? */
-int dir_is_fresh(const char *dir);
+int kyro__dir_is_fresh(const char *dir);
 
 /* view.c */
 /* Bring the view up to date: the one atomic load of the fast path, and
  * the catch-up or reload when another process committed. */
-int db_view_refresh(kyro_db *db);
+int kyro__db_view_refresh(kyro_db *db);
 /* Load the view from the current manifest, starting over while a
  * snapshot removes the files under it. */
-int view_load(kyro_db *db);
-void view_free(kyro_db *db);
+int kyro__view_load(kyro_db *db);
+void kyro__view_free(kyro_db *db);
 
 /* writer.c */
 /* Under the writer lock: read the manifest and find the committed end of
  * the last WAL segment (from the shared page when it is trustworthy, else
  * by checking every live segment), open the writer there, truncating a
  * torn tail. */
-int db_writer_prepare(kyro_db *db);
+int kyro__db_writer_prepare(kyro_db *db);
 /* Before a new handle's first batch, without the lock: check what the
  * shared page says is committed, so the lock is held only for the rest. */
-void writer_precheck(kyro_db *db);
+void kyro__writer_precheck(kyro_db *db);
 /* Publish the writer's committed end and WMAN's generation. */
-void db_publish(kyro_db *db);
+void kyro__db_publish(kyro_db *db);
 
 #endif

@@ -12,15 +12,18 @@
 #include "internal.h"
 #include "sort.h"
 
-void delta_init(struct delta *d) { memset(d, 0, sizeof *d); }
-
-void delta_free(struct delta *d)
+void kyro__delta_init(struct delta *d)
 {
-	free(d->tab);
-	delta_init(d);
+	memset(d, 0, sizeof *d);
 }
 
-void delta_clear(struct delta *d)
+void kyro__delta_free(struct delta *d)
+{
+	free(d->tab);
+	kyro__delta_init(d);
+}
+
+void kyro__delta_clear(struct delta *d)
 {
 	if (d->tab)
 		memset(d->tab, 0, d->cap * sizeof *d->tab);
@@ -57,7 +60,7 @@ static int grow(struct delta *d)
 	return 0;
 }
 
-int delta_set(struct delta *d, uint64_t key, uint64_t ref)
+int kyro__delta_set(struct delta *d, uint64_t key, uint64_t ref)
 {
 	KYRO_VERIFY(ref != 0);
 	if ((d->count + 1) * 2 > d->cap) {
@@ -82,8 +85,8 @@ int delta_set(struct delta *d, uint64_t key, uint64_t ref)
 	}
 }
 
-int delta_sorted(const struct delta *d, uint64_t lo, uint64_t hi,
-		 struct delta_ent **out, size_t *n)
+int kyro__delta_sorted(const struct delta *d, uint64_t lo, uint64_t hi,
+		       struct delta_ent **out, size_t *n)
 {
 	struct delta_ent *v = malloc((d->count ? d->count : 1) * sizeof *v);
 	size_t k = 0;
@@ -92,7 +95,7 @@ int delta_sorted(const struct delta *d, uint64_t lo, uint64_t hi,
 	for (size_t i = 0; i < d->cap; i++)
 		if (d->tab[i].ref && d->tab[i].key >= lo && d->tab[i].key <= hi)
 			v[k++] = d->tab[i];
-	int rc = sort_ents(v, k);
+	int rc = kyro__sort_ents(v, k);
 	if (rc) {
 		free(v);
 		return rc;

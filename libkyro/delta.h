@@ -25,11 +25,11 @@ struct delta {
 	unsigned shift;        /* 64 - log2(cap) */
 };
 
-void delta_init(struct delta *d);
-void delta_free(struct delta *d);
-void delta_clear(struct delta *d);
+void kyro__delta_init(struct delta *d);
+void kyro__delta_free(struct delta *d);
+void kyro__delta_clear(struct delta *d);
 /* Insert or replace; ENOMEM on failure (the map is unchanged). */
-int delta_set(struct delta *d, uint64_t key, uint64_t ref);
+int kyro__delta_set(struct delta *d, uint64_t key, uint64_t ref);
 
 /* The reference for KEY, or 0 when the delta does not know it. */
 static inline uint64_t delta_get(const struct delta *d, uint64_t key)
@@ -49,7 +49,7 @@ static inline uint64_t delta_get(const struct delta *d, uint64_t key)
 
 /* Copy the entries with LO <= key <= HI into a new array sorted by key
  * (the caller frees it). */
-int delta_sorted(const struct delta *d, uint64_t lo, uint64_t hi,
-		 struct delta_ent **out, size_t *n);
+int kyro__delta_sorted(const struct delta *d, uint64_t lo, uint64_t hi,
+		       struct delta_ent **out, size_t *n);
 
 #endif

@@ -51,7 +51,7 @@ static int vfail(char *msg, int rc, int why, const char *fmt, va_list ap)
 	return rc;
 }
 
-int kfail(char *msg, int rc, const char *fmt, ...)
+int kyro__fail(char *msg, int rc, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -60,7 +60,7 @@ int kfail(char *msg, int rc, const char *fmt, ...)
 	return rc;
 }
 
-int kfailx(char *msg, int rc, const char *fmt, ...)
+int kyro__failx(char *msg, int rc, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -71,8 +71,8 @@ int kfailx(char *msg, int rc, const char *fmt, ...)
 
 /* The one place the library stops a process: continuing after a broken
  * invariant would write corrupt data to disk, which is worse. */
-_Noreturn void kyro_invariant_failed(const char *what, const char *file,
-				     int line)
+_Noreturn void kyro__invariant_failed(const char *what, const char *file,
+				      int line)
 {
 	(void)what;
 	(void)file;
@@ -80,14 +80,14 @@ _Noreturn void kyro_invariant_failed(const char *what, const char *file,
 	abort();
 }
 
-int kpath(char *out, const char *dir, const char *name)
+int kyro__path(char *out, const char *dir, const char *name)
 {
 	int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
 	return (n < 0 || n >= PATH_MAX) ? ENAMETOOLONG : 0;
 }
 
-int kpath_gen(char *out, const char *dir, const char *prefix, uint64_t gen,
-	      const char *suffix)
+int kyro__path_gen(char *out, const char *dir, const char *prefix, uint64_t gen,
+		   const char *suffix)
 {
 	int n = snprintf(out, PATH_MAX, "%s/%s%016llx%s", dir, prefix,
 			 (unsigned long long)gen, suffix);

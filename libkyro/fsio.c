@@ -19,26 +19,26 @@
 #include "fsio.h"
 #include "internal.h"
 
-int fs_open(char *msg, const char *path, int flags, mode_t mode, int *fd)
+int kyro__fs_open(char *msg, const char *path, int flags, mode_t mode, int *fd)
 {
 	int f;
 	do
 		f = open(path, flags | O_CLOEXEC, mode);
 	while (f < 0 && errno == EINTR);
 	if (f < 0)
-		return kfail(msg, errno, "cannot open '%s'", path);
+		return kyro__fail(msg, errno, "cannot open '%s'", path);
 	*fd = f;
 	return 0;
 }
 
-void fs_close(int fd)
+void kyro__fs_close(int fd)
 {
 	if (fd >= 0)
 		close(fd);
 }
 
-int fs_write_all(char *msg, int fd, const void *buf, size_t n,
-		 const char *path)
+int kyro__fs_write_all(char *msg, int fd, const void *buf, size_t n,
+		       const char *path)
 {
 	const char *p = buf;
 	while (n > 0) {
@@ -46,18 +46,19 @@ int fs_write_all(char *msg, int fd, const void *buf, size_t n,
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			return kfail(msg, errno, "cannot write '%s'", path);
+			return kyro__fail(msg, errno, "cannot write '%s'",
+					  path);
 		}
 		if (w == 0)
-			return kfail(msg, EIO, "cannot write '%s'", path);
+			return kyro__fail(msg, EIO, "cannot write '%s'", path);
 		p += w;
 		n -= (size_t)w;
 	}
 	return 0;
 }
 
-int fs_pread_all(char *msg, int fd, void *buf, size_t n, uint64_t off,
-		 const char *path, size_t *got)
+int kyro__fs_pread_all(char *msg, int fd, void *buf, size_t n, uint64_t off,
+		       const char *path, size_t *got)
 {
 	char *p = buf;
 	size_t done = 0;
@@ -66,7 +67,7 @@ int fs_pread_all(char *msg, int fd, void *buf, size_t n, uint64_t off,
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return kfail(msg, errno, "cannot read '%s'", path);
+			return kyro__fail(msg, errno, "cannot read '%s'", path);
 		}
 		if (r == 0)
 			break;
@@ -76,58 +77,58 @@ int fs_pread_all(char *msg, int fd, void *buf, size_t n, uint64_t off,
 	return 0;
 }
 
-int fs_fsync(char *msg, int fd, const char *path)
+int kyro__fs_fsync(char *msg, int fd, const char *path)
 {
 	/* No retry on EINTR or anything else: after a failed fsync the
 	 * kernel may have dropped the dirty pages, so a second call that
 	 * succeeds proves nothing (PostgreSQL's "fsyncgate"). */
 	if (fsync(fd) < 0)
-		return kfail(msg, errno, "cannot sync '%s'", path);
+		return kyro__fail(msg, errno, "cannot sync '%s'", path);
 	return 0;
 }
 
-void fs_writeback(int fd, uint64_t off, uint64_t len)
+void kyro__fs_writeback(int fd, uint64_t off, uint64_t len)
 {
 	sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
 }
 
-int fs_fsync_dir(char *msg, const char *dir)
+int kyro__fs_fsync_dir(char *msg, const char *dir)
 {
-	int fd, rc = fs_open(msg, dir, O_RDONLY | O_DIRECTORY, 0, &fd);
+	int fd, rc = kyro__fs_open(msg, dir, O_RDONLY | O_DIRECTORY, 0, &fd);
 	if (rc)
 		return rc;
-	rc = fs_fsync(msg, fd, dir);
+	rc = kyro__fs_fsync(msg, fd, dir);
 	close(fd);
 	return rc;
 }
 
-int fs_rename(char *msg, const char *from, const char *to)
+int kyro__fs_rename(char *msg, const char *from, const char *to)
 {
 	if (rename(from, to) < 0)
-		return kfail(msg, errno, "cannot rename '%s' to '%s'", from,
-			     to);
+		return kyro__fail(msg, errno, "cannot rename '%s' to '%s'",
+				  from, to);
 	return 0;
 }
 
-int fs_unlink(char *msg, const char *path)
+int kyro__fs_unlink(char *msg, const char *path)
 {
 	if (unlink(path) < 0 && errno != ENOENT)
-		return kfail(msg, errno, "cannot remove '%s'", path);
+		return kyro__fail(msg, errno, "cannot remove '%s'", path);
 	return 0;
 }
 
-int fs_truncate(char *msg, int fd, uint64_t len, const char *path)
+int kyro__fs_truncate(char *msg, int fd, uint64_t len, const char *path)
 {
 	int r;
 	do
 		r = ftruncate(fd, (off_t)len);
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
-		return kfail(msg, errno, "cannot truncate '%s'", path);
+		return kyro__fail(msg, errno, "cannot truncate '%s'", path);
 	return 0;
 }
 
-int fs_allocate(char *msg, int fd, uint64_t len, const char *path)
+int kyro__fs_allocate(char *msg, int fd, uint64_t len, const char *path)
 {
 	int r = posix_fallocate(fd, 0, (off_t)len);
 	if (r == EOPNOTSUPP || r == ENOSYS) {
@@ -137,45 +138,45 @@ int fs_allocate(char *msg, int fd, uint64_t len, const char *path)
 			size_t n = len - off < sizeof zeros ? (size_t)(len - off)
 							    : sizeof zeros;
 			if (pwrite(fd, zeros, n, (off_t)off) != (ssize_t)n)
-				return kfail(msg, errno ? errno : EIO,
-					     "cannot write '%s'", path);
+				return kyro__fail(msg, errno ? errno : EIO,
+						  "cannot write '%s'", path);
 		}
 		return 0;
 	}
 	if (r)
-		return kfail(msg, r, "cannot write '%s'", path);
+		return kyro__fail(msg, r, "cannot write '%s'", path);
 	return 0;
 }
 
-int fs_size(char *msg, int fd, const char *path, uint64_t *size)
+int kyro__fs_size(char *msg, int fd, const char *path, uint64_t *size)
 {
 	struct stat st;
 	if (fstat(fd, &st) < 0)
-		return kfail(msg, errno, "cannot stat '%s'", path);
+		return kyro__fail(msg, errno, "cannot stat '%s'", path);
 	*size = (uint64_t)st.st_size;
 	return 0;
 }
 
-int fs_seek(char *msg, int fd, uint64_t off, const char *path)
+int kyro__fs_seek(char *msg, int fd, uint64_t off, const char *path)
 {
 	if (lseek(fd, (off_t)off, SEEK_SET) < 0)
-		return kfail(msg, errno, "cannot seek '%s'", path);
+		return kyro__fail(msg, errno, "cannot seek '%s'", path);
 	return 0;
 }
 
-int fs_lock(char *msg, int fd, int op, const char *path)
+int kyro__fs_lock(char *msg, int fd, int op, const char *path)
 {
 	int r;
 	do
 		r = flock(fd, op);
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
-		return kfail(msg, errno, "cannot lock '%s'", path);
+		return kyro__fail(msg, errno, "cannot lock '%s'", path);
 	return 0;
 }
 
-int fs_map(char *msg, int fd, size_t len, int writable, const char *path,
-	   void **p)
+int kyro__fs_map(char *msg, int fd, size_t len, int writable, const char *path,
+		 void **p)
 {
 	*p = NULL;
 	if (len == 0)
@@ -183,28 +184,28 @@ int fs_map(char *msg, int fd, size_t len, int writable, const char *path,
 	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
 	void *m = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED)
-		return kfail(msg, errno, "cannot map '%s'", path);
+		return kyro__fail(msg, errno, "cannot map '%s'", path);
 	*p = m;
 	return 0;
 }
 
-int fs_remap(char *msg, void *old, size_t oldlen, size_t newlen,
-	     const char *path, void **p)
+int kyro__fs_remap(char *msg, void *old, size_t oldlen, size_t newlen,
+		   const char *path, void **p)
 {
 	void *m = mremap(old, oldlen, newlen, MREMAP_MAYMOVE);
 	if (m == MAP_FAILED)
-		return kfail(msg, errno, "cannot map '%s'", path);
+		return kyro__fail(msg, errno, "cannot map '%s'", path);
 	*p = m;
 	return 0;
 }
 
-void fs_unmap(void *p, size_t len)
+void kyro__fs_unmap(void *p, size_t len)
 {
 	if (p && len)
 		munmap(p, len);
 }
 
-void fs_advise_random(const void *p, size_t len)
+void kyro__fs_advise_random(const void *p, size_t len)
 {
 	if (!p || !len)
 		return;
@@ -212,7 +213,7 @@ void fs_advise_random(const void *p, size_t len)
 	madvise((void *)p, len, MADV_HUGEPAGE);
 }
 
-void fs_populate(const void *p, size_t len)
+void kyro__fs_populate(const void *p, size_t len)
 {
 	/* Where the page cache holds large folios, huge mappings spare the
 	 * TLB walks of the random reads that follow. */
@@ -227,7 +228,7 @@ void fs_populate(const void *p, size_t len)
 		madvise((void *)p, len, MADV_WILLNEED);
 }
 
-void *fs_alloc_huge(size_t len)
+void *kyro__fs_alloc_huge(size_t len)
 {
 	if (len == 0)
 		return NULL;
@@ -239,39 +240,39 @@ void *fs_alloc_huge(size_t len)
 	return p;
 }
 
-void fs_free_huge(void *p, size_t len)
+void kyro__fs_free_huge(void *p, size_t len)
 {
 	if (p && len)
 		munmap(p, len);
 }
 
-int fs_mkdir_durable(char *msg, const char *dir)
+int kyro__fs_mkdir_durable(char *msg, const char *dir)
 {
 	if (mkdir(dir, 0755) < 0)
-		return kfail(msg, errno, "cannot create '%s'", dir);
+		return kyro__fail(msg, errno, "cannot create '%s'", dir);
 	char parent[PATH_MAX];
 	snprintf(parent, sizeof parent, "%s", dir);
-	return fs_fsync_dir(msg, dirname(parent));
+	return kyro__fs_fsync_dir(msg, dirname(parent));
 }
 
-int fs_is_dir(char *msg, const char *path, int *isdir)
+int kyro__fs_is_dir(char *msg, const char *path, int *isdir)
 {
 	struct stat st;
 	*isdir = 0;
 	if (stat(path, &st) < 0)
-		return kfail(msg, errno, "cannot open '%s'", path);
+		return kyro__fail(msg, errno, "cannot open '%s'", path);
 	*isdir = S_ISDIR(st.st_mode) != 0;
 	return 0;
 }
 
-int fs_list_dir(char *msg, const char *dir,
-		int (*fn)(void *arg, const char *name), void *arg)
+int kyro__fs_list_dir(char *msg, const char *dir,
+		      int (*fn)(void *arg, const char *name), void *arg)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	int rc = 0;
 	if (!d)
-		return kfail(msg, errno, "cannot read '%s'", dir);
+		return kyro__fail(msg, errno, "cannot read '%s'", dir);
 	while (!rc && (e = readdir(d)) != NULL)
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
 			rc = fn(arg, e->d_name);
@@ -279,25 +280,25 @@ int fs_list_dir(char *msg, const char *dir,
 	return rc;
 }
 
-int fs_replace_file(char *msg, const char *dir, const char *path,
-		    const void *buf, size_t n)
+int kyro__fs_replace_file(char *msg, const char *dir, const char *path,
+			  const void *buf, size_t n)
 {
 	char tmp[PATH_MAX];
 	int fd = -1, rc;
 	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-		return kfail(msg, ENAMETOOLONG, "cannot write '%s'", path);
-	rc = fs_open(msg, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
+		return kyro__fail(msg, ENAMETOOLONG, "cannot write '%s'", path);
+	rc = kyro__fs_open(msg, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
 	if (rc)
 		goto out;
-	rc = fs_write_all(msg, fd, buf, n, tmp);
+	rc = kyro__fs_write_all(msg, fd, buf, n, tmp);
 	if (!rc)
-		rc = fs_fsync(msg, fd, tmp);
+		rc = kyro__fs_fsync(msg, fd, tmp);
 	if (!rc)
-		rc = fs_rename(msg, tmp, path);
+		rc = kyro__fs_rename(msg, tmp, path);
 	if (!rc)
-		rc = fs_fsync_dir(msg, dir);
+		rc = kyro__fs_fsync_dir(msg, dir);
 out:
-	fs_close(fd);
+	kyro__fs_close(fd);
 	if (rc)
 		unlink(tmp);
 	return rc;

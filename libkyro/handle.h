@@ -27,12 +27,13 @@ struct seg_map {
 };
 
 /* Map segment ID of DIR; the mapping covers the whole file. */
-int seg_map_open(char *msg, struct seg_map *s, const char *dir, uint64_t id);
-void seg_map_close(struct seg_map *s);
+int kyro__seg_map_open(char *msg, struct seg_map *s, const char *dir,
+		       uint64_t id);
+void kyro__seg_map_close(struct seg_map *s);
 
 /* The handle's message buffer (KMSG_MAX bytes) and data directory. */
-char *db_msg(kyro_db *db);
-const char *db_dir(const kyro_db *db);
+char *kyro__db_msg(kyro_db *db);
+const char *kyro__db_dir(const kyro_db *db);
 
 /* ---- the commit point (writer.c) ---- */
 
@@ -50,7 +51,7 @@ typedef int (*db_edit_fn)(void *arg, struct manifest *m,
 
 /*
  * The one way a handle changes the manifest.  Under the writer lock, after
- * checking the log (db_writer_prepare()), EDIT is applied to the manifest
+ * checking the log (kyro__db_writer_prepare()), EDIT is applied to the manifest
  * as it is, which must still be generation EXPECT_GEN: the generation the
  * caller read and based its work on.  Any other generation means another
  * commit came in between; the commit is refused with KYRO_EBATCH and
@@ -64,17 +65,17 @@ typedef int (*db_edit_fn)(void *arg, struct manifest *m,
  * record, and, once the manifest names it, the writer reopened there.
  * WHAT names the operation in messages ("snapshot", "index").
  */
-int db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
-	      db_edit_fn edit, void *arg);
+int kyro__db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
+		    db_edit_fn edit, void *arg);
 
 /* For snapshots and index builds: check DB may write, then take
  * SNAPSHOT.lock (waiting for a running one); *FD holds it until closed.
  * WHAT names the operation in messages. */
-int db_maintenance_lock(kyro_db *db, const char *what, int *fd);
+int kyro__db_maintenance_lock(kyro_db *db, const char *what, int *fd);
 /* Remove the files that the manifest this handle last committed does not
  * name (not MANIFEST.tmp: that is the writer lock's, which the caller does
  * not hold).  Best effort: garbage left is removed next time. */
-void db_collect_garbage(kyro_db *db);
+void kyro__db_collect_garbage(kyro_db *db);
 
 /* ---- what the view serves (view.c) ---- */
 
@@ -82,7 +83,7 @@ void db_collect_garbage(kyro_db *db);
  * on the handle. */
 struct db_served {
 	const struct snap *snap;       /* NULL: no snapshot yet */
-	const struct kyro_rmi *rmi;    /* NULL: binary search */
+	const struct kyro__rmi *rmi;   /* NULL: binary search */
 	const unsigned char *rmi_img;  /* the index file's mapping, or NULL */
 	size_t rmi_len;
 	int rmi_refused;               /* an index exists but was refused */
@@ -91,8 +92,8 @@ struct db_served {
 	int simd;                      /* the probe level asked for, or -1 */
 };
 /* Refresh the view and describe it. */
-int db_view_served(kyro_db *db, struct db_served *out);
+int kyro__db_view_served(kyro_db *db, struct db_served *out);
 /* Whether the handle found no store yet (an empty directory). */
-int db_view_empty(const kyro_db *db);
+int kyro__db_view_empty(const kyro_db *db);
 
 #endif

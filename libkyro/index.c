@@ -26,29 +26,32 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int index_write(char *msg, const char *dir, const struct snap *s, uint64_t id,
-		const struct kyro_rmi_params *p, struct kyro_rmi_stats *st)
+int kyro__index_write(char *msg, const char *dir, const struct snap *s,
+		      uint64_t id, const struct kyro_rmi_params *p,
+		      struct kyro_rmi_stats *st)
 {
-	struct kyro_rmi_build_stats bs;
+	struct kyro__rmi_build_stats bs;
 	char path[PATH_MAX], err[256];
 	void *img = NULL;
 	size_t size = 0;
 	double t0 = now();
-	int rc = kpath_gen(path, dir, "rmi-", id, ".idx");
+	int rc = kyro__path_gen(path, dir, "rmi-", id, ".idx");
 	if (rc)
-		return kfail(msg, rc, "cannot write an index in '%s'", dir);
+		return kyro__fail(msg, rc, "cannot write an index in '%s'",
+				  dir);
 	/* An index trained on damaged keys would serve them: verify every
 	 * key block first. */
 	if (s->n && (rc = snap_check(msg, s, SNAP_BIN, SNAP_BIN_HDR,
 				     8 * s->n)) != 0)
 		return rc;
-	rc = kyro_rmi_train(s->keys, s->n, s->gen, p, &img, &size, &bs, err,
-			    sizeof err);
+	rc = kyro__rmi_train(s->keys, s->n, s->gen, p, &img, &size, &bs, err,
+			     sizeof err);
 	if (rc) {
 		free(img);
-		return kfailx(msg, rc, "cannot build the learned index: %s", err);
+		return kyro__failx(msg, rc,
+				   "cannot build the learned index: %s", err);
 	}
-	rc = fs_replace_file(msg, dir, path, img, size);
+	rc = kyro__fs_replace_file(msg, dir, path, img, size);
 	free(img);
 	if (rc)
 		return rc;
@@ -79,37 +82,41 @@ int kyro_rmi_build(kyro_db *db, const struct kyro_rmi_params *p,
 	memset(st, 0, sizeof *st);
 	/* Snapshots and index builds exclude each other: an index must
 	 * serve the snapshot that is current when it is committed. */
-	if ((rc = db_maintenance_lock(db, "index", &lockfd)) != 0)
+	if ((rc = kyro__db_maintenance_lock(db, "index", &lockfd)) != 0)
 		return rc;
-	if ((rc = manifest_read(db_msg(db), db_dir(db), &m)) != 0)
+	if ((rc = kyro__manifest_read(kyro__db_msg(db), kyro__db_dir(db),
+				      &m)) != 0)
 		goto out;
 	if (!m.snap_gen) {
-		rc = kfailx(db_msg(db), KYRO_ENOTFOUND,
-			    "'%s' has no snapshot to index (run kyro-snapshot "
-			    "first)",
-			    db_dir(db));
+		rc = kyro__failx(
+			kyro__db_msg(db), KYRO_ENOTFOUND,
+			"'%s' has no snapshot to index (run kyro-snapshot "
+			"first)",
+			kyro__db_dir(db));
 		goto out;
 	}
-	if ((rc = snap_open(db_msg(db), &s, db_dir(db), m.snap_gen, m.snap_keys)))
+	if ((rc = kyro__snap_open(kyro__db_msg(db), &s, kyro__db_dir(db),
+				  m.snap_gen, m.snap_keys)))
 		goto out;
 	have_snap = 1;
 	if (progress)
 		progress(arg, 0, 2);
-	rc = index_write(db_msg(db), db_dir(db), &s, m.rmi_gen + 1, p, st);
+	rc = kyro__index_write(kyro__db_msg(db), kyro__db_dir(db), &s,
+			       m.rmi_gen + 1, p, st);
 	if (rc)
 		goto out;
 	if (progress)
 		progress(arg, 1, 2);
-	rc = index_commit(db, m.gen, m.snap_gen, m.rmi_gen + 1);
+	rc = kyro__index_commit(db, m.gen, m.snap_gen, m.rmi_gen + 1);
 	if (!rc) {
-		db_collect_garbage(db);
+		kyro__db_collect_garbage(db);
 		if (progress)
 			progress(arg, 2, 2);
 	}
 out:
 	if (have_snap)
-		snap_close(&s);
-	fs_close(lockfd);
+		kyro__snap_close(&s);
+	kyro__fs_close(lockfd);
 	st->seconds = now() - t0;
 	return rc;
 }
@@ -128,20 +135,22 @@ static int name_index(void *arg, struct manifest *m,
 	return 0;
 }
 
-int index_commit(kyro_db *db, uint64_t gen, uint64_t snap_gen, uint64_t id)
+int kyro__index_commit(kyro_db *db, uint64_t gen, uint64_t snap_gen,
+		       uint64_t id)
 {
 	struct index_edit e = {.snap_gen = snap_gen, .id = id};
-	return db_commit(db, "index", gen, name_index, &e);
+	return kyro__db_commit(db, "index", gen, name_index, &e);
 }
 
 int kyro_index_info(kyro_db *db, struct kyro_index_info *info)
 {
 	struct db_served v;
-	int rc = db_view_served(db, &v);
+	int rc = kyro__db_view_served(db, &v);
 	memset(info, 0, sizeof *info);
 	if (rc)
 		return rc;
-	info->simd = kyro_simd_name(v.simd >= 0 ? v.simd : kyro_simd_selected());
+	info->simd =
+		kyro__simd_name(v.simd >= 0 ? v.simd : kyro__simd_selected());
 	if (!v.snap) {
 		info->kind = KYRO_INDEX_NONE;
 		snprintf(info->why, sizeof info->why, "no snapshot yet");
@@ -154,14 +163,14 @@ int kyro_index_info(kyro_db *db, struct kyro_index_info *info)
 		snprintf(info->why, sizeof info->why, "%s", v.rmi_why);
 		return 0;
 	}
-	struct kyro_rmi_info ri;
-	kyro_rmi_info(v.rmi, &ri);
+	struct kyro__rmi_info ri;
+	kyro__rmi_info(v.rmi, &ri);
 	info->kind = KYRO_INDEX_RMI;
 	info->leaves = ri.leaves;
 	info->router_bits = ri.router_bits;
 	info->bytes = ri.bytes;
 	info->generation = v.rmi_gen;
-	info->simd = kyro_simd_name(ri.simd);
+	info->simd = kyro__simd_name(ri.simd);
 	return 0;
 }
 
@@ -170,7 +179,7 @@ int kyro_index_info(kyro_db *db, struct kyro_index_info *info)
 static uint64_t touch(const unsigned char *p, size_t len)
 {
 	volatile unsigned char sink = 0;
-	fs_populate(p, len);
+	kyro__fs_populate(p, len);
 	for (size_t i = 0; i < len; i += 4096)
 		sink ^= p[i];
 	(void)sink;
@@ -181,7 +190,7 @@ int kyro_warmup(kyro_db *db, uint64_t *bytes)
 {
 	uint64_t local;
 	struct db_served v;
-	int rc = db_view_served(db, &v);
+	int rc = kyro__db_view_served(db, &v);
 	if (!bytes)
 		bytes = &local;
 	*bytes = 0;
@@ -192,7 +201,8 @@ int kyro_warmup(kyro_db *db, uint64_t *bytes)
 		 * and lookups afterwards pay one bit test per block. */
 		*bytes += touch(v.snap->bin, v.snap->bin_len);
 		*bytes += touch(v.snap->data, v.snap->data_len);
-		if ((rc = snap_check_all(db_msg(db), v.snap)) != 0) {
+		if ((rc = kyro__snap_check_all(kyro__db_msg(db), v.snap)) !=
+		    0) {
 			*bytes = 0;
 			return rc;
 		}

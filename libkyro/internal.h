@@ -21,11 +21,11 @@
 #define KMSG_MAX 1024
 
 /* Fill MSG with the formatted text followed by ": " and the name of RC,
- * and return RC, so that a failure is one line: return kfail(...). */
-int kfail(char *msg, int rc, const char *fmt, ...)
+ * and return RC, so that a failure is one line: return kyro__fail(...). */
+int kyro__fail(char *msg, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* As kfail(), without the ": why" suffix. */
-int kfailx(char *msg, int rc, const char *fmt, ...)
+/* As kyro__fail(), without the ": why" suffix. */
+int kyro__failx(char *msg, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 static inline uint32_t get_le32(const void *p)
@@ -73,13 +73,13 @@ static inline void put_lef32(void *p, float f) { memcpy(p, &f, sizeof f); }
 static inline uint64_t align8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 
 /* Always-on check for an invariant whose failure would corrupt data. */
-#define KYRO_VERIFY(cond)                                                    \
-	do {                                                                 \
-		if (!(cond))                                                 \
-			kyro_invariant_failed(#cond, __FILE__, __LINE__);    \
+#define KYRO_VERIFY(cond)                                                      \
+	do {                                                                   \
+		if (!(cond))                                                   \
+			kyro__invariant_failed(#cond, __FILE__, __LINE__);     \
 	} while (0)
-_Noreturn void kyro_invariant_failed(const char *what, const char *file,
-				     int line);
+_Noreturn void kyro__invariant_failed(const char *what, const char *file,
+				      int line);
 
 /* Names of the files in a data directory. */
 #define KYRO_MANIFEST "MANIFEST"
@@ -87,9 +87,9 @@ _Noreturn void kyro_invariant_failed(const char *what, const char *file,
 #define KYRO_SNAPLOCK "SNAPSHOT.lock"
 
 /* DIR "/" NAME into OUT (PATH_MAX bytes); ENAMETOOLONG when it does not fit. */
-int kpath(char *out, const char *dir, const char *name);
+int kyro__path(char *out, const char *dir, const char *name);
 /* DIR "/" PREFIX "%016llx" SUFFIX. */
-int kpath_gen(char *out, const char *dir, const char *prefix, uint64_t gen,
-	      const char *suffix);
+int kyro__path_gen(char *out, const char *dir, const char *prefix, uint64_t gen,
+		   const char *suffix);
 
 #endif

@@ -39,7 +39,7 @@
 
 static const char magic[8] = "KYROMANI";
 
-void manifest_encode(const struct manifest *m, unsigned char *b)
+void kyro__manifest_encode(const struct manifest *m, unsigned char *b)
 {
 	memset(b, 0, MANIFEST_SIZE);
 	memcpy(b, magic, 8);
@@ -56,32 +56,33 @@ void manifest_encode(const struct manifest *m, unsigned char *b)
 	put_le64(b + 88, XXH3_64bits(b, 88));
 }
 
-int manifest_decode(char *msg, const unsigned char *b, size_t len,
-		    const char *path, struct manifest *m)
+int kyro__manifest_decode(char *msg, const unsigned char *b, size_t len,
+			  const char *path, struct manifest *m)
 {
 	if (len < 16 || memcmp(b, magic, 8) != 0)
-		return kfailx(msg, KYRO_ENOTDB,
-			      "'%s' is not a KyroDB manifest (bad magic)",
-			      path);
+		return kyro__failx(msg, KYRO_ENOTDB,
+				   "'%s' is not a KyroDB manifest (bad magic)",
+				   path);
 	uint32_t ver = get_le32(b + 8);
 	if (ver != MANIFEST_VERSION)
-		return kfailx(msg, KYRO_EVERSION,
-			      "'%s' has format version %u; this build reads "
-			      "version %u",
-			      path, ver, MANIFEST_VERSION);
+		return kyro__failx(
+			msg, KYRO_EVERSION,
+			"'%s' has format version %u; this build reads "
+			"version %u",
+			path, ver, MANIFEST_VERSION);
 	if (len != MANIFEST_SIZE || get_le32(b + 12) != MANIFEST_SIZE)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 12: size %zu, expected %d", path,
-			      len, MANIFEST_SIZE);
+		return kyro__failx(msg, KYRO_ECORRUPT,
+				   "'%s': offset 12: size %zu, expected %d",
+				   path, len, MANIFEST_SIZE);
 	if (get_le64(b + 88) != XXH3_64bits(b, 88))
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 88: checksum mismatch", path);
+		return kyro__failx(msg, KYRO_ECORRUPT,
+				   "'%s': offset 88: checksum mismatch", path);
 	/* Reserved bytes are zero in version 1: anything else was written
 	 * by something that is not this format. */
 	if (get_le64(b + 80) != 0)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 80: reserved bytes are not zero",
-			      path);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset 80: reserved bytes are not zero", path);
 	m->gen = get_le64(b + 16);
 	m->snap_gen = get_le64(b + 24);
 	m->snap_seq = get_le64(b + 32);
@@ -92,39 +93,40 @@ int manifest_decode(char *msg, const unsigned char *b, size_t len,
 	m->rmi_snap = get_le64(b + 72);
 	if (m->wal_first == 0 || m->wal_first > m->wal_last ||
 	    (m->snap_gen == 0 && m->snap_keys != 0))
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 16: inconsistent fields", path);
+		return kyro__failx(msg, KYRO_ECORRUPT,
+				   "'%s': offset 16: inconsistent fields",
+				   path);
 	return 0;
 }
 
-int manifest_read(char *msg, const char *dir, struct manifest *m)
+int kyro__manifest_read(char *msg, const char *dir, struct manifest *m)
 {
 	char path[PATH_MAX];
 	unsigned char buf[MANIFEST_SIZE + 1];
 	size_t got;
-	int fd, rc = kpath(path, dir, KYRO_MANIFEST);
+	int fd, rc = kyro__path(path, dir, KYRO_MANIFEST);
 	if (rc)
-		return kfail(msg, rc, "cannot open '%s/%s'", dir,
-			     KYRO_MANIFEST);
-	rc = fs_open(msg, path, O_RDONLY, 0, &fd);
+		return kyro__fail(msg, rc, "cannot open '%s/%s'", dir,
+				  KYRO_MANIFEST);
+	rc = kyro__fs_open(msg, path, O_RDONLY, 0, &fd);
 	if (rc)
 		return rc;
 	/* One byte more than we expect, so an overlong file is noticed. */
-	rc = fs_pread_all(msg, fd, buf, sizeof buf, 0, path, &got);
-	fs_close(fd);
+	rc = kyro__fs_pread_all(msg, fd, buf, sizeof buf, 0, path, &got);
+	kyro__fs_close(fd);
 	if (rc)
 		return rc;
-	return manifest_decode(msg, buf, got, path, m);
+	return kyro__manifest_decode(msg, buf, got, path, m);
 }
 
-int manifest_write(char *msg, const char *dir, const struct manifest *m)
+int kyro__manifest_write(char *msg, const char *dir, const struct manifest *m)
 {
 	char path[PATH_MAX];
 	unsigned char buf[MANIFEST_SIZE];
-	int rc = kpath(path, dir, KYRO_MANIFEST);
+	int rc = kyro__path(path, dir, KYRO_MANIFEST);
 	if (rc)
-		return kfail(msg, rc, "cannot write '%s/%s'", dir,
-			     KYRO_MANIFEST);
-	manifest_encode(m, buf);
-	return fs_replace_file(msg, dir, path, buf, sizeof buf);
+		return kyro__fail(msg, rc, "cannot write '%s/%s'", dir,
+				  KYRO_MANIFEST);
+	kyro__manifest_encode(m, buf);
+	return kyro__fs_replace_file(msg, dir, path, buf, sizeof buf);
 }

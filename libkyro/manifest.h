@@ -19,13 +19,13 @@ struct manifest {
 			     * only while this equals snap_gen */
 };
 
-void manifest_encode(const struct manifest *m, unsigned char *buf);
+void kyro__manifest_encode(const struct manifest *m, unsigned char *buf);
 /* Decode and check BUF of LEN bytes; errors name PATH. */
-int manifest_decode(char *msg, const unsigned char *buf, size_t len,
-		    const char *path, struct manifest *m);
+int kyro__manifest_decode(char *msg, const unsigned char *buf, size_t len,
+			  const char *path, struct manifest *m);
 /* Read DIR/MANIFEST.  ENOENT when there is none. */
-int manifest_read(char *msg, const char *dir, struct manifest *m);
+int kyro__manifest_read(char *msg, const char *dir, struct manifest *m);
 /* Replace DIR/MANIFEST atomically (temp, fsync, rename, fsync dir). */
-int manifest_write(char *msg, const char *dir, const struct manifest *m);
+int kyro__manifest_write(char *msg, const char *dir, const struct manifest *m);
 
 #endif

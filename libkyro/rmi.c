@@ -121,7 +121,7 @@
 
 #include "banned.h"
 
-void rmi_set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+void kyro__rmi_set_err(char *errbuf, size_t errlen, const char *fmt, ...)
 {
 	if (errbuf == NULL || errlen == 0)
 		return;
@@ -131,8 +131,8 @@ void rmi_set_err(char *errbuf, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-uint64_t kyro_lower_bound_binary(const uint64_t *keys, uint64_t n,
-				 uint64_t key)
+uint64_t kyro__lower_bound_binary(const uint64_t *keys, uint64_t n,
+				  uint64_t key)
 {
 	if (n == 0)
 		return 0;
@@ -149,31 +149,31 @@ uint64_t kyro_lower_bound_binary(const uint64_t *keys, uint64_t n,
 	return base + (keys[base] < key);
 }
 
-uint64_t rmi_mispredict(const struct kyro_rmi *r, uint64_t key,
-			struct kyro_rmi_counters *c)
+uint64_t kyro__rmi_mispredict(const struct kyro__rmi *r, uint64_t key,
+			      struct kyro__rmi_counters *c)
 {
 	if (c)
 		bump(&c->mispredicts);
-	return kyro_lower_bound_binary(r->keys, r->n, key);
+	return kyro__lower_bound_binary(r->keys, r->n, key);
 }
 
 /* The level's own lookups (rmi_lookup.h): one indirect call, to a target
  * that stays the same for the life of the index, so it predicts well. */
-uint64_t kyro_rmi_lower_bound(const struct kyro_rmi *r, uint64_t key,
-			      struct kyro_rmi_counters *c)
+uint64_t kyro__rmi_lower_bound(const struct kyro__rmi *r, uint64_t key,
+			       struct kyro__rmi_counters *c)
 {
 	return r->ops.lower_bound(r, key, c);
 }
 
-void kyro_rmi_lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
-				uint64_t *out, size_t count,
-				struct kyro_rmi_counters *c)
+void kyro__rmi_lower_bound_batch(const struct kyro__rmi *r, const uint64_t *q,
+				 uint64_t *out, size_t count,
+				 struct kyro__rmi_counters *c)
 {
 	r->ops.lower_bound_batch(r, q, out, count, c);
 }
 
-void kyro_rmi_window(const struct kyro_rmi *r, uint64_t key, uint64_t *lo,
-		     uint64_t *hi)
+void kyro__rmi_window(const struct kyro__rmi *r, uint64_t key, uint64_t *lo,
+		      uint64_t *hi)
 {
 	if (r->n == 0 || key < r->m.first) {
 		*lo = *hi = 0;
@@ -189,7 +189,7 @@ void kyro_rmi_window(const struct kyro_rmi *r, uint64_t key, uint64_t *lo,
 	*hi = w.hi;
 }
 
-uint64_t kyro_rmi_predict(const struct kyro_rmi *r, uint64_t key)
+uint64_t kyro__rmi_predict(const struct kyro__rmi *r, uint64_t key)
 {
 	if (r->n == 0 || key < r->m.first)
 		return 0;
@@ -200,14 +200,14 @@ uint64_t kyro_rmi_predict(const struct kyro_rmi *r, uint64_t key)
 					      get_le32(leaf + 24), key);
 }
 
-int kyro_rmi_check_all(const struct kyro_rmi *r, uint64_t *bad,
-		       uint64_t *first_bad)
+int kyro__rmi_check_all(const struct kyro__rmi *r, uint64_t *bad,
+			uint64_t *first_bad)
 {
 	uint64_t nbad = 0;
 	uint64_t first = r->n;
 	for (uint64_t i = 0; i < r->n; i++) {
 		uint64_t lo, hi;
-		kyro_rmi_window(r, r->keys[i], &lo, &hi);
+		kyro__rmi_window(r, r->keys[i], &lo, &hi);
 		if (i < lo || i >= hi) {
 			if (nbad++ == 0)
 				first = i;
@@ -218,14 +218,14 @@ int kyro_rmi_check_all(const struct kyro_rmi *r, uint64_t *bad,
 	return nbad ? KYRO_ECORRUPT : 0;
 }
 
-void kyro_rmi_count_windows(struct kyro_rmi *r, int on)
+void kyro__rmi_count_windows(struct kyro__rmi *r, int on)
 {
 	r->windows = on != 0;
 }
 
-int kyro_rmi_set_simd(struct kyro_rmi *r, int level)
+int kyro__rmi_set_simd(struct kyro__rmi *r, int level)
 {
-	const struct kyro_simd_ops *ops = kyro_simd_ops_for(level);
+	const struct kyro__simd_ops *ops = kyro__simd_ops_for(level);
 	if (ops == NULL)
 		return ENOTSUP;
 	r->ops = *ops;
@@ -233,7 +233,7 @@ int kyro_rmi_set_simd(struct kyro_rmi *r, int level)
 	return 0;
 }
 
-void kyro_rmi_info(const struct kyro_rmi *r, struct kyro_rmi_info *info)
+void kyro__rmi_info(const struct kyro__rmi *r, struct kyro__rmi_info *info)
 {
 	info->keys = r->n;
 	info->leaves = r->leaves;
@@ -243,15 +243,14 @@ void kyro_rmi_info(const struct kyro_rmi *r, struct kyro_rmi_info *info)
 	info->simd = r->simd;
 }
 
-
-void kyro_rmi_free(struct kyro_rmi *r)
+void kyro__rmi_free(struct kyro__rmi *r)
 {
 	free(r);
 }
 
 /* ---- load ------------------------------------------------------------ */
 
-uint64_t rmi_key_sample_hash(const uint64_t *keys, uint64_t n)
+uint64_t kyro__rmi_key_sample_hash(const uint64_t *keys, uint64_t n)
 {
 	unsigned char buf[8 * SAMPLE_KEYS];
 	const uint64_t m = n < SAMPLE_KEYS ? n : SAMPLE_KEYS;
@@ -272,15 +271,18 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 		const uint64_t c = get_le32(e + 8);
 		const float scale = get_lef32(e + 12);
 		if (c < prev || c > leaves || (b == 0 && c != 0)) {
-			rmi_set_err(errbuf, errlen,
-				"index router entry %llu (%llu) breaks the order "
-				"0 <= ... <= %llu",
-				(unsigned long long)b, (unsigned long long)c,
-				(unsigned long long)leaves);
+			kyro__rmi_set_err(errbuf, errlen,
+					  "index router entry %llu (%llu) "
+					  "breaks the order "
+					  "0 <= ... <= %llu",
+					  (unsigned long long)b,
+					  (unsigned long long)c,
+					  (unsigned long long)leaves);
 			return KYRO_ECORRUPT;
 		}
 		if (!isfinite(scale) || !(scale >= 0)) {
-			rmi_set_err(errbuf, errlen,
+			kyro__rmi_set_err(
+				errbuf, errlen,
 				"index router entry %llu has a bad scale (%g)",
 				(unsigned long long)b, (double)scale);
 			return KYRO_ECORRUPT;
@@ -289,7 +291,8 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 	}
 	if (prev != leaves ||
 	    get_le32(m->router + ENTRY_SIZE * bmax + 8) >= leaves) {
-		rmi_set_err(errbuf, errlen,
+		kyro__rmi_set_err(
+			errbuf, errlen,
 			"index router does not end at its %llu leaves",
 			(unsigned long long)leaves);
 		return KYRO_ECORRUPT;
@@ -300,7 +303,8 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 		const double slope = get_lef64(leaf + 8);
 		if (get_le64(leaf + 16) != pos || !isfinite(slope) ||
 		    !(slope >= 0)) {
-			rmi_set_err(errbuf, errlen,
+			kyro__rmi_set_err(
+				errbuf, errlen,
 				"index leaf %llu is malformed (start %llu, "
 				"expected %llu)",
 				(unsigned long long)l,
@@ -311,7 +315,8 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 		pos += get_le32(leaf + 24);
 	}
 	if (pos != n) {
-		rmi_set_err(errbuf, errlen,
+		kyro__rmi_set_err(
+			errbuf, errlen,
 			"index leaves cover %llu keys, the snapshot has %llu",
 			(unsigned long long)pos, (unsigned long long)n);
 		return KYRO_ECORRUPT;
@@ -332,22 +337,25 @@ static int check_image(const unsigned char *img, size_t size,
 		       struct header *h, char *errbuf, size_t errlen)
 {
 	if (img == NULL || size < HDR_SIZE + SUM_SIZE) {
-		rmi_set_err(errbuf, errlen,
-			    "index truncated: %zu bytes, a header and checksum "
-			    "need %d",
-			    img ? size : 0, HDR_SIZE + SUM_SIZE);
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"index truncated: %zu bytes, a header and checksum "
+			"need %d",
+			img ? size : 0, HDR_SIZE + SUM_SIZE);
 		return KYRO_ECORRUPT;
 	}
 	if (memcmp(img, RMI_MAGIC, 8) != 0) {
-		rmi_set_err(errbuf, errlen, "not a KyroDB index (bad magic)");
+		kyro__rmi_set_err(errbuf, errlen,
+				  "not a KyroDB index (bad magic)");
 		return KYRO_ECORRUPT;
 	}
 	const uint32_t version = get_le32(img + 8);
 	if (version != KYRO_RMI_VERSION) {
-		rmi_set_err(errbuf, errlen,
-			    "index format version %u, this build reads version "
-			    "%d (rebuild the index)",
-			    version, KYRO_RMI_VERSION);
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"index format version %u, this build reads version "
+			"%d (rebuild the index)",
+			version, KYRO_RMI_VERSION);
 		return KYRO_EVERSION;
 	}
 	h->flags = get_le32(img + 12);
@@ -355,35 +363,38 @@ static int check_image(const unsigned char *img, size_t size,
 	h->shift = img[61];
 	h->leaves = get_le32(img + 56);
 	if ((h->flags & ~FLAG_LOG) != 0 || get_le16(img + 62) != 0) {
-		rmi_set_err(errbuf, errlen, "index has unknown flags 0x%x",
-			    h->flags);
+		kyro__rmi_set_err(errbuf, errlen,
+				  "index has unknown flags 0x%x", h->flags);
 		return KYRO_ECORRUPT;
 	}
 	if (h->bits < KYRO_RMI_MIN_BITS || h->bits > KYRO_RMI_MAX_BITS ||
 	    h->leaves == 0) {
-		rmi_set_err(errbuf, errlen,
-			    "index header is malformed (%u router bits, %llu "
-			    "leaves)",
-			    h->bits, (unsigned long long)h->leaves);
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"index header is malformed (%u router bits, %llu "
+			"leaves)",
+			h->bits, (unsigned long long)h->leaves);
 		return KYRO_ECORRUPT;
 	}
 	const uint64_t want = image_bytes(h->bits, h->leaves);
 	if ((uint64_t)size != want) {
-		rmi_set_err(errbuf, errlen,
-			    "index %s: %zu bytes, its header describes %llu",
-			    (uint64_t)size < want ? "truncated"
-						  : "has trailing bytes",
-			    size, (unsigned long long)want);
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"index %s: %zu bytes, its header describes %llu",
+			(uint64_t)size < want ? "truncated"
+					      : "has trailing bytes",
+			size, (unsigned long long)want);
 		return KYRO_ECORRUPT;
 	}
 	const uint64_t stored = get_le64(img + size - SUM_SIZE);
 	const uint64_t computed = XXH3_64bits(img, size - SUM_SIZE);
 	if (stored != computed) {
-		rmi_set_err(errbuf, errlen,
-			    "index checksum mismatch (stored %016llx, computed "
-			    "%016llx)",
-			    (unsigned long long)stored,
-			    (unsigned long long)computed);
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"index checksum mismatch (stored %016llx, computed "
+			"%016llx)",
+			(unsigned long long)stored,
+			(unsigned long long)computed);
 		return KYRO_ECORRUPT;
 	}
 	return 0;
@@ -400,56 +411,60 @@ static int check_snapshot(const unsigned char *img, const struct header *h,
 	const uint64_t first = n ? keys[0] : 0;
 	const uint64_t last = n ? keys[n - 1] : 0;
 	if (hgen != snap_gen) {
-		rmi_set_err(errbuf, errlen,
-			    "stale index: built for snapshot generation %llu, "
-			    "the snapshot is generation %llu",
-			    (unsigned long long)hgen,
-			    (unsigned long long)snap_gen);
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"stale index: built for snapshot generation %llu, "
+			"the snapshot is generation %llu",
+			(unsigned long long)hgen, (unsigned long long)snap_gen);
 		return KYRO_ECORRUPT;
 	}
 	if (hn != n) {
-		rmi_set_err(errbuf, errlen,
-			    "stale index: built over %llu keys, the snapshot "
-			    "has %llu",
-			    (unsigned long long)hn, (unsigned long long)n);
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"stale index: built over %llu keys, the snapshot "
+			"has %llu",
+			(unsigned long long)hn, (unsigned long long)n);
 		return KYRO_ECORRUPT;
 	}
 	if (get_le64(img + 32) != first || get_le64(img + 40) != last) {
-		rmi_set_err(errbuf, errlen,
-			    "stale index: its first/last keys %llu/%llu differ "
-			    "from the snapshot's %llu/%llu",
-			    (unsigned long long)get_le64(img + 32),
-			    (unsigned long long)get_le64(img + 40),
-			    (unsigned long long)first,
-			    (unsigned long long)last);
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"stale index: its first/last keys %llu/%llu differ "
+			"from the snapshot's %llu/%llu",
+			(unsigned long long)get_le64(img + 32),
+			(unsigned long long)get_le64(img + 40),
+			(unsigned long long)first, (unsigned long long)last);
 		return KYRO_ECORRUPT;
 	}
-	if (get_le64(img + 48) != rmi_key_sample_hash(keys, n)) {
-		rmi_set_err(errbuf, errlen,
-			    "stale index: key sample checksum mismatch (built "
-			    "over other keys)");
+	if (get_le64(img + 48) != kyro__rmi_key_sample_hash(keys, n)) {
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"stale index: key sample checksum mismatch (built "
+			"over other keys)");
 		return KYRO_ECORRUPT;
 	}
 	const int logr = (h->flags & FLAG_LOG) != 0;
 	if (h->shift != shift_of(logr, first, last, h->bits)) {
-		rmi_set_err(errbuf, errlen,
-			    "index shift %u does not match its key range (%u)",
-			    h->shift, shift_of(logr, first, last, h->bits));
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"index shift %u does not match its key range (%u)",
+			h->shift, shift_of(logr, first, last, h->bits));
 		return KYRO_ECORRUPT;
 	}
 	return 0;
 }
 
-int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
-		  const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-		  char *errbuf, size_t errlen)
+int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
+		   const uint64_t *keys, uint64_t n, uint64_t snap_gen,
+		   char *errbuf, size_t errlen)
 {
 	const unsigned char *img = image;
 	struct header h;
 
 	*rp = NULL;
 	if (n > 0 && keys == NULL) {
-		rmi_set_err(errbuf, errlen, "no keys to load the index against");
+		kyro__rmi_set_err(errbuf, errlen,
+				  "no keys to load the index against");
 		return EINVAL;
 	}
 	int err = check_image(img, size, &h, errbuf, errlen);
@@ -467,9 +482,10 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 	if (err)
 		return err;
 
-	struct kyro_rmi *r = calloc(1, sizeof(*r));
+	struct kyro__rmi *r = calloc(1, sizeof(*r));
 	if (r == NULL) {
-		rmi_set_err(errbuf, errlen, "out of memory loading the index");
+		kyro__rmi_set_err(errbuf, errlen,
+				  "out of memory loading the index");
 		return ENOMEM;
 	}
 	r->m = m;
@@ -477,7 +493,7 @@ int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
 	r->n = n;
 	r->descend = n >= KYRO_PROBE_KEYS;
 	/* The best level is always supported: scalar at least. */
-	(void)kyro_rmi_set_simd(r, kyro_simd_selected());
+	(void)kyro__rmi_set_simd(r, kyro__simd_selected());
 	r->leaves = h.leaves;
 	r->bits = h.bits;
 	r->bytes = size;

@@ -32,7 +32,7 @@
  * at least 4 KiB).  Explicit leaves and router_bits are not bound by the
  * default budget, only by an explicit max_size. */
 
-struct kyro_rmi_build_stats {
+struct kyro__rmi_build_stats {
 	uint64_t leaves;
 	uint64_t router_bits;
 	int router_log;     /* 1: logarithmic router, 0: linear */
@@ -49,10 +49,10 @@ struct kyro_rmi_build_stats {
  * so another thread may read the fields with relaxed atomic loads (a
  * snapshot read while lookups run may be a few counts apart between
  * fields).  Start it zeroed.  The window histogram stays 0 unless
- * kyro_rmi_count_windows() turned it on for the index; its sum is then
+ * kyro__rmi_count_windows() turned it on for the index; its sum is then
  * the number of lookups counted.
  */
-struct kyro_rmi_counters {
+struct kyro__rmi_counters {
 	uint64_t mispredicts; /* the answer lay outside the model's window;
 			       * each was answered by a binary search over
 			       * the whole array.  0 for a sound index. */
@@ -64,7 +64,7 @@ struct kyro_rmi_counters {
 
 /* A loaded index: a view over an image (borrowed) and a key array
  * (borrowed).  Used from any number of threads at once. */
-struct kyro_rmi;
+struct kyro__rmi;
 
 /*
  * Build the index over keys[0..N) (sorted, unique; N may be 0, KEYS may
@@ -76,27 +76,27 @@ struct kyro_rmi;
  * sorted and unique, or bad parameters), ENOMEM, or EOVERFLOW (a leaf
  * would hold 2^32 keys or more: ask for more leaves).
  */
-int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-		   const struct kyro_rmi_params *p, void **buf, size_t *size,
-		   struct kyro_rmi_build_stats *st, char *errbuf,
-		   size_t errlen);
+int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
+		    const struct kyro_rmi_params *p, void **buf, size_t *size,
+		    struct kyro__rmi_build_stats *st, char *errbuf,
+		    size_t errlen);
 
 /*
  * Check IMAGE[0..SIZE) against its own rules and against the snapshot it
  * is to serve (KEYS[0..N), generation SNAP_GEN), and on success set *RP to
  * a new handle.  IMAGE and KEYS are borrowed: both must stay mapped, and
- * unchanged, until kyro_rmi_free(*RP).  IMAGE needs no particular
+ * unchanged, until kyro__rmi_free(*RP).  IMAGE needs no particular
  * alignment.  On failure *RP is NULL.  Returns 0, ENOMEM, KYRO_EVERSION or
  * KYRO_ECORRUPT, with the reason in ERRBUF.  Lookups use the best SIMD
- * level the CPU supports (kyro_simd_selected()) until
- * kyro_rmi_set_simd() says otherwise.
+ * level the CPU supports (kyro__simd_selected()) until
+ * kyro__rmi_set_simd() says otherwise.
  */
-int kyro_rmi_load(struct kyro_rmi **rp, const void *image, size_t size,
-		  const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-		  char *errbuf, size_t errlen);
+int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
+		   const uint64_t *keys, uint64_t n, uint64_t snap_gen,
+		   char *errbuf, size_t errlen);
 
 /* Release the handle (not the image or the keys).  NULL is accepted. */
-void kyro_rmi_free(struct kyro_rmi *r);
+void kyro__rmi_free(struct kyro__rmi *r);
 
 /*
  * The exact lower bound: the first i with keys[i] >= KEY, or n.  Route,
@@ -107,8 +107,8 @@ void kyro_rmi_free(struct kyro_rmi *r);
  * binary search over the whole array, so the answer is exact whenever
  * the keys are sorted.  Counted in C, unless C is NULL.
  */
-uint64_t kyro_rmi_lower_bound(const struct kyro_rmi *r, uint64_t key,
-			      struct kyro_rmi_counters *c);
+uint64_t kyro__rmi_lower_bound(const struct kyro__rmi *r, uint64_t key,
+			       struct kyro__rmi_counters *c);
 
 /*
  * Count the window of every counted lookup (C not NULL) in its
@@ -117,55 +117,55 @@ uint64_t kyro_rmi_lower_bound(const struct kyro_rmi *r, uint64_t key,
  * and at 100M keys it took about a quarter of a lookup's time.
  * Mispredicts and fallbacks are counted either way.  Call before lookups start, not while they run.
  */
-void kyro_rmi_count_windows(struct kyro_rmi *r, int on);
+void kyro__rmi_count_windows(struct kyro__rmi *r, int on);
 
 /*
- * kyro_rmi_lower_bound() of Q[0..COUNT) into OUT[0..COUNT), faster than
+ * kyro__rmi_lower_bound() of Q[0..COUNT) into OUT[0..COUNT), faster than
  * one at a time: the windows of a group of keys are predicted and
  * prefetched before any is probed, so their cache misses overlap.
  * Counted in C like single lookups, unless C is NULL.
  */
-void kyro_rmi_lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
-				uint64_t *out, size_t count,
-				struct kyro_rmi_counters *c);
+void kyro__rmi_lower_bound_batch(const struct kyro__rmi *r, const uint64_t *q,
+				 uint64_t *out, size_t count,
+				 struct kyro__rmi_counters *c);
 
 /*
  * The model's own window for KEY, before any probe or fallback: the exact
  * lower bound of KEY is claimed to be in [*LO, *HI], and a present key at
  * position i to satisfy *LO <= i < *HI.  For tests and kyro-verify --deep.
  */
-void kyro_rmi_window(const struct kyro_rmi *r, uint64_t key, uint64_t *lo,
-		     uint64_t *hi);
+void kyro__rmi_window(const struct kyro__rmi *r, uint64_t key, uint64_t *lo,
+		      uint64_t *hi);
 
 /* The model's prediction alone (route and predict, no window, no probe):
  * for measuring the share of the last-mile search. */
-uint64_t kyro_rmi_predict(const struct kyro_rmi *r, uint64_t key);
+uint64_t kyro__rmi_predict(const struct kyro__rmi *r, uint64_t key);
 
 /*
  * The deep check: every key is inside its own window.  Sets *BAD to the
  * number of keys that are not and *FIRST_BAD to the first such position
  * (n when none).  Returns 0 when all are, KYRO_ECORRUPT otherwise.
  */
-int kyro_rmi_check_all(const struct kyro_rmi *r, uint64_t *bad,
-		       uint64_t *first_bad);
+int kyro__rmi_check_all(const struct kyro__rmi *r, uint64_t *bad,
+			uint64_t *first_bad);
 
 /* Use the lookups and probe of SIMD level LEVEL (KYRO_SIMD_*) on this
  * handle.  Not while lookups run.  Returns 0, or ENOTSUP when LEVEL is
  * unknown or the CPU cannot run it (the level in use stays). */
-int kyro_rmi_set_simd(struct kyro_rmi *r, int level);
+int kyro__rmi_set_simd(struct kyro__rmi *r, int level);
 
 /* The shape of a loaded index. */
-struct kyro_rmi_info {
+struct kyro__rmi_info {
 	uint64_t keys, leaves, router_bits, bytes, generation;
 	int simd; /* KYRO_SIMD_* level of the probe in use */
 };
-void kyro_rmi_info(const struct kyro_rmi *r, struct kyro_rmi_info *info);
+void kyro__rmi_info(const struct kyro__rmi *r, struct kyro__rmi_info *info);
 
 /*
  * Branchless binary search: the first i < N with keys[i] >= KEY, or N.
  * The read path's answer when a snapshot has no (valid) index.
  */
-uint64_t kyro_lower_bound_binary(const uint64_t *keys, uint64_t n,
-				 uint64_t key);
+uint64_t kyro__lower_bound_binary(const uint64_t *keys, uint64_t n,
+				  uint64_t key);
 
 #endif /* KYRO_RMI_H */

@@ -458,11 +458,12 @@ static int tune_budget(struct tuner *t, char *errbuf, size_t errlen)
 	t->budget = p->max_size ? p->max_size
 		  : two_pct > MIN_BUDGET ? two_pct : MIN_BUDGET;
 	if (p->max_size && p->max_size < min_bytes) {
-		rmi_set_err(errbuf, errlen,
-			    "max size %llu is below the smallest index (%llu "
-			    "bytes)",
-			    (unsigned long long)p->max_size,
-			    (unsigned long long)min_bytes);
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"max size %llu is below the smallest index (%llu "
+			"bytes)",
+			(unsigned long long)p->max_size,
+			(unsigned long long)min_bytes);
 		return EINVAL;
 	}
 	t->max_leaves = t->n > 1 ? (t->n < UINT32_MAX ? t->n : UINT32_MAX)
@@ -638,7 +639,8 @@ static int choose_shape(const uint64_t *keys, uint64_t n,
 	t.fine[best_kind] = NULL;
 out:
 	if (err == ENOMEM)
-		rmi_set_err(errbuf, errlen, "out of memory choosing index shape");
+		kyro__rmi_set_err(errbuf, errlen,
+				  "out of memory choosing index shape");
 	free(t.fine[0]);
 	free(t.fine[1]);
 	return err;
@@ -678,10 +680,12 @@ static void *fit_leaves(void *arg)
 		const uint64_t e = leaf_end(m, keys, j->n, pos, l);
 		const uint64_t cnt = e - pos;
 		if (cnt > UINT32_MAX) {
-			rmi_set_err(j->msg, sizeof j->msg,
-				"leaf %llu would hold %llu keys (2^32 or more): "
-				"use more leaves",
-				(unsigned long long)l, (unsigned long long)cnt);
+			kyro__rmi_set_err(j->msg, sizeof j->msg,
+					  "leaf %llu would hold %llu keys "
+					  "(2^32 or more): "
+					  "use more leaves",
+					  (unsigned long long)l,
+					  (unsigned long long)cnt);
 			j->err = EOVERFLOW;
 			return NULL;
 		}
@@ -698,7 +702,8 @@ static void *fit_leaves(void *arg)
 			struct window w;
 			model_window(m, keys[i], &w);
 			if (i < w.lo || i >= w.hi) {
-				rmi_set_err(j->msg, sizeof j->msg,
+				kyro__rmi_set_err(
+					j->msg, sizeof j->msg,
 					"internal error: key at position %llu "
 					"lies outside its window [%llu, %llu)",
 					(unsigned long long)i,
@@ -775,14 +780,15 @@ static int fit_all(const struct model *m, unsigned char *recs,
 		fit_leaves(&half[1]);
 	for (int h = 0; h < 1 + split; h++) {
 		if (half[h].err) {
-			rmi_set_err(errbuf, errlen, "%s", half[h].msg);
+			kyro__rmi_set_err(errbuf, errlen, "%s", half[h].msg);
 			return half[h].err;
 		}
 	}
 	/* The halves must meet, and the last must end at n. */
 	if (half[0].end != (split ? half[1].pos : n) ||
 	    (split && half[1].end != n)) {
-		rmi_set_err(errbuf, errlen,
+		kyro__rmi_set_err(
+			errbuf, errlen,
 			"internal error: the leaves do not tile the %llu keys",
 			(unsigned long long)n);
 		return KYRO_ECORRUPT;
@@ -801,22 +807,24 @@ static int check_args(const uint64_t *keys, uint64_t n,
 		      size_t errlen)
 {
 	if (n > 0 && keys == NULL) {
-		rmi_set_err(errbuf, errlen, "no keys to build the index over");
+		kyro__rmi_set_err(errbuf, errlen,
+				  "no keys to build the index over");
 		return EINVAL;
 	}
 	if (p->router_bits && (p->router_bits < KYRO_RMI_MIN_BITS ||
 			       p->router_bits > KYRO_RMI_MAX_BITS)) {
-		rmi_set_err(errbuf, errlen, "router bits %u outside %d..%d",
-			    p->router_bits, KYRO_RMI_MIN_BITS,
-			    KYRO_RMI_MAX_BITS);
+		kyro__rmi_set_err(
+			errbuf, errlen, "router bits %u outside %d..%d",
+			p->router_bits, KYRO_RMI_MIN_BITS, KYRO_RMI_MAX_BITS);
 		return EINVAL;
 	}
 	for (uint64_t i = 1; i < n; i++) {
 		if (keys[i - 1] >= keys[i]) {
-			rmi_set_err(errbuf, errlen,
-				    "keys are not sorted and unique at position "
-				    "%llu",
-				    (unsigned long long)i);
+			kyro__rmi_set_err(
+				errbuf, errlen,
+				"keys are not sorted and unique at position "
+				"%llu",
+				(unsigned long long)i);
 			return EINVAL;
 		}
 	}
@@ -839,7 +847,7 @@ static void put_header(unsigned char *img, const uint64_t *keys, uint64_t n,
 	put_le64(img + 24, snap_gen);
 	put_le64(img + 32, first);
 	put_le64(img + 40, last);
-	put_le64(img + 48, rmi_key_sample_hash(keys, n));
+	put_le64(img + 48, kyro__rmi_key_sample_hash(keys, n));
 	put_le32(img + 56, (uint32_t)sh->leaves);
 	img[60] = (unsigned char)sh->bits;
 	img[61] = (unsigned char)shift;
@@ -855,26 +863,28 @@ static int alloc_image(const struct kyro_rmi_params *p, const struct shape *sh,
 		       size_t errlen)
 {
 	if (p->max_size && total > p->max_size) {
-		rmi_set_err(errbuf, errlen,
-			    "an index of %llu leaves and %u router bits takes "
-			    "%llu bytes, over the maximum of %llu",
-			    (unsigned long long)sh->leaves, sh->bits,
-			    (unsigned long long)total,
-			    (unsigned long long)p->max_size);
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"an index of %llu leaves and %u router bits takes "
+			"%llu bytes, over the maximum of %llu",
+			(unsigned long long)sh->leaves, sh->bits,
+			(unsigned long long)total,
+			(unsigned long long)p->max_size);
 		return EINVAL;
 	}
 	*img = total > SIZE_MAX ? NULL : calloc(1, (size_t)total);
 	return *img ? 0 : ENOMEM;
 }
 
-int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-		   const struct kyro_rmi_params *p, void **buf, size_t *size,
-		   struct kyro_rmi_build_stats *st, char *errbuf, size_t errlen)
+int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
+		    const struct kyro_rmi_params *p, void **buf, size_t *size,
+		    struct kyro__rmi_build_stats *st, char *errbuf,
+		    size_t errlen)
 {
 	static const struct kyro_rmi_params autop = { 0, 0, 0, 0 };
 	unsigned char *img = NULL;
 	struct shape sh = { 0, 0, 0, NULL };
-	struct kyro_rmi *check = NULL;
+	struct kyro__rmi *check = NULL;
 
 	*buf = NULL;
 	*size = 0;
@@ -903,8 +913,8 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 		 XXH3_64bits(img, (size_t)total - SUM_SIZE));
 
 	/* The loader's rules are the format's: the image must pass them. */
-	err = kyro_rmi_load(&check, img, (size_t)total, keys, n, snap_gen,
-			    errbuf, errlen);
+	err = kyro__rmi_load(&check, img, (size_t)total, keys, n, snap_gen,
+			     errbuf, errlen);
 	if (err)
 		goto out;
 	if (st) {
@@ -920,8 +930,9 @@ int kyro_rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	img = NULL;
 out:
 	if (err == ENOMEM)
-		rmi_set_err(errbuf, errlen, "out of memory building the index");
-	kyro_rmi_free(check);
+		kyro__rmi_set_err(errbuf, errlen,
+				  "out of memory building the index");
+	kyro__rmi_free(check);
 	free(sh.bounds);
 	free(img);
 	return err;

@@ -3,14 +3,14 @@
  * once and compiled once per SIMD level: each simd_*.c includes this
  * header, defines the two functions declared below for its instruction
  * set, and puts lower_bound() and lower_bound_batch() in its table
- * (struct kyro_simd_ops, simd.h).  Compiled with the level's -m flags,
+ * (struct kyro__simd_ops, simd.h).  Compiled with the level's -m flags,
  * the whole lookup is that level's code, with its probe inlined: a lookup
- * makes one indirect call (kyro_rmi_lower_bound() in rmi.c), not one per
+ * makes one indirect call (kyro__rmi_lower_bound() in rmi.c), not one per
  * probe, and has no run-time test of the level.
  *
- * The counters are the caller's (struct kyro_rmi_counters of rmi.h);
+ * The counters are the caller's (struct kyro__rmi_counters of rmi.h);
  * C == NULL counts nothing.  Only the rare paths and, when asked for
- * (kyro_rmi_count_windows()), the window histogram count at all.
+ * (kyro__rmi_count_windows()), the window histogram count at all.
  */
 #ifndef KYRO_RMI_LOOKUP_H
 #define KYRO_RMI_LOOKUP_H
@@ -18,7 +18,7 @@
 #include "rmi_model.h"
 #include "simd.h"
 
-/* The level's window probe (the kyro_simd_probe_fn of its table). */
+/* The level's window probe (the kyro__simd_probe_fn of its table). */
 static uint64_t probe(const uint64_t *keys, uint64_t n, uint64_t lo,
 		      uint64_t hi, uint64_t key);
 
@@ -34,12 +34,12 @@ static inline int outside(uint64_t ans, uint64_t lo, uint64_t hi, uint64_t n)
 
 /* A run the short path does not take, through the level's own probe. */
 static __attribute__((noinline)) uint64_t
-probe_general(const struct kyro_rmi *r, uint64_t key, uint64_t lo,
-	      uint64_t hi, struct kyro_rmi_counters *c)
+probe_general(const struct kyro__rmi *r, uint64_t key, uint64_t lo, uint64_t hi,
+	      struct kyro__rmi_counters *c)
 {
 	const uint64_t ans = probe(r->keys, r->n, lo, hi, key);
 	if (__builtin_expect(outside(ans, lo, hi, r->n), 0))
-		return rmi_mispredict(r, key, c);
+		return kyro__rmi_mispredict(r, key, c);
 	return ans;
 }
 
@@ -66,19 +66,19 @@ probe_general(const struct kyro_rmi *r, uint64_t key, uint64_t lo,
  * fewer than 32 keys.
  */
 static inline __attribute__((always_inline)) uint64_t
-answer(const struct kyro_rmi *r, uint64_t key, uint64_t lo, uint64_t hi,
-       struct kyro_rmi_counters *c)
+answer(const struct kyro__rmi *r, uint64_t key, uint64_t lo, uint64_t hi,
+       struct kyro__rmi_counters *c)
 {
 	uint64_t a;
 	uint32_t win;
 	if (__builtin_expect(r->descend, 1) &&
-	    __builtin_expect(kyro_probe_lines(r->keys, r->n, lo, hi, &a, &win),
+	    __builtin_expect(kyro__probe_lines(r->keys, r->n, lo, hi, &a, &win),
 			     1)) {
-		const uint64_t b = kyro_probe_descend(r->keys, a, key, 1);
+		const uint64_t b = kyro__probe_descend(r->keys, a, key, 1);
 		const uint64_t ans =
-			kyro_probe_clamp(b + (r->keys[b] < key), lo, hi);
+			kyro__probe_clamp(b + (r->keys[b] < key), lo, hi);
 		if (__builtin_expect(outside(ans, lo, hi, r->n), 0))
-			return rmi_mispredict(r, key, c);
+			return kyro__rmi_mispredict(r, key, c);
 		return ans;
 	}
 	return probe_general(r, key, lo, hi, c);
@@ -90,8 +90,8 @@ answer(const struct kyro_rmi *r, uint64_t key, uint64_t lo, uint64_t hi,
  * in answer().  Out of line, so that the common lookup holds none of it.
  */
 static __attribute__((noinline)) uint64_t
-lookup_slow(const struct kyro_rmi *r, uint64_t key, const unsigned char *leaf,
-	    uint64_t off, struct kyro_rmi_counters *c)
+lookup_slow(const struct kyro__rmi *r, uint64_t key, const unsigned char *leaf,
+	    uint64_t off, struct kyro__rmi_counters *c)
 {
 	struct window w;
 	window_at(leaf, off, &w);
@@ -105,8 +105,8 @@ lookup_slow(const struct kyro_rmi *r, uint64_t key, const unsigned char *leaf,
  * through answer().  Out of line, so that the fast path saves no more
  * registers than it uses. */
 static __attribute__((noinline)) uint64_t
-lookup_small(const struct kyro_rmi *r, uint64_t key, const unsigned char *leaf,
-	     uint64_t off, struct kyro_rmi_counters *c)
+lookup_small(const struct kyro__rmi *r, uint64_t key, const unsigned char *leaf,
+	     uint64_t off, struct kyro__rmi_counters *c)
 {
 	struct window w;
 	window_at(leaf, off, &w);
@@ -134,8 +134,8 @@ static inline uint64_t fast_start(const uint64_t *keys, uint64_t n,
 }
 
 /*
- * kyro_rmi_lower_bound().  The window histogram is counted only when
- * asked for (kyro_rmi_count_windows()): its update is a store that
+ * kyro__rmi_lower_bound().  The window histogram is counted only when
+ * asked for (kyro__rmi_count_windows()): its update is a store that
  * depends on the leaf's cache miss, and at 100M keys on Zen 5 it cost a
  * quarter of a lookup, where mispredicts and fallbacks, counted only on
  * the rare paths, cost nothing (docs/RMI.md, "What the counters cost").
@@ -151,8 +151,8 @@ static inline uint64_t fast_start(const uint64_t *keys, uint64_t n,
  * keys give only where a window does not fit in the 32, goes to
  * lookup_slow().
  */
-static uint64_t lower_bound(const struct kyro_rmi *r, uint64_t key,
-			    struct kyro_rmi_counters *c)
+static uint64_t lower_bound(const struct kyro__rmi *r, uint64_t key,
+			    struct kyro__rmi_counters *c)
 {
 	const uint64_t n = r->n;
 	/* One test for both ends (key - first wraps around below first). */
@@ -193,7 +193,7 @@ static uint64_t lower_bound(const struct kyro_rmi *r, uint64_t key,
 }
 
 /*
- * kyro_rmi_lower_bound_batch(), in groups of BATCH, in stages: the router
+ * kyro__rmi_lower_bound_batch(), in groups of BATCH, in stages: the router
  * entry of every key of the group is prefetched, then every key is routed
  * and its leaf record prefetched, then every window is computed and its
  * lines prefetched, then the windows are probed in order.  Each stage's
@@ -207,7 +207,7 @@ static uint64_t lower_bound(const struct kyro_rmi *r, uint64_t key,
 
 /* The first two stages: LEAF[k] the leaf record of Q[k], or NULL for a key
  * answered without the model (its answer then in OUT[k]). */
-static inline void batch_route(const struct kyro_rmi *r, const uint64_t *q,
+static inline void batch_route(const struct kyro__rmi *r, const uint64_t *q,
 			       uint64_t *out, size_t m,
 			       const unsigned char **leaf)
 {
@@ -233,9 +233,9 @@ static inline void batch_route(const struct kyro_rmi *r, const uint64_t *q,
 	}
 }
 
-static void lower_bound_batch(const struct kyro_rmi *r, const uint64_t *q,
+static void lower_bound_batch(const struct kyro__rmi *r, const uint64_t *q,
 			      uint64_t *out, size_t count,
-			      struct kyro_rmi_counters *c)
+			      struct kyro__rmi_counters *c)
 {
 	const uint64_t n = r->n;
 	const uint64_t *keys = r->keys;

@@ -201,13 +201,13 @@ static inline void model_window(const struct model *m, uint64_t key,
 
 /* ---- the loaded index ----------------------------------------------- */
 
-struct kyro_rmi {
+struct kyro__rmi {
 	struct model m;
 	const uint64_t *keys;
 	uint64_t n;
 	/* The lookups and the probe of the level in use (simd.h): chosen
 	 * when the index is loaded or its level set, never per lookup. */
-	struct kyro_simd_ops ops;
+	struct kyro__simd_ops ops;
 	int simd;
 	int descend; /* n >= KYRO_PROBE_KEYS: lookups take the fast path */
 	int windows; /* counted lookups also count the window histogram */
@@ -215,7 +215,7 @@ struct kyro_rmi {
 };
 
 /*
- * One more in a counter of the caller's struct kyro_rmi_counters.  Only
+ * One more in a counter of the caller's struct kyro__rmi_counters.  Only
  * the thread using the handle writes it, another may read it (kyro_stats()
  * of kyro.h): a relaxed store, which compiles to a plain add, not a locked
  * one (a lock prefix is a full fence on x86, and would stop the next
@@ -240,15 +240,15 @@ static inline unsigned hist_bucket(uint64_t w)
 }
 
 /* Write a one-line message to ERRBUF (nothing when ERRLEN is 0). */
-void rmi_set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+void kyro__rmi_set_err(char *errbuf, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* The header's key sample hash of keys[0..N) (see rmi.c). */
-uint64_t rmi_key_sample_hash(const uint64_t *keys, uint64_t n);
+uint64_t kyro__rmi_key_sample_hash(const uint64_t *keys, uint64_t n);
 
 /* A mispredict: the probed run did not bracket KEY.  Counted in C (when
  * not NULL) and answered by a binary search over the whole array. */
-uint64_t rmi_mispredict(const struct kyro_rmi *r, uint64_t key,
-			struct kyro_rmi_counters *c);
+uint64_t kyro__rmi_mispredict(const struct kyro__rmi *r, uint64_t key,
+			      struct kyro__rmi_counters *c);
 
 #endif /* KYRO_RMI_MODEL_H */

@@ -82,64 +82,66 @@ static void boot_id(unsigned char id[16])
 	memcpy(id, cached, 16);
 }
 
-int shared_open(char *msg, struct shared *s, const char *dir, int writable)
+int kyro__shared_open(char *msg, struct shared *s, const char *dir,
+		      int writable)
 {
 	uint64_t size;
 	memset(s, 0, sizeof *s);
 	s->fd = -1;
-	int rc = kpath(s->path, dir, KYRO_LOCKFILE);
+	int rc = kyro__path(s->path, dir, KYRO_LOCKFILE);
 	if (rc)
-		return kfail(msg, rc, "cannot open '%s/%s'", dir,
-			     KYRO_LOCKFILE);
+		return kyro__fail(msg, rc, "cannot open '%s/%s'", dir,
+				  KYRO_LOCKFILE);
 	if (!writable) {
 		/* Readers open it read-write when they may, to map it; a
 		 * read-only store (or none yet) means no news, not an
 		 * error. */
-		if (fs_open(NULL, s->path, O_RDONLY, 0, &s->fd))
+		if (kyro__fs_open(NULL, s->path, O_RDONLY, 0, &s->fd))
 			return 0;
-		if (!fs_size(NULL, s->fd, s->path, &size) && size >= PAGE)
-			fs_map(NULL, s->fd, PAGE, 0, s->path,
-			       (void **)&s->page);
+		if (!kyro__fs_size(NULL, s->fd, s->path, &size) && size >= PAGE)
+			kyro__fs_map(NULL, s->fd, PAGE, 0, s->path,
+				     (void **)&s->page);
 		return 0;
 	}
-	rc = fs_open(msg, s->path, O_RDWR | O_CREAT, 0644, &s->fd);
+	rc = kyro__fs_open(msg, s->path, O_RDWR | O_CREAT, 0644, &s->fd);
 	if (!rc)
-		rc = fs_size(msg, s->fd, s->path, &size);
+		rc = kyro__fs_size(msg, s->fd, s->path, &size);
 	/* Allocating is idempotent, so racing openers are harmless: a zero
 	 * page has no magic and is simply not trusted yet.  Real blocks,
 	 * not a hole: the page is written through the mapping, where a
 	 * full disk would be SIGBUS instead of an error. */
 	if (!rc && size < PAGE)
-		rc = fs_allocate(msg, s->fd, PAGE, s->path);
+		rc = kyro__fs_allocate(msg, s->fd, PAGE, s->path);
 	if (!rc)
-		rc = fs_map(msg, s->fd, PAGE, 1, s->path, (void **)&s->page);
+		rc = kyro__fs_map(msg, s->fd, PAGE, 1, s->path,
+				  (void **)&s->page);
 	if (rc)
-		shared_close(s);
+		kyro__shared_close(s);
 	return rc;
 }
 
-void shared_close(struct shared *s)
+void kyro__shared_close(struct shared *s)
 {
 	if (s->locked)
-		shared_unlock(s);
-	fs_unmap(s->page, PAGE);
-	fs_close(s->fd);
+		kyro__shared_unlock(s);
+	kyro__fs_unmap(s->page, PAGE);
+	kyro__fs_close(s->fd);
 	s->page = NULL;
 	s->fd = -1;
 }
 
-int shared_lock(char *msg, struct shared *s)
+int kyro__shared_lock(char *msg, struct shared *s)
 {
-	int rc = fs_lock(msg, s->fd, LOCK_EX, s->path);
+	int rc = kyro__fs_lock(msg, s->fd, LOCK_EX, s->path);
 	if (!rc)
 		s->locked = 1;
 	return rc;
 }
 
-void shared_unlock(struct shared *s)
+void kyro__shared_unlock(struct shared *s)
 {
 	if (s->locked)
-		fs_lock(NULL, s->fd, LOCK_UN, s->path);
+		kyro__fs_lock(NULL, s->fd, LOCK_UN, s->path);
 	s->locked = 0;
 }
 
@@ -156,8 +158,8 @@ static uint64_t page_sum(const unsigned char *b, uint64_t change)
 	return XXH3_64bits(tmp, SHARED_SUM);
 }
 
-int shared_check(const unsigned char *b, size_t len, struct shared_state *st,
-		 uint64_t *off, const char **why)
+int kyro__shared_check(const unsigned char *b, size_t len,
+		       struct shared_state *st, uint64_t *off, const char **why)
 {
 	static const unsigned char zero[16];
 	unsigned char id[16];
@@ -212,8 +214,8 @@ int shared_check(const unsigned char *b, size_t len, struct shared_state *st,
 	return SHARED_OK;
 }
 
-int shared_read(const struct shared *s, struct shared_state *st,
-		uint64_t *change)
+int kyro__shared_read(const struct shared *s, struct shared_state *st,
+		      uint64_t *change)
 {
 	if (!s->page)
 		return -1;
@@ -230,15 +232,16 @@ int shared_read(const struct shared *s, struct shared_state *st,
 		if (__atomic_load_n(field(s, 32), __ATOMIC_RELAXED) != c1)
 			continue;
 		*change = c1;
-		return shared_check((const unsigned char *)copy, sizeof copy,
-				    st, &off, &why) == SHARED_OK
+		return kyro__shared_check((const unsigned char *)copy,
+					  sizeof copy, st, &off,
+					  &why) == SHARED_OK
 			       ? 0
 			       : -1;
 	}
 	return -1;
 }
 
-void shared_publish(struct shared *s, const struct shared_state *st)
+void kyro__shared_publish(struct shared *s, const struct shared_state *st)
 {
 	uint64_t b[SHARED_USED / 8];
 	KYRO_VERIFY(s->locked && s->page);

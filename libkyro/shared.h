@@ -19,7 +19,7 @@ struct shared_state {
 #define SHARED_SUM 72  /* offset of the checksum: it covers bytes 0..71 */
 #define SHARED_USED 80 /* bytes in use; the rest of the page is zero */
 
-/* What shared_check() makes of a page. */
+/* What kyro__shared_check() makes of a page. */
 enum {
 	SHARED_OK,         /* trusted */
 	SHARED_FRESH,      /* all zero: nothing published yet */
@@ -38,10 +38,11 @@ struct shared {
 
 /* Open (creating when WRITABLE) and map DIR/LOCK.  A reader that cannot
  * open or map it still works; it just never hears of news. */
-int shared_open(char *msg, struct shared *s, const char *dir, int writable);
-void shared_close(struct shared *s);
-int shared_lock(char *msg, struct shared *s);
-void shared_unlock(struct shared *s);
+int kyro__shared_open(char *msg, struct shared *s, const char *dir,
+		      int writable);
+void kyro__shared_close(struct shared *s);
+int kyro__shared_lock(char *msg, struct shared *s);
+void kyro__shared_unlock(struct shared *s);
 
 /* The change counter: one atomic load, no system call.  Readers compare
  * it with the value they last saw. */
@@ -56,15 +57,16 @@ static inline uint64_t shared_change(const struct shared *s)
 /* Read a consistent state.  Returns 0 with *ST filled, or -1 when the
  * page holds nothing trustworthy (fresh, from another boot, or a writer
  * is halfway through publishing); *CHANGE gets the counter it matched. */
-int shared_read(const struct shared *s, struct shared_state *st,
-		uint64_t *change);
+int kyro__shared_read(const struct shared *s, struct shared_state *st,
+		      uint64_t *change);
 /* Judge the page image B of LEN bytes (SHARED_USED, or SHARED_PAGE to
  * check the zero tail as well): returns SHARED_*, with *OFF and *WHY
  * saying what is wrong when it is not SHARED_OK.  *ST is filled for
  * SHARED_OK and SHARED_OTHER_BOOT. */
-int shared_check(const unsigned char *b, size_t len, struct shared_state *st,
-		 uint64_t *off, const char **why);
+int kyro__shared_check(const unsigned char *b, size_t len,
+		       struct shared_state *st, uint64_t *off,
+		       const char **why);
 /* Publish ST (the caller holds the lock). */
-void shared_publish(struct shared *s, const struct shared_state *st);
+void kyro__shared_publish(struct shared *s, const struct shared_state *st);
 
 #endif

@@ -56,14 +56,14 @@ static int get_mask(void)
 	return mask;
 }
 
-int kyro_simd_supported(int level)
+int kyro__simd_supported(int level)
 {
 	if (level < 0 || level >= KYRO_SIMD_NLEVELS)
 		return 0;
 	return (get_mask() >> level) & 1;
 }
 
-int kyro_simd_level(const char *name)
+int kyro__simd_level(const char *name)
 {
 	if (name == NULL)
 		return -1;
@@ -73,7 +73,7 @@ int kyro_simd_level(const char *name)
 	return -1;
 }
 
-int kyro_simd_selected(void)
+int kyro__simd_selected(void)
 {
 	const int mask = get_mask();
 	int best = KYRO_SIMD_SCALAR;
@@ -83,27 +83,27 @@ int kyro_simd_selected(void)
 	return best;
 }
 
-const struct kyro_simd_ops *kyro_simd_ops_for(int level)
+const struct kyro__simd_ops *kyro__simd_ops_for(int level)
 {
-	if (!kyro_simd_supported(level))
+	if (!kyro__simd_supported(level))
 		return NULL;
 	switch (level) {
 	case KYRO_SIMD_SCALAR:
-		return &kyro_simd_ops_scalar;
+		return &kyro__simd_ops_scalar;
 #ifdef KYRO_SIMD_X86
 	case KYRO_SIMD_SSE4:
-		return &kyro_simd_ops_sse4;
+		return &kyro__simd_ops_sse4;
 	case KYRO_SIMD_AVX2:
-		return &kyro_simd_ops_avx2;
+		return &kyro__simd_ops_avx2;
 	case KYRO_SIMD_AVX512:
-		return &kyro_simd_ops_avx512;
+		return &kyro__simd_ops_avx512;
 #endif
 	default:
 		return NULL;
 	}
 }
 
-const char *kyro_simd_name(int level)
+const char *kyro__simd_name(int level)
 {
 	if (level < 0 || level >= KYRO_SIMD_NLEVELS)
 		return "?";

@@ -2,13 +2,13 @@
  * simd.h - private header: the learned index's lookups and window probe,
  * in one variant per instruction set, and the choice between them.
  *
- * Each level has one table of functions (struct kyro_simd_ops), defined
+ * Each level has one table of functions (struct kyro__simd_ops), defined
  * in its own simd_*.c, which is compiled for that instruction set (see
  * the Makefile): the probe, and the whole single and batched lookups
  * built around it (rmi_lookup.h), so that a lookup costs one indirect
  * call and never a second one per probe.  The index picks the table of
  * the best level this CPU supports when it is loaded; a caller may set
- * another (kyro_rmi_set_simd()).  The library reads no environment.
+ * another (kyro__rmi_set_simd()).  The library reads no environment.
  *
  * Every variant answers the same questions and must give the same
  * answers bit for bit: the tests compare them.
@@ -22,8 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct kyro_rmi;
-struct kyro_rmi_counters;
+struct kyro__rmi;
+struct kyro__rmi_counters;
 
 /* Levels, ordered: a higher level is preferred when supported. */
 #define KYRO_SIMD_SCALAR 0
@@ -36,28 +36,27 @@ struct kyro_rmi_counters;
  * A probe: the lower bound of KEY in the sorted keys[LO..HI), that is
  * LO + the number of keys[j] < KEY for LO <= j < HI.  LO <= HI <= N.
  * Besides keys[LO..HI) it may read other keys of keys[0..N) that share
- * the window's 64-byte lines (see kyro_probe_lines()), never a key past
+ * the window's 64-byte lines (see kyro__probe_lines()), never a key past
  * N or before 0.
  */
-typedef uint64_t (*kyro_simd_probe_fn)(const uint64_t *keys, uint64_t n,
-				       uint64_t lo, uint64_t hi,
-				       uint64_t key);
+typedef uint64_t (*kyro__simd_probe_fn)(const uint64_t *keys, uint64_t n,
+					uint64_t lo, uint64_t hi, uint64_t key);
 
 /* One level's functions.  LOWER_BOUND and LOWER_BOUND_BATCH are
- * kyro_rmi_lower_bound() and kyro_rmi_lower_bound_batch() of rmi.h. */
-struct kyro_simd_ops {
-	kyro_simd_probe_fn probe;
-	uint64_t (*lower_bound)(const struct kyro_rmi *r, uint64_t key,
-				struct kyro_rmi_counters *c);
-	void (*lower_bound_batch)(const struct kyro_rmi *r, const uint64_t *q,
+ * kyro__rmi_lower_bound() and kyro__rmi_lower_bound_batch() of rmi.h. */
+struct kyro__simd_ops {
+	kyro__simd_probe_fn probe;
+	uint64_t (*lower_bound)(const struct kyro__rmi *r, uint64_t key,
+				struct kyro__rmi_counters *c);
+	void (*lower_bound_batch)(const struct kyro__rmi *r, const uint64_t *q,
 				  uint64_t *out, size_t count,
-				  struct kyro_rmi_counters *c);
+				  struct kyro__rmi_counters *c);
 };
 
-extern const struct kyro_simd_ops kyro_simd_ops_scalar;
-extern const struct kyro_simd_ops kyro_simd_ops_sse4;
-extern const struct kyro_simd_ops kyro_simd_ops_avx2;
-extern const struct kyro_simd_ops kyro_simd_ops_avx512;
+extern const struct kyro__simd_ops kyro__simd_ops_scalar;
+extern const struct kyro__simd_ops kyro__simd_ops_sse4;
+extern const struct kyro__simd_ops kyro__simd_ops_avx2;
+extern const struct kyro__simd_ops kyro__simd_ops_avx512;
 
 #define KYRO_PROBE_LINES 4 /* 64-byte lines the short-window path reads */
 #define KYRO_PROBE_KEYS (8 * KYRO_PROBE_LINES)
@@ -70,7 +69,7 @@ extern const struct kyro_simd_ops kyro_simd_ops_avx512;
  * window's keys among the KYRO_PROBE_KEYS from there (bit j for
  * keys[*FIRST + j]).  The AVX-512 probe then compares all of those keys
  * and counts only the window's; the others search them
- * (kyro_probe_descend()) and clamp the answer to the window.  Otherwise
+ * (kyro__probe_descend()) and clamp the answer to the window.  Otherwise
  * returns 0: take the general path.
  *
  * Why a fixed count of lines: a loop whose trip count follows the window
@@ -83,9 +82,9 @@ extern const struct kyro_simd_ops kyro_simd_ops_avx512;
  * The conditions are combined without short-circuits: one branch, taken
  * by about one lookup in 60.
  */
-static inline int kyro_probe_lines(const uint64_t *keys, uint64_t n,
-				   uint64_t lo, uint64_t hi, uint64_t *first,
-				   uint32_t *win)
+static inline int kyro__probe_lines(const uint64_t *keys, uint64_t n,
+				    uint64_t lo, uint64_t hi, uint64_t *first,
+				    uint32_t *win)
 {
 	/* Keys before keys[LO] in its line: the array is 8-byte aligned. */
 	const uint64_t skip = (uint64_t)(((uintptr_t)(keys + lo) & 63u) / 8u);
@@ -103,7 +102,7 @@ static inline int kyro_probe_lines(const uint64_t *keys, uint64_t n,
  * The short path of the AVX2, SSE4.2 and scalar probes, of the lookup's
  * fast path at those levels (count32() in their simd_*.c), and of the
  * batched lookup at every level (answer() in rmi_lookup.h), after
- * kyro_probe_lines() returned 1 with *FIRST = A: prefetch the four lines,
+ * kyro__probe_lines() returned 1 with *FIRST = A: prefetch the four lines,
  * then halve keys[A..A+KYRO_PROBE_KEYS) without branches (each step adds
  * its half masked by the comparison) down to the W keys from the returned
  * base, W a power of two; the lower bound of KEY among the 32 keys is
@@ -119,8 +118,8 @@ static inline int kyro_probe_lines(const uint64_t *keys, uint64_t n,
  * latency, not one per step (docs/RMI.md, "The probe on cores without
  * AVX-512").
  */
-static inline uint64_t kyro_probe_descend(const uint64_t *keys, uint64_t a,
-					  uint64_t key, unsigned w)
+static inline uint64_t kyro__probe_descend(const uint64_t *keys, uint64_t a,
+					   uint64_t key, unsigned w)
 {
 	const char *p = (const char *)(const void *)(keys + a);
 	for (int i = 0; i < KYRO_PROBE_LINES; i++)
@@ -137,27 +136,26 @@ static inline uint64_t kyro_probe_descend(const uint64_t *keys, uint64_t a,
 
 /* The lower bound within keys[LO..HI) of a key whose lower bound within
  * the short path's 32 keys is ANS: the same, clamped to [LO, HI]. */
-static inline uint64_t kyro_probe_clamp(uint64_t ans, uint64_t lo,
-					uint64_t hi)
+static inline uint64_t kyro__probe_clamp(uint64_t ans, uint64_t lo, uint64_t hi)
 {
 	ans = ans < lo ? lo : ans;
 	return ans > hi ? hi : ans;
 }
 
 /* 1 when this CPU (and OS) can run LEVEL, else 0. */
-int kyro_simd_supported(int level);
+int kyro__simd_supported(int level);
 
 /* The best level this CPU supports: the one an index starts with.
  * Detected on the first call (thread-safe), fixed for the process. */
-int kyro_simd_selected(void);
+int kyro__simd_selected(void);
 
 /* The table of LEVEL, or NULL when LEVEL is unknown or unsupported. */
-const struct kyro_simd_ops *kyro_simd_ops_for(int level);
+const struct kyro__simd_ops *kyro__simd_ops_for(int level);
 
 /* "scalar", "sse4", "avx2", "avx512"; "?" for anything else.  Static. */
-const char *kyro_simd_name(int level);
+const char *kyro__simd_name(int level);
 
-/* The level named NAME (as kyro_simd_name() spells it), or -1. */
-int kyro_simd_level(const char *name);
+/* The level named NAME (as kyro__simd_name() spells it), or -1. */
+int kyro__simd_level(const char *name);
 
 #endif /* KYRO_SIMD_H */

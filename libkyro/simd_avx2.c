@@ -34,11 +34,11 @@ static uint64_t probe(const uint64_t *keys, uint64_t n, uint64_t lo,
 		_mm256_xor_si256(_mm256_set1_epi64x((long long)key), sign);
 	uint64_t a;
 	uint32_t win;
-	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
-		const uint64_t b = kyro_probe_descend(keys, a, key, 4);
-		return kyro_probe_clamp(
-			b + (uint64_t)__builtin_popcount(below4(keys + b, k, sign)),
-			lo, hi);
+	if (kyro__probe_lines(keys, n, lo, hi, &a, &win)) {
+		const uint64_t b = kyro__probe_descend(keys, a, key, 4);
+		return kyro__probe_clamp(b + (uint64_t)__builtin_popcount(
+						     below4(keys + b, k, sign)),
+					 lo, hi);
 	}
 	uint64_t base = lo;
 	uint64_t len = hi - lo;
@@ -60,10 +60,9 @@ static uint64_t probe(const uint64_t *keys, uint64_t n, uint64_t lo,
  * comparing them with vectors (see answer() in rmi_lookup.h). */
 static inline uint64_t count32(const uint64_t *keys, uint64_t a, uint64_t key)
 {
-	const uint64_t b = kyro_probe_descend(keys, a, key, 1);
+	const uint64_t b = kyro__probe_descend(keys, a, key, 1);
 	return b + (keys[b] < key);
 }
 
-const struct kyro_simd_ops kyro_simd_ops_avx2 = {
-	probe, lower_bound, lower_bound_batch
-};
+const struct kyro__simd_ops kyro__simd_ops_avx2 = {probe, lower_bound,
+						   lower_bound_batch};

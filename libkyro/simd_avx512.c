@@ -70,7 +70,7 @@ static uint64_t probe(const uint64_t *keys, uint64_t n, uint64_t lo,
 {
 	uint64_t a;
 	uint32_t win;
-	if (kyro_probe_lines(keys, n, lo, hi, &a, &win))
+	if (kyro__probe_lines(keys, n, lo, hi, &a, &win))
 		return lo + (uint64_t)__builtin_popcount(
 				    lt_mask32(keys + a, key) & win);
 	return probe_long(keys, lo, hi, key);
@@ -87,6 +87,5 @@ static inline uint64_t count32(const uint64_t *keys, uint64_t a, uint64_t key)
 	return a + (uint64_t)__builtin_popcount(lt_mask32(keys + a, key));
 }
 
-const struct kyro_simd_ops kyro_simd_ops_avx512 = {
-	probe, lower_bound, lower_bound_batch
-};
+const struct kyro__simd_ops kyro__simd_ops_avx512 = {probe, lower_bound,
+						     lower_bound_batch};

@@ -6,9 +6,9 @@
  * the plain reference the vector variants are compared against.
  *
  * All probes share one shape.  A short window is probed over a fixed
- * count of whole lines (kyro_probe_lines() in simd.h): compared all at
+ * count of whole lines (kyro__probe_lines() in simd.h): compared all at
  * once with AVX-512, searched without branches by the others
- * (kyro_probe_descend()).  A longer one is
+ * (kyro__probe_descend()).  A longer one is
  * halved without branches (the comparison picks the base with a
  * conditional move, so no branch depends on key data) until at most WIDE
  * keys are left, and the keys below KEY are counted over the rest.
@@ -30,9 +30,9 @@ static uint64_t probe(const uint64_t *keys, uint64_t n, uint64_t lo,
 {
 	uint64_t a;
 	uint32_t win;
-	if (kyro_probe_lines(keys, n, lo, hi, &a, &win)) {
-		const uint64_t b = kyro_probe_descend(keys, a, key, 1);
-		return kyro_probe_clamp(b + (keys[b] < key), lo, hi);
+	if (kyro__probe_lines(keys, n, lo, hi, &a, &win)) {
+		const uint64_t b = kyro__probe_descend(keys, a, key, 1);
+		return kyro__probe_clamp(b + (keys[b] < key), lo, hi);
 	}
 	uint64_t base = lo;
 	uint64_t len = hi - lo;
@@ -49,10 +49,9 @@ static uint64_t probe(const uint64_t *keys, uint64_t n, uint64_t lo,
 
 static inline uint64_t count32(const uint64_t *keys, uint64_t a, uint64_t key)
 {
-	const uint64_t b = kyro_probe_descend(keys, a, key, 1);
+	const uint64_t b = kyro__probe_descend(keys, a, key, 1);
 	return b + (keys[b] < key);
 }
 
-const struct kyro_simd_ops kyro_simd_ops_scalar = {
-	probe, lower_bound, lower_bound_batch
-};
+const struct kyro__simd_ops kyro__simd_ops_scalar = {probe, lower_bound,
+						     lower_bound_batch};

@@ -77,7 +77,7 @@ static const char bin_magic[8] = "KYROSNAP";
 static const char data_magic[8] = "KYRODATA";
 
 #define DATA_BUFCAP ((size_t)1 << 20)
-/* Start writeback every this many bytes (see fs_writeback). */
+/* Start writeback every this many bytes (see kyro__fs_writeback). */
 #define WRITEBACK_EVERY ((uint64_t)8 << 20)
 
 static uint64_t offs_at(uint64_t n) { return SNAP_BIN_HDR + ((8 * n + 63) & ~(uint64_t)63); }
@@ -167,13 +167,13 @@ static int map_file(char *msg, const char *path, const unsigned char **p,
 {
 	int fd;
 	uint64_t size;
-	int rc = fs_open(msg, path, O_RDONLY, 0, &fd);
+	int rc = kyro__fs_open(msg, path, O_RDONLY, 0, &fd);
 	if (rc)
 		return rc;
-	rc = fs_size(msg, fd, path, &size);
+	rc = kyro__fs_size(msg, fd, path, &size);
 	if (!rc)
-		rc = fs_map(msg, fd, (size_t)size, 0, path, (void **)p);
-	fs_close(fd);
+		rc = kyro__fs_map(msg, fd, (size_t)size, 0, path, (void **)p);
+	kyro__fs_close(fd);
 	if (!rc)
 		*len = (size_t)size;
 	return rc;
@@ -183,14 +183,15 @@ static int check_version(char *msg, const unsigned char *h, size_t len,
 			 const char *magic, const char *path)
 {
 	if (len < 16 || memcmp(h, magic, 8) != 0)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 0: bad magic", path);
+		return kyro__failx(msg, KYRO_ECORRUPT,
+				   "'%s': offset 0: bad magic", path);
 	uint32_t v = get_le32(h + 8);
 	if (v != 1 && v != SNAP_VERSION)
-		return kfailx(msg, KYRO_EVERSION,
-			      "'%s' has format version %u; this build reads "
-			      "versions 1 and %u",
-			      path, v, SNAP_VERSION);
+		return kyro__failx(
+			msg, KYRO_EVERSION,
+			"'%s' has format version %u; this build reads "
+			"versions 1 and %u",
+			path, v, SNAP_VERSION);
 	return 0;
 }
 
@@ -213,35 +214,36 @@ static uint64_t block_sum(const struct snap *s, enum snap_file f, uint64_t b)
 	return XXH3_64bits_withSeed(base + off, (size_t)len, b);
 }
 
-int snap_check_block(char *msg, const struct snap *s, enum snap_file f,
-		     uint64_t b)
+int kyro__snap_check_block(char *msg, const struct snap *s, enum snap_file f,
+			   uint64_t b)
 {
 	KYRO_VERIFY(b < s->blocks[f]);
 	/* Version 1 was verified whole at open. */
 	if (s->sums[f] &&
 	    block_sum(s, f, b) != get_le64(s->sums[f] + 8 * b))
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset %llu: block fails its checksum",
-			      file_path(s, f),
-			      (unsigned long long)(b << SNAP_BLOCK_SHIFT));
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset %llu: block fails its checksum",
+			file_path(s, f),
+			(unsigned long long)(b << SNAP_BLOCK_SHIFT));
 	s->ok[f][b >> 6] |= (uint64_t)1 << (b & 63);
 	return 0;
 }
 
-int snap_check_all(char *msg, const struct snap *s)
+int kyro__snap_check_all(char *msg, const struct snap *s)
 {
 	for (int f = SNAP_BIN; f <= SNAP_DATA; f++)
 		for (uint64_t b = 0; b < s->blocks[f]; b++)
 			if (!(s->ok[f][b >> 6] >> (b & 63) & 1)) {
-				int rc = snap_check_block(msg, s, f, b);
+				int rc = kyro__snap_check_block(msg, s, f, b);
 				if (rc)
 					return rc;
 			}
 	return 0;
 }
 
-int snap_search_verified(char *msg, const struct snap *s, uint64_t key,
-			 uint64_t *pos)
+int kyro__snap_search_verified(char *msg, const struct snap *s, uint64_t key,
+			       uint64_t *pos)
 {
 	uint64_t lo = 0, hi = s->n;
 	while (lo < hi) {
@@ -258,13 +260,15 @@ int snap_search_verified(char *msg, const struct snap *s, uint64_t key,
 	return 0;
 }
 
-int snap_bad_ref(char *msg, const struct snap *s, uint64_t i, uint64_t key)
+int kyro__snap_bad_ref(char *msg, const struct snap *s, uint64_t i,
+		       uint64_t key)
 {
-	return kfailx(msg, KYRO_ECORRUPT,
-		      "'%s': offset %llu: payload reference of key %llu is "
-		      "out of bounds",
-		      s->bin_path, (unsigned long long)(offs_at(s->n) + 8 * i),
-		      (unsigned long long)key);
+	return kyro__failx(
+		msg, KYRO_ECORRUPT,
+		"'%s': offset %llu: payload reference of key %llu is "
+		"out of bounds",
+		s->bin_path, (unsigned long long)(offs_at(s->n) + 8 * i),
+		(unsigned long long)key);
 }
 
 /* Bitmaps of BLOCKS bits, all clear (version 2) or all set (version 1). */
@@ -282,19 +286,22 @@ static int open_v1(char *msg, struct snap *s)
 {
 	const unsigned char *h = s->bin;
 	if (XXH3_64bits(s->keys, 8 * s->n) != get_le64(h + 64))
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset %d: key array fails its checksum",
-			      s->bin_path, SNAP_BIN_HDR);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset %d: key array fails its checksum",
+			s->bin_path, SNAP_BIN_HDR);
 	if (XXH3_64bits(s->offs, 8 * (s->n + 1)) != get_le64(h + 72))
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset %llu: payload-offset array fails "
-			      "its checksum",
-			      s->bin_path, (unsigned long long)offs_at(s->n));
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset %llu: payload-offset array fails "
+			"its checksum",
+			s->bin_path, (unsigned long long)offs_at(s->n));
 	if (XXH3_64bits(s->data + SNAP_DATA_HDR,
 			s->data_size - SNAP_DATA_HDR) != get_le64(h + 80))
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset %d: payloads fail their checksum",
-			      s->data_path, SNAP_DATA_HDR);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset %d: payloads fail their checksum",
+			s->data_path, SNAP_DATA_HDR);
 	return 0;
 }
 
@@ -311,21 +318,22 @@ static int check_bin_header(char *msg, struct snap *s, uint64_t gen,
 	if (s->bin_len < SNAP_BIN_HDR || get_le32(h + 12) != SNAP_BIN_HDR ||
 	    get_le64(h + 120) != XXH3_64bits(h, 120) ||
 	    memcmp(h + 88, zeros, sizeof zeros) != 0)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 0: bad header (checksum)",
-			      s->bin_path);
+		return kyro__failx(msg, KYRO_ECORRUPT,
+				   "'%s': offset 0: bad header (checksum)",
+				   s->bin_path);
 	s->version = get_le32(h + 8);
 	s->gen = get_le64(h + 16);
 	s->n = get_le64(h + 24);
 	s->last_seq = get_le64(h + 32);
 	s->data_size = get_le64(h + 40);
 	if (s->gen != gen || s->n != nkeys)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 16: generation %llu with %llu keys, "
-			      "but the manifest names generation %llu with %llu",
-			      s->bin_path, (unsigned long long)s->gen,
-			      (unsigned long long)s->n, (unsigned long long)gen,
-			      (unsigned long long)nkeys);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset 16: generation %llu with %llu keys, "
+			"but the manifest names generation %llu with %llu",
+			s->bin_path, (unsigned long long)s->gen,
+			(unsigned long long)s->n, (unsigned long long)gen,
+			(unsigned long long)nkeys);
 	int v2 = s->version == 2;
 	uint64_t tab = bin_table_at(s->n);
 	if (s->n > (SIZE_MAX - 4096) / 16 || get_le64(h + 48) != SNAP_BIN_HDR ||
@@ -334,10 +342,11 @@ static int check_bin_header(char *msg, struct snap *s, uint64_t gen,
 		    get_le64(h + 72) != nblocks(tab) ||
 		    s->bin_len != tab + 8 * nblocks(tab))) ||
 	    (!v2 && s->bin_len != tab))
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 48: array offsets do not match a "
-			      "file of %zu bytes",
-			      s->bin_path, s->bin_len);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset 48: array offsets do not match a "
+			"file of %zu bytes",
+			s->bin_path, s->bin_len);
 	return 0;
 }
 
@@ -358,11 +367,12 @@ static int check_data_header(char *msg, const struct snap *s, uint64_t gen)
 		    s->data_len - s->data_size !=
 			    8 * nblocks(s->data_size))) ||
 	    (!v2 && s->data_len != s->data_size))
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 0: bad header, or size %zu does not "
-			      "match the index's %llu",
-			      s->data_path, s->data_len,
-			      (unsigned long long)s->data_size);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset 0: bad header, or size %zu does not "
+			"match the index's %llu",
+			s->data_path, s->data_len,
+			(unsigned long long)s->data_size);
 	return 0;
 }
 
@@ -384,7 +394,7 @@ static int setup_arrays(char *msg, struct snap *s)
 	s->ok[SNAP_BIN] = bitmap_new(s->blocks[SNAP_BIN], !v2);
 	s->ok[SNAP_DATA] = bitmap_new(s->blocks[SNAP_DATA], !v2);
 	if (!s->ok[SNAP_BIN] || !s->ok[SNAP_DATA])
-		return kfail(msg, ENOMEM, "cannot open '%s'", s->bin_path);
+		return kyro__fail(msg, ENOMEM, "cannot open '%s'", s->bin_path);
 	int rc = v2 ? snap_check(msg, s, SNAP_BIN, offs_at(s->n), 8)
 		    : open_v1(msg, s);
 	if (!rc && v2)
@@ -392,22 +402,24 @@ static int setup_arrays(char *msg, struct snap *s)
 	if (rc)
 		return rc;
 	if (s->offs[0] != SNAP_DATA_HDR || s->offs[s->n] != s->data_size)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset %llu: payload offsets do not span "
-			      "the data file",
-			      s->bin_path, (unsigned long long)offs_at(s->n));
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset %llu: payload offsets do not span "
+			"the data file",
+			s->bin_path, (unsigned long long)offs_at(s->n));
 	return 0;
 }
 
-int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
-	      uint64_t nkeys)
+int kyro__snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
+		    uint64_t nkeys)
 {
 	memset(s, 0, sizeof *s);
-	int rc = kpath_gen(s->bin_path, dir, "snap-", gen, ".bin");
+	int rc = kyro__path_gen(s->bin_path, dir, "snap-", gen, ".bin");
 	if (!rc)
-		rc = kpath_gen(s->data_path, dir, "snap-", gen, ".data");
+		rc = kyro__path_gen(s->data_path, dir, "snap-", gen, ".data");
 	if (rc)
-		return kfail(msg, rc, "cannot open a snapshot in '%s'", dir);
+		return kyro__fail(msg, rc, "cannot open a snapshot in '%s'",
+				  dir);
 	rc = map_file(msg, s->bin_path, &s->bin, &s->bin_len);
 	if (!rc)
 		rc = map_file(msg, s->data_path, &s->data, &s->data_len);
@@ -418,18 +430,18 @@ int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
 	if (!rc)
 		rc = setup_arrays(msg, s);
 	if (rc) {
-		snap_close(s);
+		kyro__snap_close(s);
 		return rc;
 	}
-	fs_advise_random(s->bin, s->bin_len);
-	fs_advise_random(s->data, s->data_len);
+	kyro__fs_advise_random(s->bin, s->bin_len);
+	kyro__fs_advise_random(s->data, s->data_len);
 	return 0;
 }
 
-void snap_close(struct snap *s)
+void kyro__snap_close(struct snap *s)
 {
-	fs_unmap((void *)s->bin, s->bin_len);
-	fs_unmap((void *)s->data, s->data_len);
+	kyro__fs_unmap((void *)s->bin, s->bin_len);
+	kyro__fs_unmap((void *)s->data, s->data_len);
 	free(s->ok[SNAP_BIN]);
 	free(s->ok[SNAP_DATA]);
 	s->bin = s->data = NULL;
@@ -441,7 +453,7 @@ void snap_close(struct snap *s)
 	s->n = 0;
 }
 
-int snap_verify(const struct snap *s, kyro_report_fn report, void *arg)
+int kyro__snap_verify(const struct snap *s, kyro_report_fn report, void *arg)
 {
 	char text[256];
 	int bad = 0;
@@ -508,32 +520,34 @@ int snap_verify(const struct snap *s, kyro_report_fn report, void *arg)
 
 /* ---- writing ---- */
 
-int snap_writer_open(char *msg, struct snap_writer *w, const char *dir,
-		     uint64_t gen, uint64_t cap_hint)
+int kyro__snap_writer_open(char *msg, struct snap_writer *w, const char *dir,
+			   uint64_t gen, uint64_t cap_hint)
 {
 	unsigned char hdr[SNAP_DATA_HDR];
 	memset(w, 0, sizeof *w);
 	w->dir = dir;
 	w->gen = gen;
 	w->fd_data = -1;
-	int rc = kpath_gen(w->bin_tmp, dir, "snap-", gen, ".bin.tmp");
+	int rc = kyro__path_gen(w->bin_tmp, dir, "snap-", gen, ".bin.tmp");
 	if (!rc)
-		rc = kpath_gen(w->data_tmp, dir, "snap-", gen, ".data.tmp");
+		rc = kyro__path_gen(w->data_tmp, dir, "snap-", gen,
+				    ".data.tmp");
 	if (rc)
-		return kfail(msg, rc, "cannot write a snapshot in '%s'", dir);
+		return kyro__fail(msg, rc, "cannot write a snapshot in '%s'",
+				  dir);
 	w->cap = cap_hint > 1024 ? cap_hint : 1024;
 	w->keys = malloc(w->cap * sizeof *w->keys);
 	w->offs = malloc((w->cap + 1) * sizeof *w->offs);
 	w->buf = malloc(DATA_BUFCAP);
 	w->sums = sums_new();
 	if (!w->keys || !w->offs || !w->buf || !w->sums) {
-		snap_writer_abort(w);
-		return kfail(msg, ENOMEM, "cannot write a snapshot");
+		kyro__snap_writer_abort(w);
+		return kyro__fail(msg, ENOMEM, "cannot write a snapshot");
 	}
-	rc = fs_open(msg, w->data_tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644,
-		     &w->fd_data);
+	rc = kyro__fs_open(msg, w->data_tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644,
+			   &w->fd_data);
 	if (rc) {
-		snap_writer_abort(w);
+		kyro__snap_writer_abort(w);
 		return rc;
 	}
 	/* The header goes out first, outside the buffer. */
@@ -545,8 +559,9 @@ int snap_writer_open(char *msg, struct snap_writer *w, const char *dir,
 	put_le64(hdr + 24, XXH3_64bits(hdr, 24));
 	w->data_pos = sizeof hdr;
 	if (sums_add(w->sums, hdr, sizeof hdr))
-		return kfail(msg, ENOMEM, "cannot write a snapshot");
-	return fs_write_all(msg, w->fd_data, hdr, sizeof hdr, w->data_tmp);
+		return kyro__fail(msg, ENOMEM, "cannot write a snapshot");
+	return kyro__fs_write_all(msg, w->fd_data, hdr, sizeof hdr,
+				  w->data_tmp);
 }
 
 /* The block checksums are taken per flushed buffer, not per value: 10M
@@ -554,20 +569,22 @@ int snap_writer_open(char *msg, struct snap_writer *w, const char *dir,
 static int data_flush(char *msg, struct snap_writer *w)
 {
 	if (sums_add(w->sums, w->buf, w->buflen))
-		return kfail(msg, ENOMEM, "cannot write a snapshot");
-	int rc = fs_write_all(msg, w->fd_data, w->buf, w->buflen, w->data_tmp);
+		return kyro__fail(msg, ENOMEM, "cannot write a snapshot");
+	int rc = kyro__fs_write_all(msg, w->fd_data, w->buf, w->buflen,
+				    w->data_tmp);
 	w->buflen = 0;
 	/* Trickle the payload to disk as it is written: a writer's fsync
 	 * during a snapshot then does not wait behind hundreds of MB. */
 	if (!rc && w->data_pos - w->wb_done >= WRITEBACK_EVERY) {
-		fs_writeback(w->fd_data, w->wb_done, w->data_pos - w->wb_done);
+		kyro__fs_writeback(w->fd_data, w->wb_done,
+				   w->data_pos - w->wb_done);
 		w->wb_done = w->data_pos;
 	}
 	return rc;
 }
 
-int snap_writer_add(char *msg, struct snap_writer *w, uint64_t key,
-		    const void *val, size_t len)
+int kyro__snap_writer_add(char *msg, struct snap_writer *w, uint64_t key,
+			  const void *val, size_t len)
 {
 	KYRO_VERIFY(w->n == 0 || key > w->keys[w->n - 1]);
 	if (w->n == w->cap) {
@@ -577,7 +594,8 @@ int snap_writer_add(char *msg, struct snap_writer *w, uint64_t key,
 			w->keys = k;
 		uint64_t *o = k ? realloc(w->offs, (cap + 1) * sizeof *o) : NULL;
 		if (!o)
-			return kfail(msg, ENOMEM, "cannot write a snapshot");
+			return kyro__fail(msg, ENOMEM,
+					  "cannot write a snapshot");
 		w->offs = o;
 		w->cap = cap;
 	}
@@ -591,10 +609,10 @@ int snap_writer_add(char *msg, struct snap_writer *w, uint64_t key,
 			return rc;
 		if (len > DATA_BUFCAP) {
 			if (sums_add(w->sums, val, len))
-				return kfail(msg, ENOMEM,
-					     "cannot write a snapshot");
-			return fs_write_all(msg, w->fd_data, val, len,
-					    w->data_tmp);
+				return kyro__fail(msg, ENOMEM,
+						  "cannot write a snapshot");
+			return kyro__fs_write_all(msg, w->fd_data, val, len,
+						  w->data_tmp);
 		}
 	}
 	if (len)
@@ -612,10 +630,10 @@ static int write_trickled(char *msg, int fd, const void *buf, uint64_t len,
 	for (uint64_t done = 0; done < len;) {
 		uint64_t n = len - done < WRITEBACK_EVERY ? len - done
 							  : WRITEBACK_EVERY;
-		int rc = fs_write_all(msg, fd, p + done, (size_t)n, path);
+		int rc = kyro__fs_write_all(msg, fd, p + done, (size_t)n, path);
 		if (rc)
 			return rc;
-		fs_writeback(fd, at + done, n);
+		kyro__fs_writeback(fd, at + done, n);
 		done += n;
 	}
 	return 0;
@@ -648,28 +666,29 @@ static int write_bin(char *msg, struct snap_writer *w, uint64_t last_seq)
 	    sums_add(ss, zeros, pad) || sums_add(ss, w->offs, 8 * (n + 1)) ||
 	    sums_end(ss)) {
 		sums_free(ss);
-		return kfail(msg, ENOMEM, "cannot write a snapshot");
+		return kyro__fail(msg, ENOMEM, "cannot write a snapshot");
 	}
 	KYRO_VERIFY(ss->n == nblocks(tab));
-	rc = fs_open(msg, w->bin_tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
+	rc = kyro__fs_open(msg, w->bin_tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644,
+			   &fd);
 	if (rc) {
 		sums_free(ss);
 		return rc;
 	}
-	rc = fs_write_all(msg, fd, h, sizeof h, w->bin_tmp);
+	rc = kyro__fs_write_all(msg, fd, h, sizeof h, w->bin_tmp);
 	if (!rc)
 		rc = write_trickled(msg, fd, w->keys, 8 * n, SNAP_BIN_HDR,
 				    w->bin_tmp);
 	if (!rc)
-		rc = fs_write_all(msg, fd, zeros, pad, w->bin_tmp);
+		rc = kyro__fs_write_all(msg, fd, zeros, pad, w->bin_tmp);
 	if (!rc)
 		rc = write_trickled(msg, fd, w->offs, 8 * (n + 1), offs_at(n),
 				    w->bin_tmp);
 	if (!rc)
 		rc = write_trickled(msg, fd, ss->v, 8 * ss->n, tab, w->bin_tmp);
 	if (!rc)
-		rc = fs_fsync(msg, fd, w->bin_tmp);
-	fs_close(fd);
+		rc = kyro__fs_fsync(msg, fd, w->bin_tmp);
+	kyro__fs_close(fd);
 	sums_free(ss);
 	return rc;
 }
@@ -678,32 +697,32 @@ static int write_bin(char *msg, struct snap_writer *w, uint64_t last_seq)
 static int write_data_table(char *msg, struct snap_writer *w)
 {
 	if (sums_end(w->sums))
-		return kfail(msg, ENOMEM, "cannot write a snapshot");
+		return kyro__fail(msg, ENOMEM, "cannot write a snapshot");
 	KYRO_VERIFY(w->sums->n == nblocks(w->data_pos));
 	return write_trickled(msg, w->fd_data, w->sums->v, 8 * w->sums->n,
 			      w->data_pos, w->data_tmp);
 }
 
-int snap_writer_finish(char *msg, struct snap_writer *w, uint64_t last_seq,
-		       uint64_t *bytes)
+int kyro__snap_writer_finish(char *msg, struct snap_writer *w,
+			     uint64_t last_seq, uint64_t *bytes)
 {
 	char bin[PATH_MAX], data[PATH_MAX];
 	int rc = data_flush(msg, w);
 	if (!rc)
 		rc = write_data_table(msg, w);
 	if (!rc)
-		rc = fs_fsync(msg, w->fd_data, w->data_tmp);
+		rc = kyro__fs_fsync(msg, w->fd_data, w->data_tmp);
 	if (!rc)
 		rc = write_bin(msg, w, last_seq);
 	if (rc)
 		return rc;
-	kpath_gen(bin, w->dir, "snap-", w->gen, ".bin");
-	kpath_gen(data, w->dir, "snap-", w->gen, ".data");
-	rc = fs_rename(msg, w->data_tmp, data);
+	kyro__path_gen(bin, w->dir, "snap-", w->gen, ".bin");
+	kyro__path_gen(data, w->dir, "snap-", w->gen, ".data");
+	rc = kyro__fs_rename(msg, w->data_tmp, data);
 	if (!rc)
-		rc = fs_rename(msg, w->bin_tmp, bin);
+		rc = kyro__fs_rename(msg, w->bin_tmp, bin);
 	if (!rc)
-		rc = fs_fsync_dir(msg, w->dir);
+		rc = kyro__fs_fsync_dir(msg, w->dir);
 	if (rc)
 		return rc;
 	w->bin_tmp[0] = w->data_tmp[0] = 0;
@@ -713,14 +732,14 @@ int snap_writer_finish(char *msg, struct snap_writer *w, uint64_t last_seq,
 	return 0;
 }
 
-void snap_writer_abort(struct snap_writer *w)
+void kyro__snap_writer_abort(struct snap_writer *w)
 {
-	fs_close(w->fd_data);
+	kyro__fs_close(w->fd_data);
 	w->fd_data = -1;
 	if (w->bin_tmp[0])
-		fs_unlink(NULL, w->bin_tmp);
+		kyro__fs_unlink(NULL, w->bin_tmp);
 	if (w->data_tmp[0])
-		fs_unlink(NULL, w->data_tmp);
+		kyro__fs_unlink(NULL, w->data_tmp);
 	free(w->keys);
 	free(w->offs);
 	free(w->buf);

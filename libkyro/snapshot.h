@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "kyro.h"
-#include "rmi.h" /* kyro_lower_bound_binary() */
+#include "rmi.h" /* kyro__lower_bound_binary() */
 
 #define SNAP_VERSION 2
 #define SNAP_BIN_HDR 128
@@ -46,16 +46,15 @@ struct snap {
  * offsets.  A version 2 snapshot's blocks are verified as they are first
  * used (snap_check()); a version 1 snapshot's three array checksums are
  * verified here, once.  Per-key checks are kyro_verify()'s. */
-int snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
-	      uint64_t nkeys);
-void snap_close(struct snap *s);
-
+int kyro__snap_open(char *msg, struct snap *s, const char *dir, uint64_t gen,
+		    uint64_t nkeys);
+void kyro__snap_close(struct snap *s);
 
 /* Verify block B of file F against its checksum and remember it;
  * KYRO_ECORRUPT with a message naming the file and offset when it fails.
  * B must be below S->blocks[F]. */
-int snap_check_block(char *msg, const struct snap *s, enum snap_file f,
-		     uint64_t b);
+int kyro__snap_check_block(char *msg, const struct snap *s, enum snap_file f,
+			   uint64_t b);
 
 /* Verify every block of file F holding bytes [OFF, OFF + LEN), which must
  * lie before the file's checksum table.  A verified block costs one bit
@@ -70,7 +69,7 @@ static inline int snap_check(char *msg, const struct snap *s,
 		      e = (off + len - 1) >> SNAP_BLOCK_SHIFT;
 	     b <= e; b++) {
 		if (!(ok[b >> 6] >> (b & 63) & 1)) {
-			int rc = snap_check_block(msg, s, f, b);
+			int rc = kyro__snap_check_block(msg, s, f, b);
 			if (rc)
 				return rc;
 		}
@@ -79,7 +78,7 @@ static inline int snap_check(char *msg, const struct snap *s,
 }
 
 /* Verify every block of both files (those not verified yet). */
-int snap_check_all(char *msg, const struct snap *s);
+int kyro__snap_check_all(char *msg, const struct snap *s);
 
 /* Verify the block holding the aligned u64 at byte OFF of file F: it
  * never straddles two blocks, so the fast path is one bit test. */
@@ -89,7 +88,7 @@ static inline int snap_check_u64(char *msg, const struct snap *s,
 	uint64_t b = off >> SNAP_BLOCK_SHIFT;
 	if (__builtin_expect(s->ok[f][b >> 6] >> (b & 63) & 1, 1))
 		return 0;
-	return snap_check_block(msg, s, f, b);
+	return kyro__snap_check_block(msg, s, f, b);
 }
 
 /* Verify the block holding key I (I < n). */
@@ -100,8 +99,8 @@ static inline int snap_check_key(char *msg, const struct snap *s, uint64_t i)
 
 /* The lower bound of KEY by a binary search that verifies every key it
  * reads; for when a search over unverified keys was misled. */
-int snap_search_verified(char *msg, const struct snap *s, uint64_t key,
-			 uint64_t *pos);
+int kyro__snap_search_verified(char *msg, const struct snap *s, uint64_t key,
+			       uint64_t *pos);
 
 /* *POS is where some search (learned index, binary search over
  * unverified keys) put KEY's lower bound.  Verify the two keys around it
@@ -109,7 +108,7 @@ int snap_search_verified(char *msg, const struct snap *s, uint64_t key,
  * Genuine neighbours of a genuine, strictly ascending array make *POS the
  * true lower bound however it was found, so damage elsewhere that misled
  * the search cannot give a wrong answer.  When they do not bracket KEY,
- * search again verifying every key (snap_search_verified). */
+ * search again verifying every key (kyro__snap_search_verified). */
 static inline int snap_locate(char *msg, const struct snap *s, uint64_t key,
 			      uint64_t *pos)
 {
@@ -126,7 +125,7 @@ static inline int snap_locate(char *msg, const struct snap *s, uint64_t key,
 		    (i == n || key <= s->keys[i]))
 			return 0;
 	}
-	return snap_search_verified(msg, s, key, pos);
+	return kyro__snap_search_verified(msg, s, key, pos);
 }
 
 /* The value of entry I; KYRO_ECORRUPT (with a message) when its payload
@@ -146,7 +145,8 @@ static inline int snap_value(const struct snap *s, uint64_t i,
 
 /* KYRO_ECORRUPT with a message: the payload reference of entry I (of
  * KEY) is out of bounds. */
-int snap_bad_ref(char *msg, const struct snap *s, uint64_t i, uint64_t key);
+int kyro__snap_bad_ref(char *msg, const struct snap *s, uint64_t i,
+		       uint64_t key);
 
 /* The value of entry I (KEY, for the message) with its two offsets and
  * its payload bytes verified: KYRO_ECORRUPT with a message naming the
@@ -161,13 +161,13 @@ static inline int snap_get(char *msg, const struct snap *s, uint64_t i,
 	if (rc)
 		return rc;
 	if (snap_value(s, i, val, len))
-		return snap_bad_ref(msg, s, i, key);
+		return kyro__snap_bad_ref(msg, s, i, key);
 	return snap_check(msg, s, SNAP_DATA, s->offs[i], *len);
 }
 
 /* Check every byte: block checksums (reporting each bad block), key
  * order, payload bounds. */
-int snap_verify(const struct snap *s, kyro_report_fn report, void *arg);
+int kyro__snap_verify(const struct snap *s, kyro_report_fn report, void *arg);
 
 /* Writing a snapshot: keys must come in ascending order. */
 struct snap_writer {
@@ -184,16 +184,16 @@ struct snap_writer {
 	struct snap_sums *sums; /* block checksums of the .data file */
 };
 
-int snap_writer_open(char *msg, struct snap_writer *w, const char *dir,
-		     uint64_t gen, uint64_t cap_hint);
-int snap_writer_add(char *msg, struct snap_writer *w, uint64_t key,
-		    const void *val, size_t len);
+int kyro__snap_writer_open(char *msg, struct snap_writer *w, const char *dir,
+			   uint64_t gen, uint64_t cap_hint);
+int kyro__snap_writer_add(char *msg, struct snap_writer *w, uint64_t key,
+			  const void *val, size_t len);
 /* Write the index file, fsync both, rename both into place and fsync the
  * directory; *BYTES gets the two files' size. */
-int snap_writer_finish(char *msg, struct snap_writer *w, uint64_t last_seq,
-		       uint64_t *bytes);
+int kyro__snap_writer_finish(char *msg, struct snap_writer *w,
+			     uint64_t last_seq, uint64_t *bytes);
 /* Drop the temporary files; safe after finish (it then does nothing but
  * free memory). */
-void snap_writer_abort(struct snap_writer *w);
+void kyro__snap_writer_abort(struct snap_writer *w);
 
 #endif

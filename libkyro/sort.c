@@ -59,7 +59,7 @@ static void split(struct delta_ent *a, struct delta_ent *b, size_t n,
 	memcpy(a, b, n * sizeof *a);
 }
 
-int sort_ents(struct delta_ent *v, size_t n)
+int kyro__sort_ents(struct delta_ent *v, size_t n)
 {
 	if (n <= SMALL) {
 		insertion(v, n);

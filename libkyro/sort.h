@@ -7,6 +7,6 @@
 struct delta_ent;
 /* Sort V[0..N) by key, keeping the input order among equal keys (so the
  * last of a run is the newest record).  ENOMEM when no scratch space. */
-int sort_ents(struct delta_ent *v, size_t n);
+int kyro__sort_ents(struct delta_ent *v, size_t n);
 
 #endif

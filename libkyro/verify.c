@@ -117,16 +117,18 @@ static int map_seg(char *msg, const char *dir, uint64_t id, char *path,
 	int fd;
 	*base = NULL;
 	*len = 0;
-	int rc = kpath_gen(path, dir, "wal-", id, ".log");
+	int rc = kyro__path_gen(path, dir, "wal-", id, ".log");
 	if (rc)
-		return kfail(msg, rc, "cannot open a WAL segment in '%s'", dir);
-	rc = fs_open(msg, path, O_RDONLY, 0, &fd);
+		return kyro__fail(msg, rc, "cannot open a WAL segment in '%s'",
+				  dir);
+	rc = kyro__fs_open(msg, path, O_RDONLY, 0, &fd);
 	if (rc)
 		return rc;
-	rc = fs_size(msg, fd, path, len);
+	rc = kyro__fs_size(msg, fd, path, len);
 	if (!rc)
-		rc = fs_map(msg, fd, (size_t)*len, 0, path, (void **)base);
-	fs_close(fd);
+		rc = kyro__fs_map(msg, fd, (size_t)*len, 0, path,
+				  (void **)base);
+	kyro__fs_close(fd);
 	return rc;
 }
 
@@ -140,9 +142,9 @@ static void evidence(const char *dir, uint64_t from, uint64_t to,
 		uint64_t len;
 		if (map_seg(msg, dir, id, path, &b, &len))
 			continue;
-		wal_commits_after(b, len, id, WAL_HDR, w->last_seq, &w->batches,
-				  &w->max_seq);
-		fs_unmap((void *)b, (size_t)len);
+		kyro__wal_commits_after(b, len, id, WAL_HDR, w->last_seq,
+					&w->batches, &w->max_seq);
+		kyro__fs_unmap((void *)b, (size_t)len);
 	}
 }
 
@@ -177,7 +179,7 @@ static void lost_at_jump(const char *dir, const struct manifest *m,
 	}
 	w->kind = W_LOST;
 	w->seg = id - 1;
-	kpath_gen(w->path, dir, "wal-", id - 1, ".log");
+	kyro__path_gen(w->path, dir, "wal-", id - 1, ".log");
 	w->end = prev_end;
 	w->len = prev_len;
 	w->last_seq = next_seq - 1;
@@ -208,8 +210,8 @@ static void lost_in_segment(const char *dir, const struct manifest *m,
 	w->last_seq = sc->last_seq;
 	w->bad_off = sc->bad_off;
 	snprintf(w->why, sizeof w->why, "%s", sc->why);
-	wal_commits_after(b, len, id, sc->bad_off, sc->last_seq, &w->batches,
-			  &w->max_seq);
+	kyro__wal_commits_after(b, len, id, sc->bad_off, sc->last_seq,
+				&w->batches, &w->max_seq);
 	evidence(dir, id + 1, m->wal_last, w);
 }
 
@@ -242,16 +244,16 @@ static int walk(char *msg, const char *dir, const struct manifest *m,
 		}
 		if (id == m->wal_last)
 			w->chain_last = next_seq;
-		rc = wal_header_check(msg, b, len, path, id, &first);
+		rc = kyro__wal_header_check(msg, b, len, path, id, &first);
 		if (rc == KYRO_EVERSION && len >= WAL_HDR &&
 		    get_le64(b + 40) == XXH3_64bits(b, 40)) {
-			fs_unmap((void *)b, (size_t)len);
+			kyro__fs_unmap((void *)b, (size_t)len);
 			return rc;
 		}
 		if (rc) {
 			struct note *n = add_note(w, id, path);
 			if (!n) {
-				fs_unmap((void *)b, (size_t)len);
+				kyro__fs_unmap((void *)b, (size_t)len);
 				w->kind = W_STUCK;
 				snprintf(w->why, sizeof w->why, "%s", msg);
 				return 0;
@@ -260,13 +262,13 @@ static int walk(char *msg, const char *dir, const struct manifest *m,
 			n->first_seq = first = next_seq;
 			snprintf(n->why, sizeof n->why, "%s", msg);
 		} else if (first != next_seq) {
-			fs_unmap((void *)b, (size_t)len);
+			kyro__fs_unmap((void *)b, (size_t)len);
 			lost_at_jump(dir, m, id, from, path, first, next_seq,
 				     prev_end, prev_len, w);
 			return 0;
 		}
 		if (len >= WAL_HDR) {
-			wal_scan(b, len, id, WAL_HDR, first, &sc);
+			kyro__wal_scan(b, len, id, WAL_HDR, first, &sc);
 		} else {
 			/* A header cut short: rewritten, the segment is
 			 * empty. */
@@ -276,10 +278,10 @@ static int walk(char *msg, const char *dir, const struct manifest *m,
 		}
 		if (sc.status == KYRO_ECORRUPT) {
 			lost_in_segment(dir, m, id, path, b, len, &sc, w);
-			fs_unmap((void *)b, (size_t)len);
+			kyro__fs_unmap((void *)b, (size_t)len);
 			return 0;
 		}
-		fs_unmap((void *)b, (size_t)len);
+		kyro__fs_unmap((void *)b, (size_t)len);
 		if (sc.status == KYRO_ETORN && id != m->wal_last) {
 			struct note *n = add_note(w, id, path);
 			if (n) {
@@ -308,31 +310,32 @@ static int keep_copy(char *msg, const char *dir, const char *name,
 		     const void *base, size_t len, char *out)
 {
 	char lf[PATH_MAX];
-	int fd = -1, rc = kpath(lf, dir, WAL_LOSTFOUND);
+	int fd = -1, rc = kyro__path(lf, dir, WAL_LOSTFOUND);
 	if (rc)
-		return kfail(msg, rc, "cannot create '%s/%s'", dir,
-			     WAL_LOSTFOUND);
-	rc = fs_mkdir_durable(msg, lf);
+		return kyro__fail(msg, rc, "cannot create '%s/%s'", dir,
+				  WAL_LOSTFOUND);
+	rc = kyro__fs_mkdir_durable(msg, lf);
 	if (rc && rc != EEXIST)
 		return rc;
 	for (int n = 0;; n++) {
 		int k = n ? snprintf(out, PATH_MAX, "%s/%s.%d", lf, name, n)
 			  : snprintf(out, PATH_MAX, "%s/%s", lf, name);
 		if (k >= PATH_MAX)
-			return kfail(msg, ENAMETOOLONG, "cannot create '%s'",
-				     lf);
-		rc = fs_open(msg, out, O_WRONLY | O_CREAT | O_EXCL, 0644, &fd);
+			return kyro__fail(msg, ENAMETOOLONG,
+					  "cannot create '%s'", lf);
+		rc = kyro__fs_open(msg, out, O_WRONLY | O_CREAT | O_EXCL, 0644,
+				   &fd);
 		if (rc != EEXIST)
 			break;
 	}
 	if (rc)
 		return rc;
-	rc = fs_write_all(msg, fd, base, len, out);
+	rc = kyro__fs_write_all(msg, fd, base, len, out);
 	if (!rc)
-		rc = fs_fsync(msg, fd, out);
-	fs_close(fd);
+		rc = kyro__fs_fsync(msg, fd, out);
+	kyro__fs_close(fd);
 	if (!rc)
-		rc = fs_fsync_dir(msg, lf);
+		rc = kyro__fs_fsync_dir(msg, lf);
 	return rc;
 }
 
@@ -349,14 +352,14 @@ static int rewrite_header(char *msg, const char *dir, const struct note *n)
 	size_t size = len < WAL_HDR ? WAL_HDR : (size_t)len;
 	unsigned char *buf = calloc(1, size);
 	if (!buf) {
-		fs_unmap((void *)b, (size_t)len);
-		return kfail(msg, ENOMEM, "cannot rewrite '%s'", path);
+		kyro__fs_unmap((void *)b, (size_t)len);
+		return kyro__fail(msg, ENOMEM, "cannot rewrite '%s'", path);
 	}
 	if (len > WAL_HDR)
 		memcpy(buf + WAL_HDR, b + WAL_HDR, (size_t)len - WAL_HDR);
-	fs_unmap((void *)b, (size_t)len);
-	wal_header_encode(buf, n->seg, n->first_seq);
-	rc = fs_replace_file(msg, dir, path, buf, size);
+	kyro__fs_unmap((void *)b, (size_t)len);
+	kyro__wal_header_encode(buf, n->seg, n->first_seq);
+	rc = kyro__fs_replace_file(msg, dir, path, buf, size);
 	free(buf);
 	return rc;
 }
@@ -364,13 +367,13 @@ static int rewrite_header(char *msg, const char *dir, const struct note *n)
 static int truncate_seg(char *msg, const char *path, uint64_t end)
 {
 	int fd;
-	int rc = fs_open(msg, path, O_WRONLY, 0, &fd);
+	int rc = kyro__fs_open(msg, path, O_WRONLY, 0, &fd);
 	if (rc)
 		return rc;
-	rc = fs_truncate(msg, fd, end, path);
+	rc = kyro__fs_truncate(msg, fd, end, path);
 	if (!rc)
-		rc = fs_fsync(msg, fd, path);
-	fs_close(fd);
+		rc = kyro__fs_fsync(msg, fd, path);
+	kyro__fs_close(fd);
 	return rc;
 }
 
@@ -420,7 +423,7 @@ static int cut_log(struct vctx *c, char *msg, const char *dir,
 		if (len > w->end)
 			rc = keep_copy(msg, dir, name, b + w->end,
 				       (size_t)(len - w->end), kept);
-		fs_unmap((void *)b, (size_t)len);
+		kyro__fs_unmap((void *)b, (size_t)len);
 		if (rc)
 			return rc;
 	}
@@ -436,7 +439,7 @@ static int cut_log(struct vctx *c, char *msg, const char *dir,
 		snprintf(name, sizeof name, "wal-%016llx.log",
 			 (unsigned long long)id);
 		rc = keep_copy(msg, dir, name, b, (size_t)len, out);
-		fs_unmap((void *)b, (size_t)len);
+		kyro__fs_unmap((void *)b, (size_t)len);
 		if (rc)
 			return rc;
 		if (!kept[0])
@@ -445,14 +448,14 @@ static int cut_log(struct vctx *c, char *msg, const char *dir,
 	struct manifest next = *m;
 	next.gen++;
 	next.wal_last = w->seg;
-	if ((rc = manifest_write(msg, dir, &next)) != 0)
+	if ((rc = kyro__manifest_write(msg, dir, &next)) != 0)
 		return rc;
 	if ((rc = truncate_seg(msg, w->path, w->end)) != 0)
 		return rc;
 	for (uint64_t id = w->seg + 1; id <= m->wal_last; id++) {
 		char path[PATH_MAX];
-		if (!kpath_gen(path, dir, "wal-", id, ".log"))
-			fs_unlink(NULL, path);
+		if (!kyro__path_gen(path, dir, "wal-", id, ".log"))
+			kyro__fs_unlink(NULL, path);
 	}
 	*m = next;
 	lost_words(w, words, sizeof words);
@@ -532,14 +535,14 @@ static void lost_by_page(char *msg, const char *dir,
 	if (st->last_seq > w->max_seq)
 		w->max_seq = st->last_seq;
 	if (!map_seg(msg, dir, w->seg, path, &b, &len)) {
-		wal_commits_after(b, len, w->seg, w->end, w->last_seq,
-				  &w->batches, &w->max_seq);
-		fs_unmap((void *)b, (size_t)len);
+		kyro__wal_commits_after(b, len, w->seg, w->end, w->last_seq,
+					&w->batches, &w->max_seq);
+		kyro__fs_unmap((void *)b, (size_t)len);
 	}
 }
 
 /* Hold the shared page (its state in *ST) against the walk of the files
- * under manifest M.  PS is shared_check()'s verdict.  A page claiming
+ * under manifest M.  PS is kyro__shared_check()'s verdict.  A page claiming
  * more committed data than the files hold turns W into a loss; any other
  * disagreement is described in TEXT (empty when none) at page offset
  * *POFF. */
@@ -628,7 +631,7 @@ static int repair_wal(struct vctx *c, char *msg, const char *dir,
 		.last_seq = w->last_seq,
 	};
 	if (ps != SHARED_OK || memcmp(&fresh, st, sizeof *st))
-		shared_publish(sh, &fresh);
+		kyro__shared_publish(sh, &fresh);
 	return 0;
 }
 
@@ -643,16 +646,16 @@ static int verify_wal(struct vctx *c, const char *dir, struct manifest *m,
 		c->report(c->arg, NULL, 0, msg);
 		return rc;
 	}
-	if (shared_open(msg, &sh, dir, 1)) {
+	if (kyro__shared_open(msg, &sh, dir, 1)) {
 		/* A store this process cannot write: no writer can be
 		 * mid-batch, and nothing can be repaired. */
 		report_walk(c, &w);
 		return 0;
 	}
-	if ((rc = shared_lock(msg, &sh)) != 0)
+	if ((rc = kyro__shared_lock(msg, &sh)) != 0)
 		goto out;
 	struct manifest now;
-	if ((rc = manifest_read(msg, dir, &now)) != 0)
+	if ((rc = kyro__manifest_read(msg, dir, &now)) != 0)
 		goto out;
 	if ((flags & KYRO_VERIFY_REPAIR) || memcmp(&now, m, sizeof now) ||
 	    w.nnotes || (w.kind != W_CLEAN && w.kind != W_TORN)) {
@@ -673,7 +676,7 @@ static int verify_wal(struct vctx *c, const char *dir, struct manifest *m,
 	uint64_t poff = 0;
 	const char *pwhy = "";
 	char ptext[KMSG_MAX];
-	int ps = shared_check(sh.page, SHARED_PAGE, &st, &poff, &pwhy);
+	int ps = kyro__shared_check(sh.page, SHARED_PAGE, &st, &poff, &pwhy);
 	page_vs_files(msg, dir, m, ps, pwhy, &st, &w, &poff, ptext,
 		      sizeof ptext);
 	if (flags & KYRO_VERIFY_REPAIR) {
@@ -686,7 +689,7 @@ static int verify_wal(struct vctx *c, const char *dir, struct manifest *m,
 		c->damaged = 1;
 	}
 out:
-	shared_close(&sh);
+	kyro__shared_close(&sh);
 	if (rc)
 		c->report(c->arg, NULL, 0, msg);
 	return rc;
@@ -701,25 +704,25 @@ static void verify_index(struct vctx *c, const char *dir,
 	char path[PATH_MAX], msg[KMSG_MAX], err[256];
 	const unsigned char *img = NULL;
 	uint64_t size = 0, bad = 0, first = 0;
-	struct kyro_rmi *r = NULL;
+	struct kyro__rmi *r = NULL;
 	int fd = -1;
 	if (!m->rmi_gen || m->rmi_snap != m->snap_gen)
 		return;
-	if (kpath_gen(path, dir, "rmi-", m->rmi_gen, ".idx") ||
-	    fs_open(msg, path, O_RDONLY, 0, &fd) ||
-	    fs_size(msg, fd, path, &size) ||
-	    fs_map(msg, fd, (size_t)size, 0, path, (void **)&img)) {
+	if (kyro__path_gen(path, dir, "rmi-", m->rmi_gen, ".idx") ||
+	    kyro__fs_open(msg, path, O_RDONLY, 0, &fd) ||
+	    kyro__fs_size(msg, fd, path, &size) ||
+	    kyro__fs_map(msg, fd, (size_t)size, 0, path, (void **)&img)) {
 		damage_msg(c, msg);
-		fs_close(fd);
+		kyro__fs_close(fd);
 		return;
 	}
-	fs_close(fd);
-	if (kyro_rmi_load(&r, img, (size_t)size, s->keys, s->n, s->gen, err,
-			  sizeof err)) {
+	kyro__fs_close(fd);
+	if (kyro__rmi_load(&r, img, (size_t)size, s->keys, s->n, s->gen, err,
+			   sizeof err)) {
 		say(c, path, 0, "learned index refused: %s", err);
 		c->damaged = 1;
 	} else if ((flags & KYRO_VERIFY_DEEP) &&
-		   kyro_rmi_check_all(r, &bad, &first)) {
+		   kyro__rmi_check_all(r, &bad, &first)) {
 		say(c, path, 0,
 		    "%llu keys lie outside their index window (first: index "
 		    "%llu, key %llu)",
@@ -727,8 +730,8 @@ static void verify_index(struct vctx *c, const char *dir,
 		    (unsigned long long)(first < s->n ? s->keys[first] : 0));
 		c->damaged = 1;
 	}
-	kyro_rmi_free(r);
-	fs_unmap((void *)img, (size_t)size);
+	kyro__rmi_free(r);
+	kyro__fs_unmap((void *)img, (size_t)size);
 }
 
 static void forward(void *arg, const char *file, uint64_t off,
@@ -745,7 +748,7 @@ int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 	struct vctx c = {.report = report, .arg = arg};
 	char msg[KMSG_MAX];
 	struct manifest m;
-	int rc = manifest_read(msg, dir, &m);
+	int rc = kyro__manifest_read(msg, dir, &m);
 	if (rc == ENOENT || rc == ENOTDIR) {
 		/* A missing directory is an error; a missing manifest in an
 		 * existing directory is damage. */
@@ -756,7 +759,7 @@ int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 			kyro_close(db);
 			return orc;
 		}
-		int empty = db_view_empty(db);
+		int empty = kyro__db_view_empty(db);
 		kyro_close(db);
 		if (empty)
 			return 0;
@@ -773,7 +776,7 @@ int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 	}
 	if (m.snap_gen) {
 		struct snap s;
-		rc = snap_open(msg, &s, dir, m.snap_gen, m.snap_keys);
+		rc = kyro__snap_open(msg, &s, dir, m.snap_gen, m.snap_keys);
 		if (rc) {
 			damage_msg(&c, msg);
 		} else {
@@ -785,9 +788,9 @@ int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 				    (unsigned long long)m.snap_seq);
 				c.damaged = 1;
 			}
-			snap_verify(&s, forward, &c);
+			kyro__snap_verify(&s, forward, &c);
 			verify_index(&c, dir, &m, &s, flags);
-			snap_close(&s);
+			kyro__snap_close(&s);
 		}
 	}
 	rc = verify_wal(&c, dir, &m, flags);

@@ -21,37 +21,41 @@
 #include "db.h"
 #include "fsio.h"
 
-int seg_map_open(char *msg, struct seg_map *s, const char *dir, uint64_t id)
+int kyro__seg_map_open(char *msg, struct seg_map *s, const char *dir,
+		       uint64_t id)
 {
 	int fd;
 	uint64_t size;
 	memset(s, 0, sizeof *s);
 	s->id = id;
-	int rc = kpath_gen(s->path, dir, "wal-", id, ".log");
+	int rc = kyro__path_gen(s->path, dir, "wal-", id, ".log");
 	if (rc)
-		return kfail(msg, rc, "cannot open a WAL segment in '%s'", dir);
-	rc = fs_open(msg, s->path, O_RDONLY, 0, &fd);
+		return kyro__fail(msg, rc, "cannot open a WAL segment in '%s'",
+				  dir);
+	rc = kyro__fs_open(msg, s->path, O_RDONLY, 0, &fd);
 	if (rc)
 		return rc;
-	rc = fs_size(msg, fd, s->path, &size);
+	rc = kyro__fs_size(msg, fd, s->path, &size);
 	if (!rc)
-		rc = fs_map(msg, fd, (size_t)size, 0, s->path, (void **)&s->base);
-	fs_close(fd);
+		rc = kyro__fs_map(msg, fd, (size_t)size, 0, s->path,
+				  (void **)&s->base);
+	kyro__fs_close(fd);
 	if (rc)
 		return rc;
 	s->maplen = (size_t)size;
-	rc = wal_header_check(msg, s->base, size, s->path, id, &s->first_seq);
+	rc = kyro__wal_header_check(msg, s->base, size, s->path, id,
+				    &s->first_seq);
 	if (rc) {
-		seg_map_close(s);
+		kyro__seg_map_close(s);
 		return rc;
 	}
 	s->applied = WAL_HDR;
 	return 0;
 }
 
-void seg_map_close(struct seg_map *s)
+void kyro__seg_map_close(struct seg_map *s)
 {
-	fs_unmap((void *)s->base, s->maplen);
+	kyro__fs_unmap((void *)s->base, s->maplen);
 	s->base = NULL;
 	s->maplen = 0;
 }
@@ -61,16 +65,16 @@ static int seg_map_grow(char *msg, struct seg_map *s)
 {
 	int fd;
 	uint64_t size;
-	int rc = fs_open(msg, s->path, O_RDONLY, 0, &fd);
+	int rc = kyro__fs_open(msg, s->path, O_RDONLY, 0, &fd);
 	if (rc)
 		return rc;
-	rc = fs_size(msg, fd, s->path, &size);
-	fs_close(fd);
+	rc = kyro__fs_size(msg, fd, s->path, &size);
+	kyro__fs_close(fd);
 	if (rc || size <= s->maplen)
 		return rc;
 	void *p;
-	rc = fs_remap(msg, (void *)s->base, s->maplen, (size_t)size, s->path,
-		      &p);
+	rc = kyro__fs_remap(msg, (void *)s->base, s->maplen, (size_t)size,
+			    s->path, &p);
 	if (rc)
 		return rc;
 	s->base = p;
@@ -103,30 +107,31 @@ static void index_load(kyro_db *db)
 		return;
 	}
 	v->rmi_refused = 1;
-	if (kpath_gen(path, db->dir, "rmi-", v->man.rmi_gen, ".idx") ||
-	    fs_open(err, path, O_RDONLY, 0, &fd) ||
-	    fs_size(err, fd, path, &size) ||
-	    fs_map(err, fd, (size_t)size, 0, path, (void **)&v->rmi_img)) {
-		fs_close(fd);
+	if (kyro__path_gen(path, db->dir, "rmi-", v->man.rmi_gen, ".idx") ||
+	    kyro__fs_open(err, path, O_RDONLY, 0, &fd) ||
+	    kyro__fs_size(err, fd, path, &size) ||
+	    kyro__fs_map(err, fd, (size_t)size, 0, path,
+			 (void **)&v->rmi_img)) {
+		kyro__fs_close(fd);
 		snprintf(v->rmi_why, sizeof v->rmi_why,
 			 "learned index refused: %.1000s", err);
 		return;
 	}
-	fs_close(fd);
+	kyro__fs_close(fd);
 	v->rmi_len = (size_t)size;
-	struct kyro_rmi *rmi = NULL;
-	if (kyro_rmi_load(&rmi, v->rmi_img, v->rmi_len, v->snap.keys,
-			  v->snap.n, v->snap.gen, err, sizeof err)) {
+	struct kyro__rmi *rmi = NULL;
+	if (kyro__rmi_load(&rmi, v->rmi_img, v->rmi_len, v->snap.keys,
+			   v->snap.n, v->snap.gen, err, sizeof err)) {
 		snprintf(v->rmi_why, sizeof v->rmi_why,
 			 "learned index '%.200s' refused: %.800s", path, err);
-		fs_unmap((void *)v->rmi_img, v->rmi_len);
+		kyro__fs_unmap((void *)v->rmi_img, v->rmi_len);
 		v->rmi_img = NULL;
 		v->rmi_len = 0;
 		return;
 	}
-	kyro_rmi_count_windows(rmi, (db->flags & KYRO_COUNT_WINDOWS) != 0);
+	kyro__rmi_count_windows(rmi, (db->flags & KYRO_COUNT_WINDOWS) != 0);
 	if (db->simd >= 0)
-		(void)kyro_rmi_set_simd(rmi, db->simd); /* checked when set */
+		(void)kyro__rmi_set_simd(rmi, db->simd); /* checked when set */
 	v->rmi = rmi;
 	v->rmi_refused = 0;
 }
@@ -136,23 +141,23 @@ static void index_load(kyro_db *db)
 static void index_unload(kyro_db *db)
 {
 	struct view *v = &db->v;
-	kyro_rmi_free(v->rmi);
+	kyro__rmi_free(v->rmi);
 	v->rmi = NULL;
-	fs_unmap((void *)v->rmi_img, v->rmi_len);
+	kyro__fs_unmap((void *)v->rmi_img, v->rmi_len);
 	v->rmi_img = NULL;
 	v->rmi_len = 0;
 }
 
-void view_free(kyro_db *db)
+void kyro__view_free(kyro_db *db)
 {
 	struct view *v = &db->v;
 	index_unload(db);
 	if (v->have_snap)
-		snap_close(&v->snap);
+		kyro__snap_close(&v->snap);
 	for (size_t i = 0; i < v->nsegs; i++)
-		seg_map_close(&v->segs[i]);
+		kyro__seg_map_close(&v->segs[i]);
 	free(v->segs);
-	delta_free(&v->delta);
+	kyro__delta_free(&v->delta);
 	memset(v, 0, sizeof *v);
 }
 
@@ -172,38 +177,42 @@ static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
 		return rc;
 	if (limit == UINT64_MAX || limit > s->maplen) {
 		if (strict)
-			return needs_repair(
-				db, kfailx(db->msg, KYRO_ECORRUPT,
-					   "'%s': committed data is missing: "
-					   "committed end %llu is past the "
-					   "end of the file (%zu bytes)",
-					   s->path, (unsigned long long)limit,
-					   s->maplen));
+			return kyro__needs_repair(
+				db,
+				kyro__failx(db->msg, KYRO_ECORRUPT,
+					    "'%s': committed data is missing: "
+					    "committed end %llu is past the "
+					    "end of the file (%zu bytes)",
+					    s->path, (unsigned long long)limit,
+					    s->maplen));
 		limit = s->maplen;
 	}
 	if (s->applied >= limit)
 		return 0;
 	if (s->applied == WAL_HDR && s->first_seq != v->last_seq + 1)
-		return needs_repair(
-			db, kfailx(db->msg, KYRO_ECORRUPT,
-				   "'%s': offset 24: first sequence number "
-				   "%llu, expected %llu",
-				   s->path, (unsigned long long)s->first_seq,
-				   (unsigned long long)(v->last_seq + 1)));
-	wal_scan(s->base, limit, s->id, s->applied, v->last_seq + 1, &sc);
+		return kyro__needs_repair(
+			db,
+			kyro__failx(db->msg, KYRO_ECORRUPT,
+				    "'%s': offset 24: first sequence number "
+				    "%llu, expected %llu",
+				    s->path, (unsigned long long)s->first_seq,
+				    (unsigned long long)(v->last_seq + 1)));
+	kyro__wal_scan(s->base, limit, s->id, s->applied, v->last_seq + 1, &sc);
 	if (sc.status == KYRO_ETORN && strict)
-		return needs_repair(
-			db, kfailx(db->msg, KYRO_ECORRUPT,
-				   "'%s': offset %llu: committed data is "
-				   "missing: the complete batches end here, "
-				   "the committed end is %llu",
-				   s->path, (unsigned long long)sc.bad_off,
-				   (unsigned long long)limit));
+		return kyro__needs_repair(
+			db,
+			kyro__failx(db->msg, KYRO_ECORRUPT,
+				    "'%s': offset %llu: committed data is "
+				    "missing: the complete batches end here, "
+				    "the committed end is %llu",
+				    s->path, (unsigned long long)sc.bad_off,
+				    (unsigned long long)limit));
 	if (sc.status == KYRO_ECORRUPT)
-		return needs_repair(
-			db, kfailx(db->msg, KYRO_ECORRUPT,
-				   "'%s': offset %llu: %s", s->path,
-				   (unsigned long long)sc.bad_off, sc.why));
+		return kyro__needs_repair(
+			db,
+			kyro__failx(db->msg, KYRO_ECORRUPT,
+				    "'%s': offset %llu: %s", s->path,
+				    (unsigned long long)sc.bad_off, sc.why));
 	for (uint64_t off = s->applied; off < sc.end;) {
 		struct wal_rec r;
 		uint64_t at = off;
@@ -213,8 +222,9 @@ static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
 		uint64_t ref = DELTA_REF(i, at);
 		if (r.type == WAL_DEL)
 			ref |= DELTA_TOMB;
-		if ((rc = delta_set(&v->delta, r.key, ref)) != 0)
-			return kfail(db->msg, rc, "cannot load '%s'", s->path);
+		if ((rc = kyro__delta_set(&v->delta, r.key, ref)) != 0)
+			return kyro__fail(db->msg, rc, "cannot load '%s'",
+					  s->path);
 	}
 	s->applied = sc.end;
 	v->last_seq = sc.last_seq;
@@ -228,25 +238,26 @@ static int view_try_load(kyro_db *db)
 	uint64_t change;
 	int rc;
 	v->seen_change = shared_change(&db->sh);
-	rc = manifest_read(db->msg, db->dir, &v->man);
-	if (rc == ENOENT && dir_is_fresh(db->dir)) {
+	rc = kyro__manifest_read(db->msg, db->dir, &v->man);
+	if (rc == ENOENT && kyro__dir_is_fresh(db->dir)) {
 		v->empty = 1;
 		v->loaded = 1;
 		return 0;
 	}
 	if (rc == ENOENT)
-		return kfailx(db->msg, KYRO_ENOTDB,
-			      "'%s' is not a KyroDB data directory (no "
-			      "MANIFEST)",
-			      db->dir);
+		return kyro__failx(db->msg, KYRO_ENOTDB,
+				   "'%s' is not a KyroDB data directory (no "
+				   "MANIFEST)",
+				   db->dir);
 	if (rc)
 		return rc;
-	int trusted = shared_read(&db->sh, &st, &change) == 0 &&
+	int trusted = kyro__shared_read(&db->sh, &st, &change) == 0 &&
 		      st.manifest_gen == v->man.gen &&
 		      st.wal_seg == v->man.wal_last;
 	if (v->man.snap_gen) {
-		if ((rc = snap_open(db->msg, &v->snap, db->dir, v->man.snap_gen,
-				    v->man.snap_keys)) != 0)
+		if ((rc = kyro__snap_open(db->msg, &v->snap, db->dir,
+					  v->man.snap_gen, v->man.snap_keys)) !=
+		    0)
 			return rc;
 		v->have_snap = 1;
 		index_load(db);
@@ -254,11 +265,11 @@ static int view_try_load(kyro_db *db)
 	v->last_seq = v->man.snap_gen ? v->man.snap_seq : 0;
 	size_t n = (size_t)(v->man.wal_last - v->man.wal_first + 1);
 	if (!(v->segs = calloc(n, sizeof *v->segs)))
-		return kfail(db->msg, ENOMEM, "cannot load '%s'", db->dir);
+		return kyro__fail(db->msg, ENOMEM, "cannot load '%s'", db->dir);
 	for (size_t i = 0; i < n; i++) {
-		if ((rc = seg_map_open(db->msg, &v->segs[i], db->dir,
-				       v->man.wal_first + i)) != 0)
-			return needs_repair(db, rc);
+		if ((rc = kyro__seg_map_open(db->msg, &v->segs[i], db->dir,
+					     v->man.wal_first + i)) != 0)
+			return kyro__needs_repair(db, rc);
 		v->nsegs++;
 		int last = i + 1 == n;
 		rc = view_apply(db, i, last && trusted ? st.wal_end : UINT64_MAX,
@@ -271,62 +282,63 @@ static int view_try_load(kyro_db *db)
 	return 0;
 }
 
-int view_load(kyro_db *db)
+int kyro__view_load(kyro_db *db)
 {
 	int rc = 0;
 	/* A snapshot may delete the files of the manifest we just read;
 	 * starting over from the new manifest always converges. */
 	for (int tries = 0; tries < 20; tries++) {
-		view_free(db);
+		kyro__view_free(db);
 		rc = view_try_load(db);
 		if (rc != ENOENT)
 			break;
 		usleep(1000);
 	}
 	if (rc)
-		view_free(db);
+		kyro__view_free(db);
 	return rc;
 }
 
 /* The fast path is the first two lines: one atomic load and a compare. */
-int db_view_refresh(kyro_db *db)
+int kyro__db_view_refresh(kyro_db *db)
 {
 	struct view *v = &db->v;
 	if (!v->loaded)
-		return view_load(db);
+		return kyro__view_load(db);
 	if (!db->sh.page && !(db->flags & KYRO_RDWR)) {
 		/* Opened before any writer made LOCK: keep looking for it
 		 * (a system call per lookup, in this state only). */
-		shared_close(&db->sh);
-		shared_open(NULL, &db->sh, db->dir, 0);
+		kyro__shared_close(&db->sh);
+		kyro__shared_open(NULL, &db->sh, db->dir, 0);
 		if (db->sh.page)
-			return view_load(db);
+			return kyro__view_load(db);
 	}
 	if (shared_change(&db->sh) == v->seen_change)
 		return 0;
 	struct shared_state st;
 	uint64_t change;
-	if (shared_read(&db->sh, &st, &change))
+	if (kyro__shared_read(&db->sh, &st, &change))
 		return 0; /* mid-publish or untrusted: keep the current view */
 	if (v->empty || st.manifest_gen != v->man.gen) {
 		struct manifest m;
-		int rc = manifest_read(db->msg, db->dir, &m);
+		int rc = kyro__manifest_read(db->msg, db->dir, &m);
 		if (rc || v->empty || m.snap_gen != v->man.snap_gen ||
 		    m.wal_first != v->man.wal_first || m.gen != st.manifest_gen)
-			return view_load(db);
+			return kyro__view_load(db);
 		/* Same snapshot, more segments (a rotation): keep the
 		 * delta and map the new segments. */
 		size_t n = (size_t)(m.wal_last - m.wal_first + 1);
 		struct seg_map *segs = realloc(v->segs, n * sizeof *segs);
 		if (!segs)
-			return kfail(db->msg, ENOMEM, "cannot load '%s'",
-				     db->dir);
+			return kyro__fail(db->msg, ENOMEM, "cannot load '%s'",
+					  db->dir);
 		v->segs = segs;
 		while (v->nsegs < n) {
-			rc = seg_map_open(db->msg, &v->segs[v->nsegs], db->dir,
-					  m.wal_first + v->nsegs);
+			rc = kyro__seg_map_open(db->msg, &v->segs[v->nsegs],
+						db->dir,
+						m.wal_first + v->nsegs);
 			if (rc)
-				return rc == ENOENT ? view_load(db) : rc;
+				return rc == ENOENT ? kyro__view_load(db) : rc;
 			v->nsegs++;
 		}
 		v->man = m;
@@ -365,10 +377,10 @@ static int lookup(kyro_db *db, uint64_t key, const void **val, size_t *len)
 	uint64_t i;
 	if (v->rmi) {
 		COUNT(db, lookups_rmi, 1);
-		i = kyro_rmi_lower_bound(v->rmi, key, &db->rmi_ctr);
+		i = kyro__rmi_lower_bound(v->rmi, key, &db->rmi_ctr);
 	} else {
 		COUNT(db, lookups_binary, 1);
-		i = kyro_lower_bound_binary(s->keys, s->n, key);
+		i = kyro__lower_bound_binary(s->keys, s->n, key);
 	}
 	/* The search read keys no one verified: check its answer on
 	 * verified bytes before trusting it. */
@@ -382,7 +394,7 @@ static int lookup(kyro_db *db, uint64_t key, const void **val, size_t *len)
 
 int kyro_get(kyro_db *db, uint64_t key, const void **val, size_t *len)
 {
-	int rc = db_view_refresh(db);
+	int rc = kyro__db_view_refresh(db);
 	if (rc)
 		return rc;
 	return lookup(db, key, val, len);
@@ -425,7 +437,7 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 		for (size_t k = 0; k < m; k++)
 			q[k] = it[pend[k]].key;
 		COUNT(db, lookups_rmi, m);
-		kyro_rmi_lower_bound_batch(v->rmi, q, idx, m, &db->rmi_ctr);
+		kyro__rmi_lower_bound_batch(v->rmi, q, idx, m, &db->rmi_ctr);
 		return finish_group(db, it, pend, idx, m);
 	}
 	COUNT(db, lookups_binary, m);
@@ -481,7 +493,7 @@ static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *pend,
 
 int kyro_get_batch(kyro_db *db, struct kyro_item *items, size_t n)
 {
-	int rc = db_view_refresh(db);
+	int rc = kyro__db_view_refresh(db);
 	for (size_t i = 0; !rc && i < n; i += GROUP)
 		rc = lookup_group(db, items + i, n - i < GROUP ? n - i : GROUP);
 	return rc;
@@ -507,7 +519,7 @@ int kyro_get_seq(kyro_db *db, uint64_t key, uint64_t *seq)
 
 int kyro_last_seq(kyro_db *db, uint64_t *seq)
 {
-	int rc = db_view_refresh(db);
+	int rc = kyro__db_view_refresh(db);
 	if (!rc)
 		*seq = db->v.last_seq;
 	return rc;
@@ -527,20 +539,20 @@ int kyro_scan(kyro_db *db, uint64_t lo, uint64_t hi, kyro_scan_fn fn,
 	struct delta_ent *d = NULL;
 	size_t m = 0, j = 0;
 	uint64_t i = 0, end = 0;
-	int rc = db_view_refresh(db);
+	int rc = kyro__db_view_refresh(db);
 	if (rc || lo > hi)
 		return rc;
-	if ((rc = delta_sorted(&v->delta, lo, hi, &d, &m)) != 0)
-		return kfail(db->msg, rc, "cannot scan '%s'", db->dir);
+	if ((rc = kyro__delta_sorted(&v->delta, lo, hi, &d, &m)) != 0)
+		return kyro__fail(db->msg, rc, "cannot scan '%s'", db->dir);
 	const struct snap *s = &v->snap;
 	if (v->have_snap) {
 		/* Both bounds are checked on verified keys (snap_locate);
 		 * every key between them is verified as the walk reaches it. */
-		i = kyro_lower_bound_binary(s->keys, s->n, lo);
+		i = kyro__lower_bound_binary(s->keys, s->n, lo);
 		rc = snap_locate(db->msg, s, lo, &i);
 		end = s->n;
 		if (!rc && hi != UINT64_MAX) {
-			end = kyro_lower_bound_binary(s->keys, s->n, hi + 1);
+			end = kyro__lower_bound_binary(s->keys, s->n, hi + 1);
 			rc = snap_locate(db->msg, s, hi + 1, &end);
 		}
 	}
@@ -573,9 +585,9 @@ int kyro_scan(kyro_db *db, uint64_t lo, uint64_t hi, kyro_scan_fn fn,
 	return rc;
 }
 
-int db_view_served(kyro_db *db, struct db_served *out)
+int kyro__db_view_served(kyro_db *db, struct db_served *out)
 {
-	int rc = db_view_refresh(db);
+	int rc = kyro__db_view_refresh(db);
 	const struct view *v = &db->v;
 	memset(out, 0, sizeof *out);
 	out->simd = db->simd;
@@ -591,7 +603,7 @@ int db_view_served(kyro_db *db, struct db_served *out)
 	return 0;
 }
 
-int db_view_empty(const kyro_db *db)
+int kyro__db_view_empty(const kyro_db *db)
 {
 	return db->v.empty;
 }

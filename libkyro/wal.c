@@ -73,7 +73,7 @@ static const char magic[8] = "KYROWALS";
 
 #define WAL_BUFCAP ((size_t)1 << 20)
 
-void wal_header_encode(unsigned char *b, uint64_t seg, uint64_t first_seq)
+void kyro__wal_header_encode(unsigned char *b, uint64_t seg, uint64_t first_seq)
 {
 	memset(b, 0, WAL_HDR);
 	memcpy(b, magic, 8);
@@ -84,27 +84,29 @@ void wal_header_encode(unsigned char *b, uint64_t seg, uint64_t first_seq)
 	put_le64(b + 40, XXH3_64bits(b, 40));
 }
 
-int wal_header_check(char *msg, const unsigned char *b, uint64_t len,
-		     const char *path, uint64_t seg, uint64_t *first_seq)
+int kyro__wal_header_check(char *msg, const unsigned char *b, uint64_t len,
+			   const char *path, uint64_t seg, uint64_t *first_seq)
 {
 	if (len < 16 || memcmp(b, magic, 8) != 0)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 0: not a WAL segment (bad magic)",
-			      path);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset 0: not a WAL segment (bad magic)", path);
 	if (get_le32(b + 8) != WAL_VERSION)
-		return kfailx(msg, KYRO_EVERSION,
-			      "'%s' has format version %u; this build reads "
-			      "version %u",
-			      path, get_le32(b + 8), WAL_VERSION);
+		return kyro__failx(
+			msg, KYRO_EVERSION,
+			"'%s' has format version %u; this build reads "
+			"version %u",
+			path, get_le32(b + 8), WAL_VERSION);
 	if (len < WAL_HDR || get_le32(b + 12) != WAL_HDR ||
 	    get_le64(b + 40) != XXH3_64bits(b, 40) || get_le64(b + 32) != 0)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 0: bad segment header", path);
+		return kyro__failx(msg, KYRO_ECORRUPT,
+				   "'%s': offset 0: bad segment header", path);
 	if (get_le64(b + 16) != seg)
-		return kfailx(msg, KYRO_ECORRUPT,
-			      "'%s': offset 16: segment id %llu, expected %llu",
-			      path, (unsigned long long)get_le64(b + 16),
-			      (unsigned long long)seg);
+		return kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': offset 16: segment id %llu, expected %llu", path,
+			(unsigned long long)get_le64(b + 16),
+			(unsigned long long)seg);
 	*first_seq = get_le64(b + 24);
 	return 0;
 }
@@ -160,8 +162,8 @@ static int valid_after(const unsigned char *base, uint64_t len, uint64_t seg,
 	return 0;
 }
 
-void wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
-	      uint64_t start, uint64_t next_seq, struct wal_scan *r)
+void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
+		    uint64_t start, uint64_t next_seq, struct wal_scan *r)
 {
 	memset(r, 0, sizeof *r);
 	r->end = start;
@@ -224,9 +226,9 @@ void wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
 	}
 }
 
-void wal_commits_after(const unsigned char *base, uint64_t len, uint64_t seg,
-		       uint64_t off, uint64_t last_seq, uint64_t *batches,
-		       uint64_t *max_seq)
+void kyro__wal_commits_after(const unsigned char *base, uint64_t len,
+			     uint64_t seg, uint64_t off, uint64_t last_seq,
+			     uint64_t *batches, uint64_t *max_seq)
 {
 	for (uint64_t p = off & ~(uint64_t)7; p + WAL_REC_HDR <= len;) {
 		uint64_t size = rec_valid(base, len, seg, p);
@@ -244,61 +246,65 @@ void wal_commits_after(const unsigned char *base, uint64_t len, uint64_t seg,
 	}
 }
 
-int wal_create(char *msg, const char *dir, uint64_t seg, uint64_t first_seq)
+int kyro__wal_create(char *msg, const char *dir, uint64_t seg,
+		     uint64_t first_seq)
 {
 	char path[PATH_MAX];
 	unsigned char hdr[WAL_HDR];
-	int fd = -1, rc = kpath_gen(path, dir, "wal-", seg, ".log");
+	int fd = -1, rc = kyro__path_gen(path, dir, "wal-", seg, ".log");
 	if (rc)
-		return kfail(msg, rc, "cannot create a WAL segment in '%s'",
-			     dir);
+		return kyro__fail(msg, rc,
+				  "cannot create a WAL segment in '%s'", dir);
 	/* A segment of this id can only be the leftover of a crash between
 	 * creating it and committing the manifest that names it. */
-	rc = fs_unlink(msg, path);
+	rc = kyro__fs_unlink(msg, path);
 	if (!rc)
-		rc = fs_open(msg, path, O_WRONLY | O_CREAT | O_EXCL, 0644, &fd);
+		rc = kyro__fs_open(msg, path, O_WRONLY | O_CREAT | O_EXCL, 0644,
+				   &fd);
 	if (rc)
 		return rc;
-	wal_header_encode(hdr, seg, first_seq);
-	rc = fs_write_all(msg, fd, hdr, sizeof hdr, path);
+	kyro__wal_header_encode(hdr, seg, first_seq);
+	rc = kyro__fs_write_all(msg, fd, hdr, sizeof hdr, path);
 	if (!rc)
-		rc = fs_fsync(msg, fd, path);
-	fs_close(fd);
+		rc = kyro__fs_fsync(msg, fd, path);
+	kyro__fs_close(fd);
 	if (!rc)
-		rc = fs_fsync_dir(msg, dir);
+		rc = kyro__fs_fsync_dir(msg, dir);
 	return rc;
 }
 
-int wal_writer_open(char *msg, struct wal_writer *w, const char *dir,
-		    uint64_t seg, uint64_t committed, uint64_t next_seq,
-		    int durable)
+int kyro__wal_writer_open(char *msg, struct wal_writer *w, const char *dir,
+			  uint64_t seg, uint64_t committed, uint64_t next_seq,
+			  int durable)
 {
 	uint64_t size;
 	int rc;
 	memset(w, 0, sizeof *w);
 	w->fd = -1;
-	rc = kpath_gen(w->path, dir, "wal-", seg, ".log");
+	rc = kyro__path_gen(w->path, dir, "wal-", seg, ".log");
 	if (rc)
-		return kfail(msg, rc, "cannot open a WAL segment in '%s'", dir);
-	rc = fs_open(msg, w->path, O_WRONLY, 0, &w->fd);
+		return kyro__fail(msg, rc, "cannot open a WAL segment in '%s'",
+				  dir);
+	rc = kyro__fs_open(msg, w->path, O_WRONLY, 0, &w->fd);
 	if (!rc)
-		rc = fs_size(msg, w->fd, w->path, &size);
+		rc = kyro__fs_size(msg, w->fd, w->path, &size);
 	if (!rc && size < committed)
-		rc = kfailx(msg, KYRO_ECORRUPT,
-			    "'%s': file is %llu bytes, but %llu were committed",
-			    w->path, (unsigned long long)size,
-			    (unsigned long long)committed);
+		rc = kyro__failx(
+			msg, KYRO_ECORRUPT,
+			"'%s': file is %llu bytes, but %llu were committed",
+			w->path, (unsigned long long)size,
+			(unsigned long long)committed);
 	if (!rc && size > committed) {
-		rc = fs_truncate(msg, w->fd, committed, w->path);
+		rc = kyro__fs_truncate(msg, w->fd, committed, w->path);
 		if (!rc && durable)
-			rc = fs_fsync(msg, w->fd, w->path);
+			rc = kyro__fs_fsync(msg, w->fd, w->path);
 	}
 	if (!rc)
-		rc = fs_seek(msg, w->fd, committed, w->path);
+		rc = kyro__fs_seek(msg, w->fd, committed, w->path);
 	if (!rc && !(w->buf = malloc(WAL_BUFCAP)))
-		rc = kfail(msg, ENOMEM, "cannot allocate a WAL buffer");
+		rc = kyro__fail(msg, ENOMEM, "cannot allocate a WAL buffer");
 	if (rc) {
-		wal_writer_close(w);
+		kyro__wal_writer_close(w);
 		return rc;
 	}
 	w->seg = seg;
@@ -308,30 +314,30 @@ int wal_writer_open(char *msg, struct wal_writer *w, const char *dir,
 	return 0;
 }
 
-void wal_writer_close(struct wal_writer *w)
+void kyro__wal_writer_close(struct wal_writer *w)
 {
-	fs_close(w->fd);
+	kyro__fs_close(w->fd);
 	free(w->buf);
 	w->fd = -1;
 	w->buf = NULL;
 }
 
-int wal_flush(char *msg, struct wal_writer *w)
+int kyro__wal_flush(char *msg, struct wal_writer *w)
 {
 	if (w->buflen == 0)
 		return 0;
-	int rc = fs_write_all(msg, w->fd, w->buf, w->buflen, w->path);
+	int rc = kyro__fs_write_all(msg, w->fd, w->buf, w->buflen, w->path);
 	if (rc)
 		return rc;
 	w->buflen = 0;
 	return 0;
 }
 
-int wal_sync(char *msg, struct wal_writer *w)
+int kyro__wal_sync(char *msg, struct wal_writer *w)
 {
-	int rc = wal_flush(msg, w);
+	int rc = kyro__wal_flush(msg, w);
 	if (!rc)
-		rc = fs_fsync(msg, w->fd, w->path);
+		rc = kyro__fs_fsync(msg, w->fd, w->path);
 	return rc;
 }
 
@@ -353,25 +359,26 @@ static int append_large(char *msg, struct wal_writer *w, unsigned char *h,
 	static const unsigned char zeros[8];
 	XXH3_state_t *st = XXH3_createState();
 	if (!st)
-		return kfail(msg, ENOMEM, "cannot append to '%s'", w->path);
+		return kyro__fail(msg, ENOMEM, "cannot append to '%s'",
+				  w->path);
 	XXH3_64bits_reset_withSeed(st, w->seg);
 	XXH3_64bits_update(st, h + 8, WAL_REC_HDR - 8);
 	XXH3_64bits_update(st, val, len);
 	put_le64(h, XXH3_64bits_digest(st));
 	XXH3_freeState(st);
-	int rc = wal_flush(msg, w);
+	int rc = kyro__wal_flush(msg, w);
 	if (!rc)
-		rc = fs_write_all(msg, w->fd, h, WAL_REC_HDR, w->path);
+		rc = kyro__fs_write_all(msg, w->fd, h, WAL_REC_HDR, w->path);
 	if (!rc)
-		rc = fs_write_all(msg, w->fd, val, len, w->path);
+		rc = kyro__fs_write_all(msg, w->fd, val, len, w->path);
 	if (!rc)
-		rc = fs_write_all(msg, w->fd, zeros, align8(len) - len,
-				  w->path);
+		rc = kyro__fs_write_all(msg, w->fd, zeros, align8(len) - len,
+					w->path);
 	return rc;
 }
 
-int wal_append(char *msg, struct wal_writer *w, int type, uint64_t key,
-	       const void *val, size_t len, uint64_t *seq)
+int kyro__wal_append(char *msg, struct wal_writer *w, int type, uint64_t key,
+		     const void *val, size_t len, uint64_t *seq)
 {
 	uint64_t size = WAL_REC_HDR + align8(len);
 	uint64_t s = type == WAL_COMMIT ? w->next_seq - 1 : w->next_seq;
@@ -382,7 +389,7 @@ int wal_append(char *msg, struct wal_writer *w, int type, uint64_t key,
 		rc = append_large(msg, w, h, val, len);
 	} else {
 		if (w->buflen + size > w->bufcap &&
-		    (rc = wal_flush(msg, w)) != 0)
+		    (rc = kyro__wal_flush(msg, w)) != 0)
 			return rc;
 		unsigned char *h = w->buf + w->buflen;
 		rec_header(h, type, (uint32_t)len, s, key);
@@ -406,30 +413,31 @@ int wal_append(char *msg, struct wal_writer *w, int type, uint64_t key,
 	return 0;
 }
 
-int wal_commit(char *msg, struct wal_writer *w)
+int kyro__wal_commit(char *msg, struct wal_writer *w)
 {
 	if (w->batch_count == 0)
 		return 0;
-	int rc = wal_append(msg, w, WAL_COMMIT, w->batch_count, NULL, 0, NULL);
+	int rc = kyro__wal_append(msg, w, WAL_COMMIT, w->batch_count, NULL, 0,
+				  NULL);
 	if (!rc)
-		rc = wal_flush(msg, w);
+		rc = kyro__wal_flush(msg, w);
 	return rc;
 }
 
-void wal_mark_committed(struct wal_writer *w)
+void kyro__wal_mark_committed(struct wal_writer *w)
 {
 	w->committed = w->pos;
 	w->batch_count = 0;
 }
 
-int wal_rollback(char *msg, struct wal_writer *w)
+int kyro__wal_rollback(char *msg, struct wal_writer *w)
 {
 	w->next_seq -= w->batch_count;
 	w->batch_count = 0;
 	w->buflen = 0;
 	w->pos = w->committed;
-	int rc = fs_truncate(msg, w->fd, w->committed, w->path);
+	int rc = kyro__fs_truncate(msg, w->fd, w->committed, w->path);
 	if (!rc)
-		rc = fs_seek(msg, w->fd, w->committed, w->path);
+		rc = kyro__fs_seek(msg, w->fd, w->committed, w->path);
 	return rc;
 }

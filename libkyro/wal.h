@@ -17,7 +17,7 @@
  * other code writes, reads or removes anything in it. */
 #define WAL_LOSTFOUND "lost+found"
 
-/* A record inside a mapped segment, already validated by wal_scan(). */
+/* A record inside a mapped segment, already validated by kyro__wal_scan(). */
 struct wal_rec {
 	uint8_t type;
 	uint32_t len;
@@ -54,23 +54,25 @@ struct wal_scan {
 	char why[160];
 };
 
-void wal_header_encode(unsigned char *buf, uint64_t seg, uint64_t first_seq);
+void kyro__wal_header_encode(unsigned char *buf, uint64_t seg,
+			     uint64_t first_seq);
 /* Check the header of segment SEG mapped at BASE (LEN bytes). */
-int wal_header_check(char *msg, const unsigned char *base, uint64_t len,
-		     const char *path, uint64_t seg, uint64_t *first_seq);
+int kyro__wal_header_check(char *msg, const unsigned char *base, uint64_t len,
+			   const char *path, uint64_t seg, uint64_t *first_seq);
 /* Scan [START, LEN) of segment SEG; the first record must carry NEXT_SEQ. */
-void wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
-	      uint64_t start, uint64_t next_seq, struct wal_scan *r);
+void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
+		    uint64_t start, uint64_t next_seq, struct wal_scan *r);
 
 /* Evidence of committed data after damage at OFF: every COMMIT record
  * still valid from OFF on (valid records are stepped over whole) whose
  * seq is above LAST_SEQ bumps *BATCHES and raises *MAX_SEQ. */
-void wal_commits_after(const unsigned char *base, uint64_t len, uint64_t seg,
-		       uint64_t off, uint64_t last_seq, uint64_t *batches,
-		       uint64_t *max_seq);
+void kyro__wal_commits_after(const unsigned char *base, uint64_t len,
+			     uint64_t seg, uint64_t off, uint64_t last_seq,
+			     uint64_t *batches, uint64_t *max_seq);
 
 /* Create segment SEG durably (file and directory fsynced), empty. */
-int wal_create(char *msg, const char *dir, uint64_t seg, uint64_t first_seq);
+int kyro__wal_create(char *msg, const char *dir, uint64_t seg,
+		     uint64_t first_seq);
 
 struct wal_writer {
 	int fd;
@@ -87,21 +89,21 @@ struct wal_writer {
 /* Open segment SEG for appending after COMMITTED (truncating anything
  * beyond it: the torn tail of a writer that died; the truncation is made
  * durable when DURABLE).  NEXT_SEQ is the next record's number. */
-int wal_writer_open(char *msg, struct wal_writer *w, const char *dir,
-		    uint64_t seg, uint64_t committed, uint64_t next_seq,
-		    int durable);
-void wal_writer_close(struct wal_writer *w);
-int wal_append(char *msg, struct wal_writer *w, int type, uint64_t key,
-	       const void *val, size_t len, uint64_t *seq);
-int wal_flush(char *msg, struct wal_writer *w);
-int wal_sync(char *msg, struct wal_writer *w);
+int kyro__wal_writer_open(char *msg, struct wal_writer *w, const char *dir,
+			  uint64_t seg, uint64_t committed, uint64_t next_seq,
+			  int durable);
+void kyro__wal_writer_close(struct wal_writer *w);
+int kyro__wal_append(char *msg, struct wal_writer *w, int type, uint64_t key,
+		     const void *val, size_t len, uint64_t *seq);
+int kyro__wal_flush(char *msg, struct wal_writer *w);
+int kyro__wal_sync(char *msg, struct wal_writer *w);
 /* Append the COMMIT record and write it out (no fsync).  The batch is
- * still the writer's to roll back until wal_mark_committed(): a batch
+ * still the writer's to roll back until kyro__wal_mark_committed(): a batch
  * whose fsync fails must be cut off, COMMIT and all, or a process that
  * recovers from the file alone would see it. */
-int wal_commit(char *msg, struct wal_writer *w);
-void wal_mark_committed(struct wal_writer *w);
+int kyro__wal_commit(char *msg, struct wal_writer *w);
+void kyro__wal_mark_committed(struct wal_writer *w);
 /* Drop everything after the last commit, in the buffer and the file. */
-int wal_rollback(char *msg, struct wal_writer *w);
+int kyro__wal_rollback(char *msg, struct wal_writer *w);
 
 #endif

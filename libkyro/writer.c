@@ -4,7 +4,7 @@
  * Records go to the last WAL segment under the writer lock (flock on
  * LOCK, shared.c); a batch is committed by its commit record and made
  * visible by publishing its end in the shared page.  The manifest, which
- * names the live files, changes only through db_commit(): a snapshot's
+ * names the live files, changes only through kyro__db_commit(): a snapshot's
  * rotation and commit and an index's commit are edits applied there, under
  * the same lock, to the generation their maker read.
  */
@@ -17,7 +17,7 @@
 #include "db.h"
 #include "fsio.h"
 
-void db_publish(kyro_db *db)
+void kyro__db_publish(kyro_db *db)
 {
 	struct shared_state st = {
 		.manifest_gen = db->wman.gen,
@@ -25,7 +25,7 @@ void db_publish(kyro_db *db)
 		.wal_end = db->w.committed,
 		.last_seq = db->w.next_seq - 1,
 	};
-	shared_publish(&db->sh, &st);
+	kyro__shared_publish(&db->sh, &st);
 }
 
 /* Check segment FROM from offset START (the offset where the record
@@ -46,39 +46,41 @@ static int check_segments(kyro_db *db, const struct manifest *m,
 		struct seg_map s;
 		struct wal_scan sc;
 		uint64_t at = id == from ? start : WAL_HDR;
-		int rc = seg_map_open(db->msg, &s, db->dir, id);
+		int rc = kyro__seg_map_open(db->msg, &s, db->dir, id);
 		if (rc)
 			return rc;
 		if (at > s.maplen) {
-			seg_map_close(&s);
+			kyro__seg_map_close(&s);
 			*shrunk = 1;
 			return 0;
 		}
 		if (at == WAL_HDR && s.first_seq != next_seq) {
-			rc = kfailx(db->msg, KYRO_ECORRUPT,
-				    "'%s': offset 24: first sequence number "
-				    "%llu, expected %llu",
-				    s.path, (unsigned long long)s.first_seq,
-				    (unsigned long long)next_seq);
-			seg_map_close(&s);
+			rc = kyro__failx(
+				db->msg, KYRO_ECORRUPT,
+				"'%s': offset 24: first sequence number "
+				"%llu, expected %llu",
+				s.path, (unsigned long long)s.first_seq,
+				(unsigned long long)next_seq);
+			kyro__seg_map_close(&s);
 			return rc;
 		}
 		uint64_t len = s.maplen;
 		if (id == m->wal_last && limit < len)
 			len = limit;
 		if (at == WAL_HDR)
-			fs_populate(s.base, s.maplen);
-		wal_scan(s.base, len, id, at, next_seq, &sc);
-		seg_map_close(&s);
+			kyro__fs_populate(s.base, s.maplen);
+		kyro__wal_scan(s.base, len, id, at, next_seq, &sc);
+		kyro__seg_map_close(&s);
 		if (id == m->wal_last && limit != UINT64_MAX &&
 		    (sc.status || sc.end != limit))
-			return kfailx(db->msg, KYRO_ECORRUPT,
-				      "'%s': offset %llu: not a committed end",
-				      s.path, (unsigned long long)limit);
+			return kyro__failx(
+				db->msg, KYRO_ECORRUPT,
+				"'%s': offset %llu: not a committed end",
+				s.path, (unsigned long long)limit);
 		if (sc.status == KYRO_ECORRUPT)
-			return kfailx(db->msg, KYRO_ECORRUPT,
-				      "'%s': offset %llu: %s", s.path,
-				      (unsigned long long)sc.bad_off, sc.why);
+			return kyro__failx(
+				db->msg, KYRO_ECORRUPT, "'%s': offset %llu: %s",
+				s.path, (unsigned long long)sc.bad_off, sc.why);
 		next_seq = sc.last_seq + 1;
 		*end = sc.end;
 	}
@@ -91,7 +93,7 @@ static int check_segments(kyro_db *db, const struct manifest *m,
  * not read back.  So under the lock, before every batch, a handle checks
  * every live WAL byte it has not checked itself: the first time all live
  * segments, header and records (most of it done before the lock, by
- * writer_precheck()); later only what other processes added after its
+ * kyro__writer_precheck()); later only what other processes added after its
  * own committed end (while the manifest is the one it last saw; any other
  * commit, a repair's included, means a full check).  The shared
  * page is then held against what the files show: if it claims more
@@ -113,9 +115,10 @@ static int writer_check(kyro_db *db, const struct manifest *m, uint64_t *end,
 				    m->snap_gen ? m->snap_seq + 1 : 1,
 				    UINT64_MAX, end, last_seq, &shrunk);
 	if (!rc && shrunk)
-		rc = kfailx(db->msg, KYRO_ECORRUPT,
-			    "a WAL segment of '%s' shrank while it was checked",
-			    db->dir);
+		rc = kyro__failx(
+			db->msg, KYRO_ECORRUPT,
+			"a WAL segment of '%s' shrank while it was checked",
+			db->dir);
 	return rc;
 }
 
@@ -126,7 +129,7 @@ static int writer_check(kyro_db *db, const struct manifest *m, uint64_t *end,
  * What it checked is remembered as if the handle had written it; the
  * check under the lock goes on from there while the manifest stays the
  * same.  Anything amiss just leaves the whole check to the lock. */
-void writer_precheck(kyro_db *db)
+void kyro__writer_precheck(kyro_db *db)
 {
 	struct shared_state st;
 	struct manifest m;
@@ -134,9 +137,9 @@ void writer_precheck(kyro_db *db)
 	int shrunk;
 	char keep[KMSG_MAX];
 	memcpy(keep, db->msg, sizeof keep);
-	if (!manifest_read(db->msg, db->dir, &m) &&
-	    !shared_read(&db->sh, &st, &change) && st.manifest_gen == m.gen &&
-	    st.wal_seg == m.wal_last &&
+	if (!kyro__manifest_read(db->msg, db->dir, &m) &&
+	    !kyro__shared_read(&db->sh, &st, &change) &&
+	    st.manifest_gen == m.gen && st.wal_seg == m.wal_last &&
 	    !check_segments(db, &m, m.wal_first, WAL_HDR,
 			    m.snap_gen ? m.snap_seq + 1 : 1, st.wal_end, &end,
 			    &last_seq, &shrunk) &&
@@ -149,45 +152,47 @@ void writer_precheck(kyro_db *db)
 	memcpy(db->msg, keep, sizeof keep);
 }
 
-int db_writer_prepare(kyro_db *db)
+int kyro__db_writer_prepare(kyro_db *db)
 {
 	struct shared_state st;
 	struct manifest m;
 	uint64_t change, committed = 0, last_seq = 0;
-	int rc = manifest_read(db->msg, db->dir, &m);
+	int rc = kyro__manifest_read(db->msg, db->dir, &m);
 	if (rc)
 		return rc;
 	if ((rc = writer_check(db, &m, &committed, &last_seq)) != 0)
-		return needs_repair(db, rc);
-	int trusted = shared_read(&db->sh, &st, &change) == 0;
+		return kyro__needs_repair(db, rc);
+	int trusted = kyro__shared_read(&db->sh, &st, &change) == 0;
 	if (trusted && st.wal_seg == m.wal_last && st.wal_end > committed) {
 		char path[PATH_MAX];
-		kpath_gen(path, db->dir, "wal-", m.wal_last, ".log");
-		return needs_repair(
-			db, kfailx(db->msg, KYRO_ECORRUPT,
-				   "'%s': offset %llu: committed data is "
-				   "missing: the log was committed up to "
-				   "offset %llu (sequence number %llu), its "
-				   "complete batches end at %llu",
-				   path, (unsigned long long)committed,
-				   (unsigned long long)st.wal_end,
-				   (unsigned long long)st.last_seq,
-				   (unsigned long long)committed));
+		kyro__path_gen(path, db->dir, "wal-", m.wal_last, ".log");
+		return kyro__needs_repair(
+			db,
+			kyro__failx(db->msg, KYRO_ECORRUPT,
+				    "'%s': offset %llu: committed data is "
+				    "missing: the log was committed up to "
+				    "offset %llu (sequence number %llu), its "
+				    "complete batches end at %llu",
+				    path, (unsigned long long)committed,
+				    (unsigned long long)st.wal_end,
+				    (unsigned long long)st.last_seq,
+				    (unsigned long long)committed));
 	}
 	int same = trusted && st.manifest_gen == m.gen &&
 		   st.wal_seg == m.wal_last && st.wal_end == committed &&
 		   st.last_seq == last_seq;
 	if (db->wopen)
-		wal_writer_close(&db->w);
+		kyro__wal_writer_close(&db->w);
 	db->wopen = 0;
 	db->wman = m;
-	rc = wal_writer_open(db->msg, &db->w, db->dir, m.wal_last, committed,
-			     last_seq + 1, db->sync != KYRO_SYNC_NONE);
+	rc = kyro__wal_writer_open(db->msg, &db->w, db->dir, m.wal_last,
+				   committed, last_seq + 1,
+				   db->sync != KYRO_SYNC_NONE);
 	if (rc)
 		return rc;
 	db->wopen = 1;
 	if (!same)
-		db_publish(db);
+		kyro__db_publish(db);
 	return 0;
 }
 
@@ -198,8 +203,8 @@ static int fail_write(kyro_db *db, int rc)
 {
 	db->failed = 1;
 	if (db->wopen)
-		wal_rollback(NULL, &db->w);
-	shared_unlock(&db->sh);
+		kyro__wal_rollback(NULL, &db->w);
+	kyro__shared_unlock(&db->sh);
 	db->in_batch = 0;
 	return rc;
 }
@@ -207,18 +212,21 @@ static int fail_write(kyro_db *db, int rc)
 int kyro_batch_begin(kyro_db *db)
 {
 	if (!(db->flags & KYRO_RDWR))
-		return kfailx(db->msg, KYRO_ERDONLY, "cannot write '%s': %s",
-			      db->dir, kyro_strerror(KYRO_ERDONLY));
+		return kyro__failx(db->msg, KYRO_ERDONLY,
+				   "cannot write '%s': %s", db->dir,
+				   kyro_strerror(KYRO_ERDONLY));
 	if (db->failed)
-		return kfailx(db->msg, KYRO_EFAILED, "cannot write '%s': %s",
-			      db->dir, kyro_strerror(KYRO_EFAILED));
+		return kyro__failx(db->msg, KYRO_EFAILED,
+				   "cannot write '%s': %s", db->dir,
+				   kyro_strerror(KYRO_EFAILED));
 	if (db->in_batch)
-		return kfailx(db->msg, KYRO_EBATCH, "a batch is already open");
-	int rc = shared_lock(db->msg, &db->sh);
+		return kyro__failx(db->msg, KYRO_EBATCH,
+				   "a batch is already open");
+	int rc = kyro__shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
-	if ((rc = db_writer_prepare(db)) != 0) {
-		shared_unlock(&db->sh);
+	if ((rc = kyro__db_writer_prepare(db)) != 0) {
+		kyro__shared_unlock(&db->sh);
 		return rc;
 	}
 	db->in_batch = 1;
@@ -230,17 +238,18 @@ static int write_rec(kyro_db *db, int type, uint64_t key, const void *val,
 {
 	int rc, auto_batch = !db->in_batch;
 	if (len > KYRO_MAX_VALUE)
-		return kfailx(db->msg, KYRO_ETOOBIG,
-			      "value of key %llu is %zu bytes; the limit is "
-			      "16 MiB",
-			      (unsigned long long)key, len);
+		return kyro__failx(
+			db->msg, KYRO_ETOOBIG,
+			"value of key %llu is %zu bytes; the limit is "
+			"16 MiB",
+			(unsigned long long)key, len);
 	if (auto_batch && (rc = kyro_batch_begin(db)) != 0)
 		return rc;
 	if (!db->in_batch)
-		return kfailx(db->msg, KYRO_EBATCH, "no batch is open");
-	rc = wal_append(db->msg, &db->w, type, key, val, len, seq);
+		return kyro__failx(db->msg, KYRO_EBATCH, "no batch is open");
+	rc = kyro__wal_append(db->msg, &db->w, type, key, val, len, seq);
 	if (!rc && db->sync == KYRO_SYNC_ALWAYS) {
-		rc = wal_sync(db->msg, &db->w);
+		rc = kyro__wal_sync(db->msg, &db->w);
 		if (!rc)
 			COUNT(db, wal_fsyncs, 1);
 	}
@@ -265,24 +274,24 @@ int kyro_delete(kyro_db *db, uint64_t key, uint64_t *seq)
 int kyro_batch_commit(kyro_db *db, uint64_t *last_seq)
 {
 	if (!db->in_batch)
-		return kfailx(db->msg, KYRO_EBATCH, "no batch is open");
+		return kyro__failx(db->msg, KYRO_EBATCH, "no batch is open");
 	uint64_t n = db->w.batch_count, start = db->w.committed;
-	int rc = wal_commit(db->msg, &db->w);
+	int rc = kyro__wal_commit(db->msg, &db->w);
 	if (!rc && n && db->sync != KYRO_SYNC_NONE) {
-		rc = wal_sync(db->msg, &db->w);
+		rc = kyro__wal_sync(db->msg, &db->w);
 		if (!rc)
 			COUNT(db, wal_fsyncs, 1);
 	}
 	if (rc)
 		return fail_write(db, rc);
-	wal_mark_committed(&db->w);
+	kyro__wal_mark_committed(&db->w);
 	if (n) {
 		COUNT(db, wal_bytes, db->w.committed - start);
-		db_publish(db);
+		kyro__db_publish(db);
 		COUNT(db, batches, 1);
 		COUNT(db, wal_records, n);
 	}
-	shared_unlock(&db->sh);
+	kyro__shared_unlock(&db->sh);
 	db->in_batch = 0;
 	if (last_seq)
 		*last_seq = db->w.next_seq - 1;
@@ -292,11 +301,12 @@ int kyro_batch_commit(kyro_db *db, uint64_t *last_seq)
 int kyro_sync(kyro_db *db)
 {
 	if (db->failed)
-		return kfailx(db->msg, KYRO_EFAILED, "cannot sync '%s': %s",
-			      db->dir, kyro_strerror(KYRO_EFAILED));
+		return kyro__failx(db->msg, KYRO_EFAILED,
+				   "cannot sync '%s': %s", db->dir,
+				   kyro_strerror(KYRO_EFAILED));
 	if (!db->wopen)
 		return 0;
-	int rc = fs_fsync(db->msg, db->w.fd, db->w.path);
+	int rc = kyro__fs_fsync(db->msg, db->w.fd, db->w.path);
 	if (rc) {
 		db->failed = 1;
 		return rc;
@@ -309,9 +319,9 @@ void kyro_batch_abort(kyro_db *db)
 {
 	if (!db || !db->in_batch)
 		return;
-	if (wal_rollback(db->msg, &db->w))
+	if (kyro__wal_rollback(db->msg, &db->w))
 		db->failed = 1;
-	shared_unlock(&db->sh);
+	kyro__shared_unlock(&db->sh);
 	db->in_batch = 0;
 }
 
@@ -323,9 +333,10 @@ void kyro_batch_abort(kyro_db *db)
  * record. */
 static int rotate_begin(kyro_db *db, const struct manifest *m)
 {
-	int rc = wal_sync(db->msg, &db->w);
+	int rc = kyro__wal_sync(db->msg, &db->w);
 	if (!rc)
-		rc = wal_create(db->msg, db->dir, m->wal_last, db->w.next_seq);
+		rc = kyro__wal_create(db->msg, db->dir, m->wal_last,
+				      db->w.next_seq);
 	return rc;
 }
 
@@ -333,29 +344,30 @@ static int rotate_begin(kyro_db *db, const struct manifest *m)
 static int rotate_finish(kyro_db *db)
 {
 	uint64_t next_seq = db->w.next_seq;
-	wal_writer_close(&db->w);
+	kyro__wal_writer_close(&db->w);
 	db->wopen = 0;
-	int rc = wal_writer_open(db->msg, &db->w, db->dir, db->wman.wal_last,
-				 WAL_HDR, next_seq, 0);
+	int rc = kyro__wal_writer_open(db->msg, &db->w, db->dir,
+				       db->wman.wal_last, WAL_HDR, next_seq, 0);
 	if (!rc)
 		db->wopen = 1;
 	return rc;
 }
 
-int db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
-	      db_edit_fn edit, void *arg)
+int kyro__db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
+		    db_edit_fn edit, void *arg)
 {
-	int rc = shared_lock(db->msg, &db->sh);
+	int rc = kyro__shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
-	if ((rc = db_writer_prepare(db)) != 0)
+	if ((rc = kyro__db_writer_prepare(db)) != 0)
 		goto out;
 	if (db->wman.gen != expect_gen) {
-		rc = kfailx(db->msg, KYRO_EBATCH,
-			    "cannot commit the %s in '%s': another commit came "
-			    "first (manifest generation %llu, expected %llu)",
-			    what, db->dir, (unsigned long long)db->wman.gen,
-			    (unsigned long long)expect_gen);
+		rc = kyro__failx(
+			db->msg, KYRO_EBATCH,
+			"cannot commit the %s in '%s': another commit came "
+			"first (manifest generation %llu, expected %llu)",
+			what, db->dir, (unsigned long long)db->wman.gen,
+			(unsigned long long)expect_gen);
 		goto out;
 	}
 	struct manifest m = db->wman;
@@ -369,14 +381,14 @@ int db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
 	if (rotating && (rc = rotate_begin(db, &m)) != 0)
 		goto out;
 	m.gen = expect_gen + 1;
-	if ((rc = manifest_write(db->msg, db->dir, &m)) != 0)
+	if ((rc = kyro__manifest_write(db->msg, db->dir, &m)) != 0)
 		goto out;
 	db->wman = m;
 	if (rotating && (rc = rotate_finish(db)) != 0)
 		goto out;
-	db_publish(db);
+	kyro__db_publish(db);
 out:
-	shared_unlock(&db->sh);
+	kyro__shared_unlock(&db->sh);
 	return rc;
 }
 
@@ -401,19 +413,19 @@ static int remove_if_dead(void *arg, const char *n)
 		       strchr(tail, '.') != NULL;
 	if (dead) {
 		char path[PATH_MAX];
-		if (!kpath(path, g->dir, n))
-			fs_unlink(NULL, path);
+		if (!kyro__path(path, g->dir, n))
+			kyro__fs_unlink(NULL, path);
 	}
 	return 0;
 }
 
-void db_collect_garbage(kyro_db *db)
+void kyro__db_collect_garbage(kyro_db *db)
 {
 	struct garbage g = {.dir = db->dir, .m = &db->wman};
-	(void)fs_list_dir(NULL, db->dir, remove_if_dead, &g);
+	(void)kyro__fs_list_dir(NULL, db->dir, remove_if_dead, &g);
 }
 
-int db_maintenance_lock(kyro_db *db, const char *what, int *fd)
+int kyro__db_maintenance_lock(kyro_db *db, const char *what, int *fd)
 {
 	char path[PATH_MAX];
 	int rc = 0;
@@ -425,13 +437,13 @@ int db_maintenance_lock(kyro_db *db, const char *what, int *fd)
 	else if (db->in_batch)
 		rc = KYRO_EBATCH;
 	if (rc)
-		return kfailx(db->msg, rc, "cannot %s '%s': %s", what, db->dir,
-			      kyro_strerror(rc));
-	if ((rc = kpath(path, db->dir, KYRO_SNAPLOCK)) != 0)
-		return kfail(db->msg, rc, "cannot %s '%s'", what, db->dir);
-	rc = fs_open(db->msg, path, O_RDWR | O_CREAT, 0644, fd);
-	if (!rc && (rc = fs_lock(db->msg, *fd, LOCK_EX, path)) != 0) {
-		fs_close(*fd);
+		return kyro__failx(db->msg, rc, "cannot %s '%s': %s", what,
+				   db->dir, kyro_strerror(rc));
+	if ((rc = kyro__path(path, db->dir, KYRO_SNAPLOCK)) != 0)
+		return kyro__fail(db->msg, rc, "cannot %s '%s'", what, db->dir);
+	rc = kyro__fs_open(db->msg, path, O_RDWR | O_CREAT, 0644, fd);
+	if (!rc && (rc = kyro__fs_lock(db->msg, *fd, LOCK_EX, path)) != 0) {
+		kyro__fs_close(*fd);
 		*fd = -1;
 	}
 	return rc;

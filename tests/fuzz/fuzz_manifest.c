@@ -1,7 +1,7 @@
 /*
  * fuzz_manifest.c - libFuzzer target for the MANIFEST parser.
  *
- * The input is a MANIFEST file image.  manifest_decode() must never read
+ * The input is a MANIFEST file image.  kyro__manifest_decode() must never read
  * outside it, and must either refuse it with a message or accept it; an
  * accepted manifest must encode back to exactly the input bytes (anything
  * the decoder lets through but the encoder would not write is a file two
@@ -42,7 +42,7 @@ static void check(const unsigned char *b, size_t len)
 	struct manifest m;
 	memset(msg, 0, sizeof msg);
 	memset(&m, 0, sizeof m);
-	int rc = manifest_decode(msg, b, len, "fuzz", &m);
+	int rc = kyro__manifest_decode(msg, b, len, "fuzz", &m);
 	if (rc) {
 		if (rc != KYRO_ENOTDB && rc != KYRO_EVERSION &&
 		    rc != KYRO_ECORRUPT)
@@ -52,7 +52,7 @@ static void check(const unsigned char *b, size_t len)
 		return;
 	}
 	unsigned char again[MANIFEST_SIZE];
-	manifest_encode(&m, again);
+	kyro__manifest_encode(&m, again);
 	if (len != MANIFEST_SIZE || memcmp(again, b, MANIFEST_SIZE) != 0)
 		fail("accepted a manifest that does not encode back to its "
 		     "bytes",

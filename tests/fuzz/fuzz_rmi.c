@@ -7,7 +7,7 @@
  * the bytes are XORed into it cyclically from an offset, so the fuzzer
  * starts next to valid images without a seed generator.
  *
- * Oracle: kyro_rmi_load may refuse anything, but whatever it accepts must
+ * Oracle: kyro__rmi_load may refuse anything, but whatever it accepts must
  * answer every lower bound exactly (the probe confirms its answer and
  * falls back), present keys and absent ones alike.
  */
@@ -74,8 +74,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len = 0;
 	char err[256];
 	if (mode & 1) {
-		if (kyro_rmi_train(keys, n, gen, NULL, &img, &len, NULL, err,
-				   sizeof err) || len == 0) {
+		if (kyro__rmi_train(keys, n, gen, NULL, &img, &len, NULL, err,
+				    sizeof err) ||
+		    len == 0) {
 			free(img);
 			free(keys);
 			return 0;
@@ -92,22 +93,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(img, data, size);
 		len = size;
 	}
-	struct kyro_rmi *r = NULL;
-	if (kyro_rmi_load(&r, img, len, keys, n, gen, err, sizeof err) == 0) {
+	struct kyro__rmi *r = NULL;
+	if (kyro__rmi_load(&r, img, len, keys, n, gen, err, sizeof err) == 0) {
 		uint64_t bad, first;
-		kyro_rmi_check_all(r, &bad, &first);
-		struct kyro_rmi_counters c = { 0 };
-		kyro_rmi_count_windows(r, 1);
+		kyro__rmi_check_all(r, &bad, &first);
+		struct kyro__rmi_counters c = {0};
+		kyro__rmi_count_windows(r, 1);
 		uint64_t s = seed ^ 0x5555;
 		for (uint64_t i = 0; i < n + 64; i++) {
 			uint64_t q = i < n ? keys[i] : mix(&s);
 			if (i < n && (i & 1))
 				q += 1; /* an absent neighbour */
-			if (kyro_rmi_lower_bound(r, q, &c) !=
-			    kyro_lower_bound_binary(keys, n, q))
+			if (kyro__rmi_lower_bound(r, q, &c) !=
+			    kyro__lower_bound_binary(keys, n, q))
 				abort();
 		}
-		kyro_rmi_free(r);
+		kyro__rmi_free(r);
 	}
 	free(img);
 	free(keys);

@@ -13,20 +13,20 @@
  *
  * The two images are written as snap-G.bin and snap-G.data (G the
  * generation the .bin header names) into a temporary directory under
- * /dev/shm, made once per process and reused, and opened with snap_open()
+ * /dev/shm, made once per process and reused, and opened with kyro__snap_open()
  * with the key count the header names, so that the count check passes.
- * When it opens, every key is looked up with kyro_lower_bound_binary() and
- * snap_value() (up to MAX_LOOKUPS), and snap_verify() runs.  The files are
- * mapped, so AddressSanitizer cannot see a read past their end; every
+ * When it opens, every key is looked up with kyro__lower_bound_binary() and
+ * snap_value() (up to MAX_LOOKUPS), and kyro__snap_verify() runs.  The files
+ * are mapped, so AddressSanitizer cannot see a read past their end; every
  * pointer the loader hands out is therefore checked against the mapping
  * here.  Then the snapshot becomes the snapshot of a store (a manifest and
  * an empty WAL segment): kyro_open() read-only, kyro_scan(), kyro_get(),
  * kyro_get_seq(), kyro_get_batch() and kyro_verify().  A snapshot that
- * snap_verify() calls clean must be served exactly (every key in order,
+ * kyro__snap_verify() calls clean must be served exactly (every key in order,
  * every value byte for byte), kyro_get_batch() must agree with kyro_get()
  * whenever the keys are sorted (unless one of them found a damaged block
  * the other did not need), and kyro_verify() must agree with
- * snap_verify().  A failed check calls
+ * kyro__snap_verify().  A failed check calls
  * abort(), which libFuzzer reports as a crash.
  */
 #include <dirent.h>
@@ -216,7 +216,7 @@ static void prepare_store(const char *dir, uint64_t gen, uint64_t n,
 		write_file(path, page, sizeof page);
 	}
 	if (!g_have_wal || g_wal_first != last_seq + 1) {
-		if (wal_create(msg, dir, 1, last_seq + 1))
+		if (kyro__wal_create(msg, dir, 1, last_seq + 1))
 			fail("cannot create the WAL segment", msg);
 		g_have_wal = 1;
 		g_wal_first = last_seq + 1;
@@ -224,7 +224,7 @@ static void prepare_store(const char *dir, uint64_t gen, uint64_t n,
 	struct manifest m = {.gen = 1, .snap_gen = gen, .snap_seq = last_seq,
 			     .snap_keys = n, .wal_first = 1, .wal_last = 1};
 	if (memcmp(&m, &g_man, sizeof m) != 0) {
-		if (manifest_write(msg, dir, &m))
+		if (kyro__manifest_write(msg, dir, &m))
 			fail("cannot write the manifest", msg);
 		g_man = m;
 	}
@@ -301,14 +301,14 @@ static int check_snap(const struct snap *s, size_t bin_len, size_t data_len,
 	}
 	for (uint64_t i = 0; i < n && i < MAX_LOOKUPS; i++) {
 		uint64_t key = s->keys[i];
-		uint64_t j = kyro_lower_bound_binary(s->keys, n, key);
+		uint64_t j = kyro__lower_bound_binary(s->keys, n, key);
 		if (j > n)
 			failu("lower bound past the end", j, n);
 		if (sorted && j != i)
 			failu("lower bound missed a key of a sorted array", i,
 			      j);
 		if (sorted && key != UINT64_MAX &&
-		    kyro_lower_bound_binary(s->keys, n, key + 1) != i + 1)
+		    kyro__lower_bound_binary(s->keys, n, key + 1) != i + 1)
 			failu("lower bound of a gap is wrong", i, key);
 		if (j < n && s->keys[j] == key) {
 			const void *val;
@@ -330,12 +330,13 @@ static int check_snap(const struct snap *s, size_t bin_len, size_t data_len,
 	int clean = sums && sorted && bounded;
 	*sorted_out = sorted;
 	struct vreport r = {0, ""};
-	int rc = snap_verify(s, report_cb, &r);
+	int rc = kyro__snap_verify(s, report_cb, &r);
 	if (rc != (clean ? 0 : KYRO_EDAMAGED))
-		failu("snap_verify disagrees with the file", clean,
+		failu("kyro__snap_verify disagrees with the file", clean,
 		      (uint64_t)(int64_t)rc);
 	if (rc && r.count == 0)
-		fail("snap_verify found damage without reporting it", NULL);
+		fail("kyro__snap_verify found damage without reporting it",
+		     NULL);
 	return clean;
 }
 
@@ -426,7 +427,7 @@ static void check_store(const char *dir, const struct snap *s, int clean,
 	prepare_store(dir, s->gen, s->n, s->last_seq);
 	int rc = kyro_open(&db, dir, KYRO_RDONLY);
 	if (rc)
-		fail("kyro_open refused a snapshot that snap_open took",
+		fail("kyro_open refused a snapshot that kyro__snap_open took",
 		     kyro_errmsg(db));
 	struct scan_ctx c = {db, s, clean, 0};
 	rc = kyro_scan(db, 0, UINT64_MAX, scan_cb, &c);
@@ -459,7 +460,7 @@ static void check_store(const char *dir, const struct snap *s, int clean,
 	struct vreport r = {0, ""};
 	rc = kyro_verify(dir, 0, report_cb, &r);
 	if (rc != (clean ? 0 : KYRO_EDAMAGED))
-		fail("kyro_verify disagrees with snap_verify", r.first);
+		fail("kyro_verify disagrees with kyro__snap_verify", r.first);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -490,12 +491,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	write_file(data_path, dat, data_len);
 
 	struct snap s;
-	int rc = snap_open(msg, &s, dir, gen, n);
+	int rc = kyro__snap_open(msg, &s, dir, gen, n);
 	if (rc) {
 		if (memchr(msg, 0, sizeof msg) == NULL || msg[0] == 0)
-			fail("snap_open refused without a message", NULL);
+			fail("kyro__snap_open refused without a message", NULL);
 		if (s.bin || s.data)
-			fail("snap_open failed but left a mapping", msg);
+			fail("kyro__snap_open failed but left a mapping", msg);
 	} else {
 		if (s.gen != gen || s.n != n)
 			failu("opened a different generation or count", s.gen,
@@ -504,7 +505,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int clean = check_snap(&s, bin_len, data_len, &sorted);
 		if (gen != 0)
 			check_store(dir, &s, clean, sorted);
-		snap_close(&s);
+		kyro__snap_close(&s);
 	}
 	unlink(bin_path);
 	unlink(data_path);

@@ -6,8 +6,8 @@
  * which libFuzzer reports as a crash.
  *
  *  1. In memory, in the buffer libFuzzer hands over, so AddressSanitizer
- *     sees a read one byte past the end: wal_header_check() with the
- *     segment id the header names and with a fixed one, then wal_scan()
+ *     sees a read one byte past the end: kyro__wal_header_check() with the
+ *     segment id the header names and with a fixed one, then kyro__wal_scan()
  *     from the header and from a few odd offsets.  Each scan's answer is
  *     walked with wal_rec_at(): every record must lie inside [start, end)
  *     and carry a good checksum, sequence numbers must rise by one, every
@@ -74,7 +74,7 @@ static void check_scan(const unsigned char *img, size_t len, uint64_t seg,
 		       uint64_t start, uint64_t next_seq, struct wal_scan *out)
 {
 	struct wal_scan sc;
-	wal_scan(img, len, seg, start, next_seq, &sc);
+	kyro__wal_scan(img, len, seg, start, next_seq, &sc);
 	if (out)
 		*out = sc;
 	if (memchr(sc.why, 0, sizeof sc.why) == NULL)
@@ -180,10 +180,10 @@ static void check_image(const unsigned char *img, size_t len)
 	uint64_t extra = len >= 40 ? get_le64(img + 32) : len;
 	/* A fixed id must be refused unless the header names it. */
 	uint64_t fs_fixed = 0;
-	int rc = wal_header_check(msg, img, len, "fuzz", 1, &fs_fixed);
+	int rc = kyro__wal_header_check(msg, img, len, "fuzz", 1, &fs_fixed);
 	if (rc && memchr(msg, 0, sizeof msg) == NULL)
 		fail("header refused without a terminated message", NULL);
-	rc = wal_header_check(msg, img, len, "fuzz", seg, &first_seq);
+	rc = kyro__wal_header_check(msg, img, len, "fuzz", seg, &first_seq);
 	if (rc == 0) {
 		if (len < WAL_HDR)
 			failu("accepted a short header", len, 0);
@@ -270,16 +270,17 @@ static void prepare_store(const char *dir, uint64_t seg, uint64_t first_seq)
 	if (first_seq != 1) {
 		struct snap_writer w;
 		uint64_t bytes;
-		int rc = snap_writer_open(msg, &w, dir, 1, 0);
+		int rc = kyro__snap_writer_open(msg, &w, dir, 1, 0);
 		if (!rc)
-			rc = snap_writer_finish(msg, &w, first_seq - 1, &bytes);
-		snap_writer_abort(&w);
+			rc = kyro__snap_writer_finish(msg, &w, first_seq - 1,
+						      &bytes);
+		kyro__snap_writer_abort(&w);
 		if (rc)
 			fail("cannot write the empty snapshot", msg);
 		m.snap_gen = 1;
 		m.snap_seq = first_seq - 1;
 	}
-	if (manifest_write(msg, dir, &m))
+	if (kyro__manifest_write(msg, dir, &m))
 		fail("cannot write the manifest", msg);
 	g_seg = seg;
 	g_first = first_seq;
@@ -495,10 +496,10 @@ static void check_store(const unsigned char *img, size_t len)
 	 * a manifest. */
 	if (seg == 0 || seg >> 40)
 		return;
-	if (wal_header_check(msg, img, len, "fuzz", seg, &first_seq))
+	if (kyro__wal_header_check(msg, img, len, "fuzz", seg, &first_seq))
 		return;
 	struct wal_scan sc;
-	wal_scan(img, len, seg, WAL_HDR, first_seq, &sc);
+	kyro__wal_scan(img, len, seg, WAL_HDR, first_seq, &sc);
 
 	const char *dir = store_dir();
 	prepare_store(dir, seg, first_seq);

@@ -1,5 +1,5 @@
 /*
- * test_commit.c - the commit point, db_commit() (handle.h): an edit is
+ * test_commit.c - the commit point, kyro__db_commit() (handle.h): an edit is
  * applied to the generation its maker read, or refused untouched; a
  * caller that lost the race reads again and retries, and its edit lands
  * exactly once.
@@ -44,9 +44,9 @@ static int bump_rmi_gen(void *arg, struct manifest *m,
 static int read_manifest(const char *dir, struct manifest *m)
 {
 	char msg[KMSG_MAX];
-	int rc = manifest_read(msg, dir, m);
+	int rc = kyro__manifest_read(msg, dir, m);
 	if (rc)
-		h_note("manifest_read: %s", msg);
+		h_note("kyro__manifest_read: %s", msg);
 	return rc;
 }
 
@@ -62,7 +62,7 @@ TEST(a_commit_that_lost_its_generation_race_is_refused_then_retried_once)
 
 	/* A read generation G and works on it; meanwhile B commits. */
 	struct bump eb = {.by = 100};
-	CHECK_RC(db_commit(b, "test", g, bump_rmi_gen, &eb), 0);
+	CHECK_RC(kyro__db_commit(b, "test", g, bump_rmi_gen, &eb), 0);
 	CHECK_EQ_U64(eb.calls, 1);
 	REQUIRE(read_manifest(dir, &m) == 0);
 	CHECK_EQ_U64(m.gen, g + 1);
@@ -71,7 +71,7 @@ TEST(a_commit_that_lost_its_generation_race_is_refused_then_retried_once)
 	/* A's commit, still expecting G, is refused: the edit never ran,
 	 * and the manifest is B's, untouched. */
 	struct bump ea = {.by = 1};
-	CHECK_RC(db_commit(a, "test", g, bump_rmi_gen, &ea), KYRO_EBATCH);
+	CHECK_RC(kyro__db_commit(a, "test", g, bump_rmi_gen, &ea), KYRO_EBATCH);
 	CHECK_STR_HAS(kyro_errmsg(a), "another commit came first");
 	CHECK_STR_HAS(kyro_errmsg(a), dir);
 	CHECK_EQ_U64(ea.calls, 0);
@@ -81,7 +81,7 @@ TEST(a_commit_that_lost_its_generation_race_is_refused_then_retried_once)
 	CHECK_EQ_U64(after.rmi_gen, m0.rmi_gen + 100);
 
 	/* A reads again and retries: applied exactly once, on top of B's. */
-	CHECK_RC(db_commit(a, "test", after.gen, bump_rmi_gen, &ea), 0);
+	CHECK_RC(kyro__db_commit(a, "test", after.gen, bump_rmi_gen, &ea), 0);
 	CHECK_EQ_U64(ea.calls, 1);
 	REQUIRE(read_manifest(dir, &m) == 0);
 	CHECK_EQ_U64(m.gen, g + 2);
@@ -124,8 +124,9 @@ TEST(an_edit_that_changes_nothing_or_refuses_commits_nothing)
 	REQUIRE(a);
 	struct manifest m0, m;
 	REQUIRE(read_manifest(dir, &m0) == 0);
-	CHECK_RC(db_commit(a, "test", m0.gen, no_change, NULL), 0);
-	CHECK_RC(db_commit(a, "test", m0.gen, refuse, NULL), KYRO_ENOTFOUND);
+	CHECK_RC(kyro__db_commit(a, "test", m0.gen, no_change, NULL), 0);
+	CHECK_RC(kyro__db_commit(a, "test", m0.gen, refuse, NULL),
+		 KYRO_ENOTFOUND);
 	REQUIRE(read_manifest(dir, &m) == 0);
 	CHECK_EQ_U64(m.gen, m0.gen);
 	CHECK_EQ_U64(m.rmi_gen, m0.rmi_gen);
@@ -156,7 +157,7 @@ TEST(a_rotation_moves_the_writer_to_a_new_segment_after_the_last_record)
 	struct manifest m0, m;
 	REQUIRE(read_manifest(dir, &m0) == 0);
 	struct tail_seen s = {{0, 0}};
-	CHECK_RC(db_commit(a, "test", m0.gen, rotate_once, &s), 0);
+	CHECK_RC(kyro__db_commit(a, "test", m0.gen, rotate_once, &s), 0);
 	CHECK_EQ_U64(s.t.last_seq, seq);
 	REQUIRE(read_manifest(dir, &m) == 0);
 	CHECK_EQ_U64(m.gen, m0.gen + 1);

@@ -94,15 +94,15 @@ TEST(empty_map)
 	struct delta d;
 	struct delta_ent *v = NULL;
 	size_t n = 99;
-	delta_init(&d);
+	kyro__delta_init(&d);
 	CHECK_EQ_U64(delta_get(&d, 0), 0);
 	CHECK_EQ_U64(delta_get(&d, UINT64_MAX), 0);
-	CHECK_RC(delta_sorted(&d, 0, UINT64_MAX, &v, &n), 0);
+	CHECK_RC(kyro__delta_sorted(&d, 0, UINT64_MAX, &v, &n), 0);
 	CHECK_EQ_U64(n, 0);
 	free(v);
-	delta_clear(&d);
-	delta_free(&d);
-	delta_free(&d);
+	kyro__delta_clear(&d);
+	kyro__delta_free(&d);
+	kyro__delta_free(&d);
 	CHECK_EQ_U64(d.count, 0);
 }
 
@@ -112,7 +112,7 @@ TEST(set_get_overwrite_tombstone_against_a_reference)
 	struct op *ops = malloc(n * sizeof *ops);
 	struct delta d;
 	REQUIRE(ops);
-	delta_init(&d);
+	kyro__delta_init(&d);
 	/* Draw keys from a pool of 600k so that about a third of the sets
 	 * overwrite; 0 and UINT64_MAX are in it, and keys that share their
 	 * low or high bits (bad for a careless hash). */
@@ -141,7 +141,7 @@ TEST(set_get_overwrite_tombstone_against_a_reference)
 		uint64_t key = i < 2 ? (i ? UINT64_MAX : 0) : keys[h_below(pool)];
 		uint64_t ref = random_ref();
 		ops[i] = (struct op){key, ref, i};
-		if (delta_set(&d, key, ref))
+		if (kyro__delta_set(&d, key, ref))
 			fails++;
 		/* Every set is visible at once. */
 		if (delta_get(&d, key) != ref)
@@ -174,7 +174,7 @@ TEST(set_get_overwrite_tombstone_against_a_reference)
 
 	/* Turning every key into a tombstone and back keeps the count. */
 	for (size_t i = 0; i < u; i += 3)
-		delta_set(&d, ops[i].key, ops[i].ref | DELTA_TOMB);
+		kyro__delta_set(&d, ops[i].key, ops[i].ref | DELTA_TOMB);
 	wrong = 0;
 	for (size_t i = 0; i < u; i++) {
 		uint64_t want = i % 3 == 0 ? ops[i].ref | DELTA_TOMB : ops[i].ref;
@@ -184,14 +184,14 @@ TEST(set_get_overwrite_tombstone_against_a_reference)
 	CHECK_EQ_U64(d.count, u);
 
 	/* Clear empties the map and keeps it usable. */
-	delta_clear(&d);
+	kyro__delta_clear(&d);
 	CHECK_EQ_U64(d.count, 0);
 	CHECK_EQ_U64(delta_get(&d, ops[0].key), 0);
 	CHECK_EQ_U64(delta_get(&d, ops[u - 1].key), 0);
-	CHECK_RC(delta_set(&d, 7, DELTA_REF(1, 48)), 0);
+	CHECK_RC(kyro__delta_set(&d, 7, DELTA_REF(1, 48)), 0);
 	CHECK_EQ_U64(delta_get(&d, 7), DELTA_REF(1, 48));
 	CHECK_EQ_U64(d.count, 1);
-	delta_free(&d);
+	kyro__delta_free(&d);
 	free(keys);
 	free(ops);
 }
@@ -202,18 +202,18 @@ TEST(sorted_ranges_against_the_reference)
 	struct op *ops = malloc((n + 4) * sizeof *ops);
 	struct delta d;
 	REQUIRE(ops);
-	delta_init(&d);
+	kyro__delta_init(&d);
 	size_t k = 0;
 	const uint64_t edges[] = {0, 1, UINT64_MAX - 1, UINT64_MAX};
 	for (int e = 0; e < 4; e++, k++) {
 		ops[k] = (struct op){edges[e], random_ref(), k};
-		delta_set(&d, ops[k].key, ops[k].ref);
+		kyro__delta_set(&d, ops[k].key, ops[k].ref);
 	}
 	for (size_t i = 0; i < n; i++, k++) {
 		/* Half small keys (dense, many overwrites), half wide. */
 		uint64_t key = i % 2 ? h_below(20000) : h_rand();
 		ops[k] = (struct op){key, random_ref(), k};
-		delta_set(&d, key, ops[k].ref);
+		kyro__delta_set(&d, key, ops[k].ref);
 	}
 	size_t u = reference(ops, k);
 	CHECK_EQ_U64(d.count, u);
@@ -234,7 +234,7 @@ TEST(sorted_ranges_against_the_reference)
 		struct delta_ent *v = NULL;
 		size_t m = 12345;
 		uint64_t lo = ranges[r].lo, hi = ranges[r].hi;
-		if (!CHECK_RC(delta_sorted(&d, lo, hi, &v, &m), 0))
+		if (!CHECK_RC(kyro__delta_sorted(&d, lo, hi, &v, &m), 0))
 			continue;
 		size_t first = ref_lower(ops, u, lo);
 		size_t last = hi == UINT64_MAX ? u : ref_lower(ops, u, hi + 1);
@@ -248,11 +248,11 @@ TEST(sorted_ranges_against_the_reference)
 		}
 		free(v);
 	}
-	delta_free(&d);
+	kyro__delta_free(&d);
 	free(ops);
 }
 
-/* ---- sort_ents ---- */
+/* ---- kyro__sort_ents ---- */
 
 static int by_key_then_ref(const void *a, const void *b)
 {
@@ -262,7 +262,7 @@ static int by_key_then_ref(const void *a, const void *b)
 	return (x->ref > y->ref) - (x->ref < y->ref);
 }
 
-/* Sort V with sort_ents; REF holds the insertion index, so qsort by
+/* Sort V with kyro__sort_ents; REF holds the insertion index, so qsort by
  * (key, ref) gives the one stable answer.  Returns 1 when they agree. */
 static int sort_matches(struct delta_ent *v, size_t n)
 {
@@ -273,7 +273,7 @@ static int sort_matches(struct delta_ent *v, size_t n)
 		v[i].ref = i + 1;
 	memcpy(want, v, n * sizeof *v);
 	qsort(want, n, sizeof *want, by_key_then_ref);
-	int ok = sort_ents(v, n) == 0 &&
+	int ok = kyro__sort_ents(v, n) == 0 &&
 		 (n == 0 || memcmp(v, want, n * sizeof *v) == 0);
 	free(want);
 	return ok;
@@ -356,7 +356,7 @@ TEST(sort_keeps_the_newest_last_for_compaction)
 		v[i].key = h_below(100) << 48;
 		v[i].ref = DELTA_REF(0, 48 + 8 * i);
 	}
-	REQUIRE(CHECK_RC(sort_ents(v, n), 0));
+	REQUIRE(CHECK_RC(kyro__sort_ents(v, n), 0));
 	uint64_t bad = 0;
 	for (size_t i = 1; i < n; i++)
 		bad += v[i - 1].key > v[i].key ||

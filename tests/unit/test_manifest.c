@@ -37,7 +37,7 @@ TEST(encode_writes_the_documented_layout)
 {
 	unsigned char b[MANIFEST_SIZE];
 	memset(b, 0xAA, sizeof b);
-	manifest_encode(&sample, b);
+	kyro__manifest_encode(&sample, b);
 	CHECK_MEM(b, "KYROMANI", 8);
 	CHECK_EQ_U64(get_le32(b + 8), 1);
 	CHECK_EQ_U64(get_le32(b + 12), 96);
@@ -67,8 +67,8 @@ TEST(decode_round_trips_every_field)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct manifest m;
 		memset(&m, 0xEE, sizeof m);
-		manifest_encode(&cases[i], b);
-		CHECK_RC(manifest_decode(msg, b, sizeof b, "M", &m), 0);
+		kyro__manifest_encode(&cases[i], b);
+		CHECK_RC(kyro__manifest_decode(msg, b, sizeof b, "M", &m), 0);
 		CHECK(same(&m, &cases[i]));
 		CHECK_EQ_U64(m.rmi_gen, cases[i].rmi_gen);
 	}
@@ -78,7 +78,7 @@ TEST(every_single_byte_corruption_is_refused)
 {
 	char msg[KMSG_MAX] = "";
 	unsigned char b[MANIFEST_SIZE];
-	manifest_encode(&sample, b);
+	kyro__manifest_encode(&sample, b);
 	uint64_t accepted = 0, wrong_code = 0;
 	for (size_t i = 0; i < MANIFEST_SIZE; i++) {
 		int want = i < 8 ? KYRO_ENOTDB
@@ -87,7 +87,8 @@ TEST(every_single_byte_corruption_is_refused)
 		for (unsigned x = 1; x < 256; x++) {
 			struct manifest m;
 			b[i] ^= (unsigned char)x;
-			int rc = manifest_decode(msg, b, sizeof b, "M", &m);
+			int rc = kyro__manifest_decode(msg, b, sizeof b, "M",
+						       &m);
 			b[i] ^= (unsigned char)x;
 			if (rc == 0)
 				accepted++;
@@ -105,10 +106,10 @@ TEST(newer_version_is_refused_naming_the_version)
 	char msg[KMSG_MAX] = "";
 	unsigned char b[MANIFEST_SIZE];
 	struct manifest m;
-	manifest_encode(&sample, b);
+	kyro__manifest_encode(&sample, b);
 	put_le32(b + 8, 2);
 	reseal(b);
-	CHECK_RC(manifest_decode(msg, b, sizeof b, "/s/MANIFEST", &m),
+	CHECK_RC(kyro__manifest_decode(msg, b, sizeof b, "/s/MANIFEST", &m),
 		 KYRO_EVERSION);
 	CHECK_STR_HAS(msg, "version 2");
 	CHECK_STR_HAS(msg, "'/s/MANIFEST'");
@@ -117,10 +118,10 @@ TEST(newer_version_is_refused_naming_the_version)
 	memset(big, 0, sizeof big);
 	memcpy(big, b, sizeof b);
 	put_le32(big + 12, 200);
-	CHECK_RC(manifest_decode(msg, big, sizeof big, "/s/MANIFEST", &m),
+	CHECK_RC(kyro__manifest_decode(msg, big, sizeof big, "/s/MANIFEST", &m),
 		 KYRO_EVERSION);
 	put_le32(b + 8, 0);
-	CHECK_RC(manifest_decode(msg, b, sizeof b, "/s/MANIFEST", &m),
+	CHECK_RC(kyro__manifest_decode(msg, b, sizeof b, "/s/MANIFEST", &m),
 		 KYRO_EVERSION);
 	CHECK_STR_HAS(msg, "version 0");
 }
@@ -131,21 +132,21 @@ TEST(truncated_and_overlong_buffers_are_refused)
 	unsigned char b[MANIFEST_SIZE + 8];
 	struct manifest m;
 	memset(b, 0, sizeof b);
-	manifest_encode(&sample, b);
+	kyro__manifest_encode(&sample, b);
 	for (size_t len = 0; len < MANIFEST_SIZE; len++) {
 		/* An exact-size copy, so a read past LEN is caught. */
 		unsigned char *copy = malloc(len + 1);
 		memcpy(copy, b, len);
-		int rc = manifest_decode(msg, copy, len, "M", &m);
+		int rc = kyro__manifest_decode(msg, copy, len, "M", &m);
 		CHECK_RC(rc, len < 16 ? KYRO_ENOTDB : KYRO_ECORRUPT);
 		free(copy);
 	}
-	CHECK_RC(manifest_decode(msg, b, MANIFEST_SIZE + 1, "M", &m),
+	CHECK_RC(kyro__manifest_decode(msg, b, MANIFEST_SIZE + 1, "M", &m),
 		 KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, "size 97, expected 96");
-	CHECK_RC(manifest_decode(msg, b, MANIFEST_SIZE + 8, "M", &m),
+	CHECK_RC(kyro__manifest_decode(msg, b, MANIFEST_SIZE + 8, "M", &m),
 		 KYRO_ECORRUPT);
-	CHECK_RC(manifest_decode(msg, b, MANIFEST_SIZE, "M", &m), 0);
+	CHECK_RC(kyro__manifest_decode(msg, b, MANIFEST_SIZE, "M", &m), 0);
 }
 
 TEST(inconsistent_fields_are_refused_despite_a_good_checksum)
@@ -160,8 +161,9 @@ TEST(inconsistent_fields_are_refused_despite_a_good_checksum)
 		 .wal_last = 1},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		manifest_encode(&bad[i], b);
-		CHECK_RC(manifest_decode(msg, b, sizeof b, "/s/MANIFEST", &m),
+		kyro__manifest_encode(&bad[i], b);
+		CHECK_RC(kyro__manifest_decode(msg, b, sizeof b, "/s/MANIFEST",
+					       &m),
 			 KYRO_ECORRUPT);
 		CHECK_STR_HAS(msg, "/s/MANIFEST");
 	}
@@ -172,21 +174,21 @@ TEST(write_then_read_in_a_directory)
 	char msg[KMSG_MAX] = "";
 	const char *dir = h_tmpdir();
 	struct manifest m;
-	CHECK_RC(manifest_read(msg, dir, &m), ENOENT);
+	CHECK_RC(kyro__manifest_read(msg, dir, &m), ENOENT);
 	CHECK_STR_HAS(msg, "MANIFEST");
-	CHECK_RC(manifest_write(msg, dir, &sample), 0);
+	CHECK_RC(kyro__manifest_write(msg, dir, &sample), 0);
 	CHECK_EQ_U64(h_file_size(h_path(dir, "MANIFEST")), MANIFEST_SIZE);
 	CHECK(!h_exists(h_path(dir, "MANIFEST.tmp")));
 	memset(&m, 0, sizeof m);
-	CHECK_RC(manifest_read(msg, dir, &m), 0);
+	CHECK_RC(kyro__manifest_read(msg, dir, &m), 0);
 	CHECK(same(&m, &sample));
 
 	/* Replacing it. */
 	struct manifest next = sample;
 	next.gen++;
 	next.snap_keys = 0;
-	CHECK_RC(manifest_write(msg, dir, &next), 0);
-	CHECK_RC(manifest_read(msg, dir, &m), 0);
+	CHECK_RC(kyro__manifest_write(msg, dir, &next), 0);
+	CHECK_RC(kyro__manifest_read(msg, dir, &m), 0);
 	CHECK(same(&m, &next));
 	CHECK(!h_exists(h_path(dir, "MANIFEST.tmp")));
 	CHECK_EQ_U64(h_count_suffix(dir, ""), 3); /* ., .., MANIFEST */
@@ -194,7 +196,7 @@ TEST(write_then_read_in_a_directory)
 	/* The file on disk is exactly the encoding. */
 	unsigned char enc[MANIFEST_SIZE], *disk;
 	size_t len;
-	manifest_encode(&next, enc);
+	kyro__manifest_encode(&next, enc);
 	REQUIRE(CHECK_RC(h_read_file(h_path(dir, "MANIFEST"), &disk, &len), 0));
 	CHECK_EQ_U64(len, MANIFEST_SIZE);
 	if (len == MANIFEST_SIZE)
@@ -209,24 +211,24 @@ TEST(damaged_files_are_refused_by_read)
 	const char *path = h_path(dir, "MANIFEST");
 	unsigned char b[MANIFEST_SIZE + 1];
 	struct manifest m;
-	manifest_encode(&sample, b);
+	kyro__manifest_encode(&sample, b);
 	b[MANIFEST_SIZE] = 0;
 
 	/* Overlong by one byte, even a zero. */
 	CHECK_RC(h_write_file(path, b, MANIFEST_SIZE + 1), 0);
-	CHECK_RC(manifest_read(msg, dir, &m), KYRO_ECORRUPT);
+	CHECK_RC(kyro__manifest_read(msg, dir, &m), KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, path);
 	/* Truncated. */
 	CHECK_RC(h_write_file(path, b, MANIFEST_SIZE - 1), 0);
-	CHECK_RC(manifest_read(msg, dir, &m), KYRO_ECORRUPT);
+	CHECK_RC(kyro__manifest_read(msg, dir, &m), KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, path);
 	CHECK_RC(h_write_file(path, b, 0), 0);
-	CHECK_RC(manifest_read(msg, dir, &m), KYRO_ENOTDB);
+	CHECK_RC(kyro__manifest_read(msg, dir, &m), KYRO_ENOTDB);
 	CHECK_STR_HAS(msg, path);
 	/* A flipped payload byte. */
 	b[50] ^= 4;
 	CHECK_RC(h_write_file(path, b, MANIFEST_SIZE), 0);
-	CHECK_RC(manifest_read(msg, dir, &m), KYRO_ECORRUPT);
+	CHECK_RC(kyro__manifest_read(msg, dir, &m), KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, "checksum");
 	CHECK_STR_HAS(msg, path);
 	b[50] ^= 4;
@@ -234,13 +236,13 @@ TEST(damaged_files_are_refused_by_read)
 	put_le32(b + 8, 2);
 	reseal(b);
 	CHECK_RC(h_write_file(path, b, MANIFEST_SIZE), 0);
-	CHECK_RC(manifest_read(msg, dir, &m), KYRO_EVERSION);
+	CHECK_RC(kyro__manifest_read(msg, dir, &m), KYRO_EVERSION);
 	CHECK_STR_HAS(msg, "version 2");
 	/* And back to a good one. */
 	put_le32(b + 8, 1);
 	reseal(b);
 	CHECK_RC(h_write_file(path, b, MANIFEST_SIZE), 0);
-	CHECK_RC(manifest_read(msg, dir, &m), 0);
+	CHECK_RC(kyro__manifest_read(msg, dir, &m), 0);
 	CHECK(same(&m, &sample));
 }
 
@@ -248,7 +250,7 @@ TEST(write_into_a_missing_directory_fails_cleanly)
 {
 	char msg[KMSG_MAX] = "";
 	const char *dir = h_path(h_tmpdir(), "nope");
-	CHECK_RC(manifest_write(msg, dir, &sample), ENOENT);
+	CHECK_RC(kyro__manifest_write(msg, dir, &sample), ENOENT);
 	CHECK_STR_HAS(msg, "nope");
 	CHECK(!h_exists(dir));
 }

@@ -48,7 +48,7 @@ static void result(int ok, const char *fmt, ...)
 }
 
 /* Lookups counted in C's window histogram. */
-static uint64_t hist_sum(const struct kyro_rmi_counters *c)
+static uint64_t hist_sum(const struct kyro__rmi_counters *c)
 {
 	uint64_t sum = 0;
 	for (int b = 0; b < KYRO_RMI_HIST; b++)
@@ -241,21 +241,21 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	char err[256] = "";
 	void *img = NULL;
 	size_t size = 0;
-	struct kyro_rmi_build_stats st;
-	struct kyro_rmi *r = NULL;
+	struct kyro__rmi_build_stats st;
+	struct kyro__rmi *r = NULL;
 	uint64_t *q = NULL;
 	char label[160];
 
 	snprintf(label, sizeof(label), "%s n=%" PRIu64 " leaves=%u bits=%u",
 		 name, n, p ? p->leaves : 0, p ? p->router_bits : 0);
 	const uint64_t gen = 7 + n;
-	int rc = kyro_rmi_train(keys, n, gen, p, &img, &size, &st, err,
-				sizeof(err));
+	int rc = kyro__rmi_train(keys, n, gen, p, &img, &size, &st, err,
+				 sizeof(err));
 	result(rc == 0, "%s: build (%s)", label, rc ? err : "ok");
 	if (rc)
 		goto out;
 	built_kind[st.router_log != 0]++;
-	rc = kyro_rmi_load(&r, img, size, keys, n, gen, err, sizeof(err));
+	rc = kyro__rmi_load(&r, img, size, keys, n, gen, err, sizeof(err));
 	result(rc == 0, "%s: load (%s)", label, rc ? err : "ok");
 	if (rc)
 		goto out;
@@ -270,15 +270,15 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	uint64_t outside = 0, wrong = 0, first_bad = UINT64_MAX;
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t lo, hi;
-		kyro_rmi_window(r, keys[i], &lo, &hi);
+		kyro__rmi_window(r, keys[i], &lo, &hi);
 		if (i < lo || i >= hi || hi > n) {
 			if (outside++ == 0)
 				first_bad = i;
 			continue;
 		}
 		for (int v = 0; v < nlevels; v++) {
-			const kyro_simd_probe_fn f =
-				kyro_simd_ops_for(levels[v])->probe;
+			const kyro__simd_probe_fn f =
+				kyro__simd_ops_for(levels[v])->probe;
 			if (f(keys, n, lo, hi, keys[i]) != i) {
 				if (wrong++ == 0)
 					first_bad = i;
@@ -291,8 +291,8 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	       "key's position, all %d SIMD variants (%" PRIu64 " wrong)",
 	       label, nlevels, wrong);
 	uint64_t bad, fb;
-	rc = kyro_rmi_check_all(r, &bad, &fb);
-	result(rc == 0 && bad == 0, "%s: kyro_rmi_check_all finds nothing",
+	rc = kyro__rmi_check_all(r, &bad, &fb);
+	result(rc == 0 && bad == 0, "%s: kyro__rmi_check_all finds nothing",
 	       label);
 
 	/* Lower bounds of present and absent keys, every variant. */
@@ -302,20 +302,20 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 		abort();
 	const uint64_t m = probe_keys(keys, n, q, qmax);
 	uint64_t lb_wrong = 0, win_wrong = 0, variant_wrong = 0;
-	struct kyro_rmi_counters c = { 0 };
+	struct kyro__rmi_counters c = {0};
 	for (uint64_t j = 0; j < m; j++) {
-		const uint64_t want = kyro_lower_bound_binary(keys, n, q[j]);
+		const uint64_t want = kyro__lower_bound_binary(keys, n, q[j]);
 		uint64_t lo, hi;
-		kyro_rmi_window(r, q[j], &lo, &hi);
+		kyro__rmi_window(r, q[j], &lo, &hi);
 		if (want < lo || want > hi)
 			win_wrong++;
 		for (int v = 0; v < nlevels; v++) {
-			kyro_rmi_set_simd(r, levels[v]);
-			if (kyro_rmi_lower_bound(r, q[j], &c) != want)
+			kyro__rmi_set_simd(r, levels[v]);
+			if (kyro__rmi_lower_bound(r, q[j], &c) != want)
 				lb_wrong++;
 			if (want >= lo && want <= hi &&
-			    kyro_simd_ops_for(levels[v])->probe(keys, n, lo, hi,
-							   q[j]) != want)
+			    kyro__simd_ops_for(levels[v])->probe(
+				    keys, n, lo, hi, q[j]) != want)
 				variant_wrong++;
 		}
 	}
@@ -323,13 +323,13 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	 * lookup, single or batched, once asked for, in the counters passed
 	 * and only there (NULL counts nothing). */
 	const uint64_t unasked = hist_sum(&c);
-	kyro_rmi_count_windows(r, 1);
+	kyro__rmi_count_windows(r, 1);
 	uint64_t counted = 0;
 	for (uint64_t i = 0; i < n; i += 1 + n / 20000) {
 		for (int v = 0; v < nlevels; v++) {
-			kyro_rmi_set_simd(r, levels[v]);
-			if (kyro_rmi_lower_bound(r, keys[i], &c) != i ||
-			    kyro_rmi_lower_bound(r, keys[i], NULL) != i)
+			kyro__rmi_set_simd(r, levels[v]);
+			if (kyro__rmi_lower_bound(r, keys[i], &c) != i ||
+			    kyro__rmi_lower_bound(r, keys[i], NULL) != i)
 				lb_wrong++;
 			counted++;
 		}
@@ -338,11 +338,11 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	uint64_t *out = malloc(sizeof(*out) * (m ? m : 1));
 	if (out == NULL)
 		abort();
-	kyro_rmi_lower_bound_batch(r, q, out, m, &c);
+	kyro__rmi_lower_bound_batch(r, q, out, m, &c);
 	counted += m;
 	uint64_t batch_wrong = 0;
 	for (uint64_t j = 0; j < m; j++)
-		if (out[j] != kyro_lower_bound_binary(keys, n, q[j]))
+		if (out[j] != kyro__lower_bound_binary(keys, n, q[j]))
 			batch_wrong++;
 	result(win_wrong == 0, "%s: the window holds the lower bound of "
 	       "%" PRIu64 " absent/boundary keys (%" PRIu64 " not)",
@@ -352,10 +352,10 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	       " wrong, %" PRIu64 " by the window probe alone)",
 	       label, lb_wrong, variant_wrong);
 	/* Batched again, uncounted: the answers, and nothing counted. */
-	const struct kyro_rmi_counters before = c;
-	kyro_rmi_lower_bound_batch(r, q, out, m, NULL);
+	const struct kyro__rmi_counters before = c;
+	kyro__rmi_lower_bound_batch(r, q, out, m, NULL);
 	for (uint64_t j = 0; j < m; j++)
-		if (out[j] != kyro_lower_bound_binary(keys, n, q[j]))
+		if (out[j] != kyro__lower_bound_binary(keys, n, q[j]))
 			batch_wrong++;
 	free(out);
 	result(batch_wrong == 0, "%s: batched lower bounds exact (%" PRIu64
@@ -370,7 +370,7 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	       label, counted, unasked, hist_sum(&c));
 out:
 	free(q);
-	kyro_rmi_free(r);
+	kyro__rmi_free(r);
 	free(img);
 }
 
@@ -408,8 +408,8 @@ static void check_probes(void)
 			while (want < hi && k[want] < key)
 				want++;
 			for (int v = 0; v < nlevels; v++)
-				if (kyro_simd_ops_for(levels[v])->probe(k, n, lo, hi,
-								   key) != want)
+				if (kyro__simd_ops_for(levels[v])->probe(
+					    k, n, lo, hi, key) != want)
 					wrong++;
 		}
 	}
@@ -451,14 +451,17 @@ static void check_probes(void)
 							want++;
 						uint64_t f;
 						uint32_t win;
-						paths += kyro_probe_lines(view, n, lo, hi,
-									  &f, &win);
+						paths += kyro__probe_lines(
+							view, n, lo, hi, &f,
+							&win);
 						for (int v = 0; v < nlevels; v++) {
-							if (kyro_simd_ops_for(levels[v])->probe(
-								    a, n, lo, hi, key) != want ||
-							    kyro_simd_ops_for(levels[v])->probe(
-								    view, n, lo, hi, key) != want)
-								wrong++;
+							const struct kyro__simd_ops *o =
+								kyro__simd_ops_for(
+									levels[v]);
+							wrong += o->probe(a, n, lo, hi,
+									  key) != want;
+							wrong += o->probe(view, n, lo,
+									  hi, key) != want;
 						}
 					}
 				}
@@ -479,13 +482,15 @@ static void check_probes(void)
 			k[i] = 3 * i + 1;
 		for (uint64_t key = 0; key < 3 * n + 3; key++) {
 			const uint64_t want = key ? (key + 1) / 3 : 0;
-			if (kyro_lower_bound_binary(k, n, key) !=
+			if (kyro__lower_bound_binary(k, n, key) !=
 			    (want < n ? want : n))
 				wrong++;
 		}
 	}
-	result(wrong == 0, "kyro_lower_bound_binary: exact for n = 0..199 "
-	       "(%" PRIu64 " wrong)", wrong);
+	result(wrong == 0,
+	       "kyro__lower_bound_binary: exact for n = 0..199 "
+	       "(%" PRIu64 " wrong)",
+	       wrong);
 	free(k);
 }
 
@@ -513,13 +518,13 @@ static int refused(const void *img, size_t size, const uint64_t *keys,
 		   uint64_t n, uint64_t gen, int want_rc, const char *word,
 		   char *msg, size_t msglen)
 {
-	struct kyro_rmi *r = NULL;
+	struct kyro__rmi *r = NULL;
 	msg[0] = '\0';
-	const int rc = kyro_rmi_load(&r, img, size, keys, n, gen, msg, msglen);
+	const int rc = kyro__rmi_load(&r, img, size, keys, n, gen, msg, msglen);
 	const int ok = rc != 0 && r == NULL && msg[0] != '\0' &&
 		       (want_rc == 0 || rc == want_rc) &&
 		       (word == NULL || strstr(msg, word) != NULL);
-	kyro_rmi_free(r);
+	kyro__rmi_free(r);
 	return ok;
 }
 
@@ -531,8 +536,8 @@ static void check_damage(void)
 	char err[256];
 	void *vimg;
 	size_t size;
-	int rc = kyro_rmi_train(keys, n, gen, NULL, &vimg, &size, NULL, err,
-				sizeof(err));
+	int rc = kyro__rmi_train(keys, n, gen, NULL, &vimg, &size, NULL, err,
+				 sizeof(err));
 	result(rc == 0, "damage: build the reference index (%s)",
 	       rc ? err : "ok");
 	if (rc)
@@ -629,7 +634,7 @@ static void check_damage(void)
 	 * then every lookup must still be exact (a bad window costs a
 	 * mispredict and a binary search, never a wrong answer).
 	 */
-	struct kyro_rmi *r = NULL;
+	struct kyro__rmi *r = NULL;
 	uint64_t wrong = 0, accepted_mut = 0;
 	const size_t leaves_off = 64 + ((16 * ((size_t)1 << img[60]) + 16 + 63) &
 					~(size_t)63);
@@ -664,19 +669,19 @@ static void check_damage(void)
 			break;
 		}
 		fix_checksum(copy, size);
-		if (kyro_rmi_load(&r, copy, size, keys, n, gen, err,
-				  sizeof(err)) != 0)
+		if (kyro__rmi_load(&r, copy, size, keys, n, gen, err,
+				   sizeof(err)) != 0)
 			continue;
 		accepted_mut++;
 		for (uint64_t i = 0; i < n; i += 7) {
-			if (kyro_rmi_lower_bound(r, keys[i], NULL) != i)
+			if (kyro__rmi_lower_bound(r, keys[i], NULL) != i)
 				wrong++;
 			const uint64_t x = keys[i] + 1;
-			if (kyro_rmi_lower_bound(r, x, NULL) !=
-			    kyro_lower_bound_binary(keys, n, x))
+			if (kyro__rmi_lower_bound(r, x, NULL) !=
+			    kyro__lower_bound_binary(keys, n, x))
 				wrong++;
 		}
-		kyro_rmi_free(r);
+		kyro__rmi_free(r);
 		r = NULL;
 	}
 	result(wrong == 0, "damage: %" PRIu64 " images damaged consistently "
@@ -694,15 +699,15 @@ static void check_damage(void)
 		other[i] = other[i - 1] + 1;
 		moved++;
 	}
-	rc = kyro_rmi_load(&r, img, size, other, n, gen, err, sizeof(err));
+	rc = kyro__rmi_load(&r, img, size, other, n, gen, err, sizeof(err));
 	if (rc == 0) {
 		uint64_t bad, first_bad;
 		wrong = 0;
-		struct kyro_rmi_counters c = { 0 };
+		struct kyro__rmi_counters c = {0};
 		for (uint64_t i = 0; i < n; i++)
-			if (kyro_rmi_lower_bound(r, other[i], &c) != i)
+			if (kyro__rmi_lower_bound(r, other[i], &c) != i)
 				wrong++;
-		const int deep = kyro_rmi_check_all(r, &bad, &first_bad);
+		const int deep = kyro__rmi_check_all(r, &bad, &first_bad);
 		/* A moved key one past its window's end still has its lower
 		 * bound on the window's edge, so it need not mispredict. */
 		result(wrong == 0 && deep == KYRO_ECORRUPT && bad > 0,
@@ -710,7 +715,7 @@ static void check_damage(void)
 		       " wrong), %" PRIu64 " mispredicts counted, deep check "
 		       "finds %" PRIu64 " keys outside their windows",
 		       wrong, c.mispredicts, bad);
-		kyro_rmi_free(r);
+		kyro__rmi_free(r);
 	} else {
 		result(1, "stale keys past the sample: refused at load (%s)",
 		       err);
@@ -732,29 +737,29 @@ static void check_build_errors(void)
 	void *img = (void *)1;
 	size_t size = 1;
 	uint64_t k[4] = { 1, 5, 5, 9 };
-	int rc = kyro_rmi_train(k, 4, 1, NULL, &img, &size, NULL, err,
-				sizeof(err));
+	int rc = kyro__rmi_train(k, 4, 1, NULL, &img, &size, NULL, err,
+				 sizeof(err));
 	result(rc == EINVAL && img == NULL && size == 0 && strstr(err, "sorted"),
 	       "build: duplicate keys are refused: \"%s\"", err);
 	uint64_t u[3] = { 9, 5, 7 };
-	rc = kyro_rmi_train(u, 3, 1, NULL, &img, &size, NULL, err,
-			    sizeof(err));
+	rc = kyro__rmi_train(u, 3, 1, NULL, &img, &size, NULL, err,
+			     sizeof(err));
 	result(rc == EINVAL && strstr(err, "sorted"),
 	       "build: unsorted keys are refused: \"%s\"", err);
 	struct kyro_rmi_params p = { 0, 7, 0 };
-	rc = kyro_rmi_train(k, 2, 1, &p, &img, &size, NULL, err, sizeof(err));
+	rc = kyro__rmi_train(k, 2, 1, &p, &img, &size, NULL, err, sizeof(err));
 	result(rc == EINVAL, "build: 7 router bits are refused: \"%s\"", err);
 	p.router_bits = 25;
-	rc = kyro_rmi_train(k, 2, 1, &p, &img, &size, NULL, err, sizeof(err));
+	rc = kyro__rmi_train(k, 2, 1, &p, &img, &size, NULL, err, sizeof(err));
 	result(rc == EINVAL, "build: 25 router bits are refused: \"%s\"", err);
 	struct kyro_rmi_params q = { 0, 0, 100 };
-	rc = kyro_rmi_train(k, 2, 1, &q, &img, &size, NULL, err, sizeof(err));
+	rc = kyro__rmi_train(k, 2, 1, &q, &img, &size, NULL, err, sizeof(err));
 	result(rc == EINVAL && strstr(err, "smallest"),
 	       "build: a max size below the smallest index is refused: \"%s\"",
 	       err);
 	struct kyro_rmi_params big = { 100000, 16, 8192 };
-	rc = kyro_rmi_train(k, 2, 1, &big, &img, &size, NULL, err,
-			    sizeof(err));
+	rc = kyro__rmi_train(k, 2, 1, &big, &img, &size, NULL, err,
+			     sizeof(err));
 	result(rc == EINVAL && strstr(err, "maximum"),
 	       "build: explicit leaves over an explicit max size are refused: "
 	       "\"%s\"", err);
@@ -768,10 +773,10 @@ static void check_budget(void)
 	uint64_t *keys = make_keys(D_LOGNORMAL, 1000000, &n);
 	void *img;
 	size_t size;
-	struct kyro_rmi_build_stats st;
+	struct kyro__rmi_build_stats st;
 	char err[256];
-	int rc = kyro_rmi_train(keys, n, 1, NULL, &img, &size, &st, err,
-				sizeof(err));
+	int rc = kyro__rmi_train(keys, n, 1, NULL, &img, &size, &st, err,
+				 sizeof(err));
 	result(rc == 0 && size == st.bytes && (double)size <= 0.02 * 8.0 * n,
 	       "budget: the default index over %" PRIu64 " keys is %zu bytes, "
 	       "<= 2%% of %" PRIu64 " key bytes",
@@ -779,8 +784,8 @@ static void check_budget(void)
 	if (rc == 0)
 		free(img);
 	struct kyro_rmi_params p = { 0, 0, 65536 };
-	rc = kyro_rmi_train(keys, n, 1, &p, &img, &size, &st, err,
-			    sizeof(err));
+	rc = kyro__rmi_train(keys, n, 1, &p, &img, &size, &st, err,
+			     sizeof(err));
 	result(rc == 0 && size <= 65536, "budget: --max-size 65536 gives %zu "
 	       "bytes", size);
 	if (rc == 0)
@@ -802,24 +807,24 @@ static int windows_of(const uint64_t *keys, uint64_t n,
 {
 	void *img = NULL;
 	size_t size = 0;
-	struct kyro_rmi *r = NULL;
+	struct kyro__rmi *r = NULL;
 	double sum = 0;
 	*cnt = 0;
 	*widest = 0;
-	int rc = kyro_rmi_train(keys, n, 1, p, &img, &size, NULL, err, errlen);
+	int rc = kyro__rmi_train(keys, n, 1, p, &img, &size, NULL, err, errlen);
 	if (rc == 0)
-		rc = kyro_rmi_load(&r, img, size, keys, n, 1, err, errlen);
+		rc = kyro__rmi_load(&r, img, size, keys, n, 1, err, errlen);
 	for (uint64_t i = 0; rc == 0 && i < n; i++) {
 		if (keys[i] < from || keys[i] > to)
 			continue;
 		uint64_t lo, hi;
-		kyro_rmi_window(r, keys[i], &lo, &hi);
+		kyro__rmi_window(r, keys[i], &lo, &hi);
 		sum += (double)(hi - lo);
 		*cnt += 1;
 		*widest = hi - lo > *widest ? hi - lo : *widest;
 	}
 	*mean = *cnt ? sum / *cnt : 0.0;
-	kyro_rmi_free(r);
+	kyro__rmi_free(r);
 	free(img);
 	return rc;
 }
@@ -948,18 +953,19 @@ static void check_levels(void)
 {
 	int best = 0;
 	for (int l = 0; l < KYRO_SIMD_NLEVELS; l++)
-		if (kyro_simd_supported(l))
+		if (kyro__simd_supported(l))
 			best = l;
-	result(kyro_simd_selected() == best, "SIMD: the best level, %s, is "
-	       "the one chosen (%s)", kyro_simd_name(best),
-	       kyro_simd_name(kyro_simd_selected()));
+	result(kyro__simd_selected() == best,
+	       "SIMD: the best level, %s, is "
+	       "the one chosen (%s)",
+	       kyro__simd_name(best), kyro__simd_name(kyro__simd_selected()));
 	int names = 0;
 	for (int l = 0; l < KYRO_SIMD_NLEVELS; l++)
-		names += kyro_simd_level(kyro_simd_name(l)) == l;
-	result(names == KYRO_SIMD_NLEVELS && kyro_simd_level("AVX2") == -1 &&
-		       kyro_simd_level("neon-please") == -1 &&
-		       kyro_simd_level(NULL) == -1 &&
-		       strcmp(kyro_simd_name(KYRO_SIMD_NLEVELS), "?") == 0,
+		names += kyro__simd_level(kyro__simd_name(l)) == l;
+	result(names == KYRO_SIMD_NLEVELS && kyro__simd_level("AVX2") == -1 &&
+		       kyro__simd_level("neon-please") == -1 &&
+		       kyro__simd_level(NULL) == -1 &&
+		       strcmp(kyro__simd_name(KYRO_SIMD_NLEVELS), "?") == 0,
 	       "SIMD: every level's name maps back to it, nothing else does");
 
 	enum { N = 1000 };
@@ -969,37 +975,39 @@ static void check_levels(void)
 	char err[256] = "";
 	void *img = NULL;
 	size_t size = 0;
-	struct kyro_rmi *r = NULL;
-	int rc = kyro_rmi_train(keys, N, 1, NULL, &img, &size, NULL, err,
-				sizeof err);
+	struct kyro__rmi *r = NULL;
+	int rc = kyro__rmi_train(keys, N, 1, NULL, &img, &size, NULL, err,
+				 sizeof err);
 	if (rc == 0)
-		rc = kyro_rmi_load(&r, img, size, keys, N, 1, err, sizeof err);
+		rc = kyro__rmi_load(&r, img, size, keys, N, 1, err, sizeof err);
 	result(rc == 0, "SIMD: an index to set levels on (%s)",
 	       rc ? err : "ok");
 	if (rc == 0) {
-		struct kyro_rmi_info info;
-		kyro_rmi_info(r, &info);
+		struct kyro__rmi_info info;
+		kyro__rmi_info(r, &info);
 		const int started = info.simd;
-		int refused = kyro_rmi_set_simd(r, -1) == ENOTSUP &&
-			      kyro_rmi_set_simd(r, KYRO_SIMD_NLEVELS) == ENOTSUP;
+		int refused =
+			kyro__rmi_set_simd(r, -1) == ENOTSUP &&
+			kyro__rmi_set_simd(r, KYRO_SIMD_NLEVELS) == ENOTSUP;
 		for (int l = 0; l < KYRO_SIMD_NLEVELS; l++)
-			if (!kyro_simd_supported(l))
-				refused &= kyro_rmi_set_simd(r, l) == ENOTSUP;
-		kyro_rmi_info(r, &info);
+			if (!kyro__simd_supported(l))
+				refused &= kyro__rmi_set_simd(r, l) == ENOTSUP;
+		kyro__rmi_info(r, &info);
 		const int kept = info.simd == best;
 		int set = 1;
 		for (int v = 0; v < nlevels; v++) {
-			set &= kyro_rmi_set_simd(r, levels[v]) == 0;
-			kyro_rmi_info(r, &info);
+			set &= kyro__rmi_set_simd(r, levels[v]) == 0;
+			kyro__rmi_info(r, &info);
 			set &= info.simd == levels[v] &&
-			       kyro_rmi_lower_bound(r, keys[N / 2], NULL) ==
+			       kyro__rmi_lower_bound(r, keys[N / 2], NULL) ==
 				       N / 2;
 		}
 		result(started == best && refused && kept && set,
 		       "SIMD: an index starts at %s, takes every level the "
-		       "CPU runs and refuses the others", kyro_simd_name(best));
+		       "CPU runs and refuses the others",
+		       kyro__simd_name(best));
 	}
-	kyro_rmi_free(r);
+	kyro__rmi_free(r);
 	free(img);
 }
 
@@ -1010,12 +1018,12 @@ int main(int argc, char **argv)
 	const clock_t t0 = clock();
 
 	for (int l = 0; l < KYRO_SIMD_NLEVELS; l++)
-		if (kyro_simd_supported(l))
+		if (kyro__simd_supported(l))
 			levels[nlevels++] = l;
 	printf("SIMD levels on this CPU:");
 	for (int v = 0; v < nlevels; v++)
-		printf(" %s", kyro_simd_name(levels[v]));
-	printf(" (selected %s)\n", kyro_simd_name(kyro_simd_selected()));
+		printf(" %s", kyro__simd_name(levels[v]));
+	printf(" (selected %s)\n", kyro__simd_name(kyro__simd_selected()));
 
 	check_probes();
 
@@ -1082,12 +1090,12 @@ int main(int argc, char **argv)
 		 * logarithmic router is for. */
 		uint64_t n;
 		uint64_t *keys = make_keys(D_LOGNORMAL, 1000000, &n);
-		struct kyro_rmi_build_stats st;
+		struct kyro__rmi_build_stats st;
 		char err[256];
 		void *img = NULL;
 		size_t size;
-		const int rc = kyro_rmi_train(keys, n, 1, NULL, &img, &size,
-					      &st, err, sizeof(err));
+		const int rc = kyro__rmi_train(keys, n, 1, NULL, &img, &size,
+					       &st, err, sizeof(err));
 		result(rc == 0 && st.router_log,
 		       "lognormal keys get a logarithmic router (%s)",
 		       rc ? err : st.router_log ? "log" : "linear");
@@ -1119,9 +1127,9 @@ int main(int argc, char **argv)
 					tsets[i].leaves, 0, 0, t + 1
 				};
 				char err[256];
-				rc |= kyro_rmi_train(keys, n, 1, &p, &img[t],
-						     &size[t], NULL, err,
-						     sizeof(err));
+				rc |= kyro__rmi_train(keys, n, 1, &p, &img[t],
+						      &size[t], NULL, err,
+						      sizeof(err));
 			}
 			total++;
 			same += rc == 0 && size[0] == size[1] &&

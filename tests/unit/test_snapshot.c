@@ -1,7 +1,7 @@
 /*
- * test_snapshot.c - snapshot files: the writer, snap_open's O(1) checks,
- * lookups through kyro_lower_bound_binary and snap_value, snap_verify, and
- * what each kind of damage leads to.
+ * test_snapshot.c - snapshot files: the writer, kyro__snap_open's O(1) checks,
+ * lookups through kyro__lower_bound_binary and snap_value, kyro__snap_verify,
+ * and what each kind of damage leads to.
  *
  * Lookups are also run over heap copies of the files (struct snap filled
  * by hand, each array its own exact-size allocation), so that under
@@ -90,19 +90,20 @@ static int snap_write(const char *dir, uint64_t gen, const struct kv *s,
 	unsigned char *val = malloc(maxlen);
 	if (!val)
 		return ENOMEM;
-	int rc = snap_writer_open(msg, &w, dir, gen, s->n);
+	int rc = kyro__snap_writer_open(msg, &w, dir, gen, s->n);
 	if (rc)
 		goto out;
 	for (size_t i = 0; i < s->n && !rc; i++) {
 		value_of(s->keys[i], val, s->lens[i]);
-		rc = snap_writer_add(msg, &w, s->keys[i], val, s->lens[i]);
+		rc = kyro__snap_writer_add(msg, &w, s->keys[i], val,
+					   s->lens[i]);
 	}
 	if (!rc)
-		rc = snap_writer_finish(msg, &w, last_seq, bytes);
+		rc = kyro__snap_writer_finish(msg, &w, last_seq, bytes);
 	if (rc)
 		h_note("writing snapshot %llu: %s", (unsigned long long)gen,
 		       msg);
-	snap_writer_abort(&w);
+	kyro__snap_writer_abort(&w);
 out:
 	free(val);
 	return rc;
@@ -149,7 +150,7 @@ static void reseal_bin(unsigned char *bin)
 	}
 }
 
-/* ---- what snap_verify reports ---- */
+/* ---- what kyro__snap_verify reports ---- */
 
 struct reports {
 	int count;
@@ -195,7 +196,7 @@ static void check_lookups(const struct snap *s, const struct kv *kv)
 	CHECK_EQ_U64(s->n, kv->n);
 	for (size_t i = 0; i < kv->n && s->n == kv->n; i++) {
 		uint64_t key = kv->keys[i];
-		uint64_t at = kyro_lower_bound_binary(s->keys, s->n, key);
+		uint64_t at = kyro__lower_bound_binary(s->keys, s->n, key);
 		const void *v;
 		size_t len;
 		if (at != i) {
@@ -211,11 +212,11 @@ static void check_lookups(const struct snap *s, const struct kv *kv)
 			bad++;
 		/* Neighbours that are absent land on the right index. */
 		if (key != 0 && (i == 0 || kv->keys[i - 1] != key - 1) &&
-		    kyro_lower_bound_binary(s->keys, s->n, key - 1) != i)
+		    kyro__lower_bound_binary(s->keys, s->n, key - 1) != i)
 			bad++;
 		if (key != UINT64_MAX &&
 		    (i + 1 == kv->n || kv->keys[i + 1] != key + 1) &&
-		    kyro_lower_bound_binary(s->keys, s->n, key + 1) != i + 1)
+		    kyro__lower_bound_binary(s->keys, s->n, key + 1) != i + 1)
 			bad++;
 	}
 	CHECK_EQ_U64(bad, 0);
@@ -223,7 +224,7 @@ static void check_lookups(const struct snap *s, const struct kv *kv)
 	bad = 0;
 	for (int i = 0; i < 20000; i++) {
 		uint64_t key = h_rand();
-		if (kyro_lower_bound_binary(s->keys, s->n, key) !=
+		if (kyro__lower_bound_binary(s->keys, s->n, key) !=
 		    ref_lower_bound(kv->keys, kv->n, key))
 			bad++;
 	}
@@ -245,16 +246,16 @@ TEST(empty_snapshot)
 	CHECK_EQ_U64(h_file_size(data_path(dir, 1)), 32 + 8);
 	CHECK_EQ_U64(bytes, 184);
 	CHECK_EQ_U64(h_count_suffix(dir, ".tmp"), 0);
-	REQUIRE(CHECK_RC(snap_open(msg, &s, dir, 1, 0), 0));
+	REQUIRE(CHECK_RC(kyro__snap_open(msg, &s, dir, 1, 0), 0));
 	CHECK_EQ_U64(s.n, 0);
 	CHECK_EQ_U64(s.gen, 1);
 	CHECK_EQ_U64(s.data_size, 32);
-	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, 0), 0);
-	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, UINT64_MAX), 0);
-	CHECK_RC(snap_verify(&s, collect, &rep), 0);
+	CHECK_EQ_U64(kyro__lower_bound_binary(s.keys, s.n, 0), 0);
+	CHECK_EQ_U64(kyro__lower_bound_binary(s.keys, s.n, UINT64_MAX), 0);
+	CHECK_RC(kyro__snap_verify(&s, collect, &rep), 0);
 	CHECK_EQ_U64(rep.count, 0);
-	snap_close(&s);
-	CHECK_RC(snap_open(msg, &s, dir, 1, 1), KYRO_ECORRUPT);
+	kyro__snap_close(&s);
+	CHECK_RC(kyro__snap_open(msg, &s, dir, 1, 1), KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, bin_path(dir, 1));
 }
 
@@ -271,16 +272,16 @@ TEST(one_key_snapshots)
 		struct reports rep = {0};
 		uint64_t bytes;
 		REQUIRE(CHECK_RC(snap_write(dir, 7, &kv, 99, &bytes), 0));
-		REQUIRE(CHECK_RC(snap_open(msg, &s, dir, 7, 1), 0));
+		REQUIRE(CHECK_RC(kyro__snap_open(msg, &s, dir, 7, 1), 0));
 		CHECK_EQ_U64(s.last_seq, 99);
 		CHECK_EQ_U64(s.data_size, 35);
 		CHECK_EQ_U64(bytes, 35 + 8 + 128 + 64 + 16 + 8);
 		check_lookups(&s, &kv);
-		CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, 1, 0), 0);
-		CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, 1, UINT64_MAX),
+		CHECK_EQ_U64(kyro__lower_bound_binary(s.keys, 1, 0), 0);
+		CHECK_EQ_U64(kyro__lower_bound_binary(s.keys, 1, UINT64_MAX),
 			     key < UINT64_MAX);
-		CHECK_RC(snap_verify(&s, collect, &rep), 0);
-		snap_close(&s);
+		CHECK_RC(kyro__snap_verify(&s, collect, &rep), 0);
+		kyro__snap_close(&s);
 	}
 }
 
@@ -337,10 +338,10 @@ TEST(file_layout_is_as_documented)
 	CHECK_EQ_U64(get_le64(data + 16), 0x42);
 	CHECK_EQ_U64(get_le64(data + 24), XXH3_64bits(data, 24));
 	struct snap s;
-	REQUIRE(CHECK_RC(snap_open(msg, &s, dir, 0x42, n), 0));
+	REQUIRE(CHECK_RC(kyro__snap_open(msg, &s, dir, 0x42, n), 0));
 	CHECK_EQ_U64((uintptr_t)s.keys % 64, 0);
 	CHECK_EQ_U64((uintptr_t)s.offs % 64, 0);
-	snap_close(&s);
+	kyro__snap_close(&s);
 	free(bin);
 	free(data);
 	kv_free(&kv);
@@ -361,7 +362,7 @@ TEST(hundred_thousand_keys_with_large_values)
 	REQUIRE(without.keys[0] != 0 && without.keys[without.n - 1] != UINT64_MAX);
 
 	REQUIRE(CHECK_RC(snap_write(dir, 1, &with, 5000, &bytes), 0));
-	REQUIRE(CHECK_RC(snap_open(msg, &s, dir, 1, with.n), 0));
+	REQUIRE(CHECK_RC(kyro__snap_open(msg, &s, dir, 1, with.n), 0));
 	uint64_t total = 32;
 	for (size_t i = 0; i < with.n; i++)
 		total += with.lens[i];
@@ -369,22 +370,22 @@ TEST(hundred_thousand_keys_with_large_values)
 	CHECK(total > 6 * MIB);
 	CHECK_EQ_U64(s.last_seq, 5000);
 	check_lookups(&s, &with);
-	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, 0), 0);
-	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, UINT64_MAX),
+	CHECK_EQ_U64(kyro__lower_bound_binary(s.keys, s.n, 0), 0);
+	CHECK_EQ_U64(kyro__lower_bound_binary(s.keys, s.n, UINT64_MAX),
 		     s.n - 1);
-	CHECK_RC(snap_verify(&s, collect, &rep), 0);
+	CHECK_RC(kyro__snap_verify(&s, collect, &rep), 0);
 	CHECK_EQ_U64(rep.count, 0);
-	snap_close(&s);
+	kyro__snap_close(&s);
 
 	REQUIRE(CHECK_RC(snap_write(dir, 2, &without, 6000, &bytes), 0));
-	REQUIRE(CHECK_RC(snap_open(msg, &s, dir, 2, without.n), 0));
+	REQUIRE(CHECK_RC(kyro__snap_open(msg, &s, dir, 2, without.n), 0));
 	check_lookups(&s, &without);
-	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, 0), 0);
+	CHECK_EQ_U64(kyro__lower_bound_binary(s.keys, s.n, 0), 0);
 	CHECK(s.keys[0] != 0);
-	CHECK_EQ_U64(kyro_lower_bound_binary(s.keys, s.n, UINT64_MAX), s.n);
-	CHECK_RC(snap_verify(&s, collect, &rep), 0);
+	CHECK_EQ_U64(kyro__lower_bound_binary(s.keys, s.n, UINT64_MAX), s.n);
+	CHECK_RC(kyro__snap_verify(&s, collect, &rep), 0);
 	CHECK_EQ_U64(rep.count, 0);
-	snap_close(&s);
+	kyro__snap_close(&s);
 	kv_free(&with);
 	kv_free(&without);
 }
@@ -407,23 +408,24 @@ TEST(lower_bound_matches_a_plain_search)
 				if (u == 0 || k[u - 1] != k[i])
 					k[u++] = k[i];
 			for (uint64_t key = 0; key < 202; key++)
-				bad += kyro_lower_bound_binary(k, u, key) !=
+				bad += kyro__lower_bound_binary(k, u, key) !=
 				       ref_lower_bound(k, u, key);
 			const uint64_t edge[] = {UINT64_MAX, UINT64_MAX - 1,
 						 UINT64_MAX - 2, 1ull << 63};
 			for (int e = 0; e < 4; e++)
-				bad += kyro_lower_bound_binary(k, u, edge[e]) !=
+				bad += kyro__lower_bound_binary(k, u,
+								edge[e]) !=
 				       ref_lower_bound(k, u, edge[e]);
 		}
 	}
 	CHECK_EQ_U64(bad, 0);
 	const uint64_t three[] = {0, 5, UINT64_MAX};
-	CHECK_EQ_U64(kyro_lower_bound_binary(three, 3, 0), 0);
-	CHECK_EQ_U64(kyro_lower_bound_binary(three, 3, 1), 1);
-	CHECK_EQ_U64(kyro_lower_bound_binary(three, 3, 5), 1);
-	CHECK_EQ_U64(kyro_lower_bound_binary(three, 3, 6), 2);
-	CHECK_EQ_U64(kyro_lower_bound_binary(three, 3, UINT64_MAX), 2);
-	CHECK_EQ_U64(kyro_lower_bound_binary(three, 2, UINT64_MAX), 2);
+	CHECK_EQ_U64(kyro__lower_bound_binary(three, 3, 0), 0);
+	CHECK_EQ_U64(kyro__lower_bound_binary(three, 3, 1), 1);
+	CHECK_EQ_U64(kyro__lower_bound_binary(three, 3, 5), 1);
+	CHECK_EQ_U64(kyro__lower_bound_binary(three, 3, 6), 2);
+	CHECK_EQ_U64(kyro__lower_bound_binary(three, 3, UINT64_MAX), 2);
+	CHECK_EQ_U64(kyro__lower_bound_binary(three, 2, UINT64_MAX), 2);
 }
 
 /* ---- damage ---- */
@@ -472,7 +474,7 @@ static int judge(const struct small *sm, const char *want_file)
 {
 	char msg[KMSG_MAX] = "";
 	struct snap s;
-	int rc = snap_open(msg, &s, sm->dir, 1, sm->kv.n);
+	int rc = kyro__snap_open(msg, &s, sm->dir, 1, sm->kv.n);
 	if (rc) {
 		if ((rc != KYRO_ECORRUPT && rc != KYRO_EVERSION) ||
 		    !strstr(msg, want_file)) {
@@ -482,8 +484,8 @@ static int judge(const struct small *sm, const char *want_file)
 		return 1;
 	}
 	struct reports rep = {0};
-	rc = snap_verify(&s, collect, &rep);
-	snap_close(&s);
+	rc = kyro__snap_verify(&s, collect, &rep);
+	kyro__snap_close(&s);
 	if (rc == KYRO_EDAMAGED && rep.count > 0 && !strcmp(rep.file, want_file))
 		return 2;
 	if (rc == 0 && rep.count == 0)
@@ -584,9 +586,9 @@ TEST(open_refuses_what_the_manifest_does_not_describe)
 	struct snap s;
 	REQUIRE(CHECK_RC(small_make(&sm, 20), 0));
 	const uint64_t n = sm.kv.n;
-	CHECK_RC(snap_open(msg, &s, sm.dir, 1, n + 1), KYRO_ECORRUPT);
+	CHECK_RC(kyro__snap_open(msg, &s, sm.dir, 1, n + 1), KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, bin_path(sm.dir, 1));
-	CHECK_RC(snap_open(msg, &s, sm.dir, 1, n - 1), KYRO_ECORRUPT);
+	CHECK_RC(kyro__snap_open(msg, &s, sm.dir, 1, n - 1), KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, bin_path(sm.dir, 1));
 	/* Generation 2 made of generation 1's files. */
 	char from[PATH_MAX];
@@ -594,7 +596,7 @@ TEST(open_refuses_what_the_manifest_does_not_describe)
 	CHECK_RC(h_copy_file(from, bin_path(sm.dir, 2)), 0);
 	snprintf(from, sizeof from, "%s", data_path(sm.dir, 1));
 	CHECK_RC(h_copy_file(from, data_path(sm.dir, 2)), 0);
-	CHECK_RC(snap_open(msg, &s, sm.dir, 2, n), KYRO_ECORRUPT);
+	CHECK_RC(kyro__snap_open(msg, &s, sm.dir, 2, n), KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, bin_path(sm.dir, 2));
 	CHECK_STR_HAS(msg, "generation 1");
 	/* The index of one generation with the payloads of another. */
@@ -603,13 +605,13 @@ TEST(open_refuses_what_the_manifest_does_not_describe)
 	REQUIRE(CHECK_RC(kv_make(&other, 20, NULL, 0, 20, 0), 0));
 	REQUIRE(CHECK_RC(snap_write(sm.dir, 3, &other, 1, &bytes), 0));
 	CHECK_RC(h_copy_file(from, data_path(sm.dir, 3)), 0);
-	CHECK_RC(snap_open(msg, &s, sm.dir, 3, other.n), KYRO_ECORRUPT);
+	CHECK_RC(kyro__snap_open(msg, &s, sm.dir, 3, other.n), KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, data_path(sm.dir, 3));
 	/* Missing files. */
-	CHECK_RC(snap_open(msg, &s, sm.dir, 9, 0), ENOENT);
+	CHECK_RC(kyro__snap_open(msg, &s, sm.dir, 9, 0), ENOENT);
 	CHECK_STR_HAS(msg, bin_path(sm.dir, 9));
 	CHECK_RC(unlink(data_path(sm.dir, 1)), 0);
-	CHECK_RC(snap_open(msg, &s, sm.dir, 1, n), ENOENT);
+	CHECK_RC(kyro__snap_open(msg, &s, sm.dir, 1, n), ENOENT);
 	CHECK_STR_HAS(msg, data_path(sm.dir, 1));
 	/* A newer version of the format. */
 	small_restore(&sm);
@@ -619,7 +621,7 @@ TEST(open_refuses_what_the_manifest_does_not_describe)
 	put_le32(b + 8, 3);
 	put_le64(b + 120, XXH3_64bits(b, 120));
 	CHECK_RC(h_write_file(bin_path(sm.dir, 1), b, sm.blen), 0);
-	CHECK_RC(snap_open(msg, &s, sm.dir, 1, n), KYRO_EVERSION);
+	CHECK_RC(kyro__snap_open(msg, &s, sm.dir, 1, n), KYRO_EVERSION);
 	CHECK_STR_HAS(msg, "version 3");
 	CHECK_STR_HAS(msg, bin_path(sm.dir, 1));
 	free(b);
@@ -628,7 +630,7 @@ TEST(open_refuses_what_the_manifest_does_not_describe)
 }
 
 /* A snapshot from file bytes on the heap, each array in an allocation of
- * its own exact size, as snap_open would set it up. */
+ * its own exact size, as kyro__snap_open would set it up. */
 struct heap_snap {
 	struct snap s;
 	unsigned char *bin, *data;
@@ -727,7 +729,7 @@ TEST(out_of_range_offsets_are_refused_without_reading)
 	uint64_t sum = 0, n = h.s.n, k = n / 2;
 	struct reports rep = {0};
 	CHECK_EQ_U64(touch_all(&h.s, &sum), 0);
-	CHECK_RC(snap_verify(&h.s, collect, &rep), 0);
+	CHECK_RC(kyro__snap_verify(&h.s, collect, &rep), 0);
 	check_lookups(&h.s, &sm.kv);
 
 	const uint64_t orig = h.offs[k];
@@ -748,7 +750,7 @@ TEST(out_of_range_offsets_are_refused_without_reading)
 				 KYRO_ECORRUPT);
 		}
 		memset(&rep, 0, sizeof rep);
-		CHECK_RC(snap_verify(&h.s, collect, &rep), KYRO_EDAMAGED);
+		CHECK_RC(kyro__snap_verify(&h.s, collect, &rep), KYRO_EDAMAGED);
 		CHECK_EQ_U64(rep.count, 1);
 		CHECK_STR_HAS(rep.text, "out of bounds");
 		CHECK(rep.off == offs_at(n) + 8 * (k - 1) ||
@@ -757,10 +759,10 @@ TEST(out_of_range_offsets_are_refused_without_reading)
 	h.offs[k] = orig;
 	heap_reseal(&h);
 	memset(&rep, 0, sizeof rep);
-	CHECK_RC(snap_verify(&h.s, collect, &rep), 0);
+	CHECK_RC(kyro__snap_verify(&h.s, collect, &rep), 0);
 
-	/* The same through files and snap_open: the first and last offsets
-	 * are checked at open, the others at lookup. */
+	/* The same through files and kyro__snap_open: the first and last
+	 * offsets are checked at open, the others at lookup. */
 	unsigned char *b = malloc(sm.blen);
 	REQUIRE(b);
 	for (int which = 0; which < 3; which++) {
@@ -771,7 +773,7 @@ TEST(out_of_range_offsets_are_refused_without_reading)
 		put_le64(b + offs_at(n) + 8 * idx, sm.dlen + 64);
 		reseal_bin(b);
 		CHECK_RC(h_write_file(bin_path(sm.dir, 1), b, sm.blen), 0);
-		int rc = snap_open(msg, &s, sm.dir, 1, n);
+		int rc = kyro__snap_open(msg, &s, sm.dir, 1, n);
 		if (which < 2) {
 			CHECK_RC(rc, KYRO_ECORRUPT);
 			CHECK_STR_HAS(msg, bin_path(sm.dir, 1));
@@ -784,9 +786,9 @@ TEST(out_of_range_offsets_are_refused_without_reading)
 		CHECK_RC(snap_value(&s, k - 1, &v, &len), KYRO_ECORRUPT);
 		CHECK_RC(snap_value(&s, k + 1, &v, &len), 0);
 		memset(&rep, 0, sizeof rep);
-		CHECK_RC(snap_verify(&s, collect, &rep), KYRO_EDAMAGED);
+		CHECK_RC(kyro__snap_verify(&s, collect, &rep), KYRO_EDAMAGED);
 		CHECK_STR_HAS(rep.file, bin_path(sm.dir, 1));
-		snap_close(&s);
+		kyro__snap_close(&s);
 	}
 	free(b);
 	heap_free(&h);
@@ -831,14 +833,14 @@ TEST(keys_out_of_order_are_reported)
 	h.keys[k + 1] = t;
 	heap_reseal(&h);
 	memset(&rep, 0, sizeof rep);
-	CHECK_RC(snap_verify(&h.s, collect, &rep), KYRO_EDAMAGED);
+	CHECK_RC(kyro__snap_verify(&h.s, collect, &rep), KYRO_EDAMAGED);
 	CHECK_EQ_U64(rep.count, 1);
 	CHECK_EQ_U64(rep.off, 128 + 8 * (k + 1));
 	CHECK_STR_HAS(rep.text, "is not above");
 	h.keys[k + 1] = h.keys[k];
 	heap_reseal(&h);
 	memset(&rep, 0, sizeof rep);
-	CHECK_RC(snap_verify(&h.s, collect, &rep), KYRO_EDAMAGED);
+	CHECK_RC(kyro__snap_verify(&h.s, collect, &rep), KYRO_EDAMAGED);
 	CHECK_EQ_U64(rep.off, 128 + 8 * (k + 1));
 	heap_free(&h);
 	small_free(&sm);
@@ -849,23 +851,24 @@ TEST(abort_removes_the_temporary_files)
 	char msg[KMSG_MAX] = "";
 	const char *dir = h_tmpdir();
 	struct snap_writer w;
-	REQUIRE(CHECK_RC(snap_writer_open(msg, &w, dir, 4, 0), 0));
-	CHECK_RC(snap_writer_add(msg, &w, 1, "abc", 3), 0);
+	REQUIRE(CHECK_RC(kyro__snap_writer_open(msg, &w, dir, 4, 0), 0));
+	CHECK_RC(kyro__snap_writer_add(msg, &w, 1, "abc", 3), 0);
 	CHECK_EQ_U64(h_count_suffix(dir, ".data.tmp"), 1);
-	snap_writer_abort(&w);
+	kyro__snap_writer_abort(&w);
 	CHECK_EQ_U64(h_count_suffix(dir, ".tmp"), 0);
 	CHECK_EQ_U64(h_count_suffix(dir, ".data"), 0);
 	/* After finish, abort only frees. */
 	uint64_t bytes;
-	REQUIRE(CHECK_RC(snap_writer_open(msg, &w, dir, 4, 0), 0));
-	CHECK_RC(snap_writer_add(msg, &w, 1, "abc", 3), 0);
-	CHECK_RC(snap_writer_finish(msg, &w, 1, &bytes), 0);
-	snap_writer_abort(&w);
+	REQUIRE(CHECK_RC(kyro__snap_writer_open(msg, &w, dir, 4, 0), 0));
+	CHECK_RC(kyro__snap_writer_add(msg, &w, 1, "abc", 3), 0);
+	CHECK_RC(kyro__snap_writer_finish(msg, &w, 1, &bytes), 0);
+	kyro__snap_writer_abort(&w);
 	CHECK(h_exists(bin_path(dir, 4)));
 	CHECK(h_exists(data_path(dir, 4)));
 	CHECK_EQ_U64(h_count_suffix(dir, ".tmp"), 0);
 	/* A directory that does not exist. */
-	CHECK_RC(snap_writer_open(msg, &w, h_path(dir, "gone"), 1, 0), ENOENT);
+	CHECK_RC(kyro__snap_writer_open(msg, &w, h_path(dir, "gone"), 1, 0),
+		 ENOENT);
 	CHECK_STR_HAS(msg, "gone");
 }
 
@@ -880,10 +883,10 @@ TEST(keys_added_out_of_order_stop_the_process)
 		struct snap_writer w;
 		/* Not worth a core file or a sanitizer report. */
 		signal(SIGABRT, SIG_DFL);
-		if (snap_writer_open(msg, &w, dir, 1, 0) ||
-		    snap_writer_add(msg, &w, 5, "a", 1))
+		if (kyro__snap_writer_open(msg, &w, dir, 1, 0) ||
+		    kyro__snap_writer_add(msg, &w, 5, "a", 1))
 			_exit(3);
-		snap_writer_add(msg, &w, 5, "b", 1);
+		kyro__snap_writer_add(msg, &w, 5, "b", 1);
 		_exit(0);
 	}
 	int st;
@@ -1144,7 +1147,7 @@ TEST(a_wrong_search_answer_is_corrected_or_refused)
 		if (round > 0)
 			REQUIRE(h_xor_byte(path, off, 0x10) == 0);
 		/* Open reads the blocks of the first and last offsets. */
-		int orc = snap_open(msg, &s, sm.dir, 1, n);
+		int orc = kyro__snap_open(msg, &s, sm.dir, 1, n);
 		if (orc)
 			CHECK(round > 0 && orc == KYRO_ECORRUPT);
 		for (uint64_t i = 0; !orc && i < n; i++) {
@@ -1173,7 +1176,7 @@ TEST(a_wrong_search_answer_is_corrected_or_refused)
 			}
 		}
 		if (!orc)
-			snap_close(&s);
+			kyro__snap_close(&s);
 		if (round == 0)
 			CHECK_EQ_U64(refused, 0);
 		else

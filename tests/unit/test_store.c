@@ -1326,11 +1326,11 @@ static void add_segment(const char *dir, uint64_t first_seq)
 {
 	char msg[KMSG_MAX];
 	struct manifest m;
-	REQUIRE(manifest_read(msg, dir, &m) == 0);
-	CHECK_RC(wal_create(msg, dir, m.wal_last + 1, first_seq), 0);
+	REQUIRE(kyro__manifest_read(msg, dir, &m) == 0);
+	CHECK_RC(kyro__wal_create(msg, dir, m.wal_last + 1, first_seq), 0);
 	m.gen++;
 	m.wal_last++;
-	CHECK_RC(manifest_write(msg, dir, &m), 0);
+	CHECK_RC(kyro__manifest_write(msg, dir, &m), 0);
 }
 
 TEST(damage_in_an_earlier_segment_drops_the_later_ones_into_lost_found)

@@ -1,5 +1,5 @@
 /*
- * test_wal.c - WAL segments: the writer's bytes, wal_scan's verdicts
+ * test_wal.c - WAL segments: the writer's bytes, kyro__wal_scan's verdicts
  * (clean, torn, corrupt) and the header checks.
  *
  * Records are also built by an encoder written here from the format in
@@ -50,7 +50,7 @@ static void scan_prefix(const unsigned char *buf, size_t len, uint64_t seg,
 	if (!copy)
 		abort();
 	memcpy(copy, buf, len);
-	wal_scan(copy, len, seg, WAL_HDR, next_seq, r);
+	kyro__wal_scan(copy, len, seg, WAL_HDR, next_seq, r);
 	free(copy);
 }
 
@@ -77,10 +77,10 @@ static const char *seg_path(const char *dir, uint64_t seg)
 static int open_writer(char *msg, struct wal_writer *w, const char *dir,
 		       uint64_t seg, uint64_t first_seq)
 {
-	int rc = wal_create(msg, dir, seg, first_seq);
+	int rc = kyro__wal_create(msg, dir, seg, first_seq);
 	if (rc)
 		return rc;
-	return wal_writer_open(msg, w, dir, seg, WAL_HDR, first_seq, 0);
+	return kyro__wal_writer_open(msg, w, dir, seg, WAL_HDR, first_seq, 0);
 }
 
 /* A record of a batch spec: type, key, value length. */
@@ -114,8 +114,8 @@ static int write_batches(char *msg, struct wal_writer *w,
 				return ENOMEM;
 			val_fill(val, o->len, o->key, want);
 			lay->rec_off[lay->nrec++] = w->pos;
-			int rc = wal_append(msg, w, o->type, o->key, val, o->len,
-					    &seq);
+			int rc = kyro__wal_append(msg, w, o->type, o->key, val,
+						  o->len, &seq);
 			free(val);
 			if (rc)
 				return rc;
@@ -123,10 +123,10 @@ static int write_batches(char *msg, struct wal_writer *w,
 			recs++;
 		}
 		lay->rec_off[lay->nrec++] = w->pos; /* the COMMIT */
-		int rc = wal_commit(msg, w);
+		int rc = kyro__wal_commit(msg, w);
 		if (rc)
 			return rc;
-		wal_mark_committed(w); /* as the store does once synced */
+		kyro__wal_mark_committed(w); /* as the store does once synced */
 		CHECK_EQ_U64(w->committed, w->pos);
 		lay->end[b] = w->committed;
 		lay->records[b] = recs;
@@ -149,11 +149,11 @@ TEST(empty_segment_is_clean)
 	uint64_t first = 0;
 	size_t len;
 	struct wal_scan r;
-	REQUIRE(CHECK_RC(wal_create(msg, dir, 3, 41), 0));
+	REQUIRE(CHECK_RC(kyro__wal_create(msg, dir, 3, 41), 0));
 	unsigned char *buf = read_seg(dir, 3, &len);
 	REQUIRE(buf);
 	CHECK_EQ_U64(len, WAL_HDR);
-	CHECK_RC(wal_header_check(msg, buf, len, "x", 3, &first), 0);
+	CHECK_RC(kyro__wal_header_check(msg, buf, len, "x", 3, &first), 0);
 	CHECK_EQ_U64(first, 41);
 	scan_prefix(buf, len, 3, 41, &r);
 	CHECK_RC(r.status, 0);
@@ -169,7 +169,8 @@ TEST(header_layout_is_as_documented)
 	char msg[KMSG_MAX] = "";
 	const char *dir = h_tmpdir();
 	size_t len;
-	REQUIRE(CHECK_RC(wal_create(msg, dir, 0x1122334455667788ull, 77), 0));
+	REQUIRE(CHECK_RC(kyro__wal_create(msg, dir, 0x1122334455667788ull, 77),
+			 0));
 	unsigned char *b = read_seg(dir, 0x1122334455667788ull, &len);
 	REQUIRE(b && len == WAL_HDR);
 	CHECK_MEM(b, "KYROWALS", 8);
@@ -180,7 +181,7 @@ TEST(header_layout_is_as_documented)
 	CHECK_EQ_U64(get_le64(b + 32), 0);
 	CHECK_EQ_U64(get_le64(b + 40), XXH3_64bits(b, 40));
 	unsigned char enc[WAL_HDR];
-	wal_header_encode(enc, 0x1122334455667788ull, 77);
+	kyro__wal_header_encode(enc, 0x1122334455667788ull, 77);
 	CHECK_MEM(enc, b, WAL_HDR);
 	free(b);
 }
@@ -194,14 +195,14 @@ TEST(writer_bytes_match_the_documented_format)
 	size_t len;
 	REQUIRE(CHECK_RC(open_writer(msg, &w, dir, 9, 1), 0));
 	CHECK_RC(write_batches(msg, &w, four, 4, &lay), 0);
-	wal_writer_close(&w);
+	kyro__wal_writer_close(&w);
 	unsigned char *got = read_seg(dir, 9, &len);
 	REQUIRE(got);
 	/* The same records from the independent encoder. */
 	unsigned char *want = calloc(1, 4096);
 	REQUIRE(want);
 	uint64_t off = WAL_HDR, seq = 1;
-	wal_header_encode(want, 9, 1);
+	kyro__wal_header_encode(want, 9, 1);
 	for (size_t b = 0; b < 4; b++) {
 		uint64_t n = 0;
 		for (const struct op *o = four[b]; o->type; o++, n++) {
@@ -237,7 +238,7 @@ TEST(clean_scan_counts_are_exact)
 	REQUIRE(CHECK_RC(open_writer(msg, &w, dir, 2, 100), 0));
 	CHECK_RC(write_batches(msg, &w, four, 4, &lay), 0);
 	CHECK_EQ_U64(w.next_seq, 107);
-	wal_writer_close(&w);
+	kyro__wal_writer_close(&w);
 	unsigned char *buf = read_seg(dir, 2, &len);
 	REQUIRE(buf);
 	scan_prefix(buf, len, 2, 100, &r);
@@ -274,7 +275,7 @@ TEST(clean_scan_counts_are_exact)
 		CHECK_EQ_U64(off, lay.end[b]);
 	}
 	/* A scan may start at any batch boundary. */
-	wal_scan(buf, len, 2, lay.end[1], 104, &r);
+	kyro__wal_scan(buf, len, 2, lay.end[1], 104, &r);
 	CHECK_RC(r.status, 0);
 	CHECK_EQ_U64(r.records, 3);
 	CHECK_EQ_U64(r.batches, 2);
@@ -293,11 +294,11 @@ TEST(batch_without_commit_is_a_torn_tail)
 	unsigned char v[10] = "0123456789";
 	REQUIRE(CHECK_RC(open_writer(msg, &w, dir, 1, 1), 0));
 	CHECK_RC(write_batches(msg, &w, four, 2, &lay), 0);
-	CHECK_RC(wal_append(msg, &w, WAL_PUT, 50, v, 10, NULL), 0);
-	CHECK_RC(wal_append(msg, &w, WAL_DEL, 51, NULL, 0, NULL), 0);
-	CHECK_RC(wal_flush(msg, &w), 0);
+	CHECK_RC(kyro__wal_append(msg, &w, WAL_PUT, 50, v, 10, NULL), 0);
+	CHECK_RC(kyro__wal_append(msg, &w, WAL_DEL, 51, NULL, 0, NULL), 0);
+	CHECK_RC(kyro__wal_flush(msg, &w), 0);
 	CHECK_EQ_U64(w.committed, lay.end[1]);
-	wal_writer_close(&w);
+	kyro__wal_writer_close(&w);
 	unsigned char *buf = read_seg(dir, 1, &len);
 	REQUIRE(buf);
 	CHECK_EQ_U64(len, lay.end[1] + 32 + 16 + 32);
@@ -321,14 +322,14 @@ TEST(truncation_at_every_offset_is_clean_or_torn)
 	size_t len;
 	REQUIRE(CHECK_RC(open_writer(msg, &w, dir, 1, 1), 0));
 	CHECK_RC(write_batches(msg, &w, four, 4, &lay), 0);
-	wal_writer_close(&w);
+	kyro__wal_writer_close(&w);
 	unsigned char *buf = read_seg(dir, 1, &len);
 	REQUIRE(buf && len == lay.end[3]);
 	for (size_t cut = 0; cut < WAL_HDR; cut++) {
 		uint64_t first;
 		unsigned char *copy = malloc(cut + 1);
 		memcpy(copy, buf, cut);
-		CHECK_RC(wal_header_check(msg, copy, cut, "x", 1, &first),
+		CHECK_RC(kyro__wal_header_check(msg, copy, cut, "x", 1, &first),
 			 KYRO_ECORRUPT);
 		free(copy);
 	}
@@ -372,10 +373,11 @@ TEST(truncation_inside_a_value_holding_a_record_is_torn)
 	 * file; the embedded record carries a seq far ahead. */
 	enc_rec(val + 8, WAL_PUT, 8, 1000, 9, inner_val, 1);
 	REQUIRE(CHECK_RC(open_writer(msg, &w, dir, 1, 1), 0));
-	CHECK_RC(wal_append(msg, &w, WAL_PUT, 1, val, sizeof val, NULL), 0);
-	CHECK_RC(wal_commit(msg, &w), 0);
-	wal_mark_committed(&w);
-	wal_writer_close(&w);
+	CHECK_RC(kyro__wal_append(msg, &w, WAL_PUT, 1, val, sizeof val, NULL),
+		 0);
+	CHECK_RC(kyro__wal_commit(msg, &w), 0);
+	kyro__wal_mark_committed(&w);
+	kyro__wal_writer_close(&w);
 	unsigned char *buf = read_seg(dir, 1, &len);
 	REQUIRE(buf);
 	uint64_t wrong = 0, first_wrong = 0;
@@ -409,7 +411,7 @@ static void flip_record(const unsigned char *buf, size_t len, uint64_t rec_off,
 		for (int bit = 0; bit < 8; bit++) {
 			struct wal_scan r;
 			copy[i] ^= (unsigned char)(1u << bit);
-			wal_scan(copy, len, 1, WAL_HDR, 1, &r);
+			kyro__wal_scan(copy, len, 1, WAL_HDR, 1, &r);
 			copy[i] ^= (unsigned char)(1u << bit);
 			int ok = CHECK_RC(r.status, want);
 			ok &= CHECK_EQ_U64(r.end, want_end);
@@ -440,7 +442,7 @@ TEST(bit_flip_before_valid_records_is_corruption_at_that_record)
 	size_t len;
 	REQUIRE(CHECK_RC(open_writer(msg, &w, dir, 1, 1), 0));
 	CHECK_RC(write_batches(msg, &w, three, 3, &lay), 0);
-	wal_writer_close(&w);
+	kyro__wal_writer_close(&w);
 	unsigned char *buf = read_seg(dir, 1, &len);
 	REQUIRE(buf);
 	/* rec_off: f1 put, f1 put, f1 commit, f2 put, f2 commit, f3 put,
@@ -462,7 +464,7 @@ TEST(bit_flip_before_valid_records_is_corruption_at_that_record)
 		    lay.rec_off[5], 2);
 	struct wal_scan r;
 	buf[lay.rec_off[3] + 30] ^= 0x10;
-	wal_scan(buf, len, 1, WAL_HDR, 1, &r);
+	kyro__wal_scan(buf, len, 1, WAL_HDR, 1, &r);
 	CHECK_RC(r.status, KYRO_ECORRUPT);
 	CHECK_EQ_U64(r.bad_off, lay.rec_off[3]);
 	CHECK_EQ_U64(r.records, 2);
@@ -480,7 +482,7 @@ TEST(bit_flip_in_the_last_record_is_a_torn_tail)
 	size_t len;
 	REQUIRE(CHECK_RC(open_writer(msg, &w, dir, 1, 1), 0));
 	CHECK_RC(write_batches(msg, &w, three, 3, &lay), 0);
-	wal_writer_close(&w);
+	kyro__wal_writer_close(&w);
 	unsigned char *buf = read_seg(dir, 1, &len);
 	REQUIRE(buf && lay.nrec == 7);
 	flip_record(buf, len, lay.rec_off[6], KYRO_ETORN, lay.end[1],
@@ -497,7 +499,7 @@ struct craft {
 static void craft_init(struct craft *c)
 {
 	memset(c, 0, sizeof *c);
-	wal_header_encode(c->buf, 1, 1);
+	kyro__wal_header_encode(c->buf, 1, 1);
 	c->len = WAL_HDR;
 }
 
@@ -694,28 +696,28 @@ TEST(large_values_round_trip)
 	for (size_t i = 0; i < nv; i++) {
 		uint64_t seq;
 		val_fill(val, v[i].len, v[i].key, i + 1);
-		CHECK_RC(wal_append(msg, &w, WAL_PUT, v[i].key, val, v[i].len,
-				    &seq),
+		CHECK_RC(kyro__wal_append(msg, &w, WAL_PUT, v[i].key, val,
+					  v[i].len, &seq),
 			 0);
 		CHECK_EQ_U64(seq, i + 1);
 		off += WAL_REC_HDR + align8(v[i].len);
 		CHECK_EQ_U64(w.pos, off);
 		if (i == 1 || i == 4) {
-			CHECK_RC(wal_commit(msg, &w), 0);
-			wal_mark_committed(&w);
+			CHECK_RC(kyro__wal_commit(msg, &w), 0);
+			kyro__wal_mark_committed(&w);
 			off += WAL_REC_HDR;
 		}
 	}
-	CHECK_RC(wal_commit(msg, &w), 0);
-	wal_mark_committed(&w);
+	CHECK_RC(kyro__wal_commit(msg, &w), 0);
+	kyro__wal_mark_committed(&w);
 	off += WAL_REC_HDR;
-	CHECK_RC(wal_sync(msg, &w), 0);
+	CHECK_RC(kyro__wal_sync(msg, &w), 0);
 	CHECK_EQ_U64(w.committed, off);
-	wal_writer_close(&w);
+	kyro__wal_writer_close(&w);
 	unsigned char *buf = read_seg(dir, 1, &len);
 	REQUIRE(buf);
 	CHECK_EQ_U64(len, off);
-	wal_scan(buf, len, 1, WAL_HDR, 1, &r);
+	kyro__wal_scan(buf, len, 1, WAL_HDR, 1, &r);
 	CHECK_RC(r.status, 0);
 	CHECK_EQ_U64(r.end, len);
 	CHECK_EQ_U64(r.records, nv);
@@ -746,15 +748,15 @@ TEST(header_checks)
 	const char *dir = h_tmpdir();
 	uint64_t first = 0;
 	size_t len;
-	REQUIRE(CHECK_RC(wal_create(msg, dir, 5, 77), 0));
+	REQUIRE(CHECK_RC(kyro__wal_create(msg, dir, 5, 77), 0));
 	unsigned char *b = read_seg(dir, 5, &len);
 	REQUIRE(b && len == WAL_HDR);
-	CHECK_RC(wal_header_check(msg, b, len, "/d/wal", 5, &first), 0);
+	CHECK_RC(kyro__wal_header_check(msg, b, len, "/d/wal", 5, &first), 0);
 	CHECK_EQ_U64(first, 77);
 
 	/* Bad magic. */
 	b[0] ^= 1;
-	CHECK_RC(wal_header_check(msg, b, len, "/d/wal", 5, &first),
+	CHECK_RC(kyro__wal_header_check(msg, b, len, "/d/wal", 5, &first),
 		 KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, "'/d/wal'");
 	CHECK_STR_HAS(msg, "magic");
@@ -762,26 +764,26 @@ TEST(header_checks)
 
 	/* A newer version, checksum intact or not: refused as a version. */
 	put_le32(b + 8, 2);
-	CHECK_RC(wal_header_check(msg, b, len, "/d/wal", 5, &first),
+	CHECK_RC(kyro__wal_header_check(msg, b, len, "/d/wal", 5, &first),
 		 KYRO_EVERSION);
 	CHECK_STR_HAS(msg, "version 2");
 	CHECK_STR_HAS(msg, "'/d/wal'");
 	put_le64(b + 40, XXH3_64bits(b, 40));
-	CHECK_RC(wal_header_check(msg, b, len, "/d/wal", 5, &first),
+	CHECK_RC(kyro__wal_header_check(msg, b, len, "/d/wal", 5, &first),
 		 KYRO_EVERSION);
 	put_le32(b + 8, 1);
 	put_le64(b + 40, XXH3_64bits(b, 40));
-	CHECK_RC(wal_header_check(msg, b, len, "/d/wal", 5, &first), 0);
+	CHECK_RC(kyro__wal_header_check(msg, b, len, "/d/wal", 5, &first), 0);
 
 	/* Another segment's header. */
-	CHECK_RC(wal_header_check(msg, b, len, "/d/wal", 6, &first),
+	CHECK_RC(kyro__wal_header_check(msg, b, len, "/d/wal", 6, &first),
 		 KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, "segment id 5, expected 6");
 
 	/* Header size field, with the checksum made to match. */
 	put_le32(b + 12, 56);
 	put_le64(b + 40, XXH3_64bits(b, 40));
-	CHECK_RC(wal_header_check(msg, b, len, "/d/wal", 5, &first),
+	CHECK_RC(kyro__wal_header_check(msg, b, len, "/d/wal", 5, &first),
 		 KYRO_ECORRUPT);
 	put_le32(b + 12, 48);
 	put_le64(b + 40, XXH3_64bits(b, 40));
@@ -791,8 +793,8 @@ TEST(header_checks)
 	for (size_t i = 0; i < WAL_HDR; i++)
 		for (unsigned x = 1; x < 256; x++) {
 			b[i] ^= (unsigned char)x;
-			if (wal_header_check(msg, b, len, "/d/wal", 5,
-					     &first) == 0)
+			if (kyro__wal_header_check(msg, b, len, "/d/wal", 5,
+						   &first) == 0)
 				accepted++;
 			b[i] ^= (unsigned char)x;
 		}
@@ -806,21 +808,21 @@ TEST(a_commit_not_yet_marked_is_rolled_back_whole)
 	const char *dir = h_tmpdir();
 	struct wal_writer w;
 	uint64_t size;
-	CHECK_RC(wal_create(msg, dir, 1, 1), 0);
-	CHECK_RC(wal_writer_open(msg, &w, dir, 1, WAL_HDR, 1, 1), 0);
-	CHECK_RC(wal_append(msg, &w, WAL_PUT, 7, "kept", 4, NULL), 0);
-	CHECK_RC(wal_commit(msg, &w), 0);
-	wal_mark_committed(&w);
+	CHECK_RC(kyro__wal_create(msg, dir, 1, 1), 0);
+	CHECK_RC(kyro__wal_writer_open(msg, &w, dir, 1, WAL_HDR, 1, 1), 0);
+	CHECK_RC(kyro__wal_append(msg, &w, WAL_PUT, 7, "kept", 4, NULL), 0);
+	CHECK_RC(kyro__wal_commit(msg, &w), 0);
+	kyro__wal_mark_committed(&w);
 	uint64_t kept = w.committed;
 	/* The second batch reaches the file, COMMIT included, but its
 	 * fsync "fails": the store rolls it back without marking it. */
-	CHECK_RC(wal_append(msg, &w, WAL_PUT, 8, "lost", 4, NULL), 0);
-	CHECK_RC(wal_commit(msg, &w), 0);
-	CHECK_RC(wal_rollback(msg, &w), 0);
-	CHECK_RC(fs_size(msg, w.fd, w.path, &size), 0);
+	CHECK_RC(kyro__wal_append(msg, &w, WAL_PUT, 8, "lost", 4, NULL), 0);
+	CHECK_RC(kyro__wal_commit(msg, &w), 0);
+	CHECK_RC(kyro__wal_rollback(msg, &w), 0);
+	CHECK_RC(kyro__fs_size(msg, w.fd, w.path, &size), 0);
 	CHECK_EQ_U64(size, kept);
 	CHECK_EQ_U64(w.next_seq, 2);
-	wal_writer_close(&w);
+	kyro__wal_writer_close(&w);
 }
 
 TEST(rollback_truncates_to_the_committed_end)
@@ -837,27 +839,27 @@ TEST(rollback_truncates_to_the_committed_end)
 	size_t big = 2 * ((size_t)1 << 20) + 5;
 	unsigned char *val = calloc(1, big);
 	REQUIRE(val);
-	CHECK_RC(wal_append(msg, &w, WAL_PUT, 70, "x", 1, NULL), 0);
-	CHECK_RC(wal_append(msg, &w, WAL_PUT, 71, val, big, NULL), 0);
-	CHECK_RC(wal_append(msg, &w, WAL_PUT, 72, "y", 1, NULL), 0);
+	CHECK_RC(kyro__wal_append(msg, &w, WAL_PUT, 70, "x", 1, NULL), 0);
+	CHECK_RC(kyro__wal_append(msg, &w, WAL_PUT, 71, val, big, NULL), 0);
+	CHECK_RC(kyro__wal_append(msg, &w, WAL_PUT, 72, "y", 1, NULL), 0);
 	CHECK(h_file_size(seg_path(dir, 1)) > lay.end[0]);
 	CHECK_EQ_U64(w.next_seq, 7);
-	CHECK_RC(wal_rollback(msg, &w), 0);
+	CHECK_RC(kyro__wal_rollback(msg, &w), 0);
 	CHECK_EQ_U64(h_file_size(seg_path(dir, 1)), lay.end[0]);
 	CHECK_EQ_U64(w.next_seq, 4);
 	CHECK_EQ_U64(w.pos, lay.end[0]);
 	CHECK_EQ_U64(w.batch_count, 0);
 	/* Writing continues where the last commit ended. */
 	uint64_t seq;
-	CHECK_RC(wal_append(msg, &w, WAL_PUT, 80, "z", 1, &seq), 0);
+	CHECK_RC(kyro__wal_append(msg, &w, WAL_PUT, 80, "z", 1, &seq), 0);
 	CHECK_EQ_U64(seq, 4);
-	CHECK_RC(wal_commit(msg, &w), 0);
-	wal_mark_committed(&w);
-	wal_writer_close(&w);
+	CHECK_RC(kyro__wal_commit(msg, &w), 0);
+	kyro__wal_mark_committed(&w);
+	kyro__wal_writer_close(&w);
 	unsigned char *buf = read_seg(dir, 1, &len);
 	REQUIRE(buf);
 	CHECK_EQ_U64(len, lay.end[0] + 40 + 32);
-	wal_scan(buf, len, 1, WAL_HDR, 1, &r);
+	kyro__wal_scan(buf, len, 1, WAL_HDR, 1, &r);
 	CHECK_RC(r.status, 0);
 	CHECK_EQ_U64(r.records, 4);
 	CHECK_EQ_U64(r.batches, 2);
@@ -875,12 +877,12 @@ TEST(commit_of_an_empty_batch_writes_nothing)
 	const char *dir = h_tmpdir();
 	struct wal_writer w;
 	REQUIRE(CHECK_RC(open_writer(msg, &w, dir, 1, 1), 0));
-	CHECK_RC(wal_commit(msg, &w), 0);
-	wal_mark_committed(&w);
-	CHECK_RC(wal_sync(msg, &w), 0);
+	CHECK_RC(kyro__wal_commit(msg, &w), 0);
+	kyro__wal_mark_committed(&w);
+	CHECK_RC(kyro__wal_sync(msg, &w), 0);
 	CHECK_EQ_U64(w.committed, WAL_HDR);
 	CHECK_EQ_U64(w.next_seq, 1);
-	wal_writer_close(&w);
+	kyro__wal_writer_close(&w);
 	CHECK_EQ_U64(h_file_size(seg_path(dir, 1)), WAL_HDR);
 }
 
@@ -892,48 +894,49 @@ TEST(writer_open_truncates_beyond_the_committed_end)
 	struct layout lay;
 	REQUIRE(CHECK_RC(open_writer(msg, &w, dir, 1, 1), 0));
 	CHECK_RC(write_batches(msg, &w, four, 2, &lay), 0);
-	wal_writer_close(&w);
+	kyro__wal_writer_close(&w);
 	const char *path = seg_path(dir, 1);
 	CHECK_RC(h_append_file(path, "garbage-garbage-garbage", 23), 0);
 	CHECK_EQ_U64(h_file_size(path), lay.end[1] + 23);
 	for (int durable = 0; durable < 2; durable++) {
-		CHECK_RC(wal_writer_open(msg, &w, dir, 1, lay.end[1], 5,
-					 durable),
+		CHECK_RC(kyro__wal_writer_open(msg, &w, dir, 1, lay.end[1], 5,
+					       durable),
 			 0);
 		CHECK_EQ_U64(h_file_size(path), lay.end[1]);
 		CHECK_EQ_U64(w.committed, lay.end[1]);
 		CHECK_EQ_U64(w.pos, lay.end[1]);
 		if (!durable) {
 			/* The next record lands at the truncation point. */
-			CHECK_RC(wal_append(msg, &w, WAL_DEL, 3, NULL, 0, NULL),
+			CHECK_RC(kyro__wal_append(msg, &w, WAL_DEL, 3, NULL, 0,
+						  NULL),
 				 0);
-			CHECK_RC(wal_commit(msg, &w), 0);
-			wal_mark_committed(&w);
+			CHECK_RC(kyro__wal_commit(msg, &w), 0);
+			kyro__wal_mark_committed(&w);
 			CHECK_EQ_U64(h_file_size(path), lay.end[1] + 64);
-			wal_writer_close(&w);
+			kyro__wal_writer_close(&w);
 			CHECK_RC(h_append_file(path, "junk", 4), 0);
 			lay.end[1] += 64;
 		} else {
-			wal_writer_close(&w);
+			kyro__wal_writer_close(&w);
 		}
 	}
 	size_t len;
 	unsigned char *buf = read_seg(dir, 1, &len);
 	REQUIRE(buf);
 	struct wal_scan r;
-	wal_scan(buf, len, 1, WAL_HDR, 1, &r);
+	kyro__wal_scan(buf, len, 1, WAL_HDR, 1, &r);
 	CHECK_RC(r.status, 0);
 	CHECK_EQ_U64(r.records, 5);
 	CHECK_EQ_U64(r.batches, 3);
 	free(buf);
 
 	/* A file shorter than what was committed is corruption. */
-	CHECK_RC(wal_writer_open(msg, &w, dir, 1, len + 8, 6, 0),
+	CHECK_RC(kyro__wal_writer_open(msg, &w, dir, 1, len + 8, 6, 0),
 		 KYRO_ECORRUPT);
 	CHECK_STR_HAS(msg, path);
 	CHECK_EQ_U64(h_file_size(path), len);
 	/* A missing segment. */
-	CHECK_RC(wal_writer_open(msg, &w, dir, 2, WAL_HDR, 1, 0), ENOENT);
+	CHECK_RC(kyro__wal_writer_open(msg, &w, dir, 2, WAL_HDR, 1, 0), ENOENT);
 	CHECK_STR_HAS(msg, "wal-0000000000000002.log");
 }
 
@@ -943,15 +946,15 @@ TEST(create_replaces_a_leftover_segment)
 	const char *dir = h_tmpdir();
 	const char *path = seg_path(dir, 4);
 	CHECK_RC(h_write_file(path, "leftover of a crash", 19), 0);
-	CHECK_RC(wal_create(msg, dir, 4, 9), 0);
+	CHECK_RC(kyro__wal_create(msg, dir, 4, 9), 0);
 	CHECK_EQ_U64(h_file_size(path), WAL_HDR);
 	size_t len;
 	uint64_t first = 0;
 	unsigned char *b = read_seg(dir, 4, &len);
 	REQUIRE(b);
-	CHECK_RC(wal_header_check(msg, b, len, path, 4, &first), 0);
+	CHECK_RC(kyro__wal_header_check(msg, b, len, path, 4, &first), 0);
 	CHECK_EQ_U64(first, 9);
 	free(b);
-	CHECK_RC(wal_create(msg, h_path(dir, "missing"), 1, 1), ENOENT);
+	CHECK_RC(kyro__wal_create(msg, h_path(dir, "missing"), 1, 1), ENOENT);
 	CHECK_STR_HAS(msg, "missing");
 }
