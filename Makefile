@@ -38,6 +38,7 @@ LIB_SRCS := \
 	libkyro/index.c \
 	libkyro/manifest.c \
 	libkyro/rmi.c \
+	libkyro/rmi_build.c \
 	libkyro/shared.c \
 	libkyro/simd.c \
 	libkyro/simd_avx2.c \
@@ -230,6 +231,10 @@ check-unit: $(UNIT_BINS)
 check-bats: all
 	$(Q)bats --jobs 1 tests/bats
 
+## check-symbols: libkyro.a defines no global symbol but kyro.h's and kyro__ ones
+check-symbols: $(LIB)
+	$(Q)sh tests/check-symbols.sh $(LIB) libkyro/kyro.h
+
 ## check-asan: the unit tests under AddressSanitizer and UBSan
 check-asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=address,undefined CC=$(CC) check-unit
@@ -259,6 +264,7 @@ check-damage: all $(BUILD)/tests/damage/sweep
 ## test: install what is missing, build, and run every test
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory check-symbols
 	$(Q)$(MAKE) --no-print-directory check-unit
 	$(Q)$(MAKE) --no-print-directory check-asan
 	$(Q)$(MAKE) --no-print-directory check-fuzz
@@ -273,7 +279,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all bench bench-deps bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-bats check-asan check-damage check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)

@@ -4,17 +4,18 @@
  *
  * Methods (all return the position an 8-byte payload offset would be read
  * from):
- *   rmi          kyro__rmi_lower_bound(): mispredicts and fallbacks
- *                counted, windows not (the store's default path: what
- *                kyro-get and any library user run)
+ *   rmi          kyro__rmi_lower_bound() with counters: mispredicts and
+ *                fallbacks counted, windows not (the store's default
+ *                path: what kyro-get and any library user run)
  *   rmi-windows  the same with the window histogram counted too
  *                (kyro__rmi_count_windows(); the daemon's path)
- *   rmi-nocount  kyro__rmi_lower_bound_nocount(): no counters at all
+ *   rmi-nocount  kyro__rmi_lower_bound() with NULL counters: no counting
  *   rmi-predict  route and predict only, no window probe: the time of
  *                the model alone; rmi minus this is the last-mile search
  *   rmi-scalar/-sse4/-avx2/-avx512   rmi with one SIMD probe forced
- *   rmi-batch    kyro__rmi_lower_bound_batch() over all queries (groups
- *                of 16 windows predicted and prefetched, then probed)
+ *   rmi-batch    kyro__rmi_lower_bound_batch() over all queries, counted
+ *                (groups of 32 windows predicted and prefetched, then
+ *                probed)
  *   rmi-soa+off  rmi, then the payload offset from its own array (keys
  *                and offsets in separate arrays, the snapshot's layout)
  *   rmi-aos+off  the same window probed in an array of 16-byte
@@ -318,6 +319,7 @@ struct ctx {
 	const struct rec *aos;  /* key+offset records, the other layout */
 	uint64_t *out;          /* batch answers */
 	struct kyro__rmi *rmi;
+	struct kyro__rmi_counters *ctr; /* the store's, as a handle owns one */
 	const uint64_t *eyt;
 	MDB_env *env;
 	MDB_dbi dbi;
@@ -385,25 +387,26 @@ static double run(const struct ctx *c, enum method m, const uint64_t *q,
 	case M_RMI_AVX2:
 	case M_RMI_AVX512:
 		for (uint64_t i = 0; i < nq; i++)
-			s += kyro__rmi_lower_bound(c->rmi, q[i]);
+			s += kyro__rmi_lower_bound(c->rmi, q[i], c->ctr);
 		break;
 	case M_RMI_NOCOUNT:
 		for (uint64_t i = 0; i < nq; i++)
-			s += kyro__rmi_lower_bound_nocount(c->rmi, q[i]);
+			s += kyro__rmi_lower_bound(c->rmi, q[i], NULL);
 		break;
 	case M_RMI_PREDICT:
 		for (uint64_t i = 0; i < nq; i++)
 			s += kyro__rmi_predict(c->rmi, q[i]);
 		break;
 	case M_RMI_BATCH:
-		kyro__rmi_lower_bound_batch(c->rmi, q, c->out, nq);
+		kyro__rmi_lower_bound_batch(c->rmi, q, c->out, nq, c->ctr);
 		for (uint64_t i = 0; i < nq; i++)
 			s += c->out[i];
 		break;
 	case M_SOA_OFF:
 		/* lower bound, then the offset from its own array */
 		for (uint64_t i = 0; i < nq; i++) {
-			const uint64_t j = kyro__rmi_lower_bound(c->rmi, q[i]);
+			const uint64_t j =
+				kyro__rmi_lower_bound(c->rmi, q[i], c->ctr);
 			s += j < c->n ? c->offs[j] : c->n;
 		}
 		break;
@@ -626,7 +629,8 @@ int main(int argc, char **argv)
 				     "index_bytes,build_ms,note\n");
 	}
 
-	struct ctx c = { .keys = keys, .n = n };
+	struct kyro__rmi_counters ct = {0};
+	struct ctx c = { .keys = keys, .n = n, .ctr = &ct };
 	char note[256] = "";
 	uint64_t index_bytes = 0;
 	double build_ms = 0;
@@ -805,11 +809,12 @@ int main(int argc, char **argv)
 		}
 	}
 	if (c.rmi) {
-		struct kyro__rmi_counters ct;
-		kyro__rmi_counters(c.rmi, &ct);
+		uint64_t lookups = 0;
+		for (int b = 0; b < KYRO_RMI_HIST; b++)
+			lookups += ct.window_hist[b];
 		fprintf(stderr, "%s: counters: %" PRIu64 " lookups in windows, %" PRIu64
 			" mispredicts, %" PRIu64 " fallbacks; windows:",
-			prog, ct.lookups, ct.mispredicts, ct.fallbacks);
+			prog, lookups, ct.mispredicts, ct.fallbacks);
 		for (int b = 0; b < KYRO_RMI_HIST; b++)
 			if (ct.window_hist[b])
 				fprintf(stderr, " [%llu..]=%" PRIu64,

@@ -9,7 +9,7 @@
  * append to the new segment meanwhile.  SNAPSHOT.lock keeps a second
  * snapshot (and index builds) out for the whole run.
  *
- * Both steps are edits committed through kyro__db_commit() (store.h): the
+ * Both steps are edits committed through kyro__db_commit() (handle.h): the
  * rotation moves wal_last on, the commit names the snapshot (and its
  * index) and drops the folded segments.  One path for every call: fold
  * (when anything was written since the last snapshot), then build the
@@ -30,7 +30,7 @@
 #include "fsio.h"
 #include "index.h"
 #include "sort.h"
-#include "store.h"
+#include "handle.h"
 #include "wal.h"
 
 static double now(void)

@@ -89,32 +89,30 @@ int kyro__dir_is_fresh(const char *dir)
 	return kyro__fs_list_dir(NULL, dir, not_a_fresh_name, NULL) == 0;
 }
 
+static uint64_t load_relaxed(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
 void kyro_stats(const kyro_db *db, struct kyro_stats *st)
 {
-	const uint64_t *src = (const uint64_t *)&db->st;
-	uint64_t *dst = (uint64_t *)st;
-	for (size_t i = 0; i < sizeof *st / sizeof(uint64_t); i++)
-		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
-	/* The owner may be swapping the index meanwhile (index_unload()). */
-	pthread_mutex_t *lock = (pthread_mutex_t *)&db->rmi_lock;
-	pthread_mutex_lock(lock);
-	struct kyro__rmi_counters c = db->rmi_prev;
-	if (db->v.rmi) {
-		struct kyro__rmi_counters now;
-		kyro__rmi_counters(db->v.rmi, &now);
-		c.mispredicts += now.mispredicts;
-		c.fallbacks += now.fallbacks;
-		for (int i = 0; i < KYRO_RMI_HIST; i++)
-			c.window_hist[i] += now.window_hist[i];
-	}
-	pthread_mutex_unlock(lock);
-	st->rmi_mispredicts = c.mispredicts;
-	st->rmi_fallbacks = c.fallbacks;
+	const struct kyro_stats *s = &db->st;
+	memset(st, 0, sizeof *st);
+	st->lookups_delta = load_relaxed(&s->lookups_delta);
+	st->lookups_rmi = load_relaxed(&s->lookups_rmi);
+	st->lookups_binary = load_relaxed(&s->lookups_binary);
+	st->batches = load_relaxed(&s->batches);
+	st->wal_records = load_relaxed(&s->wal_records);
+	st->wal_bytes = load_relaxed(&s->wal_bytes);
+	st->wal_fsyncs = load_relaxed(&s->wal_fsyncs);
+	const struct kyro__rmi_counters *c = &db->rmi_ctr;
+	st->rmi_mispredicts = load_relaxed(&c->mispredicts);
+	st->rmi_fallbacks = load_relaxed(&c->fallbacks);
 	/* Fold the index's finer histogram into ours: its bucket b > 0
 	 * holds windows of 2^(b-1)..2^b-1 keys, ours of < 2^i. */
 	for (int b = 0; b < KYRO_RMI_HIST; b++) {
 		int i = b < KYRO_WINDOW_BUCKETS ? b : KYRO_WINDOW_BUCKETS - 1;
-		st->window_hist[i] += c.window_hist[b];
+		st->window_hist[i] += load_relaxed(&c->window_hist[b]);
 	}
 	st->manifest_gen = db->v.man.gen;
 	st->snapshot_gen = db->v.man.snap_gen;
@@ -157,7 +155,6 @@ int kyro_open(kyro_db **dbp, const char *dir, unsigned flags)
 	db->sync = KYRO_SYNC_BATCH;
 	db->simd = -1;
 	db->sh.fd = -1;
-	pthread_mutex_init(&db->rmi_lock, NULL);
 	db->w.fd = -1;
 	if (snprintf(db->dir, sizeof db->dir, "%s", dir) >= (int)sizeof db->dir)
 		return kyro__fail(db->msg, ENAMETOOLONG, "cannot open '%s'",
@@ -210,6 +207,5 @@ void kyro_close(kyro_db *db)
 		kyro__wal_writer_close(&db->w);
 	kyro__view_free(db);
 	kyro__shared_close(&db->sh);
-	pthread_mutex_destroy(&db->rmi_lock);
 	free(db);
 }

@@ -2,13 +2,12 @@
  * db.h - the kyro_db handle, private to its three owners: db.c (opening,
  * closing, messages, counters), view.c (the read side) and writer.c
  * (batches and the commit point).  Every other module goes through
- * store.h.
+ * handle.h.
  */
 #ifndef KYRO_DB_H
 #define KYRO_DB_H
 
 #include <limits.h>
-#include <pthread.h>
 #include <stdint.h>
 
 #include "delta.h"
@@ -17,7 +16,7 @@
 #include "rmi.h"
 #include "shared.h"
 #include "snapshot.h"
-#include "store.h"
+#include "handle.h"
 #include "wal.h"
 
 /* What a reader sees: one manifest's snapshot plus the WAL after it. */
@@ -53,10 +52,9 @@ struct kyro_db {
 	int wopen;
 	struct manifest wman; /* the manifest as the writer saw it, locked */
 	struct kyro_stats st; /* see kyro_stats(); bumped with COUNT() */
-	struct kyro__rmi_counters rmi_prev; /* of indexes since unloaded */
-	/* Guards v.rmi and rmi_prev against kyro_stats(), which kyro.h lets
-	 * another thread call: the owner takes it only to swap the index. */
-	pthread_mutex_t rmi_lock;
+	/* Of every index this handle has used: the lookups add to it
+	 * (relaxed stores), kyro_stats() reads it, never the index. */
+	struct kyro__rmi_counters rmi_ctr;
 	char msg[KMSG_MAX];
 };
 

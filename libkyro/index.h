@@ -2,7 +2,7 @@
 #ifndef KYRO_INDEX_H
 #define KYRO_INDEX_H
 
-#include "store.h"
+#include "handle.h"
 
 /* Train an index over snapshot S and write it durably as rmi-ID.idx.
  * ST may be NULL. */

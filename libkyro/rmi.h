@@ -41,15 +41,18 @@ struct kyro__rmi_build_stats {
 	double max_window;  /* largest window of any present key */
 };
 
-/* Counters of one loaded index (struct kyro__rmi).  They count lookups
- * through kyro__rmi_lower_bound() and kyro__rmi_lower_bound_batch() on that
- * handle, from any thread (relaxed atomics; a snapshot read while lookups
- * run may be a few counts apart between fields).  They start at 0 on
- * load; a store that swaps indexes adds them up itself.  The window
- * histogram (and so LOOKUPS) stays 0 unless kyro__rmi_count_windows()
- * turned it on. */
+/*
+ * Lookup counters, owned by the caller: the lookups add to the struct
+ * they are passed (NULL counts nothing), so a caller that swaps indexes
+ * keeps counting in the same one.  Only the thread doing the lookups may
+ * pass a given struct; it writes each field with a relaxed atomic store,
+ * so another thread may read the fields with relaxed atomic loads (a
+ * snapshot read while lookups run may be a few counts apart between
+ * fields).  Start it zeroed.  The window histogram stays 0 unless
+ * kyro__rmi_count_windows() turned it on for the index; its sum is then
+ * the number of lookups counted.
+ */
 struct kyro__rmi_counters {
-	uint64_t lookups;     /* lookups counted in window_hist (its sum) */
 	uint64_t mispredicts; /* the answer lay outside the model's window;
 			       * each was answered by a binary search over
 			       * the whole array.  0 for a sound index. */
@@ -84,8 +87,9 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
  * a new handle.  IMAGE and KEYS are borrowed: both must stay mapped, and
  * unchanged, until kyro__rmi_free(*RP).  IMAGE needs no particular
  * alignment.  On failure *RP is NULL.  Returns 0, ENOMEM, KYRO_EVERSION or
- * KYRO_ECORRUPT, with the reason in ERRBUF.  The probe uses
- * kyro__simd_selected()'s level.
+ * KYRO_ECORRUPT, with the reason in ERRBUF.  Lookups use the best SIMD
+ * level the CPU supports (kyro__simd_selected()) until
+ * kyro__rmi_set_simd() says otherwise.
  */
 int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
 		   const uint64_t *keys, uint64_t n, uint64_t snap_gen,
@@ -101,19 +105,17 @@ void kyro__rmi_free(struct kyro__rmi *r);
  * outside the window; an unconfirmed answer (a mispredict: possible only
  * when the keys are not those the index was built over) is replaced by a
  * binary search over the whole array, so the answer is exact whenever
- * the keys are sorted.
+ * the keys are sorted.  Counted in C, unless C is NULL.
  */
-uint64_t kyro__rmi_lower_bound(const struct kyro__rmi *r, uint64_t key);
-
-/* The same, without counting: for callers that count themselves. */
-uint64_t kyro__rmi_lower_bound_nocount(const struct kyro__rmi *r, uint64_t key);
+uint64_t kyro__rmi_lower_bound(const struct kyro__rmi *r, uint64_t key,
+			       struct kyro__rmi_counters *c);
 
 /*
- * Count the window of every counted lookup in window_hist (ON != 0), or
- * not (ON == 0, the default).  Off by default because it costs: the
- * update depends on the leaf record's cache miss, and at 100M keys it
- * took about a quarter of a lookup's time.  Mispredicts and fallbacks
- * are counted either way.  Call before lookups start, not while they run.
+ * Count the window of every counted lookup (C not NULL) in its
+ * window_hist (ON != 0), or not (ON == 0, the default).  Off by default
+ * because it costs: the update depends on the leaf record's cache miss,
+ * and at 100M keys it took about a quarter of a lookup's time.
+ * Mispredicts and fallbacks are counted either way.  Call before lookups start, not while they run.
  */
 void kyro__rmi_count_windows(struct kyro__rmi *r, int on);
 
@@ -121,10 +123,11 @@ void kyro__rmi_count_windows(struct kyro__rmi *r, int on);
  * kyro__rmi_lower_bound() of Q[0..COUNT) into OUT[0..COUNT), faster than
  * one at a time: the windows of a group of keys are predicted and
  * prefetched before any is probed, so their cache misses overlap.
- * Counted like single lookups.
+ * Counted in C like single lookups, unless C is NULL.
  */
 void kyro__rmi_lower_bound_batch(const struct kyro__rmi *r, const uint64_t *q,
-				 uint64_t *out, size_t count);
+				 uint64_t *out, size_t count,
+				 struct kyro__rmi_counters *c);
 
 /*
  * The model's own window for KEY, before any probe or fallback: the exact
@@ -146,12 +149,9 @@ uint64_t kyro__rmi_predict(const struct kyro__rmi *r, uint64_t key);
 int kyro__rmi_check_all(const struct kyro__rmi *r, uint64_t *bad,
 			uint64_t *first_bad);
 
-/* Read the handle's counters. */
-void kyro__rmi_counters(const struct kyro__rmi *r,
-			struct kyro__rmi_counters *c);
-
-/* Use the probe of SIMD level LEVEL (KYRO_SIMD_*) on this handle, for
- * tests and benchmarks.  Returns 0, or ENOTSUP when the CPU cannot. */
+/* Use the lookups and probe of SIMD level LEVEL (KYRO_SIMD_*) on this
+ * handle.  Not while lookups run.  Returns 0, or ENOTSUP when LEVEL is
+ * unknown or the CPU cannot run it (the level in use stays). */
 int kyro__rmi_set_simd(struct kyro__rmi *r, int level);
 
 /* The shape of a loaded index. */

@@ -1,13 +1,12 @@
 /*
- * simd.c - choose the window probe once per process.
+ * simd.c - what this CPU can run, and the table of each level.
  *
- * The choice is cached in one atomic int.  Two threads racing on the first
- * call compute the same answer from the same CPU and environment, so the
- * race is harmless and no lock is needed; the environment is read once.
+ * The CPU is asked once; the answer is cached in one atomic int.  Two
+ * threads racing on the first call compute the same answer from the same
+ * CPU, so the race is harmless and no lock is needed.
  */
 #include <stdatomic.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "simd.h"
@@ -25,8 +24,6 @@ static const char *const level_names[KYRO_SIMD_NLEVELS] = {
 
 /* Bit L set when level L can run; -1 until detected. */
 static _Atomic int supported_mask = -1;
-/* (selected level) | (env status << 8); -1 until decided. */
-static _Atomic int selection = -1;
 
 static int detect_mask(void)
 {
@@ -76,59 +73,30 @@ int kyro__simd_level(const char *name)
 	return -1;
 }
 
-static int decide(void)
+int kyro__simd_selected(void)
 {
 	const int mask = get_mask();
 	int best = KYRO_SIMD_SCALAR;
 	for (int i = 0; i < KYRO_SIMD_NLEVELS; i++)
 		if ((mask >> i) & 1)
 			best = i;
-
-	const char *env = getenv("KYRODB_SIMD");
-	if (env == NULL || env[0] == '\0')
-		return best | KYRO_SIMD_ENV_UNSET << 8;
-	const int want = kyro__simd_level(env);
-	if (want < 0)
-		return best | KYRO_SIMD_ENV_UNKNOWN << 8;
-	if (!((mask >> want) & 1))
-		return best | KYRO_SIMD_ENV_UNSUPPORTED << 8;
-	return want | KYRO_SIMD_ENV_APPLIED << 8;
+	return best;
 }
 
-static int get_selection(void)
-{
-	int sel = atomic_load_explicit(&selection, memory_order_relaxed);
-	if (sel < 0) {
-		sel = decide();
-		atomic_store_explicit(&selection, sel, memory_order_relaxed);
-	}
-	return sel;
-}
-
-int kyro__simd_selected(void)
-{
-	return get_selection() & 0xff;
-}
-
-int kyro__simd_env_status(void)
-{
-	return get_selection() >> 8;
-}
-
-kyro__simd_probe_fn kyro__simd_probe_for(int level)
+const struct kyro__simd_ops *kyro__simd_ops_for(int level)
 {
 	if (!kyro__simd_supported(level))
 		return NULL;
 	switch (level) {
 	case KYRO_SIMD_SCALAR:
-		return kyro__simd_probe_scalar;
+		return &kyro__simd_ops_scalar;
 #ifdef KYRO_SIMD_X86
 	case KYRO_SIMD_SSE4:
-		return kyro__simd_probe_sse4;
+		return &kyro__simd_ops_sse4;
 	case KYRO_SIMD_AVX2:
-		return kyro__simd_probe_avx2;
+		return &kyro__simd_ops_avx2;
 	case KYRO_SIMD_AVX512:
-		return kyro__simd_probe_avx512;
+		return &kyro__simd_ops_avx512;
 #endif
 	default:
 		return NULL;

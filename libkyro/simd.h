@@ -1,14 +1,17 @@
 /*
- * simd.h - private header: the window probe of the learned index, in one
- * variant per instruction set, and the run-time choice between them.
+ * simd.h - private header: the learned index's lookups and window probe,
+ * in one variant per instruction set, and the choice between them.
  *
- * Every variant answers the same question over a sorted run of keys and
- * must give the same answer bit for bit: the tests compare them.  The
- * choice is made once per process from cpu_features (GetX86Info), unless
- * KYRODB_SIMD names a level (scalar, sse4, avx2, avx512).  A value this
- * library does not know, or a level the CPU cannot run, is ignored (the
- * automatic choice stands) and reported through kyro__simd_env_status();
- * the library never prints.
+ * Each level has one table of functions (struct kyro__simd_ops), defined
+ * in its own simd_*.c, which is compiled for that instruction set (see
+ * the Makefile): the probe, and the whole single and batched lookups
+ * built around it (rmi_lookup.h), so that a lookup costs one indirect
+ * call and never a second one per probe.  The index picks the table of
+ * the best level this CPU supports when it is loaded; a caller may set
+ * another (kyro__rmi_set_simd()).  The library reads no environment.
+ *
+ * Every variant answers the same questions and must give the same
+ * answers bit for bit: the tests compare them.
  *
  * NEON: out of scope for x86 builds.  An ARM build would add
  * simd_neon.c and a KYRO_SIMD_NEON level; until then ARM runs scalar.
@@ -16,7 +19,11 @@
 #ifndef KYRO_SIMD_H
 #define KYRO_SIMD_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+struct kyro__rmi;
+struct kyro__rmi_counters;
 
 /* Levels, ordered: a higher level is preferred when supported. */
 #define KYRO_SIMD_SCALAR 0
@@ -24,12 +31,6 @@
 #define KYRO_SIMD_AVX2 2
 #define KYRO_SIMD_AVX512 3
 #define KYRO_SIMD_NLEVELS 4
-
-/* kyro__simd_env_status() results. */
-#define KYRO_SIMD_ENV_UNSET 0       /* KYRODB_SIMD not set (or empty) */
-#define KYRO_SIMD_ENV_APPLIED 1     /* the named level is in use */
-#define KYRO_SIMD_ENV_UNKNOWN 2     /* not a level name: automatic choice */
-#define KYRO_SIMD_ENV_UNSUPPORTED 3 /* this CPU lacks it: automatic choice */
 
 /*
  * A probe: the lower bound of KEY in the sorted keys[LO..HI), that is
@@ -41,14 +42,21 @@
 typedef uint64_t (*kyro__simd_probe_fn)(const uint64_t *keys, uint64_t n,
 					uint64_t lo, uint64_t hi, uint64_t key);
 
-uint64_t kyro__simd_probe_scalar(const uint64_t *keys, uint64_t n, uint64_t lo,
-				 uint64_t hi, uint64_t key);
-uint64_t kyro__simd_probe_sse4(const uint64_t *keys, uint64_t n, uint64_t lo,
-			       uint64_t hi, uint64_t key);
-uint64_t kyro__simd_probe_avx2(const uint64_t *keys, uint64_t n, uint64_t lo,
-			       uint64_t hi, uint64_t key);
-uint64_t kyro__simd_probe_avx512(const uint64_t *keys, uint64_t n, uint64_t lo,
-				 uint64_t hi, uint64_t key);
+/* One level's functions.  LOWER_BOUND and LOWER_BOUND_BATCH are
+ * kyro__rmi_lower_bound() and kyro__rmi_lower_bound_batch() of rmi.h. */
+struct kyro__simd_ops {
+	kyro__simd_probe_fn probe;
+	uint64_t (*lower_bound)(const struct kyro__rmi *r, uint64_t key,
+				struct kyro__rmi_counters *c);
+	void (*lower_bound_batch)(const struct kyro__rmi *r, const uint64_t *q,
+				  uint64_t *out, size_t count,
+				  struct kyro__rmi_counters *c);
+};
+
+extern const struct kyro__simd_ops kyro__simd_ops_scalar;
+extern const struct kyro__simd_ops kyro__simd_ops_sse4;
+extern const struct kyro__simd_ops kyro__simd_ops_avx2;
+extern const struct kyro__simd_ops kyro__simd_ops_avx512;
 
 #define KYRO_PROBE_LINES 4 /* 64-byte lines the short-window path reads */
 #define KYRO_PROBE_KEYS (8 * KYRO_PROBE_LINES)
@@ -91,8 +99,9 @@ static inline int kyro__probe_lines(const uint64_t *keys, uint64_t n,
 }
 
 /*
- * The short path of the AVX2, SSE4.2 and scalar probes (and of a lookup
- * at those levels, which runs it inline: answer() in rmi.c), after
+ * The short path of the AVX2, SSE4.2 and scalar probes, of the lookup's
+ * fast path at those levels (count32() in their simd_*.c), and of the
+ * batched lookup at every level (answer() in rmi_lookup.h), after
  * kyro__probe_lines() returned 1 with *FIRST = A: prefetch the four lines,
  * then halve keys[A..A+KYRO_PROBE_KEYS) without branches (each step adds
  * its half masked by the comparison) down to the W keys from the returned
@@ -100,13 +109,14 @@ static inline int kyro__probe_lines(const uint64_t *keys, uint64_t n,
  * the base plus the count of those W keys below KEY.
  *
  * Why a search and not a compare of all 32 keys, as the AVX-512 probe
- * and the AVX-512 fast path (count_below_wide() in rmi.c) do: four compares of
- * eight keys cost AVX-512 a dozen instructions, but eight of four keys cost
- * AVX2 about 50 (each a pair of micro-ops on cores with 128-bit vector units),
- * and the fewer a lookup holds, the more lookups' cache misses the core
- * overlaps.  The halving steps read lines that the prefetches have already
- * requested, so they wait for one memory latency, not one per step
- * (docs/RMI.md, "The probe on cores without AVX-512").
+ * and the AVX-512 lookup's fast path (simd_avx512.c) do: four compares
+ * of eight keys cost AVX-512 a dozen instructions, but eight of four keys
+ * cost AVX2 about 50 (each a pair of micro-ops on cores with 128-bit
+ * vector units), and the fewer a lookup holds, the more lookups' cache
+ * misses the core overlaps.  The halving steps read lines that the
+ * prefetches have already requested, so they wait for one memory
+ * latency, not one per step (docs/RMI.md, "The probe on cores without
+ * AVX-512").
  */
 static inline uint64_t kyro__probe_descend(const uint64_t *keys, uint64_t a,
 					   uint64_t key, unsigned w)
@@ -124,31 +134,6 @@ static inline uint64_t kyro__probe_descend(const uint64_t *keys, uint64_t a,
 	return base;
 }
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-/*
- * Bit j set when P[j] < KEY, for the 32 keys P[0..32): four AVX-512
- * compares of a line each, the masks paired in mask registers (the fewer
- * instructions a lookup holds in the reorder buffer, the more lookups'
- * misses overlap).  Used by the AVX-512 probe and by the AVX-512 fast
- * path of rmi.c, which compiles it with a target attribute; callable only
- * where the CPU has AVX-512F.
- */
-static inline __attribute__((target("avx512f"))) uint32_t
-kyro__lt_mask32_avx512(const uint64_t *p, uint64_t key)
-{
-	const __m512i k = _mm512_set1_epi64((long long)key);
-	const __mmask16 m01 = _mm512_kunpackb(
-		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 8), k),
-		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p), k));
-	const __mmask16 m23 = _mm512_kunpackb(
-		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 24), k),
-		_mm512_cmplt_epu64_mask(_mm512_loadu_si512(p + 16), k));
-	return (uint32_t)_cvtmask16_u32(m01) |
-	       (uint32_t)_cvtmask16_u32(m23) << 16;
-}
-#endif
-
 /* The lower bound within keys[LO..HI) of a key whose lower bound within
  * the short path's 32 keys is ANS: the same, clamped to [LO, HI]. */
 static inline uint64_t kyro__probe_clamp(uint64_t ans, uint64_t lo, uint64_t hi)
@@ -160,21 +145,17 @@ static inline uint64_t kyro__probe_clamp(uint64_t ans, uint64_t lo, uint64_t hi)
 /* 1 when this CPU (and OS) can run LEVEL, else 0. */
 int kyro__simd_supported(int level);
 
-/* The level in use: the best supported one, or KYRODB_SIMD's.  Decided on
- * the first call (thread-safe), fixed for the life of the process. */
+/* The best level this CPU supports: the one an index starts with.
+ * Detected on the first call (thread-safe), fixed for the process. */
 int kyro__simd_selected(void);
 
-/* How KYRODB_SIMD was treated: a KYRO_SIMD_ENV_* value.  The caller (a
- * tool) may warn about KYRO_SIMD_ENV_UNKNOWN / _UNSUPPORTED. */
-int kyro__simd_env_status(void);
-
-/* The probe for LEVEL, or NULL when LEVEL is unknown or unsupported. */
-kyro__simd_probe_fn kyro__simd_probe_for(int level);
+/* The table of LEVEL, or NULL when LEVEL is unknown or unsupported. */
+const struct kyro__simd_ops *kyro__simd_ops_for(int level);
 
 /* "scalar", "sse4", "avx2", "avx512"; "?" for anything else.  Static. */
 const char *kyro__simd_name(int level);
 
-/* The level named NAME (as KYRODB_SIMD spells it), or -1. */
+/* The level named NAME (as kyro__simd_name() spells it), or -1. */
 int kyro__simd_level(const char *name);
 
 #endif /* KYRO_SIMD_H */

@@ -1,5 +1,6 @@
 /*
- * simd_avx2.c - the window probe with AVX2 (four keys per compare).
+ * simd_avx2.c - the window probe with AVX2 (four keys per compare), and the
+ * lookups built on it (rmi_lookup.h).
  * Compiled with -mavx2 -mpopcnt; called only when the CPU has both.
  *
  * AVX2 compares signed 64-bit lanes only: flipping the sign bit of both
@@ -8,7 +9,10 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "rmi_lookup.h"
 #include "simd.h"
+
+#include "banned.h"
 
 #define WIDE 32
 
@@ -21,8 +25,8 @@ static inline unsigned below4(const uint64_t *p, __m256i k, __m256i sign)
 		_mm256_castsi256_pd(_mm256_cmpgt_epi64(k, v)));
 }
 
-uint64_t kyro__simd_probe_avx2(const uint64_t *keys, uint64_t n, uint64_t lo,
-			       uint64_t hi, uint64_t key)
+static uint64_t probe(const uint64_t *keys, uint64_t n, uint64_t lo,
+		      uint64_t hi, uint64_t key)
 {
 	const __m256i sign =
 		_mm256_set1_epi64x((long long)0x8000000000000000ULL);
@@ -51,3 +55,14 @@ uint64_t kyro__simd_probe_avx2(const uint64_t *keys, uint64_t n, uint64_t lo,
 		below += p[j] < key;
 	return base + below;
 }
+
+/* Descending to one key measured as fast as descending to fewer and
+ * comparing them with vectors (see answer() in rmi_lookup.h). */
+static inline uint64_t count32(const uint64_t *keys, uint64_t a, uint64_t key)
+{
+	const uint64_t b = kyro__probe_descend(keys, a, key, 1);
+	return b + (keys[b] < key);
+}
+
+const struct kyro__simd_ops kyro__simd_ops_avx2 = {probe, lower_bound,
+						   lower_bound_batch};

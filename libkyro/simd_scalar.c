@@ -1,5 +1,6 @@
 /*
- * simd_scalar.c - the portable window probe (no vector instructions).
+ * simd_scalar.c - the portable window probe (no vector instructions), and
+ * the lookups built on it (rmi_lookup.h).
  *
  * Compiled without -m flags and with -fno-tree-vectorize so that it stays
  * the plain reference the vector variants are compared against.
@@ -17,12 +18,15 @@
  */
 #include <stdint.h>
 
+#include "rmi_lookup.h"
 #include "simd.h"
+
+#include "banned.h"
 
 #define WIDE 16
 
-uint64_t kyro__simd_probe_scalar(const uint64_t *keys, uint64_t n, uint64_t lo,
-				 uint64_t hi, uint64_t key)
+static uint64_t probe(const uint64_t *keys, uint64_t n, uint64_t lo,
+		      uint64_t hi, uint64_t key)
 {
 	uint64_t a;
 	uint32_t win;
@@ -42,3 +46,12 @@ uint64_t kyro__simd_probe_scalar(const uint64_t *keys, uint64_t n, uint64_t lo,
 		below += keys[base + j] < key;
 	return base + below;
 }
+
+static inline uint64_t count32(const uint64_t *keys, uint64_t a, uint64_t key)
+{
+	const uint64_t b = kyro__probe_descend(keys, a, key, 1);
+	return b + (keys[b] < key);
+}
+
+const struct kyro__simd_ops kyro__simd_ops_scalar = {probe, lower_bound,
+						     lower_bound_batch};

@@ -32,7 +32,7 @@
 #include "fsio.h"
 #include "rmi.h"
 #include "shared.h"
-#include "store.h"
+#include "handle.h"
 #include "wal.h"
 
 #define XXH_INLINE_ALL

@@ -132,32 +132,17 @@ static void index_load(kyro_db *db)
 	kyro__rmi_count_windows(rmi, (db->flags & KYRO_COUNT_WINDOWS) != 0);
 	if (db->simd >= 0)
 		(void)kyro__rmi_set_simd(rmi, db->simd); /* checked when set */
-	/* Published under the lock kyro_stats() reads it under: that call
-	 * may come from another thread. */
-	pthread_mutex_lock(&db->rmi_lock);
 	v->rmi = rmi;
-	pthread_mutex_unlock(&db->rmi_lock);
 	v->rmi_refused = 0;
 }
 
-/* Drop the view's index, keeping its counters in the handle's totals. */
+/* Drop the view's index.  Its lookups counted into the handle's
+ * rmi_ctr, which outlives it: nothing to keep. */
 static void index_unload(kyro_db *db)
 {
 	struct view *v = &db->v;
-	/* kyro_stats() may be reading the index's counters from another
-	 * thread: fold them and free the index only under its lock. */
-	pthread_mutex_lock(&db->rmi_lock);
-	if (v->rmi) {
-		struct kyro__rmi_counters c;
-		kyro__rmi_counters(v->rmi, &c);
-		db->rmi_prev.mispredicts += c.mispredicts;
-		db->rmi_prev.fallbacks += c.fallbacks;
-		for (int i = 0; i < KYRO_RMI_HIST; i++)
-			db->rmi_prev.window_hist[i] += c.window_hist[i];
-		kyro__rmi_free(v->rmi);
-	}
+	kyro__rmi_free(v->rmi);
 	v->rmi = NULL;
-	pthread_mutex_unlock(&db->rmi_lock);
 	kyro__fs_unmap((void *)v->rmi_img, v->rmi_len);
 	v->rmi_img = NULL;
 	v->rmi_len = 0;
@@ -392,7 +377,7 @@ static int lookup(kyro_db *db, uint64_t key, const void **val, size_t *len)
 	uint64_t i;
 	if (v->rmi) {
 		COUNT(db, lookups_rmi, 1);
-		i = kyro__rmi_lower_bound(v->rmi, key);
+		i = kyro__rmi_lower_bound(v->rmi, key, &db->rmi_ctr);
 	} else {
 		COUNT(db, lookups_binary, 1);
 		i = kyro__lower_bound_binary(s->keys, s->n, key);
@@ -452,7 +437,7 @@ static int lookup_group(kyro_db *db, struct kyro_item *it, size_t n)
 		for (size_t k = 0; k < m; k++)
 			q[k] = it[pend[k]].key;
 		COUNT(db, lookups_rmi, m);
-		kyro__rmi_lower_bound_batch(v->rmi, q, idx, m);
+		kyro__rmi_lower_bound_batch(v->rmi, q, idx, m, &db->rmi_ctr);
 		return finish_group(db, it, pend, idx, m);
 	}
 	COUNT(db, lookups_binary, m);

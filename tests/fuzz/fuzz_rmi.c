@@ -97,12 +97,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (kyro__rmi_load(&r, img, len, keys, n, gen, err, sizeof err) == 0) {
 		uint64_t bad, first;
 		kyro__rmi_check_all(r, &bad, &first);
+		struct kyro__rmi_counters c = {0};
+		kyro__rmi_count_windows(r, 1);
 		uint64_t s = seed ^ 0x5555;
 		for (uint64_t i = 0; i < n + 64; i++) {
 			uint64_t q = i < n ? keys[i] : mix(&s);
 			if (i < n && (i & 1))
 				q += 1; /* an absent neighbour */
-			if (kyro__rmi_lower_bound(r, q) !=
+			if (kyro__rmi_lower_bound(r, q, &c) !=
 			    kyro__lower_bound_binary(keys, n, q))
 				abort();
 		}

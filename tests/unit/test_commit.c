@@ -1,5 +1,5 @@
 /*
- * test_commit.c - the commit point, kyro__db_commit() (store.h): an edit is
+ * test_commit.c - the commit point, kyro__db_commit() (handle.h): an edit is
  * applied to the generation its maker read, or refused untouched; a
  * caller that lost the race reads again and retries, and its edit lands
  * exactly once.
@@ -11,7 +11,7 @@
 
 #include "internal.h"
 #include "manifest.h"
-#include "store.h"
+#include "handle.h"
 
 static kyro_db *open_rw(const char *dir)
 {

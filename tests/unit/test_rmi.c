@@ -1,6 +1,6 @@
 /*
- * test_rmi.c - property tests of the learned index (libkyro/rmi.c) and its
- * SIMD probes (libkyro/simd*.c).
+ * test_rmi.c - property tests of the learned index (libkyro/rmi.c,
+ * rmi_build.c) and its SIMD probes and lookups (libkyro/simd*.c).
  *
  * Every check asks the index itself: a key present must lie inside the
  * window the model computes for it, and the probe of that window alone
@@ -10,8 +10,6 @@
  *
  * Usage: test_rmi [-v]      exit status 0 when all pass; the last line
  * of output is "N passed, N failed".
- * (test_rmi --env-child LEVEL STATUS is the re-executed child that checks
- * how KYRODB_SIMD was treated.)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -20,9 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <xxhash.h>
 
@@ -49,6 +45,15 @@ static void result(int ok, const char *fmt, ...)
 		va_end(ap);
 		putchar('\n');
 	}
+}
+
+/* Lookups counted in C's window histogram. */
+static uint64_t hist_sum(const struct kyro__rmi_counters *c)
+{
+	uint64_t sum = 0;
+	for (int b = 0; b < KYRO_RMI_HIST; b++)
+		sum += c->window_hist[b];
+	return sum;
 }
 
 /* ---- key sets ------------------------------------------------------- */
@@ -273,7 +278,7 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 		}
 		for (int v = 0; v < nlevels; v++) {
 			const kyro__simd_probe_fn f =
-				kyro__simd_probe_for(levels[v]);
+				kyro__simd_ops_for(levels[v])->probe;
 			if (f(keys, n, lo, hi, keys[i]) != i) {
 				if (wrong++ == 0)
 					first_bad = i;
@@ -297,6 +302,7 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 		abort();
 	const uint64_t m = probe_keys(keys, n, q, qmax);
 	uint64_t lb_wrong = 0, win_wrong = 0, variant_wrong = 0;
+	struct kyro__rmi_counters c = {0};
 	for (uint64_t j = 0; j < m; j++) {
 		const uint64_t want = kyro__lower_bound_binary(keys, n, q[j]);
 		uint64_t lo, hi;
@@ -305,25 +311,25 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 			win_wrong++;
 		for (int v = 0; v < nlevels; v++) {
 			kyro__rmi_set_simd(r, levels[v]);
-			if (kyro__rmi_lower_bound(r, q[j]) != want)
+			if (kyro__rmi_lower_bound(r, q[j], &c) != want)
 				lb_wrong++;
 			if (want >= lo && want <= hi &&
-			    kyro__simd_probe_for(levels[v])(keys, n, lo, hi,
-							    q[j]) != want)
+			    kyro__simd_ops_for(levels[v])->probe(
+				    keys, n, lo, hi, q[j]) != want)
 				variant_wrong++;
 		}
 	}
 	/* Windows are not counted by default, and counted exactly, one per
-	 * lookup, single or batched, once asked for. */
-	struct kyro__rmi_counters c;
-	kyro__rmi_counters(r, &c);
-	const uint64_t unasked = c.lookups;
+	 * lookup, single or batched, once asked for, in the counters passed
+	 * and only there (NULL counts nothing). */
+	const uint64_t unasked = hist_sum(&c);
 	kyro__rmi_count_windows(r, 1);
 	uint64_t counted = 0;
 	for (uint64_t i = 0; i < n; i += 1 + n / 20000) {
 		for (int v = 0; v < nlevels; v++) {
 			kyro__rmi_set_simd(r, levels[v]);
-			if (kyro__rmi_lower_bound(r, keys[i]) != i)
+			if (kyro__rmi_lower_bound(r, keys[i], &c) != i ||
+			    kyro__rmi_lower_bound(r, keys[i], NULL) != i)
 				lb_wrong++;
 			counted++;
 		}
@@ -332,15 +338,12 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	uint64_t *out = malloc(sizeof(*out) * (m ? m : 1));
 	if (out == NULL)
 		abort();
-	kyro__rmi_lower_bound_batch(r, q, out, m);
+	kyro__rmi_lower_bound_batch(r, q, out, m, &c);
 	counted += m;
 	uint64_t batch_wrong = 0;
 	for (uint64_t j = 0; j < m; j++)
 		if (out[j] != kyro__lower_bound_binary(keys, n, q[j]))
 			batch_wrong++;
-	free(out);
-	result(batch_wrong == 0, "%s: batched lower bounds exact (%" PRIu64
-	       " wrong of %" PRIu64 ")", label, batch_wrong, m);
 	result(win_wrong == 0, "%s: the window holds the lower bound of "
 	       "%" PRIu64 " absent/boundary keys (%" PRIu64 " not)",
 	       label, m, win_wrong);
@@ -348,14 +351,23 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	       "%s: lower bounds exact in every SIMD variant (%" PRIu64
 	       " wrong, %" PRIu64 " by the window probe alone)",
 	       label, lb_wrong, variant_wrong);
-	kyro__rmi_counters(r, &c);
+	/* Batched again, uncounted: the answers, and nothing counted. */
+	const struct kyro__rmi_counters before = c;
+	kyro__rmi_lower_bound_batch(r, q, out, m, NULL);
+	for (uint64_t j = 0; j < m; j++)
+		if (out[j] != kyro__lower_bound_binary(keys, n, q[j]))
+			batch_wrong++;
+	free(out);
+	result(batch_wrong == 0, "%s: batched lower bounds exact (%" PRIu64
+	       " wrong of %" PRIu64 ", twice)", label, batch_wrong, m);
 	result(c.mispredicts == 0,
 	       "%s: no mispredicts counted (%" PRIu64 " of %" PRIu64
-	       " lookups)", label, c.mispredicts, c.lookups);
-	result(unasked == 0 && c.lookups == counted,
+	       " lookups)", label, c.mispredicts, hist_sum(&c));
+	result(unasked == 0 && hist_sum(&c) == counted &&
+		       memcmp(&before, &c, sizeof c) == 0,
 	       "%s: windows counted only when asked, then all %" PRIu64
-	       " (%" PRIu64 " before, %" PRIu64 " after)", label, counted,
-	       unasked, c.lookups);
+	       " (%" PRIu64 " before, %" PRIu64 " after), none uncounted",
+	       label, counted, unasked, hist_sum(&c));
 out:
 	free(q);
 	kyro__rmi_free(r);
@@ -396,7 +408,7 @@ static void check_probes(void)
 			while (want < hi && k[want] < key)
 				want++;
 			for (int v = 0; v < nlevels; v++)
-				if (kyro__simd_probe_for(levels[v])(
+				if (kyro__simd_ops_for(levels[v])->probe(
 					    k, n, lo, hi, key) != want)
 					wrong++;
 		}
@@ -443,17 +455,13 @@ static void check_probes(void)
 							view, n, lo, hi, &f,
 							&win);
 						for (int v = 0; v < nlevels; v++) {
-							if (kyro__simd_probe_for(
-								    levels[v])(
-								    a, n, lo,
-								    hi, key) !=
-								    want ||
-							    kyro__simd_probe_for(
-								    levels[v])(
-								    view, n, lo,
-								    hi, key) !=
-								    want)
-								wrong++;
+							const struct kyro__simd_ops *o =
+								kyro__simd_ops_for(
+									levels[v]);
+							wrong += o->probe(a, n, lo, hi,
+									  key) != want;
+							wrong += o->probe(view, n, lo,
+									  hi, key) != want;
 						}
 					}
 				}
@@ -666,10 +674,10 @@ static void check_damage(void)
 			continue;
 		accepted_mut++;
 		for (uint64_t i = 0; i < n; i += 7) {
-			if (kyro__rmi_lower_bound(r, keys[i]) != i)
+			if (kyro__rmi_lower_bound(r, keys[i], NULL) != i)
 				wrong++;
 			const uint64_t x = keys[i] + 1;
-			if (kyro__rmi_lower_bound(r, x) !=
+			if (kyro__rmi_lower_bound(r, x, NULL) !=
 			    kyro__lower_bound_binary(keys, n, x))
 				wrong++;
 		}
@@ -695,11 +703,10 @@ static void check_damage(void)
 	if (rc == 0) {
 		uint64_t bad, first_bad;
 		wrong = 0;
+		struct kyro__rmi_counters c = {0};
 		for (uint64_t i = 0; i < n; i++)
-			if (kyro__rmi_lower_bound(r, other[i]) != i)
+			if (kyro__rmi_lower_bound(r, other[i], &c) != i)
 				wrong++;
-		struct kyro__rmi_counters c;
-		kyro__rmi_counters(r, &c);
 		const int deep = kyro__rmi_check_all(r, &bad, &first_bad);
 		/* A moved key one past its window's end still has its lower
 		 * bound on the window's edge, so it need not mispredict. */
@@ -826,9 +833,10 @@ static int windows_of(const uint64_t *keys, uint64_t n,
  * One router bucket holding a long cluster, one stray key far before it and
  * one far after it.  Spread over the whole bucket, the bucket's leaves
  * would cover the gaps and leave the cluster in one leaf, probed in windows
- * of a hundred keys and more; cut at the gaps (choose_run() in rmi.c), the
- * strays get the bucket's end leaves and the cluster all the others.  The
- * rest of the keys fill the other buckets.  Also checked as a key set.
+ * of a hundred keys and more; cut at the gaps (choose_run() in
+ * rmi_build.c), the strays get the bucket's end leaves and the cluster all
+ * the others.  The rest of the keys fill the other buckets.  Also checked
+ * as a key set.
  */
 /* Keys for a test of bucket 0x55 of a 2^8-entry router: room for EXTRA
  * more, and 20 000 random keys outside that bucket, plus 0 and UINT64_MAX
@@ -933,74 +941,78 @@ static void check_gap_no_merge(void)
 	free(keys);
 }
 
-/* ---- KYRODB_SIMD ------------------------------------------------------- */
+/* ---- the SIMD level ------------------------------------------------- */
 
-static int env_child(const char *want_level, const char *want_status)
-{
-	const int lv = kyro__simd_selected();
-	const int st = kyro__simd_env_status();
-	return !(lv == atoi(want_level) && st == atoi(want_status));
-}
-
-static void check_env(const char *self)
+/*
+ * The library picks the best level this CPU runs, by itself: an index
+ * starts with it, a level set on the index is used from then on, and a
+ * level the CPU cannot run (or no level at all) is refused and changes
+ * nothing.  Level names map both ways.
+ */
+static void check_levels(void)
 {
 	int best = 0;
 	for (int l = 0; l < KYRO_SIMD_NLEVELS; l++)
 		if (kyro__simd_supported(l))
 			best = l;
-	struct {
-		const char *value;
-		int level, status;
-	} cases[] = {
-		{NULL, best, KYRO_SIMD_ENV_UNSET},
-		{"scalar", KYRO_SIMD_SCALAR, KYRO_SIMD_ENV_APPLIED},
-		{"sse4",
-		 kyro__simd_supported(KYRO_SIMD_SSE4) ? KYRO_SIMD_SSE4 : best,
-		 kyro__simd_supported(KYRO_SIMD_SSE4)
-			 ? KYRO_SIMD_ENV_APPLIED
-			 : KYRO_SIMD_ENV_UNSUPPORTED},
-		{"avx2",
-		 kyro__simd_supported(KYRO_SIMD_AVX2) ? KYRO_SIMD_AVX2 : best,
-		 kyro__simd_supported(KYRO_SIMD_AVX2)
-			 ? KYRO_SIMD_ENV_APPLIED
-			 : KYRO_SIMD_ENV_UNSUPPORTED},
-		{"avx512",
-		 kyro__simd_supported(KYRO_SIMD_AVX512) ? KYRO_SIMD_AVX512
-							: best,
-		 kyro__simd_supported(KYRO_SIMD_AVX512)
-			 ? KYRO_SIMD_ENV_APPLIED
-			 : KYRO_SIMD_ENV_UNSUPPORTED},
-		{"neon-please", best, KYRO_SIMD_ENV_UNKNOWN},
-		{"AVX2", best, KYRO_SIMD_ENV_UNKNOWN},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char lv[16], stv[16];
-		snprintf(lv, sizeof(lv), "%d", cases[i].level);
-		snprintf(stv, sizeof(stv), "%d", cases[i].status);
-		fflush(stdout);
-		const pid_t pid = fork();
-		if (pid == 0) {
-			if (cases[i].value)
-				setenv("KYRODB_SIMD", cases[i].value, 1);
-			else
-				unsetenv("KYRODB_SIMD");
-			execl(self, self, "--env-child", lv, stv, (char *)NULL);
-			_exit(127);
+	result(kyro__simd_selected() == best,
+	       "SIMD: the best level, %s, is "
+	       "the one chosen (%s)",
+	       kyro__simd_name(best), kyro__simd_name(kyro__simd_selected()));
+	int names = 0;
+	for (int l = 0; l < KYRO_SIMD_NLEVELS; l++)
+		names += kyro__simd_level(kyro__simd_name(l)) == l;
+	result(names == KYRO_SIMD_NLEVELS && kyro__simd_level("AVX2") == -1 &&
+		       kyro__simd_level("neon-please") == -1 &&
+		       kyro__simd_level(NULL) == -1 &&
+		       strcmp(kyro__simd_name(KYRO_SIMD_NLEVELS), "?") == 0,
+	       "SIMD: every level's name maps back to it, nothing else does");
+
+	enum { N = 1000 };
+	uint64_t keys[N];
+	for (uint64_t i = 0; i < N; i++)
+		keys[i] = 3 * i + 1;
+	char err[256] = "";
+	void *img = NULL;
+	size_t size = 0;
+	struct kyro__rmi *r = NULL;
+	int rc = kyro__rmi_train(keys, N, 1, NULL, &img, &size, NULL, err,
+				 sizeof err);
+	if (rc == 0)
+		rc = kyro__rmi_load(&r, img, size, keys, N, 1, err, sizeof err);
+	result(rc == 0, "SIMD: an index to set levels on (%s)",
+	       rc ? err : "ok");
+	if (rc == 0) {
+		struct kyro__rmi_info info;
+		kyro__rmi_info(r, &info);
+		const int started = info.simd;
+		int refused =
+			kyro__rmi_set_simd(r, -1) == ENOTSUP &&
+			kyro__rmi_set_simd(r, KYRO_SIMD_NLEVELS) == ENOTSUP;
+		for (int l = 0; l < KYRO_SIMD_NLEVELS; l++)
+			if (!kyro__simd_supported(l))
+				refused &= kyro__rmi_set_simd(r, l) == ENOTSUP;
+		kyro__rmi_info(r, &info);
+		const int kept = info.simd == best;
+		int set = 1;
+		for (int v = 0; v < nlevels; v++) {
+			set &= kyro__rmi_set_simd(r, levels[v]) == 0;
+			kyro__rmi_info(r, &info);
+			set &= info.simd == levels[v] &&
+			       kyro__rmi_lower_bound(r, keys[N / 2], NULL) ==
+				       N / 2;
 		}
-		int status = -1;
-		if (pid > 0)
-			waitpid(pid, &status, 0);
-		result(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		       "KYRODB_SIMD=%s selects %s (status %d)",
-		       cases[i].value ? cases[i].value : "(unset)",
-		       kyro__simd_name(cases[i].level), cases[i].status);
+		result(started == best && refused && kept && set,
+		       "SIMD: an index starts at %s, takes every level the "
+		       "CPU runs and refuses the others",
+		       kyro__simd_name(best));
 	}
+	kyro__rmi_free(r);
+	free(img);
 }
 
 int main(int argc, char **argv)
 {
-	if (argc == 4 && strcmp(argv[1], "--env-child") == 0)
-		return env_child(argv[2], argv[3]);
 	if (argc > 1 && strcmp(argv[1], "-v") == 0)
 		verbose = 1;
 	const clock_t t0 = clock();
@@ -1157,8 +1169,7 @@ int main(int argc, char **argv)
 	check_build_errors();
 	check_budget();
 	check_damage();
-	check_env(argv[0][0] == '/' || strchr(argv[0], '/') ? argv[0]
-							     : "/proc/self/exe");
+	check_levels();
 
 	if (verbose)
 		printf("cpu time %.1f s\n",

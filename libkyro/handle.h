@@ -1,11 +1,11 @@
 /*
- * store.h - what the operations (compact.c, index.c, verify.c) may ask of
+ * handle.h - what the operations (compact.c, index.c, verify.c) may ask of
  * a kyro_db handle.  The handle itself (struct kyro_db, db.h) belongs to
  * db.c, view.c and writer.c; everyone else goes through this header, so a
  * change to the handle's fields never reaches past those three files.
  */
-#ifndef KYRO_STORE_H
-#define KYRO_STORE_H
+#ifndef KYRO_HANDLE_H
+#define KYRO_HANDLE_H
 
 #include <limits.h>
 #include <stddef.h>
