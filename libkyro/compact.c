@@ -21,6 +21,7 @@
  * next snapshot removes garbage: files the manifest does not name.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -50,7 +51,7 @@ struct fold {
 	char *msg;
 	struct seg_map *segs;
 	size_t nsegs;
-	struct delta_ent *ents;
+	struct delta_ent *ents; /* on huge pages, room for cap */
 	size_t nents, cap;
 	unsigned char *arena; /* NULL: refs point into the WAL */
 	uint64_t arena_len, arena_cap;
@@ -86,15 +87,14 @@ static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 		off = wal_rec_at(s->base, off, &r);
 		if (r.type == WAL_COMMIT)
 			continue;
-		if (f->nents == f->cap) {
-			size_t cap = f->cap ? f->cap * 2 : 4096;
-			struct delta_ent *v = realloc(f->ents, cap * sizeof *v);
-			if (!v)
-				return kyro__fail(msg, ENOMEM,
-						  "cannot snapshot");
-			f->ents = v;
-			f->cap = cap;
-		}
+		/* Sequence numbers count the records: more than cap is a
+		 * WAL whose records overlap the sequence numbers checked. */
+		if (f->nents == f->cap)
+			return kyro__failx(
+				msg, KYRO_ECORRUPT,
+				"'%s': offset %llu: more records than "
+				"sequence numbers",
+				s->path, (unsigned long long)at);
 		uint64_t ref = DELTA_REF(slot, at);
 		if (f->arena && r.type == WAL_PUT) {
 			KYRO_VERIFY(f->arena_len + 4 + r.len <= f->arena_cap);
@@ -246,7 +246,7 @@ static int open_old(struct run *r, int needed)
 	return needed ? rc : 0;
 }
 
-/* Map the segments to fold and gather their records, sorted by key. */
+/* Map the segments to fold and gather their records. */
 static int fold_collect_all(struct run *r, struct fold *f)
 {
 	const struct manifest *b = &r->before;
@@ -257,9 +257,11 @@ static int fold_collect_all(struct run *r, struct fold *f)
 		return kyro__fail(msg, ENOMEM, "cannot snapshot");
 	uint64_t next_seq = b->snap_gen ? b->snap_seq + 1 : 1;
 	/* Sequence numbers count records exactly: size the array once
-	 * rather than doubling a multi-gigabyte buffer. */
+	 * rather than doubling a multi-gigabyte buffer; on huge pages, since
+	 * 4 KiB faults over it cost more than filling it (see sort.c). */
 	f->cap = (size_t)(r->cut + 1 - next_seq);
-	if (f->cap && !(f->ents = malloc(f->cap * sizeof *f->ents)))
+	if (f->cap &&
+	    !(f->ents = kyro__fs_alloc_huge(f->cap * sizeof *f->ents)))
 		return kyro__fail(msg, ENOMEM, "cannot snapshot");
 	for (size_t i = 0; i < f->nsegs; i++) {
 		rc = kyro__seg_map_open(msg, &f->segs[i], kyro__db_dir(r->db),
@@ -286,9 +288,75 @@ static int fold_collect_all(struct run *r, struct fold *f)
 			"WAL of '%s' ends at sequence %llu, expected %llu",
 			kyro__db_dir(r->db), (unsigned long long)(next_seq - 1),
 			(unsigned long long)r->cut);
-	if ((rc = kyro__sort_ents(f->ents, f->nents)) != 0)
-		return kyro__fail(msg, rc, "cannot snapshot");
 	return 0;
+}
+
+/* Sort the records, with the new snapshot's key and offset arrays (not
+ * yet written) as the scratch space: one allocation mapped in, not two. */
+static int fold_sort(struct fold *f, struct snap_writer *w)
+{
+	size_t room;
+	struct delta_ent *scratch = kyro__snap_writer_scratch(w, &room);
+	if (room < f->nents * sizeof *scratch)
+		scratch = NULL;
+	int rc = kyro__sort_ents_with(f->ents, f->nents, scratch);
+	return rc ? kyro__fail(f->msg, rc, "cannot snapshot") : 0;
+}
+
+/* An index is built for the new snapshot, or for the one there is when it
+ * has none. */
+static int want_index(const struct run *r)
+{
+	const struct manifest *b = &r->before;
+	return (r->flags & KYRO_SNAPSHOT_INDEX) &&
+	       (r->rotated || (b->snap_gen && b->rmi_snap != b->snap_gen));
+}
+
+/* The index of the new snapshot trains on a second thread, on the keys
+ * in the writer's memory, while the files are written and synced: the
+ * keys are final once the writer is sealed. */
+struct index_job {
+	struct run *r;
+	struct snap view;
+	char msg[KMSG_MAX];
+	int rc;
+};
+
+static void *index_job_run(void *arg)
+{
+	struct index_job *j = arg;
+	j->rc = kyro__index_write(j->msg, kyro__db_dir(j->r->db), &j->view,
+				  j->r->rmi_id, j->r->p, &j->r->st->rmi);
+	return NULL;
+}
+
+/* Write the sealed snapshot's files durably and, when asked, its index
+ * beside them.  Neither is named by the manifest yet. */
+static int write_and_index(struct run *r)
+{
+	char *msg = kyro__db_msg(r->db);
+	struct index_job j = {.r = r};
+	pthread_t t;
+	int spawned = 0, rc;
+	if (want_index(r)) {
+		if ((rc = kyro__snap_writer_view(msg, &r->w, &j.view)) != 0)
+			return rc;
+		r->rmi_id = r->before.rmi_gen + 1;
+		spawned = pthread_create(&t, NULL, index_job_run, &j) == 0;
+	}
+	rc = kyro__snap_writer_finish(msg, &r->w, r->cut, &r->bytes);
+	if (spawned)
+		pthread_join(t, NULL);
+	else if (r->rmi_id && !rc)
+		index_job_run(&j);
+	if (r->rmi_id) {
+		if (!rc && j.rc) {
+			rc = j.rc;
+			memcpy(msg, j.msg, KMSG_MAX);
+		}
+		kyro__snap_view_release(&j.view);
+	}
+	return rc;
 }
 
 /* Write the new snapshot: the old one merged with the folded records. */
@@ -305,46 +373,29 @@ static int fold(struct run *r)
 						    f.nents);
 	if (!rc) {
 		r->have_w = 1;
-		rc = fold_merge(&f, r->have_old ? &r->old : NULL, &r->w,
-				r->progress, r->arg);
+		rc = fold_sort(&f, &r->w);
 	}
 	if (!rc)
-		rc = kyro__snap_writer_finish(f.msg, &r->w, r->cut, &r->bytes);
+		rc = fold_merge(&f, r->have_old ? &r->old : NULL, &r->w,
+				r->progress, r->arg);
+	if (!rc)
+		rc = kyro__snap_writer_seal(f.msg, &r->w, r->cut);
+	/* The WAL and its records are no longer needed: give the memory
+	 * back before the index trains. */
 	for (size_t i = 0; f.segs && i < f.nsegs; i++)
 		kyro__seg_map_close(&f.segs[i]);
 	free(f.segs);
-	free(f.ents);
+	kyro__fs_free_huge(f.ents, f.cap * sizeof *f.ents);
 	kyro__fs_free_huge(f.arena, f.arena_cap);
-	return rc;
+	return rc ? rc : write_and_index(r);
 }
 
-/* An index is built for the new snapshot, or for the one there is when it
- * has none. */
-static int want_index(const struct run *r)
-{
-	const struct manifest *b = &r->before;
-	return (r->flags & KYRO_SNAPSHOT_INDEX) &&
-	       (r->rotated || (b->snap_gen && b->rmi_snap != b->snap_gen));
-}
-
+/* The snapshot there is has no index: build it. */
 static int build_index(struct run *r)
 {
-	char *msg = kyro__db_msg(r->db);
-	const char *dir = kyro__db_dir(r->db);
-	struct snap fresh;
-	const struct snap *s = &r->old;
-	int rc;
-	if (r->rotated) {
-		if ((rc = kyro__snap_open(msg, &fresh, dir, r->w.gen,
-					  r->w.n)) != 0)
-			return rc;
-		s = &fresh;
-	}
 	r->rmi_id = r->before.rmi_gen + 1;
-	rc = kyro__index_write(msg, dir, s, r->rmi_id, r->p, &r->st->rmi);
-	if (r->rotated)
-		kyro__snap_close(&fresh);
-	return rc;
+	return kyro__index_write(kyro__db_msg(r->db), kyro__db_dir(r->db),
+				 &r->old, r->rmi_id, r->p, &r->st->rmi);
 }
 
 /* Step (2): name the new snapshot, whose index (if any) comes in the same
@@ -402,7 +453,7 @@ int kyro_snapshot(kyro_db *db, unsigned flags,
 		rc = rotate(&r);
 	if (!rc)
 		rc = r.rotated ? fold(&r) : open_old(&r, want_index(&r));
-	if (!rc && want_index(&r))
+	if (!rc && !r.rotated && want_index(&r))
 		rc = build_index(&r);
 	if (!rc && (r.rotated || r.rmi_id))
 		rc = kyro__db_commit(db, "snapshot", r.gen, commit_edit, &r);

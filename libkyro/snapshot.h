@@ -175,8 +175,11 @@ struct snap_writer {
 	uint64_t gen;
 	int fd_data;
 	char bin_tmp[PATH_MAX], data_tmp[PATH_MAX];
-	uint64_t *keys, *offs;
+	unsigned char *img;     /* the .bin file's bytes, room for CAP keys */
+	uint64_t img_len;       /* its length once sealed */
+	uint64_t *keys, *offs;  /* in the image */
 	uint64_t n, cap;
+	int sealed;
 	unsigned char *buf;
 	size_t buflen;
 	uint64_t data_pos;
@@ -186,10 +189,28 @@ struct snap_writer {
 
 int kyro__snap_writer_open(char *msg, struct snap_writer *w, const char *dir,
 			   uint64_t gen, uint64_t cap_hint);
+/* Before the first key is added, the room made for the keys and offsets
+ * (*LEN bytes, at least 16 per key of CAP_HINT, 8-byte aligned) is free
+ * for the caller's use: scratch already mapped, which the writer then
+ * overwrites. */
+void *kyro__snap_writer_scratch(struct snap_writer *w, size_t *len);
 int kyro__snap_writer_add(char *msg, struct snap_writer *w, uint64_t key,
 			  const void *val, size_t len);
-/* Write the index file, fsync both, rename both into place and fsync the
- * directory; *BYTES gets the two files' size. */
+/* End the payloads and lay out the index file in memory; after this no
+ * key can be added.  LAST_SEQ goes into the header. */
+int kyro__snap_writer_seal(char *msg, struct snap_writer *w, uint64_t last_seq);
+/* Once sealed: S describes the snapshot being written, its key array and
+ * block table in the writer's memory, its bitmaps fresh (every key block
+ * is verified again on use), for building its index while the files are
+ * written.  S holds no payloads (data is NULL).  Valid until the writer
+ * is aborted; release with kyro__snap_view_release(), never kyro__snap_close().
+ */
+int kyro__snap_writer_view(char *msg, const struct snap_writer *w,
+			   struct snap *s);
+void kyro__snap_view_release(struct snap *s);
+/* Seal (unless sealed; LAST_SEQ is then ignored), write the index file,
+ * fsync both, rename both into place and fsync the directory; *BYTES
+ * gets the two files' size. */
 int kyro__snap_writer_finish(char *msg, struct snap_writer *w,
 			     uint64_t last_seq, uint64_t *bytes);
 /* Drop the temporary files; safe after finish (it then does nothing but
