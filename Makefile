@@ -197,7 +197,7 @@ uninstall:
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man8/%,$(wildcard man/*.8))
 
 ## bench: every benchmark; CSV and PNG in bench/results/, summary in bench/README.md
-bench: bench-store bench-rmi bench-snapshot
+bench: bench-store bench-rmi bench-snapshot bench-open
 
 bench-deps:
 	$(Q)sh tests/deps.sh liblmdb-dev gnuplot-nox hyperfine
@@ -205,6 +205,10 @@ bench-deps:
 ## bench-store: kyro-put/get/snapshot and one-key opens against LMDB
 bench-store: all bench-deps
 	$(Q)sh bench/store/run.sh
+
+## bench-open: kyro-get of one key against LMDB at 200k..100M keys (OPEN_NS, OPEN_BEFORE)
+bench-open: all
+	$(Q)bash bench/open/run.sh
 
 ## bench-snapshot: kyro-snapshot at 10M and 100M keys against dd of the same bytes
 bench-snapshot: all
@@ -279,7 +283,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all bench bench-deps bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-open bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)

@@ -69,6 +69,10 @@
 #include "rmi.h"
 #include "simd.h"
 
+/* The snapshot identity (.bin header checksum) the indexes here are bound
+ * to: any value will do, as long as build and load agree. */
+#define SNAP_SUM 0x5eed5eed5eed5eedull
+
 static const char *prog = "rmi_bench";
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -646,7 +650,8 @@ int main(int argc, char **argv)
 		struct kyro__rmi_build_stats st;
 		char err[256];
 		t0 = now();
-		int rc = kyro__rmi_train(keys, n, 1, &shape, &img, &size, &st,
+		int rc = kyro__rmi_train(keys, n, 1, SNAP_SUM,
+					 &shape, &img, &size, &st,
 					 err, sizeof(err));
 		const double tb = now() - t0;
 		if (rc)
@@ -665,7 +670,8 @@ int main(int argc, char **argv)
 		index_bytes = size;
 		img_huge = alloc_array(size);
 		memcpy(img_huge, img, size);
-		rc = kyro__rmi_load(&c.rmi, img_huge, size, keys, n, 1, err,
+		rc = kyro__rmi_load(&c.rmi, img_huge, size, keys, n, 1, SNAP_SUM,
+				    err,
 				    sizeof(err));
 		if (rc)
 			die("load: %s", err);

@@ -44,8 +44,8 @@ int kyro__index_write(char *msg, const char *dir, const struct snap *s,
 	if (s->n && (rc = snap_check(msg, s, SNAP_BIN, SNAP_BIN_HDR,
 				     8 * s->n)) != 0)
 		return rc;
-	rc = kyro__rmi_train(s->keys, s->n, s->gen, p, &img, &size, &bs, err,
-			     sizeof err);
+	rc = kyro__rmi_train(s->keys, s->n, s->gen, s->hdr_sum, p, &img, &size,
+			     &bs, err, sizeof err);
 	if (rc) {
 		free(img);
 		return kyro__failx(msg, rc,

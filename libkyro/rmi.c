@@ -8,16 +8,19 @@
  *
  *   Header, 64 bytes
  *     0   8  magic "KYRORMI\0" (4b 59 52 4f 52 4d 49 00)
- *     8   4  format version, 2 (version 1 routed by interpolating over
- *            the bucket's whole width; it is refused, and rebuilt)
+ *     8   4  format version, 3 (version 2 is still read, see below;
+ *            version 1 routed by interpolating over the bucket's whole
+ *            width: it is refused, and rebuilt)
  *    12   4  flags: bit 0 set for a logarithmic router; any other set
  *            bit is refused
  *    16   8  key count n of the snapshot
  *    24   8  snapshot generation the index was built for
  *    32   8  first key, keys[0] (0 when n = 0)
  *    40   8  last key, keys[n-1] (0 when n = 0)
- *    48   8  key sample hash: XXH3_64bits over the 8-byte little-endian
- *            encodings of keys[j*n/m] for j = 0..m-1, m = min(n, 1024)
+ *    48   8  snapshot binding: the checksum of the snapshot's .bin header
+ *            (its bytes 120..127, XXH3-64 of the header's bytes 0..119,
+ *            which name the generation, key count, last sequence number
+ *            and payload size)
  *    56   4  leaf count L, >= 1
  *    60   1  router bits B, 8..24
  *    61   1  shift S: max(0, bitlen(last - first) - B) for a linear
@@ -86,13 +89,24 @@
  *            means the keys are not the ones the index was built over,
  *            and a binary search answers instead (a mispredict).
  *
+ * VERSION 2 is the same file but for bytes 48..55, which hold a key
+ * sample hash: XXH3_64bits over the 8-byte little-endian encodings of
+ * keys[j*n/m] for j = 0..m-1, m = min(n, 1024).  Loading one still checks
+ * that hash, which reads 1,024 keys spread over the whole array (a page
+ * fault each on a large store): kyro-rmi-build rewrites it as version 3.
+ * Version 3 binds the index to the snapshot's identity instead, so that
+ * loading reads no key but the first and the last: an index is never
+ * trusted for the keys anyway (a lookup confirms its answer against the
+ * keys it probed, and the snapshot verifies each key block on first use).
+ *
  * LOAD REFUSES the image, with a message, when: it is shorter than a
- * header and checksum; the magic differs; the version is not 2
+ * header and checksum; the magic differs; the version is not 2 or 3
  * (KYRO_EVERSION); a flag or reserved byte is set; B or L is out of range;
  * its size is not exactly R + 32 L + 8 (truncated or trailing bytes); the
- * checksum differs; the generation, key count, first or last key, or key
- * sample hash differs from the snapshot it is loaded against (a stale
- * index); S is not the value derived from the keys; the router's c is
+ * checksum differs; the generation, key count, first or last key, or
+ * snapshot binding (version 2: key sample hash) differs from the snapshot
+ * it is loaded against (a stale index); S is not the value derived from
+ * the keys; the router's c is
  * not non-decreasing from 0 to L with every bucket up to the last key's
  * below L; a scale is negative or not finite; the leaves' starts and
  * counts do not tile [0, n); or a slope is negative or not finite.  After
@@ -326,7 +340,7 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 
 /* The header's own fields, as load checks and uses them. */
 struct header {
-	uint32_t flags;
+	uint32_t version, flags;
 	unsigned bits, shift;
 	uint64_t leaves;
 };
@@ -350,14 +364,15 @@ static int check_image(const unsigned char *img, size_t size,
 		return KYRO_ECORRUPT;
 	}
 	const uint32_t version = get_le32(img + 8);
-	if (version != KYRO_RMI_VERSION) {
+	if (version != KYRO_RMI_VERSION && version != KYRO_RMI_VERSION_SAMPLED) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
-			"index format version %u, this build reads version "
-			"%d (rebuild the index)",
-			version, KYRO_RMI_VERSION);
+			"index format version %u, this build reads versions "
+			"%d and %d (rebuild the index with kyro-rmi-build)",
+			version, KYRO_RMI_VERSION_SAMPLED, KYRO_RMI_VERSION);
 		return KYRO_EVERSION;
 	}
+	h->version = version;
 	h->flags = get_le32(img + 12);
 	h->bits = img[60];
 	h->shift = img[61];
@@ -401,10 +416,12 @@ static int check_image(const unsigned char *img, size_t size,
 }
 
 /* The intact image IMG: is it the index of this snapshot, keys[0..N) of
- * generation SNAP_GEN?  A stale index is refused. */
+ * generation SNAP_GEN whose .bin header checksum is SNAP_SUM?  A stale
+ * index is refused.  Reads no key but the first and last, except for
+ * version 2's sample. */
 static int check_snapshot(const unsigned char *img, const struct header *h,
 			  const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-			  char *errbuf, size_t errlen)
+			  uint64_t snap_sum, char *errbuf, size_t errlen)
 {
 	const uint64_t hn = get_le64(img + 16);
 	const uint64_t hgen = get_le64(img + 24);
@@ -436,7 +453,17 @@ static int check_snapshot(const unsigned char *img, const struct header *h,
 			(unsigned long long)first, (unsigned long long)last);
 		return KYRO_ECORRUPT;
 	}
-	if (get_le64(img + 48) != kyro__rmi_key_sample_hash(keys, n)) {
+	if (h->version == KYRO_RMI_VERSION && get_le64(img + 48) != snap_sum) {
+		kyro__rmi_set_err(
+			errbuf, errlen,
+			"stale index: built for another snapshot (header "
+			"checksum %016llx, the snapshot's is %016llx)",
+			(unsigned long long)get_le64(img + 48),
+			(unsigned long long)snap_sum);
+		return KYRO_ECORRUPT;
+	}
+	if (h->version == KYRO_RMI_VERSION_SAMPLED &&
+	    get_le64(img + 48) != kyro__rmi_key_sample_hash(keys, n)) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
 			"stale index: key sample checksum mismatch (built "
@@ -456,7 +483,7 @@ static int check_snapshot(const unsigned char *img, const struct header *h,
 
 int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
 		   const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-		   char *errbuf, size_t errlen)
+		   uint64_t snap_sum, char *errbuf, size_t errlen)
 {
 	const unsigned char *img = image;
 	struct header h;
@@ -469,8 +496,8 @@ int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
 	}
 	int err = check_image(img, size, &h, errbuf, errlen);
 	if (!err)
-		err = check_snapshot(img, &h, keys, n, snap_gen, errbuf,
-				     errlen);
+		err = check_snapshot(img, &h, keys, n, snap_gen, snap_sum,
+				     errbuf, errlen);
 	if (err)
 		return err;
 	struct model m;

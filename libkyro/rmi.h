@@ -20,7 +20,10 @@
 
 #include "kyro.h"
 
-#define KYRO_RMI_VERSION 2
+#define KYRO_RMI_VERSION 3
+/* The previous version, still loaded: bound to its snapshot by a sample of
+ * keys spread over the array (see rmi.c). */
+#define KYRO_RMI_VERSION_SAMPLED 2
 #define KYRO_RMI_MIN_BITS 8
 #define KYRO_RMI_MAX_BITS 24
 /* Window histogram buckets: bucket 0 counts empty windows, bucket b > 0
@@ -68,7 +71,9 @@ struct kyro__rmi;
 
 /*
  * Build the index over keys[0..N) (sorted, unique; N may be 0, KEYS may
- * then be NULL) for snapshot generation SNAP_GEN.  P may be NULL (all
+ * then be NULL) for the snapshot of generation SNAP_GEN whose .bin header
+ * checksum is SNAP_SUM (struct snap's hdr_sum; any value outside a store,
+ * as long as load is given the same).  P may be NULL (all
  * automatic).  On success *BUF holds the complete file image (malloc'd,
  * the caller frees it) and *SIZE its length; ST, when not NULL, is filled.
  * Every key is checked to lie inside its own window, with the function
@@ -77,13 +82,14 @@ struct kyro__rmi;
  * would hold 2^32 keys or more: ask for more leaves).
  */
 int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-		    const struct kyro_rmi_params *p, void **buf, size_t *size,
+		    uint64_t snap_sum, const struct kyro_rmi_params *p, void **buf, size_t *size,
 		    struct kyro__rmi_build_stats *st, char *errbuf,
 		    size_t errlen);
 
 /*
  * Check IMAGE[0..SIZE) against its own rules and against the snapshot it
- * is to serve (KEYS[0..N), generation SNAP_GEN), and on success set *RP to
+ * is to serve (KEYS[0..N), generation SNAP_GEN, .bin header checksum
+ * SNAP_SUM), and on success set *RP to
  * a new handle.  IMAGE and KEYS are borrowed: both must stay mapped, and
  * unchanged, until kyro__rmi_free(*RP).  IMAGE needs no particular
  * alignment.  On failure *RP is NULL.  Returns 0, ENOMEM, KYRO_EVERSION or
@@ -93,7 +99,7 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
  */
 int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
 		   const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-		   char *errbuf, size_t errlen);
+		   uint64_t snap_sum, char *errbuf, size_t errlen);
 
 /* Release the handle (not the image or the keys).  NULL is accepted. */
 void kyro__rmi_free(struct kyro__rmi *r);

@@ -832,9 +832,11 @@ static int check_args(const uint64_t *keys, uint64_t n,
 }
 
 /* The header of an image of shape SH over keys[0..N) of snapshot
- * generation SNAP_GEN (see the top of rmi.c), and M, the model over it. */
+ * generation SNAP_GEN, header checksum SNAP_SUM (see the top of rmi.c),
+ * and M, the model over it. */
 static void put_header(unsigned char *img, const uint64_t *keys, uint64_t n,
-		       uint64_t snap_gen, const struct shape *sh,
+		       uint64_t snap_gen, uint64_t snap_sum,
+		       const struct shape *sh,
 		       struct model *m)
 {
 	const uint64_t first = n ? keys[0] : 0;
@@ -847,7 +849,7 @@ static void put_header(unsigned char *img, const uint64_t *keys, uint64_t n,
 	put_le64(img + 24, snap_gen);
 	put_le64(img + 32, first);
 	put_le64(img + 40, last);
-	put_le64(img + 48, kyro__rmi_key_sample_hash(keys, n));
+	put_le64(img + 48, snap_sum);
 	put_le32(img + 56, (uint32_t)sh->leaves);
 	img[60] = (unsigned char)sh->bits;
 	img[61] = (unsigned char)shift;
@@ -877,7 +879,8 @@ static int alloc_image(const struct kyro_rmi_params *p, const struct shape *sh,
 }
 
 int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-		    const struct kyro_rmi_params *p, void **buf, size_t *size,
+		    uint64_t snap_sum, const struct kyro_rmi_params *p,
+		    void **buf, size_t *size,
 		    struct kyro__rmi_build_stats *st, char *errbuf,
 		    size_t errlen)
 {
@@ -901,7 +904,7 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 		goto out;
 
 	struct model m;
-	put_header(img, keys, n, snap_gen, &sh, &m);
+	put_header(img, keys, n, snap_gen, snap_sum, &sh, &m);
 	fill_router(img + HDR_SIZE, &m, sh.bits, sh.leaves, keys, n, sh.bounds,
 		    0, 1);
 	double wsum = 0, wmax = 0;
@@ -914,7 +917,7 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 
 	/* The loader's rules are the format's: the image must pass them. */
 	err = kyro__rmi_load(&check, img, (size_t)total, keys, n, snap_gen,
-			     errbuf, errlen);
+			     snap_sum, errbuf, errlen);
 	if (err)
 		goto out;
 	if (st) {

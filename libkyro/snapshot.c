@@ -326,6 +326,7 @@ static int check_bin_header(char *msg, struct snap *s, uint64_t gen,
 	s->n = get_le64(h + 24);
 	s->last_seq = get_le64(h + 32);
 	s->data_size = get_le64(h + 40);
+	s->hdr_sum = get_le64(h + 120);
 	if (s->gen != gen || s->n != nkeys)
 		return kyro__failx(
 			msg, KYRO_ECORRUPT,
@@ -745,6 +746,7 @@ int kyro__snap_writer_view(char *msg, const struct snap_writer *w,
 	s->n = w->n;
 	s->last_seq = get_le64(w->img + 32);
 	s->data_size = w->data_pos;
+	s->hdr_sum = get_le64(w->img + 120);
 	s->bin = w->img;
 	s->bin_len = (size_t)w->img_len;
 	s->keys = w->keys;

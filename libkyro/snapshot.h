@@ -23,6 +23,9 @@ struct snap {
 	uint64_t n;
 	uint64_t last_seq;
 	uint64_t data_size;
+	/* The .bin header's checksum: the snapshot's identity, to which
+	 * its learned index is bound. */
+	uint64_t hdr_sum;
 	const unsigned char *bin;
 	size_t bin_len;
 	const unsigned char *data;

@@ -717,8 +717,8 @@ static void verify_index(struct vctx *c, const char *dir,
 		return;
 	}
 	kyro__fs_close(fd);
-	if (kyro__rmi_load(&r, img, (size_t)size, s->keys, s->n, s->gen, err,
-			   sizeof err)) {
+	if (kyro__rmi_load(&r, img, (size_t)size, s->keys, s->n, s->gen,
+			   s->hdr_sum, err, sizeof err)) {
 		say(c, path, 0, "learned index refused: %s", err);
 		c->damaged = 1;
 	} else if ((flags & KYRO_VERIFY_DEEP) &&

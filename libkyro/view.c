@@ -121,7 +121,8 @@ static void index_load(kyro_db *db)
 	v->rmi_len = (size_t)size;
 	struct kyro__rmi *rmi = NULL;
 	if (kyro__rmi_load(&rmi, v->rmi_img, v->rmi_len, v->snap.keys,
-			   v->snap.n, v->snap.gen, err, sizeof err)) {
+			   v->snap.n, v->snap.gen, v->snap.hdr_sum, err,
+			   sizeof err)) {
 		snprintf(v->rmi_why, sizeof v->rmi_why,
 			 "learned index '%.200s' refused: %.800s", path, err);
 		kyro__fs_unmap((void *)v->rmi_img, v->rmi_len);

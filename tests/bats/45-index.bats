@@ -219,3 +219,23 @@ flip_byte() {
 	run -1 --separate-stderr kyro-verify -d "$D" --deep
 	assert_output --partial 'learned index refused'
 }
+
+@test "an index of the previous format (version 2) is still used, and kyro-rmi-build rewrites it as version 3" {
+	fix=$BATS_TEST_DIRNAME/../fixtures
+	cp -R "$fix/store-rmi2" "$D"
+	[ "$(od -A n -t u4 -j 8 -N 4 "$(idx)" | tr -d ' ')" = 2 ]
+	cut -f1 "$fix/store-rmi2.tsv" >"$BATS_TEST_TMPDIR/keys"
+	cp "$fix/store-rmi2.tsv" "$BATS_TEST_TMPDIR/want"
+	lookups_are_right
+	stderr_is ""
+	# --deep checks every key against the index's own window: it was
+	# loaded, not refused.
+	run -0 --separate-stderr kyro-verify -d "$D" --deep
+	assert_output ""
+	run -0 --separate-stderr kyro-rmi-build -d "$D"
+	[ "$(od -A n -t u4 -j 8 -N 4 "$(idx)" | tr -d ' ')" = 3 ]
+	lookups_are_right
+	stderr_is ""
+	run -0 --separate-stderr kyro-verify -d "$D" --deep
+	assert_output ""
+}

@@ -17,6 +17,10 @@
 
 #include "rmi.h"
 
+/* The snapshot identity (.bin header checksum) the indexes here are bound
+ * to: any value will do, as long as build and load agree. */
+#define SNAP_SUM 0x5eed5eed5eed5eedull
+
 const char *__ubsan_default_options(void);
 const char *__ubsan_default_options(void) { return "halt_on_error=1"; }
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -74,7 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len = 0;
 	char err[256];
 	if (mode & 1) {
-		if (kyro__rmi_train(keys, n, gen, NULL, &img, &len, NULL, err,
+		if (kyro__rmi_train(keys, n, gen, SNAP_SUM,
+				    NULL, &img, &len, NULL, err,
 				    sizeof err) ||
 		    len == 0) {
 			free(img);
@@ -94,7 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		len = size;
 	}
 	struct kyro__rmi *r = NULL;
-	if (kyro__rmi_load(&r, img, len, keys, n, gen, err, sizeof err) == 0) {
+	if (kyro__rmi_load(&r, img, len, keys, n, gen, SNAP_SUM,
+			   err, sizeof err) == 0) {
 		uint64_t bad, first;
 		kyro__rmi_check_all(r, &bad, &first);
 		struct kyro__rmi_counters c = {0};

@@ -26,6 +26,10 @@
 #include "rmi.h"
 #include "simd.h"
 
+/* The snapshot identity (.bin header checksum) the indexes here are bound
+ * to: any value will do, as long as build and load agree. */
+#define SNAP_SUM 0x5eed5eed5eed5eedull
+
 static int passed, failed, verbose;
 
 static void result(int ok, const char *fmt, ...)
@@ -249,13 +253,15 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	snprintf(label, sizeof(label), "%s n=%" PRIu64 " leaves=%u bits=%u",
 		 name, n, p ? p->leaves : 0, p ? p->router_bits : 0);
 	const uint64_t gen = 7 + n;
-	int rc = kyro__rmi_train(keys, n, gen, p, &img, &size, &st, err,
+	int rc = kyro__rmi_train(keys, n, gen, SNAP_SUM,
+				 p, &img, &size, &st, err,
 				 sizeof(err));
 	result(rc == 0, "%s: build (%s)", label, rc ? err : "ok");
 	if (rc)
 		goto out;
 	built_kind[st.router_log != 0]++;
-	rc = kyro__rmi_load(&r, img, size, keys, n, gen, err, sizeof(err));
+	rc = kyro__rmi_load(&r, img, size, keys, n, gen, SNAP_SUM,
+			    err, sizeof(err));
 	result(rc == 0, "%s: load (%s)", label, rc ? err : "ok");
 	if (rc)
 		goto out;
@@ -503,6 +509,27 @@ static void fix_checksum(unsigned char *img, size_t size)
 		img[size - 8 + i] = (unsigned char)(h >> (8 * i));
 }
 
+/* IMG as the previous format version wrote it: version 2, and at byte 48
+ * the key sample hash of keys[0..N) instead of the snapshot's identity
+ * (computed here from the format's own words, see the top of rmi.c). */
+static void as_version2(unsigned char *img, size_t size, const uint64_t *keys,
+			uint64_t n)
+{
+	static unsigned char buf[8 * 1024];
+	const uint64_t m = n < 1024 ? n : 1024;
+	for (uint64_t j = 0; j < m; j++) {
+		const uint64_t k = keys[(uint64_t)((unsigned __int128)j * n / m)];
+		for (int b = 0; b < 8; b++)
+			buf[8 * j + b] = (unsigned char)(k >> (8 * b));
+	}
+	const uint64_t h = XXH3_64bits(buf, (size_t)(8 * m));
+	memset(img + 8, 0, 4);
+	img[8] = 2;
+	for (int b = 0; b < 8; b++)
+		img[48 + b] = (unsigned char)(h >> (8 * b));
+	fix_checksum(img, size);
+}
+
 /* Is position I one of those the index's key sample hash covers? */
 static int is_sampled(uint64_t i, uint64_t n)
 {
@@ -520,7 +547,8 @@ static int refused(const void *img, size_t size, const uint64_t *keys,
 {
 	struct kyro__rmi *r = NULL;
 	msg[0] = '\0';
-	const int rc = kyro__rmi_load(&r, img, size, keys, n, gen, msg, msglen);
+	const int rc = kyro__rmi_load(&r, img, size, keys, n, gen, SNAP_SUM,
+				      msg, msglen);
 	const int ok = rc != 0 && r == NULL && msg[0] != '\0' &&
 		       (want_rc == 0 || rc == want_rc) &&
 		       (word == NULL || strstr(msg, word) != NULL);
@@ -536,7 +564,8 @@ static void check_damage(void)
 	char err[256];
 	void *vimg;
 	size_t size;
-	int rc = kyro__rmi_train(keys, n, gen, NULL, &vimg, &size, NULL, err,
+	int rc = kyro__rmi_train(keys, n, gen, SNAP_SUM,
+				 NULL, &vimg, &size, NULL, err,
 				 sizeof(err));
 	result(rc == 0, "damage: build the reference index (%s)",
 	       rc ? err : "ok");
@@ -598,11 +627,11 @@ static void check_damage(void)
 		       err, sizeof(err)),
 	       "damage: format version 1 is refused: \"%s\"", err);
 	memcpy(copy, img, size);
-	copy[8] = 3;
+	copy[8] = 4;
 	fix_checksum(copy, size);
 	result(refused(copy, size, keys, n, gen, KYRO_EVERSION, "version",
 		       err, sizeof(err)),
-	       "damage: format version 3 is refused: \"%s\"", err);
+	       "damage: format version 4 is refused: \"%s\"", err);
 
 	/* Stale: another generation, key count, or other keys. */
 	result(refused(img, size, keys, n, gen + 1, KYRO_ECORRUPT,
@@ -615,13 +644,37 @@ static void check_damage(void)
 	if (other == NULL)
 		abort();
 	memcpy(other, keys, sizeof(*other) * n);
+	/* Version 3 is bound to the snapshot's identity, its .bin header
+	 * checksum: another snapshot's is refused, reading no key. */
+	struct kyro__rmi *r2 = NULL;
+	rc = kyro__rmi_load(&r2, img, size, keys, n, gen, SNAP_SUM + 1, err,
+			    sizeof(err));
+	result(rc == KYRO_ECORRUPT && r2 == NULL && strstr(err, "stale"),
+	       "stale: another snapshot (header checksum) is refused: "
+	       "\"%s\"", err);
+	kyro__rmi_free(r2);
+	/* Version 2, the previous format, is still loaded, and still
+	 * checked against its sample of the keys. */
+	memcpy(copy, img, size);
+	as_version2(copy, size, keys, n);
+	r2 = NULL;
+	rc = kyro__rmi_load(&r2, copy, size, keys, n, gen, SNAP_SUM + 1, err,
+			    sizeof(err));
+	uint64_t wrong2 = rc ? n : 0;
+	for (uint64_t i = 0; r2 && i < n; i++)
+		if (kyro__rmi_lower_bound(r2, keys[i], NULL) != i)
+			wrong2++;
+	result(rc == 0 && wrong2 == 0,
+	       "version 2: loaded, every key found (%s, %" PRIu64 " wrong)",
+	       rc ? err : "ok", wrong2);
+	kyro__rmi_free(r2);
 	/* A position the key sample hash covers: j * n / 1024. */
 	const uint64_t sp = (uint64_t)((unsigned __int128)512 * n / 1024);
 	other[sp] = other[sp] + (other[sp + 1] - other[sp]) / 2;
-	result(refused(img, size, other, n, gen, KYRO_ECORRUPT,
+	result(refused(copy, size, other, n, gen, KYRO_ECORRUPT,
 		       "key sample checksum", err, sizeof(err)),
-	       "stale: different keys (same count, same ends) are refused: "
-	       "\"%s\"", err);
+	       "stale: version 2 over different keys (same count, same "
+	       "ends) is refused: \"%s\"", err);
 	memcpy(other, keys, sizeof(*other) * n);
 	other[0] = keys[0] - 1 == keys[0] ? keys[0] : keys[0] - 1;
 	result(refused(img, size, other, n, gen, KYRO_ECORRUPT, "first",
@@ -669,7 +722,7 @@ static void check_damage(void)
 			break;
 		}
 		fix_checksum(copy, size);
-		if (kyro__rmi_load(&r, copy, size, keys, n, gen, err,
+		if (kyro__rmi_load(&r, copy, size, keys, n, gen, SNAP_SUM, err,
 				   sizeof(err)) != 0)
 			continue;
 		accepted_mut++;
@@ -688,9 +741,10 @@ static void check_damage(void)
 	       "and accepted still give exact answers (%" PRIu64 " wrong)",
 	       accepted_mut, wrong);
 
-	/* The right index over other keys (not caught by load, since the
-	 * sample misses the change): lookups stay exact, mispredicts are
-	 * counted, and the deep check names the damage. */
+	/* The right index over other keys (not caught by load, which reads
+	 * no key but the ends, nor by version 2's sample, which misses the
+	 * change): lookups stay exact, mispredicts are counted, and the deep
+	 * check names the damage. */
 	memcpy(other, keys, sizeof(*other) * n);
 	uint64_t moved = 0;
 	for (uint64_t i = 1; i + 1 < n; i += 97) {
@@ -699,7 +753,8 @@ static void check_damage(void)
 		other[i] = other[i - 1] + 1;
 		moved++;
 	}
-	rc = kyro__rmi_load(&r, img, size, other, n, gen, err, sizeof(err));
+	rc = kyro__rmi_load(&r, img, size, other, n, gen, SNAP_SUM,
+			    err, sizeof(err));
 	if (rc == 0) {
 		uint64_t bad, first_bad;
 		wrong = 0;
@@ -737,28 +792,32 @@ static void check_build_errors(void)
 	void *img = (void *)1;
 	size_t size = 1;
 	uint64_t k[4] = { 1, 5, 5, 9 };
-	int rc = kyro__rmi_train(k, 4, 1, NULL, &img, &size, NULL, err,
+	int rc = kyro__rmi_train(k, 4, 1, SNAP_SUM,
+				 NULL, &img, &size, NULL, err,
 				 sizeof(err));
 	result(rc == EINVAL && img == NULL && size == 0 && strstr(err, "sorted"),
 	       "build: duplicate keys are refused: \"%s\"", err);
 	uint64_t u[3] = { 9, 5, 7 };
-	rc = kyro__rmi_train(u, 3, 1, NULL, &img, &size, NULL, err,
+	rc = kyro__rmi_train(u, 3, 1, SNAP_SUM, NULL, &img, &size, NULL, err,
 			     sizeof(err));
 	result(rc == EINVAL && strstr(err, "sorted"),
 	       "build: unsorted keys are refused: \"%s\"", err);
 	struct kyro_rmi_params p = { 0, 7, 0 };
-	rc = kyro__rmi_train(k, 2, 1, &p, &img, &size, NULL, err, sizeof(err));
+	rc = kyro__rmi_train(k, 2, 1, SNAP_SUM,
+			     &p, &img, &size, NULL, err, sizeof(err));
 	result(rc == EINVAL, "build: 7 router bits are refused: \"%s\"", err);
 	p.router_bits = 25;
-	rc = kyro__rmi_train(k, 2, 1, &p, &img, &size, NULL, err, sizeof(err));
+	rc = kyro__rmi_train(k, 2, 1, SNAP_SUM,
+			     &p, &img, &size, NULL, err, sizeof(err));
 	result(rc == EINVAL, "build: 25 router bits are refused: \"%s\"", err);
 	struct kyro_rmi_params q = { 0, 0, 100 };
-	rc = kyro__rmi_train(k, 2, 1, &q, &img, &size, NULL, err, sizeof(err));
+	rc = kyro__rmi_train(k, 2, 1, SNAP_SUM,
+			     &q, &img, &size, NULL, err, sizeof(err));
 	result(rc == EINVAL && strstr(err, "smallest"),
 	       "build: a max size below the smallest index is refused: \"%s\"",
 	       err);
 	struct kyro_rmi_params big = { 100000, 16, 8192 };
-	rc = kyro__rmi_train(k, 2, 1, &big, &img, &size, NULL, err,
+	rc = kyro__rmi_train(k, 2, 1, SNAP_SUM, &big, &img, &size, NULL, err,
 			     sizeof(err));
 	result(rc == EINVAL && strstr(err, "maximum"),
 	       "build: explicit leaves over an explicit max size are refused: "
@@ -775,7 +834,8 @@ static void check_budget(void)
 	size_t size;
 	struct kyro__rmi_build_stats st;
 	char err[256];
-	int rc = kyro__rmi_train(keys, n, 1, NULL, &img, &size, &st, err,
+	int rc = kyro__rmi_train(keys, n, 1, SNAP_SUM,
+				 NULL, &img, &size, &st, err,
 				 sizeof(err));
 	result(rc == 0 && size == st.bytes && (double)size <= 0.02 * 8.0 * n,
 	       "budget: the default index over %" PRIu64 " keys is %zu bytes, "
@@ -784,7 +844,7 @@ static void check_budget(void)
 	if (rc == 0)
 		free(img);
 	struct kyro_rmi_params p = { 0, 0, 65536 };
-	rc = kyro__rmi_train(keys, n, 1, &p, &img, &size, &st, err,
+	rc = kyro__rmi_train(keys, n, 1, SNAP_SUM, &p, &img, &size, &st, err,
 			     sizeof(err));
 	result(rc == 0 && size <= 65536, "budget: --max-size 65536 gives %zu "
 	       "bytes", size);
@@ -811,9 +871,11 @@ static int windows_of(const uint64_t *keys, uint64_t n,
 	double sum = 0;
 	*cnt = 0;
 	*widest = 0;
-	int rc = kyro__rmi_train(keys, n, 1, p, &img, &size, NULL, err, errlen);
+	int rc = kyro__rmi_train(keys, n, 1, SNAP_SUM,
+				 p, &img, &size, NULL, err, errlen);
 	if (rc == 0)
-		rc = kyro__rmi_load(&r, img, size, keys, n, 1, err, errlen);
+		rc = kyro__rmi_load(&r, img, size, keys, n, 1, SNAP_SUM,
+				    err, errlen);
 	for (uint64_t i = 0; rc == 0 && i < n; i++) {
 		if (keys[i] < from || keys[i] > to)
 			continue;
@@ -976,10 +1038,12 @@ static void check_levels(void)
 	void *img = NULL;
 	size_t size = 0;
 	struct kyro__rmi *r = NULL;
-	int rc = kyro__rmi_train(keys, N, 1, NULL, &img, &size, NULL, err,
+	int rc = kyro__rmi_train(keys, N, 1, SNAP_SUM,
+				 NULL, &img, &size, NULL, err,
 				 sizeof err);
 	if (rc == 0)
-		rc = kyro__rmi_load(&r, img, size, keys, N, 1, err, sizeof err);
+		rc = kyro__rmi_load(&r, img, size, keys, N, 1, SNAP_SUM,
+				    err, sizeof err);
 	result(rc == 0, "SIMD: an index to set levels on (%s)",
 	       rc ? err : "ok");
 	if (rc == 0) {
@@ -1094,7 +1158,8 @@ int main(int argc, char **argv)
 		char err[256];
 		void *img = NULL;
 		size_t size;
-		const int rc = kyro__rmi_train(keys, n, 1, NULL, &img, &size,
+		const int rc = kyro__rmi_train(keys, n, 1, SNAP_SUM,
+					       NULL, &img, &size,
 					       &st, err, sizeof(err));
 		result(rc == 0 && st.router_log,
 		       "lognormal keys get a logarithmic router (%s)",
@@ -1127,7 +1192,8 @@ int main(int argc, char **argv)
 					tsets[i].leaves, 0, 0, t + 1
 				};
 				char err[256];
-				rc |= kyro__rmi_train(keys, n, 1, &p, &img[t],
+				rc |= kyro__rmi_train(keys, n, 1, SNAP_SUM,
+						      &p, &img[t],
 						      &size[t], NULL, err,
 						      sizeof(err));
 			}
