@@ -49,13 +49,11 @@ done
 
 META=$RES/open-meta.txt
 CSV=$RES/open.csv
+. "$ROOT/bench/machine.sh"
 {
-	echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-	echo "tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-	echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
-	echo "ram: $(free -h | awk '/^Mem:/ {print $2}'); kernel: $(uname -r)"
+	machine_lines "$DATA"
 	echo "before: ${BEFORE:-none}; runs: $RUNS"
-	echo "start: load $(cut -d' ' -f1-3 /proc/loadavg)"
+	load_line start
 } >"$META"
 echo "n,system,median_s,mean_s,min_s,user_s,sys_s" >"$CSV"
 

@@ -65,18 +65,13 @@ done
 CSV=$RES/snapshot.csv
 META=$RES/snapshot-meta.txt
 T=$DATA/timeit.last
-neighbours() { ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 5 {printf "%s(%s%%) ", $2, $1}'; }
+. "$ROOT/bench/machine.sh"
 {
-	echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-	echo "tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- libkyro cmd 2>/dev/null || echo ' (libkyro/cmd modified)')"
-	echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
-	echo "ram: $(free -h | awk '/^Mem:/ {print $2}')"
-	echo "kernel: $(uname -r)"
-	df -T "$DATA" | tail -1 | awk '{print "filesystem: " $1 " " $2 ", " $5 " KiB free"}'
+	machine_lines "$DATA"
 	echo "binaries: $(cd "$KBIN" && sha256sum kyro-snapshot | awk '{printf "%.12s", $1}') from $SRCBIN"
 	[ -z "$BEFORE" ] || echo "before: $(cd "$BBIN" && sha256sum kyro-snapshot | awk '{printf "%.12s", $1}') from $BEFORE"
 	echo "NS=$NS RUNS=$RUNS SEED=$SEED"
-	echo "start: load $(cut -d' ' -f1-3 /proc/loadavg); busy: $(neighbours)"
+	load_line start
 } >"$META"
 echo "n,variant,run,wall,user,sys,keys_per_s" >"$CSV"
 
@@ -129,7 +124,7 @@ for n in $NS; do
 		rm -f "$DATA/snap-dd.out" && sync
 	done
 	rm -rf "$WORK"
-	echo "after n=$n: load $(cut -d' ' -f1-3 /proc/loadavg); busy: $(neighbours)" >>"$META"
+	load_line "after n=$n" >>"$META"
 done
 
 # --- summary: medians, rates, ratios

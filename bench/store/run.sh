@@ -86,20 +86,15 @@ META=$RES/store-meta.txt
 T=$DATA/timeit.last
 
 # --- the machine, and who else is using it
-neighbours() { ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 5 {printf "%s(%s%%) ", $2, $1}'; }
+. "$ROOT/bench/machine.sh"
 {
-	echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-	echo "tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- libkyro cmd 2>/dev/null || echo ' (libkyro/cmd modified)')"
-	echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
-	echo "ram: $(free -h | awk '/^Mem:/ {print $2}')"
-	echo "kernel: $(uname -r)"
+	machine_lines "$DATA"
 	echo "data dir: $DATA"
-	df -T "$DATA" | tail -1 | awk '{print "filesystem: " $1 " " $2 ", " $5 " KiB free"}'
 	echo "lmdb: liblmdb-dev $(dpkg-query -W -f '${Version}' liblmdb-dev 2>/dev/null || echo '?')"
 	echo "binaries from: $SRCBIN"
 	echo "binaries: $(cd "$KBIN" && sha256sum kyro-put kyro-get kyro-snapshot | awk '{printf "%s %.12s  ", $2, $1}')"
 	echo "N=$N M=$M RUNS=$RUNS SEED=$SEED"
-	echo "start: load $(cut -d' ' -f1-3 /proc/loadavg); busy: $(neighbours)"
+	load_line start
 } >"$META"
 
 echo "metric,system,run,seconds,rate" >"$CSV"
@@ -141,7 +136,7 @@ for run in $(seq 0 "$RUNS"); do
 		timed load lmdb "$run" "$N" "$HBIN/lmdb_load" "$LDB" <"$TSV"
 	fi
 done
-echo "after load: load $(cut -d' ' -f1-3 /proc/loadavg); busy: $(neighbours)" >>"$META"
+load_line "after load" >>"$META"
 
 # --- 2: M lookups of present keys, to a file on the data disk and to /dev/null
 for run in $(seq 0 "$RUNS"); do
@@ -176,7 +171,7 @@ jq -r '.results[] | .command as $c | .times | to_entries[] |
 	"\($c),\(.key + 1),\(.value),\(1 / .value)"' "$DATA/open.json" >>"$CSV"
 jq -r '.results[] | "\(.command),mean=\(.mean),median=\(.median),stddev=\(.stddev),min=\(.min),max=\(.max),user=\(.user),system=\(.system)"' \
 	"$DATA/open.json" >"$RES/store-open.txt"
-echo "end: load $(cut -d' ' -f1-3 /proc/loadavg); busy: $(neighbours)" >>"$META"
+load_line end >>"$META"
 
 # --- summary: medians, spread, ratios, targets
 # stat METRIC SYSTEM COLUMN FILE: "median min max" of a column, over runs.
