@@ -21,6 +21,7 @@
  * next snapshot removes garbage: files the manifest does not name.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,20 +42,24 @@ static double now(void)
 }
 
 /* Values are gathered in key order, which is random order in the WAL.
- * Through a file mapping of 4 KiB pages every read is a TLB walk; so
- * when the WAL fits ARENA_MAX, the sequential scan copies each value into
- * an anonymous arena on huge pages, and the gather reads from there.
- * An arena entry is a u32 length and the value; a ref is its offset. */
+ * Through a file mapping of 4 KiB pages every read is a TLB walk, and on
+ * a virtual machine the first touch of each mapped page may trap to the
+ * host, which costs several times reading the page.  So when the WAL
+ * fits ARENA_MAX, its segments are read whole (pread) into an anonymous
+ * arena on huge pages, and the scan and the gather read the copy; else
+ * they read the mappings.  Either way src[slot] holds segment slot's
+ * bytes and a ref is DELTA_REF(slot, offset of the record). */
 #define ARENA_MAX ((uint64_t)4 << 30)
 
 struct fold {
 	char *msg;
 	struct seg_map *segs;
+	const unsigned char **src; /* per segment: its bytes */
 	size_t nsegs;
 	struct delta_ent *ents; /* on huge pages, room for cap */
 	size_t nents, cap;
-	unsigned char *arena; /* NULL: refs point into the WAL */
-	uint64_t arena_len, arena_cap;
+	unsigned char *arena; /* NULL: src are the mappings */
+	uint64_t arena_cap;
 };
 
 static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
@@ -76,7 +81,8 @@ static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 			"expected %llu",
 			s->path, (unsigned long long)s->first_seq,
 			(unsigned long long)*next_seq);
-	kyro__wal_scan(s->base, limit, s->id, WAL_HDR, s->first_seq, &sc);
+	const unsigned char *base = f->src[slot];
+	kyro__wal_scan(base, limit, s->id, WAL_HDR, s->first_seq, &sc);
 	if (sc.status == KYRO_ECORRUPT)
 		return kyro__failx(msg, KYRO_ECORRUPT, "'%s': offset %llu: %s",
 				   s->path, (unsigned long long)sc.bad_off,
@@ -84,7 +90,7 @@ static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 	for (uint64_t off = WAL_HDR; off < sc.end;) {
 		struct wal_rec r;
 		uint64_t at = off;
-		off = wal_rec_at(s->base, off, &r);
+		off = wal_rec_at(base, off, &r);
 		if (r.type == WAL_COMMIT)
 			continue;
 		/* Sequence numbers count the records: more than cap is a
@@ -96,13 +102,6 @@ static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 				"sequence numbers",
 				s->path, (unsigned long long)at);
 		uint64_t ref = DELTA_REF(slot, at);
-		if (f->arena && r.type == WAL_PUT) {
-			KYRO_VERIFY(f->arena_len + 4 + r.len <= f->arena_cap);
-			ref = f->arena_len;
-			memcpy(f->arena + ref, &r.len, 4);
-			memcpy(f->arena + ref + 4, r.val, r.len);
-			f->arena_len += 4 + r.len;
-		}
 		f->ents[f->nents].key = r.key;
 		f->ents[f->nents++].ref =
 			r.type == WAL_DEL ? ref | DELTA_TOMB : ref;
@@ -126,10 +125,8 @@ static int fold_merge(struct fold *f, const struct snap *old,
 		 * a few ahead so their misses overlap. */
 		if (j + 16 < m && !(f->ents[j + 16].ref & DELTA_TOMB)) {
 			uint64_t ahead = f->ents[j + 16].ref;
-			__builtin_prefetch(
-				f->arena ? f->arena + ahead
-					 : f->segs[DELTA_SLOT(ahead)].base +
-						   DELTA_OFF(ahead));
+			__builtin_prefetch(f->src[DELTA_SLOT(ahead)] +
+					   DELTA_OFF(ahead));
 		}
 		/* Every byte carried over is verified first: a damaged one
 		 * would otherwise be rewritten under fresh checksums. */
@@ -149,16 +146,9 @@ static int fold_merge(struct fold *f, const struct snap *old,
 			if (i < n && old->keys[i] == key)
 				i++;
 			uint64_t ref = f->ents[j++].ref;
-			if (ref & DELTA_TOMB) {
-				/* deleted: nothing to write */
-			} else if (f->arena) {
-				uint32_t len;
-				memcpy(&len, f->arena + ref, 4);
-				rc = kyro__snap_writer_add(
-					msg, w, key, f->arena + ref + 4, len);
-			} else {
+			if (!(ref & DELTA_TOMB)) {
 				struct wal_rec r;
-				wal_rec_at(f->segs[DELTA_SLOT(ref)].base,
+				wal_rec_at(f->src[DELTA_SLOT(ref)],
 					   DELTA_OFF(ref), &r);
 				rc = kyro__snap_writer_add(msg, w, key, r.val,
 							   r.len);
@@ -246,14 +236,87 @@ static int open_old(struct run *r, int needed)
 	return needed ? rc : 0;
 }
 
-/* Map the segments to fold and gather their records. */
+/* Read segment ID whole into the arena at *AT: S describes it as a
+ * mapping would, with no mapping, and its header is checked on the copy. */
+static int fold_read(struct fold *f, struct seg_map *s, int fd, uint64_t size,
+		     uint64_t *at)
+{
+	size_t got;
+	KYRO_VERIFY(*at + size <= f->arena_cap);
+	unsigned char *dst = f->arena + *at;
+	int rc = kyro__fs_pread_all(f->msg, fd, dst, (size_t)size, 0,
+				    s->path, &got);
+	if (!rc && got != size)
+		rc = kyro__failx(f->msg, KYRO_ECORRUPT,
+				 "'%s' shrank while it was read", s->path);
+	if (!rc)
+		rc = kyro__wal_header_check(f->msg, dst, size, s->path, s->id,
+					    &s->first_seq);
+	s->maplen = (size_t)size;
+	*at += size;
+	return rc;
+}
+
+/* Open every segment to fold: into the arena when the WAL fits one (and
+ * the memory is there), else as mappings. */
+static int fold_open_segs(struct run *r, struct fold *f)
+{
+	const struct manifest *b = &r->before;
+	const char *dir = kyro__db_dir(r->db);
+	int *fds = calloc(f->nsegs, sizeof *fds);
+	uint64_t *sizes = calloc(f->nsegs, sizeof *sizes), at = 0;
+	int rc = fds && sizes ? 0 : kyro__fail(f->msg, ENOMEM,
+					       "cannot snapshot");
+	size_t opened = 0;
+	for (size_t i = 0; fds && i < f->nsegs; i++)
+		fds[i] = -1;
+	for (; !rc && opened < f->nsegs; opened++) {
+		struct seg_map *s = &f->segs[opened];
+		s->id = b->wal_first + opened;
+		rc = kyro__path_gen(s->path, dir, "wal-", s->id, ".log");
+		if (rc) {
+			rc = kyro__fail(f->msg, rc, "cannot snapshot '%s'",
+					dir);
+			break;
+		}
+		rc = kyro__fs_open(f->msg, s->path, O_RDONLY, 0, &fds[opened]);
+		if (rc)
+			break;
+		rc = kyro__fs_size(f->msg, fds[opened], s->path,
+				   &sizes[opened]);
+		f->arena_cap += sizes[opened];
+	}
+	if (!rc && f->arena_cap <= ARENA_MAX)
+		f->arena = kyro__fs_alloc_huge(f->arena_cap);
+	for (size_t i = 0; !rc && i < f->nsegs; i++) {
+		if (f->arena) {
+			rc = fold_read(f, &f->segs[i], fds[i], sizes[i], &at);
+			f->src[i] = f->arena + at - sizes[i];
+		} else {
+			rc = kyro__seg_map_open(f->msg, &f->segs[i], dir,
+						f->segs[i].id);
+			kyro__fs_populate(f->segs[i].base, f->segs[i].maplen);
+			f->src[i] = f->segs[i].base;
+		}
+	}
+	for (size_t i = 0; fds && i < opened; i++)
+		if (fds[i] >= 0)
+			kyro__fs_close(fds[i]);
+	free(fds);
+	free(sizes);
+	return rc;
+}
+
+/* Read the segments to fold and gather their records. */
 static int fold_collect_all(struct run *r, struct fold *f)
 {
 	const struct manifest *b = &r->before;
 	char *msg = kyro__db_msg(r->db);
 	int rc;
 	f->nsegs = (size_t)(b->wal_last - b->wal_first + 1);
-	if (!(f->segs = calloc(f->nsegs, sizeof *f->segs)))
+	f->segs = calloc(f->nsegs, sizeof *f->segs);
+	f->src = calloc(f->nsegs, sizeof *f->src);
+	if (!f->segs || !f->src)
 		return kyro__fail(msg, ENOMEM, "cannot snapshot");
 	uint64_t next_seq = b->snap_gen ? b->snap_seq + 1 : 1;
 	/* Sequence numbers count records exactly: size the array once
@@ -263,19 +326,9 @@ static int fold_collect_all(struct run *r, struct fold *f)
 	if (f->cap &&
 	    !(f->ents = kyro__fs_alloc_huge(f->cap * sizeof *f->ents)))
 		return kyro__fail(msg, ENOMEM, "cannot snapshot");
+	if ((rc = fold_open_segs(r, f)) != 0)
+		return rc;
 	for (size_t i = 0; i < f->nsegs; i++) {
-		rc = kyro__seg_map_open(msg, &f->segs[i], kyro__db_dir(r->db),
-					b->wal_first + i);
-		if (rc)
-			return rc;
-		f->arena_cap += f->segs[i].maplen;
-	}
-	/* Values plus their 4-byte lengths never exceed the WAL's bytes.
-	 * Without memory for an arena the gather reads the WAL itself. */
-	if (f->arena_cap <= ARENA_MAX)
-		f->arena = kyro__fs_alloc_huge(f->arena_cap);
-	for (size_t i = 0; i < f->nsegs; i++) {
-		kyro__fs_populate(f->segs[i].base, f->segs[i].maplen);
 		int last = i + 1 == f->nsegs;
 		rc = fold_collect(f, i, last ? r->cut_end : f->segs[i].maplen,
 				  &next_seq);
@@ -385,6 +438,7 @@ static int fold(struct run *r)
 	for (size_t i = 0; f.segs && i < f.nsegs; i++)
 		kyro__seg_map_close(&f.segs[i]);
 	free(f.segs);
+	free(f.src);
 	kyro__fs_free_huge(f.ents, f.cap * sizeof *f.ents);
 	kyro__fs_free_huge(f.arena, f.arena_cap);
 	return rc ? rc : write_and_index(r);

@@ -162,60 +162,82 @@ static int valid_after(const unsigned char *base, uint64_t len, uint64_t seg,
 	return 0;
 }
 
-void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
-		    uint64_t start, uint64_t next_seq, struct wal_scan *r)
+/* Where a scan stands between two records. */
+struct scan_cursor {
+	uint64_t off;      /* file offset of the next record */
+	uint64_t expect;   /* the sequence number it must carry */
+	uint64_t in_batch; /* records of the open batch before it */
+};
+
+static void scan_bad(struct wal_scan *r, uint64_t off)
 {
-	memset(r, 0, sizeof *r);
-	r->end = start;
-	r->last_seq = next_seq - 1;
-	uint64_t off = start, expect = next_seq, in_batch = 0;
-	while (off < len) {
-		uint64_t size = rec_valid(base, len, seg, off);
-		if (!size) {
-			if (valid_after(base, len, seg, off, expect - 1)) {
-				r->status = KYRO_ECORRUPT;
-				r->bad_off = off;
-				snprintf(r->why, sizeof r->why,
-					 "record fails its checksum or "
-					 "framing, and valid records follow");
-				return;
-			}
-			break;
-		}
-		const unsigned char *p = base + off;
+	r->status = KYRO_ECORRUPT;
+	r->bad_off = off;
+}
+
+/* Step over the valid records in BUF, which holds BLEN bytes of the
+ * segment from file offset BOFF on, starting at C->off.  Stops at the
+ * first record that is invalid or not whole in BUF, with C->off at it,
+ * and returns 0; returns KYRO_ECORRUPT, with R saying why, when a valid
+ * record breaks the sequence. */
+static int scan_step(const unsigned char *buf, uint64_t boff, uint64_t blen,
+		     uint64_t seg, struct scan_cursor *c, struct wal_scan *r)
+{
+	for (;;) {
+		uint64_t rel = c->off - boff;
+		uint64_t size = rel < blen ? rec_valid(buf, blen, seg, rel) : 0;
+		if (!size)
+			return 0;
+		const unsigned char *p = buf + rel;
 		uint64_t seq = get_le64(p + 16);
 		if (p[12] == WAL_COMMIT) {
 			uint64_t n = get_le64(p + 24);
-			if (in_batch == 0 || n != in_batch ||
-			    seq != expect - 1) {
-				r->status = KYRO_ECORRUPT;
-				r->bad_off = off;
+			if (c->in_batch == 0 || n != c->in_batch ||
+			    seq != c->expect - 1) {
+				scan_bad(r, c->off);
 				snprintf(r->why, sizeof r->why,
 					 "commit record (seq %llu, %llu "
 					 "records) does not match its batch",
 					 (unsigned long long)seq,
 					 (unsigned long long)n);
-				return;
+				return KYRO_ECORRUPT;
 			}
-			r->records += in_batch;
+			r->records += c->in_batch;
 			r->batches++;
-			in_batch = 0;
-			r->end = off + size;
+			c->in_batch = 0;
+			r->end = c->off + size;
 			r->last_seq = seq;
 		} else {
-			if (seq != expect) {
-				r->status = KYRO_ECORRUPT;
-				r->bad_off = off;
+			if (seq != c->expect) {
+				scan_bad(r, c->off);
 				snprintf(r->why, sizeof r->why,
 					 "sequence number %llu, expected %llu",
 					 (unsigned long long)seq,
-					 (unsigned long long)expect);
-				return;
+					 (unsigned long long)c->expect);
+				return KYRO_ECORRUPT;
 			}
-			expect++;
-			in_batch++;
+			c->expect++;
+			c->in_batch++;
 		}
-		off += size;
+		c->off += size;
+	}
+}
+
+/* The scan stopped at C->off and BUF (from file offset BOFF) reaches the
+ * end of the segment: corruption if a valid record follows, else a torn
+ * tail when anything lies after the last complete batch. */
+static void scan_finish(const unsigned char *buf, uint64_t boff, uint64_t blen,
+			uint64_t seg, const struct scan_cursor *c,
+			struct wal_scan *r)
+{
+	uint64_t len = boff + blen;
+	if (c->off < len &&
+	    valid_after(buf, blen, seg, c->off - boff, c->expect - 1)) {
+		scan_bad(r, c->off);
+		snprintf(r->why, sizeof r->why,
+			 "record fails its checksum or framing, and valid "
+			 "records follow");
+		return;
 	}
 	if (r->end < len) {
 		r->status = KYRO_ETORN;
@@ -224,6 +246,112 @@ void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
 			 "torn tail: %llu bytes after the last complete batch",
 			 (unsigned long long)(len - r->end));
 	}
+}
+
+static void scan_init(struct wal_scan *r, struct scan_cursor *c,
+		      uint64_t start, uint64_t next_seq)
+{
+	memset(r, 0, sizeof *r);
+	r->end = start;
+	r->last_seq = next_seq - 1;
+	*c = (struct scan_cursor){.off = start, .expect = next_seq};
+}
+
+void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
+		    uint64_t start, uint64_t next_seq, struct wal_scan *r)
+{
+	struct scan_cursor c;
+	scan_init(r, &c, start, next_seq);
+	if (!scan_step(base, 0, len, seg, &c, r))
+		scan_finish(base, 0, len, seg, &c, r);
+}
+
+/* How many bytes the record at REL of BUF (BLEN bytes) claims, when its
+ * header is whole and plausible; 0 when it cannot be a record at all. */
+static uint64_t rec_claims(const unsigned char *buf, uint64_t blen,
+			   uint64_t rel)
+{
+	if (blen - rel < WAL_REC_HDR)
+		return WAL_REC_HDR;
+	const unsigned char *p = buf + rel;
+	uint32_t vlen = get_le32(p + 8);
+	if (p[12] < WAL_PUT || p[12] > WAL_COMMIT || p[13] || p[14] ||
+	    p[15] || vlen > KYRO_MAX_VALUE || (p[12] != WAL_PUT && vlen))
+		return 0;
+	return WAL_REC_HDR + align8(vlen);
+}
+
+#define SCAN_BUF ((size_t)1 << 18)
+
+/* The rest of the scan, from C->off, through a mapping of the file: what
+ * follows a record that is not valid decides between a torn tail and
+ * corruption, and that may lie anywhere up to the end. */
+static int scan_mapped(char *msg, int fd, const char *path, uint64_t len,
+		       uint64_t seg, struct scan_cursor *c, struct wal_scan *r)
+{
+	void *base;
+	int rc = kyro__fs_map(msg, fd, (size_t)len, 0, path, &base);
+	if (rc)
+		return rc;
+	if (!scan_step(base, 0, len, seg, c, r))
+		scan_finish(base, 0, len, seg, c, r);
+	kyro__fs_unmap(base, (size_t)len);
+	return 0;
+}
+
+int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
+		      uint64_t seg, uint64_t start, uint64_t next_seq,
+		      struct wal_scan *r)
+{
+	struct scan_cursor c;
+	size_t cap = SCAN_BUF, got;
+	unsigned char *buf = malloc(cap);
+	int rc = 0;
+	scan_init(r, &c, start, next_seq);
+	if (!buf)
+		return kyro__fail(msg, ENOMEM, "cannot read '%s'", path);
+	while (!rc && c.off < len) {
+		uint64_t boff = c.off, blen = len - boff;
+		if (blen > cap)
+			blen = cap;
+		rc = kyro__fs_pread_all(msg, fd, buf, (size_t)blen, boff, path,
+					&got);
+		if (rc)
+			break;
+		if (got != blen) {
+			rc = kyro__failx(msg, KYRO_ECORRUPT,
+					 "'%s' shrank while it was read", path);
+			break;
+		}
+		if (scan_step(buf, boff, blen, seg, &c, r))
+			break;
+		if (boff + blen == len) {
+			scan_finish(buf, boff, blen, seg, &c, r);
+			break;
+		}
+		/* Stopped short of the end: a record the buffer cut reads
+		 * on from there (in a buffer it fits); any other stop is
+		 * decided on the rest of the file. */
+		uint64_t rel = c.off - boff, need = rec_claims(buf, blen, rel);
+		if (need && rel + need > blen && (rel || need > cap)) {
+			if (need > cap) {
+				unsigned char *b = realloc(buf, need);
+				if (!b) {
+					rc = kyro__fail(msg, ENOMEM,
+							"cannot read '%s'",
+							path);
+					break;
+				}
+				buf = b;
+				cap = need;
+			}
+			continue;
+		}
+		rc = scan_mapped(msg, fd, path, len, seg, &c, r);
+		break;
+	}
+	free(buf);
+	return rc;
 }
 
 void kyro__wal_commits_after(const unsigned char *base, uint64_t len,

@@ -62,6 +62,14 @@ int kyro__wal_header_check(char *msg, const unsigned char *base, uint64_t len,
 /* Scan [START, LEN) of segment SEG; the first record must carry NEXT_SEQ. */
 void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
 		    uint64_t start, uint64_t next_seq, struct wal_scan *r);
+/* The same scan of the segment open as FD (LEN bytes), read with pread
+ * through a small buffer rather than through a mapping: on a virtual
+ * machine the first touch of every mapped page can trap to the host,
+ * which costs several times the copy.  For a check that reads each
+ * byte once; returns 0 or an I/O error, the answer in R. */
+int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
+		      uint64_t seg, uint64_t start, uint64_t next_seq,
+		      struct wal_scan *r);
 
 /* Evidence of committed data after damage at OFF: every COMMIT record
  * still valid from OFF on (valid records are stepped over whole) whose

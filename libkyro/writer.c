@@ -28,6 +28,39 @@ void kyro__db_publish(kyro_db *db)
 	kyro__shared_publish(&db->sh, &st);
 }
 
+/* Open segment ID of the store to check it: *FD and *SIZE, its header
+ * read and checked, and when the check starts at the header, the first
+ * sequence number held to NEXT_SEQ. */
+static int check_open(kyro_db *db, uint64_t id, uint64_t next_seq,
+		      int from_header, char *path, int *fd, uint64_t *size)
+{
+	unsigned char hdr[WAL_HDR];
+	uint64_t first_seq;
+	size_t got = 0;
+	int rc = kyro__path_gen(path, db->dir, "wal-", id, ".log");
+	if (rc)
+		return kyro__fail(db->msg, rc,
+				  "cannot open a WAL segment in '%s'", db->dir);
+	if ((rc = kyro__fs_open(db->msg, path, O_RDONLY, 0, fd)) != 0)
+		return rc;
+	rc = kyro__fs_size(db->msg, *fd, path, size);
+	if (!rc)
+		rc = kyro__fs_pread_all(db->msg, *fd, hdr, sizeof hdr, 0, path,
+					&got);
+	if (!rc)
+		rc = kyro__wal_header_check(db->msg, hdr, got, path, id,
+					    &first_seq);
+	if (!rc && from_header && first_seq != next_seq)
+		rc = kyro__failx(db->msg, KYRO_ECORRUPT,
+				 "'%s': offset 24: first sequence number "
+				 "%llu, expected %llu",
+				 path, (unsigned long long)first_seq,
+				 (unsigned long long)next_seq);
+	if (rc)
+		kyro__fs_close(*fd);
+	return rc;
+}
+
 /* Check segment FROM from offset START (the offset where the record
  * numbered NEXT_SEQ must begin; the header is checked whatever START is)
  * and every later live segment whole, with the sequence chain across
@@ -43,44 +76,36 @@ static int check_segments(kyro_db *db, const struct manifest *m,
 {
 	*shrunk = 0;
 	for (uint64_t id = from; id <= m->wal_last; id++) {
-		struct seg_map s;
 		struct wal_scan sc;
-		uint64_t at = id == from ? start : WAL_HDR;
-		int rc = kyro__seg_map_open(db->msg, &s, db->dir, id);
+		char path[PATH_MAX];
+		uint64_t at = id == from ? start : WAL_HDR, size;
+		int fd, rc = check_open(db, id, next_seq, at == WAL_HDR, path,
+					&fd, &size);
 		if (rc)
 			return rc;
-		if (at > s.maplen) {
-			kyro__seg_map_close(&s);
+		if (at > size) {
+			kyro__fs_close(fd);
 			*shrunk = 1;
 			return 0;
 		}
-		if (at == WAL_HDR && s.first_seq != next_seq) {
-			rc = kyro__failx(
-				db->msg, KYRO_ECORRUPT,
-				"'%s': offset 24: first sequence number "
-				"%llu, expected %llu",
-				s.path, (unsigned long long)s.first_seq,
-				(unsigned long long)next_seq);
-			kyro__seg_map_close(&s);
-			return rc;
-		}
-		uint64_t len = s.maplen;
+		uint64_t len = size;
 		if (id == m->wal_last && limit < len)
 			len = limit;
-		if (at == WAL_HDR)
-			kyro__fs_populate(s.base, s.maplen);
-		kyro__wal_scan(s.base, len, id, at, next_seq, &sc);
-		kyro__seg_map_close(&s);
+		rc = kyro__wal_scan_fd(db->msg, fd, path, len, id, at, next_seq,
+				       &sc);
+		kyro__fs_close(fd);
+		if (rc)
+			return rc;
 		if (id == m->wal_last && limit != UINT64_MAX &&
 		    (sc.status || sc.end != limit))
 			return kyro__failx(
 				db->msg, KYRO_ECORRUPT,
 				"'%s': offset %llu: not a committed end",
-				s.path, (unsigned long long)limit);
+				path, (unsigned long long)limit);
 		if (sc.status == KYRO_ECORRUPT)
 			return kyro__failx(
 				db->msg, KYRO_ECORRUPT, "'%s': offset %llu: %s",
-				s.path, (unsigned long long)sc.bad_off, sc.why);
+				path, (unsigned long long)sc.bad_off, sc.why);
 		next_seq = sc.last_seq + 1;
 		*end = sc.end;
 	}
