@@ -31,8 +31,9 @@ struct view {
 	size_t cur;       /* segments before this one are fully applied */
 	struct delta delta;
 	struct kyro__rmi *rmi; /* NULL: binary search */
-	const unsigned char *rmi_img;
+	const unsigned char *rmi_img; /* the index file's bytes */
 	size_t rmi_len;
+	size_t rmi_copy; /* bytes of rmi_img's copy on huge pages; 0: mapped */
 	int rmi_refused;          /* an index exists but failed to load */
 	char rmi_why[KMSG_MAX + 64]; /* why there is no index in use */
 	uint64_t last_seq;

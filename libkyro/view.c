@@ -82,6 +82,55 @@ static int seg_map_grow(char *msg, struct seg_map *s)
 	return 0;
 }
 
+/* An index image this large is copied onto huge pages, rounded up to
+ * whole ones; a smaller one is mapped. */
+#define INDEX_COPY_MIN ((size_t)256 << 10)
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* The index file's bytes, open as FD: read onto huge pages when large,
+ * so that the load's checksum reads a copy (on a virtual machine the
+ * first touch of each mapped page may trap to the host, which costs
+ * several times the copy) and lookups walk the router and the leaves
+ * with few TLB misses; else mapped. */
+static int index_read(struct view *v, int fd, const char *path, uint64_t size,
+		      char *err)
+{
+	size_t got, cap = ((size_t)size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	unsigned char *p = NULL;
+	if (size >= INDEX_COPY_MIN && (p = kyro__fs_alloc_huge(cap)) != NULL) {
+		int rc = kyro__fs_pread_all(err, fd, p, (size_t)size, 0, path,
+					    &got);
+		if (!rc && got != size)
+			rc = kyro__failx(err, KYRO_ECORRUPT,
+					 "'%s' shrank while it was read", path);
+		if (rc) {
+			kyro__fs_free_huge(p, cap);
+			return rc;
+		}
+		v->rmi_copy = cap;
+	} else {
+		int rc = kyro__fs_map(err, fd, (size_t)size, 0, path,
+				      (void **)&p);
+		if (rc)
+			return rc;
+		v->rmi_copy = 0;
+	}
+	v->rmi_img = p;
+	v->rmi_len = (size_t)size;
+	return 0;
+}
+
+static void index_drop(struct view *v)
+{
+	if (v->rmi_copy)
+		kyro__fs_free_huge((void *)v->rmi_img, v->rmi_copy);
+	else
+		kyro__fs_unmap((void *)v->rmi_img, v->rmi_len);
+	v->rmi_img = NULL;
+	v->rmi_len = 0;
+	v->rmi_copy = 0;
+}
+
 /* Load the index the manifest names for the view's snapshot, unless the
  * handle was opened with KYRO_BINARY_SEARCH.  Never fails the view: an
  * index that cannot be used is refused with its reason recorded, and
@@ -110,24 +159,20 @@ static void index_load(kyro_db *db)
 	if (kyro__path_gen(path, db->dir, "rmi-", v->man.rmi_gen, ".idx") ||
 	    kyro__fs_open(err, path, O_RDONLY, 0, &fd) ||
 	    kyro__fs_size(err, fd, path, &size) ||
-	    kyro__fs_map(err, fd, (size_t)size, 0, path,
-			 (void **)&v->rmi_img)) {
+	    index_read(v, fd, path, size, err)) {
 		kyro__fs_close(fd);
 		snprintf(v->rmi_why, sizeof v->rmi_why,
 			 "learned index refused: %.1000s", err);
 		return;
 	}
 	kyro__fs_close(fd);
-	v->rmi_len = (size_t)size;
 	struct kyro__rmi *rmi = NULL;
 	if (kyro__rmi_load(&rmi, v->rmi_img, v->rmi_len, v->snap.keys,
 			   v->snap.n, v->snap.gen, v->snap.hdr_sum, err,
 			   sizeof err)) {
 		snprintf(v->rmi_why, sizeof v->rmi_why,
 			 "learned index '%.200s' refused: %.800s", path, err);
-		kyro__fs_unmap((void *)v->rmi_img, v->rmi_len);
-		v->rmi_img = NULL;
-		v->rmi_len = 0;
+		index_drop(v);
 		return;
 	}
 	kyro__rmi_count_windows(rmi, (db->flags & KYRO_COUNT_WINDOWS) != 0);
@@ -144,9 +189,7 @@ static void index_unload(kyro_db *db)
 	struct view *v = &db->v;
 	kyro__rmi_free(v->rmi);
 	v->rmi = NULL;
-	kyro__fs_unmap((void *)v->rmi_img, v->rmi_len);
-	v->rmi_img = NULL;
-	v->rmi_len = 0;
+	index_drop(v);
 }
 
 void kyro__view_free(kyro_db *db)
