@@ -45,22 +45,107 @@ static double now(void)
  * Through a file mapping of 4 KiB pages every read is a TLB walk, and on
  * a virtual machine the first touch of each mapped page may trap to the
  * host, which costs several times reading the page.  So when the WAL
- * fits ARENA_MAX, its segments are read whole (pread) into an anonymous
- * arena on huge pages, and the scan and the gather read the copy; else
- * they read the mappings.  Either way src[slot] holds segment slot's
- * bytes and a ref is DELTA_REF(slot, offset of the record). */
+ * fits ARENA_MAX, the segments are read (pread, through a small buffer)
+ * and each value copied into an anonymous arena on huge pages, from
+ * which the gather reads.  An arena entry is a u32 length and the value;
+ * a ref is its offset.  Else refs point into the mapped segments. */
 #define ARENA_MAX ((uint64_t)4 << 30)
 
 struct fold {
 	char *msg;
 	struct seg_map *segs;
-	const unsigned char **src; /* per segment: its bytes */
 	size_t nsegs;
 	struct delta_ent *ents; /* on huge pages, room for cap */
 	size_t nents, cap;
-	unsigned char *arena; /* NULL: src are the mappings */
-	uint64_t arena_cap;
+	unsigned char *arena; /* NULL: refs point into the WAL */
+	uint64_t arena_len, arena_cap;
 };
+
+/* One record of segment SLOT at offset AT. */
+static int fold_add(struct fold *f, size_t slot, uint64_t at,
+		    const struct wal_rec *r)
+{
+	/* Sequence numbers count the records: more than cap is a WAL
+	 * whose records overlap the sequence numbers checked. */
+	if (f->nents == f->cap)
+		return kyro__failx(f->msg, KYRO_ECORRUPT,
+				   "'%s': offset %llu: more records than "
+				   "sequence numbers",
+				   f->segs[slot].path, (unsigned long long)at);
+	uint64_t ref = DELTA_REF(slot, at);
+	if (f->arena && r->type == WAL_PUT) {
+		KYRO_VERIFY(f->arena_len + 4 + r->len <= f->arena_cap);
+		ref = f->arena_len;
+		memcpy(f->arena + ref, &r->len, 4);
+		memcpy(f->arena + ref + 4, r->val, r->len);
+		f->arena_len += 4 + r->len;
+	}
+	f->ents[f->nents].key = r->key;
+	f->ents[f->nents++].ref = r->type == WAL_DEL ? ref | DELTA_TOMB : ref;
+	return 0;
+}
+
+/* The records of the batch in progress are taken as they pass and
+ * dropped again when the segment ends before its COMMIT. */
+struct gather {
+	struct fold *f;
+	size_t slot;
+	size_t nents;      /* entries of complete batches */
+	uint64_t arena_len; /* arena bytes of complete batches */
+};
+
+static int gather_rec(void *arg, uint64_t off, const struct wal_rec *r)
+{
+	struct gather *g = arg;
+	if (r->type != WAL_COMMIT)
+		return fold_add(g->f, g->slot, off, r);
+	g->nents = g->f->nents;
+	g->arena_len = g->f->arena_len;
+	return 0;
+}
+
+/* Scan segment SLOT up to LIMIT and take its records: read into the
+ * arena when there is one, else walked in the mapping. */
+static int fold_scan(struct fold *f, size_t slot, uint64_t limit,
+		     struct wal_scan *sc)
+{
+	struct seg_map *s = &f->segs[slot];
+	if (!f->arena) {
+		kyro__fs_populate(s->base, s->maplen);
+		kyro__wal_scan(s->base, limit, s->id, WAL_HDR, s->first_seq,
+			       sc);
+		if (sc->status == KYRO_ECORRUPT)
+			return 0;
+		int rc = 0;
+		for (uint64_t off = WAL_HDR; !rc && off < sc->end;) {
+			struct wal_rec r;
+			uint64_t at = off;
+			off = wal_rec_at(s->base, off, &r);
+			if (r.type != WAL_COMMIT)
+				rc = fold_add(f, slot, at, &r);
+		}
+		return rc;
+	}
+	struct gather g = {.f = f, .slot = slot, .nents = f->nents,
+			   .arena_len = f->arena_len};
+	uint64_t size;
+	int fd, rc = kyro__fs_open(f->msg, s->path, O_RDONLY, 0, &fd);
+	if (rc)
+		return rc;
+	rc = kyro__fs_size(f->msg, fd, s->path, &size);
+	if (!rc && size != s->maplen)
+		rc = kyro__failx(f->msg, KYRO_ECORRUPT,
+				 "'%s' changed size while it was folded",
+				 s->path);
+	if (!rc)
+		rc = kyro__wal_scan_fd(f->msg, fd, s->path, limit, s->id,
+				       WAL_HDR, s->first_seq, gather_rec, &g,
+				       sc);
+	kyro__fs_close(fd);
+	f->nents = g.nents;
+	f->arena_len = g.arena_len;
+	return rc;
+}
 
 static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 			uint64_t *next_seq)
@@ -81,31 +166,13 @@ static int fold_collect(struct fold *f, size_t slot, uint64_t limit,
 			"expected %llu",
 			s->path, (unsigned long long)s->first_seq,
 			(unsigned long long)*next_seq);
-	const unsigned char *base = f->src[slot];
-	kyro__wal_scan(base, limit, s->id, WAL_HDR, s->first_seq, &sc);
+	int rc = fold_scan(f, slot, limit, &sc);
+	if (rc)
+		return rc;
 	if (sc.status == KYRO_ECORRUPT)
 		return kyro__failx(msg, KYRO_ECORRUPT, "'%s': offset %llu: %s",
 				   s->path, (unsigned long long)sc.bad_off,
 				   sc.why);
-	for (uint64_t off = WAL_HDR; off < sc.end;) {
-		struct wal_rec r;
-		uint64_t at = off;
-		off = wal_rec_at(base, off, &r);
-		if (r.type == WAL_COMMIT)
-			continue;
-		/* Sequence numbers count the records: more than cap is a
-		 * WAL whose records overlap the sequence numbers checked. */
-		if (f->nents == f->cap)
-			return kyro__failx(
-				msg, KYRO_ECORRUPT,
-				"'%s': offset %llu: more records than "
-				"sequence numbers",
-				s->path, (unsigned long long)at);
-		uint64_t ref = DELTA_REF(slot, at);
-		f->ents[f->nents].key = r.key;
-		f->ents[f->nents++].ref =
-			r.type == WAL_DEL ? ref | DELTA_TOMB : ref;
-	}
 	*next_seq = sc.last_seq + 1;
 	return 0;
 }
@@ -125,8 +192,10 @@ static int fold_merge(struct fold *f, const struct snap *old,
 		 * a few ahead so their misses overlap. */
 		if (j + 16 < m && !(f->ents[j + 16].ref & DELTA_TOMB)) {
 			uint64_t ahead = f->ents[j + 16].ref;
-			__builtin_prefetch(f->src[DELTA_SLOT(ahead)] +
-					   DELTA_OFF(ahead));
+			__builtin_prefetch(
+				f->arena ? f->arena + ahead
+					 : f->segs[DELTA_SLOT(ahead)].base +
+						   DELTA_OFF(ahead));
 		}
 		/* Every byte carried over is verified first: a damaged one
 		 * would otherwise be rewritten under fresh checksums. */
@@ -146,9 +215,16 @@ static int fold_merge(struct fold *f, const struct snap *old,
 			if (i < n && old->keys[i] == key)
 				i++;
 			uint64_t ref = f->ents[j++].ref;
-			if (!(ref & DELTA_TOMB)) {
+			if (ref & DELTA_TOMB) {
+				/* deleted: nothing to write */
+			} else if (f->arena) {
+				uint32_t len;
+				memcpy(&len, f->arena + ref, 4);
+				rc = kyro__snap_writer_add(
+					msg, w, key, f->arena + ref + 4, len);
+			} else {
 				struct wal_rec r;
-				wal_rec_at(f->src[DELTA_SLOT(ref)],
+				wal_rec_at(f->segs[DELTA_SLOT(ref)].base,
 					   DELTA_OFF(ref), &r);
 				rc = kyro__snap_writer_add(msg, w, key, r.val,
 							   r.len);
@@ -236,87 +312,14 @@ static int open_old(struct run *r, int needed)
 	return needed ? rc : 0;
 }
 
-/* Read segment ID whole into the arena at *AT: S describes it as a
- * mapping would, with no mapping, and its header is checked on the copy. */
-static int fold_read(struct fold *f, struct seg_map *s, int fd, uint64_t size,
-		     uint64_t *at)
-{
-	size_t got;
-	KYRO_VERIFY(*at + size <= f->arena_cap);
-	unsigned char *dst = f->arena + *at;
-	int rc = kyro__fs_pread_all(f->msg, fd, dst, (size_t)size, 0,
-				    s->path, &got);
-	if (!rc && got != size)
-		rc = kyro__failx(f->msg, KYRO_ECORRUPT,
-				 "'%s' shrank while it was read", s->path);
-	if (!rc)
-		rc = kyro__wal_header_check(f->msg, dst, size, s->path, s->id,
-					    &s->first_seq);
-	s->maplen = (size_t)size;
-	*at += size;
-	return rc;
-}
-
-/* Open every segment to fold: into the arena when the WAL fits one (and
- * the memory is there), else as mappings. */
-static int fold_open_segs(struct run *r, struct fold *f)
-{
-	const struct manifest *b = &r->before;
-	const char *dir = kyro__db_dir(r->db);
-	int *fds = calloc(f->nsegs, sizeof *fds);
-	uint64_t *sizes = calloc(f->nsegs, sizeof *sizes), at = 0;
-	int rc = fds && sizes ? 0 : kyro__fail(f->msg, ENOMEM,
-					       "cannot snapshot");
-	size_t opened = 0;
-	for (size_t i = 0; fds && i < f->nsegs; i++)
-		fds[i] = -1;
-	for (; !rc && opened < f->nsegs; opened++) {
-		struct seg_map *s = &f->segs[opened];
-		s->id = b->wal_first + opened;
-		rc = kyro__path_gen(s->path, dir, "wal-", s->id, ".log");
-		if (rc) {
-			rc = kyro__fail(f->msg, rc, "cannot snapshot '%s'",
-					dir);
-			break;
-		}
-		rc = kyro__fs_open(f->msg, s->path, O_RDONLY, 0, &fds[opened]);
-		if (rc)
-			break;
-		rc = kyro__fs_size(f->msg, fds[opened], s->path,
-				   &sizes[opened]);
-		f->arena_cap += sizes[opened];
-	}
-	if (!rc && f->arena_cap <= ARENA_MAX)
-		f->arena = kyro__fs_alloc_huge(f->arena_cap);
-	for (size_t i = 0; !rc && i < f->nsegs; i++) {
-		if (f->arena) {
-			rc = fold_read(f, &f->segs[i], fds[i], sizes[i], &at);
-			f->src[i] = f->arena + at - sizes[i];
-		} else {
-			rc = kyro__seg_map_open(f->msg, &f->segs[i], dir,
-						f->segs[i].id);
-			kyro__fs_populate(f->segs[i].base, f->segs[i].maplen);
-			f->src[i] = f->segs[i].base;
-		}
-	}
-	for (size_t i = 0; fds && i < opened; i++)
-		if (fds[i] >= 0)
-			kyro__fs_close(fds[i]);
-	free(fds);
-	free(sizes);
-	return rc;
-}
-
-/* Read the segments to fold and gather their records. */
+/* Open the segments to fold and gather their records. */
 static int fold_collect_all(struct run *r, struct fold *f)
 {
 	const struct manifest *b = &r->before;
 	char *msg = kyro__db_msg(r->db);
 	int rc;
 	f->nsegs = (size_t)(b->wal_last - b->wal_first + 1);
-	f->segs = calloc(f->nsegs, sizeof *f->segs);
-	f->src = calloc(f->nsegs, sizeof *f->src);
-	if (!f->segs || !f->src)
+	if (!(f->segs = calloc(f->nsegs, sizeof *f->segs)))
 		return kyro__fail(msg, ENOMEM, "cannot snapshot");
 	uint64_t next_seq = b->snap_gen ? b->snap_seq + 1 : 1;
 	/* Sequence numbers count records exactly: size the array once
@@ -326,8 +329,17 @@ static int fold_collect_all(struct run *r, struct fold *f)
 	if (f->cap &&
 	    !(f->ents = kyro__fs_alloc_huge(f->cap * sizeof *f->ents)))
 		return kyro__fail(msg, ENOMEM, "cannot snapshot");
-	if ((rc = fold_open_segs(r, f)) != 0)
-		return rc;
+	for (size_t i = 0; i < f->nsegs; i++) {
+		rc = kyro__seg_map_open(msg, &f->segs[i], kyro__db_dir(r->db),
+					b->wal_first + i);
+		if (rc)
+			return rc;
+		f->arena_cap += f->segs[i].maplen;
+	}
+	/* Values plus their 4-byte lengths never exceed the WAL's bytes.
+	 * Without memory for an arena the gather reads the WAL itself. */
+	if (f->arena_cap <= ARENA_MAX)
+		f->arena = kyro__fs_alloc_huge(f->arena_cap);
 	for (size_t i = 0; i < f->nsegs; i++) {
 		int last = i + 1 == f->nsegs;
 		rc = fold_collect(f, i, last ? r->cut_end : f->segs[i].maplen,
@@ -438,7 +450,6 @@ static int fold(struct run *r)
 	for (size_t i = 0; f.segs && i < f.nsegs; i++)
 		kyro__seg_map_close(&f.segs[i]);
 	free(f.segs);
-	free(f.src);
 	kyro__fs_free_huge(f.ents, f.cap * sizeof *f.ents);
 	kyro__fs_free_huge(f.arena, f.arena_cap);
 	return rc ? rc : write_and_index(r);

@@ -167,6 +167,9 @@ struct scan_cursor {
 	uint64_t off;      /* file offset of the next record */
 	uint64_t expect;   /* the sequence number it must carry */
 	uint64_t in_batch; /* records of the open batch before it */
+	kyro__wal_rec_fn fn; /* given each record that passed, or NULL */
+	void *arg;
+	int rc; /* what FN returned to stop the scan */
 };
 
 static void scan_bad(struct wal_scan *r, uint64_t off)
@@ -218,6 +221,12 @@ static int scan_step(const unsigned char *buf, uint64_t boff, uint64_t blen,
 			}
 			c->expect++;
 			c->in_batch++;
+		}
+		if (c->fn) {
+			struct wal_rec rec;
+			wal_rec_at(buf, rel, &rec);
+			if ((c->rc = c->fn(c->arg, c->off, &rec)) != 0)
+				return c->rc;
 		}
 		c->off += size;
 	}
@@ -301,13 +310,15 @@ static int scan_mapped(char *msg, int fd, const char *path, uint64_t len,
 
 int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
 		      uint64_t seg, uint64_t start, uint64_t next_seq,
-		      struct wal_scan *r)
+		      kyro__wal_rec_fn fn, void *arg, struct wal_scan *r)
 {
 	struct scan_cursor c;
 	size_t cap = SCAN_BUF, got;
 	unsigned char *buf = malloc(cap);
 	int rc = 0;
 	scan_init(r, &c, start, next_seq);
+	c.fn = fn;
+	c.arg = arg;
 	if (!buf)
 		return kyro__fail(msg, ENOMEM, "cannot read '%s'", path);
 	while (!rc && c.off < len) {
@@ -351,7 +362,7 @@ int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
 		break;
 	}
 	free(buf);
-	return rc;
+	return rc ? rc : c.rc;
 }
 
 void kyro__wal_commits_after(const unsigned char *base, uint64_t len,

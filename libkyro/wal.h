@@ -62,14 +62,22 @@ int kyro__wal_header_check(char *msg, const unsigned char *base, uint64_t len,
 /* Scan [START, LEN) of segment SEG; the first record must carry NEXT_SEQ. */
 void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
 		    uint64_t start, uint64_t next_seq, struct wal_scan *r);
+/* Each record a scan passes (the COMMITs too), with its file offset;
+ * records of a batch come before the batch is known to be complete.  A
+ * non-zero return stops the scan and is its result. */
+typedef int (*kyro__wal_rec_fn)(void *arg, uint64_t off,
+				const struct wal_rec *r);
+
 /* The same scan of the segment open as FD (LEN bytes), read with pread
  * through a small buffer rather than through a mapping: on a virtual
  * machine the first touch of every mapped page can trap to the host,
- * which costs several times the copy.  For a check that reads each
- * byte once; returns 0 or an I/O error, the answer in R. */
+ * which costs several times the copy.  For a pass that reads each byte
+ * once; FN (when not NULL) sees every record passed, and the record's
+ * bytes only during the call.  Returns 0, an I/O error or what FN
+ * returned; the scan's answer is in R. */
 int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
 		      uint64_t seg, uint64_t start, uint64_t next_seq,
-		      struct wal_scan *r);
+		      kyro__wal_rec_fn fn, void *arg, struct wal_scan *r);
 
 /* Evidence of committed data after damage at OFF: every COMMIT record
  * still valid from OFF on (valid records are stepped over whole) whose

@@ -92,7 +92,7 @@ static int check_segments(kyro_db *db, const struct manifest *m,
 		if (id == m->wal_last && limit < len)
 			len = limit;
 		rc = kyro__wal_scan_fd(db->msg, fd, path, len, id, at, next_seq,
-				       &sc);
+				       NULL, NULL, &sc);
 		kyro__fs_close(fd);
 		if (rc)
 			return rc;

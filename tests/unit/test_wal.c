@@ -1003,7 +1003,8 @@ static int scans_agree(const char *path, const unsigned char *buf, size_t len)
 	scan_prefix(buf, len, 1, 1, &a);
 	if (kyro__fs_open(msg, path, O_RDONLY, 0, &fd))
 		return 0;
-	int rc = kyro__wal_scan_fd(msg, fd, path, len, 1, WAL_HDR, 1, &b);
+	int rc = kyro__wal_scan_fd(msg, fd, path, len, 1, WAL_HDR, 1, NULL, NULL,
+				   &b);
 	kyro__fs_close(fd);
 	return rc == 0 && a.status == b.status && a.end == b.end &&
 	       a.last_seq == b.last_seq && a.records == b.records &&
