@@ -209,7 +209,7 @@ uint64_t kyro__rmi_predict(const struct kyro__rmi *r, uint64_t key)
 		return 0;
 	if (key > r->m.last)
 		return r->n;
-	const unsigned char *leaf = r->m.leaves + LEAF_SIZE * route(&r->m, key);
+	const unsigned char *leaf = leaf_of(&r->m, key);
 	return get_le64(leaf + 16) + predict_off(get_le64(leaf), get_lef64(leaf + 8),
 					      get_le32(leaf + 24), key);
 }
@@ -273,9 +273,12 @@ uint64_t kyro__rmi_key_sample_hash(const uint64_t *keys, uint64_t n)
 	return XXH3_64bits(buf, (size_t)(8 * m));
 }
 
-/* The header-independent rules of the router and leaves (see the top). */
-static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
-			uint64_t n, char *errbuf, size_t errlen)
+/* The router's rules (see the top): its c non-decreasing from 0, every
+ * bucket up to the last key's below the final entry's c, which is the
+ * number of routed leaves *ROUTED, at most LEAVES (all of them before
+ * format 4); every scale finite and >= 0. */
+static int check_router(const struct model *m, unsigned bits, uint64_t leaves,
+			uint64_t *routed, char *errbuf, size_t errlen)
 {
 	const uint64_t nb = (uint64_t)1 << bits;
 	const uint64_t bmax = bucket_of(m, m->last);
@@ -303,36 +306,117 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 		}
 		prev = c;
 	}
-	if (prev != leaves ||
-	    get_le32(m->router + ENTRY_SIZE * bmax + 8) >= leaves) {
+	if ((m->split == EPS_NO_SPLIT && prev != leaves) || prev == 0 ||
+	    get_le32(m->router + ENTRY_SIZE * bmax + 8) >= prev) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
 			"index router does not end at its %llu leaves",
-			(unsigned long long)leaves);
+			(unsigned long long)(m->split == EPS_NO_SPLIT ? leaves
+								     : prev));
 		return KYRO_ECORRUPT;
 	}
-	uint64_t pos = 0;
-	for (uint64_t l = 0; l < leaves; l++) {
-		const unsigned char *leaf = m->leaves + LEAF_SIZE * l;
-		const double slope = get_lef64(leaf + 8);
-		if (get_le64(leaf + 16) != pos || !isfinite(slope) ||
-		    !(slope >= 0)) {
-			kyro__rmi_set_err(
-				errbuf, errlen,
-				"index leaf %llu is malformed (start %llu, "
-				"expected %llu)",
-				(unsigned long long)l,
-				(unsigned long long)get_le64(leaf + 16),
-				(unsigned long long)pos);
-			return KYRO_ECORRUPT;
+	*routed = prev;
+	return 0;
+}
+
+/* A line leaf: its start is POS, its slope finite and >= 0, and it is not
+ * marked split. */
+static int check_line(const struct model *m, uint64_t l, uint64_t pos,
+		      char *errbuf, size_t errlen)
+{
+	const unsigned char *leaf = m->leaves + LEAF_SIZE * l;
+	const double slope = get_lef64(leaf + 8);
+	if (get_le64(leaf + 16) != pos || !isfinite(slope) || !(slope >= 0) ||
+	    get_le16(leaf + 28) == m->split) {
+		kyro__rmi_set_err(errbuf, errlen,
+				  "index leaf %llu is malformed (start %llu, "
+				  "expected %llu)",
+				  (unsigned long long)l,
+				  (unsigned long long)get_le64(leaf + 16),
+				  (unsigned long long)pos);
+		return KYRO_ECORRUPT;
+	}
+	return 0;
+}
+
+/* Split leaf L, its sub-leaves from *NEXT on (format 4): at least two,
+ * within the records, line leaves tiling the leaf's run in order, their
+ * reference keys increasing from the leaf's own.  Advances *NEXT past
+ * them. */
+static int check_split(const struct model *m, uint64_t l, uint64_t leaves,
+		       uint64_t *next, char *errbuf, size_t errlen)
+{
+	const unsigned char *leaf = m->leaves + LEAF_SIZE * l;
+	const uint64_t j = get_le64(leaf + 8), k = get_le16(leaf + 30);
+	uint64_t pos = get_le64(leaf + 16);
+	const uint64_t end = pos + get_le32(leaf + 24);
+	if (j != *next || k < 2 || k > leaves - j) {
+		kyro__rmi_set_err(errbuf, errlen,
+				  "index leaf %llu names sub-leaves %llu..+%llu, "
+				  "expected from %llu within %llu",
+				  (unsigned long long)l, (unsigned long long)j,
+				  (unsigned long long)k,
+				  (unsigned long long)*next,
+				  (unsigned long long)leaves);
+		return KYRO_ECORRUPT;
+	}
+	uint64_t ref = get_le64(leaf);
+	for (uint64_t s = j; s < j + k; s++) {
+		const unsigned char *sub = m->leaves + LEAF_SIZE * s;
+		int err = check_line(m, s, pos, errbuf, errlen);
+		if (!err && (s == j ? get_le64(sub) != ref
+				    : get_le64(sub) <= ref)) {
+			kyro__rmi_set_err(errbuf, errlen,
+					  "index sub-leaf %llu is out of order",
+					  (unsigned long long)s);
+			err = KYRO_ECORRUPT;
 		}
+		if (err)
+			return err;
+		ref = get_le64(sub);
+		pos += get_le32(sub + 24);
+	}
+	if (pos != end) {
+		kyro__rmi_set_err(errbuf, errlen,
+				  "index leaf %llu's sub-leaves cover %llu "
+				  "keys of its %llu",
+				  (unsigned long long)l,
+				  (unsigned long long)(pos - get_le64(leaf + 16)),
+				  (unsigned long long)get_le32(leaf + 24));
+		return KYRO_ECORRUPT;
+	}
+	*next = j + k;
+	return 0;
+}
+
+/* The header-independent rules of the router and leaves (see the top). */
+static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
+			uint64_t n, char *errbuf, size_t errlen)
+{
+	uint64_t routed;
+	int err = check_router(m, bits, leaves, &routed, errbuf, errlen);
+	if (err)
+		return err;
+	uint64_t pos = 0, next = routed;
+	for (uint64_t l = 0; l < routed && !err; l++) {
+		const unsigned char *leaf = m->leaves + LEAF_SIZE * l;
+		if (get_le64(leaf + 16) != pos)
+			err = check_line(m, l, pos, errbuf, errlen);
+		else if (get_le16(leaf + 28) == m->split)
+			err = check_split(m, l, leaves, &next, errbuf, errlen);
+		else
+			err = check_line(m, l, pos, errbuf, errlen);
 		pos += get_le32(leaf + 24);
 	}
-	if (pos != n) {
+	if (err)
+		return err;
+	if (pos != n || next != leaves) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
-			"index leaves cover %llu keys, the snapshot has %llu",
-			(unsigned long long)pos, (unsigned long long)n);
+			"index leaves cover %llu keys, the snapshot has %llu "
+			"(%llu of %llu records in use)",
+			(unsigned long long)pos, (unsigned long long)n,
+			(unsigned long long)next, (unsigned long long)leaves);
 		return KYRO_ECORRUPT;
 	}
 	return 0;
@@ -364,11 +448,11 @@ static int check_image(const unsigned char *img, size_t size,
 		return KYRO_ECORRUPT;
 	}
 	const uint32_t version = get_le32(img + 8);
-	if (version != KYRO_RMI_VERSION && version != KYRO_RMI_VERSION_SAMPLED) {
+	if (version < KYRO_RMI_VERSION_SAMPLED || version > KYRO_RMI_VERSION) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
 			"index format version %u, this build reads versions "
-			"%d and %d (rebuild the index with kyro-rmi-build)",
+			"%d to %d (rebuild the index with kyro-rmi-build)",
 			version, KYRO_RMI_VERSION_SAMPLED, KYRO_RMI_VERSION);
 		return KYRO_EVERSION;
 	}
@@ -453,7 +537,8 @@ static int check_snapshot(const unsigned char *img, const struct header *h,
 			(unsigned long long)first, (unsigned long long)last);
 		return KYRO_ECORRUPT;
 	}
-	if (h->version == KYRO_RMI_VERSION && get_le64(img + 48) != snap_sum) {
+	if (h->version != KYRO_RMI_VERSION_SAMPLED &&
+	    get_le64(img + 48) != snap_sum) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
 			"stale index: built for another snapshot (header "
@@ -503,6 +588,8 @@ int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
 	struct model m;
 	model_shape(&m, n ? keys[0] : 0, n ? keys[n - 1] : 0,
 		    (h.flags & FLAG_LOG) != 0, h.shift);
+	if (h.version < KYRO_RMI_VERSION)
+		m.split = EPS_NO_SPLIT;
 	m.router = img + HDR_SIZE;
 	m.leaves = m.router + router_bytes(h.bits);
 	err = check_tables(&m, h.bits, h.leaves, n, errbuf, errlen);

@@ -28,6 +28,15 @@
  * tuning costs a fraction of the build at any n, with huge leaves or
  * many candidates. */
 #define TUNE_SAMPLES 1024
+/* Split leaves: a leaf whose window exceeds SPLIT_WINDOW keys is split
+ * into sub-leaves whose windows do not, if the reserve holds them (else
+ * the bound is relaxed, see split_all()).  A window of SPLIT_WINDOW keys
+ * always lies in the fast path's 32 keys (rmi_lookup.h), so no lookup
+ * takes the slow path.  The reserve is 1 / SPLIT_RESERVE of the records
+ * the budget holds. */
+#define SPLIT_WINDOW 23
+#define SPLIT_RESERVE 16
+#define SPLIT_MAX_SUBS 65535
 #define TUNE_MIN_WORK ((uint64_t)1 << 14)
 
 /* Where a key goes under M: its leaf, or with BY_BUCKET its bucket. */
@@ -410,20 +419,43 @@ static double estimate(const struct model *m, const uint64_t *keys,
 	return done ? sum / (double)done : HUGE_VAL;
 }
 
-/* Leaves for a router of BITS bits: as given, or all the budget holds. */
+/* The records a budget of BUDGET bytes holds beside a router of BITS
+ * bits.  A router given larger than the budget leaves no room: spend as
+ * much again as the budget on leaves rather than starve them. */
+static uint64_t records_for(uint64_t budget, unsigned bits)
+{
+	const uint64_t fixed = image_bytes(bits, 0);
+	return budget > fixed ? (budget - fixed) / LEAF_SIZE
+			      : budget / LEAF_SIZE;
+}
+
+/* Routed leaves for a router of BITS bits: as given, or what the budget
+ * holds less the reserve for sub-leaves (SPLIT_RESERVE). */
 static uint64_t leaves_for(const struct kyro_rmi_params *p, uint64_t budget,
 			   unsigned bits, uint64_t max_leaves)
 {
 	if (p->leaves)
 		return p->leaves;
-	/* A router given larger than the budget leaves no room: spend as
-	 * much again as the budget on leaves rather than starve them. */
-	const uint64_t fixed = image_bytes(bits, 0);
-	uint64_t l = budget > fixed ? (budget - fixed) / LEAF_SIZE
-				    : budget / LEAF_SIZE;
+	const uint64_t r = records_for(budget, bits);
+	uint64_t l = r - r / SPLIT_RESERVE;
 	if (l > max_leaves)
 		l = max_leaves;
 	return l ? l : 1;
+}
+
+/* The records an image of shape SH may hold, routed leaves and sub-leaves:
+ * the reserve beyond the routed leaves, within an explicit max_size, and
+ * within the header's 32-bit count. */
+static uint64_t records_cap(const struct kyro_rmi_params *p, unsigned bits,
+			    uint64_t routed)
+{
+	uint64_t cap = routed + routed / (SPLIT_RESERVE - 1);
+	if (p->max_size) {
+		const uint64_t r = records_for(p->max_size, bits);
+		cap = r < cap ? r : cap;
+	}
+	cap = cap < UINT32_MAX ? cap : UINT32_MAX;
+	return cap > routed ? cap : routed;
 }
 
 /* The shape the tuner settles on. */
@@ -646,6 +678,11 @@ out:
 	return err;
 }
 
+/* A leaf whose window is over SPLIT_WINDOW keys, left to split_all(). */
+struct wide_leaf {
+	uint64_t l, pos, cnt, w;
+};
+
 /*
  * Fitting and checking leaves [l0, l1), whose keys start at POS.  The
  * build runs two of these in parallel (below); each writes only its own
@@ -658,17 +695,77 @@ struct leaf_job {
 	const uint64_t *keys;
 	uint64_t n;
 	uint64_t l0, l1, pos;
+	int split;          /* collect wide leaves for split_all() */
 	uint64_t end;       /* out: the position after the last leaf's run */
 	double wsum, wmax;  /* out: window statistics of the run */
+	struct wide_leaf *wide; /* out: the wide leaves, in order (malloc'd) */
+	size_t nwide, capwide;
 	int err;            /* out: 0, or an error with MSG */
 	char msg[200];
 };
 
+/* A line leaf record over keys[pos..pos+cnt).  An error of EPS_SPLIT or
+ * more is stored as EPS_WHOLE: EPS_SPLIT marks a split leaf. */
+static void put_line(unsigned char *leaf, const uint64_t *keys, uint64_t pos,
+		     uint64_t cnt, double slope, uint64_t el, uint64_t eh)
+{
+	put_le64(leaf, cnt ? keys[pos] : 0);
+	put_lef64(leaf + 8, slope);
+	put_le64(leaf + 16, pos);
+	put_le32(leaf + 24, (uint32_t)cnt);
+	put_le16(leaf + 28, el < EPS_SPLIT ? (unsigned)el : EPS_WHOLE);
+	put_le16(leaf + 30, eh < EPS_SPLIT ? (unsigned)eh : EPS_WHOLE);
+}
+
+/* Every key of keys[a..e) through the whole lookup path (route, decode
+ * the stored records, predict, clamp): each must lie in its window.
+ * Adds the windows to *WSUM and *WMAX.  KYRO_ECORRUPT with MSG. */
+static int check_run(const struct model *m, const uint64_t *keys, uint64_t a,
+		     uint64_t e, double *wsum, double *wmax, char *msg,
+		     size_t msglen)
+{
+	for (uint64_t i = a; i < e; i++) {
+		struct window w;
+		model_window(m, keys[i], &w);
+		if (i < w.lo || i >= w.hi) {
+			kyro__rmi_set_err(msg, msglen,
+					  "internal error: key at position "
+					  "%llu lies outside its window "
+					  "[%llu, %llu)",
+					  (unsigned long long)i,
+					  (unsigned long long)w.lo,
+					  (unsigned long long)w.hi);
+			return KYRO_ECORRUPT;
+		}
+		const double wl = (double)(w.hi - w.lo);
+		*wsum += wl;
+		*wmax = wl > *wmax ? wl : *wmax;
+	}
+	return 0;
+}
+
+/* Remember a wide leaf.  ENOMEM. */
+static int add_wide(struct leaf_job *j, uint64_t l, uint64_t pos,
+		    uint64_t cnt, uint64_t w)
+{
+	if (j->nwide == j->capwide) {
+		const size_t c = j->capwide ? 2 * j->capwide : 256;
+		struct wide_leaf *p = realloc(j->wide, c * sizeof(*p));
+		if (p == NULL)
+			return ENOMEM;
+		j->wide = p;
+		j->capwide = c;
+	}
+	j->wide[j->nwide++] = (struct wide_leaf){ l, pos, cnt, w };
+	return 0;
+}
+
 /*
  * Leaf by leaf: find the run of keys the router sends to the leaf, fit the
  * line, store it, then check every key of the run through the whole lookup
- * path (route, decode the stored record, predict, clamp) while the run is
- * still in cache.
+ * path while the run is still in cache.  A leaf whose window is wider
+ * than SPLIT_WINDOW is stored as a line too, but left to split_all() to
+ * split and check.
  */
 static void *fit_leaves(void *arg)
 {
@@ -676,7 +773,7 @@ static void *fit_leaves(void *arg)
 	const struct model *m = j->m;
 	const uint64_t *keys = j->keys;
 	uint64_t pos = j->pos;
-	for (uint64_t l = j->l0; l < j->l1; l++) {
+	for (uint64_t l = j->l0; l < j->l1 && !j->err; l++) {
 		const uint64_t e = leaf_end(m, keys, j->n, pos, l);
 		const uint64_t cnt = e - pos;
 		if (cnt > UINT32_MAX) {
@@ -691,36 +788,53 @@ static void *fit_leaves(void *arg)
 		}
 		uint64_t el, eh;
 		const double slope = best_slope(keys + pos, cnt, &el, &eh);
-		unsigned char *leaf = j->recs + LEAF_SIZE * l;
-		put_le64(leaf, cnt ? keys[pos] : 0);
-		put_lef64(leaf + 8, slope);
-		put_le64(leaf + 16, pos);
-		put_le32(leaf + 24, (uint32_t)cnt);
-		put_le16(leaf + 28, el < EPS_WHOLE ? (unsigned)el : EPS_WHOLE);
-		put_le16(leaf + 30, eh < EPS_WHOLE ? (unsigned)eh : EPS_WHOLE);
-		for (uint64_t i = pos; i < e; i++) {
-			struct window w;
-			model_window(m, keys[i], &w);
-			if (i < w.lo || i >= w.hi) {
-				kyro__rmi_set_err(
-					j->msg, sizeof j->msg,
-					"internal error: key at position %llu "
-					"lies outside its window [%llu, %llu)",
-					(unsigned long long)i,
-					(unsigned long long)w.lo,
-					(unsigned long long)w.hi);
-				j->err = KYRO_ECORRUPT;
-				return NULL;
+		put_line(j->recs + LEAF_SIZE * l, keys, pos, cnt, slope, el, eh);
+		const uint64_t w = el + eh + 1 < cnt ? el + eh + 1 : cnt;
+		if (j->split && w > SPLIT_WINDOW) {
+			if (add_wide(j, l, pos, cnt, w) != 0) {
+				kyro__rmi_set_err(j->msg, sizeof j->msg,
+						  "out of memory building "
+						  "the index");
+				j->err = ENOMEM;
 			}
-			const double wl = (double)(w.hi - w.lo);
-			j->wsum += wl;
-			if (wl > j->wmax)
-				j->wmax = wl;
+		} else {
+			j->err = check_run(m, keys, pos, e, &j->wsum, &j->wmax,
+					   j->msg, sizeof j->msg);
 		}
 		pos = e;
 	}
 	j->end = pos;
 	return NULL;
+}
+
+/* The wide leaves of both halves, in leaf order. */
+struct wide_list {
+	struct wide_leaf *v;
+	size_t n;
+};
+
+/* Moves the halves' wide leaves into W, the first half's first, and
+ * frees theirs.  ENOMEM. */
+static int join_wide(struct wide_list *w, struct leaf_job *half, int halves)
+{
+	const size_t n = half[0].nwide + (halves ? half[1].nwide : 0);
+	int err = 0;
+	w->v = NULL;
+	w->n = 0;
+	if (n) {
+		w->v = malloc(n * sizeof(*w->v));
+		if (w->v == NULL)
+			err = ENOMEM;
+	}
+	for (int h = 0; h < 2; h++) {
+		if (!err && (h == 0 || halves)) {
+			memcpy(w->v + w->n, half[h].wide,
+			       half[h].nwide * sizeof(*w->v));
+			w->n += half[h].nwide;
+		}
+		free(half[h].wide);
+	}
+	return err;
 }
 
 /* Below this many keys one thread fits every leaf: a thread costs more
@@ -748,8 +862,8 @@ static int usable_cpus(void)
  */
 static int fit_all(const struct model *m, unsigned char *recs,
 		   const uint64_t *keys, uint64_t n, uint64_t leaves,
-		   unsigned threads, double *wsum, double *wmax, char *errbuf,
-		   size_t errlen)
+		   unsigned threads, int split, double *wsum, double *wmax,
+		   struct wide_list *wide, char *errbuf, size_t errlen)
 {
 	struct leaf_job half[2];
 	memset(half, 0, sizeof half);
@@ -758,13 +872,14 @@ static int fit_all(const struct model *m, unsigned char *recs,
 		half[h].recs = recs;
 		half[h].keys = keys;
 		half[h].n = n;
+		half[h].split = split;
 	}
 	half[0].l1 = leaves;
-	const int split = leaves >= 2 &&
+	const int halves = leaves >= 2 &&
 			  (threads >= 2 ||
 			   (threads == 0 && n >= PARALLEL_MIN_KEYS &&
 			    usable_cpus() >= 2));
-	if (split) {
+	if (halves) {
 		half[0].l1 = leaves / 2;
 		half[1].l0 = leaves / 2;
 		half[1].l1 = leaves;
@@ -772,21 +887,27 @@ static int fit_all(const struct model *m, unsigned char *recs,
 	}
 	pthread_t t;
 	const int threaded =
-		split && pthread_create(&t, NULL, fit_leaves, &half[1]) == 0;
+		halves && pthread_create(&t, NULL, fit_leaves, &half[1]) == 0;
 	fit_leaves(&half[0]);
 	if (threaded)
 		pthread_join(t, NULL);
-	else if (split)
+	else if (halves)
 		fit_leaves(&half[1]);
-	for (int h = 0; h < 1 + split; h++) {
+	int err = join_wide(wide, half, halves);
+	if (err) {
+		kyro__rmi_set_err(errbuf, errlen,
+				  "out of memory building the index");
+		return err;
+	}
+	for (int h = 0; h < 1 + halves; h++) {
 		if (half[h].err) {
 			kyro__rmi_set_err(errbuf, errlen, "%s", half[h].msg);
 			return half[h].err;
 		}
 	}
 	/* The halves must meet, and the last must end at n. */
-	if (half[0].end != (split ? half[1].pos : n) ||
-	    (split && half[1].end != n)) {
+	if (half[0].end != (halves ? half[1].pos : n) ||
+	    (halves && half[1].end != n)) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
 			"internal error: the leaves do not tile the %llu keys",
@@ -795,6 +916,173 @@ static int fit_all(const struct model *m, unsigned char *recs,
 	}
 	*wsum = half[0].wsum + half[1].wsum;
 	*wmax = half[0].wmax > half[1].wmax ? half[0].wmax : half[1].wmax;
+	return 0;
+}
+
+/* A piece's split point must be a gap this many times the piece's mean
+ * gap to be cut there rather than at the middle: a gap between clusters
+ * of keys, not the widest of a smooth run's. */
+#define SPLIT_GAP 16
+
+/* The window of a line fitted to k[0..m). */
+static uint64_t piece_window(const uint64_t *k, uint64_t m)
+{
+	uint64_t el, eh;
+	best_slope(k, m, &el, &eh);
+	return el + eh + 1 < m ? el + eh + 1 : m;
+}
+
+/* Where to split k[s..e) (e - s >= 2): at its widest gap when that is a
+ * gap between clusters, else at the middle. */
+static uint64_t split_point(const uint64_t *k, uint64_t s, uint64_t e)
+{
+	uint64_t g = s + 1, gw = 0;
+	for (uint64_t i = s + 1; i < e; i++) {
+		const uint64_t w = k[i] - k[i - 1];
+		g = w > gw ? i : g;
+		gw = w > gw ? w : gw;
+	}
+	const double mean = (double)(k[e - 1] - k[s]) / (double)(e - s - 1);
+	return (double)gw >= SPLIT_GAP * mean ? g : s + (e - s) / 2;
+}
+
+/*
+ * Cut k[0..m) into pieces whose lines have windows of at most W keys,
+ * left to right, writing each piece's end to ENDS.  Returns the number of
+ * pieces, or 0 when more than MAX would be needed.  STACK holds MAX + 1
+ * pairs: the pieces still to cut, each of which will give one at least.
+ */
+static uint64_t cut_pieces(const uint64_t *k, uint64_t m, uint64_t w,
+			   uint64_t *ends, uint64_t max, uint64_t *stack)
+{
+	uint64_t np = 0, top = 0;
+	stack[top++] = 0;
+	stack[top++] = m;
+	while (top) {
+		const uint64_t e = stack[--top], s = stack[--top];
+		if (e - s <= w || piece_window(k + s, e - s) <= w) {
+			ends[np++] = e;
+			continue;
+		}
+		if (np + top / 2 + 2 > max)
+			return 0;
+		const uint64_t g = split_point(k, s, e);
+		stack[top++] = g;
+		stack[top++] = e;
+		stack[top++] = s;
+		stack[top++] = g;
+	}
+	return np;
+}
+
+/* The pieces of every wide leaf of WIDE over W keys, their ends in ENDS,
+ * within MAX in all (and SPLIT_MAX_SUBS a leaf).  Returns how many, or
+ * UINT64_MAX when they do not fit. */
+static uint64_t cut_all(const uint64_t *keys, const struct wide_list *wide,
+			uint64_t w, uint64_t *ends, uint64_t max,
+			uint64_t *stack)
+{
+	uint64_t used = 0;
+	for (size_t i = 0; i < wide->n; i++) {
+		const struct wide_leaf *x = &wide->v[i];
+		if (x->w <= w)
+			continue;
+		uint64_t lim = max - used;
+		lim = lim < SPLIT_MAX_SUBS ? lim : SPLIT_MAX_SUBS;
+		const uint64_t np = cut_pieces(keys + x->pos, x->cnt, w,
+					       ends + used, lim, stack);
+		if (np == 0)
+			return UINT64_MAX;
+		used += np;
+	}
+	return used;
+}
+
+/* The wide leaves over W keys as split leaves, their sub-leaves from
+ * record ROUTED on, the pieces' ends in ENDS.  Returns the sub-leaves. */
+static uint64_t put_split(unsigned char *recs, const uint64_t *keys,
+			  const struct wide_list *wide, uint64_t w,
+			  uint64_t routed, const uint64_t *ends)
+{
+	uint64_t next = routed;
+	for (size_t i = 0; i < wide->n; i++) {
+		const struct wide_leaf *x = &wide->v[i];
+		if (x->w <= w)
+			continue;
+		const uint64_t first = next;
+		for (uint64_t a = 0; a < x->cnt; next++) {
+			const uint64_t b = *ends++;
+			uint64_t el, eh;
+			const double slope =
+				best_slope(keys + x->pos + a, b - a, &el, &eh);
+			put_line(recs + LEAF_SIZE * next, keys, x->pos + a,
+				 b - a, slope, el, eh);
+			a = b;
+		}
+		unsigned char *leaf = recs + LEAF_SIZE * x->l;
+		put_le64(leaf, keys[x->pos]);
+		put_le64(leaf + 8, first);
+		put_le16(leaf + 28, EPS_SPLIT);
+		put_le16(leaf + 30, (unsigned)(next - first));
+	}
+	return next - routed;
+}
+
+/* The result of split_all(). */
+struct split_result {
+	uint64_t splits, subs; /* leaves split, and their sub-leaves */
+	uint64_t bound;	       /* the window bound met, 0 for none */
+};
+
+/*
+ * Split the wide leaves (those fit_all() left, windows over SPLIT_WINDOW)
+ * into sub-leaves, at most CAP - ROUTED of them, then check every key of
+ * the wide leaves through the whole lookup path.  The bound is
+ * SPLIT_WINDOW if the reserve holds the sub-leaves it needs, else the
+ * first of 47, 95, 191, ... keys it holds; a leaf within the bound stays
+ * a line.  ENOMEM, KYRO_ECORRUPT.
+ */
+static int split_all(const struct model *m, unsigned char *recs,
+		     const uint64_t *keys, uint64_t routed, uint64_t cap,
+		     const struct wide_list *wide, struct split_result *res,
+		     double *wsum, double *wmax, char *errbuf, size_t errlen)
+{
+	const uint64_t max = cap - routed;
+	uint64_t *ends = NULL, *stack = NULL;
+	memset(res, 0, sizeof(*res));
+	res->bound = SPLIT_WINDOW;
+	if (wide->n && max) {
+		ends = malloc(sizeof(*ends) * max);
+		stack = malloc(sizeof(*stack) * 2 * (max + 2));
+		if (ends == NULL || stack == NULL) {
+			free(ends);
+			free(stack);
+			kyro__rmi_set_err(errbuf, errlen,
+					  "out of memory building the index");
+			return ENOMEM;
+		}
+	}
+	res->bound = 0;
+	for (uint64_t w = SPLIT_WINDOW; wide->n && max && w < EPS_SPLIT;
+	     w = 2 * w + 1) {
+		if (cut_all(keys, wide, w, ends, max, stack) != UINT64_MAX) {
+			res->subs = put_split(recs, keys, wide, w, routed, ends);
+			res->bound = w;
+			break;
+		}
+	}
+	if (wide->n == 0)
+		res->bound = SPLIT_WINDOW;
+	free(ends);
+	free(stack);
+	for (size_t i = 0; i < wide->n; i++) {
+		const struct wide_leaf *x = &wide->v[i];
+		res->splits += res->bound && x->w > res->bound;
+		const int err = check_run(m, keys, x->pos, x->pos + x->cnt,
+					  wsum, wmax, errbuf, errlen);
+		if (err)
+			return err;
+	}
 	return 0;
 }
 
@@ -888,6 +1176,8 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	unsigned char *img = NULL;
 	struct shape sh = { 0, 0, 0, NULL };
 	struct kyro__rmi *check = NULL;
+	struct wide_list wide = { NULL, 0 };
+	struct split_result split = { 0, 0, 0 };
 
 	*buf = NULL;
 	*size = 0;
@@ -898,8 +1188,9 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 		err = choose_shape(keys, n, p, &sh, errbuf, errlen);
 	if (err)
 		goto out;
-	const uint64_t total = image_bytes(sh.bits, sh.leaves);
-	err = alloc_image(p, &sh, total, &img, errbuf, errlen);
+	const uint64_t cap = records_cap(p, sh.bits, sh.leaves);
+	err = alloc_image(p, &sh, image_bytes(sh.bits, cap), &img, errbuf,
+			  errlen);
 	if (err)
 		goto out;
 
@@ -908,12 +1199,21 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	fill_router(img + HDR_SIZE, &m, sh.bits, sh.leaves, keys, n, sh.bounds,
 		    0, 1);
 	double wsum = 0, wmax = 0;
-	err = fit_all(&m, img + HDR_SIZE + router_bytes(sh.bits), keys, n,
-		      sh.leaves, p->threads, &wsum, &wmax, errbuf, errlen);
+	unsigned char *recs = img + HDR_SIZE + router_bytes(sh.bits);
+	err = fit_all(&m, recs, keys, n, sh.leaves, p->threads, cap > sh.leaves,
+		      &wsum, &wmax, &wide, errbuf, errlen);
+	if (!err)
+		err = split_all(&m, recs, keys, sh.leaves, cap, &wide, &split,
+				&wsum, &wmax, errbuf, errlen);
 	if (err)
 		goto out;
+	/* The records in use: the routed leaves and the sub-leaves. */
+	const uint64_t total = image_bytes(sh.bits, sh.leaves + split.subs);
+	put_le32(img + 56, (uint32_t)(sh.leaves + split.subs));
 	put_le64(img + total - SUM_SIZE,
 		 XXH3_64bits(img, (size_t)total - SUM_SIZE));
+	unsigned char *fit = realloc(img, (size_t)total);
+	img = fit ? fit : img;
 
 	/* The loader's rules are the format's: the image must pass them. */
 	err = kyro__rmi_load(&check, img, (size_t)total, keys, n, snap_gen,
@@ -921,7 +1221,10 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	if (err)
 		goto out;
 	if (st) {
-		st->leaves = sh.leaves;
+		st->leaves = sh.leaves + split.subs;
+		st->split_leaves = split.splits;
+		st->sub_leaves = split.subs;
+		st->bound = split.bound;
 		st->router_bits = sh.bits;
 		st->router_log = sh.logr;
 		st->bytes = total;
@@ -936,6 +1239,7 @@ out:
 		kyro__rmi_set_err(errbuf, errlen,
 				  "out of memory building the index");
 	kyro__rmi_free(check);
+	free(wide.v);
 	free(sh.bounds);
 	free(img);
 	return err;

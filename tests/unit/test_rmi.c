@@ -627,11 +627,11 @@ static void check_damage(void)
 		       err, sizeof(err)),
 	       "damage: format version 1 is refused: \"%s\"", err);
 	memcpy(copy, img, size);
-	copy[8] = 4;
+	copy[8] = 5;
 	fix_checksum(copy, size);
 	result(refused(copy, size, keys, n, gen, KYRO_EVERSION, "version",
 		       err, sizeof(err)),
-	       "damage: format version 4 is refused: \"%s\"", err);
+	       "damage: format version 5 is refused: \"%s\"", err);
 
 	/* Stale: another generation, key count, or other keys. */
 	result(refused(img, size, keys, n, gen + 1, KYRO_ECORRUPT,
@@ -653,12 +653,42 @@ static void check_damage(void)
 	       "stale: another snapshot (header checksum) is refused: "
 	       "\"%s\"", err);
 	kyro__rmi_free(r2);
-	/* Version 2, the previous format, is still loaded, and still
-	 * checked against its sample of the keys. */
-	memcpy(copy, img, size);
-	as_version2(copy, size, keys, n);
+	/* Versions 2 and 3, without split leaves, are still loaded: an
+	 * image with no room for sub-leaves (max_size holds exactly its 64
+	 * leaves), relabelled. */
+	const size_t usize = 64 + ((16 * 257 + 63) & ~(size_t)63) + 32 * 64 + 8;
+	const struct kyro_rmi_params up = { 64, 8, usize, 0 };
+	void *uimg = NULL;
+	size_t usz = 0;
+	rc = kyro__rmi_train(keys, n, gen, SNAP_SUM, &up, &uimg, &usz, NULL,
+			     err, sizeof(err));
+	unsigned char *old = uimg;
+	result(rc == 0 && usz == usize, "version 3: an unsplit image (%s)",
+	       rc ? err : "ok");
+	if (rc)
+		abort();
+	old[8] = 3;
+	/* In version 3, an eps_lo of 0xfffe is an error bound, not the
+	 * split mark: the leaf's window is just wide. */
+	const size_t uleaves = 64 + ((16 * 257 + 63) & ~(size_t)63);
+	old[uleaves + 32 * 5 + 28] = 0xfe;
+	old[uleaves + 32 * 5 + 29] = 0xff;
+	fix_checksum(old, usz);
 	r2 = NULL;
-	rc = kyro__rmi_load(&r2, copy, size, keys, n, gen, SNAP_SUM + 1, err,
+	rc = kyro__rmi_load(&r2, old, usz, keys, n, gen, SNAP_SUM, err,
+			    sizeof(err));
+	uint64_t wrong3 = rc ? n : 0;
+	for (uint64_t i = 0; r2 && i < n; i++)
+		if (kyro__rmi_lower_bound(r2, keys[i], NULL) != i)
+			wrong3++;
+	result(rc == 0 && wrong3 == 0,
+	       "version 3: loaded, eps 0xfffe a bound, every key found (%s, "
+	       "%" PRIu64 " wrong)", rc ? err : "ok", wrong3);
+	kyro__rmi_free(r2);
+	/* Version 2 is still checked against its sample of the keys. */
+	as_version2(old, usz, keys, n);
+	r2 = NULL;
+	rc = kyro__rmi_load(&r2, old, usz, keys, n, gen, SNAP_SUM + 1, err,
 			    sizeof(err));
 	uint64_t wrong2 = rc ? n : 0;
 	for (uint64_t i = 0; r2 && i < n; i++)
@@ -671,7 +701,7 @@ static void check_damage(void)
 	/* A position the key sample hash covers: j * n / 1024. */
 	const uint64_t sp = (uint64_t)((unsigned __int128)512 * n / 1024);
 	other[sp] = other[sp] + (other[sp + 1] - other[sp]) / 2;
-	result(refused(copy, size, other, n, gen, KYRO_ECORRUPT,
+	result(refused(old, usz, other, n, gen, KYRO_ECORRUPT,
 		       "key sample checksum", err, sizeof(err)),
 	       "stale: version 2 over different keys (same count, same "
 	       "ends) is refused: \"%s\"", err);
@@ -780,6 +810,7 @@ static void check_damage(void)
 
 	free(other);
 	free(copy);
+	free(old);
 	free(img);
 	free(keys);
 }
