@@ -429,23 +429,22 @@ static uint64_t records_for(uint64_t budget, unsigned bits)
 			      : budget / LEAF_SIZE;
 }
 
-/* Routed leaves for a router of BITS bits: as given, or what the budget
- * holds less the reserve for sub-leaves (SPLIT_RESERVE). */
+/* Leaves for a router of BITS bits: as given, or all the budget holds
+ * (plan_reserve() then sets some aside for sub-leaves). */
 static uint64_t leaves_for(const struct kyro_rmi_params *p, uint64_t budget,
 			   unsigned bits, uint64_t max_leaves)
 {
 	if (p->leaves)
 		return p->leaves;
-	const uint64_t r = records_for(budget, bits);
-	uint64_t l = r - r / SPLIT_RESERVE;
+	uint64_t l = records_for(budget, bits);
 	if (l > max_leaves)
 		l = max_leaves;
 	return l ? l : 1;
 }
 
-/* The records an image of shape SH may hold, routed leaves and sub-leaves:
- * the reserve beyond the routed leaves, within an explicit max_size, and
- * within the header's 32-bit count. */
+/* The records an image may hold, routed leaves and sub-leaves, when the
+ * leaf count ROUTED was given: a reserve beyond them, within an explicit
+ * max_size, and within the header's 32-bit count. */
 static uint64_t records_cap(const struct kyro_rmi_params *p, unsigned bits,
 			    uint64_t routed)
 {
@@ -1028,6 +1027,66 @@ static uint64_t put_split(unsigned char *recs, const uint64_t *keys,
 	return next - routed;
 }
 
+/*
+ * The records to set aside for sub-leaves out of LEAVES, under the router
+ * of M (filled for LEAVES leaves): enough for the smallest bound of
+ * SPLIT_WINDOW, 47, 95, ... keys whose sub-leaves, estimated from the
+ * leaves of TUNE_SAMPLES sampled keys, take at most 1 / SPLIT_RESERVE of
+ * the records; 0 if none does.  Sampling keys weighs each leaf by its
+ * keys, so a sampled leaf stands for (n / samples) / its keys leaves.
+ * A smooth distribution (uniform keys) has wide leaves from chance
+ * alone, too many to split, and few beyond 47 keys: it keeps nearly all
+ * its records as leaves.  ENOMEM sets aside nothing.
+ */
+static uint64_t plan_reserve(const struct model *m, const uint64_t *keys,
+			     uint64_t n, uint64_t leaves)
+{
+	const uint64_t most = leaves / SPLIT_RESERVE;
+	const size_t s = n < TUNE_SAMPLES ? (size_t)n : TUNE_SAMPLES;
+	if (most == 0 || n < 2)
+		return 0;
+	uint64_t *at = malloc(sizeof(*at) * 3 * s);
+	uint64_t *ends = malloc(sizeof(*ends) * most);
+	uint64_t *stack = malloc(sizeof(*stack) * 2 * (most + 2));
+	uint64_t reserve = 0, seed = 0x53504c4954ULL ^ n, widest = 0;
+	if (at == NULL || ends == NULL || stack == NULL)
+		goto out;
+	for (size_t i = 0; i < s; i++) {
+		const uint64_t k = splitmix(&seed) % n;
+		const uint64_t l = route(m, keys[k]);
+		const uint64_t a = leaf_start(m, keys, k, l);
+		at[3 * i] = a;
+		at[3 * i + 1] = leaf_end(m, keys, n, k, l) - a;
+		at[3 * i + 2] = piece_window(keys + a, at[3 * i + 1]);
+		widest = at[3 * i + 2] > widest ? at[3 * i + 2] : widest;
+	}
+	for (uint64_t w = SPLIT_WINDOW; w < EPS_SPLIT; w = 2 * w + 1) {
+		double need = 0;
+		for (size_t i = 0; i < s && need <= (double)most; i++) {
+			if (at[3 * i + 2] <= w)
+				continue;
+			const uint64_t np = cut_pieces(keys + at[3 * i],
+						       at[3 * i + 1], w, ends,
+						       most, stack);
+			need += np ? (double)n / (double)s * (double)np /
+					     (double)at[3 * i + 1]
+				   : HUGE_VAL;
+		}
+		if (need <= (double)most) {
+			const double r = 1.25 * need + 16;
+			reserve = r < (double)most ? (uint64_t)r : most;
+			break;
+		}
+		if (w >= widest)
+			break;
+	}
+out:
+	free(at);
+	free(ends);
+	free(stack);
+	return reserve;
+}
+
 /* The result of split_all(). */
 struct split_result {
 	uint64_t splits, subs; /* leaves split, and their sub-leaves */
@@ -1071,7 +1130,7 @@ static int split_all(const struct model *m, unsigned char *recs,
 			break;
 		}
 	}
-	if (wide->n == 0)
+	if (wide->n == 0 && cap > routed)
 		res->bound = SPLIT_WINDOW;
 	free(ends);
 	free(stack);
@@ -1188,7 +1247,8 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 		err = choose_shape(keys, n, p, &sh, errbuf, errlen);
 	if (err)
 		goto out;
-	const uint64_t cap = records_cap(p, sh.bits, sh.leaves);
+	const uint64_t cap = p->leaves ? records_cap(p, sh.bits, sh.leaves)
+				       : sh.leaves;
 	err = alloc_image(p, &sh, image_bytes(sh.bits, cap), &img, errbuf,
 			  errlen);
 	if (err)
@@ -1198,6 +1258,15 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	put_header(img, keys, n, snap_gen, snap_sum, &sh, &m);
 	fill_router(img + HDR_SIZE, &m, sh.bits, sh.leaves, keys, n, sh.bounds,
 		    0, 1);
+	/* A tuned shape spends its whole budget on leaves: set aside what
+	 * the sub-leaves need, and route over the rest. */
+	const uint64_t reserve =
+		p->leaves ? 0 : plan_reserve(&m, keys, n, sh.leaves);
+	if (reserve) {
+		sh.leaves -= reserve;
+		fill_router(img + HDR_SIZE, &m, sh.bits, sh.leaves, keys, n,
+			    sh.bounds, 0, 1);
+	}
 	double wsum = 0, wmax = 0;
 	unsigned char *recs = img + HDR_SIZE + router_bytes(sh.bits);
 	err = fit_all(&m, recs, keys, n, sh.leaves, p->threads, cap > sh.leaves,
