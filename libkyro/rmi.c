@@ -1,6 +1,7 @@
 /*
  * rmi.c - the learned index: a two-stage recursive model index over the
- * sorted u64 key array of one snapshot.
+ * sorted u64 key array of one snapshot, whose leaves may split into
+ * sub-leaves where a line misses the keys by too much.
  *
  * THE INDEX FILE (one per snapshot generation; all integers little-endian,
  * fixed width; offsets in bytes).  It holds no keys: the snapshot's own
@@ -8,9 +9,9 @@
  *
  *   Header, 64 bytes
  *     0   8  magic "KYRORMI\0" (4b 59 52 4f 52 4d 49 00)
- *     8   4  format version, 3 (version 2 is still read, see below;
- *            version 1 routed by interpolating over the bucket's whole
- *            width: it is refused, and rebuilt)
+*     8   4  format version, 4 (versions 3 and 2 are still read, see
+ *            below; version 1 routed by interpolating over the bucket's
+ *            whole width: it is refused, and rebuilt)
  *    12   4  flags: bit 0 set for a logarithmic router; any other set
  *            bit is refused
  *    16   8  key count n of the snapshot
@@ -21,7 +22,8 @@
  *            (its bytes 120..127, XXH3-64 of the header's bytes 0..119,
  *            which name the generation, key count, last sequence number
  *            and payload size)
- *    56   4  leaf count L, >= 1
+ *    56   4  record count L, >= 1: the R routed leaves (R, >= 1, is the
+ *            router's final c) and the sub-leaves of split ones
  *    60   1  router bits B, 8..24
  *    61   1  shift S: max(0, bitlen(last - first) - B) for a linear
  *            router, B - 6 for a logarithmic one
@@ -37,9 +39,10 @@
  *            no key); the builder writes the bucket's smallest key, or,
  *            when wide gaps split the bucket's keys, one leaf's width
  *            before the run of them it spreads the leaves over
- *     8   4  c: floor(lb(first + (b << S)) * L / n), where lb(x) is the
+ *     8   4  c: floor(lb(first + (b << S)) * R / n), where lb(x) is the
  *            number of keys below x (n for a bucket past the last key,
- *            so the final entry's c is L).  Non-decreasing; entry 0's is 0
+ *            so the final entry's c is R).  Non-decreasing; entry 0's is
+ *            0
  *    12   4  scale, an IEEE-754 binary32, finite and >= 0: the bucket's
  *            leaves per unit of key; the builder writes (c' - c) / (hi -
  *            lo + 1) with c' the next entry's c and hi the bucket's
@@ -47,17 +50,32 @@
  *            choose_run()); 0 when the bucket has no key.  The final
  *            entry's lo and scale are 0.  Any lo and scale give exact
  *            answers: they only move keys between the bucket's leaves.
- *   Leaves, at R = 64 + roundup64(16 * (2^B + 1)): L records of 32 bytes
- *     0   8  reference key: the smallest key routed to the leaf (0 if none)
+ *   Records, at P = 64 + roundup64(16 * (2^B + 1)): L records of 32
+ *   bytes, the routed leaves 0..R-1 first, then the sub-leaves.  A line
+ *   leaf (every sub-leaf, and a routed leaf whose eps_lo is not 0xfffe):
+ *     0   8  reference key: its first key (0 if it has none)
  *     8   8  slope, an IEEE-754 binary64, finite and >= 0
- *    16   8  start: position of the leaf's first key
- *    24   4  count: keys routed to the leaf; start + count is the next
- *            leaf's start, and the last leaf ends at n
- *    28   2  eps_lo: the largest (prediction - position) over the leaf's
- *            keys; 0xffff means "unbounded: search from the leaf's start"
+ *    16   8  start: position of its first key
+ *    24   4  count: its keys; a routed leaf's start + count is the next
+ *            routed leaf's start, and the last one ends at n
+ *    28   2  eps_lo: the largest (prediction - position) over its keys;
+ *            0xffff means "unbounded: search from the leaf's start";
+ *            never 0xfffe (stored as 0xffff)
  *    30   2  eps_hi: the largest (position - prediction); 0xffff likewise
- *   Checksum, at R + 32 L: u64 XXH3_64bits of every byte before it.
- *   The file is exactly R + 32 L + 8 bytes.
+ *   A split leaf (a routed leaf whose eps_lo is 0xfffe), whose keys are
+ *   predicted by its sub-leaves:
+ *     0   8  reference key: its first key, its first sub-leaf's
+ *     8   8  j: the record number of its first sub-leaf, u64
+ *    16   8  start, and
+ *    24   4  count, as a line leaf's
+ *    28   2  0xfffe
+ *    30   2  k >= 2: its sub-leaves are records j .. j + k - 1.  The split
+ *            leaves' sub-leaves follow each other in the order of the
+ *            split leaves, from record R to record L - 1, all of them;
+ *            a split leaf's sub-leaves tile its run [start, start +
+ *            count) in order, and their reference keys increase.
+ *   Checksum, at P + 32 L: u64 XXH3_64bits of every byte before it.
+ *   The file is exactly P + 32 L + 8 bytes.
  *
  * A LOOKUP of key x with first <= x <= last:
  *   route:   b = bucket(x - first); read lo, c, scale of entry b and c' of
@@ -74,6 +92,9 @@
  *            the keys before and after it one end leaf each).  Monotone:
  *            within a bucket each step is, and a bucket's leaves end
  *            where the next bucket's begin.
+ *   split:   if the leaf is split, the leaf is instead its last sub-leaf
+ *            whose reference key is <= x, or its first: monotone in x,
+ *            and a key's sub-leaf is the one whose run holds it.
  *   predict: off = min(count, trunc(slope * dist(x, ref))): double
  *            precision, relative to the leaf's reference key, so large
  *            keys lose nothing.
@@ -89,7 +110,10 @@
  *            means the keys are not the ones the index was built over,
  *            and a binary search answers instead (a mispredict).
  *
- * VERSION 2 is the same file but for bytes 48..55, which hold a key
+ * VERSION 3 is the same file without split leaves: R = L, and an eps_lo
+ * of 0xfffe is an error bound like any other.
+ *
+ * VERSION 2 is version 3 but for bytes 48..55, which hold a key
  * sample hash: XXH3_64bits over the 8-byte little-endian encodings of
  * keys[j*n/m] for j = 0..m-1, m = min(n, 1024).  Loading one still checks
  * that hash, which reads 1,024 keys spread over the whole array (a page
@@ -100,17 +124,22 @@
  * keys it probed, and the snapshot verifies each key block on first use).
  *
  * LOAD REFUSES the image, with a message, when: it is shorter than a
- * header and checksum; the magic differs; the version is not 2 or 3
+ * header and checksum; the magic differs; the version is not 2, 3 or 4
  * (KYRO_EVERSION); a flag or reserved byte is set; B or L is out of range;
- * its size is not exactly R + 32 L + 8 (truncated or trailing bytes); the
+ * its size is not exactly P + 32 L + 8 (truncated or trailing bytes); the
  * checksum differs; the generation, key count, first or last key, or
  * snapshot binding (version 2: key sample hash) differs from the snapshot
  * it is loaded against (a stale index); S is not the value derived from
- * the keys; the router's c is
- * not non-decreasing from 0 to L with every bucket up to the last key's
- * below L; a scale is negative or not finite; the leaves' starts and
- * counts do not tile [0, n); or a slope is negative or not finite.  After
- * these checks no lookup can read outside the router, the leaves or
+ * the keys; the router's c is not non-decreasing from 0 to R, with R >= 1
+ * (version 4) or R = L (versions 2 and 3), and every bucket up to the last
+ * key's below R; a scale is negative or not finite; the routed leaves'
+ * starts and counts do not tile [0, n); a line leaf's slope is negative
+ * or not finite, or (version 4) its eps_lo is 0xfffe; a split leaf's j is
+ * not the next record after the sub-leaves of the split leaves before it
+ * (R for the first), or k < 2, or j + k > L; its sub-leaves' starts and
+ * counts do not tile its run, or their reference keys do not increase
+ * from its own; or records are left that no split leaf names.  After
+ * these checks no lookup can read outside the router, the records or
  * keys[0..n), whatever the image held.
  *
  * THIS FILE holds the format, the loader and the entry points of the
