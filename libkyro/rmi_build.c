@@ -366,7 +366,7 @@ static uint64_t records_for(uint64_t budget, unsigned bits)
 }
 
 /* Leaves for a router of BITS bits: as given, or all the budget holds
- * (plan_reserve() then sets some aside for sub-leaves). */
+ * (kyro__rmi_plan_reserve() then sets some aside for sub-leaves). */
 static uint64_t leaves_for(const struct kyro_rmi_params *p, uint64_t budget,
 			   unsigned bits, uint64_t max_leaves)
 {
@@ -737,11 +737,13 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	}
 	double wsum = 0, wmax = 0;
 	unsigned char *recs = img + HDR_SIZE + router_bytes(sh.bits);
-	err = kyro__rmi_fit_all(&m, recs, keys, n, sh.leaves, p->threads, cap > sh.leaves,
-		      &wsum, &wmax, &wide, errbuf, errlen);
+	err = kyro__rmi_fit_all(&m, recs, keys, n, sh.leaves, p->threads,
+				cap > sh.leaves, &wsum, &wmax, &wide, errbuf,
+				errlen);
 	if (!err)
-		err = kyro__rmi_split_all(&m, recs, keys, sh.leaves, cap, &wide, &split,
-				&wsum, &wmax, errbuf, errlen);
+		err = kyro__rmi_split_all(&m, recs, keys, sh.leaves, cap,
+					  &wide, &split, &wsum, &wmax, errbuf,
+					  errlen);
 	if (err)
 		goto out;
 	/* The records in use: the routed leaves and the sub-leaves. */

@@ -13,10 +13,10 @@
 
 /* Split leaves: a leaf whose window exceeds SPLIT_WINDOW keys is split
  * into sub-leaves whose windows do not, if the reserve holds them (else
- * the bound is relaxed, see split_all()).  A window of SPLIT_WINDOW keys
- * always lies in the fast path's 32 keys (rmi_lookup.h), so no lookup
- * takes the slow path.  The reserve is 1 / SPLIT_RESERVE of the records
- * the budget holds. */
+ * the bound is relaxed, see kyro__rmi_split_all()).  A window of
+ * SPLIT_WINDOW keys always lies in the fast path's 32 keys
+ * (rmi_lookup.h), so no lookup takes the slow path.  The reserve is at
+ * most 1 / SPLIT_RESERVE of the records the budget holds. */
 #define SPLIT_WINDOW 23
 #define SPLIT_RESERVE 16
 #define SPLIT_MAX_SUBS 65535

@@ -20,7 +20,7 @@
 
 #include "banned.h"
 
-/* How many keys a sample for plan_reserve() takes: as the tuner's. */
+/* The keys kyro__rmi_plan_reserve() samples: as many as the tuner. */
 #define RESERVE_SAMPLES 1024
 
 /*
@@ -91,7 +91,7 @@ struct leaf_job {
 	const uint64_t *keys;
 	uint64_t n;
 	uint64_t l0, l1, pos;
-	int split;          /* collect wide leaves for split_all() */
+	int split;          /* collect the wide leaves */
 	uint64_t end;       /* out: the position after the last leaf's run */
 	double wsum, wmax;  /* out: window statistics of the run */
 	struct wide_leaf *wide; /* out: the wide leaves, in order (malloc'd) */
@@ -160,8 +160,8 @@ static int add_wide(struct leaf_job *j, uint64_t l, uint64_t pos,
  * Leaf by leaf: find the run of keys the router sends to the leaf, fit the
  * line, store it, then check every key of the run through the whole lookup
  * path while the run is still in cache.  A leaf whose window is wider
- * than SPLIT_WINDOW is stored as a line too, but left to split_all() to
- * split and check.
+ * than SPLIT_WINDOW is stored as a line too, but left to
+ * kyro__rmi_split_all() to split and check.
  */
 static void *fit_leaves(void *arg)
 {
@@ -479,9 +479,9 @@ out:
 }
 
 /*
- * Split the wide leaves (those fit_all() left, windows over SPLIT_WINDOW)
- * into sub-leaves, at most CAP - ROUTED of them, then check every key of
- * the wide leaves through the whole lookup path.  The bound is
+ * Split the wide leaves (those kyro__rmi_fit_all() left, windows over
+ * SPLIT_WINDOW) into sub-leaves, at most CAP - ROUTED of them, then
+ * check every key of the wide leaves through the whole lookup path.  The bound is
  * SPLIT_WINDOW if the reserve holds the sub-leaves it needs, else the
  * first of 47, 95, 191, ... keys it holds; a leaf within the bound stays
  * a line.  ENOMEM, KYRO_ECORRUPT.
