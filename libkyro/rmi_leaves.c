@@ -217,7 +217,7 @@ static int join_wide(struct wide_list *w, struct leaf_job *half, int halves)
 			err = ENOMEM;
 	}
 	for (int h = 0; h < 2; h++) {
-		if (!err && (h == 0 || halves)) {
+		if (!err && (h == 0 || halves) && half[h].nwide) {
 			memcpy(w->v + w->n, half[h].wide,
 			       half[h].nwide * sizeof(*w->v));
 			w->n += half[h].nwide;
