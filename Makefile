@@ -39,6 +39,7 @@ LIB_SRCS := \
 	libkyro/manifest.c \
 	libkyro/rmi.c \
 	libkyro/rmi_build.c \
+	libkyro/rmi_leaves.c \
 	libkyro/shared.c \
 	libkyro/simd.c \
 	libkyro/simd_avx2.c \

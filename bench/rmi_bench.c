@@ -676,10 +676,12 @@ int main(int argc, char **argv)
 		if (rc)
 			die("load: %s", err);
 		snprintf(note, sizeof(note),
-			 "leaves=%" PRIu64 " bits=%" PRIu64 "%s meanwin=%.1f "
+			 "leaves=%" PRIu64 " bits=%" PRIu64 "%s split=%" PRIu64
+			 " sub=%" PRIu64 " bound=%" PRIu64 " meanwin=%.1f "
 			 "maxwin=%.0f index=%.3f%% build=%.0fM/s "
 			 "build+write=%.0fM/s",
 			 st.leaves, st.router_bits, st.router_log ? "log" : "",
+			 st.split_leaves, st.sub_leaves, st.bound,
 			 st.mean_window,
 			 st.max_window, 100.0 * (double)size / (8.0 * (double)n),
 			 (double)n / tb / 1e6, (double)n / (tb + tw) / 1e6);

@@ -1,6 +1,7 @@
 /*
  * rmi.c - the learned index: a two-stage recursive model index over the
- * sorted u64 key array of one snapshot.
+ * sorted u64 key array of one snapshot, whose leaves may split into
+ * sub-leaves where a line misses the keys by too much.
  *
  * THE INDEX FILE (one per snapshot generation; all integers little-endian,
  * fixed width; offsets in bytes).  It holds no keys: the snapshot's own
@@ -8,9 +9,9 @@
  *
  *   Header, 64 bytes
  *     0   8  magic "KYRORMI\0" (4b 59 52 4f 52 4d 49 00)
- *     8   4  format version, 3 (version 2 is still read, see below;
- *            version 1 routed by interpolating over the bucket's whole
- *            width: it is refused, and rebuilt)
+*     8   4  format version, 4 (versions 3 and 2 are still read, see
+ *            below; version 1 routed by interpolating over the bucket's
+ *            whole width: it is refused, and rebuilt)
  *    12   4  flags: bit 0 set for a logarithmic router; any other set
  *            bit is refused
  *    16   8  key count n of the snapshot
@@ -21,7 +22,8 @@
  *            (its bytes 120..127, XXH3-64 of the header's bytes 0..119,
  *            which name the generation, key count, last sequence number
  *            and payload size)
- *    56   4  leaf count L, >= 1
+ *    56   4  record count L, >= 1: the R routed leaves (R, >= 1, is the
+ *            router's final c) and the sub-leaves of split ones
  *    60   1  router bits B, 8..24
  *    61   1  shift S: max(0, bitlen(last - first) - B) for a linear
  *            router, B - 6 for a logarithmic one
@@ -37,9 +39,10 @@
  *            no key); the builder writes the bucket's smallest key, or,
  *            when wide gaps split the bucket's keys, one leaf's width
  *            before the run of them it spreads the leaves over
- *     8   4  c: floor(lb(first + (b << S)) * L / n), where lb(x) is the
+ *     8   4  c: floor(lb(first + (b << S)) * R / n), where lb(x) is the
  *            number of keys below x (n for a bucket past the last key,
- *            so the final entry's c is L).  Non-decreasing; entry 0's is 0
+ *            so the final entry's c is R).  Non-decreasing; entry 0's is
+ *            0
  *    12   4  scale, an IEEE-754 binary32, finite and >= 0: the bucket's
  *            leaves per unit of key; the builder writes (c' - c) / (hi -
  *            lo + 1) with c' the next entry's c and hi the bucket's
@@ -47,17 +50,32 @@
  *            choose_run()); 0 when the bucket has no key.  The final
  *            entry's lo and scale are 0.  Any lo and scale give exact
  *            answers: they only move keys between the bucket's leaves.
- *   Leaves, at R = 64 + roundup64(16 * (2^B + 1)): L records of 32 bytes
- *     0   8  reference key: the smallest key routed to the leaf (0 if none)
+ *   Records, at P = 64 + roundup64(16 * (2^B + 1)): L records of 32
+ *   bytes, the routed leaves 0..R-1 first, then the sub-leaves.  A line
+ *   leaf (every sub-leaf, and a routed leaf whose eps_lo is not 0xfffe):
+ *     0   8  reference key: its first key (0 if it has none)
  *     8   8  slope, an IEEE-754 binary64, finite and >= 0
- *    16   8  start: position of the leaf's first key
- *    24   4  count: keys routed to the leaf; start + count is the next
- *            leaf's start, and the last leaf ends at n
- *    28   2  eps_lo: the largest (prediction - position) over the leaf's
- *            keys; 0xffff means "unbounded: search from the leaf's start"
+ *    16   8  start: position of its first key
+ *    24   4  count: its keys; a routed leaf's start + count is the next
+ *            routed leaf's start, and the last one ends at n
+ *    28   2  eps_lo: the largest (prediction - position) over its keys;
+ *            0xffff means "unbounded: search from the leaf's start";
+ *            never 0xfffe (stored as 0xffff)
  *    30   2  eps_hi: the largest (position - prediction); 0xffff likewise
- *   Checksum, at R + 32 L: u64 XXH3_64bits of every byte before it.
- *   The file is exactly R + 32 L + 8 bytes.
+ *   A split leaf (a routed leaf whose eps_lo is 0xfffe), whose keys are
+ *   predicted by its sub-leaves:
+ *     0   8  reference key: its first key, its first sub-leaf's
+ *     8   8  j: the record number of its first sub-leaf, u64
+ *    16   8  start, and
+ *    24   4  count, as a line leaf's
+ *    28   2  0xfffe
+ *    30   2  k >= 2: its sub-leaves are records j .. j + k - 1.  The split
+ *            leaves' sub-leaves follow each other in the order of the
+ *            split leaves, from record R to record L - 1, all of them;
+ *            a split leaf's sub-leaves tile its run [start, start +
+ *            count) in order, and their reference keys increase.
+ *   Checksum, at P + 32 L: u64 XXH3_64bits of every byte before it.
+ *   The file is exactly P + 32 L + 8 bytes.
  *
  * A LOOKUP of key x with first <= x <= last:
  *   route:   b = bucket(x - first); read lo, c, scale of entry b and c' of
@@ -74,6 +92,9 @@
  *            the keys before and after it one end leaf each).  Monotone:
  *            within a bucket each step is, and a bucket's leaves end
  *            where the next bucket's begin.
+ *   split:   if the leaf is split, the leaf is instead its last sub-leaf
+ *            whose reference key is <= x, or its first: monotone in x,
+ *            and a key's sub-leaf is the one whose run holds it.
  *   predict: off = min(count, trunc(slope * dist(x, ref))): double
  *            precision, relative to the leaf's reference key, so large
  *            keys lose nothing.
@@ -89,7 +110,10 @@
  *            means the keys are not the ones the index was built over,
  *            and a binary search answers instead (a mispredict).
  *
- * VERSION 2 is the same file but for bytes 48..55, which hold a key
+ * VERSION 3 is the same file without split leaves: R = L, and an eps_lo
+ * of 0xfffe is an error bound like any other.
+ *
+ * VERSION 2 is version 3 but for bytes 48..55, which hold a key
  * sample hash: XXH3_64bits over the 8-byte little-endian encodings of
  * keys[j*n/m] for j = 0..m-1, m = min(n, 1024).  Loading one still checks
  * that hash, which reads 1,024 keys spread over the whole array (a page
@@ -100,17 +124,22 @@
  * keys it probed, and the snapshot verifies each key block on first use).
  *
  * LOAD REFUSES the image, with a message, when: it is shorter than a
- * header and checksum; the magic differs; the version is not 2 or 3
+ * header and checksum; the magic differs; the version is not 2, 3 or 4
  * (KYRO_EVERSION); a flag or reserved byte is set; B or L is out of range;
- * its size is not exactly R + 32 L + 8 (truncated or trailing bytes); the
+ * its size is not exactly P + 32 L + 8 (truncated or trailing bytes); the
  * checksum differs; the generation, key count, first or last key, or
  * snapshot binding (version 2: key sample hash) differs from the snapshot
  * it is loaded against (a stale index); S is not the value derived from
- * the keys; the router's c is
- * not non-decreasing from 0 to L with every bucket up to the last key's
- * below L; a scale is negative or not finite; the leaves' starts and
- * counts do not tile [0, n); or a slope is negative or not finite.  After
- * these checks no lookup can read outside the router, the leaves or
+ * the keys; the router's c is not non-decreasing from 0 to R, with R >= 1
+ * (version 4) or R = L (versions 2 and 3), and every bucket up to the last
+ * key's below R; a scale is negative or not finite; the routed leaves'
+ * starts and counts do not tile [0, n); a line leaf's slope is negative
+ * or not finite, or (version 4) its eps_lo is 0xfffe; a split leaf's j is
+ * not the next record after the sub-leaves of the split leaves before it
+ * (R for the first), or k < 2, or j + k > L; its sub-leaves' starts and
+ * counts do not tile its run, or their reference keys do not increase
+ * from its own; or records are left that no split leaf names.  After
+ * these checks no lookup can read outside the router, the records or
  * keys[0..n), whatever the image held.
  *
  * THIS FILE holds the format, the loader and the entry points of the
@@ -209,7 +238,7 @@ uint64_t kyro__rmi_predict(const struct kyro__rmi *r, uint64_t key)
 		return 0;
 	if (key > r->m.last)
 		return r->n;
-	const unsigned char *leaf = r->m.leaves + LEAF_SIZE * route(&r->m, key);
+	const unsigned char *leaf = leaf_of(&r->m, key);
 	return get_le64(leaf + 16) + predict_off(get_le64(leaf), get_lef64(leaf + 8),
 					      get_le32(leaf + 24), key);
 }
@@ -273,9 +302,12 @@ uint64_t kyro__rmi_key_sample_hash(const uint64_t *keys, uint64_t n)
 	return XXH3_64bits(buf, (size_t)(8 * m));
 }
 
-/* The header-independent rules of the router and leaves (see the top). */
-static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
-			uint64_t n, char *errbuf, size_t errlen)
+/* The router's rules (see the top): its c non-decreasing from 0, every
+ * bucket up to the last key's below the final entry's c, which is the
+ * number of routed leaves *ROUTED, at most LEAVES (all of them before
+ * format 4); every scale finite and >= 0. */
+static int check_router(const struct model *m, unsigned bits, uint64_t leaves,
+			uint64_t *routed, char *errbuf, size_t errlen)
 {
 	const uint64_t nb = (uint64_t)1 << bits;
 	const uint64_t bmax = bucket_of(m, m->last);
@@ -303,36 +335,117 @@ static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
 		}
 		prev = c;
 	}
-	if (prev != leaves ||
-	    get_le32(m->router + ENTRY_SIZE * bmax + 8) >= leaves) {
+	if ((m->split == EPS_NO_SPLIT && prev != leaves) || prev == 0 ||
+	    get_le32(m->router + ENTRY_SIZE * bmax + 8) >= prev) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
 			"index router does not end at its %llu leaves",
-			(unsigned long long)leaves);
+			(unsigned long long)(m->split == EPS_NO_SPLIT ? leaves
+								     : prev));
 		return KYRO_ECORRUPT;
 	}
-	uint64_t pos = 0;
-	for (uint64_t l = 0; l < leaves; l++) {
-		const unsigned char *leaf = m->leaves + LEAF_SIZE * l;
-		const double slope = get_lef64(leaf + 8);
-		if (get_le64(leaf + 16) != pos || !isfinite(slope) ||
-		    !(slope >= 0)) {
-			kyro__rmi_set_err(
-				errbuf, errlen,
-				"index leaf %llu is malformed (start %llu, "
-				"expected %llu)",
-				(unsigned long long)l,
-				(unsigned long long)get_le64(leaf + 16),
-				(unsigned long long)pos);
-			return KYRO_ECORRUPT;
+	*routed = prev;
+	return 0;
+}
+
+/* A line leaf: its start is POS, its slope finite and >= 0, and it is not
+ * marked split. */
+static int check_line(const struct model *m, uint64_t l, uint64_t pos,
+		      char *errbuf, size_t errlen)
+{
+	const unsigned char *leaf = m->leaves + LEAF_SIZE * l;
+	const double slope = get_lef64(leaf + 8);
+	if (get_le64(leaf + 16) != pos || !isfinite(slope) || !(slope >= 0) ||
+	    get_le16(leaf + 28) == m->split) {
+		kyro__rmi_set_err(errbuf, errlen,
+				  "index leaf %llu is malformed (start %llu, "
+				  "expected %llu)",
+				  (unsigned long long)l,
+				  (unsigned long long)get_le64(leaf + 16),
+				  (unsigned long long)pos);
+		return KYRO_ECORRUPT;
+	}
+	return 0;
+}
+
+/* Split leaf L, its sub-leaves from *NEXT on (format 4): at least two,
+ * within the records, line leaves tiling the leaf's run in order, their
+ * reference keys increasing from the leaf's own.  Advances *NEXT past
+ * them. */
+static int check_split(const struct model *m, uint64_t l, uint64_t leaves,
+		       uint64_t *next, char *errbuf, size_t errlen)
+{
+	const unsigned char *leaf = m->leaves + LEAF_SIZE * l;
+	const uint64_t j = get_le64(leaf + 8), k = get_le16(leaf + 30);
+	uint64_t pos = get_le64(leaf + 16);
+	const uint64_t end = pos + get_le32(leaf + 24);
+	if (j != *next || k < 2 || k > leaves - j) {
+		kyro__rmi_set_err(errbuf, errlen,
+				  "index leaf %llu names sub-leaves %llu..+%llu, "
+				  "expected from %llu within %llu",
+				  (unsigned long long)l, (unsigned long long)j,
+				  (unsigned long long)k,
+				  (unsigned long long)*next,
+				  (unsigned long long)leaves);
+		return KYRO_ECORRUPT;
+	}
+	uint64_t ref = get_le64(leaf);
+	for (uint64_t s = j; s < j + k; s++) {
+		const unsigned char *sub = m->leaves + LEAF_SIZE * s;
+		int err = check_line(m, s, pos, errbuf, errlen);
+		if (!err && (s == j ? get_le64(sub) != ref
+				    : get_le64(sub) <= ref)) {
+			kyro__rmi_set_err(errbuf, errlen,
+					  "index sub-leaf %llu is out of order",
+					  (unsigned long long)s);
+			err = KYRO_ECORRUPT;
 		}
+		if (err)
+			return err;
+		ref = get_le64(sub);
+		pos += get_le32(sub + 24);
+	}
+	if (pos != end) {
+		kyro__rmi_set_err(errbuf, errlen,
+				  "index leaf %llu's sub-leaves cover %llu "
+				  "keys of its %llu",
+				  (unsigned long long)l,
+				  (unsigned long long)(pos - get_le64(leaf + 16)),
+				  (unsigned long long)get_le32(leaf + 24));
+		return KYRO_ECORRUPT;
+	}
+	*next = j + k;
+	return 0;
+}
+
+/* The header-independent rules of the router and leaves (see the top). */
+static int check_tables(const struct model *m, unsigned bits, uint64_t leaves,
+			uint64_t n, char *errbuf, size_t errlen)
+{
+	uint64_t routed;
+	int err = check_router(m, bits, leaves, &routed, errbuf, errlen);
+	if (err)
+		return err;
+	uint64_t pos = 0, next = routed;
+	for (uint64_t l = 0; l < routed && !err; l++) {
+		const unsigned char *leaf = m->leaves + LEAF_SIZE * l;
+		if (get_le64(leaf + 16) != pos)
+			err = check_line(m, l, pos, errbuf, errlen);
+		else if (get_le16(leaf + 28) == m->split)
+			err = check_split(m, l, leaves, &next, errbuf, errlen);
+		else
+			err = check_line(m, l, pos, errbuf, errlen);
 		pos += get_le32(leaf + 24);
 	}
-	if (pos != n) {
+	if (err)
+		return err;
+	if (pos != n || next != leaves) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
-			"index leaves cover %llu keys, the snapshot has %llu",
-			(unsigned long long)pos, (unsigned long long)n);
+			"index leaves cover %llu keys, the snapshot has %llu "
+			"(%llu of %llu records in use)",
+			(unsigned long long)pos, (unsigned long long)n,
+			(unsigned long long)next, (unsigned long long)leaves);
 		return KYRO_ECORRUPT;
 	}
 	return 0;
@@ -364,11 +477,11 @@ static int check_image(const unsigned char *img, size_t size,
 		return KYRO_ECORRUPT;
 	}
 	const uint32_t version = get_le32(img + 8);
-	if (version != KYRO_RMI_VERSION && version != KYRO_RMI_VERSION_SAMPLED) {
+	if (version < KYRO_RMI_VERSION_SAMPLED || version > KYRO_RMI_VERSION) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
 			"index format version %u, this build reads versions "
-			"%d and %d (rebuild the index with kyro-rmi-build)",
+			"%d to %d (rebuild the index with kyro-rmi-build)",
 			version, KYRO_RMI_VERSION_SAMPLED, KYRO_RMI_VERSION);
 		return KYRO_EVERSION;
 	}
@@ -453,7 +566,8 @@ static int check_snapshot(const unsigned char *img, const struct header *h,
 			(unsigned long long)first, (unsigned long long)last);
 		return KYRO_ECORRUPT;
 	}
-	if (h->version == KYRO_RMI_VERSION && get_le64(img + 48) != snap_sum) {
+	if (h->version != KYRO_RMI_VERSION_SAMPLED &&
+	    get_le64(img + 48) != snap_sum) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
 			"stale index: built for another snapshot (header "
@@ -503,6 +617,8 @@ int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
 	struct model m;
 	model_shape(&m, n ? keys[0] : 0, n ? keys[n - 1] : 0,
 		    (h.flags & FLAG_LOG) != 0, h.shift);
+	if (h.version < KYRO_RMI_VERSION)
+		m.split = EPS_NO_SPLIT;
 	m.router = img + HDR_SIZE;
 	m.leaves = m.router + router_bytes(h.bits);
 	err = check_tables(&m, h.bits, h.leaves, n, errbuf, errlen);

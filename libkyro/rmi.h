@@ -20,9 +20,11 @@
 
 #include "kyro.h"
 
-#define KYRO_RMI_VERSION 3
-/* The previous version, still loaded: bound to its snapshot by a sample of
- * keys spread over the array (see rmi.c). */
+#define KYRO_RMI_VERSION 4
+/* The previous versions, still loaded: 3 has no split leaves, and 2 is
+ * also bound to its snapshot by a sample of keys spread over the array
+ * (see rmi.c). */
+#define KYRO_RMI_VERSION_UNSPLIT 3
 #define KYRO_RMI_VERSION_SAMPLED 2
 #define KYRO_RMI_MIN_BITS 8
 #define KYRO_RMI_MAX_BITS 24
@@ -42,6 +44,10 @@ struct kyro__rmi_build_stats {
 	uint64_t bytes;     /* size of the index image */
 	double mean_window; /* mean keys probed per lookup of a present key */
 	double max_window;  /* largest window of any present key */
+	uint64_t split_leaves; /* leaves split into sub-leaves */
+	uint64_t sub_leaves;   /* their sub-leaves (leaves counts these too) */
+	uint64_t bound;        /* no split leaf's sub-leaf has a wider window
+				* (0: none split) */
 };
 
 /*

@@ -1,9 +1,9 @@
 /*
  * rmi_build.c - building the learned index: the shape tuner (router kind,
  * router bits, leaf count within a size budget), the router with its
- * cuts at wide gaps, and the leaves, fitted and checked on two threads.
- * The image it writes is the format stated at the top of rmi.c, and it
- * is checked by the loader before it is returned.
+ * cuts at wide gaps, and the image, whose leaves rmi_leaves.c fits,
+ * checks and splits.  The image it writes is the format stated at the
+ * top of rmi.c, and it is checked by the loader before it is returned.
  */
 #include <errno.h>
 #include <math.h>
@@ -17,6 +17,7 @@
 #include "internal.h"
 #include "kyro.h"
 #include "rmi.h"
+#include "rmi_build.h"
 #include "rmi_model.h"
 
 #include "banned.h"
@@ -274,15 +275,15 @@ static void fill_router(unsigned char *router, const struct model *m,
 
 /* The end of leaf L's run of keys, which starts at POS: the first i >= pos
  * routed past L. */
-static uint64_t leaf_end(const struct model *m, const uint64_t *keys,
-			 uint64_t n, uint64_t pos, uint64_t l)
+uint64_t kyro__rmi_leaf_end(const struct model *m, const uint64_t *keys,
+			    uint64_t n, uint64_t pos, uint64_t l)
 {
 	return gallop_to(m, 0, keys, n, pos, l + 1);
 }
 
 /* The start of the run of keys routed to L, which contains position I. */
-static uint64_t leaf_start(const struct model *m, const uint64_t *keys,
-			   uint64_t i, uint64_t l)
+uint64_t kyro__rmi_leaf_start(const struct model *m, const uint64_t *keys,
+			      uint64_t i, uint64_t l)
 {
 	uint64_t hi = i, step = 1; /* route(keys[hi]) >= l */
 	uint64_t base = 0;
@@ -304,63 +305,7 @@ static uint64_t leaf_start(const struct model *m, const uint64_t *keys,
 	return base;
 }
 
-/*
- * Least squares slope of position on x = key - k[0], in one pass.  The
- * sums are taken from the leaf's first key, so x is at most the leaf's
- * span and the variance sum cannot cancel catastrophically; the line
- * through the two ends was also tried and narrowed windows by only 1-2%,
- * not worth a second error pass per key.
- */
-static double fit_slope(const uint64_t *k, uint64_t m)
-{
-	if (m < 2)
-		return 0.0;
-	const uint64_t ref = k[0];
-	double sx = 0, sxx = 0, sxy = 0;
-	for (uint64_t j = 0; j < m; j++) {
-		const double x = (double)(k[j] - ref);
-		sx += x;
-		sxx += x * x;
-		sxy += x * (double)j;
-	}
-	const double dm = (double)m;
-	const double sy = dm * (dm - 1) / 2;
-	const double vxx = sxx - sx * sx / dm;
-	const double cxy = sxy - sx * sy / dm;
-	const double s = vxx > 0 ? cxy / vxx : 0.0;
-	return isfinite(s) && s > 0 ? s : 0.0;
-}
-
-/* The error range of the line (reference key k[0], SLOPE) over k[0..m),
- * measured with predict_off, the function lookups use, on the same inputs
- * a lookup will decode from the stored leaf. */
-static void leaf_errors(const uint64_t *k, uint64_t m, double slope,
-			uint64_t *el, uint64_t *eh)
-{
-	/* Signed differences and max, not branches on their sign: the sign
-	 * flips at random along a leaf, and a mispredict per key would cost
-	 * more than the prediction itself. */
-	int64_t lo = 0, hi = 0;
-	const uint64_t ref = m ? k[0] : 0;
-	for (uint64_t j = 0; j < m; j++) {
-		const int64_t d = (int64_t)predict_off(ref, slope, m, k[j]) -
-				  (int64_t)j;
-		lo = d > lo ? d : lo;
-		hi = -d > hi ? -d : hi;
-	}
-	*el = (uint64_t)lo;
-	*eh = (uint64_t)hi;
-}
-
-static double best_slope(const uint64_t *k, uint64_t m, uint64_t *el,
-			 uint64_t *eh)
-{
-	const double s = fit_slope(k, m);
-	leaf_errors(k, m, s, el, eh);
-	return s;
-}
-
-static uint64_t splitmix(uint64_t *s)
+uint64_t kyro__rmi_splitmix(uint64_t *s)
 {
 	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -395,10 +340,10 @@ static double estimate(const struct model *m, const uint64_t *keys,
 			sum += memo_w[h];
 			continue;
 		}
-		const uint64_t a = leaf_start(m, keys, i, l);
-		const uint64_t e = leaf_end(m, keys, n, i, l);
+		const uint64_t a = kyro__rmi_leaf_start(m, keys, i, l);
+		const uint64_t e = kyro__rmi_leaf_end(m, keys, n, i, l);
 		uint64_t el, eh;
-		best_slope(keys + a, e - a, &el, &eh);
+		kyro__rmi_best_slope(keys + a, e - a, &el, &eh);
 		double w = (double)(el + eh + 1);
 		if (w > (double)(e - a))
 			w = (double)(e - a);
@@ -410,20 +355,42 @@ static double estimate(const struct model *m, const uint64_t *keys,
 	return done ? sum / (double)done : HUGE_VAL;
 }
 
-/* Leaves for a router of BITS bits: as given, or all the budget holds. */
+/* The records a budget of BUDGET bytes holds beside a router of BITS
+ * bits.  A router given larger than the budget leaves no room: spend as
+ * much again as the budget on leaves rather than starve them. */
+static uint64_t records_for(uint64_t budget, unsigned bits)
+{
+	const uint64_t fixed = image_bytes(bits, 0);
+	return budget > fixed ? (budget - fixed) / LEAF_SIZE
+			      : budget / LEAF_SIZE;
+}
+
+/* Leaves for a router of BITS bits: as given, or all the budget holds
+ * (kyro__rmi_plan_reserve() then sets some aside for sub-leaves). */
 static uint64_t leaves_for(const struct kyro_rmi_params *p, uint64_t budget,
 			   unsigned bits, uint64_t max_leaves)
 {
 	if (p->leaves)
 		return p->leaves;
-	/* A router given larger than the budget leaves no room: spend as
-	 * much again as the budget on leaves rather than starve them. */
-	const uint64_t fixed = image_bytes(bits, 0);
-	uint64_t l = budget > fixed ? (budget - fixed) / LEAF_SIZE
-				    : budget / LEAF_SIZE;
+	uint64_t l = records_for(budget, bits);
 	if (l > max_leaves)
 		l = max_leaves;
 	return l ? l : 1;
+}
+
+/* The records an image may hold, routed leaves and sub-leaves, when the
+ * leaf count ROUTED was given: a reserve beyond them, within an explicit
+ * max_size, and within the header's 32-bit count. */
+static uint64_t records_cap(const struct kyro_rmi_params *p, unsigned bits,
+			    uint64_t routed)
+{
+	uint64_t cap = routed + routed / (SPLIT_RESERVE - 1);
+	if (p->max_size) {
+		const uint64_t r = records_for(p->max_size, bits);
+		cap = r < cap ? r : cap;
+	}
+	cap = cap < UINT32_MAX ? cap : UINT32_MAX;
+	return cap > routed ? cap : routed;
 }
 
 /* The shape the tuner settles on. */
@@ -571,7 +538,7 @@ static int tune_pick(const struct tuner *t, unsigned ncand, int *best_kind,
 	err = 0;
 	uint64_t seed = 0x4b59524f524d4931ULL ^ n; /* reproducible */
 	for (size_t i = 0; i < x.s; i++)
-		x.samples[i] = splitmix(&seed) % n;
+		x.samples[i] = kyro__rmi_splitmix(&seed) % n;
 	const uint64_t share = n / (4 * (uint64_t)ncand);
 	x.cap = share > TUNE_MIN_WORK ? share : TUNE_MIN_WORK;
 	double best = HUGE_VAL;
@@ -644,158 +611,6 @@ out:
 	free(t.fine[0]);
 	free(t.fine[1]);
 	return err;
-}
-
-/*
- * Fitting and checking leaves [l0, l1), whose keys start at POS.  The
- * build runs two of these in parallel (below); each writes only its own
- * leaf records and its own fields here, and reads only its own records:
- * every key of its runs routes to one of its leaves.
- */
-struct leaf_job {
-	const struct model *m;
-	unsigned char *recs; /* the image's leaf records, m->leaves */
-	const uint64_t *keys;
-	uint64_t n;
-	uint64_t l0, l1, pos;
-	uint64_t end;       /* out: the position after the last leaf's run */
-	double wsum, wmax;  /* out: window statistics of the run */
-	int err;            /* out: 0, or an error with MSG */
-	char msg[200];
-};
-
-/*
- * Leaf by leaf: find the run of keys the router sends to the leaf, fit the
- * line, store it, then check every key of the run through the whole lookup
- * path (route, decode the stored record, predict, clamp) while the run is
- * still in cache.
- */
-static void *fit_leaves(void *arg)
-{
-	struct leaf_job *j = arg;
-	const struct model *m = j->m;
-	const uint64_t *keys = j->keys;
-	uint64_t pos = j->pos;
-	for (uint64_t l = j->l0; l < j->l1; l++) {
-		const uint64_t e = leaf_end(m, keys, j->n, pos, l);
-		const uint64_t cnt = e - pos;
-		if (cnt > UINT32_MAX) {
-			kyro__rmi_set_err(j->msg, sizeof j->msg,
-					  "leaf %llu would hold %llu keys "
-					  "(2^32 or more): "
-					  "use more leaves",
-					  (unsigned long long)l,
-					  (unsigned long long)cnt);
-			j->err = EOVERFLOW;
-			return NULL;
-		}
-		uint64_t el, eh;
-		const double slope = best_slope(keys + pos, cnt, &el, &eh);
-		unsigned char *leaf = j->recs + LEAF_SIZE * l;
-		put_le64(leaf, cnt ? keys[pos] : 0);
-		put_lef64(leaf + 8, slope);
-		put_le64(leaf + 16, pos);
-		put_le32(leaf + 24, (uint32_t)cnt);
-		put_le16(leaf + 28, el < EPS_WHOLE ? (unsigned)el : EPS_WHOLE);
-		put_le16(leaf + 30, eh < EPS_WHOLE ? (unsigned)eh : EPS_WHOLE);
-		for (uint64_t i = pos; i < e; i++) {
-			struct window w;
-			model_window(m, keys[i], &w);
-			if (i < w.lo || i >= w.hi) {
-				kyro__rmi_set_err(
-					j->msg, sizeof j->msg,
-					"internal error: key at position %llu "
-					"lies outside its window [%llu, %llu)",
-					(unsigned long long)i,
-					(unsigned long long)w.lo,
-					(unsigned long long)w.hi);
-				j->err = KYRO_ECORRUPT;
-				return NULL;
-			}
-			const double wl = (double)(w.hi - w.lo);
-			j->wsum += wl;
-			if (wl > j->wmax)
-				j->wmax = wl;
-		}
-		pos = e;
-	}
-	j->end = pos;
-	return NULL;
-}
-
-/* Below this many keys one thread fits every leaf: a thread costs more
- * than it saves. */
-#define PARALLEL_MIN_KEYS ((uint64_t)1 << 18)
-
-/* The CPUs this thread may run on: taskset and cpusets count, where the
- * number of CPUs online would not. */
-static int usable_cpus(void)
-{
-	cpu_set_t set;
-	if (sched_getaffinity(0, sizeof set, &set) != 0)
-		return 1;
-	return CPU_COUNT(&set);
-}
-
-/*
- * Fits every leaf, in two halves on two threads when THREADS asks for it
- * (see struct kyro_rmi_params): fitting and checking is most of the build
- * (about 120 of 160 instructions per key at 1M keys).  The halves split at
- * the first key the router sends to the middle leaf, found by the same
- * gallop over the same routing function that ends every leaf, so each
- * half fits exactly the leaves one thread would.  A thread that cannot
- * be started leaves its half to this one.
- */
-static int fit_all(const struct model *m, unsigned char *recs,
-		   const uint64_t *keys, uint64_t n, uint64_t leaves,
-		   unsigned threads, double *wsum, double *wmax, char *errbuf,
-		   size_t errlen)
-{
-	struct leaf_job half[2];
-	memset(half, 0, sizeof half);
-	for (int h = 0; h < 2; h++) {
-		half[h].m = m;
-		half[h].recs = recs;
-		half[h].keys = keys;
-		half[h].n = n;
-	}
-	half[0].l1 = leaves;
-	const int split = leaves >= 2 &&
-			  (threads >= 2 ||
-			   (threads == 0 && n >= PARALLEL_MIN_KEYS &&
-			    usable_cpus() >= 2));
-	if (split) {
-		half[0].l1 = leaves / 2;
-		half[1].l0 = leaves / 2;
-		half[1].l1 = leaves;
-		half[1].pos = leaf_start(m, keys, n, leaves / 2);
-	}
-	pthread_t t;
-	const int threaded =
-		split && pthread_create(&t, NULL, fit_leaves, &half[1]) == 0;
-	fit_leaves(&half[0]);
-	if (threaded)
-		pthread_join(t, NULL);
-	else if (split)
-		fit_leaves(&half[1]);
-	for (int h = 0; h < 1 + split; h++) {
-		if (half[h].err) {
-			kyro__rmi_set_err(errbuf, errlen, "%s", half[h].msg);
-			return half[h].err;
-		}
-	}
-	/* The halves must meet, and the last must end at n. */
-	if (half[0].end != (split ? half[1].pos : n) ||
-	    (split && half[1].end != n)) {
-		kyro__rmi_set_err(
-			errbuf, errlen,
-			"internal error: the leaves do not tile the %llu keys",
-			(unsigned long long)n);
-		return KYRO_ECORRUPT;
-	}
-	*wsum = half[0].wsum + half[1].wsum;
-	*wmax = half[0].wmax > half[1].wmax ? half[0].wmax : half[1].wmax;
-	return 0;
 }
 
 /* The caller's arguments: keys present, sorted and unique, router bits
@@ -888,6 +703,8 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	unsigned char *img = NULL;
 	struct shape sh = { 0, 0, 0, NULL };
 	struct kyro__rmi *check = NULL;
+	struct wide_list wide = { NULL, 0 };
+	struct kyro__rmi_split split = { 0, 0, 0 };
 
 	*buf = NULL;
 	*size = 0;
@@ -898,8 +715,10 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 		err = choose_shape(keys, n, p, &sh, errbuf, errlen);
 	if (err)
 		goto out;
-	const uint64_t total = image_bytes(sh.bits, sh.leaves);
-	err = alloc_image(p, &sh, total, &img, errbuf, errlen);
+	const uint64_t cap = p->leaves ? records_cap(p, sh.bits, sh.leaves)
+				       : sh.leaves;
+	err = alloc_image(p, &sh, image_bytes(sh.bits, cap), &img, errbuf,
+			  errlen);
 	if (err)
 		goto out;
 
@@ -907,13 +726,33 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	put_header(img, keys, n, snap_gen, snap_sum, &sh, &m);
 	fill_router(img + HDR_SIZE, &m, sh.bits, sh.leaves, keys, n, sh.bounds,
 		    0, 1);
+	/* A tuned shape spends its whole budget on leaves: set aside what
+	 * the sub-leaves need, and route over the rest. */
+	const uint64_t reserve =
+		p->leaves ? 0 : kyro__rmi_plan_reserve(&m, keys, n, sh.leaves);
+	if (reserve) {
+		sh.leaves -= reserve;
+		fill_router(img + HDR_SIZE, &m, sh.bits, sh.leaves, keys, n,
+			    sh.bounds, 0, 1);
+	}
 	double wsum = 0, wmax = 0;
-	err = fit_all(&m, img + HDR_SIZE + router_bytes(sh.bits), keys, n,
-		      sh.leaves, p->threads, &wsum, &wmax, errbuf, errlen);
+	unsigned char *recs = img + HDR_SIZE + router_bytes(sh.bits);
+	err = kyro__rmi_fit_all(&m, recs, keys, n, sh.leaves, p->threads,
+				cap > sh.leaves, &wsum, &wmax, &wide, errbuf,
+				errlen);
+	if (!err)
+		err = kyro__rmi_split_all(&m, recs, keys, sh.leaves, cap,
+					  &wide, &split, &wsum, &wmax, errbuf,
+					  errlen);
 	if (err)
 		goto out;
+	/* The records in use: the routed leaves and the sub-leaves. */
+	const uint64_t total = image_bytes(sh.bits, sh.leaves + split.subs);
+	put_le32(img + 56, (uint32_t)(sh.leaves + split.subs));
 	put_le64(img + total - SUM_SIZE,
 		 XXH3_64bits(img, (size_t)total - SUM_SIZE));
+	unsigned char *fit = realloc(img, (size_t)total);
+	img = fit ? fit : img;
 
 	/* The loader's rules are the format's: the image must pass them. */
 	err = kyro__rmi_load(&check, img, (size_t)total, keys, n, snap_gen,
@@ -921,7 +760,10 @@ int kyro__rmi_train(const uint64_t *keys, uint64_t n, uint64_t snap_gen,
 	if (err)
 		goto out;
 	if (st) {
-		st->leaves = sh.leaves;
+		st->leaves = sh.leaves + split.subs;
+		st->split_leaves = split.splits;
+		st->sub_leaves = split.subs;
+		st->bound = split.bound;
 		st->router_bits = sh.bits;
 		st->router_log = sh.logr;
 		st->bytes = total;
@@ -936,6 +778,7 @@ out:
 		kyro__rmi_set_err(errbuf, errlen,
 				  "out of memory building the index");
 	kyro__rmi_free(check);
+	free(wide.v);
 	free(sh.bounds);
 	free(img);
 	return err;

@@ -163,7 +163,7 @@ static uint64_t lower_bound(const struct kyro__rmi *r, uint64_t key,
 			bump(&c->window_hist[0]);
 		return n == 0 || key < r->m.first ? 0 : n;
 	}
-	const unsigned char *leaf = r->m.leaves + LEAF_SIZE * route(&r->m, key);
+	const unsigned char *leaf = leaf_of(&r->m, key);
 	const uint64_t off = leaf_off(leaf, key);
 	if (__builtin_expect(r->descend, 1)) {
 		/* window_at()'s start, without its end or the select for a
@@ -254,6 +254,13 @@ static void lower_bound_batch(const struct kyro__rmi *r, const uint64_t *q,
 					bump(&c->window_hist[0]);
 				continue;
 			}
+			/* A split leaf's sub-leaf: its search reads records
+			 * the stage before did not prefetch, but only for the
+			 * few keys in split leaves. */
+			if (__builtin_expect(get_le16(leaf[k] + 28) ==
+						     r->m.split,
+					     0))
+				leaf[k] = sub_leaf(&r->m, leaf[k], q[base + k]);
 			struct window w;
 			leaf_window(leaf[k], q[base + k], &w);
 			if (hist)

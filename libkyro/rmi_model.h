@@ -23,6 +23,11 @@
 #define LEAF_SIZE 32
 #define SUM_SIZE 8
 #define EPS_WHOLE 0xffffu
+/* Format 4: eps_lo of a routed leaf split into sub-leaves (see rmi.c). */
+#define EPS_SPLIT 0xfffeu
+/* What no 16-bit field holds: the split mark of formats 2 and 3, whose
+ * eps_lo may be 0xfffe as a plain error bound. */
+#define EPS_NO_SPLIT 0x10000u
 #define SAMPLE_KEYS 1024
 #define RMI_MAGIC "KYRORMI" /* with its NUL, the 8 bytes at offset 0 */
 
@@ -69,6 +74,7 @@ struct model {
 	uint64_t first, last;
 	unsigned shift;
 	int logr;
+	unsigned split; /* eps_lo of a split leaf: EPS_SPLIT, or EPS_NO_SPLIT */
 };
 
 static inline void model_shape(struct model *m, uint64_t first,
@@ -78,6 +84,7 @@ static inline void model_shape(struct model *m, uint64_t first,
 	m->last = last;
 	m->shift = shift;
 	m->logr = logr;
+	m->split = EPS_SPLIT;
 }
 
 /*
@@ -146,6 +153,40 @@ static inline uint64_t route(const struct model *m, uint64_t key)
 	return route_at(entry_of(m, key), key);
 }
 
+/*
+ * The sub-leaf of KEY under the split leaf LEAF: the last of its sub-leaves
+ * whose reference key is at most KEY, or the first.  Sub-leaves tile the
+ * split leaf's run in order, and their reference keys are their runs'
+ * first keys, so this is monotone in KEY and a key's sub-leaf holds it.
+ * A branchless binary search over the records (a conditional move per
+ * step): a split leaf holds at most 65535 of them.
+ */
+static inline const unsigned char *sub_leaf(const struct model *m,
+					    const unsigned char *leaf,
+					    uint64_t key)
+{
+	const unsigned char *base = m->leaves + LEAF_SIZE * get_le64(leaf + 8);
+	uint64_t len = get_le16(leaf + 30);
+	while (len > 1) {
+		const uint64_t half = len / 2;
+		const unsigned char *mid = base + LEAF_SIZE * half;
+		base = get_le64(mid) <= key ? mid : base;
+		len -= half;
+	}
+	return base;
+}
+
+/* The leaf record whose line predicts KEY, first <= key <= last: the
+ * routed leaf, or the sub-leaf of a split one. */
+static inline const unsigned char *leaf_of(const struct model *m,
+					   uint64_t key)
+{
+	const unsigned char *leaf = m->leaves + LEAF_SIZE * route(m, key);
+	if (__builtin_expect(get_le16(leaf + 28) == m->split, 0))
+		return sub_leaf(m, leaf, key);
+	return leaf;
+}
+
 /* The prediction, as an offset into the leaf, in [0, count]. */
 static inline uint64_t predict_off(uint64_t ref, double slope, uint64_t count,
 				   uint64_t key)
@@ -196,7 +237,7 @@ static inline void leaf_window(const unsigned char *leaf, uint64_t key,
 static inline void model_window(const struct model *m, uint64_t key,
 				struct window *w)
 {
-	leaf_window(m->leaves + LEAF_SIZE * route(m, key), key, w);
+	leaf_window(leaf_of(m, key), key, w);
 }
 
 /* ---- the loaded index ----------------------------------------------- */

@@ -220,7 +220,7 @@ flip_byte() {
 	assert_output --partial 'learned index refused'
 }
 
-@test "an index of the previous format (version 2) is still used, and kyro-rmi-build rewrites it as version 3" {
+@test "an index of format version 2 is still used, and kyro-rmi-build rewrites it as version 4" {
 	fix=$BATS_TEST_DIRNAME/../fixtures
 	cp -R "$fix/store-rmi2" "$D"
 	[ "$(od -A n -t u4 -j 8 -N 4 "$(idx)" | tr -d ' ')" = 2 ]
@@ -233,7 +233,25 @@ flip_byte() {
 	run -0 --separate-stderr kyro-verify -d "$D" --deep
 	assert_output ""
 	run -0 --separate-stderr kyro-rmi-build -d "$D"
+	[ "$(od -A n -t u4 -j 8 -N 4 "$(idx)" | tr -d ' ')" = 4 ]
+	lookups_are_right
+	stderr_is ""
+	run -0 --separate-stderr kyro-verify -d "$D" --deep
+	assert_output ""
+}
+
+@test "an index of the previous format (version 3) is still used, and kyro-rmi-build rewrites it as version 4" {
+	fix=$BATS_TEST_DIRNAME/../fixtures
+	cp -R "$fix/store-rmi3" "$D"
 	[ "$(od -A n -t u4 -j 8 -N 4 "$(idx)" | tr -d ' ')" = 3 ]
+	cut -f1 "$fix/store-rmi3.tsv" >"$BATS_TEST_TMPDIR/keys"
+	cp "$fix/store-rmi3.tsv" "$BATS_TEST_TMPDIR/want"
+	lookups_are_right
+	stderr_is ""
+	run -0 --separate-stderr kyro-verify -d "$D" --deep
+	assert_output ""
+	run -0 --separate-stderr kyro-rmi-build -d "$D"
+	[ "$(od -A n -t u4 -j 8 -N 4 "$(idx)" | tr -d ' ')" = 4 ]
 	lookups_are_right
 	stderr_is ""
 	run -0 --separate-stderr kyro-verify -d "$D" --deep

@@ -238,6 +238,7 @@ static uint64_t probe_keys(const uint64_t *keys, uint64_t n, uint64_t *q,
 
 /* Indexes built with each kind of router: both must be exercised. */
 static uint64_t built_kind[2];
+static uint64_t split_sets; /* key sets whose index has split leaves */
 
 static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 		      const struct kyro_rmi_params *p)
@@ -267,9 +268,16 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 		goto out;
 	if (verbose)
 		printf("   %s: %" PRIu64 " leaves, %" PRIu64 " bits, %" PRIu64
-		       " bytes, mean window %.1f, max %.0f\n",
+		       " bytes, mean window %.1f, max %.0f, %" PRIu64
+		       " split into %" PRIu64 ", bound %" PRIu64 "\n",
 		       label, st.leaves, st.router_bits, st.bytes,
-		       st.mean_window, st.max_window);
+		       st.mean_window, st.max_window, st.split_leaves,
+		       st.sub_leaves, st.bound);
+	split_sets += st.split_leaves > 0;
+	/* The bound holds wherever the build met one. */
+	result(st.bound == 0 || st.max_window <= (double)st.bound,
+	       "%s: widest window %.0f within the bound %" PRIu64, label,
+	       st.max_window, st.bound);
 
 	/* Every key present: inside its own window, at its exact position
 	 * by the probe of that window alone, in every SIMD variant. */
@@ -627,11 +635,11 @@ static void check_damage(void)
 		       err, sizeof(err)),
 	       "damage: format version 1 is refused: \"%s\"", err);
 	memcpy(copy, img, size);
-	copy[8] = 4;
+	copy[8] = 5;
 	fix_checksum(copy, size);
 	result(refused(copy, size, keys, n, gen, KYRO_EVERSION, "version",
 		       err, sizeof(err)),
-	       "damage: format version 4 is refused: \"%s\"", err);
+	       "damage: format version 5 is refused: \"%s\"", err);
 
 	/* Stale: another generation, key count, or other keys. */
 	result(refused(img, size, keys, n, gen + 1, KYRO_ECORRUPT,
@@ -653,12 +661,42 @@ static void check_damage(void)
 	       "stale: another snapshot (header checksum) is refused: "
 	       "\"%s\"", err);
 	kyro__rmi_free(r2);
-	/* Version 2, the previous format, is still loaded, and still
-	 * checked against its sample of the keys. */
-	memcpy(copy, img, size);
-	as_version2(copy, size, keys, n);
+	/* Versions 2 and 3, without split leaves, are still loaded: an
+	 * image with no room for sub-leaves (max_size holds exactly its 64
+	 * leaves), relabelled. */
+	const size_t usize = 64 + ((16 * 257 + 63) & ~(size_t)63) + 32 * 64 + 8;
+	const struct kyro_rmi_params up = { 64, 8, usize, 0 };
+	void *uimg = NULL;
+	size_t usz = 0;
+	rc = kyro__rmi_train(keys, n, gen, SNAP_SUM, &up, &uimg, &usz, NULL,
+			     err, sizeof(err));
+	unsigned char *old = uimg;
+	result(rc == 0 && usz == usize, "version 3: an unsplit image (%s)",
+	       rc ? err : "ok");
+	if (rc)
+		abort();
+	old[8] = 3;
+	/* In version 3, an eps_lo of 0xfffe is an error bound, not the
+	 * split mark: the leaf's window is just wide. */
+	const size_t uleaves = 64 + ((16 * 257 + 63) & ~(size_t)63);
+	old[uleaves + 32 * 5 + 28] = 0xfe;
+	old[uleaves + 32 * 5 + 29] = 0xff;
+	fix_checksum(old, usz);
 	r2 = NULL;
-	rc = kyro__rmi_load(&r2, copy, size, keys, n, gen, SNAP_SUM + 1, err,
+	rc = kyro__rmi_load(&r2, old, usz, keys, n, gen, SNAP_SUM, err,
+			    sizeof(err));
+	uint64_t wrong3 = rc ? n : 0;
+	for (uint64_t i = 0; r2 && i < n; i++)
+		if (kyro__rmi_lower_bound(r2, keys[i], NULL) != i)
+			wrong3++;
+	result(rc == 0 && wrong3 == 0,
+	       "version 3: loaded, eps 0xfffe a bound, every key found (%s, "
+	       "%" PRIu64 " wrong)", rc ? err : "ok", wrong3);
+	kyro__rmi_free(r2);
+	/* Version 2 is still checked against its sample of the keys. */
+	as_version2(old, usz, keys, n);
+	r2 = NULL;
+	rc = kyro__rmi_load(&r2, old, usz, keys, n, gen, SNAP_SUM + 1, err,
 			    sizeof(err));
 	uint64_t wrong2 = rc ? n : 0;
 	for (uint64_t i = 0; r2 && i < n; i++)
@@ -671,7 +709,7 @@ static void check_damage(void)
 	/* A position the key sample hash covers: j * n / 1024. */
 	const uint64_t sp = (uint64_t)((unsigned __int128)512 * n / 1024);
 	other[sp] = other[sp] + (other[sp + 1] - other[sp]) / 2;
-	result(refused(copy, size, other, n, gen, KYRO_ECORRUPT,
+	result(refused(old, usz, other, n, gen, KYRO_ECORRUPT,
 		       "key sample checksum", err, sizeof(err)),
 	       "stale: version 2 over different keys (same count, same "
 	       "ends) is refused: \"%s\"", err);
@@ -780,6 +818,7 @@ static void check_damage(void)
 
 	free(other);
 	free(copy);
+	free(old);
 	free(img);
 	free(keys);
 }
@@ -1011,6 +1050,114 @@ static void check_gap_no_merge(void)
  * level the CPU cannot run (or no level at all) is refused and changes
  * nothing.  Level names map both ways.
  */
+/*
+ * Format 4's split leaves under damage: an index with split leaves (runs of
+ * keys routed to leaves too few to separate them), every single-bit flip
+ * refused, and the split records' own fields rewritten consistently
+ * (checksum recomputed): refused, or every answer still exact, and no read
+ * outside the arrays (ASan).
+ */
+static void check_split_damage(void)
+{
+	/* The three runs in a bucket of check_gap_no_merge(). */
+	uint64_t n;
+	uint64_t *keys = gap_keys(18000, &n);
+	add_run(keys, &n, GAP_BUCKET + ((uint64_t)1 << 40), 3000);
+	add_run(keys, &n, GAP_BUCKET + ((uint64_t)1 << 50), 3000);
+	add_run(keys, &n, GAP_BUCKET + ((uint64_t)1 << 54), 12000);
+	n = sort_unique(keys, n);
+	const struct kyro_rmi_params p = { 400, 8, 0, 0 };
+	struct kyro__rmi_build_stats st;
+	char err[256];
+	void *vimg;
+	size_t size;
+	int rc = kyro__rmi_train(keys, n, 9, SNAP_SUM, &p, &vimg, &size, &st,
+				 err, sizeof(err));
+	result(rc == 0 && st.split_leaves > 0 && st.max_window <= 23,
+	       "split damage: reference index, %" PRIu64 " leaves split into "
+	       "%" PRIu64 ", widest window %.0f (%s)", st.split_leaves,
+	       st.sub_leaves, st.max_window, rc ? err : "ok");
+	if (rc)
+		abort();
+	unsigned char *img = vimg, *copy = malloc(size);
+	if (copy == NULL)
+		abort();
+	uint64_t accepted = 0;
+	for (size_t i = 0; i < size; i++) {
+		memcpy(copy, img, size);
+		copy[i] ^= (unsigned char)(1u << (i % 8));
+		accepted += !refused(copy, size, keys, n, 9, 0, NULL, err,
+				     sizeof(err));
+	}
+	result(accepted == 0, "split damage: each of %zu single-bit flips is "
+	       "refused (%" PRIu64 " accepted)", size, accepted);
+
+	const size_t recs = 64 + ((16 * 257 + 63) & ~(size_t)63);
+	size_t split[256], ns = 0;
+	for (size_t l = 0; l < 400 && ns < 256; l++)
+		if (img[recs + 32 * l + 28] == 0xfe &&
+		    img[recs + 32 * l + 29] == 0xff)
+			split[ns++] = recs + 32 * l;
+	const uint64_t total = st.leaves;
+	uint64_t wrong = 0, acc = 0;
+	for (int t = 0; ns && t < 400; t++) {
+		memcpy(copy, img, size);
+		const size_t leaf = split[rnd() % ns];
+		const size_t sub = recs + 32 * (400 + rnd() % (total - 400));
+		switch (t % 8) {
+		case 0: /* first sub-leaf moved */
+			copy[leaf + 8] += (unsigned char)(1 + rnd() % 3);
+			break;
+		case 1: /* sub-leaf count changed */
+			copy[leaf + 30] ^= (unsigned char)(1u << rnd() % 8);
+			break;
+		case 2: /* no longer split: its slope is the index's bits */
+			copy[leaf + 28] = 0;
+			break;
+		case 3: /* a sub-leaf's reference key changed */
+			copy[sub + rnd() % 8] ^= (unsigned char)(1u << rnd() % 8);
+			break;
+		case 4: /* a sub-leaf marked split */
+			copy[sub + 28] = 0xfe;
+			copy[sub + 29] = 0xff;
+			break;
+		case 5: /* a sub-leaf's start or count changed */
+			copy[sub + 16 + 8 * (rnd() % 2) + rnd() % 4] ^=
+				(unsigned char)(1u << rnd() % 8);
+			break;
+		case 6: /* a sub-leaf's epsilons zeroed */
+			memset(copy + sub + 28, 0, 4);
+			break;
+		default: /* a sub-leaf's slope scaled */
+			copy[sub + 14] ^= 0x10;
+			break;
+		}
+		fix_checksum(copy, size);
+		struct kyro__rmi *r = NULL;
+		if (kyro__rmi_load(&r, copy, size, keys, n, 9, SNAP_SUM, err,
+				   sizeof(err)) != 0)
+			continue;
+		acc++;
+		for (uint64_t i = 0; i < n; i += 3) {
+			wrong += kyro__rmi_lower_bound(r, keys[i], NULL) != i;
+			const uint64_t x = keys[i] + 1;
+			wrong += kyro__rmi_lower_bound(r, x, NULL) !=
+				 kyro__lower_bound_binary(keys, n, x);
+			uint64_t out;
+			kyro__rmi_lower_bound_batch(r, &x, &out, 1, NULL);
+			wrong += out != kyro__lower_bound_binary(keys, n, x);
+		}
+		kyro__rmi_free(r);
+	}
+	result(ns > 0 && wrong == 0,
+	       "split damage: %" PRIu64 " of 400 split records damaged "
+	       "consistently were accepted, all answers exact (%" PRIu64
+	       " wrong)", acc, wrong);
+	free(copy);
+	free(img);
+	free(keys);
+}
+
 static void check_levels(void)
 {
 	int best = 0;
@@ -1123,6 +1270,10 @@ int main(int argc, char **argv)
 		check_set(dist_name(sets[i].d), keys, n, NULL);
 		free(keys);
 	}
+	/* The sets above exercise split leaves: their lookups were checked
+	 * like every other's. */
+	result(split_sets > 0, "%" PRIu64 " key sets built split leaves",
+	       split_sets);
 	/* Around the fast path's 32 keys, where its clamps to the array's
 	 * ends decide the answer: each set also starts inside a 64-byte
 	 * line, as a key array in a mapped file may. */
@@ -1235,6 +1386,7 @@ int main(int argc, char **argv)
 	check_build_errors();
 	check_budget();
 	check_damage();
+	check_split_damage();
 	check_levels();
 
 	if (verbose)
