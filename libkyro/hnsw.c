@@ -67,6 +67,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +115,10 @@ void kyro__hnsw_free(struct kyro__hnsw *h)
 	if (!h)
 		return;
 	if (h->map) {
-		kyro__fs_unmap(h->map, h->maplen);
+		if (h->pinned)
+			kyro__fs_free_huge(h->map, h->maplen);
+		else
+			kyro__fs_unmap(h->map, h->maplen);
 		free((void *)h->ok);
 		free(h->path);
 	} else {
@@ -459,4 +463,28 @@ int kyro__hnsw_verify(char *msg, struct kyro__hnsw *h)
 	if (next != h->nupper || (h->n && h->levels[h->entry] != h->top))
 		return bad(msg, h, h->entry, "levels disagree with the header");
 	return 0;
+}
+
+int kyro__hnsw_pin(char *msg, struct kyro__hnsw *h)
+{
+	if (!h->map || h->pinned)
+		return 0;
+	unsigned char *m = kyro__fs_alloc_huge(h->maplen);
+	if (!m)
+		return kyro__fail(msg, ENOMEM, "cannot pin '%s'", h->path);
+	memcpy(m, h->map, h->maplen);
+	const ptrdiff_t d = m - h->map;
+	h->vecs = (float *)(void *)((unsigned char *)h->vecs + d);
+	h->keys = (uint64_t *)(void *)((unsigned char *)h->keys + d);
+	h->levels += d;
+	h->upidx = (uint32_t *)(void *)((unsigned char *)h->upidx + d);
+	h->adj0 = (uint32_t *)(void *)((unsigned char *)h->adj0 + d);
+	h->upper = (uint32_t *)(void *)((unsigned char *)h->upper + d);
+	h->sums += d;
+	kyro__fs_unmap(h->map, h->maplen);
+	h->map = m;
+	h->pinned = 1;
+	/* The copy read every byte already: verify it all now, while it is
+	 * in cache, so that no search pays for a first touch. */
+	return kyro__hnsw_check(msg, h, 0, h->covered);
 }

@@ -72,6 +72,7 @@ struct kyro__hnsw {
 	uint64_t nblocks, covered;
 	_Atomic uint64_t *ok;
 	char *path;
+	int pinned; /* map is an anonymous copy (kyro__hnsw_pin()) */
 };
 
 /* Search scratch for one thread: reuse it across searches of one index
@@ -106,6 +107,17 @@ int kyro__hnsw_open(char *msg, const char *path, struct kyro__hnsw **out);
  * order.  KYRO_ECORRUPT naming the first fault. */
 int kyro__hnsw_verify(char *msg, struct kyro__hnsw *h);
 void kyro__hnsw_free(struct kyro__hnsw *h);
+/*
+ * Copy an opened index into anonymous memory on transparent huge pages
+ * and verify every block, for a process that will search it for long: a
+ * file mapping is on 4 KiB pages here (the page cache has no PMD-sized
+ * folios for it), and a search's random reads then miss the TLB about
+ * once per vector.  Costs one pass over the file; nothing changes for
+ * the searches but their speed.  Call it before any other thread uses H.
+ * On failure H is unchanged, or (KYRO_ECORRUPT) pinned with a block
+ * that fails its checksum, which searches will report as they would have.
+ */
+int kyro__hnsw_pin(char *msg, struct kyro__hnsw *h);
 /* Verify the blocks of [OFF, OFF + LEN) of an opened file (0 for a built
  * index); used by the accessors below on a bitmap miss. */
 int kyro__hnsw_check(char *msg, const struct kyro__hnsw *h, uint64_t off,

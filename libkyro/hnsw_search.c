@@ -203,6 +203,11 @@ int kyro__hnsw_layer(char *msg, const struct kyro__hnsw *h,
 				bound = s->res[0].d;
 		}
 		s->ndist += nf;
+		/* The next node to expand: its links are a line of their
+		 * own, away from its vector (hnswlib keeps them together). */
+		if (s->ncand && level == 0)
+			__builtin_prefetch(h->adj0 + (uint64_t)s->cand[0].id *
+							     (1 + (uint64_t)h->m0));
 	}
 	return 0;
 }
