@@ -237,6 +237,11 @@ bench-snapshot: all
 bench-rmi: bench-deps all
 	$(Q)sh bench/run-rmi.sh
 
+## bench-vector: the vector index against hnswlib and FAISS (Fashion-MNIST, 1M x 128)
+bench-vector: all
+	$(Q)sh tests/deps.sh libhnswlib-dev python3-faiss python3-numpy dataset-fashion-mnist gnuplot-nox g++
+	$(Q)bash bench/vector/run.sh
+
 ## bench-serve: kyro-serve under wrk against nginx and redis
 bench-serve: all
 	$(Q)sh tests/deps.sh wrk nginx-light redis-server
@@ -302,7 +307,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all bench bench-deps bench-open bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)

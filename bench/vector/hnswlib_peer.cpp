@@ -4,14 +4,17 @@
 //
 //   hnswlib_peer build BASE M EFC OUT.bin   build_s= peak_rss_kb= file_bytes=
 //   hnswlib_peer search OUT.bin BASE QUERIES GT K EF...
-//       load_ms= first_answer_ms= (loadIndex, then one search at ef 64),
+//       load_ms= first_answer_ms= (loadIndex, then one search at ef 64;
+//       with HNSWLIB_COLD set, after dropping OUT.bin from the page cache),
 //       a warm-up pass at the largest EF, then per EF: ef= recall= qps=
 #include <hnswlib/hnswlib.h>
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -86,6 +89,13 @@ int main(int argc, char **argv)
 		const int32_t *gt = (const int32_t *)gtf.data();
 		const size_t k = atoi(argv[6]);
 		hnswlib::L2Space space(d);
+		if (getenv("HNSWLIB_COLD")) {
+			// Only this file's pages leave the page cache.
+			int fd = open(argv[2], O_RDONLY);
+			if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
+				exit(2);
+			close(fd);
+		}
 		const double t0 = now();
 		auto *idx = new hnswlib::HierarchicalNSW<float>(&space, argv[2]);
 		const double t1 = now();

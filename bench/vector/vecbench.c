@@ -6,7 +6,8 @@
  *
  *   vecbench build BASE M EFC OUT.idx
  *       prints: build_s=.. peak_rss_kb=.. file_bytes=..
- *   vecbench search IDX QUERIES GT K EF...
+ *   vecbench search IDX QUERIES GT K EF...   (environment: VECBENCH_EVICT
+ *       drops IDX from the page cache first; VECBENCH_PIN pins it)
  *       a warm-up pass over the queries at the largest EF, then per EF one
  *       line: ef=.. recall=.. qps=.. (one query at a time)
  *   vecbench exact BASE QUERIES GT K NQ
@@ -16,8 +17,11 @@
  *       first), on THREADS threads (not a measurement)
  *   vecbench open IDX QUERIES
  *       open_to_first_answer_ms=.. (open, then one search at ef 64)
+ *   vecbench open-cold IDX QUERIES
+ *       the same after dropping IDX's pages from the page cache
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,6 +30,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hnsw.h"
 #include "internal.h"
@@ -123,12 +128,16 @@ static double recall_of(const struct kyro__vec_hit *got, uint32_t ng,
 	return (double)hit / k;
 }
 
+static void evict(const char *path);
+
 static int cmd_search(char **a, int na)
 {
 	char msg[KMSG_MAX];
 	uint32_t d, gd;
 	uint64_t nq, ngt;
 	struct kyro__hnsw *h;
+	if (getenv("VECBENCH_EVICT"))
+		evict(a[0]);
 	if (kyro__hnsw_open(msg, a[0], &h))
 		die("open", msg);
 	if (getenv("VECBENCH_PIN") && kyro__hnsw_pin(msg, h))
@@ -254,12 +263,24 @@ static int cmd_gt(char **a)
 	return 0;
 }
 
-static int cmd_open(char **a)
+/* Drop PATH's pages from the page cache (only this file's), so that the
+ * next open reads it from the disk. */
+static void evict(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
+		die(path, "cannot evict from the page cache");
+	close(fd);
+}
+
+static int cmd_open(char **a, int cold)
 {
 	char msg[KMSG_MAX];
 	uint32_t d;
 	uint64_t nq;
 	float *q = load_vecs(a[1], &d, &nq);
+	if (cold)
+		evict(a[0]);
 	struct kyro__hnsw *h;
 	struct kyro__vec_hit out[10];
 	uint32_t ng;
@@ -292,7 +313,9 @@ int main(int argc, char **argv)
 	if (argc >= 7 && strcmp(argv[1], "gt") == 0)
 		return cmd_gt(argv + 2);
 	if (argc >= 4 && strcmp(argv[1], "open") == 0)
-		return cmd_open(argv + 2);
+		return cmd_open(argv + 2, 0);
+	if (argc >= 4 && strcmp(argv[1], "open-cold") == 0)
+		return cmd_open(argv + 2, 1);
 	fprintf(stderr, "usage: vecbench build|search|exact|gt|open ... "
 			"(see bench/vector/vecbench.c)\n");
 	return 2;

@@ -191,6 +191,27 @@ TEST(file_round_trip_searches_alike)
 		CHECK_EQ_U64(nx, ny);
 		CHECK_HITS(x, y, nx);
 	}
+	/* Pinned into anonymous memory: verified whole, the same answers. */
+	REQUIRE(kyro__hnsw_pin(msg, file) == 0);
+	CHECK(file->pinned);
+	for (int i = 0; i < 20; i++) {
+		struct kyro__vec_hit x[10], y[10];
+		uint32_t nx, ny;
+		const float *q = v + (3000 + i) * 20;
+		CHECK_RC(kyro__hnsw_search(msg, mem, s, q, 20, 10, 32, 0,
+					   UINT64_MAX, 0, x, &nx), 0);
+		CHECK_RC(kyro__hnsw_search(msg, file, s, q, 20, 10, 32, 0,
+					   UINT64_MAX, 0, y, &ny), 0);
+		CHECK_EQ_U64(nx, ny);
+		CHECK_HITS(x, y, nx);
+	}
+	struct kyro__hnsw *dam;
+	REQUIRE(h_xor_byte(path, 5000, 0x10) == 0);
+	REQUIRE(kyro__hnsw_open(msg, path, &dam) == 0);
+	CHECK_RC(kyro__hnsw_pin(msg, dam), KYRO_ECORRUPT);
+	CHECK_STR_HAS(msg, "offset 4096");
+	kyro__hnsw_free(dam);
+	REQUIRE(h_xor_byte(path, 5000, 0x10) == 0);
 	/* The same seed builds the same bytes. */
 	const char *p2 = h_path(dir, "b.idx");
 	REQUIRE(kyro__hnsw_build(msg, k, v, 3000, 20, &p, &again) == 0);
