@@ -43,7 +43,7 @@ struct kyro__vec_cand {
 };
 
 struct kyro__hnsw_params {
-	uint32_t m;		  /* links per node on upper levels; 2m on 0 */
+	uint32_t m;		  /* links per node above level 0; 2m on 0 */
 	uint32_t ef_construction; /* candidates kept while inserting */
 	int metric;		  /* KYRO_VEC_* */
 	uint64_t seed;		  /* the level generator's seed */
@@ -53,7 +53,8 @@ struct kyro__hnsw_params {
 
 struct kyro__hnsw {
 	uint32_t dim, metric, m, m0, efc, top;
-	uint64_t n, entry, stride; /* stride: floats from a vector to the next */
+	uint64_t n, entry;
+	uint64_t stride;	   /* floats from one vector to the next */
 	uint64_t nupper;	   /* upper-level link blocks */
 	uint64_t seed, generation, binding;
 	float *vecs;		   /* n * stride */
@@ -93,7 +94,8 @@ struct kyro__vec_scratch {
  * floats, all finite.  EINVAL (with MSG) for bad parameters or input. */
 int kyro__hnsw_build(char *msg, const uint64_t *keys, const float *vecs,
 		     uint64_t n, uint32_t dim,
-		     const struct kyro__hnsw_params *p, struct kyro__hnsw **out);
+		     const struct kyro__hnsw_params *p,
+		     struct kyro__hnsw **out);
 
 /* ---- file (hnsw.c) ---- */
 /* Write H to PATH durably (PATH.tmp, fsync, rename, fsync DIR). */

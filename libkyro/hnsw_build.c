@@ -55,8 +55,8 @@ static uint32_t *links_of(const struct kyro__hnsw *h, uint32_t v, int level)
 {
 	if (level == 0)
 		return h->adj0 + (uint64_t)v * (1 + (uint64_t)h->m0);
-	return h->upper +
-	       ((uint64_t)h->upidx[v] + (uint64_t)level - 1) * (1 + (uint64_t)h->m);
+	const uint64_t blk = (uint64_t)h->upidx[v] + (uint64_t)level - 1;
+	return h->upper + blk * (1 + (uint64_t)h->m);
 }
 
 /*
@@ -71,11 +71,12 @@ static size_t select_neighbours(const struct kyro__hnsw *h,
 		return n;
 	size_t kept = 0;
 	for (size_t i = 0; i < n && kept < max; i++) {
+		const float di = c[i].d;
 		int good = 1;
 		for (size_t j = 0; j < kept && good; j++)
-			/* Bounded by c[i].d: a kernel that stops early
-			 * returns more than it, which keeps the candidate. */
-			good = !(dist_nodes(h, c[i].id, c[j].id, c[i].d) < c[i].d);
+			/* Bounded by di: a kernel that stops early returns
+			 * more than di, which keeps the candidate. */
+			good = !(dist_nodes(h, c[i].id, c[j].id, di) < di);
 		if (good)
 			c[kept++] = c[i];
 	}
@@ -172,7 +173,7 @@ static int check_input(char *msg, const uint64_t *keys, const float *vecs,
 	for (uint64_t i = 0; i < n; i++) {
 		if (i && keys[i] <= keys[i - 1])
 			return kyro__failx(msg, EINVAL,
-					   "keys not strictly ascending at %llu",
+					   "keys not ascending at %llu",
 					   (unsigned long long)i);
 		if (kyro__vec_check_finite(vecs + i * dim, dim))
 			return kyro__failx(msg, EINVAL,
@@ -227,6 +228,11 @@ int kyro__hnsw_build(char *msg, const uint64_t *keys, const float *vecs,
 		h->levels[i] = draw_level(p->seed, i, p->m);
 		h->upidx[i] = (uint32_t)h->nupper;
 		h->nupper += h->levels[i];
+		/* Expected n / (M - 1) in all; a u32 is far beyond it. */
+		if (h->nupper > UINT32_MAX - KYRO_HNSW_MAX_LEVEL) {
+			rc = EOVERFLOW;
+			goto fail;
+		}
 	}
 	h->upper = calloc(h->nupper ? h->nupper * (1 + (uint64_t)h->m) : 1, 4);
 	s = kyro__vec_scratch_new(n, dim);

@@ -78,9 +78,9 @@ int kyro__hnsw_links(char *msg, const struct kyro__hnsw *h, uint64_t v,
 		if ((rc = kyro__hnsw_touch(msg, h, h->levels + v, 1)) ||
 		    (rc = kyro__hnsw_touch(msg, h, h->upidx + v, 4)))
 			return rc;
-		const uint64_t blk = (uint64_t)h->upidx[v] + (uint64_t)level - 1;
+		const uint64_t blk = (uint64_t)h->upidx[v] + (unsigned)level - 1;
 		if (h->levels[v] < level || blk >= h->nupper)
-			return corrupt(msg, h, v, "link to a node not on its level");
+			return corrupt(msg, h, v, "linked above its level");
 		cap = h->m;
 		p = h->upper + blk * (1 + (uint64_t)h->m);
 	}
@@ -117,7 +117,7 @@ int kyro__hnsw_greedy(char *msg, const struct kyro__hnsw *h,
 			const uint32_t nb = ids[j];
 			const float *v;
 			if (nb >= h->n)
-				return corrupt(msg, h, *ep, "link out of range");
+				return corrupt(msg, h, *ep, "bad link");
 			if ((rc = vec_of(msg, h, nb, &v)))
 				return rc;
 			const float d = kyro__vec_dist(h->ops, (int)h->metric,
@@ -172,7 +172,7 @@ int kyro__hnsw_layer(char *msg, const struct kyro__hnsw *h,
 		for (uint32_t j = 0; j < cnt; j++) {
 			const uint32_t nb = ids[j];
 			if (nb >= h->n)
-				return corrupt(msg, h, c.id, "link out of range");
+				return corrupt(msg, h, c.id, "bad link");
 			if (s->seen[nb] == s->epoch)
 				continue;
 			s->seen[nb] = s->epoch;
@@ -206,8 +206,8 @@ int kyro__hnsw_layer(char *msg, const struct kyro__hnsw *h,
 		/* The next node to expand: its links are a line of their
 		 * own, away from its vector (hnswlib keeps them together). */
 		if (s->ncand && level == 0)
-			__builtin_prefetch(h->adj0 + (uint64_t)s->cand[0].id *
-							     (1 + (uint64_t)h->m0));
+			__builtin_prefetch(h->adj0 + (1 + (uint64_t)h->m0) *
+							     s->cand[0].id);
 	}
 	return 0;
 }
@@ -249,14 +249,16 @@ static int search_exact(char *msg, const struct kyro__hnsw *h,
 			struct kyro__vec_scratch *s, uint64_t a, uint64_t b,
 			uint32_t k, struct kyro__vec_hit *out, uint32_t *count)
 {
-	const uint64_t sb = 4 * h->stride;
+	const unsigned char *v = (const void *)(h->vecs + a * h->stride);
+	const unsigned char *kp = (const void *)(h->keys + a);
 	int rc;
-	if ((rc = kyro__hnsw_check(msg, h,
-				   (uint64_t)((unsigned char *)(h->vecs + a * h->stride) - h->map),
-				   (b - a - 1) * sb + 4 * (uint64_t)h->dim)) ||
-	    (rc = kyro__hnsw_check(msg, h,
-				   (uint64_t)((unsigned char *)(h->keys + a) - h->map),
-				   8 * (b - a))))
+	/* The scan reads the range's blocks in order: verify them first. */
+	if (h->ok &&
+	    ((rc = kyro__hnsw_check(msg, h, (uint64_t)(v - h->map),
+				    (b - a - 1) * 4 * h->stride +
+					    4 * (uint64_t)h->dim)) ||
+	     (rc = kyro__hnsw_check(msg, h, (uint64_t)(kp - h->map),
+				    8 * (b - a)))))
 		return rc;
 	const struct kyro__vec_set set = {h->keys, h->vecs, h->n, h->stride,
 					  h->dim, (int)h->metric};

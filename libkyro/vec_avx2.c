@@ -32,7 +32,7 @@ static float l2(const float *a, const float *b, size_t n, float bound)
 	float total = 0.0f;
 	size_t i = 0;
 	while (i < n) {
-		const size_t end = n - i > KYRO_VEC_CHUNK ? i + KYRO_VEC_CHUNK : n;
+		const size_t end = kyro__vec_chunk_end(i, n);
 		__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
 		__m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
 		for (; i + 32 <= end; i += 32) {
@@ -74,7 +74,7 @@ static float dot(const float *a, const float *b, size_t n)
 	float total = 0.0f;
 	size_t i = 0;
 	while (i < n) {
-		const size_t end = n - i > KYRO_VEC_CHUNK ? i + KYRO_VEC_CHUNK : n;
+		const size_t end = kyro__vec_chunk_end(i, n);
 		__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
 		__m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
 		for (; i + 32 <= end; i += 32) {

@@ -21,7 +21,7 @@ static float l2(const float *a, const float *b, size_t n, float bound)
 	float total = 0.0f;
 	size_t i = 0;
 	while (i < n) {
-		const size_t end = n - i > KYRO_VEC_CHUNK ? i + KYRO_VEC_CHUNK : n;
+		const size_t end = kyro__vec_chunk_end(i, n);
 		__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
 		__m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
 		for (; i + 64 <= end; i += 64) {
@@ -45,8 +45,9 @@ static float l2(const float *a, const float *b, size_t n, float bound)
 		}
 		if (i < end) {
 			const __mmask16 m = tail_mask(end - i);
-			__m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i),
-						 _mm512_maskz_loadu_ps(m, b + i));
+			const __m512 x = _mm512_maskz_loadu_ps(m, a + i);
+			const __m512 y = _mm512_maskz_loadu_ps(m, b + i);
+			const __m512 d = _mm512_sub_ps(x, y);
 			s1 = _mm512_fmadd_ps(d, d, s1);
 			i = end;
 		}
@@ -63,7 +64,7 @@ static float dot(const float *a, const float *b, size_t n)
 	float total = 0.0f;
 	size_t i = 0;
 	while (i < n) {
-		const size_t end = n - i > KYRO_VEC_CHUNK ? i + KYRO_VEC_CHUNK : n;
+		const size_t end = kyro__vec_chunk_end(i, n);
 		__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
 		__m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
 		for (; i + 64 <= end; i += 64) {
@@ -81,8 +82,9 @@ static float dot(const float *a, const float *b, size_t n)
 					     _mm512_loadu_ps(b + i), s0);
 		if (i < end) {
 			const __mmask16 m = tail_mask(end - i);
-			s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i),
-					     _mm512_maskz_loadu_ps(m, b + i), s1);
+			const __m512 x = _mm512_maskz_loadu_ps(m, a + i);
+			const __m512 y = _mm512_maskz_loadu_ps(m, b + i);
+			s1 = _mm512_fmadd_ps(x, y, s1);
 			i = end;
 		}
 		total += _mm512_reduce_add_ps(_mm512_add_ps(

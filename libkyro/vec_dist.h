@@ -32,6 +32,12 @@
 
 #define KYRO_VEC_CHUNK 128
 
+/* Where the chunk starting at I of an N-float vector ends. */
+static inline size_t kyro__vec_chunk_end(size_t i, size_t n)
+{
+	return n - i > KYRO_VEC_CHUNK ? i + KYRO_VEC_CHUNK : n;
+}
+
 struct kyro__vec_ops {
 	/* Squared L2 distance of A and B (N floats), or, once a chunk's
 	 * running total exceeds BOUND, that total. */

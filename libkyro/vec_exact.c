@@ -78,7 +78,8 @@ void kyro__heap_pop_min(struct kyro__vec_cand *h, size_t *n)
 		size_t l = 2 * i + 1, small;
 		if (l >= m)
 			break;
-		small = l + 1 < m && kyro__cand_less(h[l + 1], h[l]) ? l + 1 : l;
+		small = l + 1 < m && kyro__cand_less(h[l + 1], h[l]) ? l + 1
+								     : l;
 		if (!kyro__cand_less(h[small], c))
 			break;
 		h[i] = h[small];

@@ -15,7 +15,7 @@ static float l2(const float *a, const float *b, size_t n, float bound)
 	float total = 0.0f;
 	size_t i = 0;
 	while (i < n) {
-		const size_t end = n - i > KYRO_VEC_CHUNK ? i + KYRO_VEC_CHUNK : n;
+		const size_t end = kyro__vec_chunk_end(i, n);
 		float s = 0.0f;
 		for (; i < end; i++) {
 			const float d = a[i] - b[i];
@@ -33,7 +33,7 @@ static float dot(const float *a, const float *b, size_t n)
 	float total = 0.0f;
 	size_t i = 0;
 	while (i < n) {
-		const size_t end = n - i > KYRO_VEC_CHUNK ? i + KYRO_VEC_CHUNK : n;
+		const size_t end = kyro__vec_chunk_end(i, n);
 		float s = 0.0f;
 		for (; i < end; i++)
 			s += a[i] * b[i];

@@ -22,7 +22,7 @@ static float l2(const float *a, const float *b, size_t n, float bound)
 	float total = 0.0f;
 	size_t i = 0;
 	while (i < n) {
-		const size_t end = n - i > KYRO_VEC_CHUNK ? i + KYRO_VEC_CHUNK : n;
+		const size_t end = kyro__vec_chunk_end(i, n);
 		__m128 s0 = _mm_setzero_ps(), s1 = _mm_setzero_ps();
 		for (; i + 8 <= end; i += 8) {
 			__m128 d0 = _mm_sub_ps(_mm_loadu_ps(a + i),
@@ -55,13 +55,14 @@ static float dot(const float *a, const float *b, size_t n)
 	float total = 0.0f;
 	size_t i = 0;
 	while (i < n) {
-		const size_t end = n - i > KYRO_VEC_CHUNK ? i + KYRO_VEC_CHUNK : n;
+		const size_t end = kyro__vec_chunk_end(i, n);
 		__m128 s0 = _mm_setzero_ps(), s1 = _mm_setzero_ps();
 		for (; i + 8 <= end; i += 8) {
 			s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(a + i),
 						       _mm_loadu_ps(b + i)));
-			s1 = _mm_add_ps(s1, _mm_mul_ps(_mm_loadu_ps(a + i + 4),
-						       _mm_loadu_ps(b + i + 4)));
+			const __m128 x = _mm_loadu_ps(a + i + 4);
+			const __m128 y = _mm_loadu_ps(b + i + 4);
+			s1 = _mm_add_ps(s1, _mm_mul_ps(x, y));
 		}
 		if (i + 4 <= end) {
 			s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(a + i),
