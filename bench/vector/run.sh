@@ -24,14 +24,17 @@
 # wall clock (qps) and by the thread's CPU time (qps_cpu): on a shared
 # machine the second is the one other processes disturb least.
 #
-# Output in bench/results/: vector.csv (set,system,ef,recall,qps,qps_cpu),
+# Output in bench/results/ (VEC_APPEND=1 adds to the files of an earlier
+# run instead of starting them afresh): vector.csv (set,system,ef,recall,qps,qps_cpu),
 # vector-summary.csv (set,system,figure,value), vector-SET.png,
 # vector-meta.txt (machine, load at each step).  Open-to-first-answer is
 # timed with the file in the page cache and after dropping only that
 # file's pages from it (posix_fadvise), against hnswlib's loadIndex.
 # Environment: VEC_SETS ("fashion clustered"), VEC_M (16), VEC_EFC (200),
 # VEC_EFS ("10 16 24 32 48 64 128 256"), VEC_N (1000000), VEC_NQ
-# (10000), VEC_EXACT_NQ (300: queries timed by exact search), VEC_DATA
+# (10000), VEC_EXACT_NQ (300: queries timed by exact search), VEC_FAISS
+# (the sets FAISS IndexHNSWFlat is built for: "fashion clustered"; its
+# single-threaded build of the 1M set takes the longest), VEC_DATA
 # (bench/data/vector; the 1M set takes about 1.5 GB there, and the
 # indexes as much again).
 # Needs: build/libkyro.a (make all), g++, libhnswlib-dev, /usr/bin/python3
@@ -46,6 +49,7 @@ EFS=${VEC_EFS:-10 16 24 32 48 64 128 256}
 N=${VEC_N:-1000000}
 NQ=${VEC_NQ:-10000}
 EXACT_NQ=${VEC_EXACT_NQ:-300}
+FAISS_SETS=${VEC_FAISS-fashion clustered}
 DATA=${VEC_DATA:-$ROOT/bench/data/vector}
 RES=$ROOT/bench/results
 PY=/usr/bin/python3
@@ -70,13 +74,16 @@ g++ -O3 -march=native -o "$DATA/hnswlib_peer" "$HERE/hnswlib_peer.cpp"
 META=$RES/vector-meta.txt
 CSV=$RES/vector.csv
 SUM=$RES/vector-summary.csv
+if [ "${VEC_APPEND:-0}" != 1 ]; then
+	: >"$META"
+	echo "set,system,ef,recall,qps,qps_cpu" >"$CSV"
+	echo "set,system,figure,value" >"$SUM"
+fi
 {
 	machine_lines "$DATA"
 	echo "M: $M; efConstruction: $EFC; ef: $EFS; clustered: $N x 128, $NQ queries"
 	load_line start
-} >"$META"
-echo "set,system,ef,recall,qps,qps_cpu" >"$CSV"
-echo "set,system,figure,value" >"$SUM"
+} >>"$META"
 
 # "a=1 b=2" lines of a tool into summary rows SET,SYSTEM,a,1 ...
 summary() {
@@ -153,27 +160,30 @@ run_set() {
 	curve "$set" kyro-pinned <"$DATA/out.txt"
 	step "$set: hnswlib search"
 	# shellcheck disable=SC2086
-	"$DATA/hnswlib_peer" search "$DATA/$set-hnswlib.bin" "$base" "$q" "$gt" 10 $EFS >"$DATA/hnswlib.out"
-	cat "$DATA/hnswlib.out" >&2
-	curve "$set" hnswlib <"$DATA/hnswlib.out"
-	grep -v '^ef=' "$DATA/hnswlib.out" | summary "$set" hnswlib
+	keep "$DATA/hnswlib_peer" search "$DATA/$set-hnswlib.bin" "$base" "$q" "$gt" 10 $EFS
+	curve "$set" hnswlib <"$DATA/out.txt"
+	grep -v '^ef=' "$DATA/out.txt" | summary "$set" hnswlib
 	step "$set: hnswlib load, the file out of the page cache"
 	keep env HNSWLIB_COLD=1 "$DATA/hnswlib_peer" search "$DATA/$set-hnswlib.bin" "$base" "$q" "$gt" 10 64
 	grep -v '^ef=' "$DATA/out.txt" | summary "$set" hnswlib-cold
 	rm -f "$DATA/$set-hnswlib.bin"
-
-	step "$set: faiss hnsw build and search"
-	# shellcheck disable=SC2086
-	"$PY" "$HERE/faiss_peer.py" hnsw "$base" "$q" "$gt" 10 "$M" "$EFC" $EFS >"$DATA/faiss.out"
-	cat "$DATA/faiss.out" >&2
-	curve "$set" faiss-hnsw <"$DATA/faiss.out"
-	grep -v '^ef=' "$DATA/faiss.out" | summary "$set" faiss-hnsw
 
 	step "$set: exact search, $EXACT_NQ queries"
 	keep "$DATA/vecbench" exact "$base" "$q" "$gt" 10 "$EXACT_NQ"
 	summary "$set" kyro-exact <"$DATA/out.txt"
 	keep "$PY" "$HERE/faiss_peer.py" flat "$base" "$q" "$gt" 10 "$EXACT_NQ"
 	summary "$set" faiss-flat <"$DATA/out.txt"
+
+	case " $FAISS_SETS " in
+	*" $set "*)
+		step "$set: faiss hnsw build and search"
+		# shellcheck disable=SC2086
+		keep "$PY" "$HERE/faiss_peer.py" hnsw "$base" "$q" "$gt" 10 "$M" "$EFC" $EFS
+		curve "$set" faiss-hnsw <"$DATA/out.txt"
+		grep -v '^ef=' "$DATA/out.txt" | summary "$set" faiss-hnsw
+		;;
+	*) step "$set: faiss hnsw skipped (VEC_FAISS)" ;;
+	esac
 
 	awk -F, -v s="$set" '$1 == s && $2 != "system" { print $2, $4, $6 }' "$CSV" >"$DATA/$set-plot.dat"
 	gnuplot -e "data='$DATA/$set-plot.dat'; out='$RES/vector-$set.png'; name='$set: recall@10 vs queries/s (CPU time), M=$M, efC=$EFC'" "$HERE/plot.gp"
