@@ -2,7 +2,7 @@
 # per system, for one data set.
 # gnuplot -e "data='vector-fashion.dat'; out='vector-fashion.png'; name='...'" plot.gp
 # data: lines "SYSTEM RECALL QPS".
-set terminal pngcairo size 900,560
+set terminal pngcairo size 900,560 noenhanced
 set output out
 set title name
 set logscale y
