@@ -35,6 +35,9 @@ LIB_SRCS := \
 	libkyro/delta.c \
 	libkyro/err.c \
 	libkyro/fsio.c \
+	libkyro/hnsw.c \
+	libkyro/hnsw_build.c \
+	libkyro/hnsw_search.c \
 	libkyro/index.c \
 	libkyro/manifest.c \
 	libkyro/rmi.c \
@@ -48,6 +51,12 @@ LIB_SRCS := \
 	libkyro/simd_sse4.c \
 	libkyro/snapshot.c \
 	libkyro/sort.c \
+	libkyro/vec_avx2.c \
+	libkyro/vec_avx512.c \
+	libkyro/vec_dist.c \
+	libkyro/vec_exact.c \
+	libkyro/vec_scalar.c \
+	libkyro/vec_sse.c \
 	libkyro/verify.c \
 	libkyro/view.c \
 	libkyro/wal.c \
@@ -64,6 +73,15 @@ build-fuzz/libkyro/simd_scalar.o: FUZZ_CFLAGS += -fno-tree-vectorize
 build-fuzz/libkyro/simd_sse4.o: FUZZ_CFLAGS += -msse4.2 -mpopcnt
 build-fuzz/libkyro/simd_avx2.o: FUZZ_CFLAGS += -mavx2 -mpopcnt
 build-fuzz/libkyro/simd_avx512.o: FUZZ_CFLAGS += -mavx512f -mpopcnt
+# The distance kernels likewise (vec_dist.c picks one).
+$(BUILD)/libkyro/vec_scalar.o: CFLAGS += -fno-tree-vectorize
+$(BUILD)/libkyro/vec_sse.o: CFLAGS += -msse4.2
+$(BUILD)/libkyro/vec_avx2.o: CFLAGS += -mavx2 -mfma
+$(BUILD)/libkyro/vec_avx512.o: CFLAGS += -mavx512f
+build-fuzz/libkyro/vec_scalar.o: FUZZ_CFLAGS += -fno-tree-vectorize
+build-fuzz/libkyro/vec_sse.o: FUZZ_CFLAGS += -msse4.2
+build-fuzz/libkyro/vec_avx2.o: FUZZ_CFLAGS += -mavx2 -mfma
+build-fuzz/libkyro/vec_avx512.o: FUZZ_CFLAGS += -mavx512f
 LIB      := $(BUILD)/libkyro.a
 
 TOOLS := \
@@ -85,6 +103,7 @@ UNIT_TESTS := \
 	test_manifest \
 	test_snapshot \
 	test_store \
+	test_vec \
 	test_wal
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/test_rmi
 
@@ -219,6 +238,11 @@ bench-snapshot: all
 bench-rmi: bench-deps all
 	$(Q)sh bench/run-rmi.sh
 
+## bench-vector: the vector index against hnswlib and FAISS (Fashion-MNIST, 1M x 128)
+bench-vector: all
+	$(Q)sh tests/deps.sh libhnswlib-dev python3-faiss python3-numpy dataset-fashion-mnist gnuplot-nox g++
+	$(Q)bash bench/vector/run.sh
+
 ## bench-serve: kyro-serve under wrk against nginx and redis
 bench-serve: all
 	$(Q)sh tests/deps.sh wrk nginx-light redis-server
@@ -284,7 +308,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all bench bench-deps bench-open bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)
