@@ -34,6 +34,7 @@ LIB_SRCS := \
 	libkyro/db.c \
 	libkyro/delta.c \
 	libkyro/err.c \
+	libkyro/feed.c \
 	libkyro/fsio.c \
 	libkyro/index.c \
 	libkyro/manifest.c \

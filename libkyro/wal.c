@@ -162,8 +162,10 @@ static int valid_after(const unsigned char *base, uint64_t len, uint64_t seg,
 	return 0;
 }
 
-void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
-		    uint64_t start, uint64_t next_seq, struct wal_scan *r)
+/* The scan of kyro__wal_scan(), stopping after MAX_BATCHES batches. */
+static void scan_batches(const unsigned char *base, uint64_t len, uint64_t seg,
+			 uint64_t start, uint64_t next_seq,
+			 uint64_t max_batches, struct wal_scan *r)
 {
 	memset(r, 0, sizeof *r);
 	r->end = start;
@@ -202,6 +204,8 @@ void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
 			in_batch = 0;
 			r->end = off + size;
 			r->last_seq = seq;
+			if (r->batches == max_batches)
+				return;
 		} else {
 			if (seq != expect) {
 				r->status = KYRO_ECORRUPT;
@@ -226,6 +230,19 @@ void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
 	}
 }
 
+void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
+		    uint64_t start, uint64_t next_seq, struct wal_scan *r)
+{
+	scan_batches(base, len, seg, start, next_seq, UINT64_MAX, r);
+}
+
+void kyro__wal_scan_batch(const unsigned char *base, uint64_t len,
+			  uint64_t seg, uint64_t start, uint64_t next_seq,
+			  struct wal_scan *r)
+{
+	scan_batches(base, len, seg, start, next_seq, 1, r);
+}
+
 void kyro__wal_commits_after(const unsigned char *base, uint64_t len,
 			     uint64_t seg, uint64_t off, uint64_t last_seq,
 			     uint64_t *batches, uint64_t *max_seq)
@@ -244,6 +261,64 @@ void kyro__wal_commits_after(const unsigned char *base, uint64_t len,
 		}
 		p += size;
 	}
+}
+
+struct id_list {
+	uint64_t below, *ids;
+	size_t n, cap;
+};
+
+static int add_id(void *arg, const char *name)
+{
+	struct id_list *l = arg;
+	unsigned long long id;
+	char tail[16];
+	if (sscanf(name, "wal-%16llx.%15s", &id, tail) != 2 ||
+	    strcmp(tail, "log") != 0 || strlen(name) != 24 || id >= l->below)
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		uint64_t *p = realloc(l->ids, cap * sizeof *p);
+		if (!p)
+			return ENOMEM;
+		l->ids = p;
+		l->cap = cap;
+	}
+	l->ids[l->n++] = id;
+	return 0;
+}
+
+static int by_id_desc(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x < y) - (x > y);
+}
+
+int kyro__wal_list_below(char *msg, const char *dir, uint64_t below,
+			 uint64_t **ids, size_t *n)
+{
+	struct id_list l = {.below = below};
+	int rc = kyro__fs_list_dir(msg, dir, add_id, &l);
+	if (rc == ENOMEM)
+		rc = kyro__fail(msg, rc, "cannot list '%s'", dir);
+	if (rc) {
+		free(l.ids);
+		l.ids = NULL;
+		l.n = 0;
+	} else if (l.n) {
+		qsort(l.ids, l.n, sizeof *l.ids, by_id_desc);
+	}
+	*ids = l.ids;
+	*n = l.n;
+	return rc;
+}
+
+size_t kyro__wal_history_len(const uint64_t *ids, size_t n, uint64_t first)
+{
+	size_t i = 0;
+	while (i < n && ids[i] == first - 1 - i)
+		i++;
+	return i;
 }
 
 int kyro__wal_create(char *msg, const char *dir, uint64_t seg,
