@@ -82,6 +82,7 @@ CLI_OBJS := $(BUILD)/cmd/cli.o
 UNIT_TESTS := \
 	test_commit \
 	test_delta \
+	test_feed \
 	test_manifest \
 	test_snapshot \
 	test_store \
