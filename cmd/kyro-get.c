@@ -19,7 +19,7 @@ static const struct cli_opt opts[] = {
 	{OPT_ALL, 0, "all", NULL, "list every key in ascending order"},
 	{OPT_RANGE, 0, "range", NULL, "list the keys from LO to HI (inclusive)"},
 	{OPT_CHANGES, 0, "changes", NULL, "print committed changes in order (the change feed)"},
-	{OPT_FROM, 0, "from", "SEQ", "with --changes: start at sequence number SEQ (default 0: the oldest retained)"},
+	{OPT_FROM, 0, "from", "SEQ", "with --changes: start at sequence number SEQ (default 1, the first change; 0 means 1)"},
 	{OPT_FOLLOW, 0, "follow", NULL, "with --changes: wait for new commits and print them, until interrupted"},
 	{0, 0, NULL, NULL, NULL},
 };
