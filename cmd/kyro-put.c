@@ -14,7 +14,7 @@ static const struct cli_opt opts[] = {
 	{OPT_SYNC, 0, "sync", "MODE", "always, batch (default) or none"},
 	{OPT_DELETE, 0, "delete", NULL, "delete the KEYs (or keys on stdin)"},
 	{OPT_OFFSET, 0, "print-offset", NULL, "print the batch's last sequence number"},
-	{OPT_REPLAY, 0, "replay", NULL, "read kyro-get --changes --format=replay from stdin: one batch per source batch"},
+	{OPT_REPLAY, 0, "replay", NULL, "read the change feed (kyro-get's replay format) from stdin: one batch per source batch"},
 	{OPT_VERBOSE, 'v', NULL, NULL, "print a summary on stderr"},
 	{0, 0, NULL, NULL, NULL},
 };
