@@ -87,17 +87,38 @@ static void on_signal(int sig)
  * a whole batch (a replay of it never sees half of one). */
 #define STOP_NOW 1
 
+/* V in decimal.  printf() was half the cost of printing the feed. */
+static void put_u64(uint64_t v)
+{
+	char buf[24], *p = buf + sizeof buf;
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	fwrite_unlocked(p, 1, (size_t)(buf + sizeof buf - p), stdout);
+}
+
+/* TEXT, a tab. */
+static void put_field(const char *text)
+{
+	fputs_unlocked(text, stdout);
+	putchar_unlocked('\t');
+}
+
 static int print_change(void *arg, const struct kyro_change *c)
 {
-	const char *op = c->op == KYRO_CHANGE_PUT ? "put" : "delete";
+	int put = c->op == KYRO_CHANGE_PUT;
+	const char *op = put ? "put" : "delete";
 	(void)arg;
 	switch (fmt) {
 	case FMT_TSV:
-		printf("%llu\t%s\t%llu\t", (unsigned long long)c->seq, op,
-		       (unsigned long long)c->key);
-		if (c->op == KYRO_CHANGE_PUT)
+		put_u64(c->seq);
+		putchar_unlocked('\t');
+		put_field(op);
+		put_u64(c->key);
+		putchar_unlocked('\t');
+		if (put)
 			cli_put_escaped(stdout, c->val, c->len);
-		putchar('\n');
+		putchar_unlocked('\n');
 		break;
 	case FMT_JSON:
 		printf("{\"seq\":%llu,\"batch_first\":%llu,\"batch_last\":%llu,"
@@ -118,13 +139,15 @@ static int print_change(void *arg, const struct kyro_change *c)
 		fputs("}\n", stdout);
 		break;
 	case FMT_REPLAY:
-		printf("%s\t%llu\t%llu", op, (unsigned long long)c->seq,
-		       (unsigned long long)c->key);
-		if (c->op == KYRO_CHANGE_PUT) {
-			putchar('\t');
+		put_field(op);
+		put_u64(c->seq);
+		putchar_unlocked('\t');
+		put_u64(c->key);
+		if (put) {
+			putchar_unlocked('\t');
 			cli_put_escaped(stdout, c->val, c->len);
 		}
-		putchar('\n');
+		putchar_unlocked('\n');
 		if (c->seq == c->batch_last)
 			printf("commit\t%llu\n", (unsigned long long)c->seq);
 		break;
