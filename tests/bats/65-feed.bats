@@ -312,3 +312,15 @@ make_source() {
 		[ "$rc" -eq 0 ]
 	done
 }
+
+@test "feed: kyro-rmi-build applies --retain when it collects garbage" {
+	seq 1 300 | awk '{ printf "%d\tv%d\n", $1, $1 }' | kyro-put -d "$D"
+	kyro-snapshot -d "$D"
+	[ -e "$D/wal-0000000000000001.log" ]
+	kyro-rmi-build -d "$D" --retain 0
+	[ ! -e "$D/wal-0000000000000001.log" ]
+	run -2 --separate-stderr kyro-get -d "$D" --changes
+	stderr_matches 'history before sequence number 301'
+	run -2 --separate-stderr kyro-rmi-build -d "$D" --retain 1x
+	stderr_matches "invalid --retain '1x'"
+}
