@@ -219,6 +219,12 @@ static int changes(const char *prog, const char *dir, uint64_t from, int follow)
 		rc = kyro_feed_wait(f, FOLLOW_TICK_MS);
 		if (stop || (rc == ETIMEDOUT && reader_gone()))
 			break;
+		if (rc && rc != ETIMEDOUT && rc != EINTR) {
+			cli_warn(prog, "cannot wait for commits in '%s': %s", dir,
+				 strerror(rc));
+			status = EXIT_ERR;
+			break;
+		}
 	}
 	feed = NULL;
 	kyro_feed_close(f);

@@ -462,6 +462,7 @@ int kyro_feed_wait(kyro_feed *f, int timeout_ms)
 	if (__atomic_exchange_n(&f->interrupted, 0, __ATOMIC_ACQ_REL))
 		return EINTR;
 	if (!f->sh.page) {
+		kyro__shared_close(&f->sh);
 		kyro__shared_open(NULL, &f->sh, f->dir, 0);
 		if (!f->sh.page) {
 			int ms = timeout_ms >= 0 && timeout_ms < NO_PAGE_NAP_MS
