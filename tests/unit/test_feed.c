@@ -71,7 +71,8 @@ static int write_batch(kyro_db *db, uint64_t b, int n, int del)
 	if (!rc)
 		rc = kyro_batch_commit(db, NULL);
 	if (rc)
-		h_note("batch %llu: %s", (unsigned long long)b, kyro_errmsg(db));
+		h_note("batch %llu: %s", (unsigned long long)b,
+		       kyro_errmsg(db));
 	return rc;
 }
 
@@ -386,8 +387,8 @@ TEST(feed_follow_while_writing_and_snapshotting)
 		if (got)
 			CHECK_EQ_U64(S.seq[S.n - 1], S.last[S.n - 1]);
 		CHECK_EQ_U64((S.n - before) % 3, 0);
-		if (!rc && !got)
-			rc = kyro_feed_wait(f, 5000) == ETIMEDOUT ? ETIMEDOUT : 0;
+		if (!rc && !got && kyro_feed_wait(f, 5000) == ETIMEDOUT)
+			rc = ETIMEDOUT;
 	}
 	CHECK_RC(rc, 0);
 	pthread_join(t, NULL);
