@@ -430,3 +430,45 @@ TEST(feed_wait_is_interruptible)
 	CHECK_STR_HAS(kyro_feed_errmsg(f), "holds no store");
 	kyro_feed_close(f);
 }
+
+static void *late_commit(void *p)
+{
+	struct timespec ts = {0, 30 * 1000000L};
+	nanosleep(&ts, NULL);
+	kyro_db *db = open_rw(p);
+	if (db)
+		write_batch(db, 2, 3, 0);
+	kyro_close(db);
+	return NULL;
+}
+
+TEST(feed_wait_is_woken_by_a_commit_in_another_handle)
+{
+	const char *dir = h_tmpdir();
+	kyro_db *db = open_rw(dir);
+	REQUIRE(db);
+	REQUIRE(write_batch(db, 1, 3, 1) == 0);
+	kyro_close(db);
+	kyro_feed *f;
+	size_t got;
+	pthread_t t;
+	memset(&S, 0, sizeof S);
+	REQUIRE(kyro_feed_open(&f, dir, 0) == 0);
+	CHECK_RC(kyro_feed_read(f, 10, collect, &S, &got), 0);
+	REQUIRE(pthread_create(&t, NULL, late_commit, (void *)dir) == 0);
+	/* The commit's publish wakes the wait: long before its timeout
+	 * (without the wake, this would be ETIMEDOUT after 20 s). */
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc;
+	do
+		rc = kyro_feed_wait(f, 20000);
+	while (rc == 0 && kyro_feed_read(f, 10, collect, &S, &got) == 0 &&
+	       got == 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pthread_join(t, NULL);
+	CHECK_RC(rc, 0);
+	CHECK(t1.tv_sec - t0.tv_sec < 10);
+	check_run(&S, 1, 6);
+	kyro_feed_close(f);
+}
