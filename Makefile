@@ -34,6 +34,7 @@ LIB_SRCS := \
 	libkyro/db.c \
 	libkyro/delta.c \
 	libkyro/err.c \
+	libkyro/feed.c \
 	libkyro/fsio.c \
 	libkyro/hnsw.c \
 	libkyro/hnsw_build.c \
@@ -100,6 +101,7 @@ CLI_OBJS := $(BUILD)/cmd/cli.o
 UNIT_TESTS := \
 	test_commit \
 	test_delta \
+	test_feed \
 	test_manifest \
 	test_snapshot \
 	test_store \

@@ -633,3 +633,61 @@ int cli_parse_sync(const char *s, int *mode)
 		return -1;
 	return 0;
 }
+
+/* One measure of --retain: a size (bytes, or K M G T with an optional
+ * "iB" or "B", powers of 1024) or a duration (s, min, h, d). */
+static int retain_part(const char *s, size_t len, uint64_t *bytes,
+		       uint64_t *seconds)
+{
+	static const struct { const char *unit; int size; uint64_t mul; } u[] = {
+		{"", 1, 1}, {"B", 1, 1},
+		{"K", 1, 1ull << 10}, {"KB", 1, 1ull << 10}, {"KiB", 1, 1ull << 10},
+		{"M", 1, 1ull << 20}, {"MB", 1, 1ull << 20}, {"MiB", 1, 1ull << 20},
+		{"G", 1, 1ull << 30}, {"GB", 1, 1ull << 30}, {"GiB", 1, 1ull << 30},
+		{"T", 1, 1ull << 40}, {"TB", 1, 1ull << 40}, {"TiB", 1, 1ull << 40},
+		{"s", 0, 1}, {"min", 0, 60}, {"h", 0, 3600}, {"d", 0, 86400},
+	};
+	size_t n = 0;
+	uint64_t v = 0;
+	while (n < len && s[n] >= '0' && s[n] <= '9') {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(s[n++] - '0');
+	}
+	if (n == 0)
+		return -1;
+	for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
+		if (strlen(u[i].unit) != len - n ||
+		    memcmp(u[i].unit, s + n, len - n) != 0)
+			continue;
+		if (v > UINT64_MAX / u[i].mul)
+			return -1;
+		*(u[i].size ? bytes : seconds) = v * u[i].mul;
+		return 0;
+	}
+	return -1;
+}
+
+int cli_parse_retain(const char *s, uint64_t *bytes, uint64_t *seconds)
+{
+	const char *comma = strchr(s, ',');
+	*bytes = *seconds = KYRO_RETAIN_ANY;
+	if (!strcmp(s, "0")) {
+		*bytes = *seconds = 0;
+		return 0;
+	}
+	if (!comma)
+		return retain_part(s, strlen(s), bytes, seconds);
+	uint64_t b2 = KYRO_RETAIN_ANY, s2 = KYRO_RETAIN_ANY;
+	if (retain_part(s, (size_t)(comma - s), bytes, seconds) ||
+	    retain_part(comma + 1, strlen(comma + 1), &b2, &s2))
+		return -1;
+	/* One size and one duration, in either order. */
+	if ((*bytes != KYRO_RETAIN_ANY) == (b2 != KYRO_RETAIN_ANY))
+		return -1;
+	if (b2 != KYRO_RETAIN_ANY)
+		*bytes = b2;
+	if (s2 != KYRO_RETAIN_ANY)
+		*seconds = s2;
+	return 0;
+}

@@ -112,4 +112,13 @@ int cli_progress_wanted(void);
 /* Parse --sync=MODE. */
 int cli_parse_sync(const char *s, int *mode);
 
+/* Parse --retain=SPEC for kyro_set_retain(): a SIZE (1048576, 64M, 1GiB),
+ * a DURATION (90s, 30min, 1h, 7d), or both as SIZE,DURATION; "0" keeps
+ * no history.  A measure not given is not limited (KYRO_RETAIN_ANY).
+ * Returns 0, or -1 for a SPEC it cannot read. */
+int cli_parse_retain(const char *s, uint64_t *bytes, uint64_t *seconds);
+#define CLI_RETAIN_HELP "keep folded WAL segments within SIZE and/or DURATION (default 64M,1h; 0: none)"
+#define CLI_RETAIN_ERROR "invalid --retain '%s' (SIZE, DURATION or SIZE,DURATION: 64M, 1h, 64M,1h, 0)"
+
+
 #endif

@@ -2,19 +2,25 @@
  * kyro-get - look keys up, or list a range, and print the values.
  */
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
-enum { OPT_DIR = 1, OPT_FORMAT, OPT_ALL, OPT_RANGE };
-enum { FMT_VALUE, FMT_TSV, FMT_JSON, FMT_RAW };
+enum { OPT_DIR = 1, OPT_FORMAT, OPT_ALL, OPT_RANGE, OPT_CHANGES, OPT_FROM, OPT_FOLLOW };
+enum { FMT_VALUE, FMT_TSV, FMT_JSON, FMT_RAW, FMT_REPLAY };
 
 static const struct cli_opt opts[] = {
 	{OPT_DIR, 'd', "dir", "DIR", "the data directory (default $KYRODB_DIR, else ./kyrodb-data)"},
-	{OPT_FORMAT, 'f', "format", "FORMAT", "value (default), tsv, json or raw"},
+	{OPT_FORMAT, 'f', "format", "FORMAT", "value (default), tsv, json or raw; with --changes: tsv (default), json or replay"},
 	{OPT_ALL, 0, "all", NULL, "list every key in ascending order"},
 	{OPT_RANGE, 0, "range", NULL, "list the keys from LO to HI (inclusive)"},
+	{OPT_CHANGES, 0, "changes", NULL, "print committed changes in order (the change feed)"},
+	{OPT_FROM, 0, "from", "SEQ", "with --changes: start at sequence number SEQ (default 1, the first change; 0 means 1)"},
+	{OPT_FOLLOW, 0, "follow", NULL, "with --changes: wait for new commits and print them, until interrupted"},
 	{0, 0, NULL, NULL, NULL},
 };
 
@@ -22,6 +28,7 @@ static const char *const usage[] = {
 	"[-d DIR] [-f FORMAT] [KEY ...]",
 	"[-d DIR] [-f FORMAT] --all",
 	"[-d DIR] [-f FORMAT] --range LO HI",
+	"[-d DIR] [-f FORMAT] --changes [--from SEQ] [--follow]",
 	NULL,
 };
 
@@ -60,6 +67,174 @@ static int print_cb(void *arg, uint64_t key, const void *v, size_t len)
 	(void)arg;
 	print(key, v, len);
 	return ferror(stdout) ? EIO : 0;
+}
+
+/* ---- the change feed ---- */
+
+static volatile sig_atomic_t stop;
+static kyro_feed *feed;
+static int out_err; /* errno of the first failed write to stdout */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+	if (feed)
+		kyro_feed_interrupt(feed);
+}
+
+/* Stop between batches once asked, so that the output always ends with
+ * a whole batch (a replay of it never sees half of one). */
+#define STOP_NOW 1
+
+/* V in decimal.  printf() was half the cost of printing the feed. */
+static void put_u64(uint64_t v)
+{
+	char buf[24], *p = buf + sizeof buf;
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	fwrite_unlocked(p, 1, (size_t)(buf + sizeof buf - p), stdout);
+}
+
+/* TEXT, a tab. */
+static void put_field(const char *text)
+{
+	fputs_unlocked(text, stdout);
+	putchar_unlocked('\t');
+}
+
+static int print_change(void *arg, const struct kyro_change *c)
+{
+	int put = c->op == KYRO_CHANGE_PUT;
+	const char *op = put ? "put" : "delete";
+	(void)arg;
+	switch (fmt) {
+	case FMT_TSV:
+		put_u64(c->seq);
+		putchar_unlocked('\t');
+		put_field(op);
+		put_u64(c->key);
+		putchar_unlocked('\t');
+		if (put)
+			cli_put_escaped(stdout, c->val, c->len);
+		putchar_unlocked('\n');
+		break;
+	case FMT_JSON:
+		printf("{\"seq\":%llu,\"batch_first\":%llu,\"batch_last\":%llu,"
+		       "\"op\":\"%s\",\"key\":%llu",
+		       (unsigned long long)c->seq,
+		       (unsigned long long)c->batch_first,
+		       (unsigned long long)c->batch_last, op,
+		       (unsigned long long)c->key);
+		if (c->op == KYRO_CHANGE_PUT && cli_is_utf8(c->val, c->len)) {
+			fputs(",\"value\":\"", stdout);
+			cli_put_json_string(stdout, c->val, c->len);
+			putchar('"');
+		} else if (c->op == KYRO_CHANGE_PUT) {
+			fputs(",\"value_base64\":\"", stdout);
+			cli_put_base64(stdout, c->val, c->len);
+			putchar('"');
+		}
+		fputs("}\n", stdout);
+		break;
+	case FMT_REPLAY:
+		put_field(op);
+		put_u64(c->seq);
+		putchar_unlocked('\t');
+		put_u64(c->key);
+		if (put) {
+			putchar_unlocked('\t');
+			cli_put_escaped(stdout, c->val, c->len);
+		}
+		putchar_unlocked('\n');
+		if (c->seq == c->batch_last)
+			printf("commit\t%llu\n", (unsigned long long)c->seq);
+		break;
+	}
+	if (ferror(stdout)) {
+		if (!out_err)
+			out_err = errno ? errno : EIO;
+		return EIO;
+	}
+	return stop && c->seq == c->batch_last ? STOP_NOW : 0;
+}
+
+/* Whoever reads our output has gone (a pipe's reader exited): seen
+ * without writing, so that a follower with nothing to print still ends. */
+static int reader_gone(void)
+{
+	struct pollfd p = {.fd = STDOUT_FILENO, .events = 0};
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
+/* Flush; -1 when output failed (OUT_ERR says why). */
+static int flush_out(void)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return 0;
+	if (!out_err)
+		out_err = errno ? errno : EIO;
+	return -1;
+}
+
+/* How often a follower with nothing to print looks at its reader. */
+#define FOLLOW_TICK_MS 250
+
+static int changes(const char *prog, const char *dir, uint64_t from, int follow)
+{
+	struct sigaction sa;
+	int status = EXIT_OK, rc;
+	size_t n;
+	/* A reader that goes away is the normal end of `| head`: EPIPE,
+	 * not death by SIGPIPE.  No SA_RESTART: a signal must end a wait. */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	kyro_feed *f;
+	rc = kyro_feed_open(&f, dir, from);
+	if (rc) {
+		cli_warn(prog, "%s", kyro_feed_errmsg(f));
+		kyro_feed_close(f);
+		return EXIT_ERR;
+	}
+	feed = f;
+	for (;;) {
+		rc = kyro_feed_read(f, 256, print_change, NULL, &n);
+		if (out_err || rc == STOP_NOW || stop)
+			break;
+		if (rc) {
+			cli_warn(prog, "%s", kyro_feed_errmsg(f));
+			status = EXIT_ERR;
+			break;
+		}
+		if (n == 256)
+			continue;
+		if (!follow || flush_out())
+			break;
+		rc = kyro_feed_wait(f, FOLLOW_TICK_MS);
+		if (stop || (rc == ETIMEDOUT && reader_gone()))
+			break;
+		if (rc && rc != ETIMEDOUT && rc != EINTR) {
+			cli_warn(prog, "cannot wait for commits in '%s': %s", dir,
+				 strerror(rc));
+			status = EXIT_ERR;
+			break;
+		}
+	}
+	feed = NULL;
+	kyro_feed_close(f);
+	/* A reader that went away (EPIPE) is the normal end of `| head`. */
+	if (flush_out() && out_err != EPIPE) {
+		cli_warn(prog, "cannot write to standard output: %s",
+			 strerror(out_err));
+		status = EXIT_ERR;
+	}
+	return status;
 }
 
 /* Answer one key; returns the exit status it deserves. */
@@ -184,6 +359,8 @@ int main(int argc, char **argv)
 				   "Without KEY, reads keys from stdin, one per line."};
 	const char *dir = NULL;
 	int all = 0, range = 0, fmt_set = 0, opt, status = EXIT_OK;
+	int chg = 0, follow = 0, from_set = 0;
+	uint64_t from = 0;
 	kyro_db *db = NULL;
 	cli_init(&c, argc, argv);
 	while ((opt = cli_next(&c)) != 0) {
@@ -195,15 +372,39 @@ int main(int argc, char **argv)
 			else if (!strcmp(c.arg, "tsv")) fmt = FMT_TSV;
 			else if (!strcmp(c.arg, "json")) fmt = FMT_JSON;
 			else if (!strcmp(c.arg, "raw")) fmt = FMT_RAW;
-			else cli_usage_error(&c, "invalid format '%s' (value, tsv, json or raw)", c.arg);
+			else if (!strcmp(c.arg, "replay")) fmt = FMT_REPLAY;
+			else cli_usage_error(&c, "invalid format '%s' (value, tsv, json, raw or replay)", c.arg);
 			break;
 		case OPT_ALL: all = 1; break;
 		case OPT_RANGE: range = 1; break;
+		case OPT_CHANGES: chg = 1; break;
+		case OPT_FOLLOW: follow = 1; break;
+		case OPT_FROM:
+			if (cli_parse_key(c.arg, strlen(c.arg), &from))
+				cli_usage_error(&c, "invalid sequence number '%s'", c.arg);
+			from_set = 1;
+			break;
 		}
 	}
 	int nargs = argc - c.ind;
 	char **args = argv + c.ind;
 	uint64_t lo = 0, hi = UINT64_MAX;
+	if ((from_set || follow) && !chg)
+		cli_usage_error(&c, "--from and --follow go with --changes");
+	if (chg && (all || range || nargs))
+		cli_usage_error(&c, "--changes takes no KEY, --all or --range");
+	if (chg && (fmt == FMT_VALUE || fmt == FMT_RAW) && fmt_set)
+		cli_usage_error(&c, "--changes prints tsv, json or replay");
+	if (!chg && fmt == FMT_REPLAY)
+		cli_usage_error(&c, "--format=replay goes with --changes");
+	if (chg) {
+		if (!fmt_set)
+			fmt = FMT_TSV;
+		cli_env_warnings(cli_warn_env, (void *)c.prog);
+		static char cbuf[1 << 16];
+		setvbuf(stdout, cbuf, _IOFBF, sizeof cbuf);
+		return changes(c.prog, cli_dir(dir), from, follow);
+	}
 	if (all && range)
 		cli_usage_error(&c, "--all and --range exclude each other");
 	if (all && nargs)

@@ -7,19 +7,20 @@
 
 #include "cli.h"
 
-enum { OPT_DIR = 1, OPT_VERBOSE, OPT_LEAVES, OPT_BITS, OPT_MAXSIZE };
+enum { OPT_DIR = 1, OPT_VERBOSE, OPT_LEAVES, OPT_BITS, OPT_MAXSIZE, OPT_RETAIN };
 
 static const struct cli_opt opts[] = {
 	{OPT_DIR, 'd', "dir", "DIR", "the data directory (default $KYRODB_DIR, else ./kyrodb-data)"},
 	{OPT_LEAVES, 0, "leaves", "N", "use N leaf models (default: tuned)"},
 	{OPT_BITS, 0, "router-bits", "B", "router table of 2^B entries, 8..24 (default: tuned)"},
 	{OPT_MAXSIZE, 0, "max-size", "BYTES", "index size budget (default 2% of the keys' bytes)"},
+	{OPT_RETAIN, 0, "retain", "SPEC", CLI_RETAIN_HELP},
 	{OPT_VERBOSE, 'v', NULL, NULL, "print leaves, windows, size and time on stderr"},
 	{0, 0, NULL, NULL, NULL},
 };
 
 static const char *const usage[] = {
-	"[-v] [-d DIR] [--leaves N] [--router-bits B] [--max-size BYTES]",
+	"[-v] [-d DIR] [--leaves N] [--router-bits B] [--max-size BYTES] [--retain SPEC]",
 	NULL,
 };
 
@@ -41,10 +42,17 @@ int main(int argc, char **argv)
 	const char *dir = NULL;
 	int verbose = 0, opt;
 	kyro_db *db;
+	uint64_t rbytes = 0, rsecs = 0;
+	int retain = 0;
 	cli_init(&c, argc, argv);
 	while ((opt = cli_next(&c)) != 0) {
 		switch (opt) {
 		case OPT_DIR: dir = c.arg; break;
+		case OPT_RETAIN:
+			if (cli_parse_retain(c.arg, &rbytes, &rsecs))
+				cli_usage_error(&c, CLI_RETAIN_ERROR, c.arg);
+			retain = 1;
+			break;
 		case OPT_LEAVES: p.leaves = (unsigned)number(&c, "--leaves", 1, 1u << 30); break;
 		case OPT_BITS: p.router_bits = (unsigned)number(&c, "--router-bits", 8, 24); break;
 		case OPT_MAXSIZE: p.max_size = number(&c, "--max-size", 1, UINT64_MAX); break;
@@ -55,6 +63,8 @@ int main(int argc, char **argv)
 		cli_usage_error(&c, "unexpected operand '%s'", argv[c.ind]);
 	cli_env_warnings(cli_warn_env, (void *)c.prog);
 	int rc = cli_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING);
+	if (!rc && retain)
+		rc = kyro_set_retain(db, rbytes, rsecs);
 	if (!rc)
 		rc = kyro_rmi_build(db, &p, &st, cli_progress_wanted() ? cli_progress : NULL,
 				    (void *)c.prog);

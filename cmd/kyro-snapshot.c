@@ -3,17 +3,18 @@
  */
 #include "cli.h"
 
-enum { OPT_DIR = 1, OPT_VERBOSE, OPT_RMI };
+enum { OPT_DIR = 1, OPT_VERBOSE, OPT_RMI, OPT_RETAIN };
 
 static const struct cli_opt opts[] = {
 	{OPT_DIR, 'd', "dir", "DIR", "the data directory (default $KYRODB_DIR, else ./kyrodb-data)"},
 	{OPT_RMI, 0, "rmi", NULL, "also build the learned index, committed with the snapshot"},
+	{OPT_RETAIN, 0, "retain", "SPEC", CLI_RETAIN_HELP},
 	{OPT_VERBOSE, 'v', NULL, NULL, "print keys, bytes and time on stderr"},
 	{0, 0, NULL, NULL, NULL},
 };
 
 static const char *const usage[] = {
-	"[-v] [-d DIR] [--rmi]",
+	"[-v] [-d DIR] [--rmi] [--retain SPEC]",
 	NULL,
 };
 
@@ -25,10 +26,17 @@ int main(int argc, char **argv)
 	const char *dir = NULL;
 	int verbose = 0, rmi = 0, opt;
 	kyro_db *db;
+	uint64_t rbytes = 0, rsecs = 0;
+	int retain = 0;
 	cli_init(&c, argc, argv);
 	while ((opt = cli_next(&c)) != 0) {
 		switch (opt) {
 		case OPT_DIR: dir = c.arg; break;
+		case OPT_RETAIN:
+			if (cli_parse_retain(c.arg, &rbytes, &rsecs))
+				cli_usage_error(&c, CLI_RETAIN_ERROR, c.arg);
+			retain = 1;
+			break;
 		case OPT_VERBOSE: verbose = 1; break;
 		case OPT_RMI: rmi = 1; break;
 		}
@@ -37,6 +45,8 @@ int main(int argc, char **argv)
 		cli_usage_error(&c, "unexpected operand '%s'", argv[c.ind]);
 	cli_env_warnings(cli_warn_env, (void *)c.prog);
 	int rc = cli_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING);
+	if (!rc && retain)
+		rc = kyro_set_retain(db, rbytes, rsecs);
 	if (!rc)
 		rc = kyro_snapshot(db, rmi ? KYRO_SNAPSHOT_INDEX : 0, NULL, &st,
 				   cli_progress_wanted() ? cli_progress : NULL, (void *)c.prog);

@@ -52,6 +52,10 @@ struct kyro_db {
 	struct wal_writer w;
 	int wopen;
 	struct manifest wman; /* the manifest as the writer saw it, locked */
+	/* Retention of folded WAL segments (kyro_set_retain()); both 0 and
+	 * retain_set 0: the defaults. */
+	int retain_set;
+	uint64_t retain_bytes, retain_seconds;
 	struct kyro_stats st; /* see kyro_stats(); bumped with COUNT() */
 	/* Of every index this handle has used: the lookups add to it
 	 * (relaxed stores), kyro_stats() reads it, never the index. */

@@ -33,6 +33,8 @@ const char *kyro_strerror(int err)
 		return "torn tail";
 	case KYRO_EDAMAGED:
 		return "damage found";
+	case KYRO_EEXPIRED:
+		return "history no longer retained";
 	}
 	if (err > 0)
 		return strerror(err);

@@ -265,6 +265,17 @@ int kyro__fs_is_dir(char *msg, const char *path, int *isdir)
 	return 0;
 }
 
+int kyro__fs_stat(char *msg, const char *path, uint64_t *size,
+		  int64_t *mtime)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return kyro__fail(msg, errno, "cannot stat '%s'", path);
+	*size = (uint64_t)st.st_size;
+	*mtime = (int64_t)st.st_mtime;
+	return 0;
+}
+
 int kyro__fs_list_dir(char *msg, const char *dir,
 		      int (*fn)(void *arg, const char *name), void *arg)
 {

@@ -54,6 +54,9 @@ void kyro__fs_free_huge(void *p, size_t len);
 int kyro__fs_mkdir_durable(char *msg, const char *dir);
 /* *ISDIR: whether PATH names a directory (following symbolic links). */
 int kyro__fs_is_dir(char *msg, const char *path, int *isdir);
+/* PATH's size and last modification time (seconds since the epoch). */
+int kyro__fs_stat(char *msg, const char *path, uint64_t *size,
+		  int64_t *mtime);
 /* Call FN with the name of every entry of DIR but "." and "..", until it
  * returns non-zero, which is returned. */
 int kyro__fs_list_dir(char *msg, const char *dir,

@@ -74,7 +74,9 @@ int kyro__db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
 int kyro__db_maintenance_lock(kyro_db *db, const char *what, int *fd);
 /* Remove the files that the manifest this handle last committed does not
  * name (not MANIFEST.tmp: that is the writer lock's, which the caller does
- * not hold).  Best effort: garbage left is removed next time. */
+ * not hold), except the folded WAL segments that the handle's retention
+ * (kyro_set_retain()) keeps as the change feed's history.  Best effort:
+ * garbage left is removed next time. */
 void kyro__db_collect_garbage(kyro_db *db);
 
 /* ---- what the view serves (view.c) ---- */

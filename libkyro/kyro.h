@@ -45,6 +45,9 @@ extern "C" {
 			     * reports a torn tail as KYRO_EDAMAGED */
 #define KYRO_EDAMAGED (-10) /* kyro_verify() found damage, or its repair
 			     * cut committed data; see the report */
+#define KYRO_EEXPIRED (-11) /* the change feed was asked for history older
+			     * than the store retains; kyro_feed_oldest()
+			     * tells what is left */
 
 /* kyro_open() flags. */
 #define KYRO_RDONLY 0x0 /* read only; a missing store is ENOENT */
@@ -324,6 +327,110 @@ int kyro_index_info(kyro_db *db, struct kyro_index_info *info);
  * file and offset, and *BYTES is then 0.  *BYTES, when BYTES is not NULL,
  * gets the bytes touched. */
 int kyro_warmup(kyro_db *db, uint64_t *bytes);
+
+/*
+ * Retention of the change feed's history.  A snapshot folds the WAL
+ * segments written since the last one into the new snapshot; the folded
+ * segments are then garbage for the store, but they are the history that
+ * the change feed (below) reads.  The garbage collection that follows a
+ * kyro_snapshot() or kyro_rmi_build() on DB keeps the newest folded
+ * segments, whole, while their total size stays within BYTES and each
+ * one's last write is less than SECONDS old; older ones are removed,
+ * oldest first.  KYRO_RETAIN_ANY for either means no limit on that
+ * measure; 0 for either keeps nothing (the behaviour before the feed).
+ * Until this is called a handle uses the defaults below.  Retained
+ * segments are never written again; kyro_verify() checks them.
+ */
+#define KYRO_RETAIN_ANY UINT64_MAX
+#define KYRO_RETAIN_BYTES_DEFAULT ((uint64_t)64 << 20)
+#define KYRO_RETAIN_SECONDS_DEFAULT ((uint64_t)3600)
+int kyro_set_retain(kyro_db *db, uint64_t bytes, uint64_t seconds);
+
+/*
+ * The change feed: every committed change, in sequence-number order, read
+ * straight from the WAL segment files (the live ones and the retained
+ * history), from any sequence number on, and followed as new batches
+ * commit.  A feed is its own handle, independent of kyro_db: it takes no
+ * lock, never writes, and is used by one thread at a time (except
+ * kyro_feed_interrupt()).
+ *
+ * Only committed batches are read (up to the end the writer published in
+ * the shared page, or, when no writer has published since boot, the
+ * complete batches in the files), each batch whole: every record of a
+ * batch is checked (checksum, framing, sequence numbers, the COMMIT that
+ * closes it) before the first of its changes is passed on.  A damaged
+ * record is KYRO_ECORRUPT naming the file and byte offset: never skipped.
+ * Snapshots, segment rotation and the removal of history under a reader
+ * are followed: a change is never passed twice nor skipped; when the
+ * history the feed needs next is no longer there, the result is
+ * KYRO_EEXPIRED.
+ */
+typedef struct kyro_feed kyro_feed;
+
+#define KYRO_CHANGE_PUT 1
+#define KYRO_CHANGE_DELETE 2
+
+struct kyro_change {
+	uint64_t seq;         /* this change's sequence number */
+	uint64_t batch_first; /* the first and last sequence numbers of */
+	uint64_t batch_last;  /* the batch it belongs to */
+	int op;               /* KYRO_CHANGE_PUT or KYRO_CHANGE_DELETE */
+	uint64_t key;
+	const void *val;      /* PUT: the value (valid during the call) */
+	size_t len;
+};
+
+/*
+ * Open a feed of DIR's changes from sequence number FROM on (0 or 1:
+ * from the first change there is).  A FROM inside a batch starts with the
+ * rest of that batch (for a client resuming after the last change it
+ * saw); a FROM past the last commit waits for it.  *FP is always set
+ * (NULL only when memory ran out), so that kyro_feed_errmsg() and
+ * kyro_feed_oldest() can be asked why; close it with kyro_feed_close().
+ * KYRO_EEXPIRED when FROM is older than the retained history: bootstrap
+ * from a snapshot, then follow from kyro_feed_oldest() or later.
+ * ENOENT when DIR holds no store.
+ */
+int kyro_feed_open(kyro_feed **fp, const char *dir, uint64_t from);
+void kyro_feed_close(kyro_feed *f);
+const char *kyro_feed_errmsg(const kyro_feed *f);
+
+/*
+ * Pass up to MAX_BATCHES committed batches, whole, to FN, one call per
+ * change in order; *BATCHES (when not NULL) gets how many were passed.
+ * Fewer than MAX_BATCHES means the feed has caught up with the last
+ * commit it could see.  A non-zero return from FN stops the read after
+ * that change and is returned; the feed then resumes after it.
+ */
+typedef int (*kyro_change_fn)(void *arg, const struct kyro_change *c);
+int kyro_feed_read(kyro_feed *f, size_t max_batches, kyro_change_fn fn,
+		   void *arg, size_t *batches);
+
+/*
+ * Sleep until a commit may have added something to read (call
+ * kyro_feed_read() to see), at most TIMEOUT_MS milliseconds (negative:
+ * no limit).  Writers wake their followers through a futex on the shared
+ * page, so a wait costs no CPU and ends within microseconds of the
+ * commit's publication.  Returns 0 (woken: maybe news), ETIMEDOUT, or
+ * EINTR when a signal arrived or kyro_feed_interrupt() was called.  A
+ * store no writer has opened yet (no LOCK file) is looked at again every
+ * 50 ms.
+ */
+int kyro_feed_wait(kyro_feed *f, int timeout_ms);
+/* Make a kyro_feed_wait() on F in another thread return EINTR: at once,
+ * or at its timeout when the call lands just before the wait sleeps.
+ * Async-signal-safe. */
+void kyro_feed_interrupt(kyro_feed *f);
+
+/* The next sequence number the feed will pass. */
+uint64_t kyro_feed_position(const kyro_feed *f);
+/* The oldest sequence number the store's history still holds, and the
+ * last committed one, looked up now (*OLDEST is then still valid after a
+ * failed kyro_feed_open()).  Either pointer may be NULL. */
+int kyro_feed_bounds(kyro_feed *f, uint64_t *oldest, uint64_t *last);
+/* The oldest available sequence number as the last KYRO_EEXPIRED (or the
+ * last kyro_feed_bounds()) found it, without looking again. */
+uint64_t kyro_feed_oldest(const kyro_feed *f);
 
 /*
  * Check every file of the store: the MANIFEST, every WAL segment header

@@ -34,11 +34,19 @@
  * more committed data than the files hold is refused, any other
  * disagreement is settled in favour of the files.  Readers check the
  * checksum only when the counter moved: the fast path stays one load.
+ *
+ * The counter's low 32 bits are also a futex: every publish ends with a
+ * FUTEX_WAKE on it, so that a change-feed follower (feed.c) sleeps in
+ * FUTEX_WAIT until the next commit instead of polling.  A writer that
+ * does not wake (an older build) only delays a follower to its timeout.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <linux/futex.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define XXH_INLINE_ALL
@@ -267,4 +275,38 @@ void kyro__shared_publish(struct shared *s, const struct shared_state *st)
 	 * a page of this layout is zero there. */
 	memset(s->page + SHARED_USED, 0, PAGE - SHARED_USED);
 	__atomic_store_n(field(s, 32), c + 1, __ATOMIC_RELEASE);
+	kyro__shared_wake(s);
+}
+
+/* The futex is the counter's low half (offset 32 on this little-endian
+ * host): it changes with every publish.  Not FUTEX_PRIVATE: waiters are
+ * other processes mapping the same file, keyed by inode and offset. */
+static uint32_t *futex_word(const struct shared *s)
+{
+	return (uint32_t *)(s->page + 32);
+}
+
+void kyro__shared_wake(const struct shared *s)
+{
+	if (s->page)
+		syscall(SYS_futex, futex_word(s), FUTEX_WAKE, INT_MAX, NULL,
+			NULL, 0);
+}
+
+int kyro__shared_wait(const struct shared *s, uint64_t change, int timeout_ms)
+{
+	struct timespec ts, *t = NULL;
+	if (!s->page)
+		return ENOENT;
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+		t = &ts;
+	}
+	if (syscall(SYS_futex, futex_word(s), FUTEX_WAIT, (uint32_t)change, t,
+		    NULL, 0) == 0)
+		return 0;
+	/* EAGAIN: the counter moved before the wait began, which is news
+	 * too. */
+	return errno == EAGAIN ? 0 : errno;
 }

@@ -66,7 +66,14 @@ int kyro__shared_read(const struct shared *s, struct shared_state *st,
 int kyro__shared_check(const unsigned char *b, size_t len,
 		       struct shared_state *st, uint64_t *off,
 		       const char **why);
-/* Publish ST (the caller holds the lock). */
+/* Publish ST (the caller holds the lock), then wake the waiters. */
 void kyro__shared_publish(struct shared *s, const struct shared_state *st);
+/* Wake every thread of every process waiting in kyro__shared_wait(). */
+void kyro__shared_wake(const struct shared *s);
+/* Sleep until the change counter is no longer CHANGE (as read from
+ * shared_change()), a wake, a signal or TIMEOUT_MS (negative: no limit).
+ * 0 when woken or the counter had moved already (maybe spuriously: check
+ * again), ETIMEDOUT, EINTR, or ENOENT when no page is mapped. */
+int kyro__shared_wait(const struct shared *s, uint64_t change, int timeout_ms);
 
 #endif

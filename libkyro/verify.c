@@ -695,6 +695,65 @@ out:
 	return rc;
 }
 
+/*
+ * The retained history (writer.c keeps it for the change feed): the
+ * segments below wal_first that form an unbroken run down from
+ * wal_first - 1.  A rotation sealed each of them after its writer had
+ * cut any torn tail, so each must be clean to its end and continue the
+ * one before it, the newest ending where the first live segment begins.
+ * Unlocked: they are never written again, and retention removes them
+ * oldest first, so a missing one means all older ones are gone too.
+ * Never repaired: they hold no data the snapshot lacks, only history, and
+ * a "repair" could only shorten it; the report says how to drop it.
+ */
+static void verify_history(struct vctx *c, const char *dir,
+			   const struct manifest *m)
+{
+	char msg[KMSG_MAX], path[PATH_MAX];
+	uint64_t *ids, next = chain_start(m);
+	size_t n;
+	int rc = kyro__wal_list_below(msg, dir, m->wal_first, &ids, &n);
+	if (rc) {
+		damage_msg(c, msg);
+		return;
+	}
+	size_t run = kyro__wal_history_len(ids, n, m->wal_first);
+	for (size_t i = 0; i < run && !c->damaged; i++) {
+		const unsigned char *b;
+		uint64_t len, first;
+		struct wal_scan sc;
+		if ((rc = map_seg(msg, dir, ids[i], path, &b, &len)) == ENOENT)
+			break;
+		if (!rc)
+			rc = kyro__wal_header_check(msg, b, len, path, ids[i],
+						    &first);
+		if (rc) {
+			damage_msg(c, msg);
+		} else {
+			kyro__wal_scan(b, len, ids[i], WAL_HDR, first, &sc);
+			if (sc.status)
+				say(c, path, sc.bad_off, "%s", sc.why);
+			else if (sc.last_seq + 1 != next)
+				say(c, path, 24,
+				    "ends at sequence number %llu, but the "
+				    "next segment begins at %llu",
+				    (unsigned long long)sc.last_seq,
+				    (unsigned long long)next);
+			c->damaged = sc.status || sc.last_seq + 1 != next;
+			next = first;
+		}
+		kyro__fs_unmap((void *)b, (size_t)len);
+		if (c->damaged)
+			say(c, "", UINT64_MAX,
+			    "'%s' is retained history (a folded segment kept "
+			    "for the change feed): not repaired; the store's "
+			    "data is in the snapshot, and 'kyro-snapshot "
+			    "--retain 0' removes the history",
+			    path);
+	}
+	free(ids);
+}
+
 /* The index the manifest names must load against its snapshot; with
  * KYRO_VERIFY_DEEP every key must also lie inside its own window. */
 static void verify_index(struct vctx *c, const char *dir,
@@ -793,6 +852,10 @@ int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 			kyro__snap_close(&s);
 		}
 	}
+	int damaged = c.damaged;
+	c.damaged = 0;
+	verify_history(&c, dir, &m);
+	c.damaged |= damaged;
 	rc = verify_wal(&c, dir, &m, flags);
 	if (rc)
 		return rc;

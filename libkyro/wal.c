@@ -170,6 +170,8 @@ struct scan_cursor {
 	kyro__wal_rec_fn fn; /* given each record that passed, or NULL */
 	void *arg;
 	int rc; /* what FN returned to stop the scan */
+	uint64_t max_batches; /* stop after this many */
+	int stopped;          /* ... and did */
 };
 
 static void scan_bad(struct wal_scan *r, uint64_t off)
@@ -229,6 +231,10 @@ static int scan_step(const unsigned char *buf, uint64_t boff, uint64_t blen,
 				return c->rc;
 		}
 		c->off += size;
+		if (p[12] == WAL_COMMIT && r->batches == c->max_batches) {
+			c->stopped = 1;
+			return 0;
+		}
 	}
 }
 
@@ -263,7 +269,9 @@ static void scan_init(struct wal_scan *r, struct scan_cursor *c,
 	memset(r, 0, sizeof *r);
 	r->end = start;
 	r->last_seq = next_seq - 1;
-	*c = (struct scan_cursor){.off = start, .expect = next_seq};
+	*c = (struct scan_cursor){.off = start,
+				  .expect = next_seq,
+				  .max_batches = UINT64_MAX};
 }
 
 void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
@@ -272,6 +280,17 @@ void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
 	struct scan_cursor c;
 	scan_init(r, &c, start, next_seq);
 	if (!scan_step(base, 0, len, seg, &c, r))
+		scan_finish(base, 0, len, seg, &c, r);
+}
+
+void kyro__wal_scan_batch(const unsigned char *base, uint64_t len,
+			  uint64_t seg, uint64_t start, uint64_t next_seq,
+			  struct wal_scan *r)
+{
+	struct scan_cursor c;
+	scan_init(r, &c, start, next_seq);
+	c.max_batches = 1;
+	if (!scan_step(base, 0, len, seg, &c, r) && !c.stopped)
 		scan_finish(base, 0, len, seg, &c, r);
 }
 
@@ -383,6 +402,64 @@ void kyro__wal_commits_after(const unsigned char *base, uint64_t len,
 		}
 		p += size;
 	}
+}
+
+struct id_list {
+	uint64_t below, *ids;
+	size_t n, cap;
+};
+
+static int add_id(void *arg, const char *name)
+{
+	struct id_list *l = arg;
+	unsigned long long id;
+	char tail[16];
+	if (sscanf(name, "wal-%16llx.%15s", &id, tail) != 2 ||
+	    strcmp(tail, "log") != 0 || strlen(name) != 24 || id >= l->below)
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		uint64_t *p = realloc(l->ids, cap * sizeof *p);
+		if (!p)
+			return ENOMEM;
+		l->ids = p;
+		l->cap = cap;
+	}
+	l->ids[l->n++] = id;
+	return 0;
+}
+
+static int by_id_desc(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x < y) - (x > y);
+}
+
+int kyro__wal_list_below(char *msg, const char *dir, uint64_t below,
+			 uint64_t **ids, size_t *n)
+{
+	struct id_list l = {.below = below};
+	int rc = kyro__fs_list_dir(msg, dir, add_id, &l);
+	if (rc == ENOMEM)
+		rc = kyro__fail(msg, rc, "cannot list '%s'", dir);
+	if (rc) {
+		free(l.ids);
+		l.ids = NULL;
+		l.n = 0;
+	} else if (l.n) {
+		qsort(l.ids, l.n, sizeof *l.ids, by_id_desc);
+	}
+	*ids = l.ids;
+	*n = l.n;
+	return rc;
+}
+
+size_t kyro__wal_history_len(const uint64_t *ids, size_t n, uint64_t first)
+{
+	size_t i = 0;
+	while (i < n && ids[i] == first - 1 - i)
+		i++;
+	return i;
 }
 
 int kyro__wal_create(char *msg, const char *dir, uint64_t seg,

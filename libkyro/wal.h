@@ -78,6 +78,12 @@ typedef int (*kyro__wal_rec_fn)(void *arg, uint64_t off,
 int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
 		      uint64_t seg, uint64_t start, uint64_t next_seq,
 		      kyro__wal_rec_fn fn, void *arg, struct wal_scan *r);
+/* The same scan, stopping after the first complete batch: END is where it
+ * ends (START when there is none, STATUS then saying why).  For readers
+ * that hand out one checked batch at a time (feed.c). */
+void kyro__wal_scan_batch(const unsigned char *base, uint64_t len,
+			  uint64_t seg, uint64_t start, uint64_t next_seq,
+			  struct wal_scan *r);
 
 /* Evidence of committed data after damage at OFF: every COMMIT record
  * still valid from OFF on (valid records are stepped over whole) whose
@@ -85,6 +91,16 @@ int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
 void kyro__wal_commits_after(const unsigned char *base, uint64_t len,
 			     uint64_t seg, uint64_t off, uint64_t last_seq,
 			     uint64_t *batches, uint64_t *max_seq);
+
+/* Retained history: segments that a snapshot folded and the garbage
+ * collector kept (writer.c).  *IDS (malloc'd, NULL when *N is 0) gets the
+ * id of every segment file in DIR below BELOW, newest first. */
+int kyro__wal_list_below(char *msg, const char *dir, uint64_t below,
+			 uint64_t **ids, size_t *n);
+/* How many of IDS (newest first, from kyro__wal_list_below()) form the
+ * unbroken run FIRST-1, FIRST-2, ...: the history that leads up to
+ * segment FIRST.  Older ones past a gap are nobody's history. */
+size_t kyro__wal_history_len(const uint64_t *ids, size_t n, uint64_t first);
 
 /* Create segment SEG durably (file and directory fsynced), empty. */
 int kyro__wal_create(char *msg, const char *dir, uint64_t seg,

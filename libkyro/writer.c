@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <time.h>
 
 #include "db.h"
 #include "fsio.h"
@@ -422,6 +423,7 @@ struct garbage {
 	const struct manifest *m;
 };
 
+/* Segments below wal_first are the retained history, judged apart. */
 static int remove_if_dead(void *arg, const char *n)
 {
 	const struct garbage *g = arg;
@@ -430,7 +432,7 @@ static int remove_if_dead(void *arg, const char *n)
 	char tail[16];
 	int dead = 0;
 	if (sscanf(n, "wal-%16llx.%15s", &gen, tail) == 2 && !strcmp(tail, "log"))
-		dead = gen < m->wal_first || gen > m->wal_last;
+		dead = gen > m->wal_last;
 	else if (sscanf(n, "snap-%16llx.%15s", &gen, tail) == 2)
 		dead = gen != m->snap_gen || strchr(tail, '.') != NULL;
 	else if (sscanf(n, "rmi-%16llx.%15s", &gen, tail) == 2)
@@ -444,10 +446,57 @@ static int remove_if_dead(void *arg, const char *n)
 	return 0;
 }
 
+int kyro_set_retain(kyro_db *db, uint64_t bytes, uint64_t seconds)
+{
+	db->retain_set = 1;
+	db->retain_bytes = bytes;
+	db->retain_seconds = seconds;
+	return 0;
+}
+
+/* The folded segments (below wal_first) are the change feed's history:
+ * keep the newest ones, an unbroken run down from wal_first - 1, while
+ * their total size and the age of each (since its last write) stay
+ * within the handle's retention; remove the rest, oldest first, so that
+ * what is left is always one run a follower can walk.  Best effort, as
+ * for all garbage: an error keeps files, never removes more. */
+static void collect_history(kyro_db *db)
+{
+	uint64_t *ids, bytes = 0, size;
+	uint64_t max_bytes = db->retain_set ? db->retain_bytes
+					    : KYRO_RETAIN_BYTES_DEFAULT;
+	uint64_t max_age = db->retain_set ? db->retain_seconds
+					  : KYRO_RETAIN_SECONDS_DEFAULT;
+	size_t n, run, keep = 0;
+	struct timespec now;
+	int64_t mtime;
+	char path[PATH_MAX];
+	if (kyro__wal_list_below(NULL, db->dir, db->wman.wal_first, &ids, &n))
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	run = kyro__wal_history_len(ids, n, db->wman.wal_first);
+	for (; keep < run; keep++) {
+		if (kyro__path_gen(path, db->dir, "wal-", ids[keep], ".log") ||
+		    kyro__fs_stat(NULL, path, &size, &mtime))
+			break;
+		uint64_t age = now.tv_sec > mtime
+				       ? (uint64_t)(now.tv_sec - mtime) : 0;
+		if (size > max_bytes - bytes || age >= max_age)
+			break;
+		bytes += size;
+	}
+	/* Oldest first: a crash halfway leaves an unbroken run. */
+	for (size_t i = n; i-- > keep;)
+		if (!kyro__path_gen(path, db->dir, "wal-", ids[i], ".log"))
+			kyro__fs_unlink(NULL, path);
+	free(ids);
+}
+
 void kyro__db_collect_garbage(kyro_db *db)
 {
 	struct garbage g = {.dir = db->dir, .m = &db->wman};
 	(void)kyro__fs_list_dir(NULL, db->dir, remove_if_dead, &g);
+	collect_history(db);
 }
 
 int kyro__db_maintenance_lock(kyro_db *db, const char *what, int *fd)

@@ -8,6 +8,10 @@ complete -c kyro-get -s f -l format -x -d 'Output format' -a '(printf "%s\t%s\n"
 	value "escaped value, one line per key" \
 	tsv "key, tab, escaped value" \
 	json "one JSON object per line" \
-	raw "the exact bytes of one value")'
+	raw "the exact bytes of one value" \
+	replay "with --changes: lines kyro-put --replay reads")'
 complete -c kyro-get -l all -d 'List every key in ascending order'
 complete -c kyro-get -l range -d 'List the keys from LO to HI inclusive'
+complete -c kyro-get -l changes -d 'Print committed changes in order (the change feed)'
+complete -c kyro-get -l from -x -d 'With --changes: start at this sequence number'
+complete -c kyro-get -l follow -d 'With --changes: wait for new commits and print them'

@@ -11,3 +11,4 @@ complete -c kyro-put -l sync -x -d 'When to fsync' -a '(printf "%s\t%s\n" \
 	none "never")'
 complete -c kyro-put -l print-offset -d "Print the batch's last sequence number"
 complete -c kyro-put -l delete -d 'Delete the keys instead of putting values'
+complete -c kyro-put -l replay -d 'Read kyro-get --changes --format=replay: one batch per source batch'

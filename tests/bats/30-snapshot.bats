@@ -122,16 +122,17 @@ only_generation() {
 	stderr_is ''
 }
 
-@test "kyro-snapshot: old snapshot files and folded WAL segments are removed" {
+@test "kyro-snapshot: old snapshot files are removed, and folded WAL segments with --retain 0" {
+	# By default folded segments stay as history (65-feed.bats).
 	printf '1\ta\n2\tb\n' >in.tsv
 	put_file in.tsv
 	wal1=$(only_wal "$D")
-	run -0 --separate-stderr kyro-snapshot -d "$D"
+	run -0 --separate-stderr kyro-snapshot -d "$D" --retain 0
 	[ ! -e "$wal1" ]
 	only_generation 0000000000000001
 	run -0 --separate-stderr kyro-put -d "$D" 3 c
 	wal2=$(only_wal "$D")
-	run -0 --separate-stderr kyro-snapshot -d "$D"
+	run -0 --separate-stderr kyro-snapshot -d "$D" --retain 0
 	[ ! -e "$wal2" ]
 	[ ! -e "$D/snap-0000000000000001.bin" ]
 	[ ! -e "$D/snap-0000000000000001.data" ]

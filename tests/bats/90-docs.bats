@@ -193,9 +193,9 @@ bash_complete() {
 	assert_equal "$(sort <<<"$output" | tr '\n' ' ')" "always batch none "
 }
 
-@test "bash completion offers the four formats after kyro-get -f" {
+@test "bash completion offers the five formats after kyro-get -f" {
 	run -0 bash_complete "$COMP/bash/kyro-get" kyro-get -f ""
-	assert_equal "$(sort <<<"$output" | tr '\n' ' ')" "json raw tsv value "
+	assert_equal "$(sort <<<"$output" | tr '\n' ' ')" "json raw replay tsv value "
 }
 
 @test "bash completion offers only directories after -d" {
