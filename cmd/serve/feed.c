@@ -65,16 +65,24 @@ static struct {
 	struct sub *parked;
 	unsigned nparked;
 	kyro_feed *f;         /* the watcher's, at the last commit */
-	uint64_t wake_ns;     /* when the watcher's wait ends (0: not waiting) */
+	uint64_t wake_ns;     /* when its wait ends (0: not waiting) */
 } w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static struct {
 	int subscribers;
-	uint64_t events, changes, bytes, heartbeats, expired, gone, refused, wakes;
+	uint64_t events, changes, bytes, heartbeats;
+	uint64_t expired, gone, refused, wakes;
 } st;
 
-static void count(uint64_t *c, uint64_t n) { __atomic_add_fetch(c, n, __ATOMIC_RELAXED); }
-static uint64_t rd(const uint64_t *c) { return __atomic_load_n(c, __ATOMIC_RELAXED); }
+static void count(uint64_t *c, uint64_t n)
+{
+	__atomic_add_fetch(c, n, __ATOMIC_RELAXED);
+}
+
+static uint64_t rd(const uint64_t *c)
+{
+	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
 
 /* ---- the representation ---- */
 
@@ -125,7 +133,8 @@ static int arg_u64(struct req *r, const char *name, uint64_t *v)
 {
 	const char *a = http_arg(r, name);
 	if (a && cli_parse_key(a, strlen(a), v)) {
-		http_error(r, 400, "?%s= must be a decimal or 0x-hexadecimal u64", name);
+		http_error(r, 400, "?%s= must be a decimal or 0x-hexadecimal "
+			   "u64", name);
 		return -1;
 	}
 	return 0;
@@ -160,7 +169,8 @@ static int page_change(void *arg, const struct kyro_change *c)
 		p->next = c->seq;
 		if (c->seq > p->end)
 			return STOP_PAGE;
-		if (p->count && (p->count + n > p->limit || p->out.len >= PAGE_BYTES)) {
+		if (p->count && (p->count + n > p->limit ||
+				 p->out.len >= PAGE_BYTES)) {
 			p->more = 1;
 			return STOP_PAGE;
 		}
@@ -322,7 +332,9 @@ static void *watch(void *arg)
 			due = s->due_ns < due ? s->due_ns : due;
 		int ms = due <= now ? 0 : (int)((due - now + 999999) / 1000000);
 		int commit = !w.active, rc;
-		w.wake_ns = now + (uint64_t)(ms < WATCH_MAX_MS ? ms : WATCH_MAX_MS) * 1000000;
+		if (ms > WATCH_MAX_MS)
+			ms = WATCH_MAX_MS;
+		w.wake_ns = now + (uint64_t)ms * 1000000;
 		pthread_mutex_unlock(&w.mu);
 		if (commit) {
 			/* Idle until now, the watcher's feed fell behind: it
@@ -330,13 +342,14 @@ static void *watch(void *arg)
 			 * subscriber looks once, for a commit made before. */
 			rc = refresh();
 		} else {
-			rc = kyro_feed_wait(w.f, ms < WATCH_MAX_MS ? ms : WATCH_MAX_MS);
+			rc = kyro_feed_wait(w.f, ms);
 			commit = !rc;
 			if (!rc)
 				drain();
 		}
 		if (rc && rc != ETIMEDOUT && rc != EINTR) {
-			log_msg(LOG_WARN, "feed watcher: cannot wait for commits: %s",
+			log_msg(LOG_WARN,
+				"feed watcher: cannot wait for commits: %s",
 				rc < 0 ? kyro_strerror(rc) : strerror(rc));
 			commit = 1;
 			struct timespec ts = {0, 50 * 1000000};
@@ -362,7 +375,8 @@ int feed_start(const struct serve_cfg *c, char *err, size_t errlen)
 	cfg = c;
 	int rc = pthread_create(&w.thread, NULL, watch, NULL);
 	if (rc) {
-		snprintf(err, errlen, "cannot start the feed watcher: %s", strerror(rc));
+		snprintf(err, errlen, "cannot start the feed watcher: %s",
+			 strerror(rc));
 		return -1;
 	}
 	w.started = 1;
@@ -415,7 +429,9 @@ static int sub_change(void *arg, const struct kyro_change *c)
 }
 
 /* The stream's last event. */
-static void final(struct sub *s, const char *event, void (*body)(struct sbuf *, uint64_t),
+typedef void (*body_fn)(struct sbuf *b, uint64_t arg);
+
+static void final(struct sub *s, const char *event, body_fn body,
 		  uint64_t arg, const char *msg)
 {
 	sb_printf(&s->out, "event: %s\ndata: ", event);
@@ -445,7 +461,8 @@ static void fill(struct sub *s)
 		int rc = kyro_feed_read(s->f, 1, sub_change, s, &n);
 		if (rc == KYRO_EEXPIRED) {
 			count(&st.expired, 1);
-			final(s, "expired", expired_json, kyro_feed_oldest(s->f), NULL);
+			final(s, "expired", expired_json,
+			      kyro_feed_oldest(s->f), NULL);
 			return;
 		}
 		if (rc) {
@@ -506,7 +523,8 @@ static ssize_t sub_read(void *cls, uint64_t pos, char *buf, size_t max)
 		if (s->ending)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		if (__atomic_load_n(&w.stopping, __ATOMIC_ACQUIRE)) {
-			final(s, "shutdown", shutdown_body, kyro_feed_position(s->f), NULL);
+			final(s, "shutdown", shutdown_body,
+			      kyro_feed_position(s->f), NULL);
 			continue;
 		}
 		s->gen = __atomic_load_n(&w.gen, __ATOMIC_ACQUIRE);
@@ -544,7 +562,8 @@ static int sub_from(struct req *r, uint64_t *from)
 	int have = http_arg(r, "from") != NULL;
 	if (id && *id) {
 		if (cli_parse_key(id, strlen(id), &v) || v == UINT64_MAX) {
-			http_error(r, 400, "Last-Event-ID must be a sequence number");
+			http_error(r, 400,
+				   "Last-Event-ID must be a sequence number");
 			return -1;
 		}
 		*from = v + 1;
@@ -556,7 +575,8 @@ static int sub_from(struct req *r, uint64_t *from)
 	int rc;
 	kyro_db *db = store_reader(&rc, err, sizeof err);
 	if (!db || (rc = kyro_last_seq(db, &last)) != 0) {
-		http_error(r, 500, "cannot open the store: %s", db ? kyro_errmsg(db) : err);
+		http_error(r, 500, "cannot open the store: %s",
+			   db ? kyro_errmsg(db) : err);
 		return -1;
 	}
 	*from = last + 1;
@@ -573,10 +593,12 @@ void feed_subscribe(struct req *r)
 		http_error(r, 503, "the server is stopping");
 		return;
 	}
-	if (__atomic_add_fetch(&st.subscribers, 1, __ATOMIC_RELAXED) > (int)cfg->max_subscribers) {
+	int n = __atomic_add_fetch(&st.subscribers, 1, __ATOMIC_RELAXED);
+	if (n > (int)cfg->max_subscribers) {
 		__atomic_sub_fetch(&st.subscribers, 1, __ATOMIC_RELAXED);
 		count(&st.refused, 1);
-		http_error(r, 503, "at most %u subscribers", cfg->max_subscribers);
+		http_error(r, 503, "at most %u subscribers",
+			   cfg->max_subscribers);
 		return;
 	}
 	int rc = kyro_feed_open(&f, cfg->dir, from);
@@ -599,8 +621,10 @@ void feed_subscribe(struct req *r)
 	s->r = r;
 	s->due_ns = serve_now_ns() + (uint64_t)cfg->heartbeat_s * 1000000000;
 	/* Something at once, so that the client knows it is subscribed. */
-	sb_printf(&s->out, ": from %llu\n\n", (unsigned long long)kyro_feed_position(f));
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	sb_printf(&s->out, ": from %llu\n\n",
+		  (unsigned long long)kyro_feed_position(f));
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+				"no-cache");
 	/* nginx in front would otherwise buffer the stream. */
 	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
 	http_reply_response(r, 200, "text/event-stream", resp);
@@ -608,36 +632,44 @@ void feed_subscribe(struct req *r)
 
 /* ---- /metrics ---- */
 
-static void metric(struct sbuf *b, const char *name, const char *type, const char *help,
-		   uint64_t v)
+static void metric(struct sbuf *b, const char *name, const char *type,
+		   const char *help, uint64_t v)
 {
-	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
-		  (unsigned long long)v);
+	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help,
+		  name, type, name, (unsigned long long)v);
 }
+
+#define G "gauge"
+#define C "counter"
 
 void feed_metrics(struct sbuf *b)
 {
 	pthread_mutex_lock(&w.mu);
 	unsigned parked = w.nparked;
 	pthread_mutex_unlock(&w.mu);
-	metric(b, "kyro_feed_subscribers", "gauge", "Open /v1/subscribe streams.",
+	metric(b, "kyro_feed_subscribers", G, "Open /v1/subscribe streams.",
 	       (uint64_t)__atomic_load_n(&st.subscribers, __ATOMIC_RELAXED));
-	metric(b, "kyro_feed_subscribers_idle", "gauge",
-	       "Subscribers parked until the next commit or heartbeat.", parked);
-	metric(b, "kyro_feed_events_total", "counter", "Batch events sent to subscribers.",
-	       rd(&st.events));
-	metric(b, "kyro_feed_changes_total", "counter", "Changes sent to subscribers.",
-	       rd(&st.changes));
-	metric(b, "kyro_feed_bytes_total", "counter", "Bytes of event streams sent.",
-	       rd(&st.bytes));
-	metric(b, "kyro_feed_heartbeats_total", "counter", "Heartbeat comments sent.",
-	       rd(&st.heartbeats));
-	metric(b, "kyro_feed_expired_total", "counter",
-	       "Subscribers cut off, behind the retained history.", rd(&st.expired));
-	metric(b, "kyro_feed_gone_total", "counter",
-	       "Requests answered 410: history no longer retained.", rd(&st.gone));
-	metric(b, "kyro_feed_refused_total", "counter",
-	       "Subscriptions refused over --max-subscribers.", rd(&st.refused));
-	metric(b, "kyro_feed_watcher_wakeups_total", "counter",
-	       "Times the feed watcher woke (a commit, a heartbeat, a stop).", rd(&st.wakes));
+	metric(b, "kyro_feed_subscribers_idle", G,
+	       "Subscribers parked until the next commit or heartbeat.",
+	       parked);
+	metric(b, "kyro_feed_events_total", C,
+	       "Batch events sent to subscribers.", rd(&st.events));
+	metric(b, "kyro_feed_changes_total", C,
+	       "Changes sent to subscribers.", rd(&st.changes));
+	metric(b, "kyro_feed_bytes_total", C,
+	       "Bytes of event streams sent.", rd(&st.bytes));
+	metric(b, "kyro_feed_heartbeats_total", C,
+	       "Heartbeat comments sent.", rd(&st.heartbeats));
+	metric(b, "kyro_feed_expired_total", C,
+	       "Subscribers cut off, behind the retained history.",
+	       rd(&st.expired));
+	metric(b, "kyro_feed_gone_total", C,
+	       "Requests answered 410: history no longer retained.",
+	       rd(&st.gone));
+	metric(b, "kyro_feed_refused_total", C,
+	       "Subscriptions refused over --max-subscribers.",
+	       rd(&st.refused));
+	metric(b, "kyro_feed_watcher_wakeups_total", C,
+	       "Times the feed watcher woke (a commit, a heartbeat, a stop).",
+	       rd(&st.wakes));
 }
