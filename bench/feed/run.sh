@@ -14,7 +14,8 @@
 # Latency is from just before the commit (or PUBLISH) to the subscriber's
 # read of the event, one clock.  Every subscriber must receive every
 # change in order, or the run fails.  Needs redis-server and gnuplot.
-# Results: bench/results/feed/ (per-change CSVs, feed.csv, feed.png).
+# Results: bench/results/feed/ (feed.csv, the latency CDF of the last
+# run of each as kyro-cdf.csv and redis-cdf.csv, feed.png).
 set -eu
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -92,6 +93,10 @@ for s in kyro redis; do
 	tail -n +2 "$OUT/$s-$RUNS.csv" | cut -d, -f3 | sort -g |
 		awk '{ a[NR] = $1 } END { for (i = 1; i <= NR; i += (NR > 20000 ? int(NR / 20000) : 1))
 			print a[i] / 1000, i / NR }' >"$WORK/$s.cdf"
+	# The per-delivery files are large (subscribers x changes lines):
+	# the CDF is kept.
+	(echo "latency_ms,fraction"; tr ' ' , <"$WORK/$s.cdf") >"$OUT/$s-cdf.csv"
+	rm -f "$OUT/$s"-[0-9]*.csv
 done
 gnuplot <<GP
 set terminal pngcairo size 900,540
