@@ -250,6 +250,11 @@ bench-serve: all
 	$(Q)sh tests/deps.sh wrk nginx-light redis-server
 	$(Q)sh bench/serve/run.sh
 
+## bench-feed: 100 SSE subscribers at 10,000 commits/s against Redis pub/sub
+bench-feed: all
+	$(Q)sh tests/deps.sh redis-server gnuplot
+	$(Q)sh bench/feed/run.sh
+
 ## deps: install missing Debian packages (as root), or print the apt-get line
 deps:
 	$(Q)sh tests/deps.sh
@@ -310,7 +315,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all bench bench-deps bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-feed bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)

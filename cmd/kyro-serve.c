@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "serve/auth.h"
 #include "serve/commit.h"
+#include "serve/feed.h"
 #include "serve/http.h"
 #include "serve/jobs.h"
 #include "serve/log.h"
@@ -20,7 +21,8 @@
 #include "serve/routes.h"
 #include "serve/store.h"
 
-enum { OPT_DIR = 1, OPT_LISTEN, OPT_THREADS, OPT_SYNC, OPT_TOKEN_FILE, OPT_MAX_CONNS, OPT_TIMEOUT };
+enum { OPT_DIR = 1, OPT_LISTEN, OPT_THREADS, OPT_SYNC, OPT_TOKEN_FILE, OPT_MAX_CONNS, OPT_TIMEOUT,
+       OPT_RETAIN, OPT_HEARTBEAT, OPT_MAX_SUBS };
 
 static const struct cli_opt opts[] = {
 	{OPT_DIR, 'd', "dir", "DIR", "the data directory (default $KYRODB_DIR, else ./kyrodb-data)"},
@@ -30,12 +32,16 @@ static const struct cli_opt opts[] = {
 	{OPT_TOKEN_FILE, 0, "auth-token-file", "FILE", "require the bearer token in FILE"},
 	{OPT_MAX_CONNS, 0, "max-connections", "N", "concurrent connections (default 1024)"},
 	{OPT_TIMEOUT, 0, "timeout", "SECONDS", "close idle connections after this (default 30)"},
+	{OPT_RETAIN, 0, "retain", "SPEC", CLI_RETAIN_HELP},
+	{OPT_HEARTBEAT, 0, "heartbeat", "SECONDS", "/v1/subscribe: a comment after this long idle (default 15)"},
+	{OPT_MAX_SUBS, 0, "max-subscribers", "N", "concurrent /v1/subscribe streams (default 256)"},
 	{0, 0, NULL, NULL, NULL},
 };
 
 static const char *const usage[] = {
 	"[-d DIR] [-l ADDR:PORT] [--threads=N] [--sync=MODE] [--auth-token-file=FILE] "
-	"[--max-connections=N] [--timeout=SECONDS]",
+	"[--max-connections=N] [--timeout=SECONDS] [--retain=SPEC] [--heartbeat=SECONDS] "
+	"[--max-subscribers=N]",
 	NULL,
 };
 
@@ -95,7 +101,8 @@ static void options(struct serve_cfg *cfg, int argc, char **argv, const char **t
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int opt;
 	*cfg = (struct serve_cfg){.threads = cpus > 0 && cpus < 64 ? (unsigned)cpus : 2,
-				  .max_conns = 1024, .timeout_s = 30, .sync = KYRO_SYNC_ALWAYS};
+				  .max_conns = 1024, .timeout_s = 30, .sync = KYRO_SYNC_ALWAYS,
+				  .heartbeat_s = 15, .max_subscribers = 256};
 	/* A token in argv is visible to every user through ps(1). */
 	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
 		if (!strncmp(argv[i], "--auth-token", 12) && (!argv[i][12] || argv[i][12] == '='))
@@ -114,6 +121,15 @@ static void options(struct serve_cfg *cfg, int argc, char **argv, const char **t
 		case OPT_TOKEN_FILE: *token_file = c.arg; break;
 		case OPT_MAX_CONNS: cfg->max_conns = (unsigned)number("--max-connections", c.arg, 1, 1000000); break;
 		case OPT_TIMEOUT: cfg->timeout_s = (unsigned)number("--timeout", c.arg, 1, 86400); break;
+		case OPT_RETAIN:
+			if (cli_parse_retain(c.arg, &cfg->retain_bytes, &cfg->retain_seconds))
+				cli_usage_error(&c, CLI_RETAIN_ERROR, c.arg);
+			cfg->retain_set = 1;
+			break;
+		case OPT_HEARTBEAT: cfg->heartbeat_s = (unsigned)number("--heartbeat", c.arg, 1, 3600); break;
+		case OPT_MAX_SUBS:
+			cfg->max_subscribers = (unsigned)number("--max-subscribers", c.arg, 0, 100000);
+			break;
 		}
 	}
 	if (c.ind != argc)
@@ -157,6 +173,9 @@ static int shut_down(const struct serve_cfg *cfg)
 	uint64_t t0 = serve_now_ns();
 	notify_send("STOPPING=1");
 	log_msg(LOG_INFO, "stopping");
+	/* Streams never end by themselves: end them first, and leave no
+	 * subscriber's connection suspended. */
+	feed_stop();
 	http_quiesce(cfg->shutdown_ms);
 	uint64_t spent = (serve_now_ns() - t0) / 1000000;
 	unsigned left = spent < cfg->shutdown_ms ? cfg->shutdown_ms - (unsigned)spent : 0;
@@ -206,12 +225,13 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (http_start(&cfg, err, sizeof err)) {
+	if (feed_start(&cfg, err, sizeof err) || http_start(&cfg, err, sizeof err)) {
 		cli_warn(c.prog, "%s", err);
 		return EXIT_ERR;
 	}
 	if (commit_start(&cfg, err, sizeof err)) {
 		cli_warn(c.prog, "cannot open '%s': %s", cfg.dir, err);
+		feed_stop();
 		http_stop();
 		return EXIT_ERR;
 	}

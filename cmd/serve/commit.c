@@ -141,6 +141,8 @@ int commit_start(const struct serve_cfg *c, char *err, size_t errlen)
 {
 	cfg = c;
 	int rc = cli_open(&db, c->dir, KYRO_RDWR);
+	if (!rc && c->retain_set)
+		rc = kyro_set_retain(db, c->retain_bytes, c->retain_seconds);
 	if (!rc)
 		rc = kyro_set_sync(db, c->sync == KYRO_SYNC_ALWAYS ? KYRO_SYNC_BATCH : KYRO_SYNC_NONE);
 	if (rc) {

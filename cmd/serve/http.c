@@ -71,6 +71,12 @@ static int queue(struct req *r, unsigned status, struct MHD_Response *resp,
 	return ok;
 }
 
+int http_reply_response(struct req *r, unsigned status, const char *ctype,
+			struct MHD_Response *resp)
+{
+	return queue(r, status, resp, ctype, 0);
+}
+
 int http_reply(struct req *r, unsigned status, const char *ctype, const void *data, size_t len)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(

@@ -85,6 +85,9 @@ int http_reply(struct req *r, unsigned status, const char *ctype,
 /* Answer with B's bytes, taking them (B is left empty). */
 int http_reply_sb(struct req *r, unsigned status, const char *ctype,
 		  struct sbuf *b);
+/* Answer with RESP (a stream), taking it. */
+int http_reply_response(struct req *r, unsigned status, const char *ctype,
+			struct MHD_Response *resp);
 /* Answer {"error":"..."}. */
 int http_error(struct req *r, unsigned status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

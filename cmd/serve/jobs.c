@@ -49,6 +49,8 @@ static int run_job(int kind, int auto_started, struct sbuf *out, char *err,
 {
 	kyro_db *db = NULL;
 	int rc = cli_open(&db, cfg->dir, kind == JOB_WARMUP ? KYRO_RDONLY : KYRO_RDWR);
+	if (!rc && cfg->retain_set)
+		rc = kyro_set_retain(db, cfg->retain_bytes, cfg->retain_seconds);
 	if (rc)
 		goto done;
 	if (kind == JOB_SNAPSHOT) {

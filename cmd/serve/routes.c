@@ -12,6 +12,7 @@
 
 #include "../cli.h"
 #include "commit.h"
+#include "feed.h"
 #include "jobs.h"
 #include "metrics.h"
 #include "routes.h"
@@ -554,6 +555,8 @@ static const struct route_def defs[] = {
 	{"/v1/snapshot", 0, "POST", R_SNAPSHOT, h_job, NO_BODY, 0},
 	{"/v1/rmi/build", 0, "POST", R_RMI_BUILD, h_job, NO_BODY, 0},
 	{"/v1/warmup", 0, "POST", R_WARMUP, h_job, NO_BODY, 0},
+	{"/v1/replay", 0, "GET", R_REPLAY, feed_replay, NO_BODY, 0},
+	{"/v1/subscribe", 0, "GET", R_SUBSCRIBE, feed_subscribe, NO_BODY, 0},
 	{"/health", 0, "GET", R_HEALTH, h_health, NO_BODY, 1},
 	{"/build_info", 0, "GET", R_BUILD_INFO, h_build_info, NO_BODY, 0},
 	{"/metrics", 0, "GET", R_METRICS, h_metrics, NO_BODY, 0},

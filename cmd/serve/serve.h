@@ -33,6 +33,11 @@ struct serve_cfg {
 	int http_log;                  /* one access line per request */
 	double rl_rps;                 /* rate limit per IP; 0 off */
 	unsigned rl_burst;
+	unsigned heartbeat_s;          /* SSE comment after this long idle */
+	unsigned max_subscribers;      /* concurrent /v1/subscribe streams */
+	int retain_set;                /* --retain given: */
+	uint64_t retain_bytes;         /* kyro_set_retain() on every */
+	uint64_t retain_seconds;       /* handle that collects garbage */
 };
 
 /* Monotonic time in nanoseconds. */

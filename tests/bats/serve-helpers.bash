@@ -128,3 +128,132 @@ raw() {
 metric() {
 	sed -n "s/^$1 //p" <<<"$HTTP_BODY"
 }
+
+# ---- the change feed (86-serve-feed.bats) ----
+
+SSE_PIDS=()
+
+# wait_until SECONDS COMMAND...: run COMMAND every 20 ms until it
+# succeeds; fails (status 1) when SECONDS pass first.
+wait_until() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		[ "$SECONDS" -le "$end" ] || return 1
+		sleep 0.02
+	done
+}
+
+# sse_start FILE PATH [CURL-ARG...]: subscribe in the background, the
+# stream into FILE; sse_teardown ends every such client.
+sse_start() {
+	local f=$1 p=$2
+	shift 2
+	curl -sN "$@" "$URL$p" >"$f" 2>/dev/null 3>&- &
+	SSE_PIDS+=($!)
+}
+
+sse_teardown() {
+	local p
+	for p in "${SSE_PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	SSE_PIDS=()
+}
+
+# sse_has FILE ID: FILE holds a complete event with id ID.
+sse_has() {
+	grep -qx "id: $2" "$1" 2>/dev/null &&
+		awk -v id="id: $2" '$0 == id { on = 1 } on && $0 == "" { ok = 1 }
+			END { exit !ok }' "$1"
+}
+
+# sse_changes FILE: the sequence numbers of the changes in the SSE stream
+# FILE, one a line, in the order received; fails when an event is not
+# framed as the API says (id: the batch's last seq, one data: line of a
+# whole batch, a blank line after) or the changes do not follow each
+# other.  An unterminated last event, or a last control event, is left
+# out.
+sse_changes() {
+	python3 - "$1" <<'PY'
+import json, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+blocks = text.split("\n\n")[:-1]
+prev = None
+for b in blocks:
+    lines = b.split("\n")
+    fields = [l for l in lines if not l.startswith(":")]
+    if not fields:
+        continue
+    kv = [l.split(": ", 1) for l in fields]
+    names = [k[0] for k in kv]
+    if names == ["event", "data"] and b is blocks[-1]:
+        break  # a stream's last event (expired, error, shutdown)
+    if names != ["id", "data"]:
+        sys.exit("unexpected fields %r" % names)
+    eid, data = int(kv[0][1]), json.loads(kv[1][1])
+    ch = data["changes"]
+    if eid != data["last"] or ch[-1]["seq"] != eid:
+        sys.exit("id %d is not the batch's last" % eid)
+    if prev is None and ch[0]["seq"] != data["first"]:
+        pass  # a subscription that starts inside a batch
+    elif ch[0]["seq"] != data["first"]:
+        sys.exit("batch %d split" % eid)
+    for c in ch:
+        if c["batch_first"] != data["first"] or c["batch_last"] != eid:
+            sys.exit("change %d names another batch" % c["seq"])
+        if prev is not None and c["seq"] != prev + 1:
+            sys.exit("change %d after %d" % (c["seq"], prev))
+        prev = c["seq"]
+        print(c["seq"])
+PY
+}
+
+# sse_stuck_client PATH GOFILE OUT [HEADER...]: subscribe with a small
+# receive buffer and read nothing (a slow subscriber) until GOFILE
+# exists, then read until the stream ends or 30 s pass; OUT gets the
+# status line and headers, a blank line, and the body unchunked.  Run
+# it in the background; it prints nothing.
+sse_stuck_client() {
+	python3 - "$PORT" "$@" <<'PY'
+import os, socket, sys, time
+port, path, go, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", port))
+hdrs = "".join(h + "\r\n" for h in sys.argv[5:])
+s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path, hdrs)).encode())
+while not os.path.exists(go):
+    time.sleep(0.02)
+s.settimeout(5)
+end = time.time() + 30
+parts = []
+while time.time() < end:
+    try:
+        b = s.recv(65536)
+    except socket.timeout:
+        break
+    if not b:
+        break
+    parts.append(b)
+raw = b"".join(parts)
+# The status line and headers, then the body's chunks, unframed.
+head, _, rest = raw.partition(b"\r\n\r\n")
+body, at = [], 0
+while True:
+    eol = rest.find(b"\r\n", at)
+    n = int(rest[at:eol], 16) if eol > at else 0
+    if not n:
+        break
+    body.append(rest[eol + 2:eol + 2 + n])
+    at = eol + 4 + n
+with open(out, "wb") as f:
+    f.write(head + b"\n\n" + b"".join(body))
+PY
+}
+
+# rss_anon PID: the process's anonymous resident memory, in KiB.
+rss_anon() {
+	sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"
+}

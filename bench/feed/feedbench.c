@@ -1,0 +1,317 @@
+/*
+ * feedbench - fan-out latency of kyro-serve's /v1/subscribe, or of Redis
+ * pub/sub, to N subscribers while one writer commits at a fixed rate.
+ *
+ *   feedbench sse PORT DIR SUBS RATE SECONDS OUT.csv
+ *   feedbench redis PORT - SUBS RATE SECONDS OUT.csv
+ *
+ * sse: the writer opens DIR with libkyro (the directory kyro-serve on
+ * PORT serves) and commits one single-record batch per tick with
+ * KYRO_SYNC_NONE; redis: it PUBLISHes the sequence number on channel
+ * "feed" of the redis-server on PORT.  The time of a change is taken just
+ * before its commit (or PUBLISH) begins, so the latency includes the
+ * commit.  The subscribers are N TCP connections served by one epoll
+ * thread in this process, so both clocks are one.  Each subscriber must
+ * see every sequence number in order; the program fails otherwise.
+ * OUT.csv gets one line per received change: subscriber,seq,latency_us.
+ * A summary line goes to stdout.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kyro.h"
+
+struct conn {
+	int fd;
+	char buf[1 << 16];
+	size_t len;
+	uint64_t expect;  /* next sequence number */
+	uint64_t got;
+	int ready;        /* subscribed */
+	int elem, is_msg; /* Redis: the element of the array being read */
+};
+
+static int redis_mode, port;
+static const char *dir;
+static unsigned nsubs;
+static double rate, seconds;
+static uint64_t *t_commit;   /* ns, by sequence number */
+static uint64_t nchanges, first_seq;
+static volatile int writer_done;
+static struct conn *conns;
+static float *lat_us;        /* [sub * nchanges + i] */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "feedbench: %s: %s\n", what, strerror(errno));
+	exit(2);
+}
+
+static int dial(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a))
+		die("connect");
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	return fd;
+}
+
+static void send_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w <= 0)
+			die("write");
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void got_seq(unsigned i, struct conn *c, uint64_t seq)
+{
+	uint64_t t = now_ns();
+	if (seq != c->expect) {
+		fprintf(stderr, "feedbench: subscriber %u: got %llu, expected %llu\n", i,
+			(unsigned long long)seq, (unsigned long long)c->expect);
+		exit(1);
+	}
+	c->expect++;
+	uint64_t k = seq - first_seq;
+	if (k < nchanges) {
+		uint64_t tc = __atomic_load_n(&t_commit[k], __ATOMIC_ACQUIRE);
+		lat_us[(size_t)i * nchanges + k] = tc ? (float)((double)((int64_t)(t - tc)) / 1e3) : -1e9f;
+		c->got++;
+	}
+}
+
+/* SSE: "id: N" lines; Redis: the third element of a "message" array. */
+static void parse(unsigned i, struct conn *c)
+{
+	size_t at = 0;
+	for (;;) {
+		char *nl = memchr(c->buf + at, '\n', c->len - at);
+		if (!nl)
+			break;
+		size_t ll = (size_t)(nl - (c->buf + at));
+		char *l = c->buf + at;
+		if (!redis_mode) {
+			if (ll > 4 && !memcmp(l, "id: ", 4))
+				got_seq(i, c, strtoull(l + 4, NULL, 10));
+			else if (ll > 7 && !memcmp(l, ": from ", 7))
+				c->ready = 1;
+			at += ll + 1;
+			continue;
+		}
+		/* Redis: messages are *3 $7 message $4 feed $N payload. */
+		if (l[0] == '$') {
+			long n = strtol(l + 1, NULL, 10);
+			size_t need = ll + 1 + (size_t)n + 2;
+			if (c->len - at < need)
+				break;
+			char *v = nl + 1;
+			if (c->elem == 0)
+				c->is_msg = n == 7 && !memcmp(v, "message", 7);
+			if (c->elem == 2 && c->is_msg)
+				got_seq(i, c, strtoull(v, NULL, 10));
+			c->elem++;
+			at += need;
+			continue;
+		}
+		if (l[0] == '*')
+			c->elem = 0;
+		if (l[0] == ':')
+			c->ready = 1;
+		at += ll + 1;
+	}
+	memmove(c->buf, c->buf + at, c->len - at);
+	c->len -= at;
+}
+
+static void *writer(void *arg)
+{
+	(void)arg;
+	kyro_db *db = NULL;
+	int rfd = -1;
+	char reply[256];
+	if (!redis_mode) {
+		if (kyro_open(&db, dir, KYRO_RDWR) || kyro_set_sync(db, KYRO_SYNC_NONE))
+			die("kyro_open");
+	} else {
+		rfd = dial();
+	}
+	uint64_t t0 = now_ns(), period = (uint64_t)(1e9 / rate);
+	for (uint64_t k = 0; k < nchanges; k++) {
+		uint64_t due = t0 + k * period, t;
+		while ((t = now_ns()) < due) {
+			if (due - t > 200000) {
+				struct timespec ts = {0, (long)(due - t - 100000)};
+				nanosleep(&ts, NULL);
+			}
+		}
+		__atomic_store_n(&t_commit[k], now_ns(), __ATOMIC_RELEASE);
+		if (!redis_mode) {
+			uint64_t seq;
+			char v[24];
+			int n = snprintf(v, sizeof v, "%llu", (unsigned long long)k);
+			/* Outside a batch: a batch of one, committed. */
+			if (kyro_put(db, k, v, (size_t)n, &seq)) {
+				fprintf(stderr, "feedbench: commit: %s\n", kyro_errmsg(db));
+				exit(2);
+			}
+			if (seq != first_seq + k) {
+				fprintf(stderr, "feedbench: another writer: seq %llu\n",
+					(unsigned long long)seq);
+				exit(2);
+			}
+		} else {
+			char cmd[128], num[24];
+			int n = snprintf(num, sizeof num, "%llu", (unsigned long long)(first_seq + k));
+			int m = snprintf(cmd, sizeof cmd,
+					 "*3\r\n$7\r\nPUBLISH\r\n$4\r\nfeed\r\n$%d\r\n%s\r\n", n, num);
+			send_all(rfd, cmd, (size_t)m);
+			/* The reply (":N\r\n") is read after every 64 to keep
+			 * the pipe short without a round trip per message. */
+			if (k % 64 == 63 || k + 1 == nchanges) {
+				size_t lines = 0, want = k % 64 + 1;
+				while (lines < want) {
+					ssize_t r = read(rfd, reply, sizeof reply);
+					if (r <= 0)
+						die("read reply");
+					for (ssize_t j = 0; j < r; j++)
+						lines += reply[j] == '\n';
+				}
+			}
+		}
+	}
+	writer_done = 1;
+	kyro_close(db);
+	if (rfd >= 0)
+		close(rfd);
+	return NULL;
+}
+
+static uint64_t last_seq_of(void)
+{
+	kyro_db *db;
+	uint64_t s = 0;
+	if (kyro_open(&db, dir, KYRO_RDWR) || kyro_last_seq(db, &s))
+		die("kyro_open");
+	kyro_close(db);
+	return s;
+}
+
+static int cmpf(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 8) {
+		fprintf(stderr, "usage: feedbench sse|redis PORT DIR SUBS RATE SECONDS OUT.csv\n");
+		return 2;
+	}
+	redis_mode = !strcmp(argv[1], "redis");
+	port = atoi(argv[2]);
+	dir = argv[3];
+	nsubs = (unsigned)atoi(argv[4]);
+	rate = atof(argv[5]);
+	seconds = atof(argv[6]);
+	nchanges = (uint64_t)(rate * seconds);
+	first_seq = redis_mode ? 1 : last_seq_of() + 1;
+	t_commit = calloc(nchanges, sizeof *t_commit);
+	lat_us = calloc((size_t)nsubs * nchanges, sizeof *lat_us);
+	conns = calloc(nsubs, sizeof *conns);
+	if (!t_commit || !lat_us || !conns)
+		die("calloc");
+	int ep = epoll_create1(0);
+	char req[256];
+	for (unsigned i = 0; i < nsubs; i++) {
+		struct conn *c = &conns[i];
+		c->fd = dial();
+		c->expect = first_seq;
+		int n = redis_mode
+			? snprintf(req, sizeof req, "*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nfeed\r\n")
+			: snprintf(req, sizeof req,
+				   "GET /v1/subscribe?from=%llu HTTP/1.1\r\nHost: x\r\n\r\n",
+				   (unsigned long long)first_seq);
+		send_all(c->fd, req, (size_t)n);
+		struct epoll_event e = {.events = EPOLLIN, .data.u32 = i};
+		epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e);
+	}
+	pthread_t wt;
+	int started = 0;
+	uint64_t deadline = 0;
+	struct epoll_event ev[64];
+	for (;;) {
+		unsigned ready = 0, done = 0;
+		for (unsigned i = 0; i < nsubs; i++) {
+			ready += conns[i].ready;
+			done += conns[i].expect == first_seq + nchanges;
+		}
+		if (!started && ready == nsubs) {
+			pthread_create(&wt, NULL, writer, NULL);
+			started = 1;
+		}
+		if (done == nsubs)
+			break;
+		if (writer_done && !deadline)
+			deadline = now_ns() + 10000000000ull;
+		if (deadline && now_ns() > deadline) {
+			fprintf(stderr, "feedbench: only %u of %u subscribers got everything\n",
+				done, nsubs);
+			return 1;
+		}
+		int n = epoll_wait(ep, ev, 64, 100);
+		for (int k = 0; k < n; k++) {
+			unsigned i = ev[k].data.u32;
+			struct conn *c = &conns[i];
+			ssize_t r = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
+			if (r <= 0) {
+				fprintf(stderr, "feedbench: subscriber %u: connection ended\n", i);
+				return 1;
+			}
+			c->len += (size_t)r;
+			parse(i, c);
+		}
+	}
+	pthread_join(wt, NULL);
+	FILE *out = fopen(argv[7], "w");
+	if (!out)
+		die(argv[7]);
+	fprintf(out, "subscriber,seq,latency_us\n");
+	size_t total = (size_t)nsubs * nchanges;
+	for (unsigned i = 0; i < nsubs; i++)
+		for (uint64_t k = 0; k < nchanges; k++)
+			fprintf(out, "%u,%llu,%.1f\n", i, (unsigned long long)(first_seq + k),
+				lat_us[(size_t)i * nchanges + k]);
+	fclose(out);
+	qsort(lat_us, total, sizeof *lat_us, cmpf);
+	printf("%s subs=%u rate=%.0f changes=%llu delivered=%zu p50_us=%.0f p99_us=%.0f "
+	       "p999_us=%.0f max_us=%.0f\n", redis_mode ? "redis" : "kyro", nsubs, rate,
+	       (unsigned long long)nchanges, total, lat_us[total / 2],
+	       lat_us[total * 99 / 100], lat_us[total * 999 / 1000], lat_us[total - 1]);
+	return 0;
+}

@@ -1,0 +1,675 @@
+/*
+ * feed.c - GET /v1/replay and GET /v1/subscribe (see feed.h).
+ *
+ * A change is written as kyro-get --changes --format=json writes it; a
+ * replay page is a JSON object around an array of them, a subscription
+ * one SSE event per batch, its id the batch's last sequence number.
+ *
+ * Subscribers and threads.  kyro-serve runs libmicrohttpd with a pool of
+ * epoll threads, each serving many connections, so no callback may block
+ * waiting for a commit.  A subscriber's content-reader callback reads
+ * its own kyro_feed (at its own pace: a slow client is simply not called
+ * for more, and its history stays in the files) until OUT_LOW bytes are
+ * pending; when there is nothing to send it suspends its own connection,
+ * parks on W.parked and returns 0.  The watcher thread sleeps in
+ * kyro_feed_wait() on its own feed, which it keeps at the last commit:
+ * a commit wakes it through the store's futex, from this process or any
+ * other, and it resumes every parked subscriber; a heartbeat falling due
+ * resumes the ones it is due for.  W.gen counts the watcher's wakes by a
+ * commit: a subscriber parks only if it did not move since the
+ * subscriber's own read began, so a commit between that read and the
+ * park is never missed.  An idle subscriber costs a parked struct and a
+ * mapped segment, no thread and no CPU.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../cli.h"
+#include "feed.h"
+#include "log.h"
+#include "store.h"
+
+#define CT_JSON "application/json"
+#define OUT_LOW 16384                 /* read batches until this is pending */
+#define OUT_KEEP 65536                /* buffer kept between events */
+#define PAGE_BYTES ((size_t)8 << 20)  /* a replay page's soft cap in bytes */
+#define STOP_PAGE 0x7ffffff           /* our own kyro_feed_read stop value */
+#define SLACK_NS 2000000              /* heartbeats this close are due now */
+#define WATCH_MAX_MS 1000             /* see watch() */
+
+static const struct serve_cfg *cfg;
+
+struct sub {
+	kyro_feed *f;
+	struct MHD_Connection *conn;
+	struct req *r;        /* for the access log; valid while called */
+	struct sbuf out;      /* the bytes not yet handed to libmicrohttpd */
+	size_t off;
+	uint64_t gen;         /* W.gen when the last read began */
+	uint64_t due_ns;      /* when a heartbeat is due */
+	int in_batch;
+	int ending;           /* the last event is in OUT */
+	struct sub *next;     /* on W.parked */
+};
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t thread;
+	int started, stopping, active;
+	uint64_t gen;
+	struct sub *parked;
+	unsigned nparked;
+	kyro_feed *f;         /* the watcher's, at the last commit */
+	uint64_t wake_ns;     /* when its wait ends (0: not waiting) */
+} w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static struct {
+	int subscribers;
+	uint64_t events, changes, bytes, heartbeats;
+	uint64_t expired, gone, refused, wakes;
+} st;
+
+static void count(uint64_t *c, uint64_t n)
+{
+	__atomic_add_fetch(c, n, __ATOMIC_RELAXED);
+}
+
+static uint64_t rd(const uint64_t *c)
+{
+	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+/* ---- the representation ---- */
+
+static void put_change(struct sbuf *b, const struct kyro_change *c)
+{
+	sb_puts(b, "{\"seq\":");
+	sb_u64(b, c->seq);
+	sb_puts(b, ",\"batch_first\":");
+	sb_u64(b, c->batch_first);
+	sb_puts(b, ",\"batch_last\":");
+	sb_u64(b, c->batch_last);
+	sb_puts(b, c->op == KYRO_CHANGE_PUT ? ",\"op\":\"put\",\"key\":"
+					    : ",\"op\":\"delete\",\"key\":");
+	sb_u64(b, c->key);
+	if (c->op == KYRO_CHANGE_PUT) {
+		sb_put(b, ",", 1);
+		sb_json_value_field(b, c->val, c->len);
+	}
+	sb_put(b, "}", 1);
+}
+
+static void expired_json(struct sbuf *b, uint64_t oldest)
+{
+	char msg[200];
+	snprintf(msg, sizeof msg,
+		 "the history before sequence number %llu is no longer "
+		 "retained: bootstrap from a snapshot, then follow from %llu "
+		 "or later", (unsigned long long)oldest,
+		 (unsigned long long)oldest);
+	sb_puts(b, "{\"error\":");
+	sb_json_str(b, msg, strlen(msg));
+	sb_puts(b, ",\"oldest\":");
+	sb_u64(b, oldest);
+	sb_put(b, "}", 1);
+}
+
+static void gone(struct req *r, uint64_t oldest)
+{
+	struct sbuf b = {0};
+	count(&st.gone, 1);
+	expired_json(&b, oldest);
+	sb_put(&b, "\n", 1);
+	http_reply_sb(r, 410, CT_JSON, &b);
+}
+
+/* ?NAME= as a u64 into *V (left alone when absent); answers 400 itself. */
+static int arg_u64(struct req *r, const char *name, uint64_t *v)
+{
+	const char *a = http_arg(r, name);
+	if (a && cli_parse_key(a, strlen(a), v)) {
+		http_error(r, 400, "?%s= must be a decimal or 0x-hexadecimal "
+			   "u64", name);
+		return -1;
+	}
+	return 0;
+}
+
+/* A feed open that failed: 410 for expired history, else 500. */
+static void open_failed(struct req *r, kyro_feed *f, int rc)
+{
+	if (rc == KYRO_EEXPIRED)
+		gone(r, kyro_feed_oldest(f));
+	else
+		http_error(r, 500, "cannot read the change feed: %s",
+			   kyro_feed_errmsg(f));
+	kyro_feed_close(f);
+}
+
+/* ---- GET /v1/replay ---- */
+
+struct page {
+	struct sbuf out;
+	uint64_t end, limit, count, next;
+	int in_batch, more;
+};
+
+static int page_change(void *arg, const struct kyro_change *c)
+{
+	struct page *p = arg;
+	if (!p->in_batch) {
+		/* A batch starts (or the rest of one, at ?start=): whole in
+		 * this page, or left for the next. */
+		uint64_t n = c->batch_last - c->seq + 1;
+		p->next = c->seq;
+		if (c->seq > p->end)
+			return STOP_PAGE;
+		if (p->count && (p->count + n > p->limit ||
+				 p->out.len >= PAGE_BYTES)) {
+			p->more = 1;
+			return STOP_PAGE;
+		}
+		p->in_batch = 1;
+	}
+	if (p->count++)
+		sb_put(&p->out, ",", 1);
+	put_change(&p->out, c);
+	if (c->seq == c->batch_last)
+		p->in_batch = 0;
+	return p->out.oom ? STOP_PAGE : 0;
+}
+
+void feed_replay(struct req *r)
+{
+	uint64_t start = 1, end = UINT64_MAX, limit = 1000;
+	kyro_feed *f;
+	size_t n;
+	if (arg_u64(r, "start", &start) || arg_u64(r, "end", &end) ||
+	    arg_u64(r, "limit", &limit))
+		return;
+	if (!limit || limit > cfg->max_range) {
+		http_error(r, 400, "?limit= is 1 to %u", cfg->max_range);
+		return;
+	}
+	if (start > end) {
+		http_error(r, 400, "?start= is past ?end=");
+		return;
+	}
+	int rc = kyro_feed_open(&f, cfg->dir, start);
+	if (rc) {
+		open_failed(r, f, rc);
+		return;
+	}
+	struct page p = {.end = end, .limit = limit};
+	sb_puts(&p.out, "{\"changes\":[");
+	do
+		rc = kyro_feed_read(f, 64, page_change, &p, &n);
+	while (!rc && n == 64);
+	if (!rc)
+		p.next = kyro_feed_position(f);
+	if (rc == KYRO_EEXPIRED) {
+		/* Removed under the read: the page cannot be whole. */
+		sb_free(&p.out);
+		open_failed(r, f, rc);
+		return;
+	}
+	if ((rc && rc != STOP_PAGE) || p.out.oom) {
+		sb_free(&p.out);
+		http_error(r, 500, "cannot read the change feed: %s",
+			   p.out.oom ? "out of memory" : kyro_feed_errmsg(f));
+		kyro_feed_close(f);
+		return;
+	}
+	kyro_feed_close(f);
+	char next[24];
+	snprintf(next, sizeof next, "%llu", (unsigned long long)p.next);
+	sb_printf(&p.out, "],\"next\":%s,\"more\":%s}\n", next,
+		  p.more ? "true" : "false");
+	http_reply_hdr(r, 200, CT_JSON, &p.out,
+		       p.more ? "X-Kyro-Next-Start" : NULL, next);
+}
+
+/* ---- the watcher ---- */
+
+static int noop(void *arg, const struct kyro_change *c)
+{
+	(void)arg;
+	(void)c;
+	return 0;
+}
+
+/* A new watcher feed at the last commit; 0 or an error. */
+static int refresh(void)
+{
+	char err[256];
+	int rc;
+	uint64_t last;
+	kyro_feed *nf;
+	kyro_db *db = store_reader(&rc, err, sizeof err);
+	if (!db)
+		return rc;
+	if ((rc = kyro_last_seq(db, &last)) != 0)
+		return rc;
+	rc = kyro_feed_open(&nf, cfg->dir, last + 1);
+	if (rc) {
+		log_msg(LOG_WARN, "feed watcher: %s", kyro_feed_errmsg(nf));
+		kyro_feed_close(nf);
+		return rc;
+	}
+	pthread_mutex_lock(&w.mu);
+	kyro_feed *old = w.f;
+	w.f = nf;
+	pthread_mutex_unlock(&w.mu);
+	kyro_feed_close(old);
+	return 0;
+}
+
+/* Read the watcher's feed to the last commit. */
+static int drain(void)
+{
+	size_t n;
+	int rc;
+	do
+		rc = kyro_feed_read(w.f, 1024, noop, NULL, &n);
+	while (!rc && n == 1024);
+	return rc ? refresh() : 0;
+}
+
+/* Resume LIST's connections; a resumed subscriber may be freed at once
+ * by its worker, so nothing of it is read after its resume. */
+static void resume_all(struct sub *list)
+{
+	while (list) {
+		struct sub *next = list->next;
+		MHD_resume_connection(list->conn);
+		list = next;
+	}
+}
+
+/* Take off W.parked every subscriber (ALL) or those whose heartbeat is
+ * due by NOW; under W.mu. */
+static struct sub *unpark(int all, uint64_t now)
+{
+	struct sub *out = NULL, **pp = &w.parked;
+	while (*pp) {
+		struct sub *s = *pp;
+		if (all || s->due_ns <= now + SLACK_NS) {
+			*pp = s->next;
+			s->next = out;
+			out = s;
+			w.nparked--;
+		} else {
+			pp = &s->next;
+		}
+	}
+	return out;
+}
+
+/*
+ * The watcher sleeps on the cond while nobody is parked, else in
+ * kyro_feed_wait() until the next heartbeat is due, at most WATCH_MAX_MS:
+ * kyro_feed_interrupt() can be lost when it lands just before the wait
+ * sleeps, and the cap bounds what that costs a shutdown or an earlier
+ * heartbeat (one wake a second, whatever the number of subscribers).
+ */
+static void *watch(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&w.mu);
+	while (!w.stopping) {
+		if (!w.parked) {
+			w.active = 0;
+			pthread_cond_wait(&w.cv, &w.mu);
+			continue;
+		}
+		uint64_t now = serve_now_ns(), due = UINT64_MAX;
+		for (struct sub *s = w.parked; s; s = s->next)
+			due = s->due_ns < due ? s->due_ns : due;
+		int ms = due <= now ? 0 : (int)((due - now + 999999) / 1000000);
+		int commit = !w.active, rc;
+		if (ms > WATCH_MAX_MS)
+			ms = WATCH_MAX_MS;
+		w.wake_ns = now + (uint64_t)ms * 1000000;
+		pthread_mutex_unlock(&w.mu);
+		if (commit) {
+			/* Idle until now, the watcher's feed fell behind: it
+			 * is moved to the last commit, and every parked
+			 * subscriber looks once, for a commit made before. */
+			rc = refresh();
+		} else {
+			rc = kyro_feed_wait(w.f, ms);
+			commit = !rc;
+			if (!rc)
+				drain();
+		}
+		if (rc && rc != ETIMEDOUT && rc != EINTR) {
+			log_msg(LOG_WARN,
+				"feed watcher: cannot wait for commits: %s",
+				rc < 0 ? kyro_strerror(rc) : strerror(rc));
+			commit = 1;
+			struct timespec ts = {0, 50 * 1000000};
+			nanosleep(&ts, NULL);
+		}
+		count(&st.wakes, 1);
+		pthread_mutex_lock(&w.mu);
+		w.wake_ns = 0;
+		w.active = w.f != NULL;
+		if (commit)
+			w.gen++;
+		struct sub *list = unpark(commit, serve_now_ns());
+		pthread_mutex_unlock(&w.mu);
+		resume_all(list);
+		pthread_mutex_lock(&w.mu);
+	}
+	pthread_mutex_unlock(&w.mu);
+	return NULL;
+}
+
+int feed_start(const struct serve_cfg *c, char *err, size_t errlen)
+{
+	cfg = c;
+	int rc = pthread_create(&w.thread, NULL, watch, NULL);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the feed watcher: %s",
+			 strerror(rc));
+		return -1;
+	}
+	w.started = 1;
+	return 0;
+}
+
+void feed_stop(void)
+{
+	if (!w.started)
+		return;
+	pthread_mutex_lock(&w.mu);
+	w.stopping = 1;
+	struct sub *list = unpark(1, 0);
+	pthread_cond_signal(&w.cv);
+	if (w.f)
+		kyro_feed_interrupt(w.f);
+	pthread_mutex_unlock(&w.mu);
+	resume_all(list);
+	pthread_join(w.thread, NULL);
+	w.started = 0;
+	kyro_feed_close(w.f);
+	w.f = NULL;
+}
+
+/* ---- GET /v1/subscribe ---- */
+
+static int sub_change(void *arg, const struct kyro_change *c)
+{
+	struct sub *s = arg;
+	if (!s->in_batch) {
+		sb_puts(&s->out, "id: ");
+		sb_u64(&s->out, c->batch_last);
+		sb_puts(&s->out, "\ndata: {\"first\":");
+		sb_u64(&s->out, c->batch_first);
+		sb_puts(&s->out, ",\"last\":");
+		sb_u64(&s->out, c->batch_last);
+		sb_puts(&s->out, ",\"changes\":[");
+		s->in_batch = 1;
+	} else {
+		sb_put(&s->out, ",", 1);
+	}
+	put_change(&s->out, c);
+	count(&st.changes, 1);
+	if (c->seq == c->batch_last) {
+		sb_puts(&s->out, "]}\n\n");
+		s->in_batch = 0;
+		count(&st.events, 1);
+	}
+	return 0;
+}
+
+/* The stream's last event. */
+typedef void (*body_fn)(struct sbuf *b, uint64_t arg);
+
+static void final(struct sub *s, const char *event, body_fn body,
+		  uint64_t arg, const char *msg)
+{
+	sb_printf(&s->out, "event: %s\ndata: ", event);
+	if (body) {
+		body(&s->out, arg);
+	} else {
+		sb_puts(&s->out, "{\"error\":");
+		sb_json_str(&s->out, msg, strlen(msg));
+		sb_put(&s->out, "}", 1);
+	}
+	sb_puts(&s->out, "\n\n");
+	s->ending = 1;
+}
+
+static void shutdown_body(struct sbuf *b, uint64_t next)
+{
+	sb_puts(b, "{\"next\":");
+	sb_u64(b, next);
+	sb_put(b, "}", 1);
+}
+
+/* Read whole batches until OUT_LOW bytes are pending or none is left. */
+static void fill(struct sub *s)
+{
+	size_t n = 1;
+	while (n && s->out.len < OUT_LOW && !s->out.oom) {
+		int rc = kyro_feed_read(s->f, 1, sub_change, s, &n);
+		if (rc == KYRO_EEXPIRED) {
+			count(&st.expired, 1);
+			final(s, "expired", expired_json,
+			      kyro_feed_oldest(s->f), NULL);
+			return;
+		}
+		if (rc) {
+			final(s, "error", NULL, 0, kyro_feed_errmsg(s->f));
+			return;
+		}
+	}
+}
+
+/* Park S, its connection suspended, unless a commit came since its read
+ * began or the server stops: then 0, and the caller reads again. */
+static int park(struct sub *s)
+{
+	pthread_mutex_lock(&w.mu);
+	if (w.stopping || w.gen != s->gen) {
+		pthread_mutex_unlock(&w.mu);
+		return 0;
+	}
+	MHD_suspend_connection(s->conn);
+	s->next = w.parked;
+	w.parked = s;
+	w.nparked++;
+	if (w.nparked == 1)
+		pthread_cond_signal(&w.cv);
+	else if (w.wake_ns && s->due_ns < w.wake_ns)
+		kyro_feed_interrupt(w.f);
+	pthread_mutex_unlock(&w.mu);
+	return 1;
+}
+
+static ssize_t take(struct sub *s, char *buf, size_t max)
+{
+	size_t n = s->out.len - s->off;
+	if (n > max)
+		n = max;
+	memcpy(buf, s->out.p + s->off, n);
+	s->off += n;
+	if (s->off == s->out.len) {
+		s->off = s->out.len = 0;
+		if (s->out.cap > OUT_KEEP)
+			sb_free(&s->out);
+	}
+	s->due_ns = serve_now_ns() + (uint64_t)cfg->heartbeat_s * 1000000000;
+	s->r->sent_bytes += n;
+	count(&st.bytes, n);
+	return (ssize_t)n;
+}
+
+static ssize_t sub_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct sub *s = cls;
+	(void)pos;
+	for (;;) {
+		if (s->out.oom)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		if (s->off < s->out.len)
+			return take(s, buf, max);
+		if (s->ending)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (__atomic_load_n(&w.stopping, __ATOMIC_ACQUIRE)) {
+			final(s, "shutdown", shutdown_body,
+			      kyro_feed_position(s->f), NULL);
+			continue;
+		}
+		s->gen = __atomic_load_n(&w.gen, __ATOMIC_ACQUIRE);
+		fill(s);
+		if (s->out.len)
+			continue;
+		if (serve_now_ns() + SLACK_NS >= s->due_ns) {
+			count(&st.heartbeats, 1);
+			sb_puts(&s->out, ": heartbeat\n\n");
+			continue;
+		}
+		if (park(s))
+			return 0;
+	}
+}
+
+static void sub_free(void *cls)
+{
+	struct sub *s = cls;
+	kyro_feed_close(s->f);
+	sb_free(&s->out);
+	free(s);
+	__atomic_sub_fetch(&st.subscribers, 1, __ATOMIC_RELAXED);
+}
+
+/* Where a subscription starts: after Last-Event-ID (a reconnecting
+ * EventSource repeats its URL, so the header wins over ?from=), else at
+ * ?from=, else at the next commit.  Answers 400 or 500 itself. */
+static int sub_from(struct req *r, uint64_t *from)
+{
+	uint64_t v, last;
+	const char *id = http_header_value(r, "Last-Event-ID");
+	if (arg_u64(r, "from", from))
+		return -1;
+	int have = http_arg(r, "from") != NULL;
+	if (id && *id) {
+		if (cli_parse_key(id, strlen(id), &v) || v == UINT64_MAX) {
+			http_error(r, 400,
+				   "Last-Event-ID must be a sequence number");
+			return -1;
+		}
+		*from = v + 1;
+		return 0;
+	}
+	if (have)
+		return 0;
+	char err[256];
+	int rc;
+	kyro_db *db = store_reader(&rc, err, sizeof err);
+	if (!db || (rc = kyro_last_seq(db, &last)) != 0) {
+		http_error(r, 500, "cannot open the store: %s",
+			   db ? kyro_errmsg(db) : err);
+		return -1;
+	}
+	*from = last + 1;
+	return 0;
+}
+
+void feed_subscribe(struct req *r)
+{
+	uint64_t from = 0;
+	kyro_feed *f;
+	if (sub_from(r, &from))
+		return;
+	if (__atomic_load_n(&w.stopping, __ATOMIC_ACQUIRE)) {
+		http_error(r, 503, "the server is stopping");
+		return;
+	}
+	int n = __atomic_add_fetch(&st.subscribers, 1, __ATOMIC_RELAXED);
+	if (n > (int)cfg->max_subscribers) {
+		__atomic_sub_fetch(&st.subscribers, 1, __ATOMIC_RELAXED);
+		count(&st.refused, 1);
+		http_error(r, 503, "at most %u subscribers",
+			   cfg->max_subscribers);
+		return;
+	}
+	int rc = kyro_feed_open(&f, cfg->dir, from);
+	struct sub *s = rc ? NULL : calloc(1, sizeof *s);
+	struct MHD_Response *resp = s ? MHD_create_response_from_callback(
+		MHD_SIZE_UNKNOWN, OUT_LOW, sub_read, s, sub_free) : NULL;
+	if (!resp) {
+		__atomic_sub_fetch(&st.subscribers, 1, __ATOMIC_RELAXED);
+		free(s);
+		if (rc)
+			open_failed(r, f, rc);
+		else {
+			kyro_feed_close(f);
+			http_error(r, 500, "out of memory");
+		}
+		return;
+	}
+	s->f = f;
+	s->conn = r->conn;
+	s->r = r;
+	s->due_ns = serve_now_ns() + (uint64_t)cfg->heartbeat_s * 1000000000;
+	/* Something at once, so that the client knows it is subscribed. */
+	sb_printf(&s->out, ": from %llu\n\n",
+		  (unsigned long long)kyro_feed_position(f));
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+				"no-cache");
+	/* nginx in front would otherwise buffer the stream. */
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	http_reply_response(r, 200, "text/event-stream", resp);
+}
+
+/* ---- /metrics ---- */
+
+static void metric(struct sbuf *b, const char *name, const char *type,
+		   const char *help, uint64_t v)
+{
+	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help,
+		  name, type, name, (unsigned long long)v);
+}
+
+#define G "gauge"
+#define C "counter"
+
+void feed_metrics(struct sbuf *b)
+{
+	pthread_mutex_lock(&w.mu);
+	unsigned parked = w.nparked;
+	pthread_mutex_unlock(&w.mu);
+	metric(b, "kyro_feed_subscribers", G, "Open /v1/subscribe streams.",
+	       (uint64_t)__atomic_load_n(&st.subscribers, __ATOMIC_RELAXED));
+	metric(b, "kyro_feed_subscribers_idle", G,
+	       "Subscribers parked until the next commit or heartbeat.",
+	       parked);
+	metric(b, "kyro_feed_events_total", C,
+	       "Batch events sent to subscribers.", rd(&st.events));
+	metric(b, "kyro_feed_changes_total", C,
+	       "Changes sent to subscribers.", rd(&st.changes));
+	metric(b, "kyro_feed_bytes_total", C,
+	       "Bytes of event streams sent.", rd(&st.bytes));
+	metric(b, "kyro_feed_heartbeats_total", C,
+	       "Heartbeat comments sent.", rd(&st.heartbeats));
+	metric(b, "kyro_feed_expired_total", C,
+	       "Subscribers cut off, behind the retained history.",
+	       rd(&st.expired));
+	metric(b, "kyro_feed_gone_total", C,
+	       "Requests answered 410: history no longer retained.",
+	       rd(&st.gone));
+	metric(b, "kyro_feed_refused_total", C,
+	       "Subscriptions refused over --max-subscribers.",
+	       rd(&st.refused));
+	metric(b, "kyro_feed_watcher_wakeups_total", C,
+	       "Times the feed watcher woke (a commit, a heartbeat, a stop).",
+	       rd(&st.wakes));
+}

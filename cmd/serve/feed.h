@@ -1,0 +1,29 @@
+/*
+ * feed.h - the change feed over HTTP: GET /v1/replay (pages of history)
+ * and GET /v1/subscribe (Server-Sent Events, one event per batch).
+ *
+ * Each subscriber reads the WAL files through its own kyro_feed, from
+ * libmicrohttpd's content-reader callback, only when its socket can take
+ * more: nothing is queued for it beyond one output buffer.  A subscriber
+ * with nothing to send suspends its connection and parks; one watcher
+ * thread sleeps on the store's commit futex and resumes the parked
+ * connections when a batch commits or a heartbeat is due (feed.c).
+ */
+#ifndef KYRO_SERVE_FEED_H
+#define KYRO_SERVE_FEED_H
+
+#include "http.h"
+
+/* Start the watcher; returns 0, or -1 with ERR set. */
+int feed_start(const struct serve_cfg *cfg, char *err, size_t errlen);
+/* End every stream (each gets a last "shutdown" event) and stop the
+ * watcher; no connection stays suspended afterwards. */
+void feed_stop(void);
+
+void feed_replay(struct req *r);
+void feed_subscribe(struct req *r);
+
+/* The feed's figures for /metrics. */
+void feed_metrics(struct sbuf *b);
+
+#endif
