@@ -13,3 +13,6 @@ complete -c kyro-serve -l sync -x -d 'When a write is made durable' -a '(printf 
 complete -c kyro-serve -l auth-token-file -r -F -d 'Require the bearer token in this file'
 complete -c kyro-serve -l max-connections -x -d 'Concurrent connections (default 1024)'
 complete -c kyro-serve -l timeout -x -d 'Close idle connections after SECONDS (default 30)'
+complete -c kyro-serve -l retain -x -d 'Keep folded WAL segments within SIZE and/or DURATION (default 64M,1h)'
+complete -c kyro-serve -l heartbeat -x -d '/v1/subscribe: a comment after SECONDS idle (default 15)'
+complete -c kyro-serve -l max-subscribers -x -d 'Concurrent /v1/subscribe streams (default 256)'
