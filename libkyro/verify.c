@@ -562,6 +562,20 @@ static void page_vs_files(char *msg, const char *dir, const struct manifest *m,
 		lost_by_page(msg, dir, st, w);
 		return;
 	}
+	if ((st->flags & SHARED_VOID_TAIL) && st->wal_seg == m->wal_last &&
+	    st->wal_end < w->end) {
+		/* A batch its writer reported as failed but could not cut:
+		 * a tail to remove, not a commit to adopt. */
+		w->kind = W_TORN;
+		w->end = st->wal_end;
+		w->last_seq = st->last_seq;
+		snprintf(w->why, sizeof w->why,
+			 "torn tail: the batch after the committed end "
+			 "failed when it "
+			 "was written and could not be cut off: not "
+			 "committed; the next writer removes it");
+		return;
+	}
 	int same = st->manifest_gen == m->gen && st->wal_seg == m->wal_last &&
 		   st->wal_end == w->end && st->last_seq == w->last_seq;
 	/* Behind the files is what a writer that died between its commit

@@ -126,20 +126,23 @@ static int check_segments(kyro_db *db, const struct manifest *m,
  * committed data than they hold, an acknowledged batch is missing and
  * only a repair may decide what to do; any other disagreement (damage, a
  * writer that died between its fsync and its publish) is settled by
- * publishing the files' state. */
-static int writer_check(kyro_db *db, const struct manifest *m, uint64_t *end,
-			uint64_t *last_seq)
+ * publishing the files' state.  LIMIT (else UINT64_MAX) ends the last
+ * segment where the page marks the rest void: that batch's writer was
+ * told it failed, so it must not be published now. */
+static int writer_check(kyro_db *db, const struct manifest *m, uint64_t limit,
+			uint64_t *end, uint64_t *last_seq)
 {
 	int shrunk = 1, rc = 0;
 	if (db->w.committed >= WAL_HDR && db->wman.gen == m->gen &&
-	    db->w.seg >= m->wal_first && db->w.seg <= m->wal_last)
+	    db->w.seg >= m->wal_first && db->w.seg <= m->wal_last &&
+	    (db->w.seg < m->wal_last || db->w.committed <= limit))
 		rc = check_segments(db, m, db->w.seg, db->w.committed,
-				    db->w.next_seq, UINT64_MAX, end, last_seq,
+				    db->w.next_seq, limit, end, last_seq,
 				    &shrunk);
 	if (!rc && shrunk)
 		rc = check_segments(db, m, m->wal_first, WAL_HDR,
-				    m->snap_gen ? m->snap_seq + 1 : 1,
-				    UINT64_MAX, end, last_seq, &shrunk);
+				    m->snap_gen ? m->snap_seq + 1 : 1, limit,
+				    end, last_seq, &shrunk);
 	if (!rc && shrunk)
 		rc = kyro__failx(
 			db->msg, KYRO_ECORRUPT,
@@ -186,9 +189,12 @@ int kyro__db_writer_prepare(kyro_db *db)
 	int rc = kyro__manifest_read(db->msg, db->dir, &m);
 	if (rc)
 		return rc;
-	if ((rc = writer_check(db, &m, &committed, &last_seq)) != 0)
-		return kyro__needs_repair(db, rc);
 	int trusted = kyro__shared_read(&db->sh, &st, &change) == 0;
+	int cut = trusted && (st.flags & SHARED_VOID_TAIL) &&
+		  st.wal_seg == m.wal_last;
+	if ((rc = writer_check(db, &m, cut ? st.wal_end : UINT64_MAX,
+			       &committed, &last_seq)) != 0)
+		return kyro__needs_repair(db, rc);
 	if (trusted && st.wal_seg == m.wal_last && st.wal_end > committed) {
 		char path[PATH_MAX];
 		kyro__path_gen(path, db->dir, "wal-", m.wal_last, ".log");
@@ -204,7 +210,7 @@ int kyro__db_writer_prepare(kyro_db *db)
 				    (unsigned long long)st.last_seq,
 				    (unsigned long long)committed));
 	}
-	int same = trusted && st.manifest_gen == m.gen &&
+	int same = trusted && !st.flags && st.manifest_gen == m.gen &&
 		   st.wal_seg == m.wal_last && st.wal_end == committed &&
 		   st.last_seq == last_seq;
 	if (db->wopen)
@@ -224,12 +230,25 @@ int kyro__db_writer_prepare(kyro_db *db)
 
 /* A write failed: the batch is gone and so is this handle's right to
  * write.  Rolling the file back is best effort and never turns the
- * failure into a success. */
+ * failure into a success: when the file cannot be cut, a complete batch
+ * (its commit written, its fsync failed) may stay behind the committed
+ * end, so the page marks that tail void for the next writer to cut,
+ * while this process still holds the lock.  (After a reboot the page is
+ * not trusted and such a batch may come back: as after any crash, the
+ * outcome of a failed write is then unknown; docs/DECISIONS.md.) */
 static int fail_write(kyro_db *db, int rc)
 {
 	db->failed = 1;
-	if (db->wopen)
-		kyro__wal_rollback(NULL, &db->w);
+	if (db->wopen && kyro__wal_rollback(NULL, &db->w)) {
+		struct shared_state st = {
+			.manifest_gen = db->wman.gen,
+			.wal_seg = db->w.seg,
+			.wal_end = db->w.committed,
+			.last_seq = db->w.next_seq - 1,
+			.flags = SHARED_VOID_TAIL,
+		};
+		kyro__shared_publish(&db->sh, &st);
+	}
 	kyro__shared_unlock(&db->sh);
 	db->in_batch = 0;
 	return rc;
