@@ -429,10 +429,6 @@ int main(int argc, char **argv)
 		kyro_close(db);
 		return EXIT_ERR;
 	}
-	/* A damaged index costs speed, never answers: say so, go on. */
-	struct kyro_index_info ii;
-	if (kyro_index_info(db, &ii) == 0 && ii.refused)
-		cli_warn(c.prog, "warning: %s; using binary search", ii.why);
 	if (all || range) {
 		rc = kyro_scan(db, lo, hi, print_cb, NULL);
 		if (rc == EIO)
@@ -447,6 +443,12 @@ int main(int argc, char **argv)
 	} else {
 		status = worse(status, get_stdin(c.prog, db));
 	}
+	/* A damaged index costs speed, never answers: say so.  Asked after
+	 * the lookups, since the library loads a large index only when
+	 * enough lookups pay for it (a damaged body is found then). */
+	struct kyro_index_info ii;
+	if (kyro_index_info(db, &ii) == 0 && ii.refused)
+		cli_warn(c.prog, "warning: %s; using binary search", ii.why);
 	kyro_close(db);
 	return cli_finish(c.prog, status);
 }

@@ -34,6 +34,9 @@ struct view {
 	const unsigned char *rmi_img; /* the index file's bytes */
 	size_t rmi_len;
 	size_t rmi_copy; /* bytes of rmi_img's copy on huge pages; 0: mapped */
+	int rmi_pending;   /* its header holds; loaded when lookups pay */
+	uint32_t rmi_lazy; /* lookups left until then */
+	struct kyro__rmi_info rmi_head; /* what the header says */
 	int rmi_refused;          /* an index exists but failed to load */
 	char rmi_why[KMSG_MAX + 64]; /* why there is no index in use */
 	uint64_t last_seq;

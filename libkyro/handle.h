@@ -86,6 +86,9 @@ void kyro__db_collect_garbage(kyro_db *db);
 struct db_served {
 	const struct snap *snap;       /* NULL: no snapshot yet */
 	const struct kyro__rmi *rmi;   /* NULL: binary search */
+	/* Not NULL: an index whose header holds, not loaded yet (view.c):
+	 * what its header says. */
+	const struct kyro__rmi_info *rmi_head;
 	const unsigned char *rmi_img;  /* the index file's mapping, or NULL */
 	size_t rmi_len;
 	int rmi_refused;               /* an index exists but was refused */
@@ -93,8 +96,9 @@ struct db_served {
 	uint64_t rmi_gen;
 	int simd;                      /* the probe level asked for, or -1 */
 };
-/* Refresh the view and describe it. */
-int kyro__db_view_served(kyro_db *db, struct db_served *out);
+/* Refresh the view and describe it; with LOAD, load an index that is
+ * waiting for lookups to pay for it first. */
+int kyro__db_view_served(kyro_db *db, int load, struct db_served *out);
 /* Whether the handle found no store yet (an empty directory). */
 int kyro__db_view_empty(const kyro_db *db);
 

@@ -238,6 +238,14 @@ typedef void (*kyro_progress_fn)(void *arg, uint64_t done, uint64_t total);
  * index that is missing, damaged or stale is refused (the reason is in
  * kyro_index_info()) and lookups use binary search: never a wrong answer.
  * KYRO_BINARY_SEARCH at kyro_open() forces binary search.
+ *
+ * Opening reads only the index file's header (is it an index of this
+ * snapshot, of a format this build reads): reading and checking the whole
+ * file costs more as the store grows, and more than a few binary searches.
+ * A handle loads and checks the whole index when its lookups pay for it:
+ * at its 64th key (kyro_get() or kyro_get_batch() alike), at kyro_warmup(),
+ * or at once with KYRO_COUNT_WINDOWS.  Damage inside the file is found
+ * then (or by kyro_verify()).
  */
 struct kyro_rmi_params {
 	unsigned leaves;      /* leaf models; 0: tune automatically */
@@ -312,7 +320,9 @@ int kyro_rmi_build(kyro_db *db, const struct kyro_rmi_params *p,
 #define KYRO_INDEX_RMI 2    /* the learned index */
 
 struct kyro_index_info {
-	int kind;            /* KYRO_INDEX_* in use for the current snapshot */
+	int kind;            /* KYRO_INDEX_* in use for the current snapshot
+			      * (RMI also for an index whose header holds
+			      * and that lookups have not loaded yet) */
 	int refused;         /* an index exists but was refused: see why */
 	char why[1100];      /* why binary search is used, when it is */
 	uint64_t keys, leaves, router_bits, bytes, generation;
