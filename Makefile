@@ -58,6 +58,7 @@ LIB_SRCS := \
 	libkyro/vec_exact.c \
 	libkyro/vec_scalar.c \
 	libkyro/vec_sse.c \
+	libkyro/vec_store.c \
 	libkyro/verify.c \
 	libkyro/view.c \
 	libkyro/wal.c \
