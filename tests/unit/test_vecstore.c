@@ -463,3 +463,87 @@ TEST(change_feed_vectors)
 	CHECK_EQ_U64(r.op[1], KYRO_CHANGE_DELETE);
 	kyro_feed_close(f);
 }
+
+/* A copy of tests/fixtures/store-prevec (the release before vectors:
+ * manifest and WAL segments of version 1), in a fresh directory. */
+static const char *copy_prevec(void)
+{
+	static const char *files[] = {
+		"MANIFEST", "snap-0000000000000001.bin",
+		"snap-0000000000000001.data", "wal-0000000000000001.log",
+		"wal-0000000000000002.log"};
+	const char *dir = h_tmpdir();
+	for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+		unsigned char *b;
+		size_t len;
+		char src[PATH_MAX];
+		snprintf(src, sizeof src, "tests/fixtures/store-prevec/%s",
+			 files[i]);
+		if (h_read_file(src, &b, &len) ||
+		    h_write_file(h_path(dir, files[i]), b, len))
+			return NULL;
+		free(b);
+	}
+	return dir;
+}
+
+static int has_value(kyro_db *db, uint64_t key, const char *want)
+{
+	const void *v;
+	size_t len;
+	if (!CHECK_RC(kyro_get(db, key, &v, &len), 0))
+		return 0;
+	return CHECK_EQ_U64(len, strlen(want)) && CHECK_MEM(v, want, len);
+}
+
+TEST(previous_release_store_opens)
+{
+	const char *dir = copy_prevec();
+	REQUIRE(dir);
+	kyro_db *db;
+	REQUIRE(CHECK_RC(kyro_open(&db, dir, KYRO_RDONLY), 0));
+	uint32_t dim = 7;
+	CHECK_RC(kyro_vec_dim(db, &dim), 0);
+	CHECK_EQ_U64(dim, 0);
+	has_value(db, 5, "v5");
+	has_value(db, 230, "w230");
+	kyro_close(db);
+	/* Writing vectors moves the writer to a segment of the new version
+	 * (a version-1 segment holds no vector record). */
+	REQUIRE((db = open_rw(dir)) != NULL);
+	float v[DIM];
+	const float *got;
+	vec_of(5, 1, v, DIM);
+	CHECK_RC(kyro_vec_put(db, 5, v, DIM, NULL), 0);
+	CHECK_RC(kyro_put(db, 251, "x251", 4, NULL), 0);
+	kyro_close(db);
+	unsigned char *b;
+	size_t len;
+	REQUIRE(h_read_file(h_path(dir, "wal-0000000000000002.log"), &b,
+			    &len) == 0);
+	CHECK_EQ_U64(b[8], 1); /* untouched */
+	free(b);
+	REQUIRE(h_read_file(h_path(dir, "wal-0000000000000003.log"), &b,
+			    &len) == 0);
+	CHECK_EQ_U64(b[8], 2);
+	free(b);
+	REQUIRE(CHECK_RC(kyro_open(&db, dir, KYRO_RDONLY), 0));
+	CHECK_RC(kyro_vec_get(db, 5, &got, &dim), 0);
+	CHECK_MEM(got, v, sizeof v);
+	has_value(db, 5, "v5");
+	has_value(db, 230, "w230");
+	has_value(db, 251, "x251");
+	kyro_close(db);
+	CHECK_RC(kyro_verify(dir, KYRO_VERIFY_DEEP, NULL, NULL), 0);
+	/* A snapshot folds both versions' segments. */
+	REQUIRE((db = open_rw(dir)) != NULL);
+	CHECK_RC(kyro_snapshot(db, KYRO_SNAPSHOT_VECTORS, NULL, NULL, NULL,
+			       NULL),
+		 0);
+	CHECK_RC(kyro_vec_get(db, 5, &got, &dim), 0);
+	CHECK_MEM(got, v, sizeof v);
+	has_value(db, 5, "v5");
+	has_value(db, 251, "x251");
+	kyro_close(db);
+	CHECK_RC(kyro_verify(dir, KYRO_VERIFY_DEEP, NULL, NULL), 0);
+}
