@@ -250,7 +250,8 @@ static int fold_merge(struct fold *f, const struct snap *old,
 				i++;
 			if (!(ref & DELTA_TOMB)) {
 				uint32_t len;
-				const unsigned char *val = fold_val(f, ref, &len);
+				const unsigned char *val =
+					fold_val(f, ref, &len);
 				rc = kyro__snap_writer_add(msg, w, key, val,
 							   len);
 			}

@@ -35,8 +35,8 @@ static void vec_of(uint64_t key, unsigned ver, float *v, uint32_t dim)
 	uint64_t x = h_mix(key * 7919 + ver);
 	for (uint32_t i = 0; i < dim; i++) {
 		x = h_mix(x + i);
-		v[i] = (float)((double)(x >> 11) / (double)(1ull << 53)) * 2.0f -
-		       1.0f + (float)(key % 5);
+		double u = (double)(x >> 11) / (double)(1ull << 53);
+		v[i] = (float)u * 2.0f - 1.0f + (float)(key % 5);
 	}
 }
 
