@@ -79,6 +79,13 @@ int kyro__db_maintenance_lock(kyro_db *db, const char *what, int *fd);
  * garbage left is removed next time. */
 void kyro__db_collect_garbage(kyro_db *db);
 
+/* ---- vectors (vec_store.c) ---- */
+struct kyro_vec_params;
+struct kyro__vstore;
+/* The graph parameters kyro_set_vec_params() set on DB into *P: 1, or 0
+ * when none were set. */
+int kyro__db_vec_params(kyro_db *db, struct kyro_vec_params *p);
+
 /* ---- what the view serves (view.c) ---- */
 
 /* The view as of its last refresh.  Borrowed: valid until the next call
@@ -95,6 +102,7 @@ struct db_served {
 	const char *rmi_why;           /* why there is no index in use */
 	uint64_t rmi_gen;
 	int simd;                      /* the probe level asked for, or -1 */
+	const struct kyro__vstore *vs; /* the snapshot's vectors and graph */
 };
 /* Refresh the view and describe it; with LOAD, load an index that is
  * waiting for lookups to pay for it first. */

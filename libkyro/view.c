@@ -273,7 +273,32 @@ void kyro__view_free(kyro_db *db)
 		kyro__seg_map_close(&v->segs[i]);
 	free(v->segs);
 	kyro__delta_free(&v->delta);
+	kyro__delta_free(&v->vdelta);
+	kyro__vstore_free(&v->vs);
 	memset(v, 0, sizeof *v);
+	db->vepoch++; /* what was cached of this view is stale */
+}
+
+/* One record into the delta: a value, a vector, or a delete of both. */
+static int apply_rec(struct view *v, uint64_t ref, const struct wal_rec *r)
+{
+	int rc = 0;
+	if (r->type == WAL_VEC) {
+		if (!v->vdim)
+			v->vdim = r->len / 4;
+		v->vec_ops++;
+		return kyro__delta_set(&v->vdelta, r->key, ref);
+	}
+	if (r->type == WAL_DEL) {
+		ref |= DELTA_TOMB;
+		/* A delete of a key that never had a vector costs the
+		 * vector map nothing unless vectors exist. */
+		if (v->vdim) {
+			v->vec_ops++;
+			rc = kyro__delta_set(&v->vdelta, r->key, ref);
+		}
+	}
+	return rc ? rc : kyro__delta_set(&v->delta, r->key, ref);
 }
 
 /* Apply the complete batches of segment slot I up to LIMIT (the
@@ -334,10 +359,7 @@ static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
 		off = wal_rec_at(s->base, off, &r);
 		if (r.type == WAL_COMMIT)
 			continue;
-		uint64_t ref = DELTA_REF(i, at);
-		if (r.type == WAL_DEL)
-			ref |= DELTA_TOMB;
-		if ((rc = kyro__delta_set(&v->delta, r.key, ref)) != 0)
+		if ((rc = apply_rec(v, DELTA_REF(i, at), &r)) != 0)
 			return kyro__fail(db->msg, rc, "cannot load '%s'",
 					  s->path);
 	}
@@ -378,6 +400,10 @@ static int view_try_load(kyro_db *db)
 		index_probe(db);
 		if (v->rmi_pending && (db->flags & KYRO_COUNT_WINDOWS))
 			index_load(db);
+		if ((rc = kyro__vstore_load(db->msg, &v->vs, db->dir, &v->man,
+					    v->snap.hdr_sum, 0)) != 0)
+			return rc;
+		v->vdim = kyro__vstore_dim(&v->vs);
 	}
 	v->last_seq = v->man.snap_gen ? v->man.snap_seq : 0;
 	size_t n = (size_t)(v->man.wal_last - v->man.wal_first + 1);
@@ -440,7 +466,8 @@ int kyro__db_view_refresh(kyro_db *db)
 		struct manifest m;
 		int rc = kyro__manifest_read(db->msg, db->dir, &m);
 		if (rc || v->empty || m.snap_gen != v->man.snap_gen ||
-		    m.wal_first != v->man.wal_first || m.gen != st.manifest_gen)
+		    m.wal_first != v->man.wal_first ||
+		    m.gen != st.manifest_gen || m.hnsw_gen != v->man.hnsw_gen)
 			return kyro__view_load(db);
 		/* Same snapshot, more segments (a rotation): keep the
 		 * delta and map the new segments. */
@@ -729,6 +756,7 @@ int kyro__db_view_served(kyro_db *db, int load, struct db_served *out)
 	out->rmi_refused = v->rmi_refused;
 	out->rmi_why = v->rmi_why;
 	out->rmi_gen = v->man.rmi_gen;
+	out->vs = &v->vs;
 	return 0;
 }
 
