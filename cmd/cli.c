@@ -863,3 +863,38 @@ const char *cli_metric_name(int metric)
 	return metric >= KYRO_METRIC_L2 && metric <= KYRO_METRIC_COSINE ?
 	       metric_names[metric] : "none";
 }
+
+void cli_vec_param(const struct cli *c, int opt, struct kyro_vec_params *p)
+{
+	uint64_t v;
+	int bad;
+	switch (opt) {
+	case CLI_VEC_M:
+		bad = cli_parse_key(c->arg, strlen(c->arg), &v) || v < 2 || v > 128;
+		if (bad)
+			cli_usage_error(c, "--m needs a number from 2 to 128, not '%s'", c->arg);
+		p->m = (uint32_t)v;
+		break;
+	case CLI_VEC_EFC:
+		bad = cli_parse_key(c->arg, strlen(c->arg), &v) || v < 1 || v > 100000;
+		if (bad)
+			cli_usage_error(c, "--ef-construction needs a number from 1 to 100000, not '%s'",
+					c->arg);
+		p->ef_construction = (uint32_t)v;
+		break;
+	case CLI_VEC_METRIC:
+		if (cli_parse_metric(c->arg, &p->metric))
+			cli_usage_error(c, "invalid metric '%s' (l2, ip or cosine)", c->arg);
+		break;
+	}
+}
+
+void cli_vec_stats(const char *prog, const struct kyro_vec_stats *st)
+{
+	fprintf(stderr, "%s: vector index %llu: %llu vectors of dimension %u, "
+		"metric %s, M %u, efConstruction %u, %llu bytes in %.3f s\n",
+		prog, (unsigned long long)st->generation,
+		(unsigned long long)st->vectors, st->dim,
+		cli_metric_name(st->metric), st->m, st->ef_construction,
+		(unsigned long long)st->bytes, st->seconds);
+}

@@ -141,6 +141,17 @@ void cli_put_vec(FILE *f, const float *v, uint32_t dim);
 /* The metric names: l2, ip, cosine. */
 int cli_parse_metric(const char *s, int *metric);
 const char *cli_metric_name(int metric);
+/* --m, --ef-construction and --metric of kyro-snapshot and kyro-rmi-build:
+ * OPT is the option's id (CLI_VEC_M...), C->arg its argument; a bad one
+ * is a usage error. */
+enum { CLI_VEC_M = 100, CLI_VEC_EFC, CLI_VEC_METRIC };
+void cli_vec_param(const struct cli *c, int opt, struct kyro_vec_params *p);
+#define CLI_VEC_OPTS \
+	{CLI_VEC_M, 0, "m", "M", "with --vectors: links per node of the graph, 2..128 (default 16)"}, \
+	{CLI_VEC_EFC, 0, "ef-construction", "N", "with --vectors: the build's beam (default 200)"}, \
+	{CLI_VEC_METRIC, 0, "metric", "METRIC", "with --vectors: " CLI_METRIC_HELP " (default l2)"}
+/* "PROG: vector index GEN: ..." on stderr, as -v prints an index. */
+void cli_vec_stats(const char *prog, const struct kyro_vec_stats *st);
 #define CLI_METRIC_HELP "l2 (squared L2), ip (1 - dot product) or cosine (1 - cosine)"
 
 #endif
