@@ -205,7 +205,7 @@ four_points() {
 	mkdir "$D"
 	near -d "$D" --nearest 3 <<<'1,2'
 	assert_equal "$status" 1
-	assert_output '--'
+	assert_equal "$output" '--'
 	stderr_is 'kyro-get: line 1: no vector found'
 	four_points
 	near -d "$D" --nearest 3 --range 5 9 <<<'1,2'
