@@ -590,7 +590,10 @@ uint64_t kyro_feed_oldest(const kyro_feed *f);
 typedef void (*kyro_report_fn)(void *arg, const char *file, uint64_t offset,
 			       const char *text);
 #define KYRO_VERIFY_REPAIR 0x1
-#define KYRO_VERIFY_DEEP 0x2 /* also: every key inside its index window */
+#define KYRO_VERIFY_DEEP 0x2 /* also: every key inside its index window,
+			      * and every block and link of the vector
+			      * index (the snapshot's vectors file is
+			      * checked whole either way) */
 int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 		void *arg);
 
