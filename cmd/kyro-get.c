@@ -486,10 +486,15 @@ static int answer(struct nearest *nn, uint64_t no, const struct cli_vec *vec)
 	nn->q.vec = vec->v;
 	nn->q.dim = vec->dim;
 	int rc = kyro_vec_search(nn->db, &nn->q, nn->hits, &n);
-	if (rc) {
+	if (rc == EINVAL || rc == KYRO_EDIM) {
+		/* The query's fault: name it. */
 		const char *m = kyro_errmsg(nn->db);
 		cli_warn(nn->prog, "%s %llu: %s", nn->unit, (unsigned long long)no,
 			 strcmp(m, "no error") ? m : kyro_strerror(rc));
+		return EXIT_ERR;
+	}
+	if (rc) {
+		cli_db_error(nn->prog, nn->db, rc);
 		return EXIT_ERR;
 	}
 	int status = print_hits(nn, no, n);

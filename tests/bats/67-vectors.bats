@@ -336,3 +336,44 @@ recall() {
 	assert_line "$(printf 'vector_dim\t0')"
 	assert_line "$(printf 'vector_index\tnone')"
 }
+
+@test "verify and warmup: -v says what of the vectors and the graph was checked" {
+	gen_vecs 300 8 4 | kyro-put -d "$D" --vectors
+	kyro-snapshot -d "$D"
+	run -0 --separate-stderr kyro-verify -v -d "$D"
+	stderr_is "$(printf '%s\n' "kyro-verify: $D: clean (0 findings)" \
+		"kyro-verify: $D: 300 vectors checked whole; no graph")"
+	kyro-rmi-build -d "$D" --vectors
+	run -0 --separate-stderr kyro-verify -v -d "$D"
+	stderr_matches "graph [0-9]+: header checked \(--deep checks every block and link\)$"
+	run -0 --separate-stderr kyro-verify -v --deep -d "$D"
+	stderr_matches "^kyro-verify: $D: clean \(0 findings\)"$'\n'"kyro-verify: $D: 300 vectors checked whole; graph [0-9]+: every block and link checked$"
+	run -0 --separate-stderr kyro-warmup -v -d "$D"
+	stderr_matches '^kyro-warmup: [0-9]+\.[0-9] MB in [0-9.]+ s, 300 vectors and their graph included$'
+	# Damage in the graph is found by --deep, named with its file.
+	local g=("$D"/hnsw-*.idx)
+	flip_byte "${g[0]}" $(($(file_size "${g[0]}") - 4096 - 100))
+	run -1 --separate-stderr kyro-verify --deep -d "$D"
+	assert_output --partial "hnsw-"
+}
+
+@test "graph: a damaged graph header is refused and every vector compared; a damaged block is an error" {
+	gen_vecs 300 8 4 >base.tsv
+	kyro-put -d "$D" --vectors <base.tsv
+	kyro-snapshot -d "$D" --vectors
+	cut -f2 base.tsv | head -n 20 >q.txt
+	kyro-get -d "$D" --nearest 5 --exact <q.txt >exact.tsv
+	local g=("$D"/hnsw-*.idx)
+	cp "${g[0]}" good.idx
+	flip_byte "${g[0]}" 10
+	run_to graph.tsv kyro-get -d "$D" --nearest 5 <q.txt
+	assert_equal "$status" 0
+	stderr_matches "^kyro-get: warning: .*hnsw-[0-9a-f]+\.idx.*; comparing with every vector$"
+	cmp exact.tsv graph.tsv
+	run -0 kyro-get -d "$D" --info
+	assert_line "$(printf 'vector_index\trefused')"
+	cp good.idx "${g[0]}"
+	flip_byte "${g[0]}" $(($(file_size good.idx) / 2))
+	run -2 --separate-stderr kyro-get -d "$D" --nearest 5 <q.txt
+	stderr_matches "^kyro-get: '[^']*hnsw-[0-9a-f]+\.idx': offset [0-9]+: block fails its checksum$"
+}
