@@ -272,7 +272,14 @@ static int replay_line(struct put *p, unsigned long line, char *s, size_t len,
 		if (cli_parse_vec(s + at, len - at, &p->vec, vwhy))
 			bad_vec(p, line, vwhy);
 		p->vecs++;
-		return kyro_vec_put(p->db, key, p->vec.v, p->vec.dim, NULL);
+		rc = kyro_vec_put(p->db, key, p->vec.v, p->vec.dim, NULL);
+		uint32_t dim = 0;
+		if (rc == KYRO_EDIM && !kyro_vec_dim(p->db, &dim)) {
+			snprintf(vwhy, sizeof vwhy, "%u components, but the store's "
+				 "dimension is %u", p->vec.dim, dim);
+			bad_vec(p, line, vwhy);
+		}
+		return rc;
 	}
 	if (cli_unescape(s + at, len - at, &p->val, &why))
 		bad_line(p, line, why, NULL, 0);

@@ -256,6 +256,9 @@ four_points() {
 	printf 'vector\t1\t5\t1,nan\ncommit\t1\n' >bad.replay
 	run -2 --separate-stderr kyro-put -d copy2 --replay <bad.replay
 	stderr_is 'kyro-put: line 1: component 2 is not finite: '"'nan'"
+	printf 'vector\t1\t5\t1,2,3\ncommit\t1\n' >dim.replay
+	run -2 --separate-stderr kyro-put -d copy --replay <dim.replay
+	stderr_is "kyro-put: line 1: 3 components, but the store's dimension is 2"
 }
 
 # recall FILE_A FILE_B K: the share of FILE_B's keys (answers in tsv,
