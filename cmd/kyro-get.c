@@ -24,7 +24,7 @@ static const struct cli_opt opts[] = {
 	{OPT_ALL, 0, "all", NULL, "list every key in ascending order"},
 	{OPT_RANGE, 0, "range", NULL, "list the keys from LO to HI (inclusive); with --nearest: search only them"},
 	{OPT_NEAREST, 0, "nearest", "K", "answer each query vector on stdin with its K nearest keys (1..10000)"},
-	{OPT_EF, 0, "ef", "N", "with --nearest: the graph search's beam (default max(K, 64))"},
+	{OPT_EF, 0, "ef", "N", "with --nearest: the graph search's beam, 1..100000 (default max(K, 64))"},
 	{OPT_EXACT, 0, "exact", NULL, "with --nearest: compare with every vector instead of searching the graph"},
 	{OPT_METRIC, 0, "metric", "METRIC", "with --nearest: " CLI_METRIC_HELP " (default: the graph's, else l2)"},
 	{OPT_VALUES, 0, "with-values", NULL, "with --nearest: print each key's value too"},
@@ -682,7 +682,7 @@ int main(int argc, char **argv)
 			break;
 		case OPT_EF:
 			vec_opts = 1;
-			nn.q.ef = number(&c, "--ef", 1, UINT32_MAX);
+			nn.q.ef = number(&c, "--ef", 1, 100000);
 			break;
 		case OPT_EXACT: vec_opts = 1; nn.q.flags |= KYRO_VEC_EXACT; break;
 		case OPT_METRIC:
@@ -737,6 +737,8 @@ int main(int argc, char **argv)
 		      cli_parse_key(args[0], cli_key_len(args[0], strlen(args[0])), &lo) ||
 		      cli_parse_key(args[1], cli_key_len(args[1], strlen(args[1])), &hi)))
 		cli_usage_error(&c, "--range needs two keys, LO and HI");
+	if (near && range && lo > hi)
+		cli_usage_error(&c, "--range needs LO <= HI");
 	if ((all || range) && fmt == FMT_RAW)
 		cli_usage_error(&c, "--format=raw prints one value, not a listing");
 	if (fmt == FMT_RAW && nargs > 1)

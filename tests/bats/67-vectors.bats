@@ -228,6 +228,10 @@ four_points() {
 	usage_error kyro-get "^kyro-get: --nearest reads its queries from stdin, and takes no KEY$"
 	run -2 --separate-stderr kyro-get -d "$D" --nearest 1 --metric l1
 	usage_error kyro-get "^kyro-get: invalid metric 'l1' \(l2, ip or cosine\)$"
+	run -2 --separate-stderr kyro-get -d "$D" --nearest 1 --range 9 2
+	usage_error kyro-get '^kyro-get: --range needs LO <= HI$'
+	run -2 --separate-stderr kyro-get -d "$D" --nearest 1 --ef 100001
+	usage_error kyro-get "^kyro-get: --ef needs a number from 1 to 100000, not '100001'$"
 	run -2 --separate-stderr kyro-get -d "$D" --nearest 1 -f raw
 	usage_error kyro-get "^kyro-get: --nearest and --info print tsv or json$"
 }
