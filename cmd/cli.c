@@ -888,3 +888,13 @@ void cli_vec_param(const struct cli *c, int opt, struct kyro_vec_params *p)
 		break;
 	}
 }
+
+void cli_vec_stats(const char *prog, const struct kyro_vec_stats *st)
+{
+	fprintf(stderr, "%s: vector index %llu: %llu vectors of dimension %u, "
+		"metric %s, M %u, efConstruction %u, %llu bytes in %.3f s\n",
+		prog, (unsigned long long)st->generation,
+		(unsigned long long)st->vectors, st->dim,
+		cli_metric_name(st->metric), st->m, st->ef_construction,
+		(unsigned long long)st->bytes, st->seconds);
+}

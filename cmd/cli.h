@@ -150,6 +150,8 @@ void cli_vec_param(const struct cli *c, int opt, struct kyro_vec_params *p);
 	{CLI_VEC_M, 0, "m", "M", "with --vectors: links per node of the graph, 2..128 (default 16)"}, \
 	{CLI_VEC_EFC, 0, "ef-construction", "N", "with --vectors: the build's beam (default 200)"}, \
 	{CLI_VEC_METRIC, 0, "metric", "METRIC", "with --vectors: " CLI_METRIC_HELP " (default l2)"}
+/* "PROG: vector index GEN: ..." on stderr, as -v prints a build. */
+void cli_vec_stats(const char *prog, const struct kyro_vec_stats *st);
 #define CLI_METRIC_HELP "l2 (squared L2), ip (1 - dot product) or cosine (1 - cosine)"
 
 #endif

@@ -37,16 +37,6 @@ static uint64_t number(const struct cli *c, const char *opt, uint64_t lo, uint64
 	return v;
 }
 
-static void vec_stats(const char *prog, const struct kyro_vec_stats *st)
-{
-	fprintf(stderr, "%s: vector index %llu: %llu vectors of dimension %u, "
-		"metric %s, M %u, efConstruction %u, %llu bytes in %.3f s\n",
-		prog, (unsigned long long)st->generation,
-		(unsigned long long)st->vectors, st->dim,
-		cli_metric_name(st->metric), st->m, st->ef_construction,
-		(unsigned long long)st->bytes, st->seconds);
-}
-
 int main(int argc, char **argv)
 {
 	struct cli c = {.prog = "kyro-rmi-build", .usage = usage, .opts = opts,
@@ -115,7 +105,7 @@ int main(int argc, char **argv)
 		return EXIT_ERR;
 	}
 	if (verbose && vectors)
-		vec_stats(c.prog, &vst);
+		cli_vec_stats(c.prog, &vst);
 	else if (verbose)
 		fprintf(stderr,
 			"%s: index %llu: %llu keys, %llu leaves, router bits %llu, "

@@ -59,7 +59,8 @@ int main(int argc, char **argv)
 	int rc = cli_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING);
 	if (!rc && retain)
 		rc = kyro_set_retain(db, rbytes, rsecs);
-	if (!rc && vectors)
+	/* Without any of them, the current graph's parameters stay. */
+	if (!rc && vec_opts)
 		rc = kyro_set_vec_params(db, &vp);
 	unsigned flags = (rmi ? KYRO_SNAPSHOT_INDEX : 0) |
 			 (vectors ? KYRO_SNAPSHOT_VECTORS : 0);
@@ -83,13 +84,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: index %llu: %llu leaves, mean window %.1f, %llu bytes in %.3f s\n",
 			c.prog, (unsigned long long)st.rmi.generation, (unsigned long long)st.rmi.leaves,
 			st.rmi.mean_window, (unsigned long long)st.rmi.bytes, st.rmi.seconds);
-	struct kyro_vec_info vi;
-	if (verbose && vectors && kyro_vec_info(db, &vi) == 0 && vi.indexed)
-		fprintf(stderr, "%s: vector index %llu: %llu vectors of dimension %u, "
-			"metric %s, M %u, efConstruction %u, %llu bytes\n", c.prog,
-			(unsigned long long)vi.generation, (unsigned long long)vi.snapshot,
-			vi.dim, cli_metric_name(vi.metric), vi.m, vi.ef_construction,
-			(unsigned long long)vi.bytes);
+	if (verbose && st.vec.generation)
+		cli_vec_stats(c.prog, &st.vec);
 	kyro_close(db);
 	return cli_finish(c.prog, EXIT_OK);
 }

@@ -282,7 +282,7 @@ recall() {
 	head -n 3000 all.tsv | kyro-put -d "$D" --vectors
 	tail -n 100 all.tsv | cut -f2 >q.txt
 	run -0 --separate-stderr kyro-snapshot -d "$D" -v --vectors --m 8 --ef-construction 64
-	stderr_matches $'^kyro-snapshot: generation 1: [0-9]+ keys, 3000 vectors, [0-9]+ bytes in [0-9.]+ s\nkyro-snapshot: vector index [0-9]+: 3000 vectors of dimension 16, metric l2, M 8, efConstruction 64, [0-9]+ bytes$'
+	stderr_matches $'^kyro-snapshot: generation 1: [0-9]+ keys, 3000 vectors, [0-9]+ bytes in [0-9.]+ s\nkyro-snapshot: vector index [0-9]+: 3000 vectors of dimension 16, metric l2, M 8, efConstruction 64, [0-9]+ bytes in [0-9.]+ s$'
 	run -0 kyro-get -d "$D" --info
 	assert_line "$(printf 'vector_index\thnsw')"
 	assert_line "$(printf 'vector_dim\t16')"
@@ -383,4 +383,23 @@ recall() {
 	flip_byte "${g[0]}" $(($(file_size good.idx) / 2))
 	run -2 --separate-stderr kyro-get -d "$D" --nearest 5 <q.txt
 	stderr_matches "^kyro-get: '[^']*hnsw-[0-9a-f]+\.idx': offset [0-9]+: block fails its checksum$"
+}
+
+@test "graph: a later snapshot keeps a graph with its parameters; --vectors alone keeps them too" {
+	gen_vecs 300 8 8 >base.tsv
+	head -n 200 base.tsv | kyro-put -d "$D" --vectors
+	kyro-snapshot -d "$D" --vectors --m 6 --metric ip
+	tail -n 100 base.tsv | kyro-put -d "$D" --vectors
+	run -0 --separate-stderr kyro-snapshot -d "$D" -v
+	stderr_matches $'\nkyro-snapshot: vector index 2: 300 vectors of dimension 8, metric ip, M 6, efConstruction 200, [0-9]+ bytes in [0-9.]+ s$'
+	run -0 kyro-get -d "$D" --info
+	assert_line "$(printf 'vector_snapshot\t300')"
+	assert_line "$(printf 'vector_delta\t0')"
+	assert_line "$(printf 'vector_m\t6')"
+	kyro-put -d "$D" --vectors 1000 1,1,1,1,1,1,1,1
+	run -0 --separate-stderr kyro-snapshot -d "$D" -v --vectors
+	stderr_matches 'metric ip, M 6, efConstruction 200, '
+	kyro-put -d "$D" --vectors 1001 1,1,1,1,1,1,1,2
+	run -0 --separate-stderr kyro-snapshot -d "$D" -v --vectors --ef-construction 50
+	stderr_matches 'metric l2, M 16, efConstruction 50, '
 }
