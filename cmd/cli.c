@@ -724,22 +724,21 @@ static int parse_component(const char *s, size_t len, uint32_t i, float *x,
 		return -1;
 	}
 	cli_quote(q, sizeof q, s, len);
-	if (len >= sizeof buf) {
-		snprintf(why, CLI_WHY_MAX, "component %u is not a number: '%.40s'", i, q);
-		return -1;
+	if (len < sizeof buf) {
+		memcpy(buf, s, len);
+		buf[len] = 0;
+		*x = strtof(buf, &end);
 	}
-	memcpy(buf, s, len);
-	buf[len] = 0;
-	errno = 0;
-	*x = strtof(buf, &end);
-	if (end != buf + len) {
-		snprintf(why, CLI_WHY_MAX, "component %u is not a number: '%.40s'", i, q);
+	if (len >= sizeof buf || end != buf + len) {
+		snprintf(why, CLI_WHY_MAX,
+			 "component %u is not a number: '%.40s'", i, q);
 		return -1;
 	}
 	/* strtof() reads "nan" and "inf", and overflows to infinity: no
 	 * distance can be taken with any of them. */
 	if (!isfinite(*x)) {
-		snprintf(why, CLI_WHY_MAX, "component %u is not finite: '%.40s'", i, q);
+		snprintf(why, CLI_WHY_MAX,
+			 "component %u is not finite: '%.40s'", i, q);
 		return -1;
 	}
 	return 0;
@@ -864,27 +863,29 @@ const char *cli_metric_name(int metric)
 	       metric_names[metric] : "none";
 }
 
-void cli_vec_param(const struct cli *c, int opt, struct kyro_vec_params *p)
+static uint32_t vec_number(const struct cli *c, const char *opt,
+			   uint32_t lo, uint32_t hi)
 {
 	uint64_t v;
-	int bad;
+	if (cli_parse_key(c->arg, strlen(c->arg), &v) || v < lo || v > hi)
+		cli_usage_error(c, "%s needs a number from %u to %u, not '%s'",
+				opt, lo, hi, c->arg);
+	return (uint32_t)v;
+}
+
+void cli_vec_param(const struct cli *c, int opt, struct kyro_vec_params *p)
+{
 	switch (opt) {
 	case CLI_VEC_M:
-		bad = cli_parse_key(c->arg, strlen(c->arg), &v) || v < 2 || v > 128;
-		if (bad)
-			cli_usage_error(c, "--m needs a number from 2 to 128, not '%s'", c->arg);
-		p->m = (uint32_t)v;
+		p->m = vec_number(c, "--m", 2, 128);
 		break;
 	case CLI_VEC_EFC:
-		bad = cli_parse_key(c->arg, strlen(c->arg), &v) || v < 1 || v > 100000;
-		if (bad)
-			cli_usage_error(c, "--ef-construction needs a number from 1 to 100000, not '%s'",
-					c->arg);
-		p->ef_construction = (uint32_t)v;
+		p->ef_construction = vec_number(c, "--ef-construction", 1, 100000);
 		break;
 	case CLI_VEC_METRIC:
 		if (cli_parse_metric(c->arg, &p->metric))
-			cli_usage_error(c, "invalid metric '%s' (l2, ip or cosine)", c->arg);
+			cli_usage_error(c, "invalid metric '%s' (l2, ip or cosine)",
+					c->arg);
 		break;
 	}
 }

@@ -506,6 +506,24 @@ static int answer(struct nearest *nn, uint64_t no, const struct cli_vec *vec)
 	return status;
 }
 
+/* The next text query into VEC: 1, 0 at the end, -1 with WHY. */
+static int read_query(char **line, size_t *cap, struct cli_vec *vec,
+		      char *why)
+{
+	errno = 0;
+	ssize_t len = getline(line, cap, stdin);
+	int err = errno;
+	if (len < 0 && (err || ferror(stdin))) {
+		snprintf(why, CLI_WHY_MAX, "cannot read standard input: %s",
+			 strerror(err ? err : EIO));
+		return -1;
+	}
+	if (len < 0)
+		return 0;
+	return cli_parse_vec(*line, cli_key_len(*line, (size_t)len), vec,
+			     why) ? -1 : 1;
+}
+
 /* Queries are answered in the order read; the first bad one or error
  * ends the run (exit 2), so that no later answer is misnumbered. */
 static int nearest(struct nearest *nn, int fvecs)
@@ -513,9 +531,8 @@ static int nearest(struct nearest *nn, int fvecs)
 	struct cli_vec vec = {0};
 	char why[CLI_WHY_MAX], *line = NULL;
 	size_t cap = 0;
-	ssize_t len;
 	uint64_t no = 0;
-	int status = EXIT_OK, got, err;
+	int status = EXIT_OK, got;
 	nn->hits = malloc((size_t)nn->q.k * sizeof *nn->hits);
 	if (!nn->hits) {
 		cli_warn(nn->prog, "out of memory");
@@ -523,23 +540,8 @@ static int nearest(struct nearest *nn, int fvecs)
 	}
 	nn->unit = fvecs ? "record" : "line";
 	for (;;) {
-		if (fvecs) {
-			got = cli_read_fvecs(stdin, &vec, why);
-		} else {
-			errno = 0;
-			len = getline(&line, &cap, stdin);
-			err = errno;
-			if (len < 0 && (err || ferror(stdin))) {
-				snprintf(why, sizeof why, "cannot read standard input: %s",
-					 strerror(err ? err : EIO));
-				got = -1;
-			} else if (len < 0) {
-				got = 0;
-			} else {
-				got = cli_parse_vec(line, cli_key_len(line, (size_t)len),
-						    &vec, why) ? -1 : 1;
-			}
-		}
+		got = fvecs ? cli_read_fvecs(stdin, &vec, why) :
+		      read_query(&line, &cap, &vec, why);
 		if (got == 0)
 			break;
 		no++;
