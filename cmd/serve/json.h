@@ -46,6 +46,11 @@ void sb_json_error(struct sbuf *b, const char *text);
 json_t *json_parse_body(const char *body, size_t len, char *why,
 			size_t whylen);
 
+/* The same, with negative numbers allowed (vector components); a
+ * negative integer is read as a real, so never as a key. */
+json_t *json_parse_body_signed(const char *body, size_t len, char *why,
+			       size_t whylen);
+
 /* A u64 key from a parsed integer; -1 when J is not an integer. */
 int json_get_key(const json_t *j, uint64_t *key);
 
