@@ -57,6 +57,7 @@ LIB_SRCS := \
 	libkyro/vec_dist.c \
 	libkyro/vec_exact.c \
 	libkyro/vec_scalar.c \
+	libkyro/vec_snap.c \
 	libkyro/vec_sse.c \
 	libkyro/vec_store.c \
 	libkyro/verify.c \

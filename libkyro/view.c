@@ -202,7 +202,32 @@ void kyro__view_free(kyro_db *db)
 		kyro__seg_map_close(&v->segs[i]);
 	free(v->segs);
 	kyro__delta_free(&v->delta);
+	kyro__delta_free(&v->vdelta);
+	kyro__vstore_free(&v->vs);
 	memset(v, 0, sizeof *v);
+	db->vepoch++; /* what was cached of this view is stale */
+}
+
+/* One record into the delta: a value, a vector, or a delete of both. */
+static int apply_rec(struct view *v, uint64_t ref, const struct wal_rec *r)
+{
+	int rc = 0;
+	if (r->type == WAL_VEC) {
+		if (!v->vdim)
+			v->vdim = r->len / 4;
+		v->vec_ops++;
+		return kyro__delta_set(&v->vdelta, r->key, ref);
+	}
+	if (r->type == WAL_DEL) {
+		ref |= DELTA_TOMB;
+		/* A delete of a key that never had a vector costs the
+		 * vector map nothing unless vectors exist. */
+		if (v->vdim) {
+			v->vec_ops++;
+			rc = kyro__delta_set(&v->vdelta, r->key, ref);
+		}
+	}
+	return rc ? rc : kyro__delta_set(&v->delta, r->key, ref);
 }
 
 /* Apply the complete batches of segment slot I up to LIMIT (the
@@ -263,10 +288,7 @@ static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
 		off = wal_rec_at(s->base, off, &r);
 		if (r.type == WAL_COMMIT)
 			continue;
-		uint64_t ref = DELTA_REF(i, at);
-		if (r.type == WAL_DEL)
-			ref |= DELTA_TOMB;
-		if ((rc = kyro__delta_set(&v->delta, r.key, ref)) != 0)
+		if ((rc = apply_rec(v, DELTA_REF(i, at), &r)) != 0)
 			return kyro__fail(db->msg, rc, "cannot load '%s'",
 					  s->path);
 	}
@@ -305,6 +327,10 @@ static int view_try_load(kyro_db *db)
 			return rc;
 		v->have_snap = 1;
 		index_load(db);
+		if ((rc = kyro__vstore_load(db->msg, &v->vs, db->dir, &v->man,
+					    v->snap.hdr_sum, 0)) != 0)
+			return rc;
+		v->vdim = kyro__vstore_dim(&v->vs);
 	}
 	v->last_seq = v->man.snap_gen ? v->man.snap_seq : 0;
 	size_t n = (size_t)(v->man.wal_last - v->man.wal_first + 1);

@@ -235,6 +235,8 @@ static int fail_write(kyro_db *db, int rc)
 	return rc;
 }
 
+static int writer_upgrade(kyro_db *db);
+
 int kyro_batch_begin(kyro_db *db)
 {
 	if (!(db->flags & KYRO_RDWR))
@@ -251,16 +253,18 @@ int kyro_batch_begin(kyro_db *db)
 	int rc = kyro__shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
-	if ((rc = kyro__db_writer_prepare(db)) != 0) {
+	if ((rc = kyro__db_writer_prepare(db)) != 0 ||
+	    (rc = writer_upgrade(db)) != 0) {
 		kyro__shared_unlock(&db->sh);
 		return rc;
 	}
 	db->in_batch = 1;
+	db->batch_vdim = 0;
 	return 0;
 }
 
-static int write_rec(kyro_db *db, int type, uint64_t key, const void *val,
-		     size_t len, uint64_t *seq)
+int kyro__db_write_rec(kyro_db *db, int type, uint64_t key, const void *val,
+		       size_t len, uint64_t *seq)
 {
 	int rc, auto_batch = !db->in_batch;
 	if (len > KYRO_MAX_VALUE)
@@ -289,12 +293,12 @@ static int write_rec(kyro_db *db, int type, uint64_t key, const void *val,
 int kyro_put(kyro_db *db, uint64_t key, const void *val, size_t len,
 	     uint64_t *seq)
 {
-	return write_rec(db, WAL_PUT, key, val, len, seq);
+	return kyro__db_write_rec(db, WAL_PUT, key, val, len, seq);
 }
 
 int kyro_delete(kyro_db *db, uint64_t key, uint64_t *seq)
 {
-	return write_rec(db, WAL_DEL, key, NULL, 0, seq);
+	return kyro__db_write_rec(db, WAL_DEL, key, NULL, 0, seq);
 }
 
 int kyro_batch_commit(kyro_db *db, uint64_t *last_seq)
@@ -379,6 +383,36 @@ static int rotate_finish(kyro_db *db)
 	return rc;
 }
 
+/* Write the edited manifest M as generation GEN, rotating first when it
+ * moves the last segment on; then publish.  Under the writer lock. */
+static int commit_locked(kyro_db *db, struct manifest *m, uint64_t gen)
+{
+	int rc, rotating = m->wal_last != db->wman.wal_last;
+	KYRO_VERIFY(!rotating || m->wal_last == db->wman.wal_last + 1);
+	if (rotating && (rc = rotate_begin(db, m)) != 0)
+		return rc;
+	m->gen = gen;
+	if ((rc = kyro__manifest_write(db->msg, db->dir, m)) != 0)
+		return rc;
+	db->wman = *m;
+	if (rotating && (rc = rotate_finish(db)) != 0)
+		return rc;
+	kyro__db_publish(db);
+	return 0;
+}
+
+/* A live segment of the previous format version may hold no VECTOR
+ * record, and a segment never mixes versions: move to a new segment
+ * before the first batch appends to an old one. */
+static int writer_upgrade(kyro_db *db)
+{
+	if (db->w.version >= WAL_VERSION)
+		return 0;
+	struct manifest m = db->wman;
+	m.wal_last++;
+	return commit_locked(db, &m, db->wman.gen + 1);
+}
+
 int kyro__db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
 		    db_edit_fn edit, void *arg)
 {
@@ -402,17 +436,7 @@ int kyro__db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
 	if ((rc = edit(arg, &m, &tail)) != 0 ||
 	    !memcmp(&m, &db->wman, sizeof m))
 		goto out;
-	int rotating = m.wal_last != db->wman.wal_last;
-	KYRO_VERIFY(!rotating || m.wal_last == db->wman.wal_last + 1);
-	if (rotating && (rc = rotate_begin(db, &m)) != 0)
-		goto out;
-	m.gen = expect_gen + 1;
-	if ((rc = kyro__manifest_write(db->msg, db->dir, &m)) != 0)
-		goto out;
-	db->wman = m;
-	if (rotating && (rc = rotate_finish(db)) != 0)
-		goto out;
-	kyro__db_publish(db);
+	rc = commit_locked(db, &m, expect_gen + 1);
 out:
 	kyro__shared_unlock(&db->sh);
 	return rc;
