@@ -49,7 +49,8 @@ static const char *const usage[] = {
 static const char epilog[] =
 	"Environment: KYRODB_AUTH_TOKEN, KYRODB_MAX_VALUE_BYTES, KYRODB_SYNC_INTERVAL_MS,\n"
 	"KYRODB_AUTO_SNAPSHOT_RECORDS, KYRODB_RATE_LIMIT_RPS, KYRODB_RATE_LIMIT_BURST,\n"
-	"KYRODB_WARM_ON_START, KYRODB_DISABLE_HTTP_LOG, KYRODB_LOG_LEVEL; see kyro-serve(8).\n";
+	"KYRODB_WARM_ON_START, KYRODB_DISABLE_HTTP_LOG, KYRODB_LOG_LEVEL,\n"
+	"KYRODB_MAX_VECTOR_BATCH_BYTES, KYRODB_VECTOR_RECALL_EVERY; see kyro-serve(8).\n";
 
 static struct cli c = {.prog = SERVE_PROG, .usage = usage, .opts = opts, .epilog = epilog,
 		       .summary = "Serve a KyroDB store over HTTP (the JSON v1 API)."};

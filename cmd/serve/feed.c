@@ -102,12 +102,13 @@ static void put_change(struct sbuf *b, const struct kyro_change *c)
 		sb_put(b, ",", 1);
 		sb_json_value_field(b, c->val, c->len);
 	} else if (c->op == KYRO_CHANGE_VECTOR) {
-		/* The components, as float32 prints them back exactly. */
 		sb_puts(b, ",\"vector\":[");
 		for (size_t i = 0; i < c->len / sizeof(float); i++) {
 			float f;
 			memcpy(&f, (const char *)c->val + i * sizeof f, sizeof f);
-			sb_printf(b, i ? ",%.9g" : "%.9g", (double)f);
+			if (i)
+				sb_put(b, ",", 1);
+			sb_float(b, f);
 		}
 		sb_put(b, "]", 1);
 	}

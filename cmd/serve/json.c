@@ -121,6 +121,17 @@ void sb_json_str(struct sbuf *b, const void *v, size_t len)
 	b->p[b->len] = 0;
 }
 
+void sb_float(struct sbuf *b, float f)
+{
+	char t[32];
+	for (int prec = 6; prec <= 9; prec++) {
+		snprintf(t, sizeof t, "%.*g", prec, (double)f);
+		if (prec == 9 || strtof(t, NULL) == f)
+			break;
+	}
+	sb_puts(b, t);
+}
+
 void sb_base64(struct sbuf *b, const void *v, size_t len)
 {
 	static const char tab[] =

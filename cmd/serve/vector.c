@@ -610,7 +610,7 @@ static void put_dist(struct sbuf *b, float d)
 {
 	/* A sum of finite squares can still overflow float32. */
 	if (isfinite(d))
-		sb_printf(b, "%.9g", (double)d);
+		sb_float(b, d);
 	else
 		sb_puts(b, "null");
 }
