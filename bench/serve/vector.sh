@@ -1,0 +1,119 @@
+#!/bin/sh
+# bench/serve/vector.sh - POST /v1/vector/search (k=10) through kyro-serve
+# on 2 worker threads, against the same searches in process on 2 threads
+# (bench/serve/vecq.c: one kyro_vec_search() per query, each thread on its
+# own handle), on the same store, alternating, RUNS times each.
+#
+#   sh bench/serve/vector.sh                 # Fashion-MNIST, 3 runs of 10 s
+#   RUNS=5 DUR=5 EF=64 CONNS=8 sh bench/serve/vector.sh
+#
+# The store: Fashion-MNIST's 60,000 training images (784 dimensions, keys
+# 1..60000, from bench/vector/data.py), loaded by vecq, its graph (M=16,
+# efConstruction=200) built by the daemon's POST /v1/vector/build; the
+# queries are the 10,000 test images.  The load generator (wrk, one
+# thread) runs on the same two cores as the daemon, as a client on the
+# same host would; its share of the CPU is part of the HTTP figure.
+#
+# Needs: wrk, /usr/bin/python3 with numpy, dataset-fashion-mnist.
+# Results: bench/results/serve-vector.csv (test,run,qps), and
+# serve-vector-summary.txt (medians, the ratio, machine and load).
+set -eu
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+BIN=$ROOT/bin
+RUNS=${RUNS:-3}
+DUR=${DUR:-10}
+EF=${EF:-64}
+CONNS=${CONNS:-8}
+M=${M:-16}
+EFC=${EFC:-200}
+PORT=${PORT:-3134}
+DATA=${DATA:-$ROOT/bench/data/vector}
+WORK=${WORK:-$ROOT/bench/data/serve-vector}
+RES=$ROOT/bench/results
+PY=/usr/bin/python3
+CSV=$RES/serve-vector.csv
+SUM=$RES/serve-vector-summary.txt
+
+die() { echo "vector.sh: $*" >&2; exit 2; }
+command -v wrk >/dev/null || die "wrk is missing: sh tests/deps.sh wrk"
+"$PY" -c 'import numpy' 2>/dev/null || die "$PY cannot import numpy: apt-get install python3-numpy"
+[ -x "$BIN/kyro-serve" ] || die "bin/kyro-serve is not built: run make"
+mkdir -p "$DATA" "$WORK" "$RES"
+
+cc -O2 -g -std=c11 -Wall -Wextra -I"$ROOT/libkyro" -o "$WORK/vecq" \
+	"$ROOT/bench/serve/vecq.c" "$ROOT/build/libkyro.a" -l:libcpu_features.a -lxxhash -lm -pthread
+
+base=$DATA/fashion-base.fvecs q=$DATA/fashion-query.fvecs
+[ -f "$base" ] && [ -f "$q" ] || "$PY" "$ROOT/bench/vector/data.py" fashion "$DATA"
+
+# One search body a line, for wrk.
+BODIES=$WORK/bodies-k10-ef$EF.jsonl
+[ -f "$BODIES" ] || "$PY" - "$q" "$EF" >"$BODIES" <<'PY'
+import sys
+import numpy as np
+raw = np.fromfile(sys.argv[1], dtype=np.float32)
+d = raw[:1].view(np.int32)[0]
+x = raw.reshape(-1, d + 1)[:, 1:]
+for row in x:
+    print('{"vector":[%s],"k":10,"ef":%s}' % (",".join("%g" % v for v in row), sys.argv[2]))
+PY
+
+. "$ROOT/bench/machine.sh"
+pid=
+cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+STORE=$WORK/store-m$M-efc$EFC
+URL=http://127.0.0.1:$PORT
+KYRODB_DISABLE_HTTP_LOG=1 KYRODB_AUTO_SNAPSHOT_RECORDS=0 \
+	"$BIN/kyro-serve" -d "$STORE" -l "127.0.0.1:$PORT" --threads 2 2>>"$WORK/serve.log" &
+pid=$!
+i=0
+until curl -sf -o /dev/null "$URL/health"; do
+	i=$((i + 1))
+	[ "$i" -lt 200 ] || die "kyro-serve did not come up (see $WORK/serve.log)"
+	sleep 0.05
+done
+if [ ! -f "$STORE/.built" ]; then
+	echo "loading $base into $STORE"
+	"$WORK/vecq" load "$STORE" "$base"
+	echo "building the graph through POST /v1/vector/build"
+	curl -sf -X POST "$URL/v1/vector/build?wait=1&m=$M&ef_construction=$EFC" >"$WORK/build.json" ||
+		die "the build failed: $(cat "$WORK/build.json")"
+	cat "$WORK/build.json"
+	touch "$STORE/.built"
+fi
+curl -s -d "$(head -n 1 "$BODIES")" "$URL/v1/vector/search" | grep -q '"exact":false' ||
+	die "searches are not answered through the graph"
+
+{
+	machine_lines "$STORE"
+	echo "store: Fashion-MNIST 60000 x 784, M=$M efConstruction=$EFC; k=10 ef=$EF"
+	echo "http: kyro-serve --threads 2, wrk -t 1 -c $CONNS, ${DUR}s runs; in process: vecq, 2 threads"
+} >"$SUM"
+echo "test,run,qps" >"$CSV"
+# A warm-up of each, not recorded: the first searches verify the blocks
+# they read, once per process.
+wrk -t 1 -c "$CONNS" -d 3s -s "$ROOT/bench/serve/vector_search.lua" "$URL" >/dev/null
+"$WORK/vecq" search "$STORE" "$q" 2 3 10 "$EF" >/dev/null
+export VEC_BODIES=$BODIES
+for r in $(seq 1 "$RUNS"); do
+	load_line "run $r" >>"$SUM"
+	wrk -t 1 -c "$CONNS" -d "${DUR}s" -s "$ROOT/bench/serve/vector_search.lua" "$URL" \
+		>"$WORK/wrk.$r.txt"
+	! grep -q 'Non-2xx' "$WORK/wrk.$r.txt" || die "errors under load: $(cat "$WORK/wrk.$r.txt")"
+	echo "http,$r,$(sed -n 's/^Requests\/sec: *//p' "$WORK/wrk.$r.txt")" >>"$CSV"
+	echo "inproc,$r,$("$WORK/vecq" search "$STORE" "$q" 2 "$DUR" 10 "$EF" | sed 's/^qps=//')" >>"$CSV"
+	tail -n 2 "$CSV"
+done
+load_line end >>"$SUM"
+"$PY" - "$CSV" >>"$SUM" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+med = {t: statistics.median(float(r["qps"]) for r in rows if r["test"] == t)
+       for t in ("http", "inproc")}
+print("median qps: http %.0f, in process %.0f; http/in-process %.2f"
+      % (med["http"], med["inproc"], med["http"] / med["inproc"]))
+PY
+cat "$SUM"
