@@ -79,6 +79,12 @@ int kyro__db_maintenance_lock(kyro_db *db, const char *what, int *fd);
  * garbage left is removed next time. */
 void kyro__db_collect_garbage(kyro_db *db);
 
+/* ---- vectors (vec_store.c) ---- */
+struct kyro_vec_params;
+/* The graph parameters kyro_set_vec_params() set on DB into *P: 1, or 0
+ * when none were set. */
+int kyro__db_vec_params(kyro_db *db, struct kyro_vec_params *p);
+
 /* ---- what the view serves (view.c) ---- */
 
 /* The view as of its last refresh.  Borrowed: valid until the next call

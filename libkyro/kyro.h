@@ -265,6 +265,14 @@ struct kyro_rmi_stats {
 	double seconds;       /* build, check and durable write */
 };
 
+/* A vector index (graph) built: see kyro_vec_build(). */
+struct kyro_vec_stats {
+	uint64_t vectors, bytes, generation;
+	uint32_t dim, m, ef_construction;
+	int metric;
+	double seconds;
+};
+
 struct kyro_snapshot_stats {
 	uint64_t keys;        /* live keys in the new snapshot */
 	uint64_t bytes;       /* bytes of the two new snapshot files */
@@ -272,6 +280,8 @@ struct kyro_snapshot_stats {
 	double seconds;       /* wall time of the whole operation */
 	struct kyro_rmi_stats rmi; /* the index built (generation 0: none) */
 	uint64_t vectors;     /* vectors in the new snapshot */
+	struct kyro_vec_stats vec; /* the vector index built (generation 0:
+				    * none) */
 };
 
 /* kyro_snapshot() flags. */
@@ -402,12 +412,7 @@ struct kyro_vec_params {
 	uint64_t seed;             /* 0: a fixed default */
 	unsigned threads;          /* 0: auto, as kyro_rmi_params */
 };
-struct kyro_vec_stats {
-	uint64_t vectors, bytes, generation;
-	uint32_t dim, m, ef_construction;
-	int metric;
-	double seconds;
-};
+/* struct kyro_vec_stats: see kyro_snapshot_stats above. */
 /*
  * Build the vector index (HNSW graph) for the current snapshot and commit
  * it through the manifest; running readers switch at their next search.

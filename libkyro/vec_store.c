@@ -19,10 +19,13 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "db.h"
 #include "hnsw.h"
+#include "simd.h"
+#include "vec_build.h"
 #include "vec_store.h"
 
 /* The handle's search state: scratch and the delta's live vectors,
@@ -40,6 +43,8 @@ struct vec_state {
 	uint32_t ddim;
 	struct kyro__vec_hit *a, *b; /* the two sources' answers */
 	size_t hcap;
+	struct kyro_vec_params params; /* kyro_set_vec_params() */
+	int params_set;
 };
 
 void kyro__vec_state_free(kyro_db *db)
@@ -354,5 +359,72 @@ int kyro_vec_search(kyro_db *db, const struct kyro_vec_query *q,
 	*n = merge(vs->a, na, vs->b, nb, q->k, hits);
 	COUNT(db, vec_searches, 1);
 	COUNT(db, vec_distances, vs->s->ndist - nd0);
+	return 0;
+}
+
+/* ---- parameters and figures ---- */
+
+/* Kept apart from the search state so that setting them allocates
+ * nothing a search would. */
+static struct kyro_vec_params *params_of(kyro_db *db)
+{
+	struct vec_state *vs = state(db);
+	return vs ? &vs->params : NULL;
+}
+
+int kyro_set_vec_params(kyro_db *db, const struct kyro_vec_params *p)
+{
+	struct kyro_vec_params q;
+	struct kyro_vec_params *dst = params_of(db);
+	if (!dst)
+		return kyro__fail(db->msg, ENOMEM, "cannot set the parameters");
+	if (!p) {
+		db->vec->params_set = 0;
+		return 0;
+	}
+	int rc = kyro__vec_params_resolve(db->msg, p, &q);
+	if (rc)
+		return rc;
+	*dst = q;
+	db->vec->params_set = 1;
+	return 0;
+}
+
+int kyro__db_vec_params(kyro_db *db, struct kyro_vec_params *p)
+{
+	if (!db->vec || !db->vec->params_set)
+		return 0;
+	*p = db->vec->params;
+	return 1;
+}
+
+int kyro_vec_info(kyro_db *db, struct kyro_vec_info *info)
+{
+	memset(info, 0, sizeof *info);
+	int rc = kyro__db_view_refresh(db);
+	if (rc)
+		return rc;
+	const struct view *v = &db->v;
+	const struct kyro__vstore *s = &v->vs;
+	info->dim = v->vdim;
+	info->snapshot = kyro__vstore_count(s);
+	info->delta = v->vec_ops;
+	info->simd = kyro__simd_name(kyro__vec_level_best());
+	info->refused = s->refused;
+	snprintf(info->why, sizeof info->why, "%s",
+		 v->vdim ? s->why : "the store holds no vectors");
+	if (s->graph) {
+		info->indexed = 1;
+		info->why[0] = 0;
+		info->metric = (int)s->graph->metric + 1;
+		info->m = s->graph->m;
+		info->ef_construction = s->graph->efc;
+		info->generation = v->man.hnsw_gen;
+		info->bytes = s->graph_bytes;
+	} else if (!s->vecs && v->vdim && !s->why[0]) {
+		snprintf(info->why, sizeof info->why,
+			 "the vectors are all newer than the snapshot: "
+			 "searches scan them");
+	}
 	return 0;
 }

@@ -393,7 +393,8 @@ int kyro__db_view_refresh(kyro_db *db)
 		struct manifest m;
 		int rc = kyro__manifest_read(db->msg, db->dir, &m);
 		if (rc || v->empty || m.snap_gen != v->man.snap_gen ||
-		    m.wal_first != v->man.wal_first || m.gen != st.manifest_gen)
+		    m.wal_first != v->man.wal_first ||
+		    m.gen != st.manifest_gen || m.hnsw_gen != v->man.hnsw_gen)
 			return kyro__view_load(db);
 		/* Same snapshot, more segments (a rotation): keep the
 		 * delta and map the new segments. */

@@ -462,6 +462,12 @@ static int remove_if_dead(void *arg, const char *n)
 	else if (sscanf(n, "rmi-%16llx.%15s", &gen, tail) == 2)
 		dead = gen != m->rmi_gen || m->rmi_snap != m->snap_gen ||
 		       strchr(tail, '.') != NULL;
+	else if (sscanf(n, "vec-%16llx.%15s", &gen, tail) == 2)
+		dead = gen != m->vec_snap || gen != m->snap_gen ||
+		       strchr(tail, '.') != NULL;
+	else if (sscanf(n, "hnsw-%16llx.%15s", &gen, tail) == 2)
+		dead = gen != m->hnsw_gen || m->hnsw_snap != m->snap_gen ||
+		       strchr(tail, '.') != NULL;
 	if (dead) {
 		char path[PATH_MAX];
 		if (!kyro__path(path, g->dir, n))
