@@ -79,6 +79,7 @@ static int vec_build(kyro_db *db, const struct job_params *p, struct sbuf *out)
 	struct kyro_vec_info vi;
 	struct kyro_vec_params vp;
 	struct kyro_index_info ii = {0};
+	double t0 = now_s();
 	int rc = vec_params(db, p, &vp, &vi);
 	int snap = !rc && vi.delta > 0;
 	if (!rc && snap) {
@@ -95,10 +96,12 @@ static int vec_build(kyro_db *db, const struct job_params *p, struct sbuf *out)
 		rc = kyro_vec_info(db, &vi);
 	if (!rc)
 		sb_printf(out, ",\"snapshot\":%s,\"vectors\":%llu,\"dim\":%u,\"metric\":\"%s\","
-			  "\"m\":%u,\"ef_construction\":%u,\"bytes\":%llu,\"generation\":%llu",
+			  "\"m\":%u,\"ef_construction\":%u,\"bytes\":%llu,\"generation\":%llu,"
+			  "\"seconds\":%.6f",
 			  snap ? "true" : "false", (unsigned long long)vi.snapshot, vi.dim,
 			  metric_name(vi.metric), vi.m, vi.ef_construction,
-			  (unsigned long long)vi.bytes, (unsigned long long)vi.generation);
+			  (unsigned long long)vi.bytes, (unsigned long long)vi.generation,
+			  now_s() - t0);
 	return rc;
 }
 

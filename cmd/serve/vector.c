@@ -752,6 +752,11 @@ int vector_build_params(struct req *r, struct job_params *p)
 		return -1;
 	}
 	p->vec.metric = a ? metric_of(a) : 0;
+	if ((a = http_arg(r, "threads")) && (cli_parse_key(a, strlen(a), &v) || v < 1 || v > 256)) {
+		http_error(r, 400, "?threads= must be an integer from 1 to 256");
+		return -1;
+	}
+	p->vec.threads = a ? (unsigned)v : 0;
 	p->vectors = 1;
 	return 0;
 }
