@@ -790,12 +790,12 @@ static void recall_metrics(struct sbuf *b)
 		  U(rd(&ctr.recall_expected) - rd(&ctr.recall_found)));
 	sb_printf(b, "kyro_vector_recall_neighbours_total{found=\"yes\"} %llu\n",
 		  U(rd(&ctr.recall_found)));
-	head(b, "kyro_vector_recall", "gauge",
-	     "Mean recall@k of the last 64 checked searches (NaN before the first).");
-	if (filled)
+	/* Absent before the first check, as a gauge without a value. */
+	if (filled) {
+		head(b, "kyro_vector_recall", "gauge",
+		     "Mean recall@k of the last 64 checked searches.");
 		sb_printf(b, "kyro_vector_recall %.4f\n", sum / filled);
-	else
-		sb_puts(b, "kyro_vector_recall NaN\n");
+	}
 }
 
 void vector_metrics(struct sbuf *b)
