@@ -81,6 +81,7 @@ void kyro__db_collect_garbage(kyro_db *db);
 
 /* ---- vectors (vec_store.c) ---- */
 struct kyro_vec_params;
+struct kyro__vstore;
 /* The graph parameters kyro_set_vec_params() set on DB into *P: 1, or 0
  * when none were set. */
 int kyro__db_vec_params(kyro_db *db, struct kyro_vec_params *p);
@@ -98,6 +99,7 @@ struct db_served {
 	const char *rmi_why;           /* why there is no index in use */
 	uint64_t rmi_gen;
 	int simd;                      /* the probe level asked for, or -1 */
+	const struct kyro__vstore *vs; /* the snapshot's vectors and graph */
 };
 /* Refresh the view and describe it. */
 int kyro__db_view_served(kyro_db *db, struct db_served *out);

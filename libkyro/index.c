@@ -17,6 +17,7 @@
 
 #include "fsio.h"
 #include "index.h"
+#include "vec_store.h"
 #include "simd.h"
 
 static double now(void)
@@ -209,5 +210,19 @@ int kyro_warmup(kyro_db *db, uint64_t *bytes)
 	}
 	if (v.rmi_img)
 		*bytes += touch(v.rmi_img, v.rmi_len);
+	/* The vectors and the graph: every block verified, which reads
+	 * it; searches afterwards pay one bit test per block. */
+	struct kyro__hnsw *vf[2] = {v.vs->vecs, v.vs->graph};
+	for (int i = 0; i < 2; i++) {
+		if (!vf[i])
+			continue;
+		rc = kyro__hnsw_check(kyro__db_msg(db), vf[i], 0,
+				      vf[i]->covered);
+		if (rc) {
+			*bytes = 0;
+			return rc;
+		}
+		*bytes += vf[i]->maplen;
+	}
 	return 0;
 }

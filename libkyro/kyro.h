@@ -444,8 +444,9 @@ int kyro_vec_info(kyro_db *db, struct kyro_vec_info *info);
 /* Bring the current snapshot files and index into the page cache (and
  * this process's page tables): madvise, then touch every page.  Every
  * snapshot block is verified on the way, so lookups on DB afterwards pay
- * one bit test per block; a damaged block is KYRO_ECORRUPT naming the
- * file and offset, and *BYTES is then 0.  *BYTES, when BYTES is not NULL,
+ * one bit test per block; so are the snapshot's vectors file and vector
+ * index (searches then pay one bit test per block).  A damaged block is
+ * KYRO_ECORRUPT naming the file and offset, and *BYTES is then 0.  *BYTES, when BYTES is not NULL,
  * gets the bytes touched. */
 int kyro_warmup(kyro_db *db, uint64_t *bytes);
 
@@ -560,8 +561,9 @@ uint64_t kyro_feed_oldest(const kyro_feed *f);
 /*
  * Check every file of the store: the MANIFEST, every WAL segment header
  * and record, the shared page in LOCK against the WAL (under the writer
- * lock), every snapshot block, the key order and every payload offset, and
- * the learned index.  Each problem found is passed to REPORT (file, byte
+ * lock), every snapshot block, the key order and every payload offset, the
+ * learned index, the snapshot's vectors file (whole) and the vector
+ * index's header (whole with KYRO_VERIFY_DEEP).  Each problem found is passed to REPORT (file, byte
  * offset, text; FILE is "" and OFFSET UINT64_MAX when the text names them
  * itself).  An error that stops the check (I/O, a newer format, a failed
  * repair) is passed with FILE NULL.  Returns 0 when clean, KYRO_EDAMAGED
@@ -590,7 +592,10 @@ uint64_t kyro_feed_oldest(const kyro_feed *f);
 typedef void (*kyro_report_fn)(void *arg, const char *file, uint64_t offset,
 			       const char *text);
 #define KYRO_VERIFY_REPAIR 0x1
-#define KYRO_VERIFY_DEEP 0x2 /* also: every key inside its index window */
+#define KYRO_VERIFY_DEEP 0x2 /* also: every key inside its index window,
+			      * and every block and link of the vector
+			      * index (the snapshot's vectors file is
+			      * checked whole either way) */
 int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 		void *arg);
 

@@ -21,8 +21,6 @@
 #include "vec_build.h"
 #include "vec_store.h"
 
-#define VEC_SEED_DEFAULT 0x4b59524f56454331ull /* "KYROVEC1" */
-
 static double now(void)
 {
 	struct timespec ts;
@@ -35,29 +33,6 @@ void kyro__vec_arrays_free(struct kyro__vec_arrays *a)
 	free(a->keys);
 	free(a->vecs);
 	memset(a, 0, sizeof *a);
-}
-
-int kyro__vec_params_resolve(char *msg, const struct kyro_vec_params *p,
-			     struct kyro_vec_params *out)
-{
-	struct kyro_vec_params q = {0};
-	if (p)
-		q = *p;
-	if (!q.m)
-		q.m = 16;
-	if (!q.ef_construction)
-		q.ef_construction = 200;
-	if (!q.metric)
-		q.metric = KYRO_METRIC_L2;
-	if (!q.seed)
-		q.seed = VEC_SEED_DEFAULT;
-	if (q.m < 2 || q.m > KYRO_HNSW_MAX_M)
-		return kyro__failx(msg, EINVAL, "M is %u; 2 to %u are allowed",
-				   q.m, (unsigned)KYRO_HNSW_MAX_M);
-	if (q.metric < KYRO_METRIC_L2 || q.metric > KYRO_METRIC_COSINE)
-		return kyro__failx(msg, EINVAL, "unknown metric %d", q.metric);
-	*out = q;
-	return 0;
 }
 
 void kyro__vec_snapshot_params(kyro_db *db, const struct manifest *m,

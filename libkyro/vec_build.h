@@ -28,10 +28,6 @@ void kyro__vec_arrays_free(struct kyro__vec_arrays *a);
  */
 void kyro__vec_snapshot_params(kyro_db *db, const struct manifest *m,
 			       struct kyro_vec_params *out, int *had_graph);
-/* Resolve P's zeros (P NULL: every default) into OUT; EINVAL with MSG
- * for a value out of range. */
-int kyro__vec_params_resolve(char *msg, const struct kyro_vec_params *p,
-			     struct kyro_vec_params *out);
 
 /* Build the graph of A for snapshot SNAP_GEN and write it durably as
  * DIR/hnsw-ID.idx (not yet named by the manifest).  ST may be NULL. */

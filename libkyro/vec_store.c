@@ -25,7 +25,6 @@
 #include "db.h"
 #include "hnsw.h"
 #include "simd.h"
-#include "vec_build.h"
 #include "vec_store.h"
 
 /* The handle's search state: scratch and the delta's live vectors,

@@ -78,4 +78,10 @@ int kyro__vstore_write(char *msg, const char *dir, uint64_t gen,
 		       const float *vecs, uint64_t n, uint32_t dim,
 		       uint64_t *bytes);
 
+/* Resolve graph parameters P's zeros (P NULL: every default) into OUT;
+ * EINVAL with MSG for a value out of range. */
+struct kyro_vec_params;
+int kyro__vec_params_resolve(char *msg, const struct kyro_vec_params *p,
+			     struct kyro_vec_params *out);
+
 #endif

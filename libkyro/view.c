@@ -671,6 +671,7 @@ int kyro__db_view_served(kyro_db *db, struct db_served *out)
 	out->rmi_refused = v->rmi_refused;
 	out->rmi_why = v->rmi_why;
 	out->rmi_gen = v->man.rmi_gen;
+	out->vs = &v->vs;
 	return 0;
 }
 

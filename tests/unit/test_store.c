@@ -230,17 +230,17 @@ TEST(open_errors_name_the_path)
 	unsigned char *m;
 	size_t mlen;
 	REQUIRE(CHECK_RC(h_read_file(h_path(newer, "MANIFEST"), &m, &mlen), 0));
-	REQUIRE(mlen == 96);
-	put_le32(m + 8, 2);
-	put_le64(m + 88, XXH3_64bits(m, 88));
+	REQUIRE(mlen == 128);
+	put_le32(m + 8, 3);
+	put_le64(m + 120, XXH3_64bits(m, 120));
 	CHECK_RC(h_write_file(h_path(newer, "MANIFEST"), m, mlen), 0);
 	for (unsigned fl = 0; fl < 2; fl++) {
 		CHECK_RC(kyro_open(&db, newer, fl), KYRO_EVERSION);
-		CHECK_STR_HAS(kyro_errmsg(db), "version 2");
+		CHECK_STR_HAS(kyro_errmsg(db), "version 3");
 		CHECK_STR_HAS(kyro_errmsg(db), newer);
 		kyro_close(db);
 	}
-	put_le32(m + 8, 1);
+	put_le32(m + 8, 2);
 	m[20] ^= 1; /* the generation, under the checksum */
 	CHECK_RC(h_write_file(h_path(newer, "MANIFEST"), m, mlen), 0);
 	for (unsigned fl = 0; fl < 2; fl++) {

@@ -463,3 +463,193 @@ TEST(change_feed_vectors)
 	CHECK_EQ_U64(r.op[1], KYRO_CHANGE_DELETE);
 	kyro_feed_close(f);
 }
+
+/* A copy of tests/fixtures/store-prevec (the release before vectors:
+ * manifest and WAL segments of version 1), in a fresh directory. */
+static const char *copy_prevec(void)
+{
+	static const char *files[] = {
+		"MANIFEST", "snap-0000000000000001.bin",
+		"snap-0000000000000001.data", "wal-0000000000000001.log",
+		"wal-0000000000000002.log"};
+	const char *dir = h_tmpdir();
+	for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+		unsigned char *b;
+		size_t len;
+		char src[PATH_MAX];
+		snprintf(src, sizeof src, "tests/fixtures/store-prevec/%s",
+			 files[i]);
+		if (h_read_file(src, &b, &len) ||
+		    h_write_file(h_path(dir, files[i]), b, len))
+			return NULL;
+		free(b);
+	}
+	return dir;
+}
+
+static int has_value(kyro_db *db, uint64_t key, const char *want)
+{
+	const void *v;
+	size_t len;
+	if (!CHECK_RC(kyro_get(db, key, &v, &len), 0))
+		return 0;
+	return CHECK_EQ_U64(len, strlen(want)) && CHECK_MEM(v, want, len);
+}
+
+static void count_report(void *arg, const char *file, uint64_t off,
+			 const char *text)
+{
+	(void)file, (void)off, (void)text;
+	++*(int *)arg;
+}
+
+TEST(previous_release_store_opens)
+{
+	const char *dir = copy_prevec();
+	int nrep = 0;
+	REQUIRE(dir);
+	kyro_db *db;
+	REQUIRE(CHECK_RC(kyro_open(&db, dir, KYRO_RDONLY), 0));
+	uint32_t dim = 7;
+	CHECK_RC(kyro_vec_dim(db, &dim), 0);
+	CHECK_EQ_U64(dim, 0);
+	has_value(db, 5, "v5");
+	has_value(db, 230, "w230");
+	kyro_close(db);
+	/* Writing vectors moves the writer to a segment of the new version
+	 * (a version-1 segment holds no vector record). */
+	REQUIRE((db = open_rw(dir)) != NULL);
+	float v[DIM];
+	const float *got;
+	vec_of(5, 1, v, DIM);
+	CHECK_RC(kyro_vec_put(db, 5, v, DIM, NULL), 0);
+	CHECK_RC(kyro_put(db, 251, "x251", 4, NULL), 0);
+	kyro_close(db);
+	unsigned char *b;
+	size_t len;
+	REQUIRE(h_read_file(h_path(dir, "wal-0000000000000002.log"), &b,
+			    &len) == 0);
+	CHECK_EQ_U64(b[8], 1); /* untouched */
+	free(b);
+	REQUIRE(h_read_file(h_path(dir, "wal-0000000000000003.log"), &b,
+			    &len) == 0);
+	CHECK_EQ_U64(b[8], 2);
+	free(b);
+	REQUIRE(CHECK_RC(kyro_open(&db, dir, KYRO_RDONLY), 0));
+	CHECK_RC(kyro_vec_get(db, 5, &got, &dim), 0);
+	CHECK_MEM(got, v, sizeof v);
+	has_value(db, 5, "v5");
+	has_value(db, 230, "w230");
+	has_value(db, 251, "x251");
+	kyro_close(db);
+	CHECK_RC(kyro_verify(dir, KYRO_VERIFY_DEEP, count_report, &nrep), 0);
+	/* A snapshot folds both versions' segments. */
+	REQUIRE((db = open_rw(dir)) != NULL);
+	CHECK_RC(kyro_snapshot(db, KYRO_SNAPSHOT_VECTORS, NULL, NULL, NULL,
+			       NULL),
+		 0);
+	CHECK_RC(kyro_vec_get(db, 5, &got, &dim), 0);
+	CHECK_MEM(got, v, sizeof v);
+	has_value(db, 5, "v5");
+	has_value(db, 251, "x251");
+	kyro_close(db);
+	CHECK_RC(kyro_verify(dir, KYRO_VERIFY_DEEP, count_report, &nrep), 0);
+}
+
+#define NQ 4
+
+/* The answers of NQ queries on DIR (graph unless EXACT), or the first
+ * error. */
+static int answers(const char *dir, int exact, struct kyro_vec_hit *out)
+{
+	kyro_db *db;
+	int rc = kyro_open(&db, dir, KYRO_RDONLY);
+	for (int t = 0; !rc && t < NQ; t++) {
+		float q[DIM];
+		size_t n;
+		vec_of(900000 + (uint64_t)t, 1, q, DIM);
+		struct kyro_vec_query qq = {.vec = q, .dim = DIM, .k = 10,
+					    .hi = UINT64_MAX,
+					    .flags = exact ? KYRO_VEC_EXACT
+							   : 0};
+		memset(out + 10 * t, 0, 10 * sizeof *out);
+		rc = kyro_vec_search(db, &qq, out + 10 * t, &n);
+		if (!rc && n != 10)
+			rc = -100;
+	}
+	for (uint64_t key = 0; !rc && key < 300; key += 7) {
+		const float *v;
+		uint32_t dim;
+		float want[DIM];
+		rc = kyro_vec_get(db, key, &v, &dim);
+		vec_of(key, 1, want, DIM);
+		if (!rc && memcmp(v, want, sizeof want))
+			rc = -101; /* a wrong vector */
+	}
+	kyro_close(db);
+	return rc;
+}
+
+/* Flip bytes all over FILE of DIR: each flip is refused (at open or by a
+ * search: KYRO_ECORRUPT), or every answer is the undamaged graph's or
+ * the exact one; and kyro_verify --deep finds every flip. */
+static void flip_all(const char *dir, const char *file)
+{
+	struct kyro_vec_hit good[10 * NQ], exact[10 * NQ], got[10 * NQ];
+	unsigned char *b;
+	size_t len;
+	REQUIRE(CHECK_RC(answers(dir, 0, good), 0));
+	REQUIRE(CHECK_RC(answers(dir, 1, exact), 0));
+	REQUIRE(h_read_file(h_path(dir, file), &b, &len) == 0);
+	int refused = 0, same = 0, fallback = 0, wrong = 0, missed = 0;
+	for (size_t off = 0; off < len; off += 61) {
+		b[off] ^= 0x10;
+		REQUIRE(h_write_file(h_path(dir, file), b, len) == 0);
+		int rc = answers(dir, 0, got), reports = 0;
+		if (rc == KYRO_ECORRUPT)
+			refused++;
+		else if (!rc && !memcmp(got, good, sizeof got))
+			same++;
+		else if (!rc && !memcmp(got, exact, sizeof got))
+			fallback++;
+		else if (!wrong++)
+			h_note("%s offset %zu: rc %d", file, off, rc);
+		if (kyro_verify(dir, KYRO_VERIFY_DEEP, count_report,
+				&reports) != KYRO_EDAMAGED &&
+		    !missed++)
+			h_note("verify missed %s offset %zu", file, off);
+		b[off] ^= 0x10;
+	}
+	REQUIRE(h_write_file(h_path(dir, file), b, len) == 0);
+	free(b);
+	h_note("%s: %d refused, %d same, %d exact, %d wrong", file, refused,
+	       same, fallback, wrong);
+	CHECK_EQ_U64(wrong, 0);
+	CHECK_EQ_U64(missed, 0);
+	CHECK(refused > 0);
+}
+
+TEST(damaged_files_never_answer_wrong)
+{
+	const char *dir = h_tmpdir();
+	kyro_db *db = open_rw(dir);
+	REQUIRE(db);
+	float v[DIM];
+	CHECK_RC(kyro_batch_begin(db), 0);
+	for (uint64_t key = 0; key < 300; key++) {
+		vec_of(key, 1, v, DIM);
+		CHECK_RC(kyro_vec_put(db, key, v, DIM, NULL), 0);
+	}
+	CHECK_RC(kyro_batch_commit(db, NULL), 0);
+	struct kyro_vec_params p = {.m = 4, .ef_construction = 20};
+	CHECK_RC(kyro_set_vec_params(db, &p), 0);
+	CHECK_RC(kyro_snapshot(db, KYRO_SNAPSHOT_VECTORS, NULL, NULL, NULL,
+			       NULL),
+		 0);
+	kyro_close(db);
+	flip_all(dir, "hnsw-0000000000000001.idx");
+	flip_all(dir, "vec-0000000000000001.vec");
+	int reports = 0;
+	CHECK_RC(kyro_verify(dir, KYRO_VERIFY_DEEP, count_report, &reports),
+		 0);
+}
