@@ -256,7 +256,7 @@ bench-serve: all
 
 ## bench-serve-vector: /v1/vector/search through kyro-serve against the same searches in process
 bench-serve-vector: all
-	$(Q)sh tests/deps.sh wrk python3-numpy dataset-fashion-mnist
+	$(Q)sh tests/deps.sh wrk time python3-numpy dataset-fashion-mnist
 	$(Q)sh bench/serve/vector.sh
 
 ## bench-feed: 100 SSE subscribers at 10,000 commits/s against Redis pub/sub

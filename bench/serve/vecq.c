@@ -6,7 +6,9 @@
  *   vecq search DIR Q.fvecs THREADS SECONDS K EF
  *                                  THREADS threads, each with its own
  *                                  read-only handle, search the queries in
- *                                  turn for SECONDS; prints "qps=N"
+ *                                  turn for SECONDS; prints "qps=N cpu=S":
+ *                                  queries a second, and the process's
+ *                                  CPU seconds (user + system) meanwhile
  *
  * The search loop is what a kyro-serve worker does per request minus
  * HTTP and JSON: one kyro_vec_search() on its own handle.
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "kyro.h"
@@ -134,6 +137,8 @@ int main(int argc, char **argv)
 	if (!threads || threads > 64 || seconds <= 0 || !k || k > KYRO_VEC_MAX_K)
 		die("search", "bad arguments");
 	struct worker w[64] = {{0}};
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_SELF, &ru0);
 	double t0 = now();
 	for (unsigned i = 0; i < threads; i++) {
 		w[i].id = i;
@@ -144,6 +149,13 @@ int main(int argc, char **argv)
 		pthread_join(w[i].t, NULL);
 		total += w[i].done;
 	}
-	printf("qps=%.1f\n", (double)total / (now() - t0));
+	double wall = now() - t0;
+	getrusage(RUSAGE_SELF, &ru1);
+	double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec +
+			      ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+		     (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec +
+			      ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+	printf("qps=%.1f cpu=%.3f queries=%llu\n", (double)total / wall, cpu,
+	       (unsigned long long)total);
 	return 0;
 }

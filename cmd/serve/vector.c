@@ -25,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
+#include "vecjson.h"
 #include "vector.h"
 
 #define CT_JSON "application/json"
@@ -37,7 +38,7 @@ static const struct serve_cfg *cfg;
 static const uint32_t ef_bounds[] = {16, 32, 64, 128, 256, 512, 1024, 4096};
 #define NEF (sizeof ef_bounds / sizeof ef_bounds[0])
 static struct {
-	uint64_t graph, exact, inserted, hits;
+	uint64_t graph, exact, inserted, hits, fast_parsed;
 	uint64_t ef[NEF + 1], ef_sum;
 	uint64_t recall_checks, recall_expected, recall_found, recall_skipped;
 } ctr;
@@ -684,12 +685,17 @@ static void search(struct req *r, const char *vname)
 	size_t n = 0;
 	int with_values;
 	kyro_db *db;
-	json_t *j = parse_body(r);
-	if (!j)
-		return;
-	if (parse_search(j, vname, &q, &with_values, &vec, why, sizeof why)) {
-		http_error(r, 400, "%s", why);
-		goto out;
+	json_t *j = NULL;
+	if (vecjson_search(r->body ? r->body : "", r->body_len, vname, MAX_EF, &q, &with_values,
+			   &vec)) {
+		add(&ctr.fast_parsed, 1);
+	} else {
+		if (!(j = parse_body(r)))
+			return;
+		if (parse_search(j, vname, &q, &with_values, &vec, why, sizeof why)) {
+			http_error(r, 400, "%s", why);
+			goto out;
+		}
 	}
 	if (!(hits = malloc(q.k * sizeof *hits))) {
 		http_error(r, 503, "out of memory");
@@ -818,6 +824,9 @@ void vector_metrics(struct sbuf *b)
 	sb_printf(b, "kyro_vector_distances_total %llu\n", U(st.vec_distances));
 	head(b, "kyro_vector_results_total", "counter", "Neighbours returned by the searches.");
 	sb_printf(b, "kyro_vector_results_total %llu\n", U(rd(&ctr.hits)));
+	head(b, "kyro_vector_search_bodies_fast_total", "counter",
+	     "Search bodies read by the fast parser (the rest by the general one).");
+	sb_printf(b, "kyro_vector_search_bodies_fast_total %llu\n", U(rd(&ctr.fast_parsed)));
 	head(b, "kyro_vector_inserts_total", "counter", "Vectors the server wrote.");
 	sb_printf(b, "kyro_vector_inserts_total %llu\n", U(rd(&ctr.inserted)));
 	head(b, "kyro_vector_search_ef", "histogram", "The beam (ef) of graph searches.");

@@ -134,6 +134,42 @@ PY
 	assert_equal "$HTTP_BODY" '{"results":[],"exact":true}'
 }
 
+@test "kyro-serve vectors: the fast body parser reads a query exactly as the general one" {
+	serve_start
+	http POST /v1/vector/insert_batch --data-binary \
+		'{"items":[{"key":1,"vector":[0,0,0]},{"key":2,"vector":[1e-45,-0.1,16777217]},{"key":3,"vector":[3.4e38,1,-1]}]}'
+	assert_equal "$HTTP_STATUS" 200
+	local v fast general n=0
+	for v in '0,0,0' '1e-45,-0.1,16777217' '1E+2,-0,0.30000000000000004' \
+		'123456789012345678,1.5e-10,-7' '3.4028234e38,2,-2.5E-3' ' 1 , 2 , 3 ' \
+		'0.1,0.2,0.3' '-1e-46,4.9406564584124654e-324,1'; do
+		# The same query: as the fast parser takes it, and with a
+		# whole-key range, which only the general parser reads.
+		http POST /v1/vector/search --data-binary "{\"vector\":[$v],\"k\":3,\"ef\":16}"
+		fast="$HTTP_STATUS $HTTP_BODY"
+		http POST /v1/vector/search --data-binary \
+			"{\"vector\":[$v],\"k\":3,\"ef\":16,\"range\":{\"lo\":0}}"
+		general="$HTTP_STATUS $HTTP_BODY"
+		assert_equal "$fast" "$general"
+		n=$((n + 1))
+	done
+	# Forms only the general parser takes, or refuses, answer as it does.
+	http POST /v1/vector/search --data-binary '{"\u0076ector":[0,0,0],"k":1}'
+	expect 200 '{"results":[{"key":1,"distance":0}],"exact":true}'
+	http POST /v1/vector/search --data-binary '{"vector":[0,0,0],"k":1,"k":2}'
+	assert_equal "$HTTP_STATUS" 400
+	http POST /v1/vector/search --data-binary '{"vector":[01,0,0]}'
+	assert_equal "$HTTP_STATUS" 400
+	http POST /v1/vector/search --data-binary '{"vector":[.5,0,0]}'
+	assert_equal "$HTTP_STATUS" 400
+	http POST /v1/vector/search --data-binary '{"vector":[1.,0,0]}'
+	assert_equal "$HTTP_STATUS" 400
+	http POST /v1/vector/search --data-binary '{"vector":[0,0,0]}x'
+	assert_equal "$HTTP_STATUS" 400
+	http GET /metrics
+	assert_equal "$(metric kyro_vector_search_bodies_fast_total)" "$n"
+}
+
 # ---- batches ----
 
 @test "kyro-serve vectors: a batch is one commit; a bad item writes nothing of it" {
