@@ -130,12 +130,21 @@ load_line end >>"$SUM"
 "$PY" - "$CSV" >>"$SUM" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-def med(test, col):
-    return statistics.median(float(r[col]) for r in rows if r["test"] == test)
-h, i = med("http", "qps"), med("inproc", "qps")
-print("median qps (wall): http %.0f, in process %.0f; http/in-process %.2f" % (h, i, h / i))
-h, s, i = med("http", "qps_cpu"), med("http", "server_qps_cpu"), med("inproc", "qps_cpu")
+http = {r["run"]: r for r in rows if r["test"] == "http"}
+inproc = {r["run"]: r for r in rows if r["test"] == "inproc"}
+runs = sorted(http, key=int)
+def med(side, col):
+    return statistics.median(float(side[r][col]) for r in runs)
+def ratios(hcol, icol):
+    x = sorted(float(http[r][hcol]) / float(inproc[r][icol]) for r in runs)
+    return "%.2f (runs %.2f to %.2f)" % (statistics.median(x), x[0], x[-1])
+# Each run's two sides ran back to back: their ratio is less disturbed
+# by the neighbours than the ratio of medians.
+print("median qps (wall): http %.0f, in process %.0f; http/in-process, median of"
+      " the runs' ratios: %s" % (med(http, "qps"), med(inproc, "qps"), ratios("qps", "qps")))
 print("median queries per CPU-second: http %.0f (daemon alone %.0f), in process %.0f;"
-      " http/in-process %.2f (daemon alone %.2f)" % (h, s, i, h / i, s / i))
+      " http/in-process: %s, daemon alone %s"
+      % (med(http, "qps_cpu"), med(http, "server_qps_cpu"), med(inproc, "qps_cpu"),
+         ratios("qps_cpu", "qps_cpu"), ratios("server_qps_cpu", "qps_cpu")))
 PY
 cat "$SUM"

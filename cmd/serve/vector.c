@@ -848,7 +848,7 @@ void vector_metrics(struct sbuf *b)
 	sb_printf(b, "kyro_vector_delta %llu\n", U(vi.delta));
 	head(b, "kyro_vector_indexed", "gauge", "1 while a graph answers searches.");
 	sb_printf(b, "kyro_vector_indexed %d\n", vi.indexed);
-	head(b, "kyro_vector_index_refused", "gauge", "1 when a graph exists but was refused (see the log of kyro-verify).");
+	head(b, "kyro_vector_index_refused", "gauge", "1 when a graph exists but was refused: searches scan (kyro-verify says why).");
 	sb_printf(b, "kyro_vector_index_refused %d\n", vi.refused);
 	head(b, "kyro_vector_index_generation", "gauge", "The graph's generation (0: none).");
 	sb_printf(b, "kyro_vector_index_generation %llu\n", U(vi.indexed ? vi.generation : 0));
