@@ -250,7 +250,8 @@ static int fold_merge(struct fold *f, const struct snap *old,
 				i++;
 			if (!(ref & DELTA_TOMB)) {
 				uint32_t len;
-				const unsigned char *val = fold_val(f, ref, &len);
+				const unsigned char *val =
+					fold_val(f, ref, &len);
 				rc = kyro__snap_writer_add(msg, w, key, val,
 							   len);
 			}
@@ -676,6 +677,23 @@ static int commit_edit(void *arg, struct manifest *m,
 	return 0;
 }
 
+/* The vectors of the snapshot there is (for the figures: a failure to
+ * open them is no error here, and counts none). */
+static uint64_t old_vector_count(struct run *r)
+{
+	char path[PATH_MAX], err[KMSG_MAX];
+	struct kyro__hnsw *h = NULL;
+	uint64_t n = 0;
+	const struct manifest *b = &r->before;
+	if (r->vec.n || !b->snap_gen || b->vec_snap != b->snap_gen)
+		return r->vec.n;
+	if (!kyro__vstore_path(path, kyro__db_dir(r->db), b->snap_gen) &&
+	    !kyro__hnsw_open(err, path, &h))
+		n = h->n;
+	kyro__hnsw_free(h);
+	return n;
+}
+
 static void fill_stats(struct run *r)
 {
 	struct kyro_snapshot_stats *st = r->st;
@@ -689,6 +707,7 @@ static void fill_stats(struct run *r)
 		st->generation = r->before.snap_gen;
 		if (r->have_old)
 			st->bytes = r->old.bin_len + r->old.data_len;
+		st->vectors = old_vector_count(r);
 	}
 }
 

@@ -446,8 +446,8 @@ int kyro_vec_info(kyro_db *db, struct kyro_vec_info *info);
  * snapshot block is verified on the way, so lookups on DB afterwards pay
  * one bit test per block; so are the snapshot's vectors file and vector
  * index (searches then pay one bit test per block).  A damaged block is
- * KYRO_ECORRUPT naming the file and offset, and *BYTES is then 0.  *BYTES, when BYTES is not NULL,
- * gets the bytes touched. */
+ * KYRO_ECORRUPT naming the file and offset, and *BYTES is then 0.
+ * *BYTES, when BYTES is not NULL, gets the bytes touched. */
 int kyro_warmup(kyro_db *db, uint64_t *bytes);
 
 /*
@@ -563,9 +563,9 @@ uint64_t kyro_feed_oldest(const kyro_feed *f);
  * and record, the shared page in LOCK against the WAL (under the writer
  * lock), every snapshot block, the key order and every payload offset, the
  * learned index, the snapshot's vectors file (whole) and the vector
- * index's header (whole with KYRO_VERIFY_DEEP).  Each problem found is passed to REPORT (file, byte
- * offset, text; FILE is "" and OFFSET UINT64_MAX when the text names them
- * itself).  An error that stops the check (I/O, a newer format, a failed
+ * index's header (whole with KYRO_VERIFY_DEEP).  Each problem found is
+ * passed to REPORT (file, byte offset, text; FILE is "" and OFFSET
+ * UINT64_MAX when the text names them itself).  An error that stops the check (I/O, a newer format, a failed
  * repair) is passed with FILE NULL.  Returns 0 when clean, KYRO_EDAMAGED
  * when damage was found (a torn WAL tail included), or an error that
  * stopped the check.

@@ -72,8 +72,8 @@ static void graph_load(struct kyro__vstore *vs, const char *dir,
 		return;
 	}
 	if (kyro__hnsw_open(err, path, &g)) {
-		snprintf(vs->why, sizeof vs->why, "vector index refused: %.480s",
-			 err);
+		snprintf(vs->why, sizeof vs->why,
+			 "vector index refused: %.480s", err);
 		return;
 	}
 	if (g->generation != m->snap_gen || g->binding != binding ||
@@ -191,16 +191,15 @@ static int scan(char *msg, const struct kyro__hnsw *h,
 {
 	const float *v = h->vecs + a * h->stride;
 	const struct kyro__vec_ops *ops = h->ops;
+	const uint64_t voff = (uint64_t)((const unsigned char *)v - h->map);
+	const uint64_t koff =
+		(uint64_t)((const unsigned char *)(h->keys + a) - h->map);
 	int rc;
 	/* The scan reads the range's blocks in order: verify them first. */
-	if ((rc = kyro__hnsw_check(msg, h,
-				   (uint64_t)((const unsigned char *)v - h->map),
+	if ((rc = kyro__hnsw_check(msg, h, voff,
 				   (b - a - 1) * 4 * h->stride +
 					   4 * (uint64_t)h->dim)) ||
-	    (rc = kyro__hnsw_check(
-		     msg, h,
-		     (uint64_t)((const unsigned char *)(h->keys + a) - h->map),
-		     8 * (b - a))))
+	    (rc = kyro__hnsw_check(msg, h, koff, 8 * (b - a))))
 		return rc;
 	if (kyro__vec_reserve(s, 0, (size_t)q->k + 1))
 		return kyro__fail(msg, ENOMEM, "cannot search");
@@ -271,7 +270,8 @@ static int via_graph(char *msg, const struct kyro__hnsw *g,
 					   ef < want ? (uint32_t)want : ef,
 					   q->lo, q->hi, 0, tmp, &got);
 		for (uint32_t i = 0; !rc && i < got && kept < q->k; i++)
-			if (!q->shadow->count || !delta_get(q->shadow, tmp[i].key))
+			if (!q->shadow->count ||
+			    !delta_get(q->shadow, tmp[i].key))
 				out[kept++] = tmp[i];
 		free(tmp);
 		if (rc)

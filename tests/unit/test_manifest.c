@@ -62,20 +62,20 @@ TEST(encode_writes_the_documented_layout)
 TEST(version_1_is_still_read)
 {
 	char msg[KMSG_MAX] = "";
-	unsigned char b[MANIFEST_V1_SIZE];
+	unsigned char b[MANIFEST_SIZE];
 	struct manifest m;
 	kyro__manifest_encode(&sample, b);
 	put_le32(b + 8, 1);
 	put_le32(b + 12, MANIFEST_V1_SIZE);
 	put_le64(b + 80, 0);
 	put_le64(b + 88, XXH3_64bits(b, 88));
-	CHECK_RC(kyro__manifest_decode(msg, b, sizeof b, "M", &m), 0);
+	CHECK_RC(kyro__manifest_decode(msg, b, MANIFEST_V1_SIZE, "M", &m), 0);
 	CHECK_EQ_U64(m.gen, sample.gen);
 	CHECK_EQ_U64(m.rmi_snap, sample.rmi_snap);
 	CHECK_EQ_U64(m.vec_snap, 0);
 	CHECK_EQ_U64(m.hnsw_gen, 0);
 	b[50] ^= 1;
-	CHECK_RC(kyro__manifest_decode(msg, b, sizeof b, "M", &m),
+	CHECK_RC(kyro__manifest_decode(msg, b, MANIFEST_V1_SIZE, "M", &m),
 		 KYRO_ECORRUPT);
 }
 

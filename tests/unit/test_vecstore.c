@@ -35,8 +35,8 @@ static void vec_of(uint64_t key, unsigned ver, float *v, uint32_t dim)
 	uint64_t x = h_mix(key * 7919 + ver);
 	for (uint32_t i = 0; i < dim; i++) {
 		x = h_mix(x + i);
-		v[i] = (float)((double)(x >> 11) / (double)(1ull << 53)) * 2.0f -
-		       1.0f + (float)(key % 5);
+		double u = (double)(x >> 11) / (double)(1ull << 53);
+		v[i] = (float)u * 2.0f - 1.0f + (float)(key % 5);
 	}
 }
 
@@ -154,10 +154,15 @@ TEST(put_get_delete_overwrite)
 	REQUIRE((db = open_rw(dir)) != NULL);
 	CHECK_RC(kyro_vec_get(db, 2, &got, &dim), 0);
 	CHECK_MEM(got, v, sizeof v);
-	CHECK_RC(kyro_snapshot(db, 0, NULL, NULL, NULL, NULL), 0);
+	struct kyro_snapshot_stats ss;
+	CHECK_RC(kyro_snapshot(db, 0, NULL, &ss, NULL, NULL), 0);
+	CHECK_EQ_U64(ss.vectors, 1);
 	CHECK_RC(kyro_vec_get(db, 2, &got, &dim), 0);
 	CHECK_MEM(got, v, sizeof v);
 	CHECK_RC(kyro_vec_get(db, 1, &got, &dim), KYRO_ENOTFOUND);
+	/* Nothing to fold: the figures are the snapshot's there is. */
+	CHECK_RC(kyro_snapshot(db, 0, NULL, &ss, NULL, NULL), 0);
+	CHECK_EQ_U64(ss.vectors, 1);
 	CHECK_RC(kyro_vec_dim(db, &dim), 0);
 	CHECK_EQ_U64(dim, DIM);
 	/* The snapshot's vector deleted, then a second snapshot. */
