@@ -102,8 +102,11 @@ static void *search(void *arg)
 	while (now() < end) {
 		/* Check the clock every 16 searches. */
 		for (int i = 0; i < 16; i++) {
-			struct kyro_vec_query qq = {.vec = vecs + q * dim, .dim = dim, .k = k,
-						    .ef = ef, .hi = UINT64_MAX};
+			struct kyro_vec_query qq = { .vec = vecs + q * dim,
+						     .dim = dim,
+						     .k = k,
+						     .ef = ef,
+						     .hi = UINT64_MAX };
 			size_t n;
 			if (kyro_vec_search(db, &qq, hits, &n))
 				die("search", kyro_errmsg(db));
@@ -124,8 +127,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc != 8 || strcmp(argv[1], "search")) {
-		fprintf(stderr, "usage: vecq load DIR BASE.fvecs\n"
-				"       vecq search DIR Q.fvecs THREADS SECONDS K EF\n");
+		fprintf(stderr,
+			"usage: vecq load DIR BASE.fvecs\n"
+			"       vecq search DIR Q.fvecs THREADS SECONDS K EF\n");
 		return 2;
 	}
 	dir = argv[2];
@@ -134,7 +138,8 @@ int main(int argc, char **argv)
 	seconds = atof(argv[5]);
 	k = (uint32_t)atoi(argv[6]);
 	ef = (uint32_t)atoi(argv[7]);
-	if (!threads || threads > 64 || seconds <= 0 || !k || k > KYRO_VEC_MAX_K)
+	if (!threads || threads > 64 || seconds <= 0 || !k ||
+	    k > KYRO_VEC_MAX_K)
 		die("search", "bad arguments");
 	struct worker w[64] = {{0}};
 	struct rusage ru0, ru1;
@@ -154,7 +159,8 @@ int main(int argc, char **argv)
 	double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec +
 			      ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
 		     (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec +
-			      ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+			      ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) /
+			     1e6;
 	printf("qps=%.1f cpu=%.3f queries=%llu\n", (double)total / wall, cpu,
 	       (unsigned long long)total);
 	return 0;

@@ -14,7 +14,7 @@
 #include "jobs.h"
 #include "metrics.h"
 #include "store.h"
-#include "vector.h"
+#include "vecstats.h"
 
 static const char *const route_labels[R_COUNT] = {
 	"/v1/put", "/v1/delete", "/v1/lookup", "/v1/get_fast/{key}",

@@ -21,7 +21,8 @@ struct cur {
 
 static void ws(struct cur *c)
 {
-	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' ||
+				 *c->p == '\n' || *c->p == '\r'))
 		c->p++;
 }
 
@@ -35,7 +36,10 @@ static int eat(struct cur *c, char ch)
 	return 0;
 }
 
-static int digit(const struct cur *c, const char *p) { return p < c->end && *p >= '0' && *p <= '9'; }
+static int digit(const struct cur *c, const char *p)
+{
+	return p < c->end && *p >= '0' && *p <= '9';
+}
 
 /* The extent of a JSON number at C; *INTEGRAL when it has no fraction,
  * exponent or sign.  0 when there is none. */
@@ -99,8 +103,8 @@ static int uint_field(struct cur *c, uint64_t lo, uint64_t hi, uint32_t *v)
 	int integral;
 	double d;
 	ws(c);
-	if (!number_len(c, &integral) || !integral || !number(c, &d) || d < (double)lo ||
-	    d > (double)hi)
+	if (!number_len(c, &integral) || !integral || !number(c, &d) ||
+	    d < (double)lo || d > (double)hi)
 		return 0;
 	*v = (uint32_t)d;
 	return 1;
@@ -167,13 +171,15 @@ static int is(const char *s, size_t n, const char *want)
 	return strlen(want) == n && !memcmp(s, want, n);
 }
 
-int vecjson_search(const char *body, size_t len, const char *vname, uint32_t max_ef,
-		   struct kyro_vec_query *q, int *with_values, float **vec)
+int vecjson_search(const char *body, size_t len, const char *vname,
+		   uint32_t max_ef, struct kyro_vec_query *q, int *with_values,
+		   float **vec)
 {
 	struct cur c = {body, body + len};
 	/* Each number takes a digit and a comma at least. */
 	size_t cap = len / 2 + 1;
-	float *v = malloc((cap < KYRO_MAX_DIM ? cap : KYRO_MAX_DIM) * sizeof *v);
+	float *v =
+		malloc((cap < KYRO_MAX_DIM ? cap : KYRO_MAX_DIM) * sizeof *v);
 	unsigned seen = 0;
 	int exact = 0;
 	*q = (struct kyro_vec_query){.k = 10, .hi = UINT64_MAX};

@@ -24,7 +24,8 @@
  * keys, the metric 0) and *WITH_VALUES set; 0 when BODY is not of that
  * form, with nothing allocated.
  */
-int vecjson_search(const char *body, size_t len, const char *vname, uint32_t max_ef,
-		   struct kyro_vec_query *q, int *with_values, float **vec);
+int vecjson_search(const char *body, size_t len, const char *vname,
+		   uint32_t max_ef, struct kyro_vec_query *q, int *with_values,
+		   float **vec);
 
 #endif

@@ -8,11 +8,8 @@
  * store still refuses (another request fixed the dimension first) is
  * taken out of the group without failing the others (commit.h).
  *
- * A search runs in the worker on its own reader handle, like every read.
- * Every Nth search that used the graph (KYRODB_VECTOR_RECALL_EVERY) is
- * handed, if the checker is idle, to a thread of its own that answers it
- * again exactly and counts how many of the exact neighbours the graph
- * found: recall@k for /metrics, off the request's path.
+ * A search runs in the worker on its own reader handle, like every read;
+ * its counting, and the recall spot-check, are in vecstats.c.
  */
 #include <errno.h>
 #include <math.h>
@@ -26,40 +23,31 @@
 #include "metrics.h"
 #include "store.h"
 #include "vecjson.h"
+#include "vecstats.h"
 #include "vector.h"
 
 #define CT_JSON "application/json"
 #define MAX_EF 65536
-#define RECALL_RING 64
 
 static const struct serve_cfg *cfg;
-
-/* Counters: relaxed atomics; a search costs far more than the add. */
-static const uint32_t ef_bounds[] = {16, 32, 64, 128, 256, 512, 1024, 4096};
-#define NEF (sizeof ef_bounds / sizeof ef_bounds[0])
-static struct {
-	uint64_t graph, exact, inserted, hits, fast_parsed;
-	uint64_t ef[NEF + 1], ef_sum;
-	uint64_t recall_checks, recall_expected, recall_found, recall_skipped;
-} ctr;
-
-static void add(uint64_t *c, uint64_t n) { __atomic_add_fetch(c, n, __ATOMIC_RELAXED); }
-static uint64_t rd(const uint64_t *c) { return __atomic_load_n(c, __ATOMIC_RELAXED); }
 
 /* ---- parsing ---- */
 
 struct names {
-	const char *key, *vec;   /* the item's field names */
+	const char *key, *vec; /* the item's field names */
 };
-static const struct names native = {"key", "vector"}, seed = {"doc_id", "embedding"};
+static const struct names native = {"key", "vector"},
+			  seed = {"doc_id", "embedding"};
 
 /* Check the array A as a vector; fill OUT when not NULL.  Returns 0, or
  * -1 with WHY set. */
-static int parse_vec(const json_t *a, const char *field, float *out, uint32_t *dim,
-		     char *why, size_t wl)
+static int parse_vec(const json_t *a, const char *field, float *out,
+		     uint32_t *dim, char *why, size_t wl)
 {
-	if (!json_is_array(a) || !json_array_size(a) || json_array_size(a) > KYRO_MAX_DIM) {
-		snprintf(why, wl, "'%s' must be an array of 1 to %d numbers", field, KYRO_MAX_DIM);
+	if (!json_is_array(a) || !json_array_size(a) ||
+	    json_array_size(a) > KYRO_MAX_DIM) {
+		snprintf(why, wl, "'%s' must be an array of 1 to %d numbers",
+			 field, KYRO_MAX_DIM);
 		return -1;
 	}
 	size_t n = json_array_size(a);
@@ -68,17 +56,21 @@ static int parse_vec(const json_t *a, const char *field, float *out, uint32_t *d
 		double d;
 		if (json_is_integer(x))
 			/* Negative only when json.c rewrote a u64 literal. */
-			d = json_integer_value(x) < 0 ? (double)(uint64_t)json_integer_value(x)
-						      : (double)json_integer_value(x);
+			d = json_integer_value(x) < 0
+				    ? (double)(uint64_t)json_integer_value(x)
+				    : (double)json_integer_value(x);
 		else if (json_is_real(x))
 			d = json_real_value(x);
 		else {
-			snprintf(why, wl, "'%s'[%zu] is not a number", field, i);
+			snprintf(why, wl, "'%s'[%zu] is not a number", field,
+				 i);
 			return -1;
 		}
 		float f = (float)d;
 		if (!isfinite(f)) {
-			snprintf(why, wl, "'%s'[%zu] is not a finite float32 (%g)", field, i, d);
+			snprintf(why, wl,
+				 "'%s'[%zu] is not a finite float32 (%g)",
+				 field, i, d);
 			return -1;
 		}
 		if (out)
@@ -89,7 +81,8 @@ static int parse_vec(const json_t *a, const char *field, float *out, uint32_t *d
 }
 
 /* Only NAMES' fields (N of them) in J; the first unknown one, or NULL. */
-static const char *unknown_field(const json_t *j, const char *const *names, int n)
+static const char *unknown_field(const json_t *j, const char *const *names,
+				 int n)
 {
 	const char *k;
 	json_t *v;
@@ -105,8 +98,8 @@ static const char *unknown_field(const json_t *j, const char *const *names, int 
 
 /* An item of an insert: the object J.  Returns 0, or the status with WHY
  * set. */
-static unsigned check_item(const json_t *j, const struct names *nm, uint32_t *dim,
-			   size_t *vlen, char *why, size_t wl)
+static unsigned check_item(const json_t *j, const struct names *nm,
+			   uint32_t *dim, size_t *vlen, char *why, size_t wl)
 {
 	const char *const fields[] = {nm->key, nm->vec, "value"};
 	uint64_t key;
@@ -125,7 +118,8 @@ static unsigned check_item(const json_t *j, const struct names *nm, uint32_t *di
 			return 400;
 		}
 	if (json_get_key(json_object_get(j, nm->key), &key)) {
-		snprintf(why, wl, "'%s' must be an unsigned 64-bit integer", nm->key);
+		snprintf(why, wl, "'%s' must be an unsigned 64-bit integer",
+			 nm->key);
 		return 400;
 	}
 	if (parse_vec(json_object_get(j, nm->vec), nm->vec, NULL, dim, why, wl))
@@ -137,7 +131,8 @@ static unsigned check_item(const json_t *j, const struct names *nm, uint32_t *di
 		return 400;
 	}
 	if (v && json_string_length(v) > cfg->max_value) {
-		snprintf(why, wl, "the value is larger than %zu bytes", cfg->max_value);
+		snprintf(why, wl, "the value is larger than %zu bytes",
+			 cfg->max_value);
 		return 413;
 	}
 	if (v)
@@ -150,7 +145,7 @@ static unsigned check_item(const json_t *j, const struct names *nm, uint32_t *di
 struct vitem {
 	uint64_t key;
 	const float *vec;
-	const char *val;    /* NULL: no value given, the key's value stays */
+	const char *val; /* NULL: no value given, the key's value stays */
 	size_t len;
 };
 
@@ -207,7 +202,7 @@ static void write_answer(struct req *r)
 		return;
 	}
 	const struct vwrite *v = r->w.val;
-	add(&ctr.inserted, v->n);
+	vecstats_inserted(v->n);
 	struct sbuf b = {0};
 	sb_puts(&b, "{\"offset\":");
 	sb_u64(&b, r->w.seq);
@@ -231,8 +226,9 @@ static int check_dim(struct req *r, uint32_t dim, const char *what)
 		return -1;
 	}
 	if (have && have != dim) {
-		http_error(r, 400, "%s has %u dimensions; the store's vectors have %u", what, dim,
-			   have);
+		http_error(r, 400,
+			   "%s has %u dimensions; the store's vectors have %u",
+			   what, dim, have);
 		return -1;
 	}
 	return 0;
@@ -241,8 +237,8 @@ static int check_dim(struct req *r, uint32_t dim, const char *what)
 /* Copy the checked items of ITEMS (N of them, all of DIM) into one
  * allocation that replaces the request's body (on_completed frees it),
  * and queue it.  The body's text is no longer needed once parsed. */
-static void queue_items(struct req *r, json_t *const *items, size_t n, uint32_t dim,
-			size_t vbytes, const struct names *nm)
+static void queue_items(struct req *r, json_t *const *items, size_t n,
+			uint32_t dim, size_t vbytes, const struct names *nm)
 {
 	size_t head = sizeof(struct vwrite) + n * sizeof(struct vitem);
 	head = (head + 15) & ~(size_t)15;
@@ -261,7 +257,8 @@ static void queue_items(struct req *r, json_t *const *items, size_t n, uint32_t 
 		uint32_t d;
 		const json_t *jv = json_object_get(items[i], "value");
 		json_get_key(json_object_get(items[i], nm->key), &v->it[i].key);
-		parse_vec(json_object_get(items[i], nm->vec), nm->vec, f, &d, why, sizeof why);
+		parse_vec(json_object_get(items[i], nm->vec), nm->vec, f, &d,
+			  why, sizeof why);
 		v->it[i].vec = f;
 		f += dim;
 		v->it[i].val = NULL;
@@ -281,7 +278,9 @@ static void queue_items(struct req *r, json_t *const *items, size_t n, uint32_t 
 
 	const char *failed = commit_failure();
 	if (failed) {
-		http_error(r, 503, "writes are disabled until the server restarts: %s", failed);
+		http_error(r, 503,
+			   "writes are disabled until the server restarts: %s",
+			   failed);
 		return;
 	}
 	r->w = (struct wreq){.op = WOP_FN, .val = v, .write = vwrite_fn,
@@ -297,7 +296,8 @@ static void queue_items(struct req *r, json_t *const *items, size_t n, uint32_t 
 static json_t *parse_body(struct req *r)
 {
 	char why[200];
-	json_t *j = json_parse_body_signed(r->body ? r->body : "", r->body_len, why, sizeof why);
+	json_t *j = json_parse_body_signed(r->body ? r->body : "", r->body_len,
+					   why, sizeof why);
 	if (!j)
 		http_error(r, 400, "%s", why);
 	return j;
@@ -319,8 +319,14 @@ static void insert_one(struct req *r, const struct names *nm)
 	json_decref(j);
 }
 
-void vector_insert(struct req *r) { insert_one(r, &native); }
-void vector_insert_seed(struct req *r) { insert_one(r, &seed); }
+void vector_insert(struct req *r)
+{
+	insert_one(r, &native);
+}
+void vector_insert_seed(struct req *r)
+{
+	insert_one(r, &seed);
+}
 
 void vector_insert_batch(struct req *r)
 {
@@ -340,11 +346,13 @@ void vector_insert_batch(struct req *r)
 		goto out;
 	}
 	if (!json_is_array(a) || !n) {
-		http_error(r, 400, "'items' must be an array of 1 to %u items", cfg->max_batch_keys);
+		http_error(r, 400, "'items' must be an array of 1 to %u items",
+			   cfg->max_batch_keys);
 		goto out;
 	}
 	if (n > cfg->max_batch_keys) {
-		http_error(r, 413, "at most %u items per batch", cfg->max_batch_keys);
+		http_error(r, 413, "at most %u items per batch",
+			   cfg->max_batch_keys);
 		goto out;
 	}
 	if (!(items = malloc(n * sizeof *items))) {
@@ -353,10 +361,13 @@ void vector_insert_batch(struct req *r)
 	}
 	for (size_t i = 0; i < n; i++) {
 		items[i] = json_array_get(a, i);
-		unsigned st = check_item(items[i], &native, &d, &vlen, why, sizeof why);
+		unsigned st = check_item(items[i], &native, &d, &vlen, why,
+					 sizeof why);
 		if (!st && i && d != dim) {
-			snprintf(why, sizeof why, "the vector has %u dimensions; items[0]'s has %u",
-				 d, dim);
+			snprintf(
+				why, sizeof why,
+				"the vector has %u dimensions; items[0]'s has %u",
+				d, dim);
 			st = 400;
 		}
 		if (st) {
@@ -374,165 +385,44 @@ out:
 	json_decref(j);
 }
 
-/* ---- the recall spot-check ---- */
-
-static struct {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	pthread_t thread;
-	int started, queued, stop;
-	struct kyro_vec_query q;   /* the query, its vector in VEC */
-	float *vec;
-	uint32_t cap;
-	uint64_t keys[KYRO_VEC_MAX_K];  /* what the graph answered */
-	size_t n;
-	double ring[RECALL_RING];  /* the last checks' recall */
-	unsigned filled, next;
-	kyro_db *db;
-} rk = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-
-static int cmp_key(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Answer the queued query exactly; count the graph's share of it.  Runs
- * without the lock: only this thread touches the query while QUEUED. */
-static void recall_check(struct kyro_vec_hit *exact)
-{
-	size_t n = 0, found = 0;
-	struct kyro_vec_query q = rk.q;
-	q.flags |= KYRO_VEC_EXACT;
-	if (!rk.db && cli_open(&rk.db, cfg->dir, KYRO_RDONLY)) {
-		log_msg(LOG_WARN, "recall check: cannot open the store: %s",
-			rk.db ? kyro_errmsg(rk.db) : "out of memory");
-		kyro_close(rk.db);
-		rk.db = NULL;
-		return;
-	}
-	if (kyro_vec_search(rk.db, &q, exact, &n)) {
-		log_msg(LOG_WARN, "recall check: %s", kyro_errmsg(rk.db));
-		return;
-	}
-	qsort(rk.keys, rk.n, sizeof rk.keys[0], cmp_key);
-	for (size_t i = 0; i < n; i++)
-		found += bsearch(&exact[i].key, rk.keys, rk.n, sizeof rk.keys[0], cmp_key) != NULL;
-	add(&ctr.recall_checks, 1);
-	add(&ctr.recall_expected, n);
-	add(&ctr.recall_found, found);
-	pthread_mutex_lock(&rk.mu);
-	rk.ring[rk.next] = n ? (double)found / (double)n : 1.0;
-	rk.next = (rk.next + 1) % RECALL_RING;
-	if (rk.filled < RECALL_RING)
-		rk.filled++;
-	pthread_mutex_unlock(&rk.mu);
-}
-
-static void *recall_thread(void *arg)
-{
-	(void)arg;
-	struct kyro_vec_hit *exact = malloc(KYRO_VEC_MAX_K * sizeof *exact);
-	pthread_mutex_lock(&rk.mu);
-	while (!rk.stop) {
-		if (!rk.queued) {
-			pthread_cond_wait(&rk.cv, &rk.mu);
-			continue;
-		}
-		pthread_mutex_unlock(&rk.mu);
-		if (exact)
-			recall_check(exact);
-		pthread_mutex_lock(&rk.mu);
-		rk.queued = 0;
-	}
-	pthread_mutex_unlock(&rk.mu);
-	free(exact);
-	return NULL;
-}
-
-/* Hand the search Q and its answer to the checker, unless it is busy
- * (then the sample is skipped: the check never holds a request up). */
-static void recall_offer(const struct kyro_vec_query *q, const struct kyro_vec_hit *h, size_t n)
-{
-	if (pthread_mutex_trylock(&rk.mu))
-		return;
-	if (rk.queued || rk.stop || !rk.started) {
-		pthread_mutex_unlock(&rk.mu);
-		add(&ctr.recall_skipped, 1);
-		return;
-	}
-	if (rk.cap < q->dim) {
-		float *v = realloc(rk.vec, q->dim * sizeof *v);
-		if (!v) {
-			pthread_mutex_unlock(&rk.mu);
-			return;
-		}
-		rk.vec = v;
-		rk.cap = q->dim;
-	}
-	memcpy(rk.vec, q->vec, q->dim * sizeof *rk.vec);
-	rk.q = *q;
-	rk.q.vec = rk.vec;
-	for (size_t i = 0; i < n; i++)
-		rk.keys[i] = h[i].key;
-	rk.n = n;
-	rk.queued = 1;
-	pthread_cond_signal(&rk.cv);
-	pthread_mutex_unlock(&rk.mu);
-}
-
 void vector_init(const struct serve_cfg *c)
 {
 	cfg = c;
-	if (!cfg->recall_every)
-		return;
-	int rc = pthread_create(&rk.thread, NULL, recall_thread, NULL);
-	if (rc)
-		log_msg(LOG_WARN, "no recall spot-checks: cannot start their thread: %s",
-			strerror(rc));
-	else
-		rk.started = 1;
+	vecstats_start(c);
 }
 
 void vector_stop(void)
 {
-	if (!rk.started)
-		return;
-	pthread_mutex_lock(&rk.mu);
-	rk.stop = 1;
-	pthread_cond_signal(&rk.cv);
-	pthread_mutex_unlock(&rk.mu);
-	pthread_join(rk.thread, NULL);
-	rk.started = 0;
-	kyro_close(rk.db);
-	rk.db = NULL;
-	free(rk.vec);
-	rk.vec = NULL;
+	vecstats_stop();
 }
 
 /* ---- search ---- */
 
 static int metric_of(const char *s)
 {
-	return !strcmp(s, "l2") ? KYRO_METRIC_L2 : !strcmp(s, "ip") ? KYRO_METRIC_IP
-	       : !strcmp(s, "cosine") ? KYRO_METRIC_COSINE : -1;
+	return !strcmp(s, "l2")	      ? KYRO_METRIC_L2
+	       : !strcmp(s, "ip")     ? KYRO_METRIC_IP
+	       : !strcmp(s, "cosine") ? KYRO_METRIC_COSINE
+				      : -1;
 }
 
 /* An integer field from LO to HI, DEF when absent.  -1 with WHY set. */
-static int int_field(const json_t *j, const char *name, uint64_t lo, uint64_t hi, uint64_t def,
-		     uint64_t *v, char *why, size_t wl)
+static int int_field(const json_t *j, const char *name, uint64_t lo,
+		     uint64_t hi, uint64_t def, uint64_t *v, char *why,
+		     size_t wl)
 {
 	const json_t *x = json_object_get(j, name);
 	*v = def;
 	if (x && (json_get_key(x, v) || *v < lo || *v > hi)) {
-		snprintf(why, wl, "'%s' must be an integer from %llu to %llu", name,
-			 (unsigned long long)lo, (unsigned long long)hi);
+		snprintf(why, wl, "'%s' must be an integer from %llu to %llu",
+			 name, (unsigned long long)lo, (unsigned long long)hi);
 		return -1;
 	}
 	return 0;
 }
 
-static int bool_field(const json_t *j, const char *name, int *v, char *why, size_t wl)
+static int bool_field(const json_t *j, const char *name, int *v, char *why,
+		      size_t wl)
 {
 	const json_t *x = json_object_get(j, name);
 	*v = x && json_is_true(x);
@@ -543,7 +433,8 @@ static int bool_field(const json_t *j, const char *name, int *v, char *why, size
 	return 0;
 }
 
-static int range_field(const json_t *j, struct kyro_vec_query *q, char *why, size_t wl)
+static int range_field(const json_t *j, struct kyro_vec_query *q, char *why,
+		       size_t wl)
 {
 	static const char *const fields[] = {"lo", "hi"};
 	const json_t *x = json_object_get(j, "range");
@@ -553,7 +444,8 @@ static int range_field(const json_t *j, struct kyro_vec_query *q, char *why, siz
 		return 0;
 	const char *u = json_is_object(x) ? unknown_field(x, fields, 2) : NULL;
 	if (!json_is_object(x) || u) {
-		snprintf(why, wl, "'range' must be an object {\"lo\":A,\"hi\":B}");
+		snprintf(why, wl,
+			 "'range' must be an object {\"lo\":A,\"hi\":B}");
 		return -1;
 	}
 	if (int_field(x, "lo", 0, UINT64_MAX, 0, &q->lo, why, wl) ||
@@ -567,10 +459,12 @@ static int range_field(const json_t *j, struct kyro_vec_query *q, char *why, siz
 }
 
 /* Parse a search body into Q (its vector malloc'd into *VEC). */
-static int parse_search(const json_t *j, const char *vname, struct kyro_vec_query *q,
-			int *with_values, float **vec, char *why, size_t wl)
+static int parse_search(const json_t *j, const char *vname,
+			struct kyro_vec_query *q, int *with_values, float **vec,
+			char *why, size_t wl)
 {
-	const char *const fields[] = {vname, "k", "ef", "range", "exact", "with_values", "metric"};
+	const char *const fields[] = {vname, "k", "ef", "range", "exact",
+				      "with_values", "metric"};
 	uint64_t k, ef;
 	int exact;
 	const char *u = unknown_field(j, fields, 7);
@@ -584,14 +478,17 @@ static int parse_search(const json_t *j, const char *vname, struct kyro_vec_quer
 		snprintf(why, wl, "missing field '%s'", vname);
 		return -1;
 	}
-	if (parse_vec(json_object_get(j, vname), vname, NULL, &q->dim, why, wl) ||
+	if (parse_vec(json_object_get(j, vname), vname, NULL, &q->dim, why,
+		      wl) ||
 	    int_field(j, "k", 1, KYRO_VEC_MAX_K, 10, &k, why, wl) ||
-	    int_field(j, "ef", 1, MAX_EF, 0, &ef, why, wl) || range_field(j, q, why, wl) ||
+	    int_field(j, "ef", 1, MAX_EF, 0, &ef, why, wl) ||
+	    range_field(j, q, why, wl) ||
 	    bool_field(j, "exact", &exact, why, wl) ||
 	    bool_field(j, "with_values", with_values, why, wl))
 		return -1;
 	if (m && (!json_is_string(m) || metric_of(json_string_value(m)) < 0)) {
-		snprintf(why, wl, "'metric' must be \"l2\", \"ip\" or \"cosine\"");
+		snprintf(why, wl,
+			 "'metric' must be \"l2\", \"ip\" or \"cosine\"");
 		return -1;
 	}
 	q->metric = m ? metric_of(json_string_value(m)) : 0;
@@ -618,8 +515,8 @@ static void put_dist(struct sbuf *b, float d)
 
 /* The answer; values read from DB one by one, each copied before the
  * next call on DB. */
-static int answer(struct req *r, kyro_db *db, const struct kyro_vec_hit *h, size_t n,
-		  int with_values, int exact, uint32_t ef)
+static int answer(struct req *r, kyro_db *db, const struct kyro_vec_hit *h,
+		  size_t n, int with_values, int exact, uint32_t ef)
 {
 	struct sbuf b = {0};
 	sb_reserve(&b, 64 + n * 48);
@@ -659,22 +556,6 @@ static int answer(struct req *r, kyro_db *db, const struct kyro_vec_hit *h, size
 	return 0;
 }
 
-/* Count a search: by how it was answered, and its beam. */
-static void count_search(int exact, uint32_t ef, size_t n)
-{
-	add(&ctr.hits, n);
-	if (exact) {
-		add(&ctr.exact, 1);
-		return;
-	}
-	size_t i = 0;
-	while (i < NEF && ef > ef_bounds[i])
-		i++;
-	add(&ctr.graph, 1);
-	add(&ctr.ef[i], 1);
-	add(&ctr.ef_sum, ef);
-}
-
 static void search(struct req *r, const char *vname)
 {
 	char why[200];
@@ -686,13 +567,14 @@ static void search(struct req *r, const char *vname)
 	int with_values;
 	kyro_db *db;
 	json_t *j = NULL;
-	if (vecjson_search(r->body ? r->body : "", r->body_len, vname, MAX_EF, &q, &with_values,
-			   &vec)) {
-		add(&ctr.fast_parsed, 1);
+	if (vecjson_search(r->body ? r->body : "", r->body_len, vname, MAX_EF,
+			   &q, &with_values, &vec)) {
+		vecstats_fast_parsed();
 	} else {
 		if (!(j = parse_body(r)))
 			return;
-		if (parse_search(j, vname, &q, &with_values, &vec, why, sizeof why)) {
+		if (parse_search(j, vname, &q, &with_values, &vec, why,
+				 sizeof why)) {
 			http_error(r, 400, "%s", why);
 			goto out;
 		}
@@ -707,8 +589,10 @@ static void search(struct req *r, const char *vname)
 	if (rc == KYRO_EDIM) {
 		uint32_t have = 0;
 		kyro_vec_dim(db, &have);
-		http_error(r, 400, "the query has %u dimensions; the store's vectors have %u",
-			   q.dim, have);
+		http_error(
+			r, 400,
+			"the query has %u dimensions; the store's vectors have %u",
+			q.dim, have);
 		goto out;
 	}
 	if (rc) {
@@ -722,9 +606,7 @@ static void search(struct req *r, const char *vname)
 	uint32_t ef = q.ef ? q.ef : KYRO_VEC_EF_DEFAULT;
 	if (ef < q.k)
 		ef = q.k;
-	count_search(exact, ef, n);
-	if (!exact && cfg->recall_every && rd(&ctr.graph) % cfg->recall_every == 0)
-		recall_offer(&q, hits, n);
+	vecstats_search(&q, hits, n, exact, ef);
 	answer(r, db, hits, n, with_values, exact, ef);
 out:
 	free(hits);
@@ -732,8 +614,14 @@ out:
 	json_decref(j);
 }
 
-void vector_search(struct req *r) { search(r, "vector"); }
-void vector_search_seed(struct req *r) { search(r, "query_embedding"); }
+void vector_search(struct req *r)
+{
+	search(r, "vector");
+}
+void vector_search_seed(struct req *r)
+{
+	search(r, "query_embedding");
+}
 
 /* ---- the build job ---- */
 
@@ -742,14 +630,17 @@ int vector_build_params(struct req *r, struct job_params *p)
 	const char *a;
 	uint64_t v;
 	*p = (struct job_params){0};
-	if ((a = http_arg(r, "m")) && (cli_parse_key(a, strlen(a), &v) || v < 2 || v > 128)) {
+	if ((a = http_arg(r, "m")) &&
+	    (cli_parse_key(a, strlen(a), &v) || v < 2 || v > 128)) {
 		http_error(r, 400, "?m= must be an integer from 2 to 128");
 		return -1;
 	}
 	p->vec.m = a ? (uint32_t)v : 0;
 	if ((a = http_arg(r, "ef_construction")) &&
 	    (cli_parse_key(a, strlen(a), &v) || v < 1 || v > MAX_EF)) {
-		http_error(r, 400, "?ef_construction= must be an integer from 1 to %d", MAX_EF);
+		http_error(r, 400,
+			   "?ef_construction= must be an integer from 1 to %d",
+			   MAX_EF);
 		return -1;
 	}
 	p->vec.ef_construction = a ? (uint32_t)v : 0;
@@ -758,98 +649,13 @@ int vector_build_params(struct req *r, struct job_params *p)
 		return -1;
 	}
 	p->vec.metric = a ? metric_of(a) : 0;
-	if ((a = http_arg(r, "threads")) && (cli_parse_key(a, strlen(a), &v) || v < 1 || v > 256)) {
-		http_error(r, 400, "?threads= must be an integer from 1 to 256");
+	if ((a = http_arg(r, "threads")) &&
+	    (cli_parse_key(a, strlen(a), &v) || v < 1 || v > 256)) {
+		http_error(r, 400,
+			   "?threads= must be an integer from 1 to 256");
 		return -1;
 	}
 	p->vec.threads = a ? (unsigned)v : 0;
 	p->vectors = 1;
 	return 0;
-}
-
-/* ---- /metrics ---- */
-
-#define U(x) ((unsigned long long)(x))
-
-static void head(struct sbuf *b, const char *name, const char *type, const char *help)
-{
-	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void recall_metrics(struct sbuf *b)
-{
-	double sum = 0;
-	pthread_mutex_lock(&rk.mu);
-	unsigned filled = rk.filled;
-	for (unsigned i = 0; i < filled; i++)
-		sum += rk.ring[i];
-	pthread_mutex_unlock(&rk.mu);
-	head(b, "kyro_vector_recall_checks_total", "counter",
-	     "Graph searches answered again exactly by the recall spot-check.");
-	sb_printf(b, "kyro_vector_recall_checks_total %llu\n", U(rd(&ctr.recall_checks)));
-	head(b, "kyro_vector_recall_skipped_total", "counter",
-	     "Samples dropped because the checker was busy.");
-	sb_printf(b, "kyro_vector_recall_skipped_total %llu\n", U(rd(&ctr.recall_skipped)));
-	head(b, "kyro_vector_recall_neighbours_total", "counter",
-	     "Exact neighbours of the checked searches, and how many of them the graph found.");
-	sb_printf(b, "kyro_vector_recall_neighbours_total{found=\"no\"} %llu\n",
-		  U(rd(&ctr.recall_expected) - rd(&ctr.recall_found)));
-	sb_printf(b, "kyro_vector_recall_neighbours_total{found=\"yes\"} %llu\n",
-		  U(rd(&ctr.recall_found)));
-	/* Absent before the first check, as a gauge without a value. */
-	if (filled) {
-		head(b, "kyro_vector_recall", "gauge",
-		     "Mean recall@k of the last 64 checked searches.");
-		sb_printf(b, "kyro_vector_recall %.4f\n", sum / filled);
-	}
-}
-
-void vector_metrics(struct sbuf *b)
-{
-	struct kyro_vec_info vi = {0};
-	struct kyro_stats st;
-	int rc;
-	char err[256];
-	kyro_db *db = store_reader(&rc, err, sizeof err);
-	if (db && kyro_vec_info(db, &vi))
-		memset(&vi, 0, sizeof vi);
-	store_stats(&st);
-
-	head(b, "kyro_vector_searches_total", "counter",
-	     "Vector searches answered, by how: through the graph, or exactly.");
-	sb_printf(b, "kyro_vector_searches_total{mode=\"graph\"} %llu\n", U(rd(&ctr.graph)));
-	sb_printf(b, "kyro_vector_searches_total{mode=\"exact\"} %llu\n", U(rd(&ctr.exact)));
-	head(b, "kyro_vector_distances_total", "counter",
-	     "Distance computations made by the searches (the library's count).");
-	sb_printf(b, "kyro_vector_distances_total %llu\n", U(st.vec_distances));
-	head(b, "kyro_vector_results_total", "counter", "Neighbours returned by the searches.");
-	sb_printf(b, "kyro_vector_results_total %llu\n", U(rd(&ctr.hits)));
-	head(b, "kyro_vector_search_bodies_fast_total", "counter",
-	     "Search bodies read by the fast parser (the rest by the general one).");
-	sb_printf(b, "kyro_vector_search_bodies_fast_total %llu\n", U(rd(&ctr.fast_parsed)));
-	head(b, "kyro_vector_inserts_total", "counter", "Vectors the server wrote.");
-	sb_printf(b, "kyro_vector_inserts_total %llu\n", U(rd(&ctr.inserted)));
-	head(b, "kyro_vector_search_ef", "histogram", "The beam (ef) of graph searches.");
-	uint64_t cum = 0;
-	for (size_t i = 0; i < NEF; i++) {
-		cum += rd(&ctr.ef[i]);
-		sb_printf(b, "kyro_vector_search_ef_bucket{le=\"%u\"} %llu\n", ef_bounds[i], U(cum));
-	}
-	cum += rd(&ctr.ef[NEF]);
-	sb_printf(b, "kyro_vector_search_ef_bucket{le=\"+Inf\"} %llu\n", U(cum));
-	sb_printf(b, "kyro_vector_search_ef_sum %llu\nkyro_vector_search_ef_count %llu\n",
-		  U(rd(&ctr.ef_sum)), U(cum));
-	recall_metrics(b);
-	head(b, "kyro_vector_dimension", "gauge", "The store's vector dimension (0: no vectors).");
-	sb_printf(b, "kyro_vector_dimension %u\n", vi.dim);
-	head(b, "kyro_vector_snapshot_vectors", "gauge", "Vectors in the snapshot.");
-	sb_printf(b, "kyro_vector_snapshot_vectors %llu\n", U(vi.snapshot));
-	head(b, "kyro_vector_delta", "gauge", "Vector puts and deletes since the snapshot (searched exactly).");
-	sb_printf(b, "kyro_vector_delta %llu\n", U(vi.delta));
-	head(b, "kyro_vector_indexed", "gauge", "1 while a graph answers searches.");
-	sb_printf(b, "kyro_vector_indexed %d\n", vi.indexed);
-	head(b, "kyro_vector_index_refused", "gauge", "1 when a graph exists but was refused: searches scan (kyro-verify says why).");
-	sb_printf(b, "kyro_vector_index_refused %d\n", vi.refused);
-	head(b, "kyro_vector_index_generation", "gauge", "The graph's generation (0: none).");
-	sb_printf(b, "kyro_vector_index_generation %llu\n", U(vi.indexed ? vi.generation : 0));
 }

@@ -1,7 +1,6 @@
 /*
  * vector.h - the vector routes: insert, batch insert, search (and the
- * seed's names for them), the build job's parameters, the recall
- * spot-check and the vector figures of /metrics.
+ * seed's names for them) and the build job's parameters.
  */
 #ifndef KYRO_SERVE_VECTOR_H
 #define KYRO_SERVE_VECTOR_H
@@ -27,11 +26,7 @@ void vector_search_seed(struct req *r);
  * itself and returns -1 when one is invalid. */
 int vector_build_params(struct req *r, struct job_params *p);
 
-/* Append the vector metrics (call from a worker thread: its handle
- * supplies the gauges). */
-void vector_metrics(struct sbuf *b);
-
-/* Stop the recall spot-check thread and close its handle. */
+/* Stop the recall spot-check thread (vecstats.h). */
 void vector_stop(void);
 
 #endif
