@@ -332,6 +332,11 @@ TEST(search_delta_snapshot_graph)
 	CHECK_RC(kyro_vec_info(db, &info), 0);
 	CHECK(info.indexed);
 	CHECK_EQ_U64(info.dim, DIM);
+	CHECK_EQ_U64(info.generation, st.generation);
+	/* Warming up reads the vectors file and the graph too. */
+	uint64_t warm = 0;
+	CHECK_RC(kyro_warmup(db, &warm), 0);
+	CHECK(warm > info.bytes);
 	churn(db, &m, 400, 2000, 1000);
 	/* Every key the delta deleted or overwrote: never from the graph
 	 * with its old distance. */
@@ -652,6 +657,25 @@ TEST(damaged_files_never_answer_wrong)
 			       NULL),
 		 0);
 	kyro_close(db);
+	/* A graph of another snapshot is refused: searches scan, and
+	 * kyro_vec_info() says why. */
+	unsigned char *g;
+	size_t glen;
+	REQUIRE(h_read_file(h_path(dir, "hnsw-0000000000000001.idx"), &g,
+			    &glen) == 0);
+	g[64] ^= 1; /* the generation */
+	REQUIRE(h_write_file(h_path(dir, "hnsw-0000000000000001.idx"), g,
+			     glen) == 0);
+	struct kyro_vec_info info;
+	REQUIRE((db = open_rw(dir)) != NULL);
+	CHECK_RC(kyro_vec_info(db, &info), 0);
+	CHECK(!info.indexed && info.refused);
+	CHECK_STR_HAS(info.why, "refused");
+	kyro_close(db);
+	g[64] ^= 1;
+	REQUIRE(h_write_file(h_path(dir, "hnsw-0000000000000001.idx"), g,
+			     glen) == 0);
+	free(g);
 	flip_all(dir, "hnsw-0000000000000001.idx");
 	flip_all(dir, "vec-0000000000000001.vec");
 	int reports = 0;
