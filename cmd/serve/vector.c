@@ -28,6 +28,8 @@
 
 #define CT_JSON "application/json"
 #define MAX_EF 65536
+/* As /v1/range: values can make an answer of k results huge. */
+#define ANSWER_MAX ((size_t)64 << 20)
 
 static const struct serve_cfg *cfg;
 
@@ -539,6 +541,13 @@ static int answer(struct req *r, kyro_db *db, const struct kyro_vec_hit *h,
 			} else {
 				sb_put(&b, ",", 1);
 				sb_json_value_field(&b, v, len);
+			}
+			if (b.len > ANSWER_MAX) {
+				sb_free(&b);
+				http_error(r, 400, "the answer with values is "
+					   "over %zu MiB: ask for fewer results "
+					   "or without values", ANSWER_MAX >> 20);
+				return -1;
 			}
 		}
 		sb_put(&b, "}", 1);

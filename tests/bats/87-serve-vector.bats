@@ -124,6 +124,23 @@ PY
 	assert_equal "$(header Allow)" "POST"
 }
 
+@test "kyro-serve vectors: an answer whose values pass 64 MiB is refused, not built" {
+	serve_start
+	head -c 12000000 /dev/zero | tr '\0' 'v' >"$BATS_TEST_TMPDIR/big"
+	local i
+	for i in 1 2 3 4 5 6; do
+		http PUT "/v1/kv/$i" --data-binary @"$BATS_TEST_TMPDIR/big"
+		http POST /v1/vector/insert --data-binary "{\"key\":$i,\"vector\":[$i]}"
+		assert_equal "$HTTP_STATUS" 200
+	done
+	vsearch '{"vector":[0],"k":5,"with_values":true}'
+	assert_equal "$(keys_of)" "1 2 3 4 5"
+	http POST /v1/vector/search --data-binary '{"vector":[0],"k":6,"with_values":true}'
+	expect 400 '{"error":"the answer with values is over 64 MiB: ask for fewer results or without values"}'
+	vsearch '{"vector":[0],"k":6}'
+	assert_equal "$(keys_of)" "1 2 3 4 5 6"
+}
+
 @test "kyro-serve vectors: an empty store answers no results, exactly" {
 	serve_start
 	vsearch '{"vector":[1,2,3]}'
