@@ -254,6 +254,11 @@ bench-serve: all
 	$(Q)sh tests/deps.sh wrk nginx-light redis-server
 	$(Q)sh bench/serve/run.sh
 
+## bench-serve-vector: /v1/vector/search through kyro-serve against the same searches in process
+bench-serve-vector: all
+	$(Q)sh tests/deps.sh wrk time python3-numpy dataset-fashion-mnist
+	$(Q)sh bench/serve/vector.sh
+
 ## bench-feed: 100 SSE subscribers at 10,000 commits/s against Redis pub/sub
 bench-feed: all
 	$(Q)sh tests/deps.sh redis-server gnuplot
@@ -319,7 +324,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all bench bench-deps bench-feed bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-feed bench-serve-vector bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)

@@ -20,6 +20,7 @@
 #include "serve/ratelimit.h"
 #include "serve/routes.h"
 #include "serve/store.h"
+#include "serve/vector.h"
 
 enum { OPT_DIR = 1, OPT_LISTEN, OPT_THREADS, OPT_SYNC, OPT_TOKEN_FILE, OPT_MAX_CONNS, OPT_TIMEOUT,
        OPT_RETAIN, OPT_HEARTBEAT, OPT_MAX_SUBS };
@@ -48,7 +49,8 @@ static const char *const usage[] = {
 static const char epilog[] =
 	"Environment: KYRODB_AUTH_TOKEN, KYRODB_MAX_VALUE_BYTES, KYRODB_SYNC_INTERVAL_MS,\n"
 	"KYRODB_AUTO_SNAPSHOT_RECORDS, KYRODB_RATE_LIMIT_RPS, KYRODB_RATE_LIMIT_BURST,\n"
-	"KYRODB_WARM_ON_START, KYRODB_DISABLE_HTTP_LOG, KYRODB_LOG_LEVEL; see kyro-serve(8).\n";
+	"KYRODB_WARM_ON_START, KYRODB_DISABLE_HTTP_LOG, KYRODB_LOG_LEVEL,\n"
+	"KYRODB_MAX_VECTOR_BATCH_BYTES, KYRODB_VECTOR_RECALL_EVERY; see kyro-serve(8).\n";
 
 static struct cli c = {.prog = SERVE_PROG, .usage = usage, .opts = opts, .epilog = epilog,
 		       .summary = "Serve a KyroDB store over HTTP (the JSON v1 API)."};
@@ -146,6 +148,9 @@ static void options(struct serve_cfg *cfg, int argc, char **argv, const char **t
 	cfg->rl_burst = (unsigned)env_number("KYRODB_RATE_LIMIT_BURST", 0, 0, 10000000);
 	cfg->max_batch_keys = (unsigned)env_number("KYRODB_MAX_BATCH_KEYS", 10000, 1, 1000000);
 	cfg->max_range = (unsigned)env_number("KYRODB_MAX_RANGE", 100000, 1, 10000000);
+	cfg->max_vec_batch = (size_t)env_number("KYRODB_MAX_VECTOR_BATCH_BYTES", (uint64_t)64 << 20,
+						 1 << 20, (uint64_t)1 << 30);
+	cfg->recall_every = (unsigned)env_number("KYRODB_VECTOR_RECALL_EVERY", 1000, 0, 1000000000);
 	cfg->shutdown_ms = (unsigned)env_number("KYRODB_SHUTDOWN_TIMEOUT_MS", 5000, 0, 3600000);
 	cfg->warm_on_start = env_flag("KYRODB_WARM_ON_START");
 	cfg->http_log = !env_flag("KYRODB_DISABLE_HTTP_LOG");
@@ -194,6 +199,7 @@ static int shut_down(const struct serve_cfg *cfg)
 		log_msg(LOG_WARN, "abandoning %d running job(s)", running);
 		_exit(rc ? EXIT_ERR : EXIT_OK);
 	}
+	vector_stop();
 	store_close_all();
 	log_msg(LOG_INFO, "stopped");
 	return rc ? EXIT_ERR : EXIT_OK;
@@ -214,6 +220,7 @@ int main(int argc, char **argv)
 	store_init(cfg.dir);
 	routes_init(&cfg);
 	jobs_init(&cfg);
+	vector_init(&cfg);
 
 	/* Every thread inherits this mask; the main thread takes the
 	 * signals with sigwait(). */

@@ -52,19 +52,54 @@ static void set_failure(const char *what)
 	log_msg(LOG_ERROR, "%s: %s; writes are disabled until restart", what, kyro_errmsg(db));
 }
 
-static void write_group(struct wreq *g, size_t n)
+static int write_one(struct wreq *w)
 {
-	int rc = kyro_batch_begin(db);
-	for (struct wreq *w = g; !rc && w; w = w->next)
-		rc = w->op == WOP_PUT ? kyro_put(db, w->key, w->val, w->len, &w->seq)
-				      : kyro_delete(db, w->key, &w->seq);
+	switch (w->op) {
+	case WOP_PUT: return kyro_put(db, w->key, w->val, w->len, &w->seq);
+	case WOP_DELETE: return kyro_delete(db, w->key, &w->seq);
+	}
+	return w->write(db, w);
+}
+
+/* Write G as one batch.  A request whose own input the store refuses
+ * is taken out (onto *REFUSED) and the batch is begun again without it:
+ * a batch cannot drop part of what it holds. */
+static int write_batch(struct wreq **g, size_t *n, struct wreq **refused)
+{
+	int rc;
+again:
+	if (!*g)
+		return 0;
+	rc = kyro_batch_begin(db);
+	for (struct wreq **pp = g; !rc && *pp; pp = &(*pp)->next) {
+		struct wreq *w = *pp;
+		rc = write_one(w);
+		if (rc && w->op == WOP_FN && w->status >= 400 && w->status < 500) {
+			kyro_batch_abort(db);
+			*pp = w->next;
+			w->next = *refused;
+			*refused = w;
+			(*n)--;
+			goto again;
+		}
+	}
 	if (rc)
 		kyro_batch_abort(db);
 	else
 		rc = kyro_batch_commit(db, NULL);
+	return rc;
+}
+
+static void write_group(struct wreq *g, size_t n)
+{
+	struct wreq *refused = NULL;
+	int rc = write_batch(&g, &n, &refused);
 	if (rc) {
 		set_failure("write failed");
-	} else {
+	} else if (n) {
+		uint64_t records = 0;
+		for (struct wreq *w = g; w; w = w->next)
+			records += w->op == WOP_FN ? w->records : 1;
 		bump(&st.groups, 1);
 		bump(&st.writes, n);
 		int b = 0;
@@ -75,7 +110,7 @@ static void write_group(struct wreq *g, size_t n)
 			dirty = 1;
 			sync_due = serve_now_ns() + (uint64_t)cfg->sync_interval_ms * 1000000;
 		}
-		jobs_note_writes(n);
+		jobs_note_writes(records);
 	}
 	while (g) {
 		struct wreq *next = g->next;
@@ -84,6 +119,11 @@ static void write_group(struct wreq *g, size_t n)
 			snprintf(g->err, sizeof g->err, "%s", failure);
 		g->done(g, g->arg);
 		g = next;
+	}
+	while (refused) {
+		struct wreq *next = refused->next;
+		refused->done(refused, refused->arg);
+		refused = next;
 	}
 }
 

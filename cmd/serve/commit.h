@@ -22,13 +22,24 @@
 #include "kyro.h"
 #include "serve.h"
 
-enum { WOP_PUT, WOP_DELETE };
+enum { WOP_PUT, WOP_DELETE, WOP_FN };
 
 struct wreq {
 	int op;
 	uint64_t key;
 	const void *val;    /* borrowed until DONE is called */
 	size_t len;
+	/*
+	 * WOP_FN: the committer calls WRITE inside the group's batch; it
+	 * writes any number of records and sets SEQ (and RECORDS, how many
+	 * it wrote).  When the request's own input is refused (a vector of
+	 * another dimension), WRITE sets STATUS to a 4xx and ERR and
+	 * returns non-zero: the batch is then aborted and written again
+	 * without this request, so that nothing of it is written and the
+	 * others are not failed with it.  Any other failure is the store's.
+	 */
+	int (*write)(kyro_db *db, struct wreq *w);
+	size_t records;
 	/* Results, set before DONE is called. */
 	int status;         /* 200, 500 (this write failed) or 503 (refused) */
 	uint64_t seq;       /* the record's offset */

@@ -95,11 +95,22 @@ static void put_change(struct sbuf *b, const struct kyro_change *c)
 	sb_puts(b, ",\"batch_last\":");
 	sb_u64(b, c->batch_last);
 	sb_puts(b, c->op == KYRO_CHANGE_PUT ? ",\"op\":\"put\",\"key\":"
-					    : ",\"op\":\"delete\",\"key\":");
+		   : c->op == KYRO_CHANGE_VECTOR ? ",\"op\":\"vector\",\"key\":"
+		   : ",\"op\":\"delete\",\"key\":");
 	sb_u64(b, c->key);
 	if (c->op == KYRO_CHANGE_PUT) {
 		sb_put(b, ",", 1);
 		sb_json_value_field(b, c->val, c->len);
+	} else if (c->op == KYRO_CHANGE_VECTOR) {
+		sb_puts(b, ",\"vector\":[");
+		for (size_t i = 0; i < c->len / sizeof(float); i++) {
+			float f;
+			memcpy(&f, (const char *)c->val + i * sizeof f, sizeof f);
+			if (i)
+				sb_put(b, ",", 1);
+			sb_float(b, f);
+		}
+		sb_put(b, "]", 1);
 	}
 	sb_put(b, "}", 1);
 }

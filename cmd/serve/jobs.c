@@ -1,6 +1,6 @@
 /*
- * jobs.c - snapshot, learned-index build and warmup in threads of their
- * own, each with its own read-write handle.
+ * jobs.c - snapshot, learned-index build, warmup and vector index build
+ * in threads of their own, each with its own read-write handle.
  *
  * A job thread is detached; the running flag of its kind, under MU, is
  * the only thing that says it is alive.  Waiters are kept on the job and
@@ -24,10 +24,12 @@ struct job {
 	int running;
 	uint64_t id;
 	int auto_started;
+	struct job_params params;
 	struct job_waiter *waiters;
 };
 
-static const char *const names[JOB_KINDS] = {"snapshot", "rmi_build", "warmup"};
+static const char *const names[JOB_KINDS] = {"snapshot", "rmi_build", "warmup",
+					     "vector_build"};
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t idle = PTHREAD_COND_INITIALIZER;
 static struct job jobs[JOB_KINDS];
@@ -43,9 +45,69 @@ const char *jobs_name(int kind) { return names[kind]; }
 
 static double now_s(void) { return (double)serve_now_ns() / 1e9; }
 
+static const char *metric_name(int m)
+{
+	return m == KYRO_METRIC_IP ? "ip" : m == KYRO_METRIC_COSINE ? "cosine" : "l2";
+}
+
+/* P's parameters, those not given taken from the graph in use. */
+static int vec_params(kyro_db *db, const struct job_params *p,
+		      struct kyro_vec_params *vp, struct kyro_vec_info *vi)
+{
+	int rc = kyro_vec_info(db, vi);
+	*vp = p->vec;
+	if (!rc && vi->indexed) {
+		if (!vp->m)
+			vp->m = vi->m;
+		if (!vp->ef_construction)
+			vp->ef_construction = vi->ef_construction;
+		if (!vp->metric)
+			vp->metric = vi->metric;
+	}
+	return rc;
+}
+
+/*
+ * The graph over every vector: when vectors were written since the
+ * snapshot, a new snapshot folds them in and its graph is committed with
+ * it (keeping the learned index if there is one); else the graph of the
+ * current snapshot is built again (new parameters).  Readers keep
+ * answering from the old graph and the delta until the commit.
+ */
+static int vec_build(kyro_db *db, const struct job_params *p, struct sbuf *out)
+{
+	struct kyro_vec_info vi;
+	struct kyro_vec_params vp;
+	struct kyro_index_info ii = {0};
+	double t0 = now_s();
+	int rc = vec_params(db, p, &vp, &vi);
+	int snap = !rc && vi.delta > 0;
+	if (!rc && snap) {
+		unsigned flags = KYRO_SNAPSHOT_VECTORS;
+		if (!kyro_index_info(db, &ii) && ii.kind == KYRO_INDEX_RMI)
+			flags |= KYRO_SNAPSHOT_INDEX;
+		rc = kyro_set_vec_params(db, &vp);
+		if (!rc)
+			rc = kyro_snapshot(db, flags, NULL, NULL, NULL, NULL);
+	} else if (!rc) {
+		rc = kyro_vec_build(db, &vp, NULL, NULL, NULL);
+	}
+	if (!rc)
+		rc = kyro_vec_info(db, &vi);
+	if (!rc)
+		sb_printf(out, ",\"snapshot\":%s,\"vectors\":%llu,\"dim\":%u,\"metric\":\"%s\","
+			  "\"m\":%u,\"ef_construction\":%u,\"bytes\":%llu,\"generation\":%llu,"
+			  "\"seconds\":%.6f",
+			  snap ? "true" : "false", (unsigned long long)vi.snapshot, vi.dim,
+			  metric_name(vi.metric), vi.m, vi.ef_construction,
+			  (unsigned long long)vi.bytes, (unsigned long long)vi.generation,
+			  now_s() - t0);
+	return rc;
+}
+
 /* Run the job's library call; figures go into OUT as JSON members. */
-static int run_job(int kind, int auto_started, struct sbuf *out, char *err,
-		   size_t errlen)
+static int run_job(int kind, int auto_started, const struct job_params *p,
+		   struct sbuf *out, char *err, size_t errlen)
 {
 	kyro_db *db = NULL;
 	int rc = cli_open(&db, cfg->dir, kind == JOB_WARMUP ? KYRO_RDONLY : KYRO_RDWR);
@@ -58,8 +120,17 @@ static int run_job(int kind, int auto_started, struct sbuf *out, char *err,
 		/* The automatic snapshot rebuilds the index with it, so a
 		 * daemon left alone keeps its lookups on the learned index;
 		 * POST /v1/snapshot keeps what kyro-snapshot does. */
-		rc = kyro_snapshot(db, auto_started ? KYRO_SNAPSHOT_INDEX : 0, NULL, &s,
-				   NULL, NULL);
+		unsigned flags = auto_started ? KYRO_SNAPSHOT_INDEX : 0;
+		if (p->vectors) {
+			struct kyro_vec_info vi;
+			struct kyro_vec_params vp;
+			flags |= KYRO_SNAPSHOT_VECTORS;
+			rc = vec_params(db, p, &vp, &vi);
+			if (!rc)
+				rc = kyro_set_vec_params(db, &vp);
+		}
+		if (!rc)
+			rc = kyro_snapshot(db, flags, NULL, &s, NULL, NULL);
 		if (!rc)
 			sb_printf(out, ",\"keys\":%llu,\"bytes\":%llu,\"generation\":%llu,\"seconds\":%.6f",
 				  (unsigned long long)s.keys, (unsigned long long)s.bytes,
@@ -75,6 +146,8 @@ static int run_job(int kind, int auto_started, struct sbuf *out, char *err,
 				  (unsigned long long)r.router_bits, (unsigned long long)r.bytes,
 				  (unsigned long long)r.generation, r.mean_window, r.max_window,
 				  r.seconds);
+	} else if (kind == JOB_VEC_BUILD) {
+		rc = vec_build(db, p, out);
 	} else {
 		uint64_t bytes = 0;
 		double t0 = now_s();
@@ -101,12 +174,13 @@ static void *job_thread(void *p)
 	pthread_mutex_lock(&mu);
 	uint64_t id = jobs[kind].id;
 	int auto_started = jobs[kind].auto_started;
+	struct job_params params = jobs[kind].params;
 	pthread_mutex_unlock(&mu);
 
 	struct sbuf figures = {0};
 	char err[256] = "";
 	double t0 = now_s();
-	int rc = run_job(kind, auto_started, &figures, err, sizeof err);
+	int rc = run_job(kind, auto_started, &params, &figures, err, sizeof err);
 	double secs = now_s() - t0;
 	if (rc)
 		log_msg(LOG_ERROR, "%s job %llu failed: %s", names[kind], (unsigned long long)id, err);
@@ -151,7 +225,8 @@ static void *job_thread(void *p)
 	return NULL;
 }
 
-static int start_locked(int kind, struct job_waiter *w, uint64_t *id, int auto_started)
+static int start_locked(int kind, const struct job_params *p, struct job_waiter *w,
+			uint64_t *id, int auto_started)
 {
 	if (stopping)
 		return 503;
@@ -165,6 +240,7 @@ static int start_locked(int kind, struct job_waiter *w, uint64_t *id, int auto_s
 	a->kind = kind;
 	jobs[kind].id = next_id++;
 	jobs[kind].auto_started = auto_started;
+	jobs[kind].params = p ? *p : (struct job_params){0};
 	jobs[kind].waiters = NULL;
 	if (w) {
 		w->next = NULL;
@@ -191,12 +267,18 @@ static int start_locked(int kind, struct job_waiter *w, uint64_t *id, int auto_s
 	return 0;
 }
 
-int jobs_start(int kind, struct job_waiter *w, uint64_t *id)
+int jobs_start_with(int kind, const struct job_params *p, struct job_waiter *w,
+		    uint64_t *id)
 {
 	pthread_mutex_lock(&mu);
-	int rc = start_locked(kind, w, id, 0);
+	int rc = start_locked(kind, p, w, id, 0);
 	pthread_mutex_unlock(&mu);
 	return rc;
+}
+
+int jobs_start(int kind, struct job_waiter *w, uint64_t *id)
+{
+	return jobs_start_with(kind, NULL, w, id);
 }
 
 void jobs_note_writes(uint64_t n)
@@ -207,7 +289,7 @@ void jobs_note_writes(uint64_t n)
 	since_snapshot += n;
 	uint64_t id;
 	if (since_snapshot >= cfg->auto_snapshot && !jobs[JOB_SNAPSHOT].running &&
-	    start_locked(JOB_SNAPSHOT, NULL, &id, 1) == 0)
+	    start_locked(JOB_SNAPSHOT, NULL, NULL, &id, 1) == 0)
 		stats.auto_snapshots++;
 	pthread_mutex_unlock(&mu);
 }
@@ -215,7 +297,8 @@ void jobs_note_writes(uint64_t n)
 int jobs_warm_now(char *err, size_t errlen)
 {
 	struct sbuf b = {0};
-	int rc = run_job(JOB_WARMUP, 0, &b, err, errlen);
+	struct job_params none = {0};
+	int rc = run_job(JOB_WARMUP, 0, &none, &b, err, errlen);
 	sb_free(&b);
 	return rc;
 }

@@ -1,5 +1,6 @@
 /*
- * jobs.h - background jobs: snapshot, learned-index build, warmup.
+ * jobs.h - background jobs: snapshot, learned-index build, warmup, and
+ * the vector index (HNSW graph) build.
  *
  * Each job runs in a thread of its own with a handle of its own, so reads
  * and writes go on meanwhile (the library holds writers off only for the
@@ -10,9 +11,16 @@
 
 #include <stdint.h>
 
+#include "kyro.h"
 #include "serve.h"
 
-enum job_kind { JOB_SNAPSHOT, JOB_RMI_BUILD, JOB_WARMUP, JOB_KINDS };
+enum job_kind { JOB_SNAPSHOT, JOB_RMI_BUILD, JOB_WARMUP, JOB_VEC_BUILD, JOB_KINDS };
+
+/* What a request asks of its job. */
+struct job_params {
+	int vectors;                 /* snapshot: build the vector index too */
+	struct kyro_vec_params vec;  /* vector_build (and vectors=1) */
+};
 
 /* Someone waiting for a job's end (a suspended request). */
 struct job_waiter {
@@ -25,7 +33,7 @@ struct job_waiter {
 
 void jobs_init(const struct serve_cfg *cfg);
 
-/* The kind's name ("snapshot", "rmi_build", "warmup"). */
+/* The kind's name ("snapshot", "rmi_build", "warmup", "vector_build"). */
 const char *jobs_name(int kind);
 
 /*
@@ -36,6 +44,9 @@ const char *jobs_name(int kind);
  * is not kept.
  */
 int jobs_start(int kind, struct job_waiter *w, uint64_t *id);
+/* The same with P (NULL: the defaults). */
+int jobs_start_with(int kind, const struct job_params *p, struct job_waiter *w,
+		    uint64_t *id);
 
 /* The committer reports N more writes; past KYRODB_AUTO_SNAPSHOT_RECORDS
  * since the last snapshot this starts one (with its learned index). */

@@ -9,6 +9,12 @@
  * a negative integer can only come from that rewrite, and json_get_key()
  * casts it back.  Literals above UINT64_MAX are left for jansson to refuse
  * ("too big integer").
+ *
+ * Vector bodies need negative numbers.  json_parse_body_signed() lets a
+ * '-' through in front of a fraction or exponent, and rewrites a negative
+ * integer literal "-N" as the real "-N.0": a negative integer after
+ * jansson still only comes from the u64 rewrite, and a negative key
+ * (now a real) is still refused by json_get_key().
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -115,6 +121,17 @@ void sb_json_str(struct sbuf *b, const void *v, size_t len)
 	b->p[b->len] = 0;
 }
 
+void sb_float(struct sbuf *b, float f)
+{
+	char t[32];
+	for (int prec = 6; prec <= 9; prec++) {
+		snprintf(t, sizeof t, "%.*g", prec, (double)f);
+		if (prec == 9 || strtof(t, NULL) == f)
+			break;
+	}
+	sb_puts(b, t);
+}
+
 void sb_base64(struct sbuf *b, const void *v, size_t len)
 {
 	static const char tab[] =
@@ -167,10 +184,11 @@ static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
 /* Rewrite big u64 literals (see the top of the file) into OUT; returns 0,
  * or -1 with WHY set. */
-static int rewrite_numbers(const char *s, size_t len, struct sbuf *out,
-			   char *why, size_t whylen)
+static int rewrite_numbers(const char *s, size_t len, int signed_ok,
+			   struct sbuf *out, char *why, size_t whylen)
 {
 	size_t i = 0, copied = 0;
+	int neg = 0;
 	while (i < len) {
 		char c = s[i];
 		if (c == '"') {
@@ -180,11 +198,17 @@ static int rewrite_numbers(const char *s, size_t len, struct sbuf *out,
 			i++;
 			continue;
 		}
+		if (c == '-' && signed_ok) {
+			neg = 1;
+			i++;
+			continue;
+		}
 		if (c == '-') {
 			snprintf(why, whylen, "negative numbers are not accepted");
 			return -1;
 		}
 		if (!is_digit(c)) {
+			neg = 0;
 			i++;
 			continue;
 		}
@@ -195,6 +219,14 @@ static int rewrite_numbers(const char *s, size_t len, struct sbuf *out,
 			while (i < len && (is_digit(s[i]) || s[i] == '.' ||
 					   s[i] == 'e' || s[i] == 'E' || s[i] == '+' || s[i] == '-'))
 				i++;
+			neg = 0;
+			continue;
+		}
+		if (neg) {
+			sb_put(out, s + copied, i - copied);
+			sb_puts(out, ".0");
+			copied = i;
+			neg = 0;
 			continue;
 		}
 		uint64_t v;
@@ -210,11 +242,12 @@ static int rewrite_numbers(const char *s, size_t len, struct sbuf *out,
 	return 0;
 }
 
-json_t *json_parse_body(const char *body, size_t len, char *why, size_t whylen)
+static json_t *parse(const char *body, size_t len, int signed_ok, char *why,
+		     size_t whylen)
 {
 	struct sbuf fixed = {0};
 	json_error_t err;
-	if (rewrite_numbers(body, len, &fixed, why, whylen))
+	if (rewrite_numbers(body, len, signed_ok, &fixed, why, whylen))
 		return NULL;
 	if (fixed.oom) {
 		snprintf(why, whylen, "out of memory");
@@ -233,6 +266,17 @@ json_t *json_parse_body(const char *body, size_t len, char *why, size_t whylen)
 		return NULL;
 	}
 	return j;
+}
+
+json_t *json_parse_body(const char *body, size_t len, char *why, size_t whylen)
+{
+	return parse(body, len, 0, why, whylen);
+}
+
+json_t *json_parse_body_signed(const char *body, size_t len, char *why,
+			       size_t whylen)
+{
+	return parse(body, len, 1, why, whylen);
 }
 
 int json_get_key(const json_t *j, uint64_t *key)

@@ -31,6 +31,8 @@ void sb_printf(struct sbuf *b, const char *fmt, ...)
 void sb_u64(struct sbuf *b, uint64_t v);
 /* A JSON string (with quotes) of valid UTF-8 bytes. */
 void sb_json_str(struct sbuf *b, const void *v, size_t len);
+/* The shortest decimal that reads back as F (a finite float32). */
+void sb_float(struct sbuf *b, float f);
 void sb_base64(struct sbuf *b, const void *v, size_t len);
 /* "value":"…" when V is UTF-8, else "value_base64":"…" (as kyro-get). */
 void sb_json_value_field(struct sbuf *b, const void *v, size_t len);
@@ -45,6 +47,11 @@ void sb_json_error(struct sbuf *b, const char *text);
  */
 json_t *json_parse_body(const char *body, size_t len, char *why,
 			size_t whylen);
+
+/* The same, with negative numbers allowed (vector components); a
+ * negative integer is read as a real, so never as a key. */
+json_t *json_parse_body_signed(const char *body, size_t len, char *why,
+			       size_t whylen);
 
 /* A u64 key from a parsed integer; -1 when J is not an integer. */
 int json_get_key(const json_t *j, uint64_t *key);

@@ -14,13 +14,16 @@
 #include "jobs.h"
 #include "metrics.h"
 #include "store.h"
+#include "vecstats.h"
 
 static const char *const route_labels[R_COUNT] = {
 	"/v1/put", "/v1/delete", "/v1/lookup", "/v1/get_fast/{key}",
 	"/v1/lookup_fast/{key}", "GET /v1/kv/{key}", "PUT /v1/kv/{key}",
 	"DELETE /v1/kv/{key}", "/v1/lookup_batch", "/v1/range", "/v1/offset",
 	"/v1/snapshot", "/v1/rmi/build", "/v1/warmup", "/health",
-	"/build_info", "/metrics", "/v1/replay", "/v1/subscribe", "other",
+	"/build_info", "/metrics", "/v1/replay", "/v1/subscribe",
+	"/v1/vector/insert", "/v1/vector/insert_batch", "/v1/vector/search",
+	"/v1/vector/build", "/v1/insert", "/v1/search", "other",
 };
 
 /* Status codes counted by name; anything else counts as "other". */
@@ -276,5 +279,6 @@ void metrics_render(struct sbuf *b, unsigned connections, unsigned inflight)
 	store_metrics(b);
 	job_metrics(b);
 	feed_metrics(b);
+	vector_metrics(b);
 	process_metrics(b);
 }

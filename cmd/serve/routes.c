@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "routes.h"
 #include "store.h"
+#include "vector.h"
 
 #ifndef KYRO_GIT_COMMIT
 #define KYRO_GIT_COMMIT "unknown"
@@ -411,7 +412,26 @@ static void h_offset(struct req *r)
 
 static int route_job(int route)
 {
-	return route == R_SNAPSHOT ? JOB_SNAPSHOT : route == R_RMI_BUILD ? JOB_RMI_BUILD : JOB_WARMUP;
+	return route == R_SNAPSHOT ? JOB_SNAPSHOT : route == R_RMI_BUILD ? JOB_RMI_BUILD
+	       : route == R_VEC_BUILD ? JOB_VEC_BUILD : JOB_WARMUP;
+}
+
+/* What the job is asked: /v1/vector/build's parameters, and
+ * /v1/snapshot?vectors=1.  Answers 400 itself. */
+static int job_params(struct req *r, int kind, struct job_params *p)
+{
+	const char *v = http_arg(r, "vectors");
+	*p = (struct job_params){0};
+	if (kind == JOB_VEC_BUILD)
+		return vector_build_params(r, p);
+	if (kind != JOB_SNAPSHOT || !v)
+		return 0;
+	if (strcmp(v, "1") && strcmp(v, "0")) {
+		http_error(r, 400, "?vectors= is 0 or 1");
+		return -1;
+	}
+	p->vectors = !strcmp(v, "1");
+	return 0;
 }
 
 static void job_done(struct job_waiter *w, void *arg)
@@ -446,21 +466,24 @@ static void h_job(struct req *r)
 {
 	int kind = route_job(r->route);
 	const char *wait = http_arg(r, "wait");
+	struct job_params p;
 	if (wait && strcmp(wait, "1") && strcmp(wait, "0")) {
 		http_error(r, 400, "?wait= is 0 or 1");
 		return;
 	}
+	if (job_params(r, kind, &p))
+		return;
 	if (wait && !strcmp(wait, "1")) {
 		r->jw = (struct job_waiter){.done = job_done, .arg = r};
 		http_suspend(r, job_answer);
-		int rc = jobs_start(kind, &r->jw, &r->job_id);
+		int rc = jobs_start_with(kind, &p, &r->jw, &r->job_id);
 		if (rc) {
 			r->jw.status = rc;
 			http_resume(r);
 		}
 		return;
 	}
-	int rc = jobs_start(kind, NULL, &r->job_id);
+	int rc = jobs_start_with(kind, &p, NULL, &r->job_id);
 	if (rc) {
 		job_refused(r, kind, rc);
 		return;
@@ -528,7 +551,7 @@ static void h_metrics(struct req *r)
 
 /* ---- the table ---- */
 
-enum { NO_BODY, JSON_BODY, RAW_BODY, BATCH_BODY };
+enum { NO_BODY, JSON_BODY, RAW_BODY, BATCH_BODY, VEC_BODY, VEC_QUERY, VEC_BATCH };
 
 struct route_def {
 	const char *path;
@@ -557,6 +580,12 @@ static const struct route_def defs[] = {
 	{"/v1/warmup", 0, "POST", R_WARMUP, h_job, NO_BODY, 0},
 	{"/v1/replay", 0, "GET", R_REPLAY, feed_replay, NO_BODY, 0},
 	{"/v1/subscribe", 0, "GET", R_SUBSCRIBE, feed_subscribe, NO_BODY, 0},
+	{"/v1/vector/insert", 0, "POST", R_VEC_INSERT, vector_insert, VEC_BODY, 0},
+	{"/v1/vector/insert_batch", 0, "POST", R_VEC_INSERT_BATCH, vector_insert_batch, VEC_BATCH, 0},
+	{"/v1/vector/search", 0, "POST", R_VEC_SEARCH, vector_search, VEC_QUERY, 0},
+	{"/v1/vector/build", 0, "POST", R_VEC_BUILD, h_job, NO_BODY, 0},
+	{"/v1/insert", 0, "POST", R_INSERT, vector_insert_seed, VEC_BODY, 0},
+	{"/v1/search", 0, "POST", R_SEARCH, vector_search_seed, VEC_QUERY, 0},
 	{"/health", 0, "GET", R_HEALTH, h_health, NO_BODY, 1},
 	{"/build_info", 0, "GET", R_BUILD_INFO, h_build_info, NO_BODY, 0},
 	{"/metrics", 0, "GET", R_METRICS, h_metrics, NO_BODY, 0},
@@ -571,6 +600,9 @@ static size_t body_limit(int kind)
 	case RAW_BODY: return cfg->max_value;
 	case JSON_BODY: return cfg->max_value + SMALL_BODY;
 	case BATCH_BODY: return (size_t)cfg->max_batch_keys * 24 + SMALL_BODY;
+	case VEC_BODY: return cfg->max_value + SMALL_BODY + VEC_TEXT_MAX;
+	case VEC_QUERY: return SMALL_BODY + VEC_TEXT_MAX;
+	case VEC_BATCH: return cfg->max_vec_batch;
 	}
 	return SMALL_BODY;
 }

@@ -38,6 +38,9 @@ struct serve_cfg {
 	int retain_set;                /* --retain given: */
 	uint64_t retain_bytes;         /* kyro_set_retain() on every */
 	uint64_t retain_seconds;       /* handle that collects garbage */
+	size_t max_vec_batch;          /* /v1/vector/insert_batch body, bytes */
+	unsigned recall_every;         /* recall spot-check of every Nth graph
+					* search; 0 off */
 };
 
 /* Monotonic time in nanoseconds. */

@@ -60,6 +60,8 @@ void store_stats(struct kyro_stats *st)
 		st->lookups_binary += s.lookups_binary;
 		st->rmi_mispredicts += s.rmi_mispredicts;
 		st->rmi_fallbacks += s.rmi_fallbacks;
+		st->vec_searches += s.vec_searches;
+		st->vec_distances += s.vec_distances;
 		for (int i = 0; i < KYRO_WINDOW_BUCKETS; i++)
 			st->window_hist[i] += s.window_hist[i];
 #define MAX_OF(f) if (s.f > st->f) st->f = s.f

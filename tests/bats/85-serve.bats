@@ -613,8 +613,10 @@ print(s.recv(4096).decode(), flush=True)' "$sock" >"$BATS_TEST_TMPDIR/notified" 
 	assert_equal "$HTTP_STATUS" 400
 	http POST '/v1/warmup?wait=1&wait=1'
 	assert_equal "$HTTP_STATUS" 400
+	http POST '/v1/vector/build?m=8&m=8'
+	assert_equal "$HTTP_STATUS" 400
 	http GET /metrics
-	assert_equal "$(grep -c '^kyro_job_runs_total{job="[a-z_]*"} 0$' <<<"$HTTP_BODY")" 3
+	assert_equal "$(grep -c '^kyro_job_runs_total{job="[a-z_]*"} 0$' <<<"$HTTP_BODY")" 4
 	http GET '/v1/lookup?key=9'
 	expect 200 '{"key":9,"value":"nine"}'
 }

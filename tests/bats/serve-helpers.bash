@@ -44,8 +44,10 @@ serve_start() {
 			kill -0 "$SERVE_PID" 2>/dev/null || break
 			sleep 0.05
 		done
-		kill -KILL "$SERVE_PID" 2>/dev/null
-		wait "$SERVE_PID" 2>/dev/null
+		# The daemon may be gone already (it lost the port): under
+		# errexit a failed kill would end serve_start with no retry.
+		kill -KILL "$SERVE_PID" 2>/dev/null || true
+		wait "$SERVE_PID" 2>/dev/null || true
 		SERVE_PID=
 	done
 	echo "kyro-serve did not become ready; its log:" >&2

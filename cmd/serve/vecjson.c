@@ -1,0 +1,230 @@
+/*
+ * vecjson.c - the fast path for search bodies (vecjson.h).
+ *
+ * It must never accept what the general path refuses, nor read a body
+ * differently: so it follows RFC 8259's grammar exactly for what it
+ * takes (numbers: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; names:
+ * plain ASCII with no escape), converts numbers as jansson does (strtod,
+ * then the cast to float the general path makes), and leaves to that
+ * path every error, every rarer member (range, metric) and every form it
+ * does not know.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vecjson.h"
+
+struct cur {
+	const char *p, *end;
+};
+
+static void ws(struct cur *c)
+{
+	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' ||
+				 *c->p == '\n' || *c->p == '\r'))
+		c->p++;
+}
+
+static int eat(struct cur *c, char ch)
+{
+	ws(c);
+	if (c->p < c->end && *c->p == ch) {
+		c->p++;
+		return 1;
+	}
+	return 0;
+}
+
+static int digit(const struct cur *c, const char *p)
+{
+	return p < c->end && *p >= '0' && *p <= '9';
+}
+
+/* The extent of a JSON number at C; *INTEGRAL when it has no fraction,
+ * exponent or sign.  0 when there is none. */
+static size_t number_len(const struct cur *c, int *integral)
+{
+	const char *p = c->p;
+	*integral = 1;
+	if (p < c->end && *p == '-') {
+		p++;
+		*integral = 0;
+	}
+	if (!digit(c, p))
+		return 0;
+	if (*p == '0')
+		p++;
+	else
+		while (digit(c, p))
+			p++;
+	if (p < c->end && *p == '.') {
+		*integral = 0;
+		if (!digit(c, ++p))
+			return 0;
+		while (digit(c, p))
+			p++;
+	}
+	if (p < c->end && (*p == 'e' || *p == 'E')) {
+		*integral = 0;
+		p++;
+		if (p < c->end && (*p == '+' || *p == '-'))
+			p++;
+		if (!digit(c, p))
+			return 0;
+		while (digit(c, p))
+			p++;
+	}
+	return (size_t)(p - c->p);
+}
+
+/* A number as the general path reads it, or 0 to give up: literals
+ * jansson would refuse (overflow, integers past 19 digits) included. */
+static int number(struct cur *c, double *v)
+{
+	char t[400];
+	int integral;
+	ws(c);
+	size_t n = number_len(c, &integral);
+	if (!n || n >= sizeof t || (integral && n > 18))
+		return 0;
+	memcpy(t, c->p, n);
+	t[n] = 0;
+	*v = strtod(t, NULL);
+	if (!isfinite(*v))
+		return 0;
+	c->p += n;
+	return 1;
+}
+
+/* A plain integer from LO to HI. */
+static int uint_field(struct cur *c, uint64_t lo, uint64_t hi, uint32_t *v)
+{
+	int integral;
+	double d;
+	ws(c);
+	if (!number_len(c, &integral) || !integral || !number(c, &d) ||
+	    d < (double)lo || d > (double)hi)
+		return 0;
+	*v = (uint32_t)d;
+	return 1;
+}
+
+static int boolean(struct cur *c, int *v)
+{
+	ws(c);
+	if ((size_t)(c->end - c->p) >= 4 && !memcmp(c->p, "true", 4)) {
+		c->p += 4;
+		*v = 1;
+		return 1;
+	}
+	if ((size_t)(c->end - c->p) >= 5 && !memcmp(c->p, "false", 5)) {
+		c->p += 5;
+		*v = 0;
+		return 1;
+	}
+	return 0;
+}
+
+/* The vector into OUT (room for CAP); *DIM gets its length. */
+static int array(struct cur *c, float *out, size_t cap, uint32_t *dim)
+{
+	size_t n = 0;
+	if (!eat(c, '['))
+		return 0;
+	do {
+		double d;
+		if (n == cap || n == KYRO_MAX_DIM || !number(c, &d))
+			return 0;
+		out[n] = (float)d;
+		if (!isfinite(out[n]))
+			return 0;
+		n++;
+	} while (eat(c, ','));
+	if (!eat(c, ']'))
+		return 0;
+	*dim = (uint32_t)n;
+	return 1;
+}
+
+/* A member's name: plain printable ASCII, no escape. */
+static int name(struct cur *c, const char **s, size_t *n)
+{
+	if (!eat(c, '"'))
+		return 0;
+	*s = c->p;
+	while (c->p < c->end && *c->p != '"') {
+		unsigned char ch = (unsigned char)*c->p;
+		if (ch < 0x20 || ch >= 0x7f || ch == '\\')
+			return 0;
+		c->p++;
+	}
+	if (c->p == c->end)
+		return 0;
+	*n = (size_t)(c->p - *s);
+	c->p++;
+	return eat(c, ':');
+}
+
+static int is(const char *s, size_t n, const char *want)
+{
+	return strlen(want) == n && !memcmp(s, want, n);
+}
+
+int vecjson_search(const char *body, size_t len, const char *vname,
+		   uint32_t max_ef, struct kyro_vec_query *q, int *with_values,
+		   float **vec)
+{
+	struct cur c = {body, body + len};
+	/* Each number takes a digit and a comma at least. */
+	size_t cap = len / 2 + 1;
+	float *v =
+		malloc((cap < KYRO_MAX_DIM ? cap : KYRO_MAX_DIM) * sizeof *v);
+	unsigned seen = 0;
+	int exact = 0;
+	*q = (struct kyro_vec_query){.k = 10, .hi = UINT64_MAX};
+	*with_values = 0;
+	if (!v || !eat(&c, '{'))
+		goto no;
+	do {
+		const char *s;
+		size_t n;
+		unsigned bit;
+		int ok;
+		if (!name(&c, &s, &n))
+			goto no;
+		if (is(s, n, vname)) {
+			bit = 1;
+			ok = array(&c, v, cap, &q->dim);
+		} else if (is(s, n, "k")) {
+			bit = 2;
+			ok = uint_field(&c, 1, KYRO_VEC_MAX_K, &q->k);
+		} else if (is(s, n, "ef")) {
+			bit = 4;
+			ok = uint_field(&c, 1, max_ef, &q->ef);
+		} else if (is(s, n, "exact")) {
+			bit = 8;
+			ok = boolean(&c, &exact);
+		} else if (is(s, n, "with_values")) {
+			bit = 16;
+			ok = boolean(&c, with_values);
+		} else {
+			goto no;
+		}
+		if (!ok || (seen & bit))
+			goto no;
+		seen |= bit;
+	} while (eat(&c, ','));
+	if (!eat(&c, '}') || !(seen & 1))
+		goto no;
+	ws(&c);
+	if (c.p != c.end)
+		goto no;
+	q->flags = exact ? KYRO_VEC_EXACT : 0;
+	q->vec = v;
+	*vec = v;
+	return 1;
+no:
+	free(v);
+	return 0;
+}
