@@ -39,6 +39,7 @@ LIB_SRCS := \
 	libkyro/hnsw.c \
 	libkyro/hnsw_build.c \
 	libkyro/hnsw_search.c \
+	libkyro/image.c \
 	libkyro/index.c \
 	libkyro/manifest.c \
 	libkyro/rmi.c \
@@ -102,6 +103,7 @@ UNIT_TESTS := \
 	test_commit \
 	test_delta \
 	test_feed \
+	test_image \
 	test_manifest \
 	test_snapshot \
 	test_store \
