@@ -660,7 +660,11 @@ static int follow(kyro_db *db, char *err, size_t errlen)
 	struct follow f = {.db = db};
 	char q[48];
 	uint64_t last;
-	if (kyro_last_seq(db, &last)) {
+	/* The position as the writer finds it under the lock, not as a
+	 * reader's view: a follower killed between its fsync and its
+	 * publish left a batch the shared page does not show yet, and an
+	 * empty batch publishes it (and writes nothing). */
+	if (kyro_batch_begin(db) || kyro_batch_commit(db, &last)) {
 		snprintf(err, errlen, "%s", kyro_errmsg(db));
 		return F_STOP;
 	}
