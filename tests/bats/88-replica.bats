@@ -32,7 +32,13 @@ setup() {
 }
 
 teardown() {
-	local p
+	local p f
+	# A failure shows what the daemons said.
+	if [ -z "${BATS_TEST_COMPLETED:-}" ]; then
+		for f in "$BATS_TEST_TMPDIR"/*.log; do
+			[ -f "$f" ] && { echo "--- $f"; grep -v '" 200 ' "$f" | tail -n 20; } >&3
+		done
+	fi
 	for p in $W_PID $F_PID $R_PID $P_PID; do
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
