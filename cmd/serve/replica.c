@@ -15,7 +15,8 @@
  * /v1/subscribe, where each SSE event is one of the primary's batches.
  * The events one read of the socket brings go into one local batch, so a
  * replica's batch is the union of whole batches of the primary, with the
- * primary's numbers, never a part of one.  A change whose op this build
+ * primary's numbers, never a part of one.  A follower that falls BEHIND
+ * changes behind (a pause, a burst) goes back to pages.  A change whose op this build
  * does not know stops replication (apply.c), the reason in /health.
  *
  * Bootstrap.  When the directory holds no store, or the primary answers
@@ -60,13 +61,14 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define PAGE_MAX ((size_t)256 << 20) /* a page is one batch at least */
+#define BEHIND 65536 /* changes behind that send a follower to pages */
 
 enum { S_BOOTSTRAP, S_CONNECTING, S_FOLLOWING, S_STOPPED };
 static const char *const state_names[] = {"bootstrapping", "connecting",
 					  "following", "stopped"};
 
-/* How a stream ended. */
-enum { F_RECONNECT = 1, F_GONE, F_STOP };
+/* How a stream ended; F_BEHIND: far enough behind for pages again. */
+enum { F_RECONNECT = 1, F_GONE, F_STOP, F_BEHIND };
 
 static const struct serve_cfg *cfg;
 static char boot_dir[PATH_MAX];
@@ -436,6 +438,10 @@ static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 	}
 	maybe_snapshot(s->a);
 	applied(s->a, last, 0);
+	pthread_mutex_lock(&rs.mu);
+	if (rs.primary > rs.applied + BEHIND)
+		s->result = F_BEHIND;
+	pthread_mutex_unlock(&rs.mu);
 	return s->result ? 0 : len;
 }
 
@@ -478,8 +484,13 @@ static int follow(kyro_db *db, char *err, size_t errlen)
 	}
 	a.next = last + 1;
 	applied(&a, last, 0);
-	int r = catch_up(&a, err, errlen);
-	return r ? r : stopping() ? F_RECONNECT : stream(&a, err, errlen);
+	int r;
+	do {
+		r = catch_up(&a, err, errlen);
+		if (!r)
+			r = stopping() ? F_RECONNECT : stream(&a, err, errlen);
+	} while (r == F_BEHIND);
+	return r;
 }
 
 static int open_store(kyro_db **db, char *err, size_t errlen)
