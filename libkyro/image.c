@@ -111,15 +111,17 @@ static void close_files(kyro_export *e)
 	e->nfiles = 0;
 }
 
-/* Read the manifest and open what it names; ENOENT when a file went
+/* Read the manifest and open what it names; *GONE set when a file went
  * away between the two (a commit came: the caller starts over). */
-static int export_load(kyro_export *e, const char *dir)
+static int export_load(kyro_export *e, const char *dir, int *gone)
 {
 	char names[IMAGE_MAX_FILES][IMAGE_NAME];
 	size_t n;
+	*gone = 0;
 	int rc = kyro__manifest_read(e->msg, dir, &e->m);
-	if (!rc)
-		rc = kyro__image_names(&e->m, names, &n);
+	if (rc)
+		return rc;
+	rc = kyro__image_names(&e->m, names, &n);
 	for (size_t i = 0; !rc && i < n; i++) {
 		snprintf(e->f[i].name, IMAGE_NAME, "%s", names[i]);
 		if ((rc = kyro__path(e->f[i].path, dir, names[i])) != 0) {
@@ -128,8 +130,10 @@ static int export_load(kyro_export *e, const char *dir)
 		}
 		rc = kyro__fs_open(e->msg, e->f[i].path, O_RDONLY, 0,
 				   &e->f[i].fd);
-		if (rc)
+		if (rc) {
+			*gone = rc == ENOENT;
 			break;
+		}
 		e->nfiles = i + 1;
 		rc = kyro__fs_size(e->msg, e->f[i].fd, e->f[i].path,
 				   &e->f[i].size);
@@ -161,15 +165,15 @@ int kyro_export_open(kyro_export **ep, kyro_db *db)
 {
 	kyro_export *e = calloc(1, sizeof *e);
 	const char *dir = kyro__db_dir(db);
-	int rc = ENOENT;
+	int rc = 0, gone = 1;
 	*ep = e;
 	if (!e)
 		return ENOMEM;
 	/* A commit between reading the manifest and opening its files
 	 * removes them; a few commits in a row is a busy store, not a
 	 * reason to fail, but forever would be a loop. */
-	for (int tries = 0; rc == ENOENT && tries < 100; tries++)
-		rc = export_load(e, dir);
+	for (int tries = 0; gone && tries < 100; tries++)
+		rc = export_load(e, dir, &gone);
 	if (rc)
 		return rc;
 	export_header(e);

@@ -117,12 +117,12 @@ for run in $(seq 1 "$RUNS"); do
 	PIDS=
 
 	# ---- redis-server --replicaof ----
-	redis-server --port "$P_RM" --save '' --appendonly no --daemonize no \
+	redis-server --port "$P_RM" --dir "$WORK" --save '' --appendonly no --daemonize no \
 		--logfile "$WORK/redis-master.log" &
 	RM=$!
 	PIDS="$RM"
 	wait_up 10 redis-cli -p "$P_RM" ping
-	redis-server --port "$P_RR" --save '' --appendonly no --daemonize no \
+	redis-server --port "$P_RR" --dir "$WORK" --save '' --appendonly no --daemonize no \
 		--replicaof 127.0.0.1 "$P_RM" --logfile "$WORK/redis-replica.log" &
 	RR=$!
 	PIDS="$RM $RR"

@@ -34,7 +34,10 @@
 
 #define CT_JSON "application/json"
 #define IMAGE_CHUNK 65536
-#define PAGE_BYTES ((size_t)8 << 20)
+/* Each page opens a feed, which reads the live segment from its start
+ * up to the page's first change: large pages keep that re-reading small
+ * against what is sent. */
+#define PAGE_BYTES ((size_t)32 << 20)
 #define STOP_PAGE 0x7ffffff
 
 /* ---- GET /v1/image ---- */

@@ -9,7 +9,7 @@
  * anything that would make a gap or a duplicate.
  *
  * Catching up, then following.  From its position the follower reads
- * GET /v1/replicate pages (binary, about 8 MiB of whole batches each,
+ * GET /v1/replicate pages (binary, about 32 MiB of whole batches each,
  * applied as one local batch: one commit, one fsync under --sync=always)
  * until a page ends at the primary's last commit; then it follows GET
  * /v1/subscribe, where each SSE event is one of the primary's batches.
@@ -135,9 +135,26 @@ static void saw_primary(uint64_t seq)
 	pthread_mutex_unlock(&rs.mu);
 }
 
-/* The store now ends at SEQ; A's counts go to the totals. */
+/* Snapshot the replica's store every KYRODB_AUTO_SNAPSHOT_RECORDS
+ * changes, from this thread: it alone writes the store, so no snapshot
+ * can run across a bootstrap's swap. */
+static void maybe_snapshot(kyro_db *db, uint64_t changes)
+{
+	static uint64_t since;
+	since += changes;
+	if (!cfg->auto_snapshot || since < cfg->auto_snapshot)
+		return;
+	since = 0;
+	if (kyro_snapshot(db, KYRO_SNAPSHOT_INDEX, NULL, NULL, NULL, NULL))
+		log_msg(LOG_WARN, "replica snapshot failed: %s",
+			kyro_errmsg(db));
+}
+
+/* The store now ends at SEQ; A's counts go to the totals (and towards
+ * the next snapshot). */
 static void applied(struct applier *a, uint64_t seq, int page)
 {
+	uint64_t n = a->changes;
 	pthread_mutex_lock(&rs.mu);
 	rs.applied = seq;
 	if (seq > rs.primary)
@@ -149,6 +166,7 @@ static void applied(struct applier *a, uint64_t seq, int page)
 	rs.pages += page;
 	pthread_mutex_unlock(&rs.mu);
 	a->batches = a->changes = 0;
+	maybe_snapshot(a->db, n);
 }
 
 /* Sleep MS, or less when stopping. */
@@ -384,20 +402,6 @@ static void on_line(struct stream *s, const char *p, size_t n)
 	/* Comments (": heartbeat") and id: lines need nothing. */
 }
 
-/* Snapshot the replica's store every KYRODB_AUTO_SNAPSHOT_RECORDS
- * changes, from this thread: it alone writes the store, so no snapshot
- * can run across a bootstrap's swap. */
-static void maybe_snapshot(struct applier *a)
-{
-	static uint64_t since;
-	since += a->changes;
-	if (!cfg->auto_snapshot || since < cfg->auto_snapshot)
-		return;
-	since = 0;
-	if (kyro_snapshot(a->db, KYRO_SNAPSHOT_INDEX, NULL, NULL, NULL, NULL))
-		log_msg(LOG_WARN, "replica snapshot failed: %s",
-			kyro_errmsg(a->db));
-}
 
 static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 {
@@ -443,7 +447,6 @@ static int stream_drained(void *arg)
 		s->result = F_STOP;
 		return 1;
 	}
-	maybe_snapshot(s->a);
 	applied(s->a, last, 0);
 	pthread_mutex_lock(&rs.mu);
 	if (!s->result && rs.primary > rs.applied + BEHIND)
