@@ -432,6 +432,13 @@ static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 	}
 	if (s->result == F_STOP)
 		apply_abort(s->a);
+	/* Checked here too, not only when drained: a socket that never
+	 * empties (a backlog after a pause) would otherwise keep the
+	 * follower on JSON for the whole backlog. */
+	pthread_mutex_lock(&rs.mu);
+	if (!s->result && rs.primary > s->a->next - 1 + BEHIND)
+		s->result = F_BEHIND;
+	pthread_mutex_unlock(&rs.mu);
 	return s->result ? 0 : len;
 }
 
