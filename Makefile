@@ -262,6 +262,10 @@ bench-replica: all
 	$(Q)sh tests/deps.sh redis-server redis-tools
 	$(Q)sh bench/feed/replica.sh
 
+## bench-replica-crash: the replica crash test with 200 rounds of SIGKILL (REPLICA_CRASH_ROUNDS)
+bench-replica-crash: all
+	$(Q)REPLICA_CRASH_ROUNDS=$${REPLICA_CRASH_ROUNDS:-200} bats -f 'replica crash test' tests/bats/88-replica.bats
+
 ## deps: install missing Debian packages (as root), or print the apt-get line
 deps:
 	$(Q)sh tests/deps.sh
@@ -322,7 +326,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all bench bench-deps bench-feed bench-replica bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-feed bench-replica bench-replica-crash bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)

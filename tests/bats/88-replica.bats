@@ -321,13 +321,15 @@ same_stores() {
 	wait_for 10 refused
 }
 
+# REPLICA_CRASH_ROUNDS (default 20) sets the rounds; make
+# bench-replica-crash runs 200.
 @test "replica crash test: SIGKILL of the primary and the replica at random moments, 20 rounds" {
 	start_primary --sync=always
 	start_replica
 	wait_for 10 caught_up
 	python3 "$HERE/writer.py" "$P_PORT" acked.log "$RANDOM" 3>&- &
 	W_PID=$!
-	for round in $(seq 1 20); do
+	for round in $(seq 1 "${REPLICA_CRASH_ROUNDS:-20}"); do
 		# A random moment: the writer runs meanwhile.
 		sleep "0.$((RANDOM % 20 + 5))"
 		case $((RANDOM % 3)) in
