@@ -159,14 +159,14 @@ static int json_change(struct applier *a, json_t *c)
 	json_t *b = json_object_get(c, "value_base64");
 	size_t len;
 	if (json_is_string(v))
-		return change(a, seq, KYRO_CHANGE_PUT, key, json_string_value(v),
-			      json_string_length(v));
+		return change(a, seq, KYRO_CHANGE_PUT, key,
+			      json_string_value(v), json_string_length(v));
 	/* jansson's string is ours to decode in place: it is not used
 	 * again. */
 	if (json_is_string(b) && !b64_decode((char *)json_string_value(b),
 					     json_string_length(b), &len))
-		return change(a, seq, KYRO_CHANGE_PUT, key, json_string_value(b),
-			      len);
+		return change(a, seq, KYRO_CHANGE_PUT, key,
+			      json_string_value(b), len);
 	return fail(a, "change %llu: a put without a valid value",
 		    (unsigned long long)seq);
 }

@@ -126,7 +126,8 @@ static void read_failed(struct req *r, kyro_feed *f, int rc)
 		sb_printf(&b, "{\"error\":\"the history before sequence number "
 			  "%llu is no longer retained: bootstrap from "
 			  "/v1/image\",\"oldest\":%llu}\n",
-			  (unsigned long long)oldest, (unsigned long long)oldest);
+			  (unsigned long long)oldest,
+			  (unsigned long long)oldest);
 		http_reply_sb(r, 410, CT_JSON, &b);
 	} else {
 		http_error(r, 500, "cannot read the change feed: %s",

@@ -16,8 +16,9 @@
  * The events one read of the socket brings go into one local batch, so a
  * replica's batch is the union of whole batches of the primary, with the
  * primary's numbers, never a part of one.  A follower that falls BEHIND
- * changes behind (a pause, a burst) goes back to pages.  A change whose op this build
- * does not know stops replication (apply.c), the reason in /health.
+ * changes behind (a pause, a burst) goes back to pages.  A change whose
+ * op this build does not know stops replication (apply.c), the reason in
+ * /health.
  *
  * Bootstrap.  When the directory holds no store, or the primary answers
  * 410 (it no longer retains what comes next), the image from GET
@@ -317,7 +318,8 @@ static int catch_up(struct applier *a, char *err, size_t errlen)
 	int r = 0;
 	while (!r && !stopping()) {
 		uint64_t next, last, seq;
-		snprintf(q, sizeof q, "?from=%llu", (unsigned long long)a->next);
+		snprintf(q, sizeof q, "?from=%llu",
+			 (unsigned long long)a->next);
 		if (fetch_all("/v1/replicate", q, &b, PAGE_MAX, &status, err,
 			      errlen)) {
 			/* A primary without the route: the stream alone. */
@@ -596,7 +598,8 @@ static void *poll_run(void *arg)
 		if (!fetch_all("/v1/offset", NULL, &b, 4096, &status, err,
 			       sizeof err)) {
 			sb_put(&b, "", 1);
-			if (!b.oom && sscanf(b.p, "{\"offset\":%llu", &seq) == 1)
+			if (!b.oom &&
+			    sscanf(b.p, "{\"offset\":%llu", &seq) == 1)
 				saw_primary(seq);
 		}
 		pause_ms(LAG_POLL_MS);
