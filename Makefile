@@ -55,10 +55,13 @@ LIB_SRCS := \
 	libkyro/sort.c \
 	libkyro/vec_avx2.c \
 	libkyro/vec_avx512.c \
+	libkyro/vec_build.c \
 	libkyro/vec_dist.c \
 	libkyro/vec_exact.c \
 	libkyro/vec_scalar.c \
+	libkyro/vec_snap.c \
 	libkyro/vec_sse.c \
+	libkyro/vec_store.c \
 	libkyro/verify.c \
 	libkyro/view.c \
 	libkyro/wal.c \
@@ -108,6 +111,7 @@ UNIT_TESTS := \
 	test_snapshot \
 	test_store \
 	test_vec \
+	test_vecstore \
 	test_wal
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/test_rmi
 

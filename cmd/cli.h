@@ -120,5 +120,38 @@ int cli_parse_retain(const char *s, uint64_t *bytes, uint64_t *seconds);
 #define CLI_RETAIN_HELP "keep folded WAL segments within SIZE and/or DURATION (default 64M,1h; 0: none)"
 #define CLI_RETAIN_ERROR "invalid --retain '%s' (SIZE, DURATION or SIZE,DURATION: 64M, 1h, 64M,1h, 0)"
 
+/* A vector being read: DIM float32 in V. */
+struct cli_vec {
+	float *v;
+	uint32_t dim, cap;
+};
+#define CLI_WHY_MAX 160
+/* Parse "v1,v2,...": decimal floats (strtof's syntax, blanks around each
+ * allowed), finite, at most KYRO_MAX_DIM.  Returns 0, or -1 with the
+ * reason in WHY (CLI_WHY_MAX bytes). */
+int cli_parse_vec(const char *s, size_t len, struct cli_vec *v, char *why);
+/* Read one .fvecs record (little-endian int32 dimension, then that many
+ * little-endian float32) from F.  Returns 1 for a record, 0 at the end of
+ * the input, -1 with the reason in WHY. */
+int cli_read_fvecs(FILE *f, struct cli_vec *v, char *why);
+/* X as the shortest decimal that reads back as the same float32. */
+void cli_put_float(FILE *f, float x);
+/* V[0..DIM) as cli_parse_vec() reads it: "v1,v2,...". */
+void cli_put_vec(FILE *f, const float *v, uint32_t dim);
+/* The metric names: l2, ip, cosine. */
+int cli_parse_metric(const char *s, int *metric);
+const char *cli_metric_name(int metric);
+/* --m, --ef-construction and --metric of kyro-snapshot and kyro-rmi-build:
+ * OPT is the option's id (CLI_VEC_M...), C->arg its argument; a bad one
+ * is a usage error. */
+enum { CLI_VEC_M = 100, CLI_VEC_EFC, CLI_VEC_METRIC };
+void cli_vec_param(const struct cli *c, int opt, struct kyro_vec_params *p);
+#define CLI_VEC_OPTS \
+	{CLI_VEC_M, 0, "m", "M", "with --vectors: links per node of the graph, 2..128 (default 16)"}, \
+	{CLI_VEC_EFC, 0, "ef-construction", "N", "with --vectors: the build's beam (default 200)"}, \
+	{CLI_VEC_METRIC, 0, "metric", "METRIC", "with --vectors: " CLI_METRIC_HELP " (default l2)"}
+/* "PROG: vector index GEN: ..." on stderr, as -v prints a build. */
+void cli_vec_stats(const char *prog, const struct kyro_vec_stats *st);
+#define CLI_METRIC_HELP "l2 (squared L2), ip (1 - dot product) or cosine (1 - cosine)"
 
 #endif

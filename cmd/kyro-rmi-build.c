@@ -1,5 +1,6 @@
 /*
- * kyro-rmi-build - build and commit the learned index of the snapshot.
+ * kyro-rmi-build - build and commit the learned index of the snapshot, or
+ * with --vectors its vector index.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -7,13 +8,15 @@
 
 #include "cli.h"
 
-enum { OPT_DIR = 1, OPT_VERBOSE, OPT_LEAVES, OPT_BITS, OPT_MAXSIZE, OPT_RETAIN };
+enum { OPT_DIR = 1, OPT_VERBOSE, OPT_LEAVES, OPT_BITS, OPT_MAXSIZE, OPT_RETAIN, OPT_VECTORS };
 
 static const struct cli_opt opts[] = {
 	{OPT_DIR, 'd', "dir", "DIR", "the data directory (default $KYRODB_DIR, else ./kyrodb-data)"},
 	{OPT_LEAVES, 0, "leaves", "N", "use N leaf models (default: tuned)"},
 	{OPT_BITS, 0, "router-bits", "B", "router table of 2^B entries, 8..24 (default: tuned)"},
 	{OPT_MAXSIZE, 0, "max-size", "BYTES", "index size budget (default 2% of the keys' bytes)"},
+	{OPT_VECTORS, 0, "vectors", NULL, "build the vector index (HNSW graph) instead of the learned index"},
+	CLI_VEC_OPTS,
 	{OPT_RETAIN, 0, "retain", "SPEC", CLI_RETAIN_HELP},
 	{OPT_VERBOSE, 'v', NULL, NULL, "print leaves, windows, size and time on stderr"},
 	{0, 0, NULL, NULL, NULL},
@@ -21,6 +24,7 @@ static const struct cli_opt opts[] = {
 
 static const char *const usage[] = {
 	"[-v] [-d DIR] [--leaves N] [--router-bits B] [--max-size BYTES] [--retain SPEC]",
+	"[-v] [-d DIR] --vectors [--m M] [--ef-construction N] [--metric METRIC] [--retain SPEC]",
 	NULL,
 };
 
@@ -36,7 +40,11 @@ static uint64_t number(const struct cli *c, const char *opt, uint64_t lo, uint64
 int main(int argc, char **argv)
 {
 	struct cli c = {.prog = "kyro-rmi-build", .usage = usage, .opts = opts,
-			.summary = "Build the learned index (a two-stage RMI) for the current snapshot and commit it."};
+			.summary = "Build the learned index (a two-stage RMI) for the current snapshot and commit it;\n"
+				   "with --vectors, build its vector index (an HNSW graph) instead."};
+	struct kyro_vec_params vp = {0};
+	struct kyro_vec_stats vst;
+	int vectors = 0, rmi_opts = 0, vec_opts = 0;
 	struct kyro_rmi_params p = {0};
 	struct kyro_rmi_stats st;
 	const char *dir = NULL;
@@ -53,19 +61,42 @@ int main(int argc, char **argv)
 				cli_usage_error(&c, CLI_RETAIN_ERROR, c.arg);
 			retain = 1;
 			break;
-		case OPT_LEAVES: p.leaves = (unsigned)number(&c, "--leaves", 1, 1u << 30); break;
-		case OPT_BITS: p.router_bits = (unsigned)number(&c, "--router-bits", 8, 24); break;
-		case OPT_MAXSIZE: p.max_size = number(&c, "--max-size", 1, UINT64_MAX); break;
+		case OPT_LEAVES:
+			p.leaves = (unsigned)number(&c, "--leaves", 1, 1u << 30);
+			rmi_opts = 1;
+			break;
+		case OPT_BITS:
+			p.router_bits = (unsigned)number(&c, "--router-bits", 8, 24);
+			rmi_opts = 1;
+			break;
+		case OPT_MAXSIZE:
+			p.max_size = number(&c, "--max-size", 1, UINT64_MAX);
+			rmi_opts = 1;
+			break;
+		case OPT_VECTORS: vectors = 1; break;
+		case CLI_VEC_M:
+		case CLI_VEC_EFC:
+		case CLI_VEC_METRIC:
+			cli_vec_param(&c, opt, &vp);
+			vec_opts = 1;
+			break;
 		case OPT_VERBOSE: verbose = 1; break;
 		}
 	}
 	if (c.ind != argc)
 		cli_usage_error(&c, "unexpected operand '%s'", argv[c.ind]);
+	if (vec_opts && !vectors)
+		cli_usage_error(&c, "--m, --ef-construction and --metric go with --vectors");
+	if (rmi_opts && vectors)
+		cli_usage_error(&c, "--leaves, --router-bits and --max-size build the learned index, not --vectors");
 	cli_env_warnings(cli_warn_env, (void *)c.prog);
 	int rc = cli_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING);
 	if (!rc && retain)
 		rc = kyro_set_retain(db, rbytes, rsecs);
-	if (!rc)
+	if (!rc && vectors)
+		rc = kyro_vec_build(db, &vp, &vst, cli_progress_wanted() ? cli_progress : NULL,
+				    (void *)c.prog);
+	else if (!rc)
 		rc = kyro_rmi_build(db, &p, &st, cli_progress_wanted() ? cli_progress : NULL,
 				    (void *)c.prog);
 	if (rc) {
@@ -73,7 +104,9 @@ int main(int argc, char **argv)
 		kyro_close(db);
 		return EXIT_ERR;
 	}
-	if (verbose)
+	if (verbose && vectors)
+		cli_vec_stats(c.prog, &vst);
+	else if (verbose)
 		fprintf(stderr,
 			"%s: index %llu: %llu keys, %llu leaves, router bits %llu, "
 			"mean window %.1f, max window %.0f, %llu bytes in %.3f s\n",

@@ -38,6 +38,29 @@ static void report(void *arg, const char *file, uint64_t off, const char *text)
 		printf("%s: offset %llu: %s\n", file, (unsigned long long)off, text);
 }
 
+/* What was checked of the vectors of a clean store: the snapshot's
+ * vectors whole, the graph's header, or with --deep every block and link. */
+static void say_vectors(const char *prog, const char *dir, int deep)
+{
+	struct kyro_vec_info vi;
+	kyro_db *db;
+	if (cli_open(&db, dir, KYRO_RDONLY) || kyro_vec_info(db, &vi) ||
+	    !vi.snapshot) {
+		kyro_close(db);
+		return;
+	}
+	if (!vi.indexed)
+		fprintf(stderr, "%s: %s: %llu vectors checked whole; no graph\n",
+			prog, dir, (unsigned long long)vi.snapshot);
+	else
+		fprintf(stderr, "%s: %s: %llu vectors checked whole; graph %llu: %s\n",
+			prog, dir, (unsigned long long)vi.snapshot,
+			(unsigned long long)vi.generation,
+			deep ? "every block and link checked" :
+			"header checked (--deep checks every block and link)");
+	kyro_close(db);
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {.prog = "kyro-verify", .usage = usage, .opts = opts,
@@ -68,5 +91,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: %s: %s (%lu finding%s)\n", c.prog, cli_dir(dir),
 			status == EXIT_OK ? "clean" : status == EXIT_NO ? "damaged" : "not checked",
 			problems, problems == 1 ? "" : "s");
+	if (verbose && status == EXIT_OK)
+		say_vectors(c.prog, cli_dir(dir), flags & KYRO_VERIFY_DEEP);
 	return cli_finish(c.prog, status);
 }

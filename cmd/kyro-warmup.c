@@ -21,7 +21,8 @@ static const char *const usage[] = {
 int main(int argc, char **argv)
 {
 	struct cli c = {.prog = "kyro-warmup", .usage = usage, .opts = opts,
-			.summary = "Bring the current snapshot files and learned index of a KyroDB store into the page cache."};
+			.summary = "Bring the current snapshot files, learned index, vectors and graph of a KyroDB store\n"
+				   "into the page cache."};
 	struct timespec t0, t1;
 	const char *dir = NULL;
 	int verbose = 0, opt;
@@ -47,9 +48,18 @@ int main(int argc, char **argv)
 		return EXIT_ERR;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	struct kyro_vec_info vi;
+	if (!verbose || kyro_vec_info(db, &vi))
+		vi.snapshot = 0;
 	if (verbose)
-		fprintf(stderr, "%s: %.1f MB in %.3f s\n", c.prog, (double)bytes / 1e6,
+		fprintf(stderr, "%s: %.1f MB in %.3f s", c.prog, (double)bytes / 1e6,
 			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	if (vi.snapshot)
+		fprintf(stderr, ", %llu vectors%s included",
+			(unsigned long long)vi.snapshot,
+			vi.indexed ? " and their graph" : "");
+	if (verbose)
+		fputc('\n', stderr);
 	kyro_close(db);
 	return cli_finish(c.prog, EXIT_OK);
 }

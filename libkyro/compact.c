@@ -32,6 +32,8 @@
 #include "index.h"
 #include "sort.h"
 #include "handle.h"
+#include "vec_build.h"
+#include "vec_store.h"
 #include "wal.h"
 
 static double now(void)
@@ -61,6 +63,25 @@ struct fold {
 	uint64_t arena_len, arena_cap;
 };
 
+/* A folded VECTOR record's ref (its value a vector, not the key's
+ * value); a DELETE is a tombstone for both. */
+#define FOLD_VEC ((uint64_t)1 << 62)
+
+/* The bytes of the folded record REF (without FOLD_VEC or DELTA_TOMB). */
+static const unsigned char *fold_val(const struct fold *f, uint64_t ref,
+				     uint32_t *len)
+{
+	ref &= ~(FOLD_VEC | DELTA_TOMB);
+	if (f->arena) {
+		memcpy(len, f->arena + ref, 4);
+		return f->arena + ref + 4;
+	}
+	struct wal_rec r;
+	wal_rec_at(f->segs[DELTA_SLOT(ref)].base, DELTA_OFF(ref), &r);
+	*len = r.len;
+	return r.val;
+}
+
 /* One record of segment SLOT at offset AT. */
 static int fold_add(struct fold *f, size_t slot, uint64_t at,
 		    const struct wal_rec *r)
@@ -73,15 +94,19 @@ static int fold_add(struct fold *f, size_t slot, uint64_t at,
 				   "sequence numbers",
 				   f->segs[slot].path, (unsigned long long)at);
 	uint64_t ref = DELTA_REF(slot, at);
-	if (f->arena && r->type == WAL_PUT) {
+	if (f->arena && (r->type == WAL_PUT || r->type == WAL_VEC)) {
 		KYRO_VERIFY(f->arena_len + 4 + r->len <= f->arena_cap);
 		ref = f->arena_len;
 		memcpy(f->arena + ref, &r->len, 4);
 		memcpy(f->arena + ref + 4, r->val, r->len);
 		f->arena_len += 4 + r->len;
 	}
+	if (r->type == WAL_DEL)
+		ref |= DELTA_TOMB;
+	else if (r->type == WAL_VEC)
+		ref |= FOLD_VEC;
 	f->ents[f->nents].key = r->key;
-	f->ents[f->nents++].ref = r->type == WAL_DEL ? ref | DELTA_TOMB : ref;
+	f->ents[f->nents++].ref = ref;
 	return 0;
 }
 
@@ -191,7 +216,7 @@ static int fold_merge(struct fold *f, const struct snap *old,
 		/* The records are scattered over the WAL in key order: fetch
 		 * a few ahead so their misses overlap. */
 		if (j + 16 < m && !(f->ents[j + 16].ref & DELTA_TOMB)) {
-			uint64_t ahead = f->ents[j + 16].ref;
+			uint64_t ahead = f->ents[j + 16].ref & ~FOLD_VEC;
 			__builtin_prefetch(
 				f->arena ? f->arena + ahead
 					 : f->segs[DELTA_SLOT(ahead)].base +
@@ -209,25 +234,26 @@ static int fold_merge(struct fold *f, const struct snap *old,
 				rc = kyro__snap_writer_add(
 					msg, w, old->keys[i++], val, len);
 		} else {
-			uint64_t key = f->ents[j].key;
-			while (j + 1 < m && f->ents[j + 1].key == key)
-				j++;
+			/* The key's newest value record wins; a key with
+			 * only vector records keeps its old value, copied
+			 * by the next turn. */
+			uint64_t key = f->ents[j].key, ref = 0;
+			int found = 0;
+			for (; j < m && f->ents[j].key == key; j++)
+				if (!(f->ents[j].ref & FOLD_VEC)) {
+					ref = f->ents[j].ref;
+					found = 1;
+				}
+			if (!found)
+				continue;
 			if (i < n && old->keys[i] == key)
 				i++;
-			uint64_t ref = f->ents[j++].ref;
-			if (ref & DELTA_TOMB) {
-				/* deleted: nothing to write */
-			} else if (f->arena) {
+			if (!(ref & DELTA_TOMB)) {
 				uint32_t len;
-				memcpy(&len, f->arena + ref, 4);
-				rc = kyro__snap_writer_add(
-					msg, w, key, f->arena + ref + 4, len);
-			} else {
-				struct wal_rec r;
-				wal_rec_at(f->segs[DELTA_SLOT(ref)].base,
-					   DELTA_OFF(ref), &r);
-				rc = kyro__snap_writer_add(msg, w, key, r.val,
-							   r.len);
+				const unsigned char *val =
+					fold_val(f, ref, &len);
+				rc = kyro__snap_writer_add(msg, w, key, val,
+							   len);
 			}
 		}
 		if (progress && i + j >= tick) {
@@ -263,7 +289,163 @@ struct run {
 	int have_w;
 	uint64_t bytes;         /* of the new snapshot's files */
 	uint64_t rmi_id;        /* the index built, or 0 */
+	struct kyro__vec_arrays vec; /* the new snapshot's vectors */
+	int have_vec;           /* ... when it has any (dim known) */
+	uint64_t hnsw_id;       /* the vector graph built, or 0 */
 };
+
+/* The old snapshot's vectors, checked whole before they are carried
+ * over (like its values). */
+static int old_vectors(struct run *r, struct kyro__vstore *ov)
+{
+	char *msg = kyro__db_msg(r->db);
+	memset(ov, 0, sizeof *ov);
+	if (!r->have_old)
+		return 0;
+	int rc = kyro__vstore_load(msg, ov, kyro__db_dir(r->db), &r->before,
+				   r->old.hdr_sum, 1);
+	if (!rc && ov->vecs)
+		rc = kyro__hnsw_verify(msg, ov->vecs);
+	return rc;
+}
+
+/* Room for N vectors of DIM in A. */
+static int vec_alloc(struct kyro__vec_arrays *a, uint64_t n, uint32_t dim)
+{
+	a->dim = dim;
+	a->keys = malloc((n ? n : 1) * sizeof *a->keys);
+	a->vecs = malloc((n ? n : 1) * dim * sizeof *a->vecs);
+	return a->keys && a->vecs ? 0 : ENOMEM;
+}
+
+/* The dimension of the folded vector records (all equal: the writer
+ * holds them to the store's), or OLD_DIM; *NV counts them. */
+static int fold_dim(const struct fold *f, uint32_t old_dim, uint32_t *dim,
+		    uint64_t *nv)
+{
+	*dim = old_dim;
+	*nv = 0;
+	for (size_t j = 0; j < f->nents; j++) {
+		if (!(f->ents[j].ref & FOLD_VEC))
+			continue;
+		uint32_t len;
+		fold_val(f, f->ents[j].ref, &len);
+		if (!*dim)
+			*dim = len / 4;
+		if (len / 4 != *dim)
+			return kyro__failx(f->msg, KYRO_ECORRUPT,
+					   "a vector of key %llu has %u "
+					   "dimensions, the store's %u",
+					   (unsigned long long)f->ents[j].key,
+					   len / 4, *dim);
+		++*nv;
+	}
+	return 0;
+}
+
+/* Merge the old snapshot's vectors with the folded vector records into
+ * R->vec: a key's newest VECTOR wins, a DELETE drops it. */
+static int fold_vectors(struct run *r, const struct fold *f)
+{
+	struct kyro__vstore ov;
+	struct kyro__vec_arrays *a = &r->vec;
+	uint32_t dim;
+	uint64_t nv;
+	int rc = old_vectors(r, &ov);
+	if (!rc)
+		rc = fold_dim(f, kyro__vstore_dim(&ov), &dim, &nv);
+	if (rc || dim == 0)
+		goto out;
+	const struct kyro__hnsw *o = ov.vecs;
+	uint64_t n = o ? o->n : 0, i = 0;
+	if ((rc = vec_alloc(a, n + nv, dim)) != 0) {
+		rc = kyro__fail(f->msg, rc, "cannot snapshot");
+		goto out;
+	}
+	r->have_vec = 1;
+	for (size_t j = 0; i < n || j < f->nents;) {
+		const float *v = NULL;
+		uint64_t key;
+		if (j == f->nents || (i < n && o->keys[i] < f->ents[j].key)) {
+			key = o->keys[i];
+			v = o->vecs + i++ * o->stride;
+		} else {
+			uint64_t ref = 0;
+			int found = 0;
+			key = f->ents[j].key;
+			for (; j < f->nents && f->ents[j].key == key; j++)
+				if (f->ents[j].ref & (FOLD_VEC | DELTA_TOMB)) {
+					ref = f->ents[j].ref;
+					found = 1;
+				}
+			if (!found)
+				continue; /* the old vector is copied next */
+			if (i < n && o->keys[i] == key)
+				i++;
+			if (ref & DELTA_TOMB)
+				continue;
+			uint32_t len;
+			v = (const float *)(const void *)fold_val(f, ref, &len);
+		}
+		a->keys[a->n] = key;
+		memcpy(a->vecs + a->n++ * dim, v, (size_t)dim * 4);
+	}
+out:
+	kyro__vstore_free(&ov);
+	return rc;
+}
+
+/* A graph is built for the new snapshot when asked for, or when the one
+ * it replaces had one (the same parameters: DECISIONS.md). */
+static int want_graph(struct run *r, struct kyro_vec_params *p)
+{
+	int had;
+	kyro__vec_snapshot_params(r->db, &r->before, p, &had);
+	return r->have_vec && r->vec.n &&
+	       ((r->flags & KYRO_SNAPSHOT_VECTORS) || had);
+}
+
+/* Write the new snapshot's vectors file, and its graph when wanted. */
+static int write_vectors(struct run *r)
+{
+	char *msg = kyro__db_msg(r->db);
+	const char *dir = kyro__db_dir(r->db);
+	struct kyro_vec_params p;
+	if (!r->have_vec)
+		return 0;
+	r->vec.binding = get_le64(r->w.img + 120);
+	int rc = kyro__vstore_write(msg, dir, r->w.gen, r->vec.binding,
+				    r->vec.keys, r->vec.vecs, r->vec.n,
+				    r->vec.dim, NULL);
+	if (rc || !want_graph(r, &p))
+		return rc;
+	r->hnsw_id = r->before.hnsw_gen + 1;
+	return kyro__vec_graph_write(msg, dir, r->hnsw_id, &r->vec, r->w.gen,
+				     &p, &r->st->vec);
+}
+
+/* Nothing to fold, KYRO_SNAPSHOT_VECTORS, and the snapshot there is has
+ * vectors but no graph: build it. */
+static int graph_for_current(struct run *r)
+{
+	const struct manifest *b = &r->before;
+	struct kyro_vec_params p;
+	int had, rc;
+	if (!(r->flags & KYRO_SNAPSHOT_VECTORS) || !b->snap_gen ||
+	    b->vec_snap != b->snap_gen || b->hnsw_snap == b->snap_gen)
+		return 0;
+	kyro__vec_snapshot_params(r->db, b, &p, &had);
+	rc = kyro__vec_read(r->db, b, &r->vec);
+	if (rc == KYRO_ENOTFOUND)
+		return 0;
+	r->hnsw_id = b->hnsw_gen + 1;
+	if (!rc)
+		rc = kyro__vec_graph_write(kyro__db_msg(r->db),
+					   kyro__db_dir(r->db), r->hnsw_id,
+					   &r->vec, b->snap_gen, &p,
+					   &r->st->vec);
+	return rc;
+}
 
 /* Step (1), under the writer lock: put a new empty segment after the
  * records to fold, unless nothing was written since the last snapshot. */
@@ -444,6 +626,8 @@ static int fold(struct run *r)
 		rc = fold_merge(&f, r->have_old ? &r->old : NULL, &r->w,
 				r->progress, r->arg);
 	if (!rc)
+		rc = fold_vectors(r, &f);
+	if (!rc)
 		rc = kyro__snap_writer_seal(f.msg, &r->w, r->cut);
 	/* The WAL and its records are no longer needed: give the memory
 	 * back before the index trains. */
@@ -452,7 +636,9 @@ static int fold(struct run *r)
 	free(f.segs);
 	kyro__fs_free_huge(f.ents, f.cap * sizeof *f.ents);
 	kyro__fs_free_huge(f.arena, f.arena_cap);
-	return rc ? rc : write_and_index(r);
+	if (!rc)
+		rc = write_and_index(r);
+	return rc ? rc : write_vectors(r);
 }
 
 /* The snapshot there is has no index: build it. */
@@ -477,6 +663,12 @@ static int commit_edit(void *arg, struct manifest *m,
 		m->snap_keys = r->w.n;
 		m->wal_first = r->before.wal_last + 1;
 		m->rmi_snap = 0;
+		m->vec_snap = r->have_vec ? r->w.gen : 0;
+		m->hnsw_snap = 0;
+	}
+	if (r->hnsw_id) {
+		m->hnsw_gen = r->hnsw_id;
+		m->hnsw_snap = m->snap_gen;
 	}
 	if (r->rmi_id) {
 		m->rmi_gen = r->rmi_id;
@@ -485,9 +677,27 @@ static int commit_edit(void *arg, struct manifest *m,
 	return 0;
 }
 
+/* The vectors of the snapshot there is (for the figures: a failure to
+ * open them is no error here, and counts none). */
+static uint64_t old_vector_count(struct run *r)
+{
+	char path[PATH_MAX], err[KMSG_MAX];
+	struct kyro__hnsw *h = NULL;
+	uint64_t n = 0;
+	const struct manifest *b = &r->before;
+	if (r->vec.n || !b->snap_gen || b->vec_snap != b->snap_gen)
+		return r->vec.n;
+	if (!kyro__vstore_path(path, kyro__db_dir(r->db), b->snap_gen) &&
+	    !kyro__hnsw_open(err, path, &h))
+		n = h->n;
+	kyro__hnsw_free(h);
+	return n;
+}
+
 static void fill_stats(struct run *r)
 {
 	struct kyro_snapshot_stats *st = r->st;
+	st->vectors = r->vec.n;
 	if (r->rotated) {
 		st->keys = r->w.n;
 		st->bytes = r->bytes;
@@ -497,6 +707,7 @@ static void fill_stats(struct run *r)
 		st->generation = r->before.snap_gen;
 		if (r->have_old)
 			st->bytes = r->old.bin_len + r->old.data_len;
+		st->vectors = old_vector_count(r);
 	}
 }
 
@@ -520,7 +731,9 @@ int kyro_snapshot(kyro_db *db, unsigned flags,
 		rc = r.rotated ? fold(&r) : open_old(&r, want_index(&r));
 	if (!rc && !r.rotated && want_index(&r))
 		rc = build_index(&r);
-	if (!rc && (r.rotated || r.rmi_id))
+	if (!rc && !r.rotated)
+		rc = graph_for_current(&r);
+	if (!rc && (r.rotated || r.rmi_id || r.hnsw_id))
 		rc = kyro__db_commit(db, "snapshot", r.gen, commit_edit, &r);
 	if (!rc) {
 		fill_stats(&r);
@@ -530,6 +743,7 @@ int kyro_snapshot(kyro_db *db, unsigned flags,
 		kyro__snap_writer_abort(&r.w);
 	if (r.have_old)
 		kyro__snap_close(&r.old);
+	kyro__vec_arrays_free(&r.vec);
 	kyro__fs_close(lockfd);
 	r.st->seconds = now() - t0;
 	return rc;

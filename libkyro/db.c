@@ -105,6 +105,8 @@ void kyro_stats(const kyro_db *db, struct kyro_stats *st)
 	st->wal_records = load_relaxed(&s->wal_records);
 	st->wal_bytes = load_relaxed(&s->wal_bytes);
 	st->wal_fsyncs = load_relaxed(&s->wal_fsyncs);
+	st->vec_searches = load_relaxed(&s->vec_searches);
+	st->vec_distances = load_relaxed(&s->vec_distances);
 	const struct kyro__rmi_counters *c = &db->rmi_ctr;
 	st->rmi_mispredicts = load_relaxed(&c->mispredicts);
 	st->rmi_fallbacks = load_relaxed(&c->fallbacks);
@@ -206,6 +208,7 @@ void kyro_close(kyro_db *db)
 	if (db->wopen)
 		kyro__wal_writer_close(&db->w);
 	kyro__view_free(db);
+	kyro__vec_state_free(db);
 	kyro__shared_close(&db->sh);
 	free(db);
 }

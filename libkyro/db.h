@@ -16,6 +16,7 @@
 #include "rmi.h"
 #include "shared.h"
 #include "snapshot.h"
+#include "vec_store.h"
 #include "handle.h"
 #include "wal.h"
 
@@ -30,10 +31,21 @@ struct view {
 	size_t nsegs;
 	size_t cur;       /* segments before this one are fully applied */
 	struct delta delta;
+	/* Vectors written since the snapshot: key -> the VECTOR record, or
+	 * a tombstone (a DELETE); the store's dimension, from the snapshot
+	 * or the first VECTOR record (0: none yet); how many vector
+	 * records and deletes the delta applied. */
+	struct delta vdelta;
+	uint32_t vdim;
+	uint64_t vec_ops;
+	struct kyro__vstore vs; /* the snapshot's vectors and graph */
 	struct kyro__rmi *rmi; /* NULL: binary search */
 	const unsigned char *rmi_img; /* the index file's bytes */
 	size_t rmi_len;
 	size_t rmi_copy; /* bytes of rmi_img's copy on huge pages; 0: mapped */
+	int rmi_pending;   /* its header holds; loaded when lookups pay */
+	uint32_t rmi_lazy; /* lookups left until then */
+	struct kyro__rmi_info rmi_head; /* what the header says */
 	int rmi_refused;          /* an index exists but failed to load */
 	char rmi_why[KMSG_MAX + 64]; /* why there is no index in use */
 	uint64_t last_seq;
@@ -52,6 +64,9 @@ struct kyro_db {
 	struct wal_writer w;
 	int wopen;
 	struct manifest wman; /* the manifest as the writer saw it, locked */
+	uint32_t batch_vdim;  /* the open batch's vector dimension, 0: none */
+	struct vec_state *vec; /* vec_store.c's, NULL until first used */
+	uint64_t vepoch;      /* bumped whenever the view is dropped */
 	/* Retention of folded WAL segments (kyro_set_retain()); both 0 and
 	 * retain_set 0: the defaults. */
 	int retain_set;
@@ -75,6 +90,9 @@ int kyro__needs_repair(kyro_db *db, int rc);
 /* Is the directory empty but for files a writer creates first? */
 int kyro__dir_is_fresh(const char *dir);
 
+/* vec_store.c */
+void kyro__vec_state_free(kyro_db *db);
+
 /* view.c */
 /* Bring the view up to date: the one atomic load of the fast path, and
  * the catch-up or reload when another process committed. */
@@ -85,6 +103,10 @@ int kyro__view_load(kyro_db *db);
 void kyro__view_free(kyro_db *db);
 
 /* writer.c */
+/* Append one record (WAL_PUT, WAL_DEL, WAL_VEC) in the open batch, or as
+ * a batch of one. */
+int kyro__db_write_rec(kyro_db *db, int type, uint64_t key, const void *val,
+		       size_t len, uint64_t *seq);
 /* Under the writer lock: read the manifest and find the committed end of
  * the last WAL segment (from the shared page when it is trustworthy, else
  * by checking every live segment), open the writer there, truncating a

@@ -35,6 +35,8 @@ const char *kyro_strerror(int err)
 		return "damage found";
 	case KYRO_EEXPIRED:
 		return "history no longer retained";
+	case KYRO_EDIM:
+		return "wrong vector dimension";
 	}
 	if (err > 0)
 		return strerror(err);

@@ -302,7 +302,9 @@ static int deliver(kyro_feed *f, uint64_t end, uint64_t last,
 		if (r.type == WAL_COMMIT || r.seq < f->want)
 			continue;
 		c.seq = r.seq;
-		c.op = r.type == WAL_PUT ? KYRO_CHANGE_PUT : KYRO_CHANGE_DELETE;
+		c.op = r.type == WAL_PUT   ? KYRO_CHANGE_PUT
+		       : r.type == WAL_VEC ? KYRO_CHANGE_VECTOR
+					   : KYRO_CHANGE_DELETE;
 		c.key = r.key;
 		c.val = r.val;
 		c.len = r.len;

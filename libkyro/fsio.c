@@ -240,6 +240,15 @@ void *kyro__fs_alloc_huge(size_t len)
 	return p;
 }
 
+void *kyro__fs_alloc_lazy(size_t len)
+{
+	if (len == 0)
+		return NULL;
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 void kyro__fs_free_huge(void *p, size_t len)
 {
 	if (p && len)

@@ -48,6 +48,10 @@ void kyro__fs_populate(const void *p, size_t len);
 /* Anonymous memory on transparent huge pages where the kernel has them;
  * NULL when it cannot be had.  Free with kyro__fs_free_huge(p, len). */
 void *kyro__fs_alloc_huge(size_t len);
+/* LEN bytes of zeroed memory whose pages the kernel supplies on first
+ * touch (no memset, no fault for a page never used); NULL on failure.
+ * Free with kyro__fs_free_huge(). */
+void *kyro__fs_alloc_lazy(size_t len);
 void kyro__fs_free_huge(void *p, size_t len);
 /* Create DIR (mode 0755) and fsync its parent, so that the directory
  * survives a crash before anything is named inside it. */

@@ -79,6 +79,13 @@ int kyro__db_maintenance_lock(kyro_db *db, const char *what, int *fd);
  * garbage left is removed next time. */
 void kyro__db_collect_garbage(kyro_db *db);
 
+/* ---- vectors (vec_store.c) ---- */
+struct kyro_vec_params;
+struct kyro__vstore;
+/* The graph parameters kyro_set_vec_params() set on DB into *P: 1, or 0
+ * when none were set. */
+int kyro__db_vec_params(kyro_db *db, struct kyro_vec_params *p);
+
 /* ---- what the view serves (view.c) ---- */
 
 /* The view as of its last refresh.  Borrowed: valid until the next call
@@ -86,15 +93,20 @@ void kyro__db_collect_garbage(kyro_db *db);
 struct db_served {
 	const struct snap *snap;       /* NULL: no snapshot yet */
 	const struct kyro__rmi *rmi;   /* NULL: binary search */
+	/* Not NULL: an index whose header holds, not loaded yet (view.c):
+	 * what its header says. */
+	const struct kyro__rmi_info *rmi_head;
 	const unsigned char *rmi_img;  /* the index file's mapping, or NULL */
 	size_t rmi_len;
 	int rmi_refused;               /* an index exists but was refused */
 	const char *rmi_why;           /* why there is no index in use */
 	uint64_t rmi_gen;
 	int simd;                      /* the probe level asked for, or -1 */
+	const struct kyro__vstore *vs; /* the snapshot's vectors and graph */
 };
-/* Refresh the view and describe it. */
-int kyro__db_view_served(kyro_db *db, struct db_served *out);
+/* Refresh the view and describe it; with LOAD, load an index that is
+ * waiting for lookups to pay for it first. */
+int kyro__db_view_served(kyro_db *db, int load, struct db_served *out);
 /* Whether the handle found no store yet (an empty directory). */
 int kyro__db_view_empty(const kyro_db *db);
 

@@ -7,7 +7,7 @@
  *
  *    0  8  magic "KYROIMAG"
  *    8  4  format version (1)
- *   12  4  manifest length M (96 for manifest version 1; at most 4096)
+ *   12  4  manifest length M (128 for manifest version 2; at most 4096)
  *   16  4  number of files N
  *   20  4  reserved, zero
  *   24  8  XXH3-64 of bytes 0..23 followed by the M manifest bytes
@@ -24,8 +24,8 @@
  *   ..  8  XXH3-64 of the file's bytes
  *
  * and nothing after the last file.  The files are exactly those the
- * manifest names for its snapshot and that snapshot's indexes
- * (image_names()), each once; the WAL is not part of an image: the
+ * manifest names for its snapshot and that snapshot's indexes and vectors
+ * (kyro__image_names()), each once; the WAL is not part of an image: the
  * importer follows the change feed from the snapshot's last sequence
  * number + 1.
  *
@@ -79,6 +79,12 @@ int kyro__image_names(const struct manifest *m, char names[][IMAGE_NAME],
 	if (m->rmi_gen && m->rmi_snap == m->snap_gen)
 		snprintf(names[(*n)++], IMAGE_NAME, "rmi-%016llx.idx",
 			 (unsigned long long)m->rmi_gen);
+	if (m->vec_snap == m->snap_gen)
+		snprintf(names[(*n)++], IMAGE_NAME, "vec-%016llx.vec",
+			 (unsigned long long)m->vec_snap);
+	if (m->hnsw_gen && m->hnsw_snap == m->snap_gen)
+		snprintf(names[(*n)++], IMAGE_NAME, "hnsw-%016llx.idx",
+			 (unsigned long long)m->hnsw_gen);
 	return 0;
 }
 

@@ -17,6 +17,7 @@
 
 #include "fsio.h"
 #include "index.h"
+#include "vec_store.h"
 #include "simd.h"
 
 static double now(void)
@@ -145,7 +146,7 @@ int kyro__index_commit(kyro_db *db, uint64_t gen, uint64_t snap_gen,
 int kyro_index_info(kyro_db *db, struct kyro_index_info *info)
 {
 	struct db_served v;
-	int rc = kyro__db_view_served(db, &v);
+	int rc = kyro__db_view_served(db, 0, &v);
 	memset(info, 0, sizeof *info);
 	if (rc)
 		return rc;
@@ -157,6 +158,16 @@ int kyro_index_info(kyro_db *db, struct kyro_index_info *info)
 		return 0;
 	}
 	info->keys = v.snap->n;
+	if (v.rmi_head) {
+		/* Loaded by the lookups that pay for it (view.c): it is
+		 * the index that will answer. */
+		info->kind = KYRO_INDEX_RMI;
+		info->leaves = v.rmi_head->leaves;
+		info->router_bits = v.rmi_head->router_bits;
+		info->bytes = v.rmi_head->bytes;
+		info->generation = v.rmi_gen;
+		return 0;
+	}
 	if (!v.rmi) {
 		info->kind = KYRO_INDEX_BINARY;
 		info->refused = v.rmi_refused;
@@ -190,7 +201,7 @@ int kyro_warmup(kyro_db *db, uint64_t *bytes)
 {
 	uint64_t local;
 	struct db_served v;
-	int rc = kyro__db_view_served(db, &v);
+	int rc = kyro__db_view_served(db, 1, &v);
 	if (!bytes)
 		bytes = &local;
 	*bytes = 0;
@@ -209,5 +220,19 @@ int kyro_warmup(kyro_db *db, uint64_t *bytes)
 	}
 	if (v.rmi_img)
 		*bytes += touch(v.rmi_img, v.rmi_len);
+	/* The vectors and the graph: every block verified, which reads
+	 * it; searches afterwards pay one bit test per block. */
+	struct kyro__hnsw *vf[2] = {v.vs->vecs, v.vs->graph};
+	for (int i = 0; i < 2; i++) {
+		if (!vf[i])
+			continue;
+		rc = kyro__hnsw_check(kyro__db_msg(db), vf[i], 0,
+				      vf[i]->covered);
+		if (rc) {
+			*bytes = 0;
+			return rc;
+		}
+		*bytes += vf[i]->maplen;
+	}
 	return 0;
 }

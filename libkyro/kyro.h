@@ -48,6 +48,8 @@ extern "C" {
 #define KYRO_EEXPIRED (-11) /* the change feed was asked for history older
 			     * than the store retains; kyro_feed_oldest()
 			     * tells what is left */
+#define KYRO_EDIM (-12)     /* a vector whose dimension is not the
+			     * store's (kyro_vec_dim()) */
 
 /* kyro_open() flags. */
 #define KYRO_RDONLY 0x0 /* read only; a missing store is ENOENT */
@@ -220,6 +222,8 @@ struct kyro_stats {
 	uint64_t snapshot_gen;
 	uint64_t rmi_gen;
 	uint64_t last_seq;
+	uint64_t vec_searches;    /* kyro_vec_search() calls answered */
+	uint64_t vec_distances;   /* distance computations they made */
 };
 void kyro_stats(const kyro_db *db, struct kyro_stats *st);
 
@@ -249,6 +253,14 @@ typedef void (*kyro_progress_fn)(void *arg, uint64_t done, uint64_t total);
  * index that is missing, damaged or stale is refused (the reason is in
  * kyro_index_info()) and lookups use binary search: never a wrong answer.
  * KYRO_BINARY_SEARCH at kyro_open() forces binary search.
+ *
+ * Opening reads only the index file's header (is it an index of this
+ * snapshot, of a format this build reads): reading and checking the whole
+ * file costs more as the store grows, and more than a few binary searches.
+ * A handle loads and checks the whole index when its lookups pay for it:
+ * at its 64th key (kyro_get() or kyro_get_batch() alike), at kyro_warmup(),
+ * or at once with KYRO_COUNT_WINDOWS.  Damage inside the file is found
+ * then (or by kyro_verify()).
  */
 struct kyro_rmi_params {
 	unsigned leaves;      /* leaf models; 0: tune automatically */
@@ -272,17 +284,33 @@ struct kyro_rmi_stats {
 	double seconds;       /* build, check and durable write */
 };
 
+/* A vector index (graph) built: see kyro_vec_build(). */
+struct kyro_vec_stats {
+	uint64_t vectors, bytes, generation;
+	uint32_t dim, m, ef_construction;
+	int metric;
+	double seconds;
+};
+
 struct kyro_snapshot_stats {
 	uint64_t keys;        /* live keys in the new snapshot */
 	uint64_t bytes;       /* bytes of the two new snapshot files */
 	uint64_t generation;  /* the new snapshot's generation */
 	double seconds;       /* wall time of the whole operation */
 	struct kyro_rmi_stats rmi; /* the index built (generation 0: none) */
+	uint64_t vectors;     /* vectors in the new snapshot */
+	struct kyro_vec_stats vec; /* the vector index built (generation 0:
+				    * none) */
 };
 
 /* kyro_snapshot() flags. */
 #define KYRO_SNAPSHOT_INDEX 0x1 /* and build the learned index for the new
 				 * snapshot, committed with it */
+#define KYRO_SNAPSHOT_VECTORS 0x2 /* and build the vector index (HNSW
+				   * graph) for the new snapshot, committed
+				   * with it; parameters: those set by
+				   * kyro_set_vec_params(), else the
+				   * current graph's, else the defaults */
 
 /*
  * Compact the current snapshot and the WAL into a new snapshot and commit
@@ -323,7 +351,9 @@ int kyro_rmi_build(kyro_db *db, const struct kyro_rmi_params *p,
 #define KYRO_INDEX_RMI 2    /* the learned index */
 
 struct kyro_index_info {
-	int kind;            /* KYRO_INDEX_* in use for the current snapshot */
+	int kind;            /* KYRO_INDEX_* in use for the current snapshot
+			      * (RMI also for an index whose header holds
+			      * and that lookups have not loaded yet) */
 	int refused;         /* an index exists but was refused: see why */
 	char why[1100];      /* why binary search is used, when it is */
 	uint64_t keys, leaves, router_bits, bytes, generation;
@@ -331,12 +361,114 @@ struct kyro_index_info {
 };
 int kyro_index_info(kyro_db *db, struct kyro_index_info *info);
 
+/*
+ * Vectors.  A key may carry one float32 vector beside its value (either
+ * may exist without the other).  Vectors go through the same WAL,
+ * batches, snapshots and crash rules as values.  A store has one
+ * dimension, fixed by its first vector write.
+ *
+ * Distances, smaller is nearer for every metric:
+ */
+#define KYRO_MAX_DIM 65536
+#define KYRO_METRIC_L2 1     /* squared L2 */
+#define KYRO_METRIC_IP 2     /* 1 - dot(a, b) */
+#define KYRO_METRIC_COSINE 3 /* 1 - cos(a, b) */
+
+/*
+ * Set KEY's vector to VEC (DIM float32, copied).  A DIM other than the
+ * store's is KYRO_EDIM, and nothing is written (in a batch the batch stays
+ * open and usable); DIM 0 or over KYRO_MAX_DIM, or a NaN or infinite
+ * component, is EINVAL, likewise.  kyro_put() leaves the key's vector
+ * alone; kyro_delete() removes the key's value AND vector.  Inside a
+ * batch like kyro_put(); outside one, a batch of one.  *SEQ as for
+ * kyro_put().
+ */
+int kyro_vec_put(kyro_db *db, uint64_t key, const float *vec, uint32_t dim,
+		 uint64_t *seq);
+/* KEY's current vector, exactly as it was put (*VEC valid until the next
+ * call on DB); KYRO_ENOTFOUND when the key has none. */
+int kyro_vec_get(kyro_db *db, uint64_t key, const float **vec,
+		 uint32_t *dim);
+/* The store's dimension, 0 when no vector was ever written. */
+int kyro_vec_dim(kyro_db *db, uint32_t *dim);
+
+#define KYRO_VEC_MAX_K 10000
+#define KYRO_VEC_EF_DEFAULT 64 /* ef when the query says 0 (at least k) */
+#define KYRO_VEC_EXACT 0x1     /* scan every vector; ignore the graph */
+struct kyro_vec_query {
+	const float *vec;
+	uint32_t dim;
+	uint32_t k;        /* 1..KYRO_VEC_MAX_K; 0 is EINVAL */
+	uint32_t ef;       /* graph beam; 0: max(k, KYRO_VEC_EF_DEFAULT);
+			    * below k: k */
+	uint64_t lo, hi;   /* only keys lo <= key <= hi; 0, UINT64_MAX: all */
+	int metric;        /* KYRO_METRIC_*; 0: the graph's metric, or L2
+			    * when there is no graph.  A metric other than
+			    * the graph's is answered by an exact scan */
+	unsigned flags;    /* KYRO_VEC_EXACT */
+};
+struct kyro_vec_hit {
+	uint64_t key;
+	float dist;
+};
+/*
+ * The K nearest live vectors: the graph over the snapshot merged with an
+ * exact scan of the vectors written since (deleted or overwritten keys
+ * never come back from the graph), nearest first, ties by key.  HITS has
+ * room for q->k; *N gets how many (fewer when fewer vectors match; 0 on a
+ * store without vectors is success).  Without a graph (none built, or a
+ * graph refused: kyro_vec_info() says why) every vector is scanned.
+ * Errors: EINVAL (k, metric, NaN or infinite component, lo > hi),
+ * KYRO_EDIM (a query of another dimension than the store's), and
+ * KYRO_ECORRUPT naming the file and offset when a block the answer
+ * depends on fails its checksum: never a wrong nearest neighbour.
+ */
+int kyro_vec_search(kyro_db *db, const struct kyro_vec_query *q,
+		    struct kyro_vec_hit *hits, size_t *n);
+
+struct kyro_vec_params {
+	uint32_t m;                /* links per node; 0: 16 (2..128) */
+	uint32_t ef_construction;  /* 0: 200 */
+	int metric;                /* KYRO_METRIC_*; 0: L2 */
+	uint64_t seed;             /* 0: a fixed default */
+	unsigned threads;          /* 0: auto, as kyro_rmi_params */
+};
+/* struct kyro_vec_stats: see kyro_snapshot_stats above. */
+/*
+ * Build the vector index (HNSW graph) for the current snapshot and commit
+ * it through the manifest; running readers switch at their next search.
+ * P, ST and PROGRESS may be NULL (P NULL: the defaults).  KYRO_ENOTFOUND
+ * when the snapshot holds no vectors.  One at a time with snapshots.
+ */
+int kyro_vec_build(kyro_db *db, const struct kyro_vec_params *p,
+		   struct kyro_vec_stats *st, kyro_progress_fn progress,
+		   void *arg);
+/* Parameters for the graphs kyro_snapshot() builds on DB (with
+ * KYRO_SNAPSHOT_VECTORS, or to keep a graph the current snapshot has);
+ * NULL: back to those of the current graph, else the defaults. */
+int kyro_set_vec_params(kyro_db *db, const struct kyro_vec_params *p);
+
+struct kyro_vec_info {
+	uint32_t dim;          /* 0: no vectors */
+	uint64_t snapshot;     /* vectors in the snapshot */
+	uint64_t delta;        /* vector puts/deletes since it */
+	int indexed;           /* a graph is in use */
+	int refused;           /* a graph exists but was refused: see why */
+	char why[512];
+	int metric;            /* the graph's, when indexed */
+	uint32_t m, ef_construction;
+	uint64_t generation, bytes;
+	const char *simd;      /* the distance kernels in use */
+};
+int kyro_vec_info(kyro_db *db, struct kyro_vec_info *info);
+
 /* Bring the current snapshot files and index into the page cache (and
  * this process's page tables): madvise, then touch every page.  Every
  * snapshot block is verified on the way, so lookups on DB afterwards pay
- * one bit test per block; a damaged block is KYRO_ECORRUPT naming the
- * file and offset, and *BYTES is then 0.  *BYTES, when BYTES is not NULL,
- * gets the bytes touched. */
+ * one bit test per block; so are the snapshot's vectors file and vector
+ * index (searches then pay one bit test per block).  A damaged block is
+ * KYRO_ECORRUPT naming the file and offset, and *BYTES is then 0.
+ * *BYTES, when BYTES is not NULL, gets the bytes touched. */
 int kyro_warmup(kyro_db *db, uint64_t *bytes);
 
 /*
@@ -379,15 +511,19 @@ int kyro_set_retain(kyro_db *db, uint64_t bytes, uint64_t seconds);
 typedef struct kyro_feed kyro_feed;
 
 #define KYRO_CHANGE_PUT 1
-#define KYRO_CHANGE_DELETE 2
+#define KYRO_CHANGE_DELETE 2  /* the key's value and vector are gone */
+#define KYRO_CHANGE_VECTOR 3  /* the key's vector was set: VAL points to
+			       * LEN = 4 * dim bytes, dim float32 in the
+			       * machine's (little-endian) order */
 
 struct kyro_change {
 	uint64_t seq;         /* this change's sequence number */
 	uint64_t batch_first; /* the first and last sequence numbers of */
 	uint64_t batch_last;  /* the batch it belongs to */
-	int op;               /* KYRO_CHANGE_PUT or KYRO_CHANGE_DELETE */
+	int op;               /* KYRO_CHANGE_PUT, _DELETE or _VECTOR */
 	uint64_t key;
-	const void *val;      /* PUT: the value (valid during the call) */
+	const void *val;      /* PUT: the value, VECTOR: the vector (valid
+			       * during the call) */
 	size_t len;
 };
 
@@ -488,10 +624,11 @@ void kyro_import_close(kyro_import *im);
 /*
  * Check every file of the store: the MANIFEST, every WAL segment header
  * and record, the shared page in LOCK against the WAL (under the writer
- * lock), every snapshot block, the key order and every payload offset, and
- * the learned index.  Each problem found is passed to REPORT (file, byte
- * offset, text; FILE is "" and OFFSET UINT64_MAX when the text names them
- * itself).  An error that stops the check (I/O, a newer format, a failed
+ * lock), every snapshot block, the key order and every payload offset, the
+ * learned index, the snapshot's vectors file (whole) and the vector
+ * index's header (whole with KYRO_VERIFY_DEEP).  Each problem found is
+ * passed to REPORT (file, byte offset, text; FILE is "" and OFFSET
+ * UINT64_MAX when the text names them itself).  An error that stops the check (I/O, a newer format, a failed
  * repair) is passed with FILE NULL.  Returns 0 when clean, KYRO_EDAMAGED
  * when damage was found (a torn WAL tail included), or an error that
  * stopped the check.
@@ -518,7 +655,10 @@ void kyro_import_close(kyro_import *im);
 typedef void (*kyro_report_fn)(void *arg, const char *file, uint64_t offset,
 			       const char *text);
 #define KYRO_VERIFY_REPAIR 0x1
-#define KYRO_VERIFY_DEEP 0x2 /* also: every key inside its index window */
+#define KYRO_VERIFY_DEEP 0x2 /* also: every key inside its index window,
+			      * and every block and link of the vector
+			      * index (the snapshot's vectors file is
+			      * checked whole either way) */
 int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 		void *arg);
 

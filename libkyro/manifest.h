@@ -4,8 +4,9 @@
 
 #include <stdint.h>
 
-#define MANIFEST_SIZE 96
-#define MANIFEST_VERSION 1
+#define MANIFEST_SIZE 128
+#define MANIFEST_VERSION 2
+#define MANIFEST_V1_SIZE 96 /* version 1, still read */
 
 struct manifest {
 	uint64_t gen;      /* bumped on every commit */
@@ -17,6 +18,12 @@ struct manifest {
 	uint64_t rmi_gen;   /* last learned-index file id; never reused */
 	uint64_t rmi_snap;  /* snapshot the index serves; the index is live
 			     * only while this equals snap_gen */
+	uint64_t vec_snap;  /* snap_gen when the snapshot has a vectors
+			     * file (vec-SNAPGEN.vec), else 0 */
+	uint64_t hnsw_gen;  /* last vector-graph file id (hnsw-ID.idx);
+			     * never reused */
+	uint64_t hnsw_snap; /* snapshot the graph serves; live only while
+			     * this equals snap_gen */
 };
 
 void kyro__manifest_encode(const struct manifest *m, unsigned char *buf);

@@ -460,8 +460,10 @@ struct header {
 
 /* The rules of the image by itself: size, magic, version, flags, shape,
  * exact length and checksum.  Fills *H. */
-static int check_image(const unsigned char *img, size_t size,
-		       struct header *h, char *errbuf, size_t errlen)
+/* The header of an image of SIZE bytes (only its first HDR_SIZE bytes
+ * are read): magic, version, flags, shape, and the size it implies. */
+static int check_header(const unsigned char *img, size_t size,
+			struct header *h, char *errbuf, size_t errlen)
 {
 	if (img == NULL || size < HDR_SIZE + SUM_SIZE) {
 		kyro__rmi_set_err(
@@ -514,6 +516,15 @@ static int check_image(const unsigned char *img, size_t size,
 			size, (unsigned long long)want);
 		return KYRO_ECORRUPT;
 	}
+	return 0;
+}
+
+static int check_image(const unsigned char *img, size_t size,
+		       struct header *h, char *errbuf, size_t errlen)
+{
+	int err = check_header(img, size, h, errbuf, errlen);
+	if (err)
+		return err;
 	const uint64_t stored = get_le64(img + size - SUM_SIZE);
 	const uint64_t computed = XXH3_64bits(img, size - SUM_SIZE);
 	if (stored != computed) {
@@ -534,7 +545,8 @@ static int check_image(const unsigned char *img, size_t size,
  * version 2's sample. */
 static int check_snapshot(const unsigned char *img, const struct header *h,
 			  const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-			  uint64_t snap_sum, char *errbuf, size_t errlen)
+			  uint64_t snap_sum, int sample, char *errbuf,
+			  size_t errlen)
 {
 	const uint64_t hn = get_le64(img + 16);
 	const uint64_t hgen = get_le64(img + 24);
@@ -576,7 +588,7 @@ static int check_snapshot(const unsigned char *img, const struct header *h,
 			(unsigned long long)snap_sum);
 		return KYRO_ECORRUPT;
 	}
-	if (h->version == KYRO_RMI_VERSION_SAMPLED &&
+	if (h->version == KYRO_RMI_VERSION_SAMPLED && sample &&
 	    get_le64(img + 48) != kyro__rmi_key_sample_hash(keys, n)) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
@@ -610,7 +622,7 @@ int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
 	}
 	int err = check_image(img, size, &h, errbuf, errlen);
 	if (!err)
-		err = check_snapshot(img, &h, keys, n, snap_gen, snap_sum,
+		err = check_snapshot(img, &h, keys, n, snap_gen, snap_sum, 1,
 				     errbuf, errlen);
 	if (err)
 		return err;
@@ -642,5 +654,26 @@ int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
 	r->bytes = size;
 	r->gen = snap_gen;
 	*rp = r;
+	return 0;
+}
+
+int kyro__rmi_probe(const void *head, size_t file_size, const uint64_t *keys,
+		    uint64_t n, uint64_t snap_gen, uint64_t snap_sum,
+		    struct kyro__rmi_info *info, char *errbuf, size_t errlen)
+{
+	struct header h;
+	memset(info, 0, sizeof *info);
+	int err = check_header(head, file_size, &h, errbuf, errlen);
+	if (!err)
+		err = check_snapshot(head, &h, keys, n, snap_gen, snap_sum, 0,
+				     errbuf, errlen);
+	if (err)
+		return err;
+	info->keys = n;
+	info->leaves = h.leaves;
+	info->router_bits = h.bits;
+	info->bytes = file_size;
+	info->generation = snap_gen;
+	info->simd = kyro__simd_selected();
 	return 0;
 }

@@ -174,6 +174,19 @@ struct kyro__rmi_info {
 void kyro__rmi_info(const struct kyro__rmi *r, struct kyro__rmi_info *info);
 
 /*
+ * What the first RMI_HEAD_SIZE bytes HEAD of an index file of FILE_SIZE
+ * bytes tell, without reading the rest: the header's checks (magic,
+ * version, flags, shape, the size it implies) and whether it was built
+ * for this snapshot (as kyro__rmi_load() judges it, but for version 2's
+ * key sample).  0 with *INFO filled, or the error kyro__rmi_load() would
+ * give.  The load still checks everything.
+ */
+#define RMI_HEAD_SIZE 64
+int kyro__rmi_probe(const void *head, size_t file_size, const uint64_t *keys,
+		    uint64_t n, uint64_t snap_gen, uint64_t snap_sum,
+		    struct kyro__rmi_info *info, char *errbuf, size_t errlen);
+
+/*
  * Branchless binary search: the first i < N with keys[i] >= KEY, or N.
  * The read path's answer when a snapshot has no (valid) index.
  */

@@ -13,7 +13,9 @@
  *
  *    0  8  magic "KYROLOCK"
  *    8  4  layout version (2)
- *   12  4  reserved, zero
+ *   12  4  flags: bit 0, the bytes after the committed end are void
+ *          (SHARED_VOID_TAIL, shared.h); other bits zero.  Binaries
+ *          before the flag wrote zero here and ignore it.
  *   16 16  boot id of the writer that last published (binary)
  *   32  8  change counter: a seqlock, odd while a writer publishes
  *   40  8  manifest generation
@@ -30,9 +32,10 @@
  * layout version 1 (written by older binaries, without a checksum) is not
  * trusted: readers keep what they have and the next writer rebuilds it
  * from the files under the lock.  Even a trusted page is checked against
- * the WAL by every writer before it appends (db.c): a page that claims
- * more committed data than the files hold is refused, any other
- * disagreement is settled in favour of the files.  Readers check the
+ * the WAL by every writer before it appends (writer.c): a page that
+ * claims more committed data than the files hold is refused, a tail it
+ * marks void is cut, any other disagreement is settled in favour of the
+ * files.  Readers check the
  * checksum only when the counter moved: the fast path stays one load.
  *
  * The counter's low 32 bits are also a futex: every publish ends with a
@@ -213,6 +216,9 @@ int kyro__shared_check(const unsigned char *b, size_t len,
 	memcpy(&st->wal_seg, b + 48, 8);
 	memcpy(&st->wal_end, b + 56, 8);
 	memcpy(&st->last_seq, b + 64, 8);
+	uint32_t flags;
+	memcpy(&flags, b + 12, 4);
+	st->flags = flags;
 	boot_id(id);
 	if (memcmp(b + 16, id, 16) != 0) {
 		*off = 16;
@@ -261,6 +267,8 @@ void kyro__shared_publish(struct shared *s, const struct shared_state *st)
 	memset(b, 0, sizeof b);
 	memcpy(b, magic, 8);
 	put_le32((unsigned char *)b + 8, SHARED_LAYOUT);
+	uint32_t flags = (uint32_t)st->flags;
+	memcpy((unsigned char *)b + 12, &flags, 4);
 	boot_id((unsigned char *)b + 16);
 	b[5] = st->manifest_gen;
 	b[6] = st->wal_seg;

@@ -12,7 +12,14 @@ struct shared_state {
 	uint64_t wal_seg;  /* segment holding the committed end */
 	uint64_t wal_end;  /* byte offset of the committed end in it */
 	uint64_t last_seq; /* last committed sequence number */
+	uint64_t flags;    /* SHARED_VOID_TAIL */
 };
+
+/* The bytes after the committed end in its segment are a batch whose
+ * commit failed and which its writer could not cut off: never committed,
+ * whatever they look like.  The next writer cuts them instead of taking
+ * them for a batch whose writer died before publishing it. */
+#define SHARED_VOID_TAIL 0x1
 
 #define SHARED_PAGE 4096
 #define SHARED_LAYOUT 2

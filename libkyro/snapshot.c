@@ -271,14 +271,37 @@ int kyro__snap_bad_ref(char *msg, const struct snap *s, uint64_t i,
 		(unsigned long long)key);
 }
 
-/* Bitmaps of BLOCKS bits, all clear (version 2) or all set (version 1). */
-static uint64_t *bitmap_new(uint64_t blocks, int full)
+/* Bitmaps of BLOCKS bits, all clear (version 2) or all set (version 1),
+ * as bitmap F of S.  A large clear one is mapped: opening a big snapshot
+ * then zeroes (and faults in) only the bitmap pages its lookups touch,
+ * instead of a page per 128 MiB of snapshot. */
+#define BITMAP_LAZY ((size_t)16 << 10)
+
+static int bitmap_new(struct snap *s, int f, uint64_t blocks, int full)
 {
-	size_t words = (size_t)((blocks + 63) / 64);
-	uint64_t *b = calloc(words ? words : 1, sizeof *b);
-	if (b && full)
-		memset(b, 0xff, words * sizeof *b);
-	return b;
+	size_t words = (size_t)((blocks + 63) / 64), bytes = words * 8;
+	s->ok_mapped[f] = 0;
+	if (!full && bytes >= BITMAP_LAZY &&
+	    (s->ok[f] = kyro__fs_alloc_lazy(bytes)) != NULL) {
+		s->ok_mapped[f] = bytes;
+		return 0;
+	}
+	s->ok[f] = calloc(words ? words : 1, sizeof *s->ok[f]);
+	if (s->ok[f] && full)
+		memset(s->ok[f], 0xff, bytes);
+	return s->ok[f] ? 0 : -1;
+}
+
+static void bitmaps_free(struct snap *s)
+{
+	for (int f = 0; f < 2; f++) {
+		if (s->ok_mapped[f])
+			kyro__fs_free_huge(s->ok[f], s->ok_mapped[f]);
+		else
+			free(s->ok[f]);
+		s->ok[f] = NULL;
+		s->ok_mapped[f] = 0;
+	}
 }
 
 /* Version 1: the three whole-array checksums, once. */
@@ -392,9 +415,8 @@ static int setup_arrays(char *msg, struct snap *s)
 		s->sums[SNAP_BIN] = s->bin + tab;
 		s->sums[SNAP_DATA] = s->data + s->data_size;
 	}
-	s->ok[SNAP_BIN] = bitmap_new(s->blocks[SNAP_BIN], !v2);
-	s->ok[SNAP_DATA] = bitmap_new(s->blocks[SNAP_DATA], !v2);
-	if (!s->ok[SNAP_BIN] || !s->ok[SNAP_DATA])
+	if (bitmap_new(s, SNAP_BIN, s->blocks[SNAP_BIN], !v2) ||
+	    bitmap_new(s, SNAP_DATA, s->blocks[SNAP_DATA], !v2))
 		return kyro__fail(msg, ENOMEM, "cannot open '%s'", s->bin_path);
 	int rc = v2 ? snap_check(msg, s, SNAP_BIN, offs_at(s->n), 8)
 		    : open_v1(msg, s);
@@ -443,12 +465,10 @@ void kyro__snap_close(struct snap *s)
 {
 	kyro__fs_unmap((void *)s->bin, s->bin_len);
 	kyro__fs_unmap((void *)s->data, s->data_len);
-	free(s->ok[SNAP_BIN]);
-	free(s->ok[SNAP_DATA]);
+	bitmaps_free(s);
 	s->bin = s->data = NULL;
 	s->bin_len = s->data_len = 0;
 	s->keys = s->offs = NULL;
-	s->ok[SNAP_BIN] = s->ok[SNAP_DATA] = NULL;
 	s->sums[SNAP_BIN] = s->sums[SNAP_DATA] = NULL;
 	s->blocks[SNAP_BIN] = s->blocks[SNAP_DATA] = 0;
 	s->n = 0;
@@ -754,11 +774,11 @@ int kyro__snap_writer_view(char *msg, const struct snap_writer *w,
 	s->version = SNAP_VERSION;
 	s->sums[SNAP_BIN] = w->img + bin_table_at(w->n);
 	s->blocks[SNAP_BIN] = nblocks(bin_table_at(w->n));
-	s->ok[SNAP_BIN] = bitmap_new(s->blocks[SNAP_BIN], 0);
-	s->ok[SNAP_DATA] = bitmap_new(0, 1);
+	int bad = bitmap_new(s, SNAP_BIN, s->blocks[SNAP_BIN], 0);
+	bad |= bitmap_new(s, SNAP_DATA, 0, 1);
 	snprintf(s->bin_path, sizeof s->bin_path, "%s", w->bin_tmp);
 	snprintf(s->data_path, sizeof s->data_path, "%s", w->data_tmp);
-	if (!s->ok[SNAP_BIN] || !s->ok[SNAP_DATA]) {
+	if (bad) {
 		kyro__snap_view_release(s);
 		return kyro__fail(msg, ENOMEM, "cannot write a snapshot");
 	}
@@ -767,9 +787,7 @@ int kyro__snap_writer_view(char *msg, const struct snap_writer *w,
 
 void kyro__snap_view_release(struct snap *s)
 {
-	free(s->ok[SNAP_BIN]);
-	free(s->ok[SNAP_DATA]);
-	s->ok[SNAP_BIN] = s->ok[SNAP_DATA] = NULL;
+	bitmaps_free(s);
 }
 
 int kyro__snap_writer_finish(char *msg, struct snap_writer *w,

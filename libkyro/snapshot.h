@@ -40,6 +40,7 @@ struct snap {
 	const unsigned char *sums[2];
 	uint64_t blocks[2];
 	uint64_t *ok[2];
+	size_t ok_mapped[2]; /* bytes of a bitmap mapped lazily; 0: malloc */
 	char bin_path[PATH_MAX];
 	char data_path[PATH_MAX];
 };

@@ -31,6 +31,7 @@
 
 #include "fsio.h"
 #include "rmi.h"
+#include "vec_store.h"
 #include "shared.h"
 #include "handle.h"
 #include "wal.h"
@@ -562,6 +563,20 @@ static void page_vs_files(char *msg, const char *dir, const struct manifest *m,
 		lost_by_page(msg, dir, st, w);
 		return;
 	}
+	if ((st->flags & SHARED_VOID_TAIL) && st->wal_seg == m->wal_last &&
+	    st->wal_end < w->end) {
+		/* A batch its writer reported as failed but could not cut:
+		 * a tail to remove, not a commit to adopt. */
+		w->kind = W_TORN;
+		w->end = st->wal_end;
+		w->last_seq = st->last_seq;
+		snprintf(w->why, sizeof w->why,
+			 "torn tail: the batch after the committed end "
+			 "failed when it "
+			 "was written and could not be cut off: not "
+			 "committed; the next writer removes it");
+		return;
+	}
 	int same = st->manifest_gen == m->gen && st->wal_seg == m->wal_last &&
 		   st->wal_end == w->end && st->last_seq == w->last_seq;
 	/* Behind the files is what a writer that died between its commit
@@ -793,6 +808,47 @@ static void verify_index(struct vctx *c, const char *dir,
 	kyro__fs_unmap((void *)img, (size_t)size);
 }
 
+/* One vector file the manifest names (the snapshot's vectors, or its
+ * graph): it must open, belong to snapshot S, and with FULL pass every
+ * block and structural check. */
+static void verify_vec_file(struct vctx *c, const char *path,
+			    const struct snap *s, int full)
+{
+	char msg[KMSG_MAX];
+	struct kyro__hnsw *h = NULL;
+	if (kyro__hnsw_open(msg, path, &h)) {
+		damage_msg(c, msg);
+		c->damaged = 1;
+		return;
+	}
+	if (h->generation != s->gen || h->binding != s->hdr_sum) {
+		say(c, path, 64, "not built from snapshot %llu",
+		    (unsigned long long)s->gen);
+		c->damaged = 1;
+	} else if (full && kyro__hnsw_verify(msg, h)) {
+		damage_msg(c, msg);
+		c->damaged = 1;
+	}
+	kyro__hnsw_free(h);
+}
+
+/* The snapshot's vectors are data: checked whole, like its blocks.  The
+ * graph is an index: its header always, every block and link with
+ * KYRO_VERIFY_DEEP. */
+static void verify_vectors(struct vctx *c, const char *dir,
+			   const struct manifest *m, const struct snap *s,
+			   unsigned flags)
+{
+	char path[PATH_MAX];
+	if (m->vec_snap != m->snap_gen)
+		return;
+	if (!kyro__vstore_path(path, dir, m->snap_gen))
+		verify_vec_file(c, path, s, 1);
+	if (m->hnsw_gen && m->hnsw_snap == m->snap_gen &&
+	    !kyro__vstore_graph_path(path, dir, m->hnsw_gen))
+		verify_vec_file(c, path, s, (flags & KYRO_VERIFY_DEEP) != 0);
+}
+
 static void forward(void *arg, const char *file, uint64_t off,
 		    const char *text)
 {
@@ -849,6 +905,7 @@ int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 			}
 			kyro__snap_verify(&s, forward, &c);
 			verify_index(&c, dir, &m, &s, flags);
+			verify_vectors(&c, dir, &m, &s, flags);
 			kyro__snap_close(&s);
 		}
 	}

@@ -131,38 +131,110 @@ static void index_drop(struct view *v)
 	v->rmi_copy = 0;
 }
 
-/* Load the index the manifest names for the view's snapshot, unless the
- * handle was opened with KYRO_BINARY_SEARCH.  Never fails the view: an
- * index that cannot be used is refused with its reason recorded, and
- * lookups binary-search. */
-static void index_load(kyro_db *db)
+/* Whether the manifest gives the view's snapshot an index to use; when
+ * not, why not, in v->rmi_why. */
+static int index_named(kyro_db *db)
 {
 	struct view *v = &db->v;
-	char path[PATH_MAX], err[KMSG_MAX];
-	int fd = -1;
-	uint64_t size;
-	v->rmi_refused = 0;
-	v->rmi_why[0] = 0;
 	if (!v->have_snap)
-		return;
+		return 0;
 	if (db->flags & KYRO_BINARY_SEARCH) {
 		snprintf(v->rmi_why, sizeof v->rmi_why,
 			 "binary search was asked for when the store was opened");
-		return;
+		return 0;
 	}
 	if (!v->man.rmi_gen || v->man.rmi_snap != v->man.snap_gen) {
 		snprintf(v->rmi_why, sizeof v->rmi_why,
 			 "the snapshot has no learned index (run kyro-rmi-build)");
-		return;
+		return 0;
 	}
+	return 1;
+}
+
+/* Open the index file the manifest names: *FD, *SIZE and its path. */
+static int index_open(kyro_db *db, char *path, int *fd, uint64_t *size,
+		      char *err)
+{
+	*fd = -1;
+	if (kyro__path_gen(path, db->dir, "rmi-", db->v.man.rmi_gen, ".idx"))
+		return kyro__failx(err, ENAMETOOLONG, "path too long");
+	int rc = kyro__fs_open(err, path, O_RDONLY, 0, fd);
+	if (!rc)
+		rc = kyro__fs_size(err, *fd, path, size);
+	return rc;
+}
+
+/*
+ * At the view's load, only the index file's header is read and checked
+ * (is it an index, of a format this build reads, built for this
+ * snapshot): loading the whole file reads and checksums every byte, a
+ * cost that grows with the store, and a process that looks up a handful
+ * of keys is faster binary-searching them.  So the index is loaded (and
+ * fully checked) by the lookup that follows INDEX_LAZY single ones, by
+ * the first batch lookup, by a warm-up, or at once when the handle
+ * counts probe windows.  Either way every answer is the same.
+ */
+#define INDEX_LAZY 64
+
+static void index_refuse(struct view *v, const char *path, const char *err)
+{
 	v->rmi_refused = 1;
-	if (kyro__path_gen(path, db->dir, "rmi-", v->man.rmi_gen, ".idx") ||
-	    kyro__fs_open(err, path, O_RDONLY, 0, &fd) ||
-	    kyro__fs_size(err, fd, path, &size) ||
-	    index_read(v, fd, path, size, err)) {
-		kyro__fs_close(fd);
+	v->rmi_pending = 0;
+	if (path)
+		snprintf(v->rmi_why, sizeof v->rmi_why,
+			 "learned index '%.200s' refused: %.800s", path, err);
+	else
 		snprintf(v->rmi_why, sizeof v->rmi_why,
 			 "learned index refused: %.1000s", err);
+}
+
+static void index_probe(kyro_db *db)
+{
+	struct view *v = &db->v;
+	char path[PATH_MAX], err[KMSG_MAX];
+	unsigned char head[RMI_HEAD_SIZE];
+	uint64_t size;
+	size_t got = 0;
+	int fd;
+	v->rmi_refused = 0;
+	v->rmi_pending = 0;
+	v->rmi_why[0] = 0;
+	if (!index_named(db))
+		return;
+	memset(head, 0, sizeof head);
+	int rc = index_open(db, path, &fd, &size, err);
+	if (!rc)
+		rc = kyro__fs_pread_all(err, fd, head, sizeof head, 0, path,
+					&got);
+	kyro__fs_close(fd);
+	if (rc) {
+		index_refuse(v, NULL, err);
+		return;
+	}
+	if (kyro__rmi_probe(head, (size_t)size, v->snap.keys, v->snap.n,
+			    v->snap.gen, v->snap.hdr_sum, &v->rmi_head, err,
+			    sizeof err)) {
+		index_refuse(v, path, err);
+		return;
+	}
+	v->rmi_pending = 1;
+	v->rmi_lazy = INDEX_LAZY;
+}
+
+/* Load the index the probe accepted.  Never fails the view: an index
+ * that cannot be used is refused with its reason recorded, and lookups
+ * binary-search. */
+static void index_load(kyro_db *db)
+{
+	struct view *v = &db->v;
+	char path[PATH_MAX], err[KMSG_MAX];
+	int fd;
+	uint64_t size;
+	v->rmi_pending = 0;
+	if (index_open(db, path, &fd, &size, err) ||
+	    index_read(v, fd, path, size, err)) {
+		kyro__fs_close(fd);
+		index_refuse(v, NULL, err);
 		return;
 	}
 	kyro__fs_close(fd);
@@ -170,8 +242,7 @@ static void index_load(kyro_db *db)
 	if (kyro__rmi_load(&rmi, v->rmi_img, v->rmi_len, v->snap.keys,
 			   v->snap.n, v->snap.gen, v->snap.hdr_sum, err,
 			   sizeof err)) {
-		snprintf(v->rmi_why, sizeof v->rmi_why,
-			 "learned index '%.200s' refused: %.800s", path, err);
+		index_refuse(v, path, err);
 		index_drop(v);
 		return;
 	}
@@ -179,7 +250,6 @@ static void index_load(kyro_db *db)
 	if (db->simd >= 0)
 		(void)kyro__rmi_set_simd(rmi, db->simd); /* checked when set */
 	v->rmi = rmi;
-	v->rmi_refused = 0;
 }
 
 /* Drop the view's index.  Its lookups counted into the handle's
@@ -189,6 +259,7 @@ static void index_unload(kyro_db *db)
 	struct view *v = &db->v;
 	kyro__rmi_free(v->rmi);
 	v->rmi = NULL;
+	v->rmi_pending = 0;
 	index_drop(v);
 }
 
@@ -202,7 +273,32 @@ void kyro__view_free(kyro_db *db)
 		kyro__seg_map_close(&v->segs[i]);
 	free(v->segs);
 	kyro__delta_free(&v->delta);
+	kyro__delta_free(&v->vdelta);
+	kyro__vstore_free(&v->vs);
 	memset(v, 0, sizeof *v);
+	db->vepoch++; /* what was cached of this view is stale */
+}
+
+/* One record into the delta: a value, a vector, or a delete of both. */
+static int apply_rec(struct view *v, uint64_t ref, const struct wal_rec *r)
+{
+	int rc = 0;
+	if (r->type == WAL_VEC) {
+		if (!v->vdim)
+			v->vdim = r->len / 4;
+		v->vec_ops++;
+		return kyro__delta_set(&v->vdelta, r->key, ref);
+	}
+	if (r->type == WAL_DEL) {
+		ref |= DELTA_TOMB;
+		/* A delete of a key that never had a vector costs the
+		 * vector map nothing unless vectors exist. */
+		if (v->vdim) {
+			v->vec_ops++;
+			rc = kyro__delta_set(&v->vdelta, r->key, ref);
+		}
+	}
+	return rc ? rc : kyro__delta_set(&v->delta, r->key, ref);
 }
 
 /* Apply the complete batches of segment slot I up to LIMIT (the
@@ -263,10 +359,7 @@ static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
 		off = wal_rec_at(s->base, off, &r);
 		if (r.type == WAL_COMMIT)
 			continue;
-		uint64_t ref = DELTA_REF(i, at);
-		if (r.type == WAL_DEL)
-			ref |= DELTA_TOMB;
-		if ((rc = kyro__delta_set(&v->delta, r.key, ref)) != 0)
+		if ((rc = apply_rec(v, DELTA_REF(i, at), &r)) != 0)
 			return kyro__fail(db->msg, rc, "cannot load '%s'",
 					  s->path);
 	}
@@ -304,7 +397,13 @@ static int view_try_load(kyro_db *db)
 		    0)
 			return rc;
 		v->have_snap = 1;
-		index_load(db);
+		index_probe(db);
+		if (v->rmi_pending && (db->flags & KYRO_COUNT_WINDOWS))
+			index_load(db);
+		if ((rc = kyro__vstore_load(db->msg, &v->vs, db->dir, &v->man,
+					    v->snap.hdr_sum, 0)) != 0)
+			return rc;
+		v->vdim = kyro__vstore_dim(&v->vs);
 	}
 	v->last_seq = v->man.snap_gen ? v->man.snap_seq : 0;
 	size_t n = (size_t)(v->man.wal_last - v->man.wal_first + 1);
@@ -367,7 +466,8 @@ int kyro__db_view_refresh(kyro_db *db)
 		struct manifest m;
 		int rc = kyro__manifest_read(db->msg, db->dir, &m);
 		if (rc || v->empty || m.snap_gen != v->man.snap_gen ||
-		    m.wal_first != v->man.wal_first || m.gen != st.manifest_gen)
+		    m.wal_first != v->man.wal_first ||
+		    m.gen != st.manifest_gen || m.hnsw_gen != v->man.hnsw_gen)
 			return kyro__view_load(db);
 		/* Same snapshot, more segments (a rotation): keep the
 		 * delta and map the new segments. */
@@ -419,6 +519,8 @@ static int lookup(kyro_db *db, uint64_t key, const void **val, size_t *len)
 		return KYRO_ENOTFOUND;
 	const struct snap *s = &v->snap;
 	uint64_t i;
+	if (v->rmi_pending && --v->rmi_lazy == 0)
+		index_load(db);
 	if (v->rmi) {
 		COUNT(db, lookups_rmi, 1);
 		i = kyro__rmi_lower_bound(v->rmi, key, &db->rmi_ctr);
@@ -538,6 +640,13 @@ static int finish_group(kyro_db *db, struct kyro_item *it, const size_t *pend,
 int kyro_get_batch(kyro_db *db, struct kyro_item *items, size_t n)
 {
 	int rc = kyro__db_view_refresh(db);
+	struct view *v = &db->v;
+	if (!rc && v->rmi_pending) {
+		if (n >= v->rmi_lazy)
+			index_load(db);
+		else
+			v->rmi_lazy -= (uint32_t)n;
+	}
 	for (size_t i = 0; !rc && i < n; i += GROUP)
 		rc = lookup_group(db, items + i, n - i < GROUP ? n - i : GROUP);
 	return rc;
@@ -629,21 +738,25 @@ int kyro_scan(kyro_db *db, uint64_t lo, uint64_t hi, kyro_scan_fn fn,
 	return rc;
 }
 
-int kyro__db_view_served(kyro_db *db, struct db_served *out)
+int kyro__db_view_served(kyro_db *db, int load, struct db_served *out)
 {
 	int rc = kyro__db_view_refresh(db);
-	const struct view *v = &db->v;
+	struct view *v = &db->v;
 	memset(out, 0, sizeof *out);
 	out->simd = db->simd;
 	if (rc)
 		return rc;
+	if (load && v->rmi_pending)
+		index_load(db);
 	out->snap = v->have_snap ? &v->snap : NULL;
 	out->rmi = v->rmi;
+	out->rmi_head = v->rmi_pending ? &v->rmi_head : NULL;
 	out->rmi_img = v->rmi_img;
 	out->rmi_len = v->rmi_len;
 	out->rmi_refused = v->rmi_refused;
 	out->rmi_why = v->rmi_why;
 	out->rmi_gen = v->man.rmi_gen;
+	out->vs = &v->vs;
 	return 0;
 }
 

@@ -5,7 +5,9 @@
  * Integers are little-endian.  Header, 48 bytes:
  *
  *    0  8  magic "KYROWALS"
- *    8  4  format version (1)
+ *    8  4  format version: 2 (1 is still read: the same layout, but a
+ *          version-1 segment holds no VECTOR record; one there is
+ *          invalid like any record of an unknown type)
  *   12  4  header size (48)
  *   16  8  segment id
  *   24  8  first sequence number: the seq the first record will carry
@@ -17,8 +19,10 @@
  *    0  8  checksum: XXH3-64, seeded with the segment id, of bytes 8 up to
  *          the end of the value (so the length, type and sequence number
  *          are covered: a corrupt length cannot send the reader astray)
- *    8  4  value length L (0..16 MiB; 0 for DELETE and COMMIT)
- *   12  1  type: 1 PUT, 2 DELETE, 3 COMMIT
+ *    8  4  value length L (0..16 MiB; 0 for DELETE and COMMIT; for
+ *          VECTOR a multiple of 4 from 4 to 4 * 65536)
+ *   12  1  type: 1 PUT, 2 DELETE, 3 COMMIT, 4 VECTOR (the key's vector:
+ *          L / 4 float32, little-endian; version 2 segments only)
  *   13  3  reserved, zero
  *   16  8  sequence number
  *   24  8  key (COMMIT: the number of records in the batch)
@@ -26,8 +30,10 @@
  *      ..  zero padding to a multiple of 8 (outside the checksum, but a
  *          record whose padding is not zero is invalid)
  *
- * Sequence numbers rise by one per PUT or DELETE across all segments.  A
- * batch is a run of PUT/DELETE records closed by a COMMIT whose seq is the
+ * Sequence numbers rise by one per PUT, DELETE or VECTOR across all
+ * segments.  A PUT sets a key's value, a VECTOR its vector; a DELETE
+ * removes both.  A batch is a run of PUT/DELETE/VECTOR records closed by
+ * a COMMIT whose seq is the
  * batch's last seq and whose key is the batch's record count.  Only closed
  * batches exist for readers: a batch without its COMMIT is not there.
  *
@@ -46,7 +52,9 @@
  * failure may persist later pages of the last batch but not earlier ones;
  * that is reported as corruption rather than guessed to be a torn tail.
  * A header that fails its checks makes the segment unreadable; a version
- * other than 1 is a newer format only when the header checksum holds.
+ * other than 1 or 2 is a newer format only when the header checksum
+ * holds.  A writer never appends to a version-1 segment: it first rotates
+ * to a new one (writer.c), so no segment mixes versions.
  *
  * Writers check every live byte they have not checked themselves before
  * they append, and stop when the shared page (shared.c) says more was
@@ -91,11 +99,11 @@ int kyro__wal_header_check(char *msg, const unsigned char *b, uint64_t len,
 		return kyro__failx(
 			msg, KYRO_ECORRUPT,
 			"'%s': offset 0: not a WAL segment (bad magic)", path);
-	if (get_le32(b + 8) != WAL_VERSION)
+	if (get_le32(b + 8) != WAL_VERSION && get_le32(b + 8) != 1)
 		return kyro__failx(
 			msg, KYRO_EVERSION,
 			"'%s' has format version %u; this build reads "
-			"version %u",
+			"versions 1 to %u",
 			path, get_le32(b + 8), WAL_VERSION);
 	if (len < WAL_HDR || get_le32(b + 12) != WAL_HDR ||
 	    get_le64(b + 40) != XXH3_64bits(b, 40) || get_le64(b + 32) != 0)
@@ -111,18 +119,37 @@ int kyro__wal_header_check(char *msg, const unsigned char *b, uint64_t len,
 	return 0;
 }
 
-/* Does a valid record start at OFF?  Returns its size, or 0. */
+/* The highest record type a segment of the version in header B (LEN
+ * bytes of it) may hold; a header too short to tell, or damaged, gets
+ * the newest version's (its records are judged by the scan alone). */
+static int seg_maxtype(const unsigned char *b, uint64_t len)
+{
+	return len >= 12 && get_le32(b + 8) == 1 ? WAL_COMMIT : WAL_VEC;
+}
+
+/* Can a record of TYPE carry VLEN value bytes? */
+static int len_fits(unsigned type, uint32_t vlen)
+{
+	if (type == WAL_PUT)
+		return vlen <= KYRO_MAX_VALUE;
+	if (type == WAL_VEC)
+		return vlen && vlen % 4 == 0 && vlen <= WAL_VEC_MAX_BYTES;
+	return vlen == 0;
+}
+
+/* Does a valid record start at OFF?  Returns its size, or 0.  MAXTYPE is
+ * the highest type the segment's version allows. */
 static uint64_t rec_valid(const unsigned char *base, uint64_t len,
-			  uint64_t seg, uint64_t off)
+			  uint64_t seg, uint64_t off, int maxtype)
 {
 	if (len - off < WAL_REC_HDR)
 		return 0;
 	const unsigned char *p = base + off;
 	uint32_t vlen = get_le32(p + 8);
 	uint8_t type = p[12];
-	if (type < WAL_PUT || type > WAL_COMMIT || p[13] || p[14] || p[15])
+	if (type < WAL_PUT || type > maxtype || p[13] || p[14] || p[15])
 		return 0;
-	if (vlen > KYRO_MAX_VALUE || (type != WAL_PUT && vlen != 0))
+	if (!len_fits(type, vlen))
 		return 0;
 	uint64_t size = WAL_REC_HDR + align8(vlen);
 	if (size > len - off)
@@ -147,16 +174,16 @@ static uint64_t rec_valid(const unsigned char *base, uint64_t len,
  * length may be the damaged field.  Cheap header tests come before the
  * checksum, so a zero-filled tail costs a few loads per 8 bytes. */
 static int valid_after(const unsigned char *base, uint64_t len, uint64_t seg,
-		       uint64_t off, uint64_t last_seq)
+		       uint64_t off, uint64_t last_seq, int maxtype)
 {
 	for (uint64_t p = off + 8; p + WAL_REC_HDR <= len; p += 8) {
 		const unsigned char *h = base + p;
 		uint64_t seq = get_le64(h + 16);
-		if (h[12] < WAL_PUT || h[12] > WAL_COMMIT || h[13] || h[14] ||
+		if (h[12] < WAL_PUT || h[12] > maxtype || h[13] || h[14] ||
 		    h[15] || seq <= last_seq ||
 		    seq > last_seq + 1 + (p - off) / WAL_REC_HDR)
 			continue;
-		if (rec_valid(base, len, seg, p))
+		if (rec_valid(base, len, seg, p, maxtype))
 			return 1;
 	}
 	return 0;
@@ -172,6 +199,7 @@ struct scan_cursor {
 	int rc; /* what FN returned to stop the scan */
 	uint64_t max_batches; /* stop after this many */
 	int stopped;          /* ... and did */
+	int maxtype;          /* the highest type the segment may hold */
 };
 
 static void scan_bad(struct wal_scan *r, uint64_t off)
@@ -190,7 +218,9 @@ static int scan_step(const unsigned char *buf, uint64_t boff, uint64_t blen,
 {
 	for (;;) {
 		uint64_t rel = c->off - boff;
-		uint64_t size = rel < blen ? rec_valid(buf, blen, seg, rel) : 0;
+		uint64_t size =
+			rel < blen ? rec_valid(buf, blen, seg, rel, c->maxtype)
+				   : 0;
 		if (!size)
 			return 0;
 		const unsigned char *p = buf + rel;
@@ -247,7 +277,8 @@ static void scan_finish(const unsigned char *buf, uint64_t boff, uint64_t blen,
 {
 	uint64_t len = boff + blen;
 	if (c->off < len &&
-	    valid_after(buf, blen, seg, c->off - boff, c->expect - 1)) {
+	    valid_after(buf, blen, seg, c->off - boff, c->expect - 1,
+			c->maxtype)) {
 		scan_bad(r, c->off);
 		snprintf(r->why, sizeof r->why,
 			 "record fails its checksum or framing, and valid "
@@ -271,7 +302,8 @@ static void scan_init(struct wal_scan *r, struct scan_cursor *c,
 	r->last_seq = next_seq - 1;
 	*c = (struct scan_cursor){.off = start,
 				  .expect = next_seq,
-				  .max_batches = UINT64_MAX};
+				  .max_batches = UINT64_MAX,
+				  .maxtype = WAL_VEC};
 }
 
 void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
@@ -279,6 +311,7 @@ void kyro__wal_scan(const unsigned char *base, uint64_t len, uint64_t seg,
 {
 	struct scan_cursor c;
 	scan_init(r, &c, start, next_seq);
+	c.maxtype = seg_maxtype(base, len);
 	if (!scan_step(base, 0, len, seg, &c, r))
 		scan_finish(base, 0, len, seg, &c, r);
 }
@@ -289,6 +322,7 @@ void kyro__wal_scan_batch(const unsigned char *base, uint64_t len,
 {
 	struct scan_cursor c;
 	scan_init(r, &c, start, next_seq);
+	c.maxtype = seg_maxtype(base, len);
 	c.max_batches = 1;
 	if (!scan_step(base, 0, len, seg, &c, r) && !c.stopped)
 		scan_finish(base, 0, len, seg, &c, r);
@@ -303,8 +337,8 @@ static uint64_t rec_claims(const unsigned char *buf, uint64_t blen,
 		return WAL_REC_HDR;
 	const unsigned char *p = buf + rel;
 	uint32_t vlen = get_le32(p + 8);
-	if (p[12] < WAL_PUT || p[12] > WAL_COMMIT || p[13] || p[14] ||
-	    p[15] || vlen > KYRO_MAX_VALUE || (p[12] != WAL_PUT && vlen))
+	if (p[12] < WAL_PUT || p[12] > WAL_VEC || p[13] || p[14] || p[15] ||
+	    !len_fits(p[12], vlen))
 		return 0;
 	return WAL_REC_HDR + align8(vlen);
 }
@@ -340,6 +374,13 @@ int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
 	c.arg = arg;
 	if (!buf)
 		return kyro__fail(msg, ENOMEM, "cannot read '%s'", path);
+	/* The records a segment may hold depend on its header's version. */
+	rc = kyro__fs_pread_all(msg, fd, buf, 12, 0, path, &got);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	c.maxtype = seg_maxtype(buf, got);
 	while (!rc && c.off < len) {
 		uint64_t boff = c.off, blen = len - boff;
 		if (blen > cap)
@@ -388,8 +429,9 @@ void kyro__wal_commits_after(const unsigned char *base, uint64_t len,
 			     uint64_t seg, uint64_t off, uint64_t last_seq,
 			     uint64_t *batches, uint64_t *max_seq)
 {
+	int maxtype = seg_maxtype(base, len);
 	for (uint64_t p = off & ~(uint64_t)7; p + WAL_REC_HDR <= len;) {
-		uint64_t size = rec_valid(base, len, seg, p);
+		uint64_t size = rec_valid(base, len, seg, p, maxtype);
 		if (!size) {
 			p += 8;
 			continue;
@@ -489,6 +531,21 @@ int kyro__wal_create(char *msg, const char *dir, uint64_t seg,
 	return rc;
 }
 
+/* The version in the segment's header (checked by the caller). */
+static int writer_version(char *msg, struct wal_writer *w)
+{
+	unsigned char b[12];
+	size_t got;
+	int rc = kyro__fs_pread_all(msg, w->fd, b, sizeof b, 0, w->path, &got);
+	if (!rc && got != sizeof b)
+		rc = kyro__failx(msg, KYRO_ECORRUPT,
+				 "'%s': offset 0: bad segment header",
+				 w->path);
+	if (!rc)
+		w->version = get_le32(b + 8);
+	return rc;
+}
+
 int kyro__wal_writer_open(char *msg, struct wal_writer *w, const char *dir,
 			  uint64_t seg, uint64_t committed, uint64_t next_seq,
 			  int durable)
@@ -501,9 +558,11 @@ int kyro__wal_writer_open(char *msg, struct wal_writer *w, const char *dir,
 	if (rc)
 		return kyro__fail(msg, rc, "cannot open a WAL segment in '%s'",
 				  dir);
-	rc = kyro__fs_open(msg, w->path, O_WRONLY, 0, &w->fd);
+	rc = kyro__fs_open(msg, w->path, O_RDWR, 0, &w->fd);
 	if (!rc)
 		rc = kyro__fs_size(msg, w->fd, w->path, &size);
+	if (!rc)
+		rc = writer_version(msg, w);
 	if (!rc && size < committed)
 		rc = kyro__failx(
 			msg, KYRO_ECORRUPT,

@@ -7,12 +7,16 @@
 #include <stdint.h>
 #include <string.h>
 
-#define WAL_VERSION 1
+/* Segments are written in version 2; version 1 (no VECTOR records) is
+ * still read. */
+#define WAL_VERSION 2
 #define WAL_HDR 48     /* segment header */
 #define WAL_REC_HDR 32 /* record header */
 #define WAL_PUT 1
 #define WAL_DEL 2
 #define WAL_COMMIT 3
+#define WAL_VEC 4      /* a key's vector: the value is dim float32 */
+#define WAL_VEC_MAX_BYTES ((uint32_t)4 << 16) /* 65536 dimensions */
 /* Where kyro-verify --repair keeps copies of the WAL bytes it cuts; no
  * other code writes, reads or removes anything in it. */
 #define WAL_LOSTFOUND "lost+found"
@@ -114,6 +118,7 @@ struct wal_writer {
 	uint64_t pos;       /* file offset after the buffered bytes */
 	uint64_t next_seq;
 	uint64_t batch_count;
+	uint32_t version;   /* the segment's format version */
 	unsigned char *buf;
 	size_t buflen, bufcap;
 };

@@ -126,20 +126,23 @@ static int check_segments(kyro_db *db, const struct manifest *m,
  * committed data than they hold, an acknowledged batch is missing and
  * only a repair may decide what to do; any other disagreement (damage, a
  * writer that died between its fsync and its publish) is settled by
- * publishing the files' state. */
-static int writer_check(kyro_db *db, const struct manifest *m, uint64_t *end,
-			uint64_t *last_seq)
+ * publishing the files' state.  LIMIT (else UINT64_MAX) ends the last
+ * segment where the page marks the rest void: that batch's writer was
+ * told it failed, so it must not be published now. */
+static int writer_check(kyro_db *db, const struct manifest *m, uint64_t limit,
+			uint64_t *end, uint64_t *last_seq)
 {
 	int shrunk = 1, rc = 0;
 	if (db->w.committed >= WAL_HDR && db->wman.gen == m->gen &&
-	    db->w.seg >= m->wal_first && db->w.seg <= m->wal_last)
+	    db->w.seg >= m->wal_first && db->w.seg <= m->wal_last &&
+	    (db->w.seg < m->wal_last || db->w.committed <= limit))
 		rc = check_segments(db, m, db->w.seg, db->w.committed,
-				    db->w.next_seq, UINT64_MAX, end, last_seq,
+				    db->w.next_seq, limit, end, last_seq,
 				    &shrunk);
 	if (!rc && shrunk)
 		rc = check_segments(db, m, m->wal_first, WAL_HDR,
-				    m->snap_gen ? m->snap_seq + 1 : 1,
-				    UINT64_MAX, end, last_seq, &shrunk);
+				    m->snap_gen ? m->snap_seq + 1 : 1, limit,
+				    end, last_seq, &shrunk);
 	if (!rc && shrunk)
 		rc = kyro__failx(
 			db->msg, KYRO_ECORRUPT,
@@ -186,9 +189,12 @@ int kyro__db_writer_prepare(kyro_db *db)
 	int rc = kyro__manifest_read(db->msg, db->dir, &m);
 	if (rc)
 		return rc;
-	if ((rc = writer_check(db, &m, &committed, &last_seq)) != 0)
-		return kyro__needs_repair(db, rc);
 	int trusted = kyro__shared_read(&db->sh, &st, &change) == 0;
+	int cut = trusted && (st.flags & SHARED_VOID_TAIL) &&
+		  st.wal_seg == m.wal_last;
+	if ((rc = writer_check(db, &m, cut ? st.wal_end : UINT64_MAX,
+			       &committed, &last_seq)) != 0)
+		return kyro__needs_repair(db, rc);
 	if (trusted && st.wal_seg == m.wal_last && st.wal_end > committed) {
 		char path[PATH_MAX];
 		kyro__path_gen(path, db->dir, "wal-", m.wal_last, ".log");
@@ -204,7 +210,7 @@ int kyro__db_writer_prepare(kyro_db *db)
 				    (unsigned long long)st.last_seq,
 				    (unsigned long long)committed));
 	}
-	int same = trusted && st.manifest_gen == m.gen &&
+	int same = trusted && !st.flags && st.manifest_gen == m.gen &&
 		   st.wal_seg == m.wal_last && st.wal_end == committed &&
 		   st.last_seq == last_seq;
 	if (db->wopen)
@@ -224,16 +230,31 @@ int kyro__db_writer_prepare(kyro_db *db)
 
 /* A write failed: the batch is gone and so is this handle's right to
  * write.  Rolling the file back is best effort and never turns the
- * failure into a success. */
+ * failure into a success: when the file cannot be cut, a complete batch
+ * (its commit written, its fsync failed) may stay behind the committed
+ * end, so the page marks that tail void for the next writer to cut,
+ * while this process still holds the lock.  (After a reboot the page is
+ * not trusted and such a batch may come back: as after any crash, the
+ * outcome of a failed write is then unknown; docs/DECISIONS.md.) */
 static int fail_write(kyro_db *db, int rc)
 {
 	db->failed = 1;
-	if (db->wopen)
-		kyro__wal_rollback(NULL, &db->w);
+	if (db->wopen && kyro__wal_rollback(NULL, &db->w)) {
+		struct shared_state st = {
+			.manifest_gen = db->wman.gen,
+			.wal_seg = db->w.seg,
+			.wal_end = db->w.committed,
+			.last_seq = db->w.next_seq - 1,
+			.flags = SHARED_VOID_TAIL,
+		};
+		kyro__shared_publish(&db->sh, &st);
+	}
 	kyro__shared_unlock(&db->sh);
 	db->in_batch = 0;
 	return rc;
 }
+
+static int writer_upgrade(kyro_db *db);
 
 int kyro_batch_begin(kyro_db *db)
 {
@@ -251,11 +272,13 @@ int kyro_batch_begin(kyro_db *db)
 	int rc = kyro__shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
-	if ((rc = kyro__db_writer_prepare(db)) != 0) {
+	if ((rc = kyro__db_writer_prepare(db)) != 0 ||
+	    (rc = writer_upgrade(db)) != 0) {
 		kyro__shared_unlock(&db->sh);
 		return rc;
 	}
 	db->in_batch = 1;
+	db->batch_vdim = 0;
 	return 0;
 }
 
@@ -273,8 +296,8 @@ int kyro_batch_begin_at(kyro_db *db, uint64_t first_seq)
 			   (unsigned long long)next);
 }
 
-static int write_rec(kyro_db *db, int type, uint64_t key, const void *val,
-		     size_t len, uint64_t *seq)
+int kyro__db_write_rec(kyro_db *db, int type, uint64_t key, const void *val,
+		       size_t len, uint64_t *seq)
 {
 	int rc, auto_batch = !db->in_batch;
 	if (len > KYRO_MAX_VALUE)
@@ -303,12 +326,12 @@ static int write_rec(kyro_db *db, int type, uint64_t key, const void *val,
 int kyro_put(kyro_db *db, uint64_t key, const void *val, size_t len,
 	     uint64_t *seq)
 {
-	return write_rec(db, WAL_PUT, key, val, len, seq);
+	return kyro__db_write_rec(db, WAL_PUT, key, val, len, seq);
 }
 
 int kyro_delete(kyro_db *db, uint64_t key, uint64_t *seq)
 {
-	return write_rec(db, WAL_DEL, key, NULL, 0, seq);
+	return kyro__db_write_rec(db, WAL_DEL, key, NULL, 0, seq);
 }
 
 int kyro_batch_commit(kyro_db *db, uint64_t *last_seq)
@@ -393,6 +416,36 @@ static int rotate_finish(kyro_db *db)
 	return rc;
 }
 
+/* Write the edited manifest M as generation GEN, rotating first when it
+ * moves the last segment on; then publish.  Under the writer lock. */
+static int commit_locked(kyro_db *db, struct manifest *m, uint64_t gen)
+{
+	int rc, rotating = m->wal_last != db->wman.wal_last;
+	KYRO_VERIFY(!rotating || m->wal_last == db->wman.wal_last + 1);
+	if (rotating && (rc = rotate_begin(db, m)) != 0)
+		return rc;
+	m->gen = gen;
+	if ((rc = kyro__manifest_write(db->msg, db->dir, m)) != 0)
+		return rc;
+	db->wman = *m;
+	if (rotating && (rc = rotate_finish(db)) != 0)
+		return rc;
+	kyro__db_publish(db);
+	return 0;
+}
+
+/* A live segment of the previous format version may hold no VECTOR
+ * record, and a segment never mixes versions: move to a new segment
+ * before the first batch appends to an old one. */
+static int writer_upgrade(kyro_db *db)
+{
+	if (db->w.version >= WAL_VERSION)
+		return 0;
+	struct manifest m = db->wman;
+	m.wal_last++;
+	return commit_locked(db, &m, db->wman.gen + 1);
+}
+
 int kyro__db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
 		    db_edit_fn edit, void *arg)
 {
@@ -416,17 +469,7 @@ int kyro__db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
 	if ((rc = edit(arg, &m, &tail)) != 0 ||
 	    !memcmp(&m, &db->wman, sizeof m))
 		goto out;
-	int rotating = m.wal_last != db->wman.wal_last;
-	KYRO_VERIFY(!rotating || m.wal_last == db->wman.wal_last + 1);
-	if (rotating && (rc = rotate_begin(db, &m)) != 0)
-		goto out;
-	m.gen = expect_gen + 1;
-	if ((rc = kyro__manifest_write(db->msg, db->dir, &m)) != 0)
-		goto out;
-	db->wman = m;
-	if (rotating && (rc = rotate_finish(db)) != 0)
-		goto out;
-	kyro__db_publish(db);
+	rc = commit_locked(db, &m, expect_gen + 1);
 out:
 	kyro__shared_unlock(&db->sh);
 	return rc;
@@ -451,6 +494,12 @@ static int remove_if_dead(void *arg, const char *n)
 		dead = gen != m->snap_gen || strchr(tail, '.') != NULL;
 	else if (sscanf(n, "rmi-%16llx.%15s", &gen, tail) == 2)
 		dead = gen != m->rmi_gen || m->rmi_snap != m->snap_gen ||
+		       strchr(tail, '.') != NULL;
+	else if (sscanf(n, "vec-%16llx.%15s", &gen, tail) == 2)
+		dead = gen != m->vec_snap || gen != m->snap_gen ||
+		       strchr(tail, '.') != NULL;
+	else if (sscanf(n, "hnsw-%16llx.%15s", &gen, tail) == 2)
+		dead = gen != m->hnsw_gen || m->hnsw_snap != m->snap_gen ||
 		       strchr(tail, '.') != NULL;
 	if (dead) {
 		char path[PATH_MAX];

@@ -1,7 +1,7 @@
 /*
  * apply.h - a replica applies the primary's changes to its store, with
- * the primary's sequence numbers, from either form the primary sends: a
- * binary page of GET /v1/replicate, or one /v1/subscribe event (JSON).
+ * the primary's sequence numbers, from the binary pages of GET
+ * /v1/replicate (primary.h), which carry every op as the feed reads it.
  *
  * Changes go into one open local batch, begun with kyro_batch_begin_at()
  * at the first change's number, so that the store refuses a gap or a
@@ -23,6 +23,8 @@ struct applier {
 	uint64_t next;            /* the sequence number due next */
 	int open;                 /* a local batch is open */
 	uint64_t batches, changes; /* the primary's, in the open batch */
+	float *vbuf;              /* a vector change, aligned */
+	size_t vcap;
 	char err[512];
 };
 
@@ -30,15 +32,14 @@ struct applier {
  * Returns 0, or -1 with A->err set. */
 int apply_page(struct applier *a, const unsigned char *p, size_t len);
 
-/* Apply one /v1/subscribe event's data (a batch in JSON).  A batch the
- * store already holds is skipped whole.  Returns 0, or -1. */
-int apply_event(struct applier *a, const char *data, size_t len);
-
 /* Commit the open local batch, if any; *LAST gets the store's last
  * sequence number.  Returns 0, or -1 with A->err set. */
 int apply_commit(struct applier *a, uint64_t *last);
 
 /* Discard the open local batch, if any. */
 void apply_abort(struct applier *a);
+
+/* Free what A holds (not the handle). */
+void apply_free(struct applier *a);
 
 #endif

@@ -10,15 +10,16 @@
  *
  * Catching up, then following.  From its position the follower reads
  * GET /v1/replicate pages (binary, about 32 MiB of whole batches each,
- * applied as one local batch: one commit, one fsync under --sync=always)
- * until a page ends at the primary's last commit; then it follows GET
- * /v1/subscribe, where each SSE event is one of the primary's batches.
- * The events one read of the socket brings go into one local batch, so a
- * replica's batch is the union of whole batches of the primary, with the
- * primary's numbers, never a part of one.  A follower that falls BEHIND
- * changes behind (a pause, a burst) goes back to pages.  A change whose
- * op this build does not know stops replication (apply.c), the reason in
- * /health.
+ * every op as the feed reads it, applied as one local batch: one commit,
+ * one fsync under --sync=always) until a page ends at the primary's last
+ * commit.  Then it holds GET /v1/subscribe open as a doorbell: whenever
+ * events have come and the socket is drained, it reads pages again.  The
+ * events' JSON is not applied: it is the representation for people and
+ * scripts, one parse per change, and a page carries the same batches in
+ * binary.  So a replica's batch is the union of whole batches of the
+ * primary, with the primary's numbers, never a part of one.  A change
+ * whose op this build does not know stops replication (apply.c), the
+ * reason in /health.
  *
  * Bootstrap.  When the directory holds no store, or the primary answers
  * 410 (it no longer retains what comes next), the image from GET
@@ -62,14 +63,13 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define PAGE_MAX ((size_t)256 << 20) /* a page is one batch at least */
-#define BEHIND 65536 /* changes behind that send a follower to pages */
 
 enum { S_BOOTSTRAP, S_CONNECTING, S_FOLLOWING, S_STOPPED };
 static const char *const state_names[] = {"bootstrapping", "connecting",
 					  "following", "stopped"};
 
-/* How a stream ended; F_BEHIND: far enough behind for pages again. */
-enum { F_RECONNECT = 1, F_GONE, F_STOP, F_BEHIND };
+/* How a stream ended. */
+enum { F_RECONNECT = 1, F_GONE, F_STOP };
 
 static const struct serve_cfg *cfg;
 static char boot_dir[PATH_MAX];
@@ -322,9 +322,13 @@ static int catch_up(struct applier *a, char *err, size_t errlen)
 			 (unsigned long long)a->next);
 		if (fetch_all("/v1/replicate", q, &b, PAGE_MAX, &status, err,
 			      errlen)) {
-			/* A primary without the route: the stream alone. */
-			r = status == 404 ? 0 : status == 410 ? F_GONE
-							       : F_RECONNECT;
+			r = status == 410 ? F_GONE : F_RECONNECT;
+			if (status == 404) {
+				snprintf(err, errlen, "%s has no /v1/replicate: "
+					 "it is older than this replica; "
+					 "upgrade it", cfg->replica_of);
+				r = F_STOP;
+			}
 			break;
 		}
 		if (b.len < PAGE_HDR) {
@@ -359,37 +363,35 @@ static int catch_up(struct applier *a, char *err, size_t errlen)
 	return r;
 }
 
-/* ---- following: /v1/subscribe ---- */
+/* ---- following: /v1/subscribe as a doorbell ---- */
 
 struct stream {
 	struct fetch x;
 	struct applier *a;
 	int result;           /* F_*, once the stream must end */
+	int rang;             /* an event came: there is news */
+	int any_data;         /* the event being read has data */
 	struct sbuf line;     /* the line being received */
-	struct sbuf data;     /* the event's data */
 	char event[32];
 	char err[600];
 };
 
+/* An event ends.  Its batch is not read from the JSON: it rings for the
+ * next page, which carries every op exactly (the JSON representation is
+ * the shell's, for people and scripts). */
 static void dispatch(struct stream *s)
 {
-	if (!s->event[0] && s->data.len) {
-		if (apply_event(s->a, s->data.p, s->data.len)) {
-			snprintf(s->err, sizeof s->err, "%s", s->a->err);
-			s->result = F_STOP;
-		}
-	} else if (!strcmp(s->event, "expired")) {
-		snprintf(s->err, sizeof s->err, "%.*s", (int)s->data.len,
-			 s->data.p);
+	if (!s->event[0] && s->any_data)
+		s->rang = 1;
+	else if (!strcmp(s->event, "expired"))
 		s->result = F_GONE;
-	} else if (s->event[0]) {
-		snprintf(s->err, sizeof s->err, "%s/v1/subscribe: event %s: "
-			 "%.*s", cfg->replica_of, s->event, (int)s->data.len,
-			 s->data.p);
+	else if (s->event[0])
 		s->result = F_RECONNECT;
-	}
+	if (s->result)
+		snprintf(s->err, sizeof s->err, "%s/v1/subscribe: event %s",
+			 cfg->replica_of, s->event);
 	s->event[0] = 0;
-	s->data.len = 0;
+	s->any_data = 0;
 }
 
 static void on_line(struct stream *s, const char *p, size_t n)
@@ -397,13 +399,12 @@ static void on_line(struct stream *s, const char *p, size_t n)
 	if (!n)
 		dispatch(s);
 	else if (n > 6 && !memcmp(p, "data: ", 6))
-		sb_put(&s->data, p + 6, n - 6);
+		s->any_data = 1;
 	else if (n > 7 && !memcmp(p, "event: ", 7))
 		snprintf(s->event, sizeof s->event, "%.*s", (int)(n - 7),
 			 p + 7);
 	/* Comments (": heartbeat") and id: lines need nothing. */
 }
-
 
 static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 {
@@ -417,7 +418,10 @@ static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 	for (size_t i = 0; i < len && !s->result;) {
 		const char *nl = memchr(p + i, '\n', len - i);
 		size_t k = nl ? (size_t)(nl - (p + i)) : len - i;
-		sb_put(&s->line, p + i, k);
+		/* Only a line's start matters: a long data line is not
+		 * kept whole. */
+		if (s->line.len < 16)
+			sb_put(&s->line, p + i, k < 16 ? k : 16);
 		i += k;
 		if (!nl)
 			break;
@@ -428,39 +432,21 @@ static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 		on_line(s, s->line.p, l);
 		s->line.len = 0;
 	}
-	if (!s->result && (s->line.oom || s->data.oom)) {
+	if (!s->result && s->line.oom) {
 		snprintf(s->err, sizeof s->err, "out of memory");
 		s->result = F_STOP;
 	}
-	if (s->result == F_STOP)
-		apply_abort(s->a);
-	/* Checked here too, not only when drained: a socket that never
-	 * empties (a backlog after a pause) would otherwise keep the
-	 * follower on JSON for the whole backlog. */
-	pthread_mutex_lock(&rs.mu);
-	if (!s->result && rs.primary > s->a->next - 1 + BEHIND)
-		s->result = F_BEHIND;
-	pthread_mutex_unlock(&rs.mu);
 	return s->result ? 0 : len;
 }
 
-/* Everything received so far is applied: commit it, one local batch. */
+/* Everything received so far is read: when an event rang, catch up. */
 static int stream_drained(void *arg)
 {
 	struct stream *s = arg;
-	uint64_t last;
-	if (s->result == F_STOP)
-		return 1;
-	if (apply_commit(s->a, &last)) {
-		snprintf(s->err, sizeof s->err, "%s", s->a->err);
-		s->result = F_STOP;
-		return 1;
+	if (!s->result && s->rang) {
+		s->rang = 0;
+		s->result = catch_up(s->a, s->err, sizeof s->err);
 	}
-	applied(s->a, last, 0);
-	pthread_mutex_lock(&rs.mu);
-	if (!s->result && rs.primary > rs.applied + BEHIND)
-		s->result = F_BEHIND;
-	pthread_mutex_unlock(&rs.mu);
 	return s->result != 0;
 }
 
@@ -475,11 +461,6 @@ static int stream(struct applier *a, char *err, size_t errlen)
 		return F_RECONNECT;
 	}
 	int rc = fetch_run_drained(&s.x, stream_drained, &s, err, errlen);
-	/* Whole batches applied in the last round are kept. */
-	if (a->open && s.result != F_STOP)
-		stream_drained(&s);
-	if (a->open)
-		apply_abort(a);
 	if (s.result)
 		snprintf(err, errlen, "%s", s.err);
 	else if (!rc)
@@ -489,7 +470,6 @@ static int stream(struct applier *a, char *err, size_t errlen)
 								: F_RECONNECT;
 	fetch_free(&s.x);
 	sb_free(&s.line);
-	sb_free(&s.data);
 	return r;
 }
 
@@ -508,12 +488,10 @@ static int follow(kyro_db *db, char *err, size_t errlen)
 	}
 	a.next = last + 1;
 	applied(&a, last, 0);
-	int r;
-	do {
-		r = catch_up(&a, err, errlen);
-		if (!r)
-			r = stopping() ? F_RECONNECT : stream(&a, err, errlen);
-	} while (r == F_BEHIND);
+	int r = catch_up(&a, err, errlen);
+	if (!r)
+		r = stopping() ? F_RECONNECT : stream(&a, err, errlen);
+	apply_free(&a);
 	return r;
 }
 

@@ -12,3 +12,6 @@ complete -c kyro-put -l sync -x -d 'When to fsync' -a '(printf "%s\t%s\n" \
 complete -c kyro-put -l print-offset -d "Print the batch's last sequence number"
 complete -c kyro-put -l delete -d 'Delete the keys instead of putting values'
 complete -c kyro-put -l replay -d 'Read kyro-get --changes --format=replay: one batch per source batch'
+complete -c kyro-put -l vectors -d 'Put vectors: KEY VECTOR, or KEY<TAB>VECTOR lines on stdin'
+complete -c kyro-put -l fvecs -F -d 'Put the vectors of an .fvecs file (default stdin)'
+complete -c kyro-put -l first-key -x -d "With --fvecs: the first record's key"

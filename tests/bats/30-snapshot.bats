@@ -208,12 +208,12 @@ wal-[0-9a-f]{16}\.log)*$'
 
 @test "kyro-snapshot: a MANIFEST of a newer format version is refused, exit 2" {
 	run -0 --separate-stderr kyro-put -d "$D" 1 a
-	patch_byte "$D/MANIFEST" 8 '\x02'
+	patch_byte "$D/MANIFEST" 8 '\x03'
 	cp -a "$D" copy
 	run -2 --separate-stderr kyro-snapshot -d "$D"
 	assert_output ''
 	stderr_starts_with 'kyro-snapshot: '
-	stderr_matches 'version 2'
+	stderr_matches 'version 3'
 	diff -r "$D" copy
 }
 

@@ -6,7 +6,7 @@
 #
 # Offsets come from the formats in libkyro/wal.c, snapshot.c and
 # manifest.c: a WAL segment has a 48-byte header, so its first record is
-# at offset 48; the MANIFEST is 96 bytes.
+# at offset 48; the MANIFEST is 128 bytes.
 
 bats_require_minimum_version 1.5.0
 

@@ -204,22 +204,22 @@ store() {
 
 @test "every tool: a MANIFEST of a newer format version is refused with a message naming the version, exit 2" {
 	store
-	patch_byte "$D/MANIFEST" 8 '\x02'
-	cp "$D/MANIFEST" manifest.v2
+	patch_byte "$D/MANIFEST" 8 '\x03'
+	cp "$D/MANIFEST" manifest.v3
 	run -2 --separate-stderr kyro-get -d "$D" 1
 	assert_output ''
 	stderr_starts_with 'kyro-get: '
-	stderr_matches 'version 2'
+	stderr_matches 'version 3'
 	run -2 --separate-stderr kyro-put -d "$D" 1 changed
 	assert_output ''
 	stderr_starts_with 'kyro-put: '
-	stderr_matches 'version 2'
+	stderr_matches 'version 3'
 	run -2 --separate-stderr kyro-verify -d "$D"
-	stderr_matches 'version 2'
+	stderr_matches 'version 3'
 	run -2 --separate-stderr kyro-snapshot -d "$D"
 	assert_output ''
-	stderr_matches 'version 2'
-	cmp manifest.v2 "$D/MANIFEST"
+	stderr_matches 'version 3'
+	cmp manifest.v3 "$D/MANIFEST"
 }
 
 @test "kyro-get: a write error on stdout (/dev/full) is an error, exit 2" {

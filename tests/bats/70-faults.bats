@@ -149,6 +149,35 @@ walk() {
 	expect_same ref before.tsv
 }
 
+@test "kyro-put: when the commit's fsync and the rollback's truncate both fail, the failed batch never becomes visible" {
+	# The batch is complete in the file (its commit record written, its
+	# fsync failed) and cannot be cut: neither the next writer nor a
+	# repair may take it for a batch whose writer died before publishing.
+	seed_store base
+	dump base before.tsv
+	batch_file b.tsv 500 1
+	local how
+	for how in writer repair; do
+		clone_store base "$D"
+		export FAILNTH_ALWAYS=ftruncate
+		run -2 --separate-stderr nth fsync 1 "$EIO" kyro-put -d "$D" <b.tsv
+		unset FAILNTH_ALWAYS
+		fired
+		tool_error kyro-put "cannot sync '$D/wal-[0-9a-f]{16}\.log': Input/output error$"
+		expect_same "$D" before.tsv
+		verify_clean_or_torn "$D"
+		if [ "$how" = repair ]; then
+			run -0 --separate-stderr kyro-verify --repair -d "$D"
+			expect_same "$D" before.tsv
+			verify_clean "$D"
+		fi
+		run -0 --separate-stderr kyro-put -d "$D" 5 next
+		verify_clean "$D"
+		run -0 kyro-put -d "$D" --delete 5
+		expect_same "$D" before.tsv
+	done
+}
+
 @test "kyro-put and kyro-snapshot: short writes are completed, not taken for errors" {
 	seed_store "$D"
 	batch_file b.tsv 30000 3

@@ -1,7 +1,10 @@
 #!/usr/bin/env bats
 #
-# The crash test of issue 2: kyro-put batches and kyro-snapshot runs are
-# killed with SIGKILL, at random moments and at every system call in turn.
+# The crash test: kyro-put batches and kyro-snapshot runs are killed with
+# SIGKILL, at random moments and at every system call in turn.  Some
+# ranges are written with a vector per key beside the value, in the same
+# batch (crashtool vput, through the library); their vectors must follow
+# their values exactly: present with the value's batch, gone with a delete.
 # After each crash: every batch that exited 0 is there whole (latest
 # values as written), no batch is partly visible, kyro-verify reports at
 # most a torn tail before the next writer and nothing at all after it, and
@@ -26,7 +29,10 @@ load fault-helpers
 setup_file() {
 	pin_bin
 	build_failnth
-	cc -O2 -Wall -Wextra -o "$BATS_FILE_TMPDIR/crashtool" "$CRASH_SRC/crashtool.c"
+	local top="$CRASH_SRC/../.."
+	cc -O2 -Wall -Wextra -I"$top/libkyro" -o "$BATS_FILE_TMPDIR/crashtool" \
+		"$CRASH_SRC/crashtool.c" "$top/build/libkyro.a" \
+		-l:libcpu_features.a -lxxhash -lm -pthread
 }
 
 setup() {
@@ -47,9 +53,10 @@ new_op() {
 	G=$((G + 1))
 }
 
-# check_dump DUMP [STATE]: the dump satisfies the state file.
+# check_dump DUMP [STATE [VDUMP]]: the dump (and the vectors) satisfy
+# the state file.
 check_dump() {
-	run --separate-stderr "$CT" check "${2:-$STATE}" "$1"
+	run --separate-stderr "$CT" check "${2:-$STATE}" "$1" ${3:+"$3"}
 	if [ "$status" -ne 0 ]; then
 		batslib_print_kv_single_or_multi 8 seed "${SEED:-none}" \
 			problems "$output$stderr" |
@@ -58,10 +65,12 @@ check_dump() {
 	fi
 }
 
-# check_store: dump $D and check it.
+# check_store: dump $D, values and vectors, and check it.
 check_store() {
 	dump "$D" "$BATS_TEST_TMPDIR/store.tsv"
-	check_dump "$BATS_TEST_TMPDIR/store.tsv"
+	run -0 --separate-stderr "$CT" vdump "$D" $((NEXT_RANGE + 10))
+	printf '%s' "$output${output:+$'\n'}" >"$BATS_TEST_TMPDIR/store.vec"
+	check_dump "$BATS_TEST_TMPDIR/store.tsv" "$STATE" "$BATS_TEST_TMPDIR/store.vec"
 }
 
 # sentinel TEXT: a writer that is not killed: key 0 = TEXT, must exit 0.
@@ -79,6 +88,17 @@ after_crash() {
 	verify_clean "$D"
 }
 
+# vput_range R N: an acknowledged batch writing range R (N keys), each
+# key with its vector.
+vput_range() {
+	local r=$1 n=$2
+	new_op
+	"$CT" gen "$r" "$G" "$n" >"$BATS_TEST_TMPDIR/batch"
+	echo "vput $r $G $n" >>"$STATE"
+	run -0 --separate-stderr "$CT" vput "$D" <"$BATS_TEST_TMPDIR/batch"
+	echo "ack $G" >>"$STATE"
+}
+
 # put_range R N [OPTIONS]: an acknowledged batch writing range R (N keys).
 put_range() {
 	local r=$1 n=$2
@@ -90,20 +110,28 @@ put_range() {
 	echo "ack $G" >>"$STATE"
 }
 
-# A base store: three ranges in a snapshot, two more (one overwriting a
-# snapshot range) and a delete in the WAL.
+# A base store: three ranges in a snapshot, and two with vectors; in the
+# WAL one more range, rewrites of a snapshot range and of a vector range,
+# and two deletes (one of a vector range).
 base_store() {
 	put_range 1 500
 	put_range 2 3000
 	put_range 3 200
+	vput_range 4 300
+	vput_range 5 100
 	run -0 kyro-snapshot -d "$D"
-	put_range 4 1000
+	put_range 6 1000
 	put_range 2 3000
+	vput_range 4 300
 	new_op
 	echo "del 3 $G" >>"$STATE"
 	run -0 kyro-put -d "$D" --delete < <(seq 0 199 | awk '{ printf "%.0f\n", 3 * 4294967296 + $1 }')
 	echo "ack $G" >>"$STATE"
-	NEXT_RANGE=5
+	new_op
+	echo "del 5 $G" >>"$STATE"
+	run -0 kyro-put -d "$D" --delete < <(seq 0 99 | awk '{ printf "%.0f\n", 5 * 4294967296 + $1 }')
+	echo "ack $G" >>"$STATE"
+	NEXT_RANGE=7
 	sentinel base
 }
 
@@ -177,11 +205,13 @@ crash_walk() {
 		rm -rf "$D"
 		cp -a base "$D"
 		cp base.state "$STATE"
-		if [ "$tool" = kyro-put ]; then
+		if [ "$tool" != kyro-snapshot ]; then
 			cat crash.op >>"$STATE"
 		fi
+		local cmd="$BIN/$tool"
+		[ "$tool" != vput ] || cmd="$CT vput"
 		run env FAILNTH_KILL=1 FAILNTH_FUNC="$func" FAILNTH_N="$n" \
-			LD_PRELOAD="$BATS_FILE_TMPDIR/failnth.so" "$BIN/$tool" "$@" \
+			LD_PRELOAD="$BATS_FILE_TMPDIR/failnth.so" $cmd "$@" \
 			<"$BATS_TEST_TMPDIR/crash.in"
 		[ "$status" -eq 137 ] || break
 		after_crash "killed-$func-$n"
@@ -191,7 +221,7 @@ crash_walk() {
 	[ "$status" -eq 0 ] || fail "$tool ($func #$n) exited $status: $output"
 	[ "$((n - 1))" -ge "$min" ] || fail "$tool made only $((n - 1)) calls of $func"
 	# The run that finished: acknowledged.
-	if [ "$tool" = kyro-put ]; then
+	if [ "$tool" != kyro-snapshot ]; then
 		echo "ack $CRASH_G" >>"$STATE"
 	fi
 	check_store
@@ -220,6 +250,23 @@ prepare_walk() {
 	printf 'torn' >>"$w"
 	crash_walk ftruncate 1 kyro-put -d "$D"
 	crash_walk fsync 2 kyro-put -d "$D"
+}
+
+@test "a batch of values and vectors killed just before any write or fsync: values and vectors all there or none" {
+	prepare_walk
+	G=$((G + 1))
+	CRASH_G=$G
+	"$CT" gen 4 "$G" 300 >"$BATS_TEST_TMPDIR/crash.in"     # rewrites range 4
+	"$CT" gen 7 "$G" 20000 >>"$BATS_TEST_TMPDIR/crash.in"  # and a new range
+	printf 'vput 4 %s 300\nvput 7 %s 20000\n' "$G" "$G" >crash.op
+	crash_walk write 3 vput "$D"
+	crash_walk fsync 1 vput "$D"
+	# Synced record by record: a small batch, or the walk never ends.
+	G=$((G + 1))
+	CRASH_G=$G
+	"$CT" gen 8 "$G" 3 >"$BATS_TEST_TMPDIR/crash.in"
+	echo "vput 8 $G 3" >crash.op
+	crash_walk fsync 6 vput "$D" always
 }
 
 @test "kyro-put --sync=always killed just before any fsync: the batch is all there or not at all" {
@@ -269,7 +316,8 @@ start_op() {
 	RANDOM=$SEED
 	local live=() round r n sync k st kills=0 acks=0 torn=0 snaps=0 readers=0
 	local killed w d kind took
-	declare -A size last_ack # per range: keys; "put" or "del", acknowledged last
+	declare -A size last_ack isvec # per range: keys; "put" or "del",
+	# acknowledged last; written with vectors
 	declare -gA MEAN=([big]=40000 [small]=10000 [snap]=40000)
 	sentinel s0
 	for round in $(seq 1 "$rounds"); do
@@ -296,14 +344,23 @@ start_op() {
 		new_op
 		k=${#PIDS[@]}
 		"$CT" gen "$r" "$G" "$n" >"$BATS_TEST_TMPDIR/in.$k"
-		echo "put $r $G $n" >>"$STATE"
 		acks_pending+=("$G")
 		op_range+=("$r")
 		op_kind+=(put)
 		kind=small
 		((n <= 5000)) || kind=big
-		start_op $kind "put r$r n$n sync=$sync" \
-			"$BIN/kyro-put" -d "$D" --sync=$sync
+		# One range in four carries vectors (written through the
+		# library by crashtool vput, and rewritten the same way).
+		if ((RANDOM % 4 == 0)); then
+			isvec[$r]=1
+			echo "vput $r $G $n" >>"$STATE"
+			start_op $kind "vput r$r n$n sync=$sync" \
+				"$CT" vput "$D" $sync
+		else
+			echo "put $r $G $n" >>"$STATE"
+			start_op $kind "put r$r n$n sync=$sync" \
+				"$BIN/kyro-put" -d "$D" --sync=$sync
+		fi
 		# Sometimes rewrite a live range, sometimes delete the oldest.
 		w=
 		if ((${#live[@]} > 0 && RANDOM % 10 < 3)); then
@@ -311,13 +368,18 @@ start_op() {
 			new_op
 			k=${#PIDS[@]}
 			"$CT" gen "$w" "$G" "${size[$w]}" >"$BATS_TEST_TMPDIR/in.$k"
-			echo "put $w $G ${size[$w]}" >>"$STATE"
 			acks_pending+=("$G")
 			op_range+=("$w")
 			op_kind+=(put)
 			kind=small
 			((size[$w] <= 5000)) || kind=big
-			start_op $kind "rewrite r$w" "$BIN/kyro-put" -d "$D"
+			if [ -n "${isvec[$w]:-}" ]; then
+				echo "vput $w $G ${size[$w]}" >>"$STATE"
+				start_op $kind "rewrite r$w" "$CT" vput "$D"
+			else
+				echo "put $w $G ${size[$w]}" >>"$STATE"
+				start_op $kind "rewrite r$w" "$BIN/kyro-put" -d "$D"
+			fi
 		fi
 		if ((${#live[@]} > 3)); then
 			d=${live[0]}

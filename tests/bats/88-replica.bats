@@ -154,6 +154,22 @@ same_stores() {
 	assert_output seven
 }
 
+@test "replica: vector changes are replicated, in the image and in the feed" {
+	start_primary
+	printf '1\tred\t1,0,0\n2\t0,1,0\n' | kyro-put -d "$P_DIR" --vectors
+	curl -s -X POST "$P_URL/v1/snapshot?wait=1" >/dev/null
+	kyro-snapshot -d "$P_DIR" --vectors
+	start_replica
+	wait_for 10 caught_up
+	ls "$R_DIR" | grep -q '^vec-.*\.vec$'
+	printf '3\tblue\t0,0,1\n' | kyro-put -d "$P_DIR" --vectors
+	wait_for 10 caught_up
+	same_stores
+	echo 0,0,1 | kyro-get -d "$R_DIR" --nearest 1 >near
+	[ "$(cut -f 1 near | head -n 1)" = 3 ]
+	run -0 kyro-verify -d "$R_DIR"
+}
+
 @test "replica: every write route is refused with 421 naming the primary" {
 	start_primary
 	start_replica
@@ -285,7 +301,7 @@ same_stores() {
 @test "replica: a change with an op it does not know stops replication, reported in /health" {
 	mkdir -p "$R_DIR"
 	printf '1\tv1\n' | kyro-put -d "$R_DIR"
-	python3 "$HERE/fake-primary.py" "$P_PORT" 2 vector 3>&- &
+	python3 "$HERE/fake-primary.py" "$P_PORT" 2 9 3>&- &
 	F_PID=$!
 	wait_for 10 bash -c "curl -s http://127.0.0.1:$P_PORT/v1/offset >/dev/null"
 	start_replica
@@ -293,7 +309,7 @@ same_stores() {
 	wait_for 10 stopped
 	h=$(curl -s "$R_URL/health")
 	assert_equal "$(field "$h" state)" stopped
-	[[ $h == *"change 2 has op 'vector', which this build cannot apply; replication stopped"* ]]
+	[[ $h == *"change 2 has op 9, which this build cannot apply; replication stopped"* ]]
 	grep -qx 'kyro_replica_stopped 1' <(curl -s "$R_URL/metrics")
 	# Not skipped: the store still ends at 1, and reads still work.
 	assert_equal "$(field "$(curl -s "$R_URL/v1/offset")" offset)" 1

@@ -14,10 +14,22 @@
  *       prints on its own stdout how long CMD ran, in microseconds (the
  *       driver aims its kills with it).
  *
- *   crashtool check STATE DUMP
+ *   crashtool vput DIR [SYNC]
+ *       write the lines KEY<TAB>VALUE of stdin (as gen prints them) to
+ *       the store DIR in one batch, each key with its value and its
+ *       vector vec(R, G, j) (below); SYNC is always, batch (default) or
+ *       none.  Exits 0 once the batch is committed.
+ *
+ *   crashtool vdump DIR RANGES
+ *       print KEY<TAB>C0,C1,C2,C3 for every vector of ranges 1..RANGES,
+ *       in key order (exact searches over each range's keys).
+ *
+ *   crashtool check STATE DUMP [VDUMP]
  *       check a `kyro-get --all --format=tsv` DUMP against the driver's
  *       STATE file, whose lines are, in the order things happened:
  *         put R G N    operation G (re)writes range R with N keys
+ *         vput R G N   the same, each key with its vector too (a range
+ *                      written so is always written so)
  *         del R G      operation G deletes every key of range R
  *       (one operation may cover several ranges: consecutive lines with
  *       the same G, in one batch)
@@ -29,7 +41,10 @@
  *       the last acknowledged operation on the range, or of a later one
  *       that was not acknowledged (a process killed after its commit).  An
  *       operation over several ranges is visible in all or in none.  No
- *       key outside the ranges; key 0 holds the last sentinel.
+ *       key outside the ranges; key 0 holds the last sentinel.  With
+ *       VDUMP (from vdump): every key of a vput range in DUMP has exactly
+ *       the vector of the operation its value names, and no other key
+ *       has a vector (a delete removed it, or it was never written).
  *       Prints every problem; exits 1 when there is any, 0 when none.
  */
 #define _GNU_SOURCE
@@ -46,6 +61,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kyro.h"
+
+#define VDIM 4
+
 /* The value operation G writes to key j of range R: self-describing, and
  * of a length that varies with G and j (16 to about 140 bytes). */
 static int value(char *buf, size_t cap, uint64_t r, uint64_t g, uint64_t j)
@@ -58,6 +77,108 @@ static int value(char *buf, size_t cap, uint64_t r, uint64_t g, uint64_t j)
 	memset(buf + n, 'a' + (int)(g % 26), pad);
 	buf[n + pad] = 0;
 	return n + (int)pad;
+}
+
+/* The vector operation G writes to key j of range R: small integers, so
+ * exact in float32 and in the text of a dump. */
+static void vec(float *v, uint64_t r, uint64_t g, uint64_t j)
+{
+	v[0] = (float)r;
+	v[1] = (float)g;
+	v[2] = (float)j;
+	v[3] = (float)((g * 31 + j) % 1000);
+}
+
+static int cmd_vput(int argc, char **argv)
+{
+	if (argc != 3 && argc != 4)
+		return 2;
+	int sync = KYRO_SYNC_BATCH;
+	if (argc == 4)
+		sync = !strcmp(argv[3], "always") ? KYRO_SYNC_ALWAYS
+		       : !strcmp(argv[3], "none") ? KYRO_SYNC_NONE
+						  : KYRO_SYNC_BATCH;
+	kyro_db *db;
+	int rc = kyro_open(&db, argv[2], KYRO_RDWR);
+	if (!rc)
+		rc = kyro_set_sync(db, sync);
+	if (!rc)
+		rc = kyro_batch_begin(db);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	while (!rc && (len = getline(&line, &cap, stdin)) >= 0) {
+		uint64_t key, r, g;
+		int off = 0;
+		float v[VDIM];
+		if (len && line[len - 1] == '\n')
+			line[--len] = 0;
+		if (sscanf(line, "%" SCNu64 "\t%n", &key, &off) != 1 || !off ||
+		    sscanf(line + off, "r%" SCNu64 "g%" SCNu64, &r, &g) != 2) {
+			fprintf(stderr, "crashtool: bad input line\n");
+			return 2;
+		}
+		vec(v, r, g, key & 0xffffffffu);
+		rc = kyro_put(db, key, line + off, (size_t)len - (size_t)off,
+			      NULL);
+		if (!rc)
+			rc = kyro_vec_put(db, key, v, VDIM, NULL);
+	}
+	free(line);
+	if (!rc)
+		rc = kyro_batch_commit(db, NULL);
+	if (rc)
+		fprintf(stderr, "crashtool: vput: %s\n", kyro_errmsg(db));
+	kyro_close(db);
+	return rc ? 1 : 0;
+}
+
+static int by_key(const void *a, const void *b)
+{
+	uint64_t x = ((const struct kyro_vec_hit *)a)->key;
+	uint64_t y = ((const struct kyro_vec_hit *)b)->key;
+	return (x > y) - (x < y);
+}
+
+static int cmd_vdump(int argc, char **argv)
+{
+	if (argc != 4)
+		return 2;
+	uint64_t ranges = strtoull(argv[3], NULL, 10);
+	kyro_db *db;
+	int rc = kyro_open(&db, argv[2], KYRO_RDONLY);
+	uint32_t dim = 0;
+	if (!rc)
+		rc = kyro_vec_dim(db, &dim);
+	static struct kyro_vec_hit hits[KYRO_VEC_MAX_K];
+	const float zero[VDIM] = {0};
+	/* A range has fewer than 30000 keys: three windows of 10000. */
+	for (uint64_t r = 1; !rc && dim && r <= ranges; r++)
+		for (uint64_t w = 0; !rc && w < 3; w++) {
+			struct kyro_vec_query q = {
+				.vec = zero, .dim = VDIM, .k = KYRO_VEC_MAX_K,
+				.lo = r << 32 | w * 10000,
+				.hi = (r << 32 | w * 10000) + 9999,
+				.flags = KYRO_VEC_EXACT};
+			size_t n;
+			rc = kyro_vec_search(db, &q, hits, &n);
+			if (rc)
+				break;
+			qsort(hits, n, sizeof *hits, by_key);
+			for (size_t i = 0; !rc && i < n; i++) {
+				const float *v;
+				uint32_t d;
+				rc = kyro_vec_get(db, hits[i].key, &v, &d);
+				if (!rc)
+					printf("%" PRIu64 "\t%.0f,%.0f,%.0f,%.0f\n",
+					       hits[i].key, v[0], v[1], v[2],
+					       v[3]);
+			}
+		}
+	if (rc)
+		fprintf(stderr, "crashtool: vdump: %s\n", kyro_errmsg(db));
+	kyro_close(db);
+	return rc || fflush(stdout) ? 2 : 0;
 }
 
 static int cmd_gen(int argc, char **argv)
@@ -130,6 +251,7 @@ struct op {
 
 struct range {
 	uint64_t r, n; /* n: keys of its first put (all puts use the same) */
+	int vectors;   /* written by vput */
 	size_t *ops;   /* indexes into the op list, in order */
 	size_t nops, capops;
 	uint64_t seen;       /* keys of it in the dump */
@@ -208,9 +330,74 @@ static struct op *find_op_r(uint64_t g, uint64_t r)
 	return NULL;
 }
 
+/* The vectors of a vdump, in key order. */
+struct vrec {
+	uint64_t key;
+	float v[VDIM];
+	int matched;
+};
+static struct vrec *vecs;
+static size_t nvecs, capvecs;
+static int have_vdump;
+
+static int load_vdump(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		perror(path);
+		return 2;
+	}
+	struct vrec x = {0};
+	while (fscanf(f, "%" SCNu64 "\t%f,%f,%f,%f\n", &x.key, &x.v[0],
+		      &x.v[1], &x.v[2], &x.v[3]) == 5) {
+		vecs = grow(vecs, &capvecs, nvecs + 1, sizeof *vecs);
+		vecs[nvecs++] = x;
+	}
+	int bad = !feof(f);
+	fclose(f);
+	if (bad)
+		fprintf(stderr, "crashtool: bad vdump line in %s\n", path);
+	have_vdump = 1;
+	return bad ? 2 : 0;
+}
+
+/* KEY (of range R, index J) holds operation G's value: its vector must be
+ * G's when the range has vectors, else absent. */
+static void check_vector(uint64_t key, int vectors, uint64_t r, uint64_t g,
+			 uint64_t j)
+{
+	if (!have_vdump)
+		return;
+	size_t lo = 0, hi = nvecs;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (vecs[mid].key < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	struct vrec *x = lo < nvecs && vecs[lo].key == key ? &vecs[lo] : NULL;
+	float want[VDIM];
+	vec(want, r, g, j);
+	if (x)
+		x->matched = 1;
+	if (vectors && !x)
+		problem("key %" PRIu64 ": value of operation %" PRIu64
+			" but no vector", key, g);
+	else if (!vectors && x)
+		problem("key %" PRIu64 ": a vector, but its range was never "
+			"written with vectors", key);
+	else if (x && memcmp(x->v, want, sizeof want))
+		problem("key %" PRIu64 ": vector %.0f,%.0f,%.0f,%.0f is not "
+			"that of operation %" PRIu64 " (a batch is partly "
+			"visible)", key, x->v[0], x->v[1], x->v[2], x->v[3], g);
+}
+
 static int cmd_check(int argc, char **argv)
 {
-	if (argc != 4)
+	if (argc != 4 && argc != 5)
+		return 2;
+	if (argc == 5 && load_vdump(argv[4]))
 		return 2;
 	FILE *f = fopen(argv[2], "r");
 	if (!f) {
@@ -223,7 +410,10 @@ static int cmd_check(int argc, char **argv)
 	ssize_t len;
 	while ((len = getline(&line, &cap, f)) >= 0) {
 		uint64_t a, b, c;
-		if (sscanf(line, "put %" SCNu64 " %" SCNu64 " %" SCNu64, &a, &b, &c) == 3 ||
+		int vput = sscanf(line, "vput %" SCNu64 " %" SCNu64
+				  " %" SCNu64, &a, &b, &c) == 3;
+		if (vput ||
+		    sscanf(line, "put %" SCNu64 " %" SCNu64 " %" SCNu64, &a, &b, &c) == 3 ||
 		    sscanf(line, "del %" SCNu64 " %" SCNu64, &a, &b) == 2) {
 			int del = line[0] == 'd';
 			if (nops && (b < ops[nops - 1].g ||
@@ -252,6 +442,7 @@ static int cmd_check(int argc, char **argv)
 					" rewritten with another size\n", a);
 				return 2;
 			}
+			rg->vectors |= vput;
 			rg->ops = grow(rg->ops, &rg->capops, rg->nops + 1,
 				       sizeof *rg->ops);
 			rg->ops[rg->nops++] = nops++;
@@ -332,6 +523,7 @@ static int cmd_check(int argc, char **argv)
 				"written to it", key, val);
 			continue;
 		}
+		check_vector(key, rg->vectors, r, g, j);
 		if (rg->seen && rg->seen_g != g)
 			rg->mixed = 1;
 		rg->seen_g = g;
@@ -341,6 +533,11 @@ static int cmd_check(int argc, char **argv)
 	free(line);
 	if (have_sentinel && !saw_sentinel)
 		problem("key 0 is missing; the last sentinel was '%s'", sentinel);
+	for (size_t i = 0; i < nvecs; i++)
+		if (!vecs[i].matched)
+			problem("key %" PRIu64 " has a vector but no value "
+				"(a delete left it, or it was never written)",
+				vecs[i].key);
 
 	for (size_t i = 0; i < nranges; i++) {
 		struct range *rg = &ranges[i];
@@ -429,6 +626,10 @@ int main(int argc, char **argv)
 		return cmd_run(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "check"))
 		return cmd_check(argc, argv);
-	fprintf(stderr, "usage: crashtool gen R G N | run USEC IN OUT ERR CMD... | check STATE DUMP\n");
+	if (argc >= 2 && !strcmp(argv[1], "vput"))
+		return cmd_vput(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "vdump"))
+		return cmd_vdump(argc, argv);
+	fprintf(stderr, "usage: crashtool gen R G N | run USEC IN OUT ERR CMD... | vput DIR [SYNC] | vdump DIR RANGES | check STATE DUMP [VDUMP]\n");
 	return 2;
 }

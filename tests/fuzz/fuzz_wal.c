@@ -118,7 +118,12 @@ static void check_scan(const unsigned char *img, size_t len, uint64_t seg,
 					 WAL_REC_HDR - 8 + (size_t)r.len,
 					 seg) != get_le64(img + off))
 			failu("accepted a record with a bad checksum", off, 0);
-		if (r.type == WAL_PUT || r.type == WAL_DEL) {
+		if (r.type == WAL_VEC &&
+		    ((len >= 12 && get_le32(img + 8) == 1) || r.len == 0 ||
+		     r.len % 4 || r.len > WAL_VEC_MAX_BYTES))
+			failu("accepted a bad VECTOR record", off, r.len);
+		if (r.type == WAL_PUT || r.type == WAL_DEL ||
+		    r.type == WAL_VEC) {
 			if (r.seq != expect)
 				failu("accepted a wrong sequence number", r.seq,
 				      expect);
@@ -162,7 +167,7 @@ static void fix_checksums(unsigned char *b, size_t len)
 	for (uint64_t off = WAL_HDR; len - off >= WAL_REC_HDR;) {
 		unsigned char *p = b + off;
 		uint32_t vlen = get_le32(p + 8);
-		if (p[12] < WAL_PUT || p[12] > WAL_COMMIT ||
+		if (p[12] < WAL_PUT || p[12] > WAL_VEC ||
 		    vlen > KYRO_MAX_VALUE ||
 		    WAL_REC_HDR + align8(vlen) > len - off)
 			break;

@@ -239,3 +239,37 @@ TEST(export_stays_whole_while_a_snapshot_commits_under_it)
 	free(img);
 	kyro_close(db);
 }
+
+TEST(image_carries_the_vectors_file_and_graph)
+{
+	const char *src = h_tmpdir(), *dst = h_path(h_tmpdir(), "copy");
+	kyro_db *db = open_rw(src), *cp;
+	unsigned char *img;
+	size_t len;
+	uint64_t seq, iseq;
+	REQUIRE(db);
+	for (uint64_t k = 1; k <= 300; k++) {
+		float v[4] = {(float)k, 1, 2, (float)(k % 7)};
+		REQUIRE(kyro_vec_put(db, k, v, 4, NULL) == 0);
+	}
+	CHECK_RC(kyro_snapshot(db, KYRO_SNAPSHOT_VECTORS, NULL, NULL, NULL,
+			       NULL), 0);
+	REQUIRE(export_all(db, &img, &len, &seq) == 0);
+	CHECK_RC(import_all(dst, img, len, 5000, &iseq), 0);
+	free(img);
+	CHECK(h_count_suffix(dst, ".vec") == 1);
+	CHECK(h_count_suffix(dst, ".idx") == 1);
+	REQUIRE((cp = open_rw(dst)) != NULL);
+	const float *v;
+	uint32_t dim = 0;
+	CHECK_RC(kyro_vec_get(cp, 42, &v, &dim), 0);
+	CHECK_EQ_U64(dim, 4);
+	if (dim == 4)
+		CHECK(v[0] == 42.0f && v[3] == (float)(42 % 7));
+	struct kyro_vec_info info;
+	CHECK_RC(kyro_vec_info(cp, &info), 0);
+	CHECK(info.indexed);
+	kyro_close(cp);
+	CHECK_RC(kyro_verify(dst, 0, NULL, NULL), 0);
+	kyro_close(db);
+}

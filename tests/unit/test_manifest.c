@@ -31,7 +31,7 @@ static int same(const struct manifest *a, const struct manifest *b)
 }
 
 /* Rewrite the checksum of an edited manifest. */
-static void reseal(unsigned char *b) { put_le64(b + 88, XXH3_64bits(b, 88)); }
+static void reseal(unsigned char *b) { put_le64(b + 120, XXH3_64bits(b, 120)); }
 
 TEST(encode_writes_the_documented_layout)
 {
@@ -39,8 +39,8 @@ TEST(encode_writes_the_documented_layout)
 	memset(b, 0xAA, sizeof b);
 	kyro__manifest_encode(&sample, b);
 	CHECK_MEM(b, "KYROMANI", 8);
-	CHECK_EQ_U64(get_le32(b + 8), 1);
-	CHECK_EQ_U64(get_le32(b + 12), 96);
+	CHECK_EQ_U64(get_le32(b + 8), 2);
+	CHECK_EQ_U64(get_le32(b + 12), 128);
 	CHECK_EQ_U64(get_le64(b + 16), sample.gen);
 	CHECK_EQ_U64(get_le64(b + 24), sample.snap_gen);
 	CHECK_EQ_U64(get_le64(b + 32), sample.snap_seq);
@@ -49,8 +49,34 @@ TEST(encode_writes_the_documented_layout)
 	CHECK_EQ_U64(get_le64(b + 56), sample.wal_last);
 	CHECK_EQ_U64(get_le64(b + 64), sample.rmi_gen);
 	CHECK_EQ_U64(get_le64(b + 72), 0);
-	CHECK_EQ_U64(get_le64(b + 80), 0);
-	CHECK_EQ_U64(get_le64(b + 88), XXH3_64bits(b, 88));
+	CHECK_EQ_U64(get_le64(b + 80), sample.vec_snap);
+	CHECK_EQ_U64(get_le64(b + 88), sample.hnsw_gen);
+	CHECK_EQ_U64(get_le64(b + 96), sample.hnsw_snap);
+	CHECK_EQ_U64(get_le64(b + 104), 0);
+	CHECK_EQ_U64(get_le64(b + 112), 0);
+	CHECK_EQ_U64(get_le64(b + 120), XXH3_64bits(b, 120));
+}
+
+/* A manifest of the previous release (version 1, 96 bytes) is read, its
+ * vector fields 0. */
+TEST(version_1_is_still_read)
+{
+	char msg[KMSG_MAX] = "";
+	unsigned char b[MANIFEST_SIZE];
+	struct manifest m;
+	kyro__manifest_encode(&sample, b);
+	put_le32(b + 8, 1);
+	put_le32(b + 12, MANIFEST_V1_SIZE);
+	put_le64(b + 80, 0);
+	put_le64(b + 88, XXH3_64bits(b, 88));
+	CHECK_RC(kyro__manifest_decode(msg, b, MANIFEST_V1_SIZE, "M", &m), 0);
+	CHECK_EQ_U64(m.gen, sample.gen);
+	CHECK_EQ_U64(m.rmi_snap, sample.rmi_snap);
+	CHECK_EQ_U64(m.vec_snap, 0);
+	CHECK_EQ_U64(m.hnsw_gen, 0);
+	b[50] ^= 1;
+	CHECK_RC(kyro__manifest_decode(msg, b, MANIFEST_V1_SIZE, "M", &m),
+		 KYRO_ECORRUPT);
 }
 
 TEST(decode_round_trips_every_field)
@@ -90,9 +116,14 @@ TEST(every_single_byte_corruption_is_refused)
 			int rc = kyro__manifest_decode(msg, b, sizeof b, "M",
 						       &m);
 			b[i] ^= (unsigned char)x;
+			/* A version byte turned into 1 reads as the
+			 * previous version, of another size. */
+			int v1 = i >= 8 && i < 12 &&
+				 (get_le32(b + 8) ^ (x << (8 * (i - 8)))) == 1;
 			if (rc == 0)
 				accepted++;
-			else if (rc != want && !wrong_code++)
+			else if (rc != (v1 ? KYRO_ECORRUPT : want) &&
+				 !wrong_code++)
 				h_note("byte %zu ^ 0x%02x: %d (%s)", i, x, rc,
 				       msg);
 		}
@@ -107,11 +138,11 @@ TEST(newer_version_is_refused_naming_the_version)
 	unsigned char b[MANIFEST_SIZE];
 	struct manifest m;
 	kyro__manifest_encode(&sample, b);
-	put_le32(b + 8, 2);
+	put_le32(b + 8, 3);
 	reseal(b);
 	CHECK_RC(kyro__manifest_decode(msg, b, sizeof b, "/s/MANIFEST", &m),
 		 KYRO_EVERSION);
-	CHECK_STR_HAS(msg, "version 2");
+	CHECK_STR_HAS(msg, "version 3");
 	CHECK_STR_HAS(msg, "'/s/MANIFEST'");
 	/* A newer version may be longer: the size is not held against it. */
 	unsigned char big[200];
@@ -143,7 +174,7 @@ TEST(truncated_and_overlong_buffers_are_refused)
 	}
 	CHECK_RC(kyro__manifest_decode(msg, b, MANIFEST_SIZE + 1, "M", &m),
 		 KYRO_ECORRUPT);
-	CHECK_STR_HAS(msg, "size 97, expected 96");
+	CHECK_STR_HAS(msg, "size 129, expected 128");
 	CHECK_RC(kyro__manifest_decode(msg, b, MANIFEST_SIZE + 8, "M", &m),
 		 KYRO_ECORRUPT);
 	CHECK_RC(kyro__manifest_decode(msg, b, MANIFEST_SIZE, "M", &m), 0);
@@ -233,13 +264,13 @@ TEST(damaged_files_are_refused_by_read)
 	CHECK_STR_HAS(msg, path);
 	b[50] ^= 4;
 	/* A newer version on disk. */
-	put_le32(b + 8, 2);
+	put_le32(b + 8, 3);
 	reseal(b);
 	CHECK_RC(h_write_file(path, b, MANIFEST_SIZE), 0);
 	CHECK_RC(kyro__manifest_read(msg, dir, &m), KYRO_EVERSION);
-	CHECK_STR_HAS(msg, "version 2");
+	CHECK_STR_HAS(msg, "version 3");
 	/* And back to a good one. */
-	put_le32(b + 8, 1);
+	put_le32(b + 8, 2);
 	reseal(b);
 	CHECK_RC(h_write_file(path, b, MANIFEST_SIZE), 0);
 	CHECK_RC(kyro__manifest_read(msg, dir, &m), 0);

@@ -176,7 +176,7 @@ TEST(header_layout_is_as_documented)
 	unsigned char *b = read_seg(dir, 0x1122334455667788ull, &len);
 	REQUIRE(b && len == WAL_HDR);
 	CHECK_MEM(b, "KYROWALS", 8);
-	CHECK_EQ_U64(get_le32(b + 8), 1);
+	CHECK_EQ_U64(get_le32(b + 8), 2);
 	CHECK_EQ_U64(get_le32(b + 12), 48);
 	CHECK_EQ_U64(get_le64(b + 16), 0x1122334455667788ull);
 	CHECK_EQ_U64(get_le64(b + 24), 77);
@@ -765,15 +765,15 @@ TEST(header_checks)
 	b[0] ^= 1;
 
 	/* A newer version, checksum intact or not: refused as a version. */
-	put_le32(b + 8, 2);
+	put_le32(b + 8, 3);
 	CHECK_RC(kyro__wal_header_check(msg, b, len, "/d/wal", 5, &first),
 		 KYRO_EVERSION);
-	CHECK_STR_HAS(msg, "version 2");
+	CHECK_STR_HAS(msg, "version 3");
 	CHECK_STR_HAS(msg, "'/d/wal'");
 	put_le64(b + 40, XXH3_64bits(b, 40));
 	CHECK_RC(kyro__wal_header_check(msg, b, len, "/d/wal", 5, &first),
 		 KYRO_EVERSION);
-	put_le32(b + 8, 1);
+	put_le32(b + 8, 1); /* the previous version is still read */
 	put_le64(b + 40, XXH3_64bits(b, 40));
 	CHECK_RC(kyro__wal_header_check(msg, b, len, "/d/wal", 5, &first), 0);
 
