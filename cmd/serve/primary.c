@@ -24,6 +24,7 @@
  * A batch's first change follows the previous batch's last.  History
  * older than the primary retains is 410, as for /v1/replay.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,48 @@ static const struct serve_cfg *cfg;
 
 void primary_init(const struct serve_cfg *c) { cfg = c; }
 
+/* Feeds that ended a page at the last commit, kept by where they stand:
+ * a following replica's next request starts there, and reusing the feed
+ * spares re-reading the live segment from its start (what opening one
+ * costs) at every commit.  A feed is used by one request at a time: it is
+ * taken out while in use. */
+#define FEEDS 8
+static struct {
+	kyro_feed *f;
+	uint64_t pos, used;
+} feeds[FEEDS];
+static uint64_t feeds_clock;
+static pthread_mutex_t feeds_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static kyro_feed *feed_take(uint64_t from)
+{
+	kyro_feed *f = NULL;
+	pthread_mutex_lock(&feeds_mu);
+	for (int i = 0; i < FEEDS && !f; i++)
+		if (feeds[i].f && feeds[i].pos == from) {
+			f = feeds[i].f;
+			feeds[i].f = NULL;
+		}
+	pthread_mutex_unlock(&feeds_mu);
+	return f;
+}
+
+/* Keep F, at position POS, in place of the least recently kept. */
+static void feed_keep(kyro_feed *f, uint64_t pos)
+{
+	int at = 0;
+	pthread_mutex_lock(&feeds_mu);
+	for (int i = 1; i < FEEDS && feeds[at].f; i++)
+		if (!feeds[i].f || feeds[i].used < feeds[at].used)
+			at = i;
+	kyro_feed *old = feeds[at].f;
+	feeds[at].f = f;
+	feeds[at].pos = pos;
+	feeds[at].used = ++feeds_clock;
+	pthread_mutex_unlock(&feeds_mu);
+	kyro_feed_close(old);
+}
+
 struct page {
 	struct sbuf out;
 	int in_batch;
@@ -146,8 +189,9 @@ void primary_replicate(struct req *r)
 		http_error(r, 400, "?from= must be a sequence number");
 		return;
 	}
-	int rc = kyro_feed_open(&f, cfg->dir, from);
-	if (rc) {
+	int rc = 0;
+	if (!(f = feed_take(from)) &&
+	    (rc = kyro_feed_open(&f, cfg->dir, from)) != 0) {
 		read_failed(r, f, rc);
 		kyro_feed_close(f);
 		return;
@@ -172,7 +216,12 @@ void primary_replicate(struct req *r)
 		kyro_feed_close(f);
 		return;
 	}
-	kyro_feed_close(f);
+	/* A full page's feed has passed the change that begins the next
+	 * page; one that caught up stands at NEXT. */
+	if (p.stop)
+		kyro_feed_close(f);
+	else
+		feed_keep(f, next);
 	if (last < next - 1)
 		last = next - 1;
 	memcpy(p.out.p, &next, 8);
