@@ -39,6 +39,7 @@ LIB_SRCS := \
 	libkyro/hnsw.c \
 	libkyro/hnsw_build.c \
 	libkyro/hnsw_search.c \
+	libkyro/image.c \
 	libkyro/index.c \
 	libkyro/manifest.c \
 	libkyro/rmi.c \
@@ -105,6 +106,7 @@ UNIT_TESTS := \
 	test_commit \
 	test_delta \
 	test_feed \
+	test_image \
 	test_manifest \
 	test_snapshot \
 	test_store \
@@ -137,7 +139,7 @@ $(SERVE_OBJS) $(BUILD)/cmd/kyro-serve.o: CPPFLAGS += -DKYRO_GIT_COMMIT='"$(GIT_C
 $(BIN)/kyro-serve: $(BUILD)/cmd/kyro-serve.o $(SERVE_OBJS) $(CLI_OBJS) $(LIB)
 	@mkdir -p $(BIN)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmicrohttpd -ljansson -lpthread
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmicrohttpd -ljansson -lcurl -lpthread
 
 # test_rmi brings its own main (property tests over many key sets).
 $(BUILD)/tests/test_rmi: $(BUILD)/tests/unit/test_rmi.o $(LIB)
@@ -264,6 +266,15 @@ bench-feed: all
 	$(Q)sh tests/deps.sh redis-server gnuplot
 	$(Q)sh bench/feed/run.sh
 
+## bench-replica: replica lag at 10,000 writes/s and catch-up from 1M behind, against redis-server --replicaof
+bench-replica: all
+	$(Q)sh tests/deps.sh redis-server redis-tools
+	$(Q)sh bench/feed/replica.sh
+
+## bench-replica-crash: the replica crash test with 200 rounds of SIGKILL (REPLICA_CRASH_ROUNDS)
+bench-replica-crash: all
+	$(Q)REPLICA_CRASH_ROUNDS=$${REPLICA_CRASH_ROUNDS:-200} bats -f 'replica crash test' tests/bats/88-replica.bats
+
 ## deps: install missing Debian packages (as root), or print the apt-get line
 deps:
 	$(Q)sh tests/deps.sh
@@ -324,7 +335,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all bench bench-deps bench-feed bench-serve-vector bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-feed bench-replica bench-replica-crash bench-serve-vector bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)

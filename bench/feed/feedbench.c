@@ -15,6 +15,11 @@
  * see every sequence number in order; the program fails otherwise.
  * OUT.csv gets one line per received change: subscriber,seq,latency_us.
  * A summary line goes to stdout.
+ *
+ * For replication (bench/feed/replica.sh) the subscribers are on a
+ * replica: then DIR is the primary's directory (sse) or the environment's
+ * FEEDBENCH_WRITE_PORT the Redis master's port (redis), and the latency is
+ * from the primary's commit to the replica's delivery.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -35,7 +40,10 @@
 
 struct conn {
 	int fd;
-	char buf[1 << 16];
+	char buf[1 << 20];
+	int st;           /* SSE: dechunk()'s state */
+	uint32_t win;
+	uint64_t left;
 	size_t len;
 	uint64_t expect;  /* next sequence number */
 	uint64_t got;
@@ -43,7 +51,7 @@ struct conn {
 	int elem, is_msg; /* Redis: the element of the array being read */
 };
 
-static int redis_mode, port;
+static int redis_mode, port, write_port;
 static const char *dir;
 static unsigned nsubs;
 static double rate, seconds;
@@ -66,9 +74,9 @@ static void die(const char *what)
 	exit(2);
 }
 
-static int dial(void)
+static int dial_port(int p)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a))
@@ -76,6 +84,8 @@ static int dial(void)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	return fd;
 }
+
+static int dial(void) { return dial_port(port); }
 
 static void send_all(int fd, const char *p, size_t n)
 {
@@ -105,7 +115,7 @@ static void got_seq(unsigned i, struct conn *c, uint64_t seq)
 	}
 }
 
-/* SSE: "id: N" lines; Redis: the third element of a "message" array. */
+/* SSE: the "seq" of each change in "data:" lines; Redis: the third element of a "message" array. */
 static void parse(unsigned i, struct conn *c)
 {
 	size_t at = 0;
@@ -116,9 +126,14 @@ static void parse(unsigned i, struct conn *c)
 		size_t ll = (size_t)(nl - (c->buf + at));
 		char *l = c->buf + at;
 		if (!redis_mode) {
-			if (ll > 4 && !memcmp(l, "id: ", 4))
-				got_seq(i, c, strtoull(l + 4, NULL, 10));
-			else if (ll > 7 && !memcmp(l, ": from ", 7))
+			/* Every change's "seq", not the event's id: a
+			 * replica's event may carry several of the
+			 * primary's batches. */
+			if (ll > 6 && !memcmp(l, "data: ", 6)) {
+				*nl = 0;
+				for (char *q = l; (q = strstr(q, "{\"seq\":")); q += 7)
+					got_seq(i, c, strtoull(q + 7, NULL, 10));
+			} else if (ll > 7 && !memcmp(l, ": from ", 7))
 				c->ready = 1;
 			at += ll + 1;
 			continue;
@@ -148,6 +163,40 @@ static void parse(unsigned i, struct conn *c)
 	c->len -= at;
 }
 
+/* SSE: the HTTP/1.1 body without its chunk framing, into C->buf (a data
+ * line may straddle chunks).  States: 0 headers, 1 a chunk's size line,
+ * 2 its bytes, 3 the CR LF after them. */
+static void dechunk(struct conn *c, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned char ch = (unsigned char)p[i];
+		if (c->st == 2) {
+			size_t k = n - i < c->left ? n - i : (size_t)c->left;
+			memcpy(c->buf + c->len, p + i, k);
+			c->len += k;
+			c->left -= k;
+			i += k;
+			c->st = c->left ? 2 : 3;
+			c->win = 0;
+			continue;
+		}
+		i++;
+		c->win = c->win << 8 | ch;
+		if (c->st == 0 && c->win == 0x0d0a0d0au) {
+			c->st = 1;
+			c->left = 0;
+		} else if (c->st == 1 && ch == '\n') {
+			c->st = c->left ? 2 : 1;
+		} else if (c->st == 1 && ch != '\r') {
+			c->left = c->left * 16 +
+				  (uint64_t)(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+		} else if (c->st == 3 && ch == '\n') {
+			c->st = 1;
+			c->left = 0;
+		}
+	}
+}
+
 static void *writer(void *arg)
 {
 	(void)arg;
@@ -158,7 +207,7 @@ static void *writer(void *arg)
 		if (kyro_open(&db, dir, KYRO_RDWR) || kyro_set_sync(db, KYRO_SYNC_NONE))
 			die("kyro_open");
 	} else {
-		rfd = dial();
+		rfd = dial_port(write_port);
 	}
 	uint64_t t0 = now_ns(), period = (uint64_t)(1e9 / rate);
 	for (uint64_t k = 0; k < nchanges; k++) {
@@ -235,6 +284,8 @@ int main(int argc, char **argv)
 	}
 	redis_mode = !strcmp(argv[1], "redis");
 	port = atoi(argv[2]);
+	const char *wp = getenv("FEEDBENCH_WRITE_PORT");
+	write_port = wp && *wp ? atoi(wp) : port;
 	dir = argv[3];
 	nsubs = (unsigned)atoi(argv[4]);
 	rate = atof(argv[5]);
@@ -288,12 +339,18 @@ int main(int argc, char **argv)
 		for (int k = 0; k < n; k++) {
 			unsigned i = ev[k].data.u32;
 			struct conn *c = &conns[i];
-			ssize_t r = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
+			static char raw[1 << 16];
+			size_t room = sizeof c->buf - c->len;
+			ssize_t r = read(c->fd, redis_mode ? c->buf + c->len : raw,
+					 room < sizeof raw ? room : sizeof raw);
 			if (r <= 0) {
 				fprintf(stderr, "feedbench: subscriber %u: connection ended\n", i);
 				return 1;
 			}
-			c->len += (size_t)r;
+			if (redis_mode)
+				c->len += (size_t)r;
+			else
+				dechunk(c, raw, (size_t)r);
 			parse(i, c);
 		}
 	}

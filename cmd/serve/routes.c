@@ -15,6 +15,8 @@
 #include "feed.h"
 #include "jobs.h"
 #include "metrics.h"
+#include "primary.h"
+#include "replica.h"
 #include "routes.h"
 #include "store.h"
 #include "vector.h"
@@ -86,6 +88,10 @@ static void write_answer(struct req *r)
 /* Queue a write; VAL must live as long as R (it points into R's body). */
 static void submit(struct req *r, int op, uint64_t key, const void *val, size_t len)
 {
+	if (replica_enabled()) {
+		replica_refuse(r);
+		return;
+	}
 	const char *failed = commit_failure();
 	if (failed) {
 		http_error(r, 503, "writes are disabled until the server restarts: %s", failed);
@@ -465,6 +471,12 @@ static void job_answer(struct req *r)
 static void h_job(struct req *r)
 {
 	int kind = route_job(r->route);
+	/* A replica's follower alone writes its store, snapshots included
+	 * (replica.c): no job may commit across a bootstrap's swap. */
+	if (replica_enabled() && kind != JOB_WARMUP) {
+		replica_refuse(r);
+		return;
+	}
 	const char *wait = http_arg(r, "wait");
 	struct job_params p;
 	if (wait && strcmp(wait, "1") && strcmp(wait, "0")) {
@@ -498,6 +510,10 @@ static void h_job(struct req *r)
 
 static void h_health(struct req *r)
 {
+	if (replica_enabled()) {
+		replica_health(r);
+		return;
+	}
 	const char *failed = commit_failure();
 	if (failed)
 		http_error(r, 503, "writes are disabled until the server restarts: %s", failed);
@@ -586,13 +602,19 @@ static const struct route_def defs[] = {
 	{"/v1/vector/build", 0, "POST", R_VEC_BUILD, h_job, NO_BODY, 0},
 	{"/v1/insert", 0, "POST", R_INSERT, vector_insert_seed, VEC_BODY, 0},
 	{"/v1/search", 0, "POST", R_SEARCH, vector_search_seed, VEC_QUERY, 0},
+	{"/v1/image", 0, "GET", R_IMAGE, primary_image, NO_BODY, 0},
+	{"/v1/replicate", 0, "GET", R_REPLICATE, primary_replicate, NO_BODY, 0},
 	{"/health", 0, "GET", R_HEALTH, h_health, NO_BODY, 1},
 	{"/build_info", 0, "GET", R_BUILD_INFO, h_build_info, NO_BODY, 0},
 	{"/metrics", 0, "GET", R_METRICS, h_metrics, NO_BODY, 0},
 };
 #define NDEFS (sizeof defs / sizeof defs[0])
 
-void routes_init(const struct serve_cfg *c) { cfg = c; }
+void routes_init(const struct serve_cfg *c)
+{
+	cfg = c;
+	primary_init(c);
+}
 
 static size_t body_limit(int kind)
 {

@@ -41,6 +41,7 @@ struct serve_cfg {
 	size_t max_vec_batch;          /* /v1/vector/insert_batch body, bytes */
 	unsigned recall_every;         /* recall spot-check of every Nth graph
 					* search; 0 off */
+	const char *replica_of;        /* the primary's URL; NULL: a primary */
 };
 
 /* Monotonic time in nanoseconds. */

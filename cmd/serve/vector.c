@@ -21,6 +21,7 @@
 #include "../cli.h"
 #include "log.h"
 #include "metrics.h"
+#include "replica.h"
 #include "store.h"
 #include "vecjson.h"
 #include "vecstats.h"
@@ -305,11 +306,22 @@ static json_t *parse_body(struct req *r)
 	return j;
 }
 
+/* A replica's store is written by its follower alone (replica.c). */
+static int refused_on_replica(struct req *r)
+{
+	if (!replica_enabled())
+		return 0;
+	replica_refuse(r);
+	return 1;
+}
+
 static void insert_one(struct req *r, const struct names *nm)
 {
 	char why[200];
 	uint32_t dim;
 	size_t vlen;
+	if (refused_on_replica(r))
+		return;
 	json_t *j = parse_body(r);
 	if (!j)
 		return;
@@ -337,6 +349,8 @@ void vector_insert_batch(struct req *r)
 	uint32_t dim = 0, d;
 	size_t vbytes = 0, vlen;
 	json_t **items = NULL;
+	if (refused_on_replica(r))
+		return;
 	json_t *j = parse_body(r);
 	if (!j)
 		return;
