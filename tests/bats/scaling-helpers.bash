@@ -1,0 +1,215 @@
+# scaling-helpers.bash - several kyro-serve nodes behind one nginx, as
+# docs/SCALING.md describes, for 89-scaling.bats.
+#
+# Load after helpers and serve-helpers.  node_start starts a daemon on a
+# loopback port of its own, with its own directory; nginx_start runs
+# contrib/nginx/kyro-shards.conf as it is, with only the addresses
+# replaced, in an nginx of its own (prefix, pid, logs and temp files under
+# $BATS_TEST_TMPDIR/nginx, in the foreground).  scaling_teardown kills
+# every process they started and waits for it.
+
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+CONTRIB="$BATS_TEST_DIRNAME/../../contrib/nginx"
+
+declare -gA NODE_PID NODE_PORT
+NGINX_PID=
+FRONT=
+
+# node_start NAME [OPTION...]: start kyro-serve on $BATS_TEST_TMPDIR/NAME;
+# on NODE_PORT[NAME] when set (a restart), else on a free port.  Ready
+# when /health answers 200, within 5 s.
+node_start() {
+	local name=$1 try i code port url
+	shift
+	mkdir -p "$BATS_TEST_TMPDIR/$name"
+	for try in 1 2 3 4 5; do
+		port=${NODE_PORT[$name]:-}
+		[ -n "$port" ] || port=$(free_port) || return 1
+		url="http://127.0.0.1:$port"
+		kyro-serve -d "$BATS_TEST_TMPDIR/$name" -l "127.0.0.1:$port" \
+			--timeout 5 "$@" 2>>"$BATS_TEST_TMPDIR/$name.log" 3>&- &
+		NODE_PID[$name]=$!
+		for i in $(seq 1 100); do
+			code=$(curl -s -o /dev/null -w '%{http_code}' "$url/health") || true
+			if [ "$code" = 200 ]; then
+				NODE_PORT[$name]=$port
+				return 0
+			fi
+			kill -0 "${NODE_PID[$name]}" 2>/dev/null || break
+			sleep 0.05
+		done
+		node_kill "$name"
+		[ -z "${NODE_PORT[$name]:-}" ] || break
+	done
+	echo "kyro-serve $name did not become ready; its log:" >&2
+	cat "$BATS_TEST_TMPDIR/$name.log" >&2
+	return 1
+}
+
+# node_kill NAME [SIGNAL]: signal the node (default KILL) and wait for it.
+node_kill() {
+	local pid=${NODE_PID[$1]:-}
+	[ -n "$pid" ] || return 0
+	kill "-${2:-KILL}" "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	NODE_PID[$1]=
+}
+
+# node_url NAME: the node's own address, bypassing nginx.
+node_url() {
+	echo "http://127.0.0.1:${NODE_PORT[$1]}"
+}
+
+# nginx_conf DIR FRONT SHARD_A SHARD_B SHARD_C: the contrib files in DIR,
+# kyro-shards.conf's addresses replaced by this test's: the front on
+# FRONT, the shard servers on the three next ports, the nodes on theirs
+# (the replica's address names a port nobody listens on while no replica
+# runs).  Fails when an address to replace is missing from the file, so
+# the test cannot pass on a file it did not rewrite.
+nginx_conf() {
+	local dir=$1 front=$2 sa=$3 sb=$4 sc=$5 user=
+	local src="$CONTRIB/kyro-shards.conf" out="$dir/kyro-shards.conf"
+	local ra=${NODE_PORT[ra]:-$(free_port)} a
+	for a in 'listen 8080;' '127.0.0.1:7101' '127.0.0.1:7102' \
+		'127.0.0.1:7103' '10.0.0.1:3030' '10.0.0.2:3030' \
+		'10.0.0.3:3030' '10.0.0.4:3030'; do
+		grep -qF "$a" "$src" || {
+			echo "$src: no '$a' to replace" >&2
+			return 1
+		}
+	done
+	sed -e "s/listen 8080;/listen 127.0.0.1:$front;/" \
+		-e "s/127\.0\.0\.1:7101/127.0.0.1:$sa/g" \
+		-e "s/127\.0\.0\.1:7102/127.0.0.1:$sb/g" \
+		-e "s/127\.0\.0\.1:7103/127.0.0.1:$sc/g" \
+		-e "s/10\.0\.0\.1:3030/127.0.0.1:${NODE_PORT[a]}/g" \
+		-e "s/10\.0\.0\.2:3030/127.0.0.1:${NODE_PORT[b]}/g" \
+		-e "s/10\.0\.0\.3:3030/127.0.0.1:${NODE_PORT[c]}/g" \
+		-e "s/10\.0\.0\.4:3030/127.0.0.1:$ra/g" "$src" >"$out"
+	if grep -nE '10\.0\.0\.|:710[0-9]|listen 8080' "$out" >&2; then
+		echo "$out: an address left unreplaced" >&2
+		return 1
+	fi
+	cp "$CONTRIB/kyro_proxy_params" "$dir/"
+	# Run as root, the master would hand the workers to nobody, who
+	# cannot reach this test's directory.
+	[ "$(id -u)" -ne 0 ] || user='user root root;'
+	cat >"$dir/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+$user
+pid $dir/nginx.pid;
+error_log $dir/error.log info;
+events { worker_connections 512; }
+http {
+	access_log $dir/access.log;
+	client_body_temp_path $dir/body;
+	proxy_temp_path $dir/proxy;
+	fastcgi_temp_path $dir/fastcgi;
+	uwsgi_temp_path $dir/uwsgi;
+	scgi_temp_path $dir/scgi;
+	include kyro-shards.conf;
+}
+EOF
+}
+
+# nginx_start: nginx in front of the nodes a, b, c (and ra when it runs);
+# sets FRONT.  Ready when the front answers, within 5 s.
+nginx_start() {
+	local dir="$BATS_TEST_TMPDIR/nginx" try i code front
+	mkdir -p "$dir"
+	for try in 1 2 3 4 5; do
+		front=$(free_port) || return 1
+		nginx_conf "$dir" "$front" "$(free_port)" "$(free_port)" \
+			"$(free_port)" || return 1
+		"$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
+			3>&- &
+		NGINX_PID=$!
+		for i in $(seq 1 100); do
+			code=$(curl -s -o /dev/null -w '%{http_code}' \
+				"http://127.0.0.1:$front/") || true
+			if [ "$code" = 400 ]; then
+				FRONT="http://127.0.0.1:$front"
+				return 0
+			fi
+			kill -0 "$NGINX_PID" 2>/dev/null || break
+			sleep 0.05
+		done
+		nginx_stop
+	done
+	echo "nginx did not become ready; its log:" >&2
+	cat "$dir/error.log" >&2
+	return 1
+}
+
+nginx_stop() {
+	[ -n "$NGINX_PID" ] || return 0
+	# QUIT: the master waits for its worker, so none outlives the test.
+	kill -QUIT "$NGINX_PID" 2>/dev/null || true
+	wait "$NGINX_PID" 2>/dev/null || true
+	NGINX_PID=
+}
+
+scaling_teardown() {
+	local n
+	nginx_stop
+	for n in "${!NODE_PID[@]}"; do
+		node_kill "$n"
+	done
+}
+
+# bulk METHOD OUT KEYFILE [VALUE_PREFIX]: one request per key of KEYFILE
+# through the front, on one curl's kept-alive connection; a PUT's body is
+# VALUE_PREFIX then the key.  OUT gets a line "STATUS KEY SHARD SECONDS"
+# per request (SHARD: the proxy's X-Kyro-Shard, or -), and a GET's body
+# goes to OUT.d/KEY.
+bulk() {
+	local m=$1 out=$2 keys=$3 prefix=${4:-}
+	mkdir -p "$out.d"
+	# max-time bounds every request: a hang is a failure, not a stuck
+	# test (options do not carry past "next", so each block has it).
+	awk -v front="$FRONT" -v m="$m" -v out="$out.d" -v prefix="$prefix" '
+		NR > 1 { print "next" }
+		{
+			print "url = \"" front "/v1/kv/" $1 "\""
+			print "request = \"" m "\""
+			if (m == "PUT") {
+				print "data-binary = \"" prefix $1 "\""
+				print "output = \"/dev/null\""
+			} else {
+				print "output = \"" out "/" $1 "\""
+			}
+			print "write-out = \"%{http_code} " $1 \
+				" %header{x-kyro-shard} %{time_total}\\n\""
+			print "max-time = 10"
+		}' "$keys" >"$out.curlrc"
+	curl -s -K "$out.curlrc" | sed 's/  / - /' >"$out"
+}
+
+# bodies_are DIR KEYFILE PREFIX: DIR/KEY holds PREFIX then KEY for each
+# key of KEYFILE; else print the keys that differ and fail.
+bodies_are() {
+	awk -v dir="$1" -v prefix="$3" '{
+		f = dir "/" $1
+		v = "(missing)"
+		getline v <f
+		close(f)
+		if (v != prefix $1) {
+			print "key " $1 ": got \"" v "\"" >"/dev/stderr"
+			bad = 1
+		}
+	} END { exit bad }' "$2"
+}
+
+# owners KEYFILE: for each key, the nodes among a, b, c whose directory
+# holds it, read with kyro-get (not through any daemon): "KEY NODE...".
+owners() {
+	local n
+	for n in a b c; do
+		kyro-get -d "$BATS_TEST_TMPDIR/$n" --all -f tsv |
+			cut -f 1 | sed "s/\$/ $n/"
+	done | awk 'NR == FNR { want[$1] = 1; next }
+		$1 in want { has[$1] = has[$1] " " $2 }
+		END { for (k in want) print k has[k] }' "$1" - | sort -n
+}
