@@ -15,35 +15,59 @@ declare -gA NODE_PID NODE_PORT
 NGINX_PID=
 FRONT=
 
-# node_start NAME [OPTION...]: start kyro-serve on $BATS_TEST_TMPDIR/NAME;
-# on NODE_PORT[NAME] when set (a restart), else on a free port.  Ready
-# when /health answers 200, within 5 s.
-node_start() {
-	local name=$1 try i code port url
+# node_spawn NAME [OPTION...]: start kyro-serve on $BATS_TEST_TMPDIR/NAME
+# in the background, on NODE_PORT[NAME] when set (a restart), else on a
+# free port (NODE_PORT[NAME] is then set).
+node_spawn() {
+	local name=$1
 	shift
 	mkdir -p "$BATS_TEST_TMPDIR/$name"
-	for try in 1 2 3 4 5; do
-		port=${NODE_PORT[$name]:-}
-		[ -n "$port" ] || port=$(free_port) || return 1
-		url="http://127.0.0.1:$port"
-		kyro-serve -d "$BATS_TEST_TMPDIR/$name" -l "127.0.0.1:$port" \
-			--timeout 5 "$@" 2>>"$BATS_TEST_TMPDIR/$name.log" 3>&- &
-		NODE_PID[$name]=$!
-		for i in $(seq 1 100); do
-			code=$(curl -s -o /dev/null -w '%{http_code}' "$url/health") || true
-			if [ "$code" = 200 ]; then
-				NODE_PORT[$name]=$port
-				return 0
-			fi
-			kill -0 "${NODE_PID[$name]}" 2>/dev/null || break
-			sleep 0.05
-		done
-		node_kill "$name"
-		[ -z "${NODE_PORT[$name]:-}" ] || break
+	[ -n "${NODE_PORT[$name]:-}" ] || NODE_PORT[$name]=$(free_port) ||
+		return 1
+	kyro-serve -d "$BATS_TEST_TMPDIR/$name" \
+		-l "127.0.0.1:${NODE_PORT[$name]}" --timeout 5 "$@" \
+		2>>"$BATS_TEST_TMPDIR/$name.log" 3>&- &
+	NODE_PID[$name]=$!
+}
+
+# node_ready NAME: poll the node's /health for 200, for at most 5 s.
+node_ready() {
+	local i code
+	for i in $(seq 1 100); do
+		code=$(curl -s -o /dev/null -w '%{http_code}' \
+			"$(node_url "$1")/health") || true
+		[ "$code" != 200 ] || return 0
+		kill -0 "${NODE_PID[$1]}" 2>/dev/null || break
+		sleep 0.05
 	done
-	echo "kyro-serve $name did not become ready; its log:" >&2
-	cat "$BATS_TEST_TMPDIR/$name.log" >&2
+	echo "kyro-serve $1 did not become ready; its log:" >&2
+	cat "$BATS_TEST_TMPDIR/$1.log" >&2
 	return 1
+}
+
+# nodes_start NAME...: start a node per NAME, all at once, and wait for
+# each to be ready.  A node that lost the race for its port is started
+# again on another.
+nodes_start() {
+	local n try
+	for n in "$@"; do
+		node_spawn "$n" || return 1
+	done
+	for n in "$@"; do
+		for try in 1 2 3 4; do
+			! node_ready "$n" 2>/dev/null || continue 2
+			node_kill "$n"
+			NODE_PORT[$n]=
+			node_spawn "$n" || return 1
+		done
+		node_ready "$n" || return 1
+	done
+}
+
+# node_start NAME [OPTION...]: start one node (again, on its port, when
+# it ran before) and wait for it to be ready.
+node_start() {
+	node_spawn "$@" && node_ready "$1"
 }
 
 # node_kill NAME [SIGNAL]: signal the node (default KILL) and wait for it.
@@ -187,15 +211,42 @@ bulk() {
 	curl -s -K "$out.curlrc" | sed 's/  / - /' >"$out"
 }
 
-# bodies_are DIR KEYFILE PREFIX: DIR/KEY holds PREFIX then KEY for each
-# key of KEYFILE; else print the keys that differ and fail.
+# requests OUT: the requests on stdin, one a line "METHOD PATH [BODY]"
+# (BODY: the rest of the line), through the front on one curl; OUT gets
+# "STATUS SHARD METHOD PATH" a request (SHARD: X-Kyro-Shard, or -) and
+# OUT.d/N the body of the Nth.
+requests() {
+	local out=$1
+	mkdir -p "$out.d"
+	awk -v front="$FRONT" -v out="$out.d" '
+		NR > 1 { print "next" }
+		{
+			body = $0
+			sub(/^[^ ]* [^ ]* ?/, "", body)
+			print "url = \"" front $2 "\""
+			print "request = \"" $1 "\""
+			if (body != "") {
+				gsub(/[\\"]/, "\\\\&", body)
+				print "data-binary = \"" body "\""
+			}
+			print "output = \"" out "/" NR "\""
+			print "write-out = \"%{http_code} %header{x-kyro-shard} " \
+				$1 " " $2 "\\n\""
+			print "max-time = 10"
+		}' >"$out.curlrc"
+	curl -s -g -K "$out.curlrc" | sed 's/^\([0-9]*\)  /\1 - /' >"$out"
+}
+
+# bodies_are DIR KEYFILE PREFIX [--exact]: DIR/KEY holds PREFIX then KEY
+# (with --exact: PREFIX alone) for each key of KEYFILE; else print the
+# keys that differ and fail.
 bodies_are() {
-	awk -v dir="$1" -v prefix="$3" '{
+	awk -v dir="$1" -v prefix="$3" -v exact="${4:-}" '{
 		f = dir "/" $1
 		v = "(missing)"
 		getline v <f
 		close(f)
-		if (v != prefix $1) {
+		if (v != prefix (exact ? "" : $1)) {
 			print "key " $1 ": got \"" v "\"" >"/dev/stderr"
 			bad = 1
 		}
