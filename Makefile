@@ -39,6 +39,7 @@ LIB_SRCS := \
 	libkyro/hnsw.c \
 	libkyro/hnsw_build.c \
 	libkyro/hnsw_search.c \
+	libkyro/image.c \
 	libkyro/index.c \
 	libkyro/manifest.c \
 	libkyro/rmi.c \
@@ -102,6 +103,7 @@ UNIT_TESTS := \
 	test_commit \
 	test_delta \
 	test_feed \
+	test_image \
 	test_manifest \
 	test_snapshot \
 	test_store \
@@ -133,7 +135,7 @@ $(SERVE_OBJS) $(BUILD)/cmd/kyro-serve.o: CPPFLAGS += -DKYRO_GIT_COMMIT='"$(GIT_C
 $(BIN)/kyro-serve: $(BUILD)/cmd/kyro-serve.o $(SERVE_OBJS) $(CLI_OBJS) $(LIB)
 	@mkdir -p $(BIN)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmicrohttpd -ljansson -lpthread
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmicrohttpd -ljansson -lcurl -lpthread
 
 # test_rmi brings its own main (property tests over many key sets).
 $(BUILD)/tests/test_rmi: $(BUILD)/tests/unit/test_rmi.o $(LIB)

@@ -18,11 +18,12 @@
 #include "serve/log.h"
 #include "serve/notify.h"
 #include "serve/ratelimit.h"
+#include "serve/replica.h"
 #include "serve/routes.h"
 #include "serve/store.h"
 
 enum { OPT_DIR = 1, OPT_LISTEN, OPT_THREADS, OPT_SYNC, OPT_TOKEN_FILE, OPT_MAX_CONNS, OPT_TIMEOUT,
-       OPT_RETAIN, OPT_HEARTBEAT, OPT_MAX_SUBS };
+       OPT_RETAIN, OPT_HEARTBEAT, OPT_MAX_SUBS, OPT_REPLICA_OF, OPT_REPLICA_TOKEN_FILE };
 
 static const struct cli_opt opts[] = {
 	{OPT_DIR, 'd', "dir", "DIR", "the data directory (default $KYRODB_DIR, else ./kyrodb-data)"},
@@ -35,20 +36,23 @@ static const struct cli_opt opts[] = {
 	{OPT_RETAIN, 0, "retain", "SPEC", CLI_RETAIN_HELP},
 	{OPT_HEARTBEAT, 0, "heartbeat", "SECONDS", "/v1/subscribe: a comment after this long idle (default 15)"},
 	{OPT_MAX_SUBS, 0, "max-subscribers", "N", "concurrent /v1/subscribe streams (default 256)"},
+	{OPT_REPLICA_OF, 0, "replica-of", "URL", "be a read replica of the kyro-serve at URL"},
+	{OPT_REPLICA_TOKEN_FILE, 0, "replica-token-file", "FILE", "the primary's bearer token, in FILE"},
 	{0, 0, NULL, NULL, NULL},
 };
 
 static const char *const usage[] = {
 	"[-d DIR] [-l ADDR:PORT] [--threads=N] [--sync=MODE] [--auth-token-file=FILE] "
 	"[--max-connections=N] [--timeout=SECONDS] [--retain=SPEC] [--heartbeat=SECONDS] "
-	"[--max-subscribers=N]",
+	"[--max-subscribers=N] [--replica-of=URL [--replica-token-file=FILE]]",
 	NULL,
 };
 
 static const char epilog[] =
 	"Environment: KYRODB_AUTH_TOKEN, KYRODB_MAX_VALUE_BYTES, KYRODB_SYNC_INTERVAL_MS,\n"
 	"KYRODB_AUTO_SNAPSHOT_RECORDS, KYRODB_RATE_LIMIT_RPS, KYRODB_RATE_LIMIT_BURST,\n"
-	"KYRODB_WARM_ON_START, KYRODB_DISABLE_HTTP_LOG, KYRODB_LOG_LEVEL; see kyro-serve(8).\n";
+	"KYRODB_WARM_ON_START, KYRODB_DISABLE_HTTP_LOG, KYRODB_LOG_LEVEL,\n"
+	"KYRODB_REPLICA_TOKEN; see kyro-serve(8).\n";
 
 static struct cli c = {.prog = SERVE_PROG, .usage = usage, .opts = opts, .epilog = epilog,
 		       .summary = "Serve a KyroDB store over HTTP (the JSON v1 API)."};
@@ -95,7 +99,22 @@ static void parse_listen(struct serve_cfg *cfg, const char *s)
 	freeaddrinfo(ai);
 }
 
-static void options(struct serve_cfg *cfg, int argc, char **argv, const char **token_file)
+/* An http:// or https:// URL, kept without its trailing slashes. */
+static const char *replica_url(const char *s)
+{
+	if (strncmp(s, "http://", 7) && strncmp(s, "https://", 8))
+		cli_usage_error(&c, "invalid --replica-of '%s' (http://HOST:PORT)", s);
+	char *u = strdup(s);
+	if (!u)
+		cli_usage_error(&c, "out of memory");
+	size_t n = strlen(u);
+	while (n > 8 && u[n - 1] == '/')
+		u[--n] = 0;
+	return u;
+}
+
+static void options(struct serve_cfg *cfg, int argc, char **argv, const char **token_file,
+		    const char **replica_token_file)
 {
 	const char *dir = NULL, *listen = "127.0.0.1:3030";
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -130,10 +149,14 @@ static void options(struct serve_cfg *cfg, int argc, char **argv, const char **t
 		case OPT_MAX_SUBS:
 			cfg->max_subscribers = (unsigned)number("--max-subscribers", c.arg, 0, 100000);
 			break;
+		case OPT_REPLICA_OF: cfg->replica_of = replica_url(c.arg); break;
+		case OPT_REPLICA_TOKEN_FILE: *replica_token_file = c.arg; break;
 		}
 	}
 	if (c.ind != argc)
 		cli_usage_error(&c, "unexpected operand '%s'", argv[c.ind]);
+	if (*replica_token_file && !cfg->replica_of)
+		cli_usage_error(&c, "--replica-token-file needs --replica-of");
 	cfg->dir = cli_dir(dir);
 	snprintf(cfg->listen, sizeof cfg->listen, "%s", listen);
 	parse_listen(cfg, listen);
@@ -176,6 +199,7 @@ static int shut_down(const struct serve_cfg *cfg)
 	/* Streams never end by themselves: end them first, and leave no
 	 * subscriber's connection suspended. */
 	feed_stop();
+	replica_stop();
 	http_quiesce(cfg->shutdown_ms);
 	uint64_t spent = (serve_now_ns() - t0) / 1000000;
 	unsigned left = spent < cfg->shutdown_ms ? cfg->shutdown_ms - (unsigned)spent : 0;
@@ -202,9 +226,9 @@ static int shut_down(const struct serve_cfg *cfg)
 int main(int argc, char **argv)
 {
 	struct serve_cfg cfg;
-	const char *token_file = NULL;
+	const char *token_file = NULL, *replica_token_file = NULL;
 	char err[512];
-	options(&cfg, argc, argv, &token_file);
+	options(&cfg, argc, argv, &token_file, &replica_token_file);
 	cli_env_warnings(log_env_warning, NULL);
 	if (auth_init(token_file, getenv("KYRODB_AUTH_TOKEN"), err, sizeof err)) {
 		cli_warn(c.prog, "%s", err);
@@ -229,7 +253,10 @@ int main(int argc, char **argv)
 		cli_warn(c.prog, "%s", err);
 		return EXIT_ERR;
 	}
-	if (commit_start(&cfg, err, sizeof err)) {
+	/* A replica's follower is its one writer (replica.c). */
+	if (cfg.replica_of ? replica_start(&cfg, replica_token_file, getenv("KYRODB_REPLICA_TOKEN"),
+					   err, sizeof err)
+			   : commit_start(&cfg, err, sizeof err)) {
 		cli_warn(c.prog, "cannot open '%s': %s", cfg.dir, err);
 		feed_stop();
 		http_stop();
@@ -244,9 +271,10 @@ int main(int argc, char **argv)
 	http_set_ready();
 	if (notify_send("READY=1"))
 		log_msg(LOG_WARN, "cannot notify $NOTIFY_SOCKET: %s", strerror(errno));
-	log_msg(LOG_INFO, "serving '%s' on %s (%u threads, --sync=%s%s%s)", cfg.dir, cfg.listen,
+	log_msg(LOG_INFO, "serving '%s' on %s (%u threads, --sync=%s%s%s%s%s)", cfg.dir, cfg.listen,
 		cfg.threads, cfg.sync == KYRO_SYNC_ALWAYS ? "always" : cfg.sync == KYRO_SYNC_BATCH ? "batch" : "none",
-		auth_enabled() ? ", token required" : "", rl_enabled() ? ", rate limited" : "");
+		auth_enabled() ? ", token required" : "", rl_enabled() ? ", rate limited" : "",
+		cfg.replica_of ? ", read replica of " : "", cfg.replica_of ? cfg.replica_of : "");
 	for (;;) {
 		int sig = 0;
 		sigwait(&set, &sig);

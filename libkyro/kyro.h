@@ -180,6 +180,17 @@ int kyro_batch_commit(kyro_db *db, uint64_t *last_seq);
 void kyro_batch_abort(kyro_db *db);
 
 /*
+ * kyro_batch_begin() for a batch that must begin at sequence number
+ * FIRST_SEQ: for a copy that applies another store's batches with their
+ * own numbers (a read replica), so that it can never make a gap or a
+ * duplicate.  Refused with KYRO_EBATCH, nothing held, when the store's
+ * next sequence number is not FIRST_SEQ; kyro_errmsg() names both.  Each
+ * kyro_put() or kyro_delete() takes one number and the commit none, so a
+ * batch of N changes begun at S ends at S + N - 1, as on the source.
+ */
+int kyro_batch_begin_at(kyro_db *db, uint64_t first_seq);
+
+/*
  * Make every batch this handle committed durable now (fsync the WAL).  For
  * a writer that commits with KYRO_SYNC_NONE and syncs on a timer.  A
  * failure is final, as for any write: the handle refuses further writes.
@@ -431,6 +442,48 @@ int kyro_feed_bounds(kyro_feed *f, uint64_t *oldest, uint64_t *last);
 /* The oldest available sequence number as the last KYRO_EEXPIRED (or the
  * last kyro_feed_bounds()) found it, without looking again. */
 uint64_t kyro_feed_oldest(const kyro_feed *f);
+
+/*
+ * Images: the current snapshot of a store as one stream, to start a copy
+ * that then follows the change feed from the image's sequence number + 1
+ * (docs/FORMAT.md has the stream byte by byte).  The stream carries the
+ * manifest and every file it names for the snapshot and its indexes, each
+ * with its name, size and XXH3 checksum; not the WAL.
+ *
+ * kyro_export_open() reads DB's directory's manifest and opens the files
+ * it names before it returns, so the stream stays consistent while
+ * snapshots commit and remove those files.  *EP is always set (NULL only
+ * when memory ran out) so that kyro_export_errmsg() can tell why; close it
+ * with kyro_export_close().  kyro_export_read() fills BUF with up to CAP
+ * bytes, *GOT of them (CAP unless the stream ends; 0 at its end).
+ * kyro_export_seq(): the snapshot's last sequence number (0: no snapshot
+ * yet, the copy follows from 1).
+ */
+typedef struct kyro_export kyro_export;
+int kyro_export_open(kyro_export **ep, kyro_db *db);
+int kyro_export_read(kyro_export *e, void *buf, size_t cap, size_t *got);
+uint64_t kyro_export_seq(const kyro_export *e);
+const char *kyro_export_errmsg(const kyro_export *e);
+void kyro_export_close(kyro_export *e);
+
+/*
+ * kyro_import_open() starts a new store in DIR, which must be empty or
+ * missing (EEXIST when it holds anything).  kyro_import_write() takes the
+ * stream in pieces of any size; each file is checked against its checksum
+ * and made durable before it takes its name, and a damaged stream is
+ * KYRO_ECORRUPT (then every later call fails).  kyro_import_finish()
+ * commits the store: its WAL begins at the image's sequence number + 1,
+ * which *SEQ receives, and its MANIFEST is the image's, every field kept
+ * but the WAL segment ids; until then DIR is no store.  kyro_import_close()
+ * without a finish removes what the import wrote.  *IP is always set (NULL
+ * only when memory ran out).
+ */
+typedef struct kyro_import kyro_import;
+int kyro_import_open(kyro_import **ip, const char *dir);
+int kyro_import_write(kyro_import *im, const void *buf, size_t len);
+int kyro_import_finish(kyro_import *im, uint64_t *seq);
+const char *kyro_import_errmsg(const kyro_import *im);
+void kyro_import_close(kyro_import *im);
 
 /*
  * Check every file of the store: the MANIFEST, every WAL segment header

@@ -259,6 +259,20 @@ int kyro_batch_begin(kyro_db *db)
 	return 0;
 }
 
+int kyro_batch_begin_at(kyro_db *db, uint64_t first_seq)
+{
+	int rc = kyro_batch_begin(db);
+	if (rc || db->w.next_seq == first_seq)
+		return rc;
+	uint64_t next = db->w.next_seq;
+	kyro_batch_abort(db);
+	return kyro__failx(db->msg, KYRO_EBATCH,
+			   "cannot begin a batch at sequence number %llu in "
+			   "'%s': the store's next one is %llu",
+			   (unsigned long long)first_seq, db->dir,
+			   (unsigned long long)next);
+}
+
 static int write_rec(kyro_db *db, int type, uint64_t key, const void *val,
 		     size_t len, uint64_t *seq)
 {

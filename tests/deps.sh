@@ -3,7 +3,7 @@
 # root; otherwise print the one apt-get line to run, and fail.
 set -eu
 pkgs="gcc make clang libclang-rt-14-dev pkg-config libxxhash-dev
-libcpu-features-dev libmicrohttpd-dev libjansson-dev bats bats-support
+libcpu-features-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev bats bats-support
 bats-assert libfiu-dev fiu-utils mandoc zsh fish curl python3"
 [ $# -gt 0 ] && pkgs="$*"
 missing=""

@@ -13,6 +13,7 @@
 #include "feed.h"
 #include "jobs.h"
 #include "metrics.h"
+#include "replica.h"
 #include "store.h"
 
 static const char *const route_labels[R_COUNT] = {
@@ -20,12 +21,12 @@ static const char *const route_labels[R_COUNT] = {
 	"/v1/lookup_fast/{key}", "GET /v1/kv/{key}", "PUT /v1/kv/{key}",
 	"DELETE /v1/kv/{key}", "/v1/lookup_batch", "/v1/range", "/v1/offset",
 	"/v1/snapshot", "/v1/rmi/build", "/v1/warmup", "/health",
-	"/build_info", "/metrics", "/v1/replay", "/v1/subscribe", "other",
+	"/build_info", "/metrics", "/v1/replay", "/v1/subscribe", "/v1/image", "other",
 };
 
 /* Status codes counted by name; anything else counts as "other". */
 static const unsigned codes[] = {200, 202, 400, 401, 404, 405, 409, 410, 413,
-				 414, 429, 431, 500, 501, 503, 0};
+				 414, 421, 429, 431, 500, 501, 503, 0};
 #define NCODES (sizeof codes / sizeof codes[0])
 
 /* Duration buckets, upper bounds in nanoseconds: 25 us .. 1 s. */
@@ -276,5 +277,6 @@ void metrics_render(struct sbuf *b, unsigned connections, unsigned inflight)
 	store_metrics(b);
 	job_metrics(b);
 	feed_metrics(b);
+	replica_metrics(b);
 	process_metrics(b);
 }

@@ -15,6 +15,7 @@
 #include "feed.h"
 #include "jobs.h"
 #include "metrics.h"
+#include "replica.h"
 #include "routes.h"
 #include "store.h"
 
@@ -85,6 +86,10 @@ static void write_answer(struct req *r)
 /* Queue a write; VAL must live as long as R (it points into R's body). */
 static void submit(struct req *r, int op, uint64_t key, const void *val, size_t len)
 {
+	if (replica_enabled()) {
+		replica_refuse(r);
+		return;
+	}
 	const char *failed = commit_failure();
 	if (failed) {
 		http_error(r, 503, "writes are disabled until the server restarts: %s", failed);
@@ -445,6 +450,12 @@ static void job_answer(struct req *r)
 static void h_job(struct req *r)
 {
 	int kind = route_job(r->route);
+	/* A replica's follower alone writes its store, snapshots included
+	 * (replica.c): no job may commit across a bootstrap's swap. */
+	if (replica_enabled() && kind != JOB_WARMUP) {
+		replica_refuse(r);
+		return;
+	}
 	const char *wait = http_arg(r, "wait");
 	if (wait && strcmp(wait, "1") && strcmp(wait, "0")) {
 		http_error(r, 400, "?wait= is 0 or 1");
@@ -475,6 +486,10 @@ static void h_job(struct req *r)
 
 static void h_health(struct req *r)
 {
+	if (replica_enabled()) {
+		replica_health(r);
+		return;
+	}
 	const char *failed = commit_failure();
 	if (failed)
 		http_error(r, 503, "writes are disabled until the server restarts: %s", failed);
@@ -557,6 +572,7 @@ static const struct route_def defs[] = {
 	{"/v1/warmup", 0, "POST", R_WARMUP, h_job, NO_BODY, 0},
 	{"/v1/replay", 0, "GET", R_REPLAY, feed_replay, NO_BODY, 0},
 	{"/v1/subscribe", 0, "GET", R_SUBSCRIBE, feed_subscribe, NO_BODY, 0},
+	{"/v1/image", 0, "GET", R_IMAGE, replica_image, NO_BODY, 0},
 	{"/health", 0, "GET", R_HEALTH, h_health, NO_BODY, 1},
 	{"/build_info", 0, "GET", R_BUILD_INFO, h_build_info, NO_BODY, 0},
 	{"/metrics", 0, "GET", R_METRICS, h_metrics, NO_BODY, 0},

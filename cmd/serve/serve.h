@@ -38,6 +38,7 @@ struct serve_cfg {
 	int retain_set;                /* --retain given: */
 	uint64_t retain_bytes;         /* kyro_set_retain() on every */
 	uint64_t retain_seconds;       /* handle that collects garbage */
+	const char *replica_of;        /* the primary's URL; NULL: a primary */
 };
 
 /* Monotonic time in nanoseconds. */

@@ -12,6 +12,7 @@
 
 struct reader {
 	kyro_db *db;
+	unsigned epoch;
 	struct reader *next;
 };
 
@@ -19,19 +20,46 @@ static const char *store_dir;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct reader *readers;
 static __thread struct reader *mine;
+static unsigned epoch;            /* store_reopen_all() bumps it */
 
 void store_init(const char *dir) { store_dir = dir; }
+
+void store_reopen_all(void)
+{
+	__atomic_add_fetch(&epoch, 1, __ATOMIC_RELEASE);
+}
+
+/* The directory was replaced under this thread's handle: a new one. */
+static kyro_db *reopen(int *rc, char *err, size_t errlen)
+{
+	kyro_db *db;
+	unsigned e = __atomic_load_n(&epoch, __ATOMIC_ACQUIRE);
+	*rc = cli_open(&db, store_dir, KYRO_RDONLY | KYRO_COUNT_WINDOWS);
+	if (*rc) {
+		snprintf(err, errlen, "%s", db ? kyro_errmsg(db) : kyro_strerror(*rc));
+		kyro_close(db);
+		return NULL;
+	}
+	pthread_mutex_lock(&lock);
+	kyro_close(mine->db);
+	mine->db = db;
+	mine->epoch = e;
+	pthread_mutex_unlock(&lock);
+	return db;
+}
 
 kyro_db *store_reader(int *rc, char *err, size_t errlen)
 {
 	if (mine)
-		return mine->db;
+		return mine->epoch == __atomic_load_n(&epoch, __ATOMIC_ACQUIRE)
+			       ? mine->db : reopen(rc, err, errlen);
 	struct reader *r = calloc(1, sizeof *r);
 	if (!r) {
 		*rc = KYRO_EFAILED;
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	r->epoch = __atomic_load_n(&epoch, __ATOMIC_ACQUIRE);
 	*rc = cli_open(&r->db, store_dir,
 			KYRO_RDONLY | KYRO_COUNT_WINDOWS);
 	if (*rc) {

@@ -18,6 +18,10 @@ void store_init(const char *dir);
  * message in ERR) when it cannot be opened. */
 kyro_db *store_reader(int *rc, char *err, size_t errlen);
 
+/* The directory was replaced (a replica's bootstrap): every thread
+ * opens its handle again at its next store_reader(). */
+void store_reopen_all(void);
+
 /* Sum the counters of every reader handle into ST (gauges: the largest). */
 void store_stats(struct kyro_stats *st);
 
