@@ -1,10 +1,12 @@
 #!/usr/bin/env bats
 #
-# Sharding behind nginx (docs/SCALING.md): three kyro-serve primaries and
-# contrib/nginx/kyro-shards.conf in front of them.  Each key put through
-# the proxy lands on exactly one primary, gets return it, what the proxy
-# cannot route to one owner it refuses, and a killed primary's keys fail
-# at once with a 502 while the other shards answer.
+# Sharding behind nginx (docs/SCALING.md): three kyro-serve primaries, a
+# read replica of the first, and contrib/nginx/kyro-shards.conf in front.
+# Each key put through the proxy lands on exactly one primary and gets
+# return it; what the proxy cannot route to one owner it refuses; the
+# replica serves its shard's reads and converges on the writes; a killed
+# node's keys fail at once with a 502 while the other shards answer; and
+# a promoted replica takes its shard's keys, no other.
 
 load helpers
 load serve-helpers
@@ -12,22 +14,29 @@ load scaling-helpers
 
 bats_require_minimum_version 1.5.0
 
+setup_file() {
+	# 200 keys: 0, 2^64-1, 38 small ones and 160 over the whole range.
+	python3 -c 'import random
+r = random.Random(89)
+ks = {0, 2**64 - 1} | set(range(1, 39))
+while len(ks) < 200:
+    ks.add(r.getrandbits(64))
+print("\n".join(map(str, sorted(ks))))' >"$BATS_FILE_TMPDIR/keys"
+}
+
 setup() {
 	kyro_setup
 	unset KYRODB_AUTH_TOKEN KYRODB_RATE_LIMIT_RPS KYRODB_RATE_LIMIT_BURST \
 		KYRODB_AUTO_SNAPSHOT_RECORDS KYRODB_LOG_LEVEL NOTIFY_SOCKET
 	[ -x "$NGINX" ] ||
 		skip "nginx is not installed (tests/deps.sh installs it as root)"
+	cp "$BATS_FILE_TMPDIR/keys" keys
 	nodes_start a b c
+	node_start ra --replica-of "$(node_url a)"
 	nginx_start
-	# 300 keys: 0, 2^64-1, 48 small ones and 250 over the whole range.
-	python3 -c 'import random
-r = random.Random(89)
-ks = {0, 2**64 - 1} | set(range(1, 49))
-while len(ks) < 300:
-    ks.add(r.getrandbits(64))
-print("\n".join(map(str, sorted(ks))))' >keys
-	[ "$(wc -l <keys)" -eq 300 ]
+	# Reads that must see the writes just made ask for the primary; the
+	# replica's test reads without this.
+	PROXY_HEADER="X-Kyro-Read: primary"
 }
 
 teardown() {
@@ -42,38 +51,84 @@ none() {
 	fi
 }
 
-@test "scaling: each key put through nginx is on exactly one primary, all three hold a fair share, and gets return it" {
-	bulk PUT put keys v
-	awk '$1 != 200' put >bad
+# all_status STATUS FILE: every request of FILE (bulk's or requests')
+# was answered STATUS.
+all_status() {
+	awk -v s="$1" '$1 != s' "$2" >bad
 	none bad
-	[ "$(wc -l <put)" -eq 300 ]
+}
 
+# values_are NODE PREFIX: each value in NODE's directory, read with
+# kyro-get, is PREFIX then its key.
+values_are() {
+	kyro-get -d "$1" --all -f tsv | awk -F '\t' -v p="$2" '$2 != p $1' >bad
+	none bad
+}
+
+@test "scaling: each key put through nginx is on exactly one primary, all three hold a share, and gets return it" {
+	bulk PUT put keys v
+	all_status 200 put
+	[ "$(wc -l <put)" -eq 200 ]
 	owners keys >own
 	awk 'NF != 2' own >bad
 	none bad
 	for n in a b c; do
 		count=$(awk -v n="$n" '$2 == n' own | wc -l)
-		echo "$n holds $count of 300 keys"
-		[ "$count" -ge 50 ]
-		# The value in the directory is the one put.
-		kyro-get -d "$n" --all -f tsv | awk -F '\t' '$2 != "v" $1' >bad
-		none bad
+		echo "$n holds $count of 200 keys"
+		[ "$count" -ge 20 ]
+		values_are "$n" v
 	done
-	# The proxy names the shard it sent the key to: the one holding it.
+	# The proxy names the shard it sent each key to: the one holding it.
 	awk '{ print $2, $3 }' put | sort -n | diff - own
-
 	bulk GET get keys
-	awk '$1 != 200' get >bad
-	none bad
+	all_status 200 get
 	awk '{ print $2, $3 }' get | sort -n | diff - own
 	bodies_are get.d keys v
 }
 
-@test "scaling: the proxy refuses what it cannot send to one owner, and no shard sees it" {
+@test "scaling: lookup, delete, range, offset and the change feed reach the owning shard; what has no one owner is refused" {
+	head -n 60 keys >some
+	bulk PUT put some v
+	all_status 200 put
+	owners some >own
+	# Look five keys up, delete a sixth, then ask each shard.
+	read -r gone owner < <(sed -n 6p own)
+	{
+		head -n 5 own | awk '{ print "GET /v1/lookup?key=" $1 }'
+		echo "DELETE /v1/kv/$gone"
+		echo "GET /v1/kv/$gone"
+		for n in a b c; do
+			echo "GET /shard/$n/v1/range?limit=1000"
+			echo "GET /shard/$n/v1/offset"
+			echo "GET /shard/$n/v1/replay?limit=1000"
+		done
+	} | requests routes
+	head -n 5 own | awk '{ print "200", $2 }' >want
+	printf '200 %s\n404 %s\n' "$owner" "$owner" >>want
+	printf '200 %s\n200 %s\n200 %s\n' a a a b b b c c c >>want
+	awk '{ print $1, $2 }' routes | diff want -
+	head -n 5 own |
+		awk '{ printf "{\"key\":%s,\"value\":\"v%s\"}\n", $1, $1 }' >want
+	cat routes.d/[1-5] | diff want -
+	run -1 kyro-get -d "$owner" "$gone"
+	# Each shard's range, offset and change feed hold its keys only.
+	for n in a b c; do
+		case $n in a) r=8 ;; b) r=11 ;; c) r=14 ;; esac
+		awk -v n="$n" -v gone="$gone" '$2 == n && $1 != gone { print $1 }' \
+			own >want
+		sed 's/^{"key":\([0-9]*\),.*/\1/' "routes.d/$r" | diff want -
+		changes=$(awk -v n="$n" '$2 == n' own | wc -l)
+		[ "$n" != "$owner" ] || changes=$((changes + 1))
+		echo "{\"offset\":$changes}" | diff - "routes.d/$((r + 1))"
+		[ "$(grep -o '"seq":' "routes.d/$((r + 2))" | wc -l)" -eq "$changes" ]
+	done
+
 	# The daemon reads 042 and 0x2a as 42, the hash would not; keys in a
 	# body, several keys, or a query the daemon reads otherwise; routes of
-	# the whole store, which are asked of each shard.
-	requests got <<'EOF'
+	# the whole store, which are asked of each shard.  The front answers
+	# each 400 itself (no shard named) with a JSON error, and no write
+	# reaches a shard: their offsets stay.
+	requests refused <<'EOF'
 GET /v1/kv/042
 GET /v1/get_fast/0x2a
 GET /v1/lookup_fast/+1
@@ -91,92 +146,125 @@ GET /v1/subscribe
 POST /v1/snapshot
 GET /shard/d/health
 GET /shard/a/v1/kv/7
-GET /shard/a/v1/offset
-GET /shard/b/v1/offset
-GET /shard/c/v1/offset
 EOF
-	# Answered 400 by the front itself (no shard named), with a JSON
-	# error; and no write reached a shard.
-	head -n 17 got | awk '$1 != 400 || $2 != "-"' >bad
+	[ "$(wc -l <refused)" -eq 17 ]
+	awk '$1 != 400 || $2 != "-"' refused >bad
 	none bad
-	grep -Lx '{"error":"[^"]*"}' $(seq -f got.d/%g 1 17) >bad
+	grep -Lx '{"error":"[^"]*"}' refused.d/* >bad
 	none bad
-	tail -n 3 got | awk '{ print $1, $2 }' >shards
-	printf '200 %s\n' a b c | diff - shards
-	cat got.d/18 got.d/19 got.d/20 | sort -u >offsets
-	echo '{"offset":0}' | diff - offsets
+	cat routes.d/9 routes.d/12 routes.d/15 >before
+	printf 'GET /shard/%s/v1/offset\n' a b c | requests after
+	cat after.d/1 after.d/2 after.d/3 | diff before -
 }
 
-@test "scaling: lookup, delete, range, offset and the change feed reach the owning shard" {
-	head -n 60 keys >some
-	bulk PUT put some v
-	awk '$1 != 200' put >bad
-	none bad
-	owners some >own
-	# Look five keys up, delete a sixth, then ask each shard.
-	read -r gone owner < <(sed -n 6p own)
-	{
-		head -n 5 own | awk '{ print "GET /v1/lookup?key=" $1 }'
-		echo "DELETE /v1/kv/$gone"
-		echo "GET /v1/kv/$gone"
-		for n in a b c; do
-			echo "GET /shard/$n/v1/range?limit=1000"
-			echo "GET /shard/$n/v1/offset"
-			echo "GET /shard/$n/v1/replay?limit=1000"
-		done
-	} | requests got
-	head -n 5 own | awk '{ print "200", $2 }' >want
-	printf '200 %s\n404 %s\n' "$owner" "$owner" >>want
-	printf '200 %s\n200 %s\n200 %s\n' a a a b b b c c c >>want
-	awk '{ print $1, $2 }' got | diff want -
-	head -n 5 own | awk '{ printf "{\"key\":%s,\"value\":\"v%s\"}\n", $1, $1 }' >want
-	cat got.d/1 got.d/2 got.d/3 got.d/4 got.d/5 | diff want -
-	run -1 kyro-get -d "$owner" "$gone"
-	# Each shard's range, offset and change feed hold its keys only.
-	for n in a b c; do
-		case $n in a) r=8 ;; b) r=11 ;; c) r=14 ;; esac
-		awk -v n="$n" -v gone="$gone" '$2 == n && $1 != gone { print $1 }' own >want
-		sed 's/^{"key":\([0-9]*\),.*/\1/' "got.d/$r" | diff want -
-		changes=$(awk -v n="$n" '$2 == n' own | wc -l)
-		[ "$n" != "$owner" ] || changes=$((changes + 1))
-		echo "{\"offset\":$changes}" | diff - "got.d/$((r + 1))"
-		[ "$(grep -o '"seq":' "got.d/$((r + 2))" | wc -l)" -eq "$changes" ]
-	done
-}
-
-@test "scaling: a killed primary's keys fail at once through nginx while the other shards answer, and come back with it" {
+@test "scaling: a killed node's keys fail at once through nginx while the other shards answer, and come back with it" {
 	bulk PUT put keys v
 	owners keys >own
+	awk '$2 == "a" { print $1 }' own >a-keys
 	awk '$2 == "b" { print $1 }' own >b-keys
-	awk '$2 != "b" { print $1 }' own >other-keys
+	awk '$2 == "c" { print $1 }' own >c-keys
+	# b has no replica: its keys are answered 502, with the proxy's JSON
+	# error, in well under proxy_connect_timeout (a refused connect fails
+	# at once); the other keys answer as before.
 	node_kill b
 	bulk GET get keys
-	bulk PUT put2 keys w
-	# b's keys: a 502 with the proxy's JSON error, in well under
-	# proxy_connect_timeout (a refused connect fails at once); the other
-	# keys answer as before.
-	for f in get put2; do
+	bulk PUT put keys w
+	for f in get put; do
 		awk 'NR == FNR { own[$1] = $2; next }
-			{ want = own[$2] == "b" ? 502 : 200 }
-			$1 != want || $3 != own[$2] || $4 >= 1.5' own "$f" >bad
+			$1 != (own[$2] == "b" ? 502 : 200) || $3 != own[$2] ||
+			$4 >= 1.5' own "$f" >bad
 		none bad
 	done
 	bodies_are get.d b-keys '{"error":"shard b: no node answered"}' --exact
-	bodies_are get.d other-keys v
+	bodies_are get.d a-keys v
+	bodies_are get.d c-keys v
 	# No write for b's keys went to another shard: b alone holds them,
 	# with their first values; a and c hold the second.
 	owners keys | diff - own
-	kyro-get -d b --all -f tsv | awk -F '\t' '$2 != "v" $1' >bad
+	values_are b v
+	values_are a w
+	values_are c w
+	# a has a replica: without its primary, shard a still reads (from
+	# the replica, once it has the writes) and refuses writes at once.
+	PROXY_HEADER= wait_until 10 converged a-keys w
+	node_kill a
+	PROXY_HEADER= bulk GET get a-keys
+	awk '$1 != 200 || $4 >= 1.5' get >bad
 	none bad
-	for n in a c; do
-		kyro-get -d "$n" --all -f tsv | awk -F '\t' '$2 != "w" $1' >bad
-		none bad
-	done
-	# Back on its address, b answers again, at once.
+	bodies_are get.d a-keys w
+	bulk PUT put a-keys x
+	awk '$1 != 502 || $4 >= 1.5' put >bad
+	none bad
+	# Without the replica as well, its reads fail too, at once.
+	node_kill ra
+	PROXY_HEADER= bulk GET get a-keys
+	awk '$1 != 502 || $4 >= 1.5' get >bad
+	none bad
+	# Back on their addresses, the nodes answer again, at once.
 	node_start b
-	bulk GET get3 keys
-	awk '$1 != 200' get3 >bad
-	none bad
-	bodies_are get3.d b-keys v
-	bodies_are get3.d other-keys w
+	node_start a
+	bulk GET get keys
+	all_status 200 get
+	bodies_are get.d b-keys v
+	bodies_are get.d a-keys w
+	bodies_are get.d c-keys w
+}
+
+# kv_gets NODE: how many GET /v1/kv/{key} the node answered 200.
+kv_gets() {
+	curl -s "$(node_url "$1")/metrics" |
+		awk 'index($0, "kyro_http_requests_total{route=\"GET /v1/kv/{key}\",code=\"200\"} ") == 1 {
+			n = $NF } END { print n + 0 }'
+}
+
+# converged KEYFILE PREFIX: a GET through the front of each key answers
+# 200 with PREFIX then the key.
+converged() {
+	bulk GET conv "$1" &&
+		! awk '$1 != 200 { bad = 1 } END { exit !bad }' conv &&
+		bodies_are conv.d "$1" "$2" 2>/dev/null
+}
+
+@test "scaling: shard a's reads go to its replica and converge on the writes; X-Kyro-Read: primary reads the primary" {
+	PROXY_HEADER=
+	bulk PUT put keys v
+	# 200, never the replica's 421: no write went to the replica.
+	all_status 200 put
+	owners keys | awk '$2 == "a" { print $1 }' >a-keys
+	count=$(wc -l <a-keys)
+	wait_until 10 converged a-keys v
+	# Each of these reads is the replica's, none the primary's.
+	r0=$(kv_gets ra) p0=$(kv_gets a)
+	bulk GET get a-keys
+	r1=$(kv_gets ra) p1=$(kv_gets a)
+	assert_equal "$((r1 - r0)) $((p1 - p0))" "$count 0"
+	PROXY_HEADER="X-Kyro-Read: primary" bulk GET get a-keys
+	r2=$(kv_gets ra) p2=$(kv_gets a)
+	assert_equal "$((r2 - r1)) $((p2 - p1))" "0 $count"
+	# Later writes reach the replica too.
+	bulk PUT put a-keys w
+	all_status 200 put
+	wait_until 10 converged a-keys w
+}
+
+@test "scaling: a promoted replica takes its shard's keys and no other: restart it without --replica-of, point the shard at it, reload nginx" {
+	bulk PUT put keys v
+	owners keys >own
+	awk '$2 == "a" { print $1 }' own >a-keys
+	PROXY_HEADER= wait_until 10 converged a-keys v
+	# The primary is lost; its replica becomes shard a's primary.
+	node_kill a
+	node_kill ra
+	node_start ra
+	NODE_PORT[a]=${NODE_PORT[ra]}
+	nginx_reload
+	# Writes to a's keys reach the new primary once the reload is in.
+	wait_until 10 eval 'bulk PUT put a-keys w && ! grep -qv "^200 " put'
+	bulk PUT put keys w
+	all_status 200 put
+	# The ring did not move: b and c hold what they held, ra all of a's.
+	mv a a.old
+	mv ra a
+	owners keys | diff - own
+	values_are a w
 }

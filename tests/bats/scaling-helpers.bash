@@ -13,7 +13,10 @@ CONTRIB="$BATS_TEST_DIRNAME/../../contrib/nginx"
 
 declare -gA NODE_PID NODE_PORT
 NGINX_PID=
+NGINX_PORTS=
 FRONT=
+# A header every request of bulk and requests carries, when set.
+PROXY_HEADER=
 
 # node_spawn NAME [OPTION...]: start kyro-serve on $BATS_TEST_TMPDIR/NAME
 # in the background, on NODE_PORT[NAME] when set (a restart), else on a
@@ -86,22 +89,26 @@ node_url() {
 
 # nginx_conf DIR FRONT SHARD_A SHARD_B SHARD_C: the contrib files in DIR,
 # kyro-shards.conf's addresses replaced by this test's: the front on
-# FRONT, the shard servers on the three next ports, the nodes on theirs
-# (the replica's address names a port nobody listens on while no replica
-# runs).  Fails when an address to replace is missing from the file, so
-# the test cannot pass on a file it did not rewrite.
+# FRONT, the shard servers on the three next ports, the nodes a, b, c
+# and ra (shard a's replica) on theirs.  Fails when an address to replace
+# is missing from the file, so the test cannot pass on a file it did not
+# rewrite.
 nginx_conf() {
 	local dir=$1 front=$2 sa=$3 sb=$4 sc=$5 user=
 	local src="$CONTRIB/kyro-shards.conf" out="$dir/kyro-shards.conf"
-	local ra=${NODE_PORT[ra]:-$(free_port)} a
-	for a in 'listen 8080;' '127.0.0.1:7101' '127.0.0.1:7102' \
-		'127.0.0.1:7103' '10.0.0.1:3030' '10.0.0.2:3030' \
-		'10.0.0.3:3030' '10.0.0.4:3030'; do
-		grep -qF "$a" "$src" || {
-			echo "$src: no '$a' to replace" >&2
-			return 1
+	awk 'BEGIN {
+			n = split("listen 8080;|127.0.0.1:7101|127.0.0.1:7102|" \
+				"127.0.0.1:7103|10.0.0.1:3030|10.0.0.2:3030|" \
+				"10.0.0.3:3030|10.0.0.4:3030", want, "|")
 		}
-	done
+		{ for (i = 1; i <= n; i++) if (index($0, want[i])) seen[i] = 1 }
+		END {
+			for (i = 1; i <= n; i++) if (!seen[i]) {
+				print FILENAME ": no \"" want[i] "\" to replace"
+				bad = 1
+			}
+			exit bad
+		}' "$src" >&2 || return 1
 	sed -e "s/listen 8080;/listen 127.0.0.1:$front;/" \
 		-e "s/127\.0\.0\.1:7101/127.0.0.1:$sa/g" \
 		-e "s/127\.0\.0\.1:7102/127.0.0.1:$sb/g" \
@@ -109,7 +116,8 @@ nginx_conf() {
 		-e "s/10\.0\.0\.1:3030/127.0.0.1:${NODE_PORT[a]}/g" \
 		-e "s/10\.0\.0\.2:3030/127.0.0.1:${NODE_PORT[b]}/g" \
 		-e "s/10\.0\.0\.3:3030/127.0.0.1:${NODE_PORT[c]}/g" \
-		-e "s/10\.0\.0\.4:3030/127.0.0.1:$ra/g" "$src" >"$out"
+		-e "s/10\.0\.0\.4:3030/127.0.0.1:${NODE_PORT[ra]}/g" \
+		"$src" >"$out"
 	if grep -nE '10\.0\.0\.|:710[0-9]|listen 8080' "$out" >&2; then
 		echo "$out: an address left unreplaced" >&2
 		return 1
@@ -138,15 +146,16 @@ http {
 EOF
 }
 
-# nginx_start: nginx in front of the nodes a, b, c (and ra when it runs);
-# sets FRONT.  Ready when the front answers, within 5 s.
+# nginx_start: nginx in front of the nodes a, b, c and ra; sets FRONT.  Ready when the front answers, within 5 s.
 nginx_start() {
 	local dir="$BATS_TEST_TMPDIR/nginx" try i code front
 	mkdir -p "$dir"
 	for try in 1 2 3 4 5; do
 		front=$(free_port) || return 1
-		nginx_conf "$dir" "$front" "$(free_port)" "$(free_port)" \
-			"$(free_port)" || return 1
+		NGINX_PORTS="$front $(free_port) $(free_port) $(free_port)" ||
+			return 1
+		# shellcheck disable=SC2086 # four ports
+		nginx_conf "$dir" $NGINX_PORTS || return 1
 		"$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
 			3>&- &
 		NGINX_PID=$!
@@ -165,6 +174,14 @@ nginx_start() {
 	echo "nginx did not become ready; its log:" >&2
 	cat "$dir/error.log" >&2
 	return 1
+}
+
+# nginx_reload: the configuration again, with the nodes' addresses as
+# they are now, and SIGHUP; the new workers take over within a moment.
+nginx_reload() {
+	# shellcheck disable=SC2086 # four ports
+	nginx_conf "$BATS_TEST_TMPDIR/nginx" $NGINX_PORTS &&
+		kill -HUP "$NGINX_PID"
 }
 
 nginx_stop() {
@@ -193,7 +210,8 @@ bulk() {
 	mkdir -p "$out.d"
 	# max-time bounds every request: a hang is a failure, not a stuck
 	# test (options do not carry past "next", so each block has it).
-	awk -v front="$FRONT" -v m="$m" -v out="$out.d" -v prefix="$prefix" '
+	awk -v front="$FRONT" -v m="$m" -v out="$out.d" -v prefix="$prefix" \
+		-v hdr="$PROXY_HEADER" '
 		NR > 1 { print "next" }
 		{
 			print "url = \"" front "/v1/kv/" $1 "\""
@@ -207,6 +225,8 @@ bulk() {
 			print "write-out = \"%{http_code} " $1 \
 				" %header{x-kyro-shard} %{time_total}\\n\""
 			print "max-time = 10"
+			if (hdr != "")
+				print "header = \"" hdr "\""
 		}' "$keys" >"$out.curlrc"
 	curl -s -K "$out.curlrc" | sed 's/  / - /' >"$out"
 }
@@ -218,7 +238,7 @@ bulk() {
 requests() {
 	local out=$1
 	mkdir -p "$out.d"
-	awk -v front="$FRONT" -v out="$out.d" '
+	awk -v front="$FRONT" -v out="$out.d" -v hdr="$PROXY_HEADER" '
 		NR > 1 { print "next" }
 		{
 			body = $0
@@ -233,6 +253,8 @@ requests() {
 			print "write-out = \"%{http_code} %header{x-kyro-shard} " \
 				$1 " " $2 "\\n\""
 			print "max-time = 10"
+			if (hdr != "")
+				print "header = \"" hdr "\""
 		}' >"$out.curlrc"
 	curl -s -g -K "$out.curlrc" | sed 's/^\([0-9]*\)  /\1 - /' >"$out"
 }
