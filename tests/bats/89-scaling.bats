@@ -200,10 +200,11 @@ EOF
 	PROXY_HEADER= bulk GET get a-keys
 	awk '$1 != 502 || $4 >= 1.5' get >bad
 	none bad
-	# Back on their addresses, the nodes answer again, at once.
+	# Back on their addresses, the primaries answer again, at once; a's
+	# reads too, while its replica is down.
 	node_start b
 	node_start a
-	bulk GET get keys
+	PROXY_HEADER= bulk GET get keys
 	all_status 200 get
 	bodies_are get.d b-keys v
 	bodies_are get.d a-keys w

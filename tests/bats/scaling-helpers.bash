@@ -35,8 +35,8 @@ node_spawn() {
 
 # node_ready NAME: poll the node's /health for 200, for at most 5 s.
 node_ready() {
-	local i code
-	for i in $(seq 1 100); do
+	local code
+	for _ in $(seq 1 100); do
 		code=$(curl -s -o /dev/null -w '%{http_code}' \
 			"$(node_url "$1")/health") || true
 		[ "$code" != 200 ] || return 0
@@ -52,12 +52,12 @@ node_ready() {
 # each to be ready.  A node that lost the race for its port is started
 # again on another.
 nodes_start() {
-	local n try
+	local n
 	for n in "$@"; do
 		node_spawn "$n" || return 1
 	done
 	for n in "$@"; do
-		for try in 1 2 3 4; do
+		for _ in 1 2 3 4; do
 			! node_ready "$n" 2>/dev/null || continue 2
 			node_kill "$n"
 			NODE_PORT[$n]=
@@ -67,10 +67,19 @@ nodes_start() {
 	done
 }
 
-# node_start NAME [OPTION...]: start one node (again, on its port, when
-# it ran before) and wait for it to be ready.
+# node_start NAME [OPTION...]: start one node and wait for it to be
+# ready: again on its port when it ran before, else on a free port (and
+# on another when it lost the race for that one).
 node_start() {
-	node_spawn "$@" && node_ready "$1"
+	local again=${NODE_PORT[$1]:-}
+	for _ in 1 2 3 4; do
+		node_spawn "$@" || return 1
+		[ -z "$again" ] || break
+		! node_ready "$1" 2>/dev/null || return 0
+		node_kill "$1"
+		NODE_PORT[$1]=
+	done
+	node_ready "$1"
 }
 
 # node_kill NAME [SIGNAL]: signal the node (default KILL) and wait for it.
@@ -148,9 +157,9 @@ EOF
 
 # nginx_start: nginx in front of the nodes a, b, c and ra; sets FRONT.  Ready when the front answers, within 5 s.
 nginx_start() {
-	local dir="$BATS_TEST_TMPDIR/nginx" try i code front
+	local dir="$BATS_TEST_TMPDIR/nginx" code front
 	mkdir -p "$dir"
-	for try in 1 2 3 4 5; do
+	for _ in 1 2 3 4 5; do
 		front=$(free_port) || return 1
 		NGINX_PORTS="$front $(free_port) $(free_port) $(free_port)" ||
 			return 1
@@ -159,7 +168,7 @@ nginx_start() {
 		"$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
 			3>&- &
 		NGINX_PID=$!
-		for i in $(seq 1 100); do
+		for _ in $(seq 1 100); do
 			code=$(curl -s -o /dev/null -w '%{http_code}' \
 				"http://127.0.0.1:$front/") || true
 			if [ "$code" = 400 ]; then
