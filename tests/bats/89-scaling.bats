@@ -26,6 +26,8 @@ print("\n".join(map(str, sorted(ks))))' >"$BATS_FILE_TMPDIR/keys"
 
 setup() {
 	kyro_setup
+	# The docs test needs no cluster.
+	[[ "$BATS_TEST_DESCRIPTION" != docs/SCALING.md:* ]] || return 0
 	unset KYRODB_AUTH_TOKEN KYRODB_RATE_LIMIT_RPS KYRODB_RATE_LIMIT_BURST \
 		KYRODB_AUTO_SNAPSHOT_RECORDS KYRODB_LOG_LEVEL NOTIFY_SOCKET
 	[ -x "$NGINX" ] ||
@@ -40,6 +42,7 @@ setup() {
 }
 
 teardown() {
+	sse_teardown
 	scaling_teardown
 }
 
@@ -152,6 +155,16 @@ EOF
 	none bad
 	grep -Lx '{"error":"[^"]*"}' refused.d/* >bad
 	none bad
+	# A range over the shards, merged as docs/SCALING.md shows, is every
+	# live key in order.
+	K=$FRONT
+	for s in a b c; do
+		curl -s "$K/shard/$s/v1/range?start=0&end=99999&limit=1000"
+	done | sort -t : -k 2,2n >merged
+	awk -v gone="$gone" '$1 <= 99999 && $1 != gone { printf "{\"key\":%s,\"value\":\"v%s\"}\n", $1, $1 }' \
+		some | diff - merged
+	[ "$(wc -l <merged)" -gt 20 ]
+
 	cat routes.d/9 routes.d/12 routes.d/15 >before
 	printf 'GET /shard/%s/v1/offset\n' a b c | requests after
 	cat after.d/1 after.d/2 after.d/3 | diff before -
@@ -228,12 +241,17 @@ converged() {
 
 @test "scaling: shard a's reads go to its replica and converge on the writes; X-Kyro-Read: primary reads the primary" {
 	PROXY_HEADER=
+	# Shard a's change feed, through both tiers, from the primary.
+	URL=$FRONT sse_start feed '/shard/a/v1/subscribe?from=1'
 	bulk PUT put keys v
 	# 200, never the replica's 421: no write went to the replica.
 	all_status 200 put
 	owners keys | awk '$2 == "a" { print $1 }' >a-keys
 	count=$(wc -l <a-keys)
 	wait_until 10 converged a-keys v
+	wait_until 10 sse_has feed "$count"
+	sse_changes feed >seqs
+	seq 1 "$count" | diff - seqs
 	# Each of these reads is the replica's, none the primary's.
 	r0=$(kv_gets ra) p0=$(kv_gets a)
 	bulk GET get a-keys
@@ -268,4 +286,18 @@ converged() {
 	mv ra a
 	owners keys | diff - own
 	values_are a w
+}
+
+@test "docs/SCALING.md: every nginx block is in contrib/nginx word for word" {
+	python3 - "$BATS_TEST_DIRNAME/../../docs/SCALING.md" "$CONTRIB"/* <<'PY'
+import re, sys
+doc = open(sys.argv[1]).read()
+conf = "".join(open(f).read() for f in sys.argv[2:])
+blocks = re.findall(r"^```nginx\n(.*?)^```$", doc, re.S | re.M)
+if len(blocks) < 4:
+    sys.exit("only %d nginx blocks" % len(blocks))
+for b in blocks:
+    if b not in conf:
+        sys.exit("not in contrib/nginx:\n" + b)
+PY
 }
