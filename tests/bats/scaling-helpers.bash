@@ -163,6 +163,9 @@ nginx_start() {
 		front=$(free_port) || return 1
 		NGINX_PORTS="$front $(free_port) $(free_port) $(free_port)" ||
 			return 1
+		# Two servers on one port would be one socket, not an error.
+		[ "$(tr ' ' '\n' <<<"$NGINX_PORTS" | sort -u | wc -l)" -eq 4 ] ||
+			continue
 		# shellcheck disable=SC2086 # four ports
 		nginx_conf "$dir" $NGINX_PORTS || return 1
 		"$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
@@ -194,9 +197,18 @@ nginx_reload() {
 }
 
 nginx_stop() {
+	local workers
 	[ -n "$NGINX_PID" ] || return 0
-	# QUIT: the master waits for its worker, so none outlives the test.
-	kill -QUIT "$NGINX_PID" 2>/dev/null || true
+	# TERM: the master stops its workers and waits for them, so none
+	# outlives the test; should it hang, both are killed.
+	workers=$(pgrep -P "$NGINX_PID") || true
+	kill -TERM "$NGINX_PID" 2>/dev/null || true
+	for _ in $(seq 1 100); do
+		kill -0 "$NGINX_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	# shellcheck disable=SC2086 # a list of pids
+	kill -KILL "$NGINX_PID" $workers 2>/dev/null || true
 	wait "$NGINX_PID" 2>/dev/null || true
 	NGINX_PID=
 }
