@@ -257,6 +257,11 @@ bench-feed: all
 	$(Q)sh tests/deps.sh redis-server gnuplot
 	$(Q)sh bench/feed/run.sh
 
+## bench-replica: replica lag at 10,000 writes/s and catch-up from 1M behind, against redis-server --replicaof
+bench-replica: all
+	$(Q)sh tests/deps.sh redis-server redis-tools
+	$(Q)sh bench/feed/replica.sh
+
 ## deps: install missing Debian packages (as root), or print the apt-get line
 deps:
 	$(Q)sh tests/deps.sh
@@ -317,7 +322,7 @@ clean:
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-.PHONY: all bench bench-deps bench-feed bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
+.PHONY: all bench bench-deps bench-feed bench-replica bench-open bench-vector bench-snapshot bench-store bench-rmi demo install uninstall deps check-unit check-symbols check-bats check-asan check-damage check-fuzz fuzz test clean help
 .SECONDARY:
 
 -include $(shell find $(BUILD) build-fuzz -name '*.d' 2>/dev/null)

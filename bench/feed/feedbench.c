@@ -15,6 +15,11 @@
  * see every sequence number in order; the program fails otherwise.
  * OUT.csv gets one line per received change: subscriber,seq,latency_us.
  * A summary line goes to stdout.
+ *
+ * For replication (bench/feed/replica.sh) the subscribers are on a
+ * replica: then DIR is the primary's directory (sse) or the environment's
+ * FEEDBENCH_WRITE_PORT the Redis master's port (redis), and the latency is
+ * from the primary's commit to the replica's delivery.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -43,7 +48,7 @@ struct conn {
 	int elem, is_msg; /* Redis: the element of the array being read */
 };
 
-static int redis_mode, port;
+static int redis_mode, port, write_port;
 static const char *dir;
 static unsigned nsubs;
 static double rate, seconds;
@@ -66,9 +71,9 @@ static void die(const char *what)
 	exit(2);
 }
 
-static int dial(void)
+static int dial_port(int p)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a))
@@ -76,6 +81,8 @@ static int dial(void)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	return fd;
 }
+
+static int dial(void) { return dial_port(port); }
 
 static void send_all(int fd, const char *p, size_t n)
 {
@@ -158,7 +165,7 @@ static void *writer(void *arg)
 		if (kyro_open(&db, dir, KYRO_RDWR) || kyro_set_sync(db, KYRO_SYNC_NONE))
 			die("kyro_open");
 	} else {
-		rfd = dial();
+		rfd = dial_port(write_port);
 	}
 	uint64_t t0 = now_ns(), period = (uint64_t)(1e9 / rate);
 	for (uint64_t k = 0; k < nchanges; k++) {
@@ -235,6 +242,8 @@ int main(int argc, char **argv)
 	}
 	redis_mode = !strcmp(argv[1], "redis");
 	port = atoi(argv[2]);
+	const char *wp = getenv("FEEDBENCH_WRITE_PORT");
+	write_port = wp && *wp ? atoi(wp) : port;
 	dir = argv[3];
 	nsubs = (unsigned)atoi(argv[4]);
 	rate = atof(argv[5]);

@@ -21,7 +21,8 @@ static const char *const route_labels[R_COUNT] = {
 	"/v1/lookup_fast/{key}", "GET /v1/kv/{key}", "PUT /v1/kv/{key}",
 	"DELETE /v1/kv/{key}", "/v1/lookup_batch", "/v1/range", "/v1/offset",
 	"/v1/snapshot", "/v1/rmi/build", "/v1/warmup", "/health",
-	"/build_info", "/metrics", "/v1/replay", "/v1/subscribe", "/v1/image", "other",
+	"/build_info", "/metrics", "/v1/replay", "/v1/subscribe", "/v1/image", "/v1/replicate",
+	"other",
 };
 
 /* Status codes counted by name; anything else counts as "other". */

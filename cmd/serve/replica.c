@@ -1,18 +1,23 @@
 /*
- * replica.c - GET /v1/image, and the replica's follower thread.
+ * replica.c - the replica's follower thread (see replica.h).
  *
- * The follower.  One thread owns the replica's read-write handle.  Its
- * position is the store's own last sequence number (kyro_last_seq()):
- * nothing else is kept, so after a SIGKILL, a restart or a reconnect it
- * asks the primary's /v1/subscribe for exactly what comes next, and
- * kyro_batch_begin_at() refuses anything that would make a gap or a
- * duplicate.  The stream is read with libcurl; each SSE event is one of
- * the primary's batches, applied whole: the events that arrive in one
- * read of the socket go into one local batch (one commit, one fsync under
- * --sync=always), with the primary's sequence numbers, so a replica's
- * batch may be the union of several of the primary's, never a part of
- * one.  A change whose op this build does not know stops replication,
- * with the reason in /health: never skipped.
+ * Position.  One thread owns the replica's read-write handle.  Its
+ * position is the store's own last sequence number, as the writer finds
+ * it under the lock (an empty batch): nothing else is kept that could
+ * disagree, so after a SIGKILL, a restart or a reconnect it asks the
+ * primary for exactly what comes next, and kyro_batch_begin_at() refuses
+ * anything that would make a gap or a duplicate.
+ *
+ * Catching up, then following.  From its position the follower reads
+ * GET /v1/replicate pages (binary, about 8 MiB of whole batches each,
+ * applied as one local batch: one commit, one fsync under --sync=always)
+ * until a page ends at the primary's last commit; then it follows GET
+ * /v1/subscribe, where each SSE event is one of the primary's batches.
+ * The events one read of the socket brings go into one local batch, so a
+ * replica's batch is the union of whole batches of the primary, with the
+ * primary's numbers, never a part of one.  A follower that falls BEHIND
+ * changes behind (a pause, a burst) goes back to pages.  A change whose op this build
+ * does not know stops replication (apply.c), the reason in /health.
  *
  * Bootstrap.  When the directory holds no store, or the primary answers
  * 410 (it no longer retains what comes next), the image from GET
@@ -23,15 +28,17 @@
  * crash left, and is removed.  Reader handles are reopened at their next
  * request (store_reopen_all()); a request running across the swap
  * finishes on the old files, which stay readable while they are open.
+ * Subscribers of the replica's own /v1/subscribe are not moved: after a
+ * bootstrap they see no more changes until they reconnect.
  *
  * Lag.  A second, light thread asks the primary's /v1/offset every
- * LAG_POLL_MS.  Lag in sequence numbers is its last answer minus the last
- * applied; lag in seconds is the age of the oldest answer the replica has
- * not yet applied up to (so within LAG_POLL_MS of the truth).
+ * LAG_POLL_MS (pages tell it too).  Lag in sequence numbers is the
+ * primary's last known commit minus the last applied; lag in seconds is
+ * the age of the oldest such answer the replica has not yet applied up to
+ * (so within LAG_POLL_MS of the truth).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -40,75 +47,30 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "../cli.h"
+#include "apply.h"
+#include "fetch.h"
 #include "log.h"
+#include "primary.h"
 #include "replica.h"
 #include "store.h"
 
 #define CT_JSON "application/json"
-#define IMAGE_CHUNK 65536
 #define LAG_POLL_MS 200
 #define LAG_RING 64
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
-#define MAX_TOKEN 4096
-#define ERRBODY_MAX 512
-
-/* ---- GET /v1/image (any server) ---- */
-
-static ssize_t image_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-	kyro_export *e = cls;
-	size_t got;
-	(void)pos;
-	if (kyro_export_read(e, buf, max, &got)) {
-		log_msg(LOG_ERROR, "GET /v1/image: %s", kyro_export_errmsg(e));
-		return MHD_CONTENT_READER_END_WITH_ERROR;
-	}
-	return got ? (ssize_t)got : MHD_CONTENT_READER_END_OF_STREAM;
-}
-
-static void image_free(void *cls) { kyro_export_close(cls); }
-
-void replica_image(struct req *r)
-{
-	char err[256], seq[24];
-	int rc;
-	kyro_export *e;
-	kyro_db *db = store_reader(&rc, err, sizeof err);
-	if (!db) {
-		http_error(r, 500, "cannot open the store: %s", err);
-		return;
-	}
-	if ((rc = kyro_export_open(&e, db)) != 0) {
-		http_error(r, 500, "cannot export the snapshot: %s",
-			   kyro_export_errmsg(e));
-		kyro_export_close(e);
-		return;
-	}
-	struct MHD_Response *resp = MHD_create_response_from_callback(
-		MHD_SIZE_UNKNOWN, IMAGE_CHUNK, image_read, e, image_free);
-	if (!resp) {
-		kyro_export_close(e);
-		http_error(r, 500, "out of memory");
-		return;
-	}
-	snprintf(seq, sizeof seq, "%llu",
-		 (unsigned long long)kyro_export_seq(e));
-	MHD_add_response_header(resp, "X-Kyro-Seq", seq);
-	http_reply_response(r, 200, "application/octet-stream", resp);
-}
-
-/* ---- the replica's state ---- */
+#define PAGE_MAX ((size_t)256 << 20) /* a page is one batch at least */
+#define BEHIND 65536 /* changes behind that send a follower to pages */
 
 enum { S_BOOTSTRAP, S_CONNECTING, S_FOLLOWING, S_STOPPED };
 static const char *const state_names[] = {"bootstrapping", "connecting",
 					  "following", "stopped"};
 
+/* How a stream ended; F_BEHIND: far enough behind for pages again. */
+enum { F_RECONNECT = 1, F_GONE, F_STOP, F_BEHIND };
+
 static const struct serve_cfg *cfg;
-static char token_hdr[MAX_TOKEN + 32];
 static char boot_dir[PATH_MAX];
 
 static struct {
@@ -120,8 +82,8 @@ static struct {
 	char error[512];
 	uint64_t applied, primary;   /* sequence numbers */
 	struct { uint64_t seq, ns; } ring[LAG_RING];
-	unsigned ring_n;             /* polls not yet applied, oldest first */
-	uint64_t bootstraps, reconnects, batches, changes, commits;
+	unsigned ring_n;             /* primary positions not yet applied */
+	uint64_t bootstraps, reconnects, batches, changes, commits, pages;
 	uint64_t image_bytes;
 } rs = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
@@ -149,7 +111,7 @@ static void set_state(int state, const char *error)
 	pthread_mutex_unlock(&rs.mu);
 }
 
-/* Drop the polls the replica has applied up to. */
+/* Under RS.mu: drop the positions the replica has applied up to. */
 static void lag_trim(void)
 {
 	unsigned k = 0;
@@ -159,14 +121,34 @@ static void lag_trim(void)
 	rs.ring_n -= k;
 }
 
-static void set_applied(uint64_t seq)
+/* The primary had committed up to SEQ (now, or a moment ago). */
+static void saw_primary(uint64_t seq)
+{
+	pthread_mutex_lock(&rs.mu);
+	if (seq > rs.primary)
+		rs.primary = seq;
+	if (seq > rs.applied && rs.ring_n < LAG_RING &&
+	    (!rs.ring_n || rs.ring[rs.ring_n - 1].seq < seq)) {
+		rs.ring[rs.ring_n].seq = seq;
+		rs.ring[rs.ring_n++].ns = serve_now_ns();
+	}
+	pthread_mutex_unlock(&rs.mu);
+}
+
+/* The store now ends at SEQ; A's counts go to the totals. */
+static void applied(struct applier *a, uint64_t seq, int page)
 {
 	pthread_mutex_lock(&rs.mu);
 	rs.applied = seq;
 	if (seq > rs.primary)
 		rs.primary = seq;
 	lag_trim();
+	rs.batches += a->batches;
+	rs.changes += a->changes;
+	rs.commits += a->changes != 0;
+	rs.pages += page;
 	pthread_mutex_unlock(&rs.mu);
+	a->batches = a->changes = 0;
 }
 
 /* Sleep MS, or less when stopping. */
@@ -186,74 +168,7 @@ static void pause_ms(unsigned ms)
 	pthread_mutex_unlock(&rs.mu);
 }
 
-/* ---- HTTP with libcurl ---- */
-
-struct xfer {
-	CURL *c;
-	struct curl_slist *hdrs;
-	long status;
-	char body[ERRBODY_MAX];      /* a refusal's body, for messages */
-	size_t body_len;
-	char curl_err[CURL_ERROR_SIZE];
-};
-
-static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c,
-		    curl_off_t d)
-{
-	(void)arg, (void)a, (void)b, (void)c, (void)d;
-	return stopping();
-}
-
-static int xfer_init(struct xfer *x, const char *path, const char *query,
-		     curl_write_callback fn, void *arg)
-{
-	char url[2048];
-	memset(x, 0, sizeof *x);
-	snprintf(url, sizeof url, "%s%s%s", cfg->replica_of, path,
-		 query ? query : "");
-	if (!(x->c = curl_easy_init()))
-		return -1;
-	if (token_hdr[0])
-		x->hdrs = curl_slist_append(NULL, token_hdr);
-	curl_easy_setopt(x->c, CURLOPT_URL, url);
-	curl_easy_setopt(x->c, CURLOPT_HTTPHEADER, x->hdrs);
-	curl_easy_setopt(x->c, CURLOPT_WRITEFUNCTION, fn);
-	curl_easy_setopt(x->c, CURLOPT_WRITEDATA, arg);
-	curl_easy_setopt(x->c, CURLOPT_ERRORBUFFER, x->curl_err);
-	curl_easy_setopt(x->c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(x->c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	curl_easy_setopt(x->c, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(x->c, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(x->c, CURLOPT_XFERINFOFUNCTION, progress);
-	curl_easy_setopt(x->c, CURLOPT_USERAGENT, SERVE_PROG "-replica");
-	return 0;
-}
-
-static void xfer_free(struct xfer *x)
-{
-	curl_slist_free_all(x->hdrs);
-	curl_easy_cleanup(x->c);
-}
-
-/* The status, once: a write callback's first call. */
-static long xfer_status(struct xfer *x)
-{
-	if (!x->status)
-		curl_easy_getinfo(x->c, CURLINFO_RESPONSE_CODE, &x->status);
-	return x->status;
-}
-
-/* Keep the start of an error answer for the message. */
-static void xfer_keep(struct xfer *x, const char *p, size_t n)
-{
-	size_t room = sizeof x->body - 1 - x->body_len;
-	n = n < room ? n : room;
-	memcpy(x->body + x->body_len, p, n);
-	x->body_len += n;
-	x->body[x->body_len] = 0;
-}
-
-/* ---- removing a directory tree ---- */
+/* ---- bootstrap ---- */
 
 static int rm_one(const char *path, const struct stat *sb, int flag,
 		  struct FTW *ftw)
@@ -291,10 +206,8 @@ static int sync_parent(const char *dir)
 	return rc;
 }
 
-/* ---- bootstrap ---- */
-
 struct boot {
-	struct xfer x;
+	struct fetch x;
 	kyro_import *im;
 	int failed;
 	uint64_t bytes;
@@ -304,8 +217,8 @@ static size_t boot_write(char *p, size_t size, size_t n, void *arg)
 {
 	struct boot *b = arg;
 	size_t len = size * n;
-	if (xfer_status(&b->x) != 200) {
-		xfer_keep(&b->x, p, len);
+	if (fetch_status(&b->x) != 200) {
+		fetch_keep(&b->x, p, len);
 		return len;
 	}
 	if (kyro_import_write(b->im, p, len)) {
@@ -320,33 +233,20 @@ static size_t boot_write(char *p, size_t size, size_t n, void *arg)
 static int fetch_image(uint64_t *seq, char *err, size_t errlen)
 {
 	struct boot b = {0};
-	rm_tree(boot_dir);
-	if (kyro_import_open(&b.im, boot_dir)) {
-		snprintf(err, errlen, "%s", kyro_import_errmsg(b.im));
-		kyro_import_close(b.im);
-		return -1;
-	}
 	int rc = -1;
-	if (xfer_init(&b.x, "/v1/image", NULL, boot_write, &b)) {
+	rm_tree(boot_dir);
+	if (kyro_import_open(&b.im, boot_dir))
+		snprintf(err, errlen, "%s", kyro_import_errmsg(b.im));
+	else if (fetch_init(&b.x, "/v1/image", NULL, boot_write, &b))
 		snprintf(err, errlen, "cannot start libcurl");
-		goto out;
+	else if (!fetch_run(&b.x, err, errlen) || b.failed) {
+		if (b.failed || kyro_import_finish(b.im, seq))
+			snprintf(err, errlen, "%s", kyro_import_errmsg(b.im));
+		else
+			rc = 0;
 	}
-	CURLcode cc = curl_easy_perform(b.x.c);
-	if (b.failed)
-		snprintf(err, errlen, "%s", kyro_import_errmsg(b.im));
-	else if (cc != CURLE_OK)
-		snprintf(err, errlen, "GET %s/v1/image: %s", cfg->replica_of,
-			 b.x.curl_err[0] ? b.x.curl_err
-					 : curl_easy_strerror(cc));
-	else if (xfer_status(&b.x) != 200)
-		snprintf(err, errlen, "GET %s/v1/image: HTTP %ld: %s",
-			 cfg->replica_of, b.x.status, b.x.body);
-	else if (kyro_import_finish(b.im, seq))
-		snprintf(err, errlen, "%s", kyro_import_errmsg(b.im));
-	else
-		rc = 0;
-	xfer_free(&b.x);
-out:
+	if (b.x.c)
+		fetch_free(&b.x);
 	kyro_import_close(b.im);
 	if (rc)
 		rm_tree(boot_dir);
@@ -387,311 +287,210 @@ static int bootstrap(char *err, size_t errlen)
 	return 0;
 }
 
-/* ---- following ---- */
+/* ---- catching up: /v1/replicate pages ---- */
 
-enum { F_RECONNECT = 1, F_GONE, F_STOP };
-
-struct follow {
-	struct xfer x;
-	kyro_db *db;
-	uint64_t next;        /* the sequence number the next change has */
-	int open;             /* a local batch is open */
-	int result;           /* F_*, once the stream must end */
-	uint64_t since_snap;  /* changes applied since the last snapshot */
-	struct sbuf line;     /* the line being received */
-	struct sbuf data;     /* the event's data */
-	char event[32];
-	char err[512];
-	uint64_t batches, changes;
-};
-
-static void follow_fail(struct follow *f, int result, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void follow_fail(struct follow *f, int result, const char *fmt, ...)
+/* Read and apply pages until one ends at the primary's last commit.
+ * Returns 0 (caught up: follow the stream), or F_*. */
+static int catch_up(struct applier *a, char *err, size_t errlen)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(f->err, sizeof f->err, fmt, ap);
-	va_end(ap);
-	f->result = result;
-}
-
-static int b64val(int ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	return ch == '+' ? 62 : ch == '/' ? 63 : -1;
-}
-
-/* Decode base64 S in place; *LEN gets the bytes, -1 when invalid. */
-static int b64_decode(char *s, size_t n, size_t *len)
-{
-	size_t o = 0;
-	unsigned acc = 0;
-	int bits = 0;
-	while (n && s[n - 1] == '=')
-		n--;
-	for (size_t i = 0; i < n; i++) {
-		int v = b64val((unsigned char)s[i]);
-		if (v < 0)
-			return -1;
-		acc = acc << 6 | (unsigned)v;
-		if ((bits += 6) >= 8) {
-			bits -= 8;
-			s[o++] = (char)(acc >> bits);
+	struct sbuf b = {0};
+	char q[48];
+	long status;
+	int r = 0;
+	while (!r && !stopping()) {
+		uint64_t next, last, seq;
+		snprintf(q, sizeof q, "?from=%llu", (unsigned long long)a->next);
+		if (fetch_all("/v1/replicate", q, &b, PAGE_MAX, &status, err,
+			      errlen)) {
+			/* A primary without the route: the stream alone. */
+			r = status == 404 ? 0 : status == 410 ? F_GONE
+							       : F_RECONNECT;
+			break;
+		}
+		if (b.len < PAGE_HDR) {
+			snprintf(err, errlen, "a /v1/replicate page of %zu "
+				 "bytes", b.len);
+			r = F_STOP;
+			break;
+		}
+		memcpy(&next, b.p, 8);
+		memcpy(&last, b.p + 8, 8);
+		saw_primary(last);
+		set_state(S_FOLLOWING, NULL);
+		if (apply_page(a, (unsigned char *)b.p + PAGE_HDR,
+			       b.len - PAGE_HDR) || apply_commit(a, &seq)) {
+			apply_abort(a);
+			snprintf(err, errlen, "%s", a->err);
+			r = F_STOP;
+			break;
+		}
+		applied(a, seq, 1);
+		if (a->next != next) {
+			snprintf(err, errlen, "a /v1/replicate page ended at "
+				 "%llu, announced %llu",
+				 (unsigned long long)a->next,
+				 (unsigned long long)next);
+			r = F_STOP;
+		} else if (next > last) {
+			break;
 		}
 	}
-	*len = o;
-	return 0;
-}
-
-/* One change of the event being applied; 0, or F_STOP with F->err. */
-static int apply_change(struct follow *f, json_t *c)
-{
-	uint64_t seq, key, got;
-	const char *op = json_string_value(json_object_get(c, "op"));
-	if (json_get_key(json_object_get(c, "seq"), &seq) ||
-	    json_get_key(json_object_get(c, "key"), &key) || !op) {
-		follow_fail(f, F_STOP, "a change at sequence number %llu has "
-			    "no seq, key or op", (unsigned long long)f->next);
-		return F_STOP;
-	}
-	if (seq != f->next) {
-		follow_fail(f, F_STOP, "change %llu arrived where %llu was "
-			    "due", (unsigned long long)seq,
-			    (unsigned long long)f->next);
-		return F_STOP;
-	}
-	int rc;
-	if (!strcmp(op, "put")) {
-		json_t *v = json_object_get(c, "value");
-		json_t *b = json_object_get(c, "value_base64");
-		size_t len;
-		if (json_is_string(v)) {
-			rc = kyro_put(f->db, key, json_string_value(v),
-				      json_string_length(v), &got);
-		} else if (json_is_string(b) &&
-			   !b64_decode((char *)json_string_value(b),
-				       json_string_length(b), &len)) {
-			rc = kyro_put(f->db, key, json_string_value(b), len,
-				      &got);
-		} else {
-			follow_fail(f, F_STOP, "change %llu: a put without a "
-				    "valid value", (unsigned long long)seq);
-			return F_STOP;
-		}
-	} else if (!strcmp(op, "delete")) {
-		rc = kyro_delete(f->db, key, &got);
-	} else {
-		/* A vector change will be one more branch here, applied with
-		 * its own call; until then an op this build does not know
-		 * stops replication rather than be skipped. */
-		follow_fail(f, F_STOP, "change %llu has op '%.32s', which this "
-			    "build cannot apply; replication stopped",
-			    (unsigned long long)seq, op);
-		return F_STOP;
-	}
-	if (!rc && got != seq)
-		rc = KYRO_EBATCH;
-	if (rc) {
-		follow_fail(f, F_STOP, "cannot apply change %llu: %s",
-			    (unsigned long long)seq, kyro_errmsg(f->db));
-		return F_STOP;
-	}
-	f->next++;
-	f->changes++;
-	return 0;
-}
-
-/* One event's batch, into the open local batch (begun at its first
- * change when none is open). */
-static void apply_event(struct follow *f)
-{
-	char why[200];
-	uint64_t first, last;
-	json_t *j = json_parse_body(f->data.p ? f->data.p : "", f->data.len,
-				    why, sizeof why);
-	json_t *cs = j ? json_object_get(j, "changes") : NULL;
-	if (!j || json_get_key(json_object_get(j, "first"), &first) ||
-	    json_get_key(json_object_get(j, "last"), &last) ||
-	    !json_is_array(cs) || json_array_size(cs) != last - first + 1) {
-		follow_fail(f, F_STOP, "an event of %s/v1/subscribe is not a "
-			    "batch: %s", cfg->replica_of, j ? "bad shape" : why);
-		goto out;
-	}
-	if (last < f->next) /* already applied: never twice */
-		goto out;
-	if (first != f->next) {
-		follow_fail(f, F_STOP, "the primary sent batch %llu..%llu "
-			    "where %llu was due", (unsigned long long)first,
-			    (unsigned long long)last,
-			    (unsigned long long)f->next);
-		goto out;
-	}
-	if (!f->open) {
-		if (kyro_batch_begin_at(f->db, first)) {
-			follow_fail(f, F_STOP, "%s", kyro_errmsg(f->db));
-			goto out;
-		}
-		f->open = 1;
-	}
-	for (size_t i = 0; i < json_array_size(cs); i++)
-		if (apply_change(f, json_array_get(cs, i)))
-			goto out;
-	f->batches++;
-out:
-	json_decref(j);
-}
-
-static void dispatch(struct follow *f)
-{
-	if (!f->event[0] && f->data.len)
-		apply_event(f);
-	else if (!strcmp(f->event, "expired"))
-		follow_fail(f, F_GONE, "%.*s", (int)f->data.len, f->data.p);
-	else if (!strcmp(f->event, "shutdown"))
-		follow_fail(f, F_RECONNECT, "the primary is stopping");
-	else if (f->event[0])
-		follow_fail(f, F_RECONNECT, "%s/v1/subscribe: event %s: %.*s",
-			    cfg->replica_of, f->event, (int)f->data.len,
-			    f->data.p);
-	f->event[0] = 0;
-	f->data.len = 0;
-}
-
-static void on_line(struct follow *f, const char *s, size_t n)
-{
-	if (!n)
-		dispatch(f);
-	else if (s[0] == ':')
-		return;
-	else if (n > 6 && !memcmp(s, "data: ", 6))
-		sb_put(&f->data, s + 6, n - 6);
-	else if (n > 7 && !memcmp(s, "event: ", 7))
-		snprintf(f->event, sizeof f->event, "%.*s", (int)(n - 7),
-			 s + 7);
-}
-
-/* Commit what this read brought, as one local batch. */
-static void commit_open(struct follow *f)
-{
-	uint64_t last;
-	if (!f->open)
-		return;
-	f->open = 0;
-	if (f->result == F_STOP) {
-		kyro_batch_abort(f->db);
-		return;
-	}
-	if (kyro_batch_commit(f->db, &last)) {
-		follow_fail(f, F_STOP, "cannot commit: %s", kyro_errmsg(f->db));
-		return;
-	}
-	set_applied(last);
-	pthread_mutex_lock(&rs.mu);
-	rs.batches += f->batches;
-	rs.changes += f->changes;
-	rs.commits++;
-	pthread_mutex_unlock(&rs.mu);
-	f->since_snap += f->changes;
-	f->batches = f->changes = 0;
-}
-
-static size_t follow_write(char *p, size_t size, size_t n, void *arg)
-{
-	struct follow *f = arg;
-	size_t len = size * n;
-	if (xfer_status(&f->x) != 200) {
-		xfer_keep(&f->x, p, len);
-		return len;
-	}
-	set_state(S_FOLLOWING, NULL);
-	for (size_t i = 0; i < len && !f->result; i++) {
-		if (p[i] != '\n') {
-			/* Most of a line is copied at once. */
-			const char *nl = memchr(p + i, '\n', len - i);
-			size_t k = nl ? (size_t)(nl - (p + i)) : len - i;
-			sb_put(&f->line, p + i, k);
-			i += k - 1;
-			continue;
-		}
-		size_t l = f->line.len;
-		if (l && f->line.p[l - 1] == '\r')
-			l--;
-		on_line(f, f->line.p, l);
-		f->line.len = 0;
-	}
-	if (f->line.oom || f->data.oom)
-		follow_fail(f, F_STOP, "out of memory");
-	commit_open(f);
-	return f->result ? 0 : len;
-}
-
-/* Snapshot the replica's store every --auto-snapshot changes, from this
- * thread: it alone writes the store, so no snapshot can run across a
- * bootstrap's swap. */
-static void maybe_snapshot(struct follow *f)
-{
-	if (!cfg->auto_snapshot || f->since_snap < cfg->auto_snapshot)
-		return;
-	f->since_snap = 0;
-	if (kyro_snapshot(f->db, KYRO_SNAPSHOT_INDEX, NULL, NULL, NULL, NULL))
-		log_msg(LOG_WARN, "replica snapshot failed: %s",
-			kyro_errmsg(f->db));
-}
-
-static size_t follow_write_snap(char *p, size_t size, size_t n, void *arg)
-{
-	size_t r = follow_write(p, size, n, arg);
-	if (r)
-		maybe_snapshot(arg);
+	sb_free(&b);
 	return r;
 }
 
-/* Follow the primary from the store's last sequence number + 1 until the
- * stream ends; returns F_*. */
-static int follow(kyro_db *db, char *err, size_t errlen)
+/* ---- following: /v1/subscribe ---- */
+
+struct stream {
+	struct fetch x;
+	struct applier *a;
+	int result;           /* F_*, once the stream must end */
+	struct sbuf line;     /* the line being received */
+	struct sbuf data;     /* the event's data */
+	char event[32];
+	char err[600];
+};
+
+static void dispatch(struct stream *s)
 {
-	struct follow f = {.db = db};
-	char q[48];
-	uint64_t last;
-	if (kyro_last_seq(db, &last)) {
-		snprintf(err, errlen, "%s", kyro_errmsg(db));
-		return F_STOP;
+	if (!s->event[0] && s->data.len) {
+		if (apply_event(s->a, s->data.p, s->data.len)) {
+			snprintf(s->err, sizeof s->err, "%s", s->a->err);
+			s->result = F_STOP;
+		}
+	} else if (!strcmp(s->event, "expired")) {
+		snprintf(s->err, sizeof s->err, "%.*s", (int)s->data.len,
+			 s->data.p);
+		s->result = F_GONE;
+	} else if (s->event[0]) {
+		snprintf(s->err, sizeof s->err, "%s/v1/subscribe: event %s: "
+			 "%.*s", cfg->replica_of, s->event, (int)s->data.len,
+			 s->data.p);
+		s->result = F_RECONNECT;
 	}
-	set_applied(last);
-	f.next = last + 1;
-	snprintf(q, sizeof q, "?from=%llu", (unsigned long long)f.next);
-	if (xfer_init(&f.x, "/v1/subscribe", q, follow_write_snap, &f)) {
+	s->event[0] = 0;
+	s->data.len = 0;
+}
+
+static void on_line(struct stream *s, const char *p, size_t n)
+{
+	if (!n)
+		dispatch(s);
+	else if (n > 6 && !memcmp(p, "data: ", 6))
+		sb_put(&s->data, p + 6, n - 6);
+	else if (n > 7 && !memcmp(p, "event: ", 7))
+		snprintf(s->event, sizeof s->event, "%.*s", (int)(n - 7),
+			 p + 7);
+	/* Comments (": heartbeat") and id: lines need nothing. */
+}
+
+/* Snapshot the replica's store every KYRODB_AUTO_SNAPSHOT_RECORDS
+ * changes, from this thread: it alone writes the store, so no snapshot
+ * can run across a bootstrap's swap. */
+static void maybe_snapshot(struct applier *a)
+{
+	static uint64_t since;
+	since += a->changes;
+	if (!cfg->auto_snapshot || since < cfg->auto_snapshot)
+		return;
+	since = 0;
+	if (kyro_snapshot(a->db, KYRO_SNAPSHOT_INDEX, NULL, NULL, NULL, NULL))
+		log_msg(LOG_WARN, "replica snapshot failed: %s",
+			kyro_errmsg(a->db));
+}
+
+static size_t stream_write(char *p, size_t size, size_t n, void *arg)
+{
+	struct stream *s = arg;
+	size_t len = size * n;
+	uint64_t last;
+	if (fetch_status(&s->x) != 200) {
+		fetch_keep(&s->x, p, len);
+		return len;
+	}
+	set_state(S_FOLLOWING, NULL);
+	for (size_t i = 0; i < len && !s->result;) {
+		const char *nl = memchr(p + i, '\n', len - i);
+		size_t k = nl ? (size_t)(nl - (p + i)) : len - i;
+		sb_put(&s->line, p + i, k);
+		i += k;
+		if (!nl)
+			break;
+		i++;
+		size_t l = s->line.len;
+		if (l && s->line.p[l - 1] == '\r')
+			l--;
+		on_line(s, s->line.p, l);
+		s->line.len = 0;
+	}
+	if (!s->result && (s->line.oom || s->data.oom)) {
+		snprintf(s->err, sizeof s->err, "out of memory");
+		s->result = F_STOP;
+	}
+	if (s->result == F_STOP) {
+		apply_abort(s->a);
+		return 0;
+	}
+	if (apply_commit(s->a, &last)) {
+		snprintf(s->err, sizeof s->err, "%s", s->a->err);
+		s->result = F_STOP;
+		return 0;
+	}
+	maybe_snapshot(s->a);
+	applied(s->a, last, 0);
+	pthread_mutex_lock(&rs.mu);
+	if (rs.primary > rs.applied + BEHIND)
+		s->result = F_BEHIND;
+	pthread_mutex_unlock(&rs.mu);
+	return s->result ? 0 : len;
+}
+
+/* Follow /v1/subscribe from A's position until the stream ends. */
+static int stream(struct applier *a, char *err, size_t errlen)
+{
+	struct stream s = {.a = a};
+	char q[48];
+	snprintf(q, sizeof q, "?from=%llu", (unsigned long long)a->next);
+	if (fetch_init(&s.x, "/v1/subscribe", q, stream_write, &s)) {
 		snprintf(err, errlen, "cannot start libcurl");
 		return F_RECONNECT;
 	}
-	CURLcode cc = curl_easy_perform(f.x.c);
-	commit_open(&f);
-	long status = xfer_status(&f.x);
-	if (f.result)
-		snprintf(err, errlen, "%s", f.err);
-	else if (cc != CURLE_OK)
-		snprintf(err, errlen, "GET %s/v1/subscribe: %s",
-			 cfg->replica_of, f.x.curl_err[0]
-				 ? f.x.curl_err : curl_easy_strerror(cc));
-	else if (status != 200)
-		snprintf(err, errlen, "GET %s/v1/subscribe: HTTP %ld: %s",
-			 cfg->replica_of, status, f.x.body);
-	else
+	int rc = fetch_run(&s.x, err, errlen);
+	if (s.result)
+		snprintf(err, errlen, "%s", s.err);
+	else if (!rc)
 		snprintf(err, errlen, "%s/v1/subscribe: the stream ended",
 			 cfg->replica_of);
-	int result = f.result ? f.result : status == 410 ? F_GONE
-							 : F_RECONNECT;
-	xfer_free(&f.x);
-	sb_free(&f.line);
-	sb_free(&f.data);
-	return result;
+	int r = s.result ? s.result : fetch_status(&s.x) == 410 ? F_GONE
+								: F_RECONNECT;
+	fetch_free(&s.x);
+	sb_free(&s.line);
+	sb_free(&s.data);
+	return r;
+}
+
+/* Catch up, then follow, from the store's own position. */
+static int follow(kyro_db *db, char *err, size_t errlen)
+{
+	struct applier a = {.db = db};
+	uint64_t last;
+	/* The position as the writer finds it under the lock, not as a
+	 * reader's view: a follower killed between its fsync and its
+	 * publish left a batch the shared page does not show yet, and an
+	 * empty batch publishes it (and writes nothing). */
+	if (kyro_batch_begin(db) || kyro_batch_commit(db, &last)) {
+		snprintf(err, errlen, "%s", kyro_errmsg(db));
+		return F_STOP;
+	}
+	a.next = last + 1;
+	applied(&a, last, 0);
+	int r;
+	do {
+		r = catch_up(&a, err, errlen);
+		if (!r)
+			r = stopping() ? F_RECONNECT : stream(&a, err, errlen);
+	} while (r == F_BEHIND);
+	return r;
 }
 
 static int open_store(kyro_db **db, char *err, size_t errlen)
@@ -715,7 +514,7 @@ static int open_store(kyro_db **db, char *err, size_t errlen)
 
 static void *run(void *arg)
 {
-	char err[600];
+	char err[700];
 	kyro_db *db = NULL;
 	unsigned backoff = BACKOFF_MIN_MS;
 	int need_boot = !rs.have_store;
@@ -732,8 +531,7 @@ static void *run(void *arg)
 		} else if (db || open_store(&db, err, sizeof err) == 0) {
 			set_state(S_CONNECTING, NULL);
 			r = follow(db, err, sizeof err);
-			if (r == F_GONE)
-				need_boot = 1;
+			need_boot = r == F_GONE;
 			if (rs.state == S_FOLLOWING)
 				backoff = BACKOFF_MIN_MS;
 		}
@@ -765,120 +563,59 @@ static void *run(void *arg)
 
 /* ---- the primary's position, for the lag ---- */
 
-struct poll {
-	struct xfer x;
-	char buf[128];
-	size_t len;
-};
-
-static size_t poll_write(char *p, size_t size, size_t n, void *arg)
-{
-	struct poll *q = arg;
-	size_t len = size * n, room = sizeof q->buf - 1 - q->len;
-	memcpy(q->buf + q->len, p, len < room ? len : room);
-	q->len += len < room ? len : room;
-	q->buf[q->len] = 0;
-	return len;
-}
-
 static void *poll_run(void *arg)
 {
+	struct sbuf b = {0};
+	char err[256];
+	long status;
 	(void)arg;
 	while (!stopping()) {
-		struct poll q = {0};
 		unsigned long long seq;
-		if (!xfer_init(&q.x, "/v1/offset", NULL, poll_write, &q)) {
-			curl_easy_setopt(q.x.c, CURLOPT_TIMEOUT_MS, 2000L);
-			if (curl_easy_perform(q.x.c) == CURLE_OK &&
-			    xfer_status(&q.x) == 200 &&
-			    sscanf(q.buf, "{\"offset\":%llu", &seq) == 1) {
-				pthread_mutex_lock(&rs.mu);
-				rs.primary = seq > rs.applied ? seq : rs.applied;
-				if (seq > rs.applied && rs.ring_n < LAG_RING &&
-				    (!rs.ring_n ||
-				     rs.ring[rs.ring_n - 1].seq < seq)) {
-					rs.ring[rs.ring_n].seq = seq;
-					rs.ring[rs.ring_n++].ns = serve_now_ns();
-				}
-				pthread_mutex_unlock(&rs.mu);
-			}
-			xfer_free(&q.x);
+		if (!fetch_all("/v1/offset", NULL, &b, 4096, &status, err,
+			       sizeof err)) {
+			sb_put(&b, "", 1);
+			if (!b.oom && sscanf(b.p, "{\"offset\":%llu", &seq) == 1)
+				saw_primary(seq);
 		}
 		pause_ms(LAG_POLL_MS);
 	}
+	sb_free(&b);
 	return NULL;
 }
 
 /* ---- start, stop, report ---- */
 
-static int load_token(const char *file, const char *env, char *err,
-		      size_t errlen)
-{
-	char buf[MAX_TOKEN + 2];
-	size_t n = 0;
-	if (file) {
-		FILE *fp = fopen(file, "r");
-		if (!fp) {
-			snprintf(err, errlen, "cannot open '%s': %s", file,
-				 strerror(errno));
-			return -1;
-		}
-		n = fread(buf, 1, sizeof buf - 1, fp);
-		fclose(fp);
-	} else if (env && *env) {
-		n = strlen(env) < sizeof buf - 1 ? strlen(env) : sizeof buf - 1;
-		memcpy(buf, env, n);
-	} else {
-		return 0;
-	}
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
-		     buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-		n--;
-	buf[n] = 0;
-	if (!n || n > MAX_TOKEN || strpbrk(buf, " \t\r\n")) {
-		snprintf(err, errlen, "%s: not a token (empty, too long, or "
-			 "holding a space)", file ? file : "KYRODB_REPLICA_TOKEN");
-		return -1;
-	}
-	snprintf(token_hdr, sizeof token_hdr, "Authorization: Bearer %s", buf);
-	return 0;
-}
-
 int replica_start(const struct serve_cfg *c, const char *token_file,
 		  const char *env_token, char *err, size_t errlen)
 {
-	kyro_db *db;
+	char m[PATH_MAX + 16];
 	cfg = c;
-	if (load_token(token_file, env_token, err, errlen))
-		return -1;
 	if (snprintf(boot_dir, sizeof boot_dir, "%s.bootstrap", c->dir) >=
 	    (int)sizeof boot_dir) {
 		snprintf(err, errlen, "'%s': the path is too long", c->dir);
 		return -1;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
-		snprintf(err, errlen, "cannot initialise libcurl");
+	if (fetch_global_init(c->replica_of, token_file, env_token,
+			      &rs.stopping, err, errlen))
 		return -1;
-	}
 	/* A crash during a bootstrap left this; DIR is whole either way. */
 	rm_tree(boot_dir);
-	int rc = kyro_open(&db, c->dir, KYRO_RDONLY);
-	rs.have_store = rc == 0 && !kyro_last_seq(db, &rs.applied) &&
-			access(c->dir, F_OK) == 0;
-	if (rs.have_store) {
-		char m[PATH_MAX + 16];
-		snprintf(m, sizeof m, "%s/MANIFEST", c->dir);
-		rs.have_store = access(m, F_OK) == 0;
-	}
-	kyro_close(db);
+	snprintf(m, sizeof m, "%s/" "MANIFEST", c->dir);
+	rs.have_store = access(m, F_OK) == 0;
 	rs.state = rs.have_store ? S_CONNECTING : S_BOOTSTRAP;
-	if ((rc = pthread_create(&rs.thread, NULL, run, NULL)) != 0 ||
-	    (rc = pthread_create(&rs.poller, NULL, poll_run, NULL)) != 0) {
+	int rc = pthread_create(&rs.thread, NULL, run, NULL);
+	if (!rc) {
+		rs.started = 1;
+		if (!(rc = pthread_create(&rs.poller, NULL, poll_run, NULL)))
+			rs.started = 2;
+		else
+			replica_stop();
+	}
+	if (rc) {
 		snprintf(err, errlen, "cannot start the replica: %s",
 			 strerror(rc));
 		return -1;
 	}
-	rs.started = 1;
 	return 0;
 }
 
@@ -891,26 +628,30 @@ void replica_stop(void)
 	pthread_cond_broadcast(&rs.cv);
 	pthread_mutex_unlock(&rs.mu);
 	pthread_join(rs.thread, NULL);
-	pthread_join(rs.poller, NULL);
+	if (rs.started == 2)
+		pthread_join(rs.poller, NULL);
 	rs.started = 0;
-	curl_global_cleanup();
+	fetch_global_cleanup();
 }
 
 struct lag {
-	int state;
+	int state, have_store;
 	uint64_t applied, primary, lag_seq;
 	double lag_s;
+	char error[512];
 };
 
 static void lag_now(struct lag *l)
 {
 	pthread_mutex_lock(&rs.mu);
 	l->state = rs.state;
+	l->have_store = rs.have_store;
 	l->applied = rs.applied;
 	l->primary = rs.primary > rs.applied ? rs.primary : rs.applied;
 	l->lag_seq = l->primary - l->applied;
 	l->lag_s = rs.ring_n ? (double)(serve_now_ns() - rs.ring[0].ns) / 1e9
 			     : 0;
+	snprintf(l->error, sizeof l->error, "%s", rs.error);
 	pthread_mutex_unlock(&rs.mu);
 }
 
@@ -918,13 +659,8 @@ void replica_health(struct req *r)
 {
 	struct lag l;
 	struct sbuf b = {0};
-	char error[512];
 	lag_now(&l);
-	pthread_mutex_lock(&rs.mu);
-	snprintf(error, sizeof error, "%s", rs.error);
-	int have = rs.have_store;
-	pthread_mutex_unlock(&rs.mu);
-	int ok = have && l.state != S_STOPPED;
+	int ok = l.have_store && l.state != S_STOPPED;
 	sb_printf(&b, "{\"status\":\"%s\",\"role\":\"replica\",\"primary\":",
 		  ok ? "ok" : "unavailable");
 	sb_json_str(&b, cfg->replica_of, strlen(cfg->replica_of));
@@ -934,9 +670,9 @@ void replica_health(struct req *r)
 		  (unsigned long long)l.applied,
 		  (unsigned long long)l.primary,
 		  (unsigned long long)l.lag_seq, l.lag_s);
-	if (error[0]) {
+	if (l.error[0]) {
 		sb_puts(&b, ",\"error\":");
-		sb_json_str(&b, error, strlen(error));
+		sb_json_str(&b, l.error, strlen(l.error));
 	}
 	sb_puts(&b, "}\n");
 	http_reply_sb(r, ok ? 200 : 503, CT_JSON, &b);
@@ -958,12 +694,12 @@ void replica_metrics(struct sbuf *b)
 	pthread_mutex_lock(&rs.mu);
 	uint64_t boots = rs.bootstraps, recon = rs.reconnects;
 	uint64_t batches = rs.batches, changes = rs.changes;
-	uint64_t commits = rs.commits, img = rs.image_bytes;
+	uint64_t commits = rs.commits, img = rs.image_bytes, pages = rs.pages;
 	pthread_mutex_unlock(&rs.mu);
 	metric(b, "kyro_replica_lag_seq", "gauge", "Changes the primary "
 	       "has committed that the replica has not applied.", l.lag_seq);
-	sb_printf(b, "# HELP kyro_replica_lag_seconds Age of the oldest primary "
-		  "position the replica has not applied.\n# TYPE "
+	sb_printf(b, "# HELP kyro_replica_lag_seconds Age of the oldest "
+		  "primary position the replica has not applied.\n# TYPE "
 		  "kyro_replica_lag_seconds gauge\nkyro_replica_lag_seconds "
 		  "%.3f\n", l.lag_s);
 	metric(b, "kyro_replica_applied_seq", "gauge", "The replica's last "
@@ -971,7 +707,7 @@ void replica_metrics(struct sbuf *b)
 	metric(b, "kyro_replica_primary_seq", "gauge", "The primary's last "
 	       "sequence number, as last seen.", l.primary);
 	metric(b, "kyro_replica_following", "gauge", "1 while the replica "
-	       "follows the primary's feed.", l.state == S_FOLLOWING);
+	       "follows the primary.", l.state == S_FOLLOWING);
 	metric(b, "kyro_replica_stopped", "gauge", "1 when replication "
 	       "stopped on an error (see /health).", l.state == S_STOPPED);
 	metric(b, "kyro_replica_bootstraps_total", "counter", "Images "
@@ -980,10 +716,12 @@ void replica_metrics(struct sbuf *b)
 	       "received.", img);
 	metric(b, "kyro_replica_reconnects_total", "counter", "Times the "
 	       "replica connected to the primary again.", recon);
+	metric(b, "kyro_replica_pages_total", "counter", "/v1/replicate "
+	       "pages applied while catching up.", pages);
 	metric(b, "kyro_replica_batches_total", "counter", "Primary batches "
 	       "applied.", batches);
 	metric(b, "kyro_replica_changes_total", "counter", "Changes applied.",
 	       changes);
 	metric(b, "kyro_replica_commits_total", "counter", "Local commits "
-	       "(each one or more primary batches).", commits);
+	       "(each one or more whole primary batches).", commits);
 }

@@ -14,9 +14,6 @@
 
 #include "http.h"
 
-/* GET /v1/image, on any server. */
-void replica_image(struct req *r);
-
 /* Whether this server is a replica (cfg->replica_of set). */
 int replica_enabled(void);
 /* Answer a write on a replica: 421, naming the primary. */

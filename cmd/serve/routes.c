@@ -15,6 +15,7 @@
 #include "feed.h"
 #include "jobs.h"
 #include "metrics.h"
+#include "primary.h"
 #include "replica.h"
 #include "routes.h"
 #include "store.h"
@@ -572,14 +573,19 @@ static const struct route_def defs[] = {
 	{"/v1/warmup", 0, "POST", R_WARMUP, h_job, NO_BODY, 0},
 	{"/v1/replay", 0, "GET", R_REPLAY, feed_replay, NO_BODY, 0},
 	{"/v1/subscribe", 0, "GET", R_SUBSCRIBE, feed_subscribe, NO_BODY, 0},
-	{"/v1/image", 0, "GET", R_IMAGE, replica_image, NO_BODY, 0},
+	{"/v1/image", 0, "GET", R_IMAGE, primary_image, NO_BODY, 0},
+	{"/v1/replicate", 0, "GET", R_REPLICATE, primary_replicate, NO_BODY, 0},
 	{"/health", 0, "GET", R_HEALTH, h_health, NO_BODY, 1},
 	{"/build_info", 0, "GET", R_BUILD_INFO, h_build_info, NO_BODY, 0},
 	{"/metrics", 0, "GET", R_METRICS, h_metrics, NO_BODY, 0},
 };
 #define NDEFS (sizeof defs / sizeof defs[0])
 
-void routes_init(const struct serve_cfg *c) { cfg = c; }
+void routes_init(const struct serve_cfg *c)
+{
+	cfg = c;
+	primary_init(c);
+}
 
 static size_t body_limit(int kind)
 {

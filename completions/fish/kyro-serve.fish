@@ -16,3 +16,5 @@ complete -c kyro-serve -l timeout -x -d 'Close idle connections after SECONDS (d
 complete -c kyro-serve -l retain -x -d 'Keep folded WAL segments within SIZE and/or DURATION (default 64M,1h)'
 complete -c kyro-serve -l heartbeat -x -d '/v1/subscribe: a comment after SECONDS idle (default 15)'
 complete -c kyro-serve -l max-subscribers -x -d 'Concurrent /v1/subscribe streams (default 256)'
+complete -c kyro-serve -l replica-of -x -d 'Be a read replica of the kyro-serve at URL'
+complete -c kyro-serve -l replica-token-file -r -F -d "The primary's bearer token, in this file"

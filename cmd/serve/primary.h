@@ -1,0 +1,20 @@
+/*
+ * primary.h - what every kyro-serve serves its read replicas (replica.h):
+ * GET /v1/image, an image of the current snapshot, and GET
+ * /v1/replicate, the change feed in binary pages for catching up.
+ */
+#ifndef KYRO_SERVE_PRIMARY_H
+#define KYRO_SERVE_PRIMARY_H
+
+#include "http.h"
+
+/* The binary page of GET /v1/replicate: a header, then changes. */
+#define PAGE_HDR 16        /* u64 next sequence number, u64 last committed */
+#define PAGE_CHANGE 32     /* a change's fixed part; the value follows */
+#define PAGE_DELETE 0xffffffffu /* value length of a delete */
+
+void primary_init(const struct serve_cfg *cfg);
+void primary_image(struct req *r);
+void primary_replicate(struct req *r);
+
+#endif

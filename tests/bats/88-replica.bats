@@ -1,0 +1,356 @@
+#!/usr/bin/env bats
+#
+# Read replicas: kyro-serve --replica-of URL bootstraps from the primary's
+# GET /v1/image, follows its /v1/subscribe, refuses writes naming the
+# primary, resumes after its own SIGKILL and a primary restart with no gap
+# and no duplicate, bootstraps again when the primary no longer retains
+# what it needs, reports its lag, stops on a change it cannot apply, and
+# is promoted by a restart without --replica-of.  The crash test kills
+# either side at random moments during writes.  Every wait polls with a
+# deadline; no sleep stands in for one.
+
+load helpers
+load serve-helpers
+
+bats_require_minimum_version 1.5.0
+
+setup() {
+	kyro_setup
+	unset KYRODB_AUTH_TOKEN KYRODB_RATE_LIMIT_RPS KYRODB_RATE_LIMIT_BURST \
+		KYRODB_AUTO_SNAPSHOT_RECORDS KYRODB_LOG_LEVEL NOTIFY_SOCKET \
+		KYRODB_REPLICA_TOKEN
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	P_DIR="$BATS_TEST_TMPDIR/primary"
+	R_DIR="$BATS_TEST_TMPDIR/replica"
+	P_PORT=$(free_port)
+	R_PORT=$(free_port)
+	while [ "$R_PORT" = "$P_PORT" ]; do R_PORT=$(free_port); done
+	P_URL="http://127.0.0.1:$P_PORT"
+	R_URL="http://127.0.0.1:$R_PORT"
+	P_PID= R_PID= W_PID= F_PID=
+	HERE="$BATS_TEST_DIRNAME/replica"
+}
+
+teardown() {
+	local p f
+	# A failure shows what the daemons said.
+	if [ -z "${BATS_TEST_COMPLETED:-}" ]; then
+		for f in "$BATS_TEST_TMPDIR"/*.log; do
+			[ -f "$f" ] && { echo "--- $f"; grep -v '" 200 ' "$f" | tail -n 20; } >&3
+		done
+	fi
+	for p in $W_PID $F_PID $R_PID $P_PID; do
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+}
+
+# code URL: the status of GET URL ("000" when nobody answers).
+code() {
+	curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null || true
+}
+
+# wait_for SECONDS COMMAND...: run COMMAND every 20 ms until it succeeds;
+# fail after SECONDS.
+wait_for() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		if [ $SECONDS -ge $end ]; then
+			echo "timed out waiting for: $*" >&2
+			return 1
+		fi
+		sleep 0.02
+	done
+}
+
+up() { [ "$(code "$1/health")" = "$2" ]; }
+
+# start_primary [OPTION...]
+start_primary() {
+	kyro-serve -d "$P_DIR" -l "127.0.0.1:$P_PORT" "$@" \
+		2>>"$BATS_TEST_TMPDIR/primary.log" 3>&- &
+	P_PID=$!
+	wait_for 10 up "$P_URL" 200
+}
+
+# start_replica [OPTION...]: started; not waited for (see following).
+start_replica() {
+	kyro-serve -d "$R_DIR" -l "127.0.0.1:$R_PORT" \
+		--replica-of "$P_URL" "$@" \
+		2>>"$BATS_TEST_TMPDIR/replica.log" 3>&- &
+	R_PID=$!
+}
+
+stop() { # stop VAR [SIGNAL]
+	local pid=${!1}
+	[ -n "$pid" ] || return 0
+	kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	eval "$1="
+}
+
+field() { # field JSON NAME: a number or string field of a flat object
+	sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p" <<<"$1"
+}
+
+primary_seq() {
+	field "$(curl -s "$P_URL/v1/offset")" offset
+}
+
+# The replica has applied everything the primary has committed.
+caught_up() {
+	local h want
+	h=$(curl -s "$R_URL/health" 2>/dev/null) || return 1
+	want=$(primary_seq) || return 1
+	[ -n "$want" ] && [ "$(field "$h" applied_seq)" = "$want" ] &&
+		[ "$(field "$h" state)" = following ]
+}
+
+# put KEY VALUE on the primary.
+put() {
+	[ "$(curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary "$2" \
+		"$P_URL/v1/kv/$1")" = 200 ]
+}
+
+# Both stores hold the same keys and values, and their feeds agree from
+# the replica's first change on: same numbers, changes, values.
+same_stores() {
+	kyro-get -d "$P_DIR" -f tsv --all >p.all
+	kyro-get -d "$R_DIR" -f tsv --all >r.all
+	diff p.all r.all
+	# The replica's history begins after the image it bootstrapped from.
+	local first=1 b
+	b=$(curl -s "$R_URL/v1/replay?start=1&limit=1")
+	[[ $b != *'"oldest":'* ]] || first=$(field "$b" oldest)
+	kyro-get -d "$R_DIR" --changes --from "$first" >r.feed
+	kyro-get -d "$P_DIR" --changes --from "$first" |
+		head -n "$(wc -l <r.feed)" >p.feed
+	diff p.feed r.feed
+}
+
+@test "replica: bootstraps from the primary's snapshot and index, then follows" {
+	start_primary
+	for k in 1 2 3 4 5; do put $k v$k; done
+	curl -s -X POST "$P_URL/v1/snapshot?wait=1" >/dev/null
+	curl -s -X POST "$P_URL/v1/rmi/build?wait=1" >/dev/null
+	put 6 six
+	curl -s -X DELETE "$P_URL/v1/kv/1" >/dev/null
+	start_replica
+	wait_for 10 caught_up
+	[ -f "$R_DIR/snap-0000000000000001.bin" ]
+	ls "$R_DIR" | grep -q '^rmi-.*\.idx$'
+	[ ! -e "$R_DIR.bootstrap" ]
+	same_stores
+	assert_equal "$(curl -s "$R_URL/v1/kv/6")" six
+	assert_equal "$(code "$R_URL/v1/kv/1")" 404
+	# New writes arrive.
+	put 7 seven
+	wait_for 10 caught_up
+	assert_equal "$(curl -s "$R_URL/v1/kv/7")" seven
+	# The replica's directory is an ordinary store.
+	run -0 kyro-verify -d "$R_DIR"
+	run -0 kyro-get -d "$R_DIR" 7
+	assert_output seven
+}
+
+@test "replica: every write route is refused with 421 naming the primary" {
+	start_primary
+	start_replica
+	wait_for 10 caught_up
+	want="{\"error\":\"read replica of $P_URL: write to the primary\"}"
+	HTTP_STATUS=$(curl -s -o body -w '%{http_code}' -X PUT --data-binary x "$R_URL/v1/kv/1")
+	assert_equal "$HTTP_STATUS $(cat body)" "421 $want"
+	HTTP_STATUS=$(curl -s -o body -w '%{http_code}' -X DELETE "$R_URL/v1/kv/1")
+	assert_equal "$HTTP_STATUS $(cat body)" "421 $want"
+	HTTP_STATUS=$(curl -s -o body -w '%{http_code}' --data '{"key":1,"value":"x"}' "$R_URL/v1/put")
+	assert_equal "$HTTP_STATUS $(cat body)" "421 $want"
+	HTTP_STATUS=$(curl -s -o body -w '%{http_code}' --data '{"key":1}' "$R_URL/v1/delete")
+	assert_equal "$HTTP_STATUS $(cat body)" "421 $want"
+	HTTP_STATUS=$(curl -s -o body -w '%{http_code}' -X POST "$R_URL/v1/snapshot")
+	assert_equal "$HTTP_STATUS $(cat body)" "421 $want"
+	HTTP_STATUS=$(curl -s -o body -w '%{http_code}' -X POST "$R_URL/v1/rmi/build")
+	assert_equal "$HTTP_STATUS $(cat body)" "421 $want"
+	# Nothing was written.
+	assert_equal "$(field "$(curl -s "$R_URL/v1/offset")" offset)" 0
+	assert_equal "$(code "$R_URL/v1/kv/1")" 404
+}
+
+@test "replica: lag in sequence numbers and seconds is in /health and /metrics" {
+	start_primary
+	start_replica
+	wait_for 10 caught_up
+	h=$(curl -s "$R_URL/health")
+	assert_equal "$(field "$h" role)" replica
+	assert_equal "$(field "$h" primary)" "$P_URL"
+	assert_equal "$(field "$h" lag_seq)" 0
+	# Behind: the replica's writer lock, held here, keeps it from
+	# applying what it receives.
+	exec 8<"$R_DIR/LOCK"
+	flock 8
+	for k in 1 2 3; do put $k v$k; done
+	behind() {
+		local h
+		h=$(curl -s "$R_URL/health")
+		[ "$(field "$h" lag_seq)" = 3 ] &&
+			awk -v s="$(field "$h" lag_seconds)" 'BEGIN { exit !(s > 0) }'
+	}
+	wait_for 10 behind
+	curl -s "$R_URL/metrics" >m
+	grep -qx 'kyro_replica_lag_seq 3' m
+	grep -q '^kyro_replica_lag_seconds [0-9.]*$' m
+	grep -qx "kyro_replica_primary_seq 3" m
+	flock -u 8
+	exec 8>&-
+	wait_for 10 caught_up
+	curl -s "$R_URL/metrics" >m
+	grep -qx 'kyro_replica_lag_seq 0' m
+	grep -qx 'kyro_replica_lag_seconds 0.000' m
+	grep -qx 'kyro_replica_applied_seq 3' m
+}
+
+@test "replica: resumes after its own SIGKILL with no gap and no duplicate" {
+	start_primary
+	for k in $(seq 1 20); do put $k a$k; done
+	start_replica
+	wait_for 10 caught_up
+	stop R_PID KILL
+	for k in $(seq 10 40); do put $k b$k; done
+	start_replica
+	wait_for 10 caught_up
+	same_stores
+	# Exactly one bootstrap in the replica's life: it resumed.
+	assert_equal "$(grep -c bootstrapped "$BATS_TEST_TMPDIR/replica.log")" 1
+	cut -f 1 r.feed >seqs
+	seq 1 "$(primary_seq)" | diff - seqs
+}
+
+@test "replica: follows the primary across its restart" {
+	start_primary
+	put 1 one
+	start_replica
+	wait_for 10 caught_up
+	stop P_PID
+	# Down: the replica keeps serving reads.
+	assert_equal "$(curl -s "$R_URL/v1/kv/1")" one
+	start_primary
+	put 2 two
+	put 1 uno
+	wait_for 15 caught_up
+	same_stores
+	assert_equal "$(curl -s "$R_URL/v1/kv/1")" uno
+}
+
+@test "replica: bootstraps again by itself when the primary no longer retains its next change" {
+	start_primary --retain 0
+	for k in 1 2 3; do put $k a$k; done
+	start_replica
+	wait_for 10 caught_up
+	stop R_PID
+	for k in 4 5; do put $k b$k; done
+	curl -s -X POST "$P_URL/v1/snapshot?wait=1" >/dev/null
+	put 6 c6
+	curl -s -X POST "$P_URL/v1/snapshot?wait=1" >/dev/null
+	put 7 d7
+	# The replica's next change (4) is gone from the primary.
+	[ "$(code "$P_URL/v1/replay?start=4")" = 410 ]
+	start_replica
+	wait_for 15 caught_up
+	grep -q 'bootstrapping again' "$BATS_TEST_TMPDIR/replica.log"
+	grep -qx 'kyro_replica_bootstraps_total 1' <(curl -s "$R_URL/metrics")
+	kyro-get -d "$P_DIR" -f tsv --all >p.all
+	kyro-get -d "$R_DIR" -f tsv --all >r.all
+	diff p.all r.all
+	[ ! -e "$R_DIR.bootstrap" ]
+	run -0 kyro-verify -d "$R_DIR"
+}
+
+@test "replica: restarting without --replica-of promotes it to a primary" {
+	start_primary
+	for k in 1 2 3; do put $k v$k; done
+	start_replica
+	wait_for 10 caught_up
+	stop R_PID
+	stop P_PID
+	kyro-serve -d "$R_DIR" -l "127.0.0.1:$R_PORT" 2>>promoted.log 3>&- &
+	R_PID=$!
+	wait_for 10 up "$R_URL" 200
+	run -0 curl -s -X PUT --data-binary four "$R_URL/v1/kv/4"
+	assert_output '{"offset":4}'
+	assert_equal "$(curl -s "$R_URL/v1/kv/2")" v2
+	stop R_PID
+	run -0 kyro-verify -d "$R_DIR"
+}
+
+@test "replica: a change with an op it does not know stops replication, reported in /health" {
+	mkdir -p "$R_DIR"
+	printf '1\tv1\n' | kyro-put -d "$R_DIR"
+	python3 "$HERE/fake-primary.py" "$P_PORT" 2 vector 3>&- &
+	F_PID=$!
+	wait_for 10 bash -c "curl -s http://127.0.0.1:$P_PORT/v1/offset >/dev/null"
+	start_replica
+	stopped() { [ "$(code "$R_URL/health")" = 503 ]; }
+	wait_for 10 stopped
+	h=$(curl -s "$R_URL/health")
+	assert_equal "$(field "$h" state)" stopped
+	[[ $h == *"change 2 has op 'vector', which this build cannot apply; replication stopped"* ]]
+	grep -qx 'kyro_replica_stopped 1' <(curl -s "$R_URL/metrics")
+	# Not skipped: the store still ends at 1, and reads still work.
+	assert_equal "$(field "$(curl -s "$R_URL/v1/offset")" offset)" 1
+	assert_equal "$(curl -s "$R_URL/v1/kv/1")" v1
+}
+
+@test "replica: the primary's token is sent with --replica-token-file" {
+	printf 's3cret\n' >token
+	chmod 600 token
+	start_primary --auth-token-file token
+	put_auth() {
+		[ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer s3cret' \
+			-X PUT --data-binary "$2" "$P_URL/v1/kv/$1")" = 200 ]
+	}
+	put_auth 1 one
+	start_replica --replica-token-file token
+	applied_one() { [ "$(field "$(curl -s "$R_URL/health")" applied_seq)" = 1 ]; }
+	wait_for 10 applied_one
+	assert_equal "$(curl -s -H 'Authorization: Bearer s3cret' "$R_URL/v1/kv/1")" one
+	stop R_PID
+	# Without the token the primary refuses, and /health says why.
+	R_DIR="$BATS_TEST_TMPDIR/replica2"
+	start_replica
+	refused() { [[ $(curl -s "$R_URL/health") == *"HTTP 401"* ]]; }
+	wait_for 10 refused
+}
+
+@test "replica crash test: SIGKILL of the primary and the replica at random moments, 20 rounds" {
+	start_primary --sync=always
+	start_replica
+	wait_for 10 caught_up
+	python3 "$HERE/writer.py" "$P_PORT" acked.log "$RANDOM" 3>&- &
+	W_PID=$!
+	for round in $(seq 1 20); do
+		# A random moment: the writer runs meanwhile.
+		sleep "0.$((RANDOM % 20 + 5))"
+		case $((RANDOM % 3)) in
+		0) stop P_PID KILL ;;
+		1) stop R_PID KILL ;;
+		2) stop P_PID KILL; stop R_PID KILL ;;
+		esac
+		[ -n "$P_PID" ] || start_primary --sync=always
+		[ -n "$R_PID" ] || start_replica
+	done
+	stop W_PID KILL
+	wait_for 30 caught_up
+	# Every acknowledged write is in the primary's feed, as acknowledged.
+	kyro-get -d "$P_DIR" --changes >p.changes
+	[ -s acked.log ]
+	sort acked.log >acked.sorted
+	sort p.changes | comm -23 acked.sorted - >missing
+	[ ! -s missing ]
+	# The replica holds exactly the primary's changes up to its applied
+	# sequence number: no duplicate, no gap, the same values.
+	same_stores
+	cut -f 1 r.feed >seqs
+	seq 1 "$(primary_seq)" | diff - seqs
+	stop R_PID
+	run -0 kyro-verify -d "$R_DIR"
+}
