@@ -296,12 +296,15 @@ bodies_are() {
 	} END { exit bad }' "$2"
 }
 
-# owners KEYFILE: for each key, the nodes among a, b, c whose directory
-# holds it, read with kyro-get (not through any daemon): "KEY NODE...".
+# owners KEYFILE: for each key, the shards among a, b, c whose primary's
+# directory holds it, read with kyro-get (not through any daemon): "KEY
+# SHARD...".  A shard's primary is the node of the same name, or
+# PRIMARY[shard] once a replica has been promoted.
+declare -gA PRIMARY
 owners() {
 	local n
 	for n in a b c; do
-		kyro-get -d "$BATS_TEST_TMPDIR/$n" --all -f tsv |
+		kyro-get -d "$BATS_TEST_TMPDIR/${PRIMARY[$n]:-$n}" --all -f tsv |
 			cut -f 1 | sed "s/\$/ $n/"
 	done | awk 'NR == FNR { want[$1] = 1; next }
 		$1 in want { has[$1] = has[$1] " " $2 }
