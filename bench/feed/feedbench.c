@@ -40,7 +40,10 @@
 
 struct conn {
 	int fd;
-	char buf[1 << 16];
+	char buf[1 << 20];
+	int st;           /* SSE: dechunk()'s state */
+	uint32_t win;
+	uint64_t left;
 	size_t len;
 	uint64_t expect;  /* next sequence number */
 	uint64_t got;
@@ -112,7 +115,7 @@ static void got_seq(unsigned i, struct conn *c, uint64_t seq)
 	}
 }
 
-/* SSE: "id: N" lines; Redis: the third element of a "message" array. */
+/* SSE: the "seq" of each change in "data:" lines; Redis: the third element of a "message" array. */
 static void parse(unsigned i, struct conn *c)
 {
 	size_t at = 0;
@@ -123,9 +126,14 @@ static void parse(unsigned i, struct conn *c)
 		size_t ll = (size_t)(nl - (c->buf + at));
 		char *l = c->buf + at;
 		if (!redis_mode) {
-			if (ll > 4 && !memcmp(l, "id: ", 4))
-				got_seq(i, c, strtoull(l + 4, NULL, 10));
-			else if (ll > 7 && !memcmp(l, ": from ", 7))
+			/* Every change's "seq", not the event's id: a
+			 * replica's event may carry several of the
+			 * primary's batches. */
+			if (ll > 6 && !memcmp(l, "data: ", 6)) {
+				*nl = 0;
+				for (char *q = l; (q = strstr(q, "{\"seq\":")); q += 7)
+					got_seq(i, c, strtoull(q + 7, NULL, 10));
+			} else if (ll > 7 && !memcmp(l, ": from ", 7))
 				c->ready = 1;
 			at += ll + 1;
 			continue;
@@ -153,6 +161,40 @@ static void parse(unsigned i, struct conn *c)
 	}
 	memmove(c->buf, c->buf + at, c->len - at);
 	c->len -= at;
+}
+
+/* SSE: the HTTP/1.1 body without its chunk framing, into C->buf (a data
+ * line may straddle chunks).  States: 0 headers, 1 a chunk's size line,
+ * 2 its bytes, 3 the CR LF after them. */
+static void dechunk(struct conn *c, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned char ch = (unsigned char)p[i];
+		if (c->st == 2) {
+			size_t k = n - i < c->left ? n - i : (size_t)c->left;
+			memcpy(c->buf + c->len, p + i, k);
+			c->len += k;
+			c->left -= k;
+			i += k;
+			c->st = c->left ? 2 : 3;
+			c->win = 0;
+			continue;
+		}
+		i++;
+		c->win = c->win << 8 | ch;
+		if (c->st == 0 && c->win == 0x0d0a0d0au) {
+			c->st = 1;
+			c->left = 0;
+		} else if (c->st == 1 && ch == '\n') {
+			c->st = c->left ? 2 : 1;
+		} else if (c->st == 1 && ch != '\r') {
+			c->left = c->left * 16 +
+				  (uint64_t)(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+		} else if (c->st == 3 && ch == '\n') {
+			c->st = 1;
+			c->left = 0;
+		}
+	}
 }
 
 static void *writer(void *arg)
@@ -297,12 +339,18 @@ int main(int argc, char **argv)
 		for (int k = 0; k < n; k++) {
 			unsigned i = ev[k].data.u32;
 			struct conn *c = &conns[i];
-			ssize_t r = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
+			static char raw[1 << 16];
+			size_t room = sizeof c->buf - c->len;
+			ssize_t r = read(c->fd, redis_mode ? c->buf + c->len : raw,
+					 room < sizeof raw ? room : sizeof raw);
 			if (r <= 0) {
 				fprintf(stderr, "feedbench: subscriber %u: connection ended\n", i);
 				return 1;
 			}
-			c->len += (size_t)r;
+			if (redis_mode)
+				c->len += (size_t)r;
+			else
+				dechunk(c, raw, (size_t)r);
 			parse(i, c);
 		}
 	}

@@ -127,9 +127,9 @@ void fetch_keep(struct fetch *x, const char *p, size_t n)
 		x->body[--x->body_len] = 0;
 }
 
-int fetch_run(struct fetch *x, char *err, size_t errlen)
+/* Describe how a transfer that ended with CC went; 0 for a whole 200. */
+static int outcome(struct fetch *x, CURLcode cc, char *err, size_t errlen)
 {
-	CURLcode cc = curl_easy_perform(x->c);
 	long status = fetch_status(x);
 	if (cc != CURLE_OK && !(status && status != 200))
 		snprintf(err, errlen, "GET %s: %s", x->url,
@@ -143,6 +143,44 @@ int fetch_run(struct fetch *x, char *err, size_t errlen)
 		snprintf(err, errlen, "GET %s: %s", x->url,
 			 x->curl_err[0] ? x->curl_err : curl_easy_strerror(cc));
 	return -1;
+}
+
+int fetch_run(struct fetch *x, char *err, size_t errlen)
+{
+	return outcome(x, curl_easy_perform(x->c), err, errlen);
+}
+
+/* libcurl's easy interface hands a chunked body over chunk by chunk with
+ * nothing to say that the socket is empty; one curl_multi_perform() round
+ * reads what is there, and its end is that moment. */
+int fetch_run_drained(struct fetch *x, int (*drained)(void *arg), void *arg,
+		      char *err, size_t errlen)
+{
+	CURLM *m = curl_multi_init();
+	CURLcode cc = CURLE_OUT_OF_MEMORY;
+	int running = 1, stop = 0;
+	if (!m || curl_multi_add_handle(m, x->c)) {
+		curl_multi_cleanup(m);
+		return outcome(x, cc, err, errlen);
+	}
+	while (running && !stop) {
+		if (curl_multi_perform(m, &running) != CURLM_OK)
+			break;
+		stop = drained(arg);
+		if (running && !stop &&
+		    curl_multi_poll(m, NULL, 0, 1000, NULL) != CURLM_OK)
+			break;
+		stop |= __atomic_load_n(stop_flag, __ATOMIC_ACQUIRE);
+	}
+	CURLMsg *msg;
+	int left;
+	cc = stop ? CURLE_ABORTED_BY_CALLBACK : CURLE_RECV_ERROR;
+	while ((msg = curl_multi_info_read(m, &left)) != NULL)
+		if (msg->msg == CURLMSG_DONE)
+			cc = msg->data.result;
+	curl_multi_remove_handle(m, x->c);
+	curl_multi_cleanup(m);
+	return outcome(x, cc, err, errlen);
 }
 
 struct whole {

@@ -42,6 +42,13 @@ void fetch_keep(struct fetch *x, const char *p, size_t n);
  * why ("GET URL: HTTP 401: {...}", a libcurl message...). */
 int fetch_run(struct fetch *x, char *err, size_t errlen);
 
+/* As fetch_run(), calling DRAINED(ARG) each time the write callback has
+ * had every byte received so far (so the caller can commit what those
+ * bytes brought before waiting for more); a non-zero return ends the
+ * transfer. */
+int fetch_run_drained(struct fetch *x, int (*drained)(void *arg), void *arg,
+		      char *err, size_t errlen);
+
 /* GET PATH QUERY whole into B (at most MAX bytes); *STATUS gets the
  * status.  Returns 0 when it ended with a 200, else -1 with ERR set. */
 int fetch_all(const char *path, const char *query, struct sbuf *b,

@@ -403,7 +403,6 @@ static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 {
 	struct stream *s = arg;
 	size_t len = size * n;
-	uint64_t last;
 	if (fetch_status(&s->x) != 200) {
 		fetch_keep(&s->x, p, len);
 		return len;
@@ -427,22 +426,30 @@ static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 		snprintf(s->err, sizeof s->err, "out of memory");
 		s->result = F_STOP;
 	}
-	if (s->result == F_STOP) {
+	if (s->result == F_STOP)
 		apply_abort(s->a);
-		return 0;
-	}
+	return s->result ? 0 : len;
+}
+
+/* Everything received so far is applied: commit it, one local batch. */
+static int stream_drained(void *arg)
+{
+	struct stream *s = arg;
+	uint64_t last;
+	if (s->result == F_STOP)
+		return 1;
 	if (apply_commit(s->a, &last)) {
 		snprintf(s->err, sizeof s->err, "%s", s->a->err);
 		s->result = F_STOP;
-		return 0;
+		return 1;
 	}
 	maybe_snapshot(s->a);
 	applied(s->a, last, 0);
 	pthread_mutex_lock(&rs.mu);
-	if (rs.primary > rs.applied + BEHIND)
+	if (!s->result && rs.primary > rs.applied + BEHIND)
 		s->result = F_BEHIND;
 	pthread_mutex_unlock(&rs.mu);
-	return s->result ? 0 : len;
+	return s->result != 0;
 }
 
 /* Follow /v1/subscribe from A's position until the stream ends. */
@@ -455,7 +462,12 @@ static int stream(struct applier *a, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot start libcurl");
 		return F_RECONNECT;
 	}
-	int rc = fetch_run(&s.x, err, errlen);
+	int rc = fetch_run_drained(&s.x, stream_drained, &s, err, errlen);
+	/* Whole batches applied in the last round are kept. */
+	if (a->open && s.result != F_STOP)
+		stream_drained(&s);
+	if (a->open)
+		apply_abort(a);
 	if (s.result)
 		snprintf(err, errlen, "%s", s.err);
 	else if (!rc)
