@@ -3,10 +3,11 @@
 # Sharding behind nginx (docs/SCALING.md): three kyro-serve primaries, a
 # read replica of the first, and contrib/nginx/kyro-shards.conf in front.
 # Each key put through the proxy lands on exactly one primary and gets
-# return it; what the proxy cannot route to one owner it refuses; the
-# replica serves its shard's reads and converges on the writes; a killed
+# return it; the replica serves its shard's reads and converges on the
+# writes; what the proxy cannot route to one owner it refuses; a killed
 # node's keys fail at once with a 502 while the other shards answer; and
-# a promoted replica takes its shard's keys, no other.
+# a promoted replica takes its shard's keys, no other.  Each test starts
+# four daemons and an nginx, so the tests are few and long.
 
 load helpers
 load serve-helpers
@@ -43,8 +44,8 @@ setup() {
 	nodes_start a b c
 	node_start ra --replica-of "$(node_url a)"
 	nginx_start
-	# Reads that must see the writes just made ask for the primary; the
-	# replica's test reads without this.
+	# Reads that must see the writes just made ask for the primary;
+	# those meant for the replica go without.
 	PROXY_HEADER="X-Kyro-Read: primary"
 }
 
@@ -75,8 +76,26 @@ values_are() {
 	none bad
 }
 
-@test "scaling: each key put through nginx is on exactly one primary, all three hold a share, and gets return it" {
+# kv_gets NODE: how many GET /v1/kv/{key} the node answered 200.
+kv_gets() {
+	curl -s "$(node_url "$1")/metrics" |
+		awk 'index($0, "kyro_http_requests_total{route=\"GET /v1/kv/{key}\",code=\"200\"} ") == 1 {
+			n = $NF } END { print n + 0 }'
+}
+
+# converged KEYFILE PREFIX: a GET through the front of each key answers
+# 200 with PREFIX then the key.
+converged() {
+	bulk GET conv "$1" &&
+		! awk '$1 != 200 { bad = 1 } END { exit !bad }' conv &&
+		bodies_are conv.d "$1" "$2" 2>/dev/null
+}
+
+@test "scaling: each key put through nginx is on exactly one primary, all three hold a share, gets return it, and shard a's replica serves its reads" {
+	# Shard a's change feed, through both tiers, from its primary.
+	URL=$FRONT sse_start feed '/shard/a/v1/subscribe?from=1'
 	bulk PUT put keys v
+	# 200, never the replica's 421: no write went to the replica.
 	all_status 200 put
 	[ "$(wc -l <put)" -eq 200 ]
 	owners keys >own
@@ -94,6 +113,22 @@ values_are() {
 	all_status 200 get
 	awk '{ print $2, $3 }' get | sort -n | diff - own
 	bodies_are get.d keys v
+
+	# Without X-Kyro-Read: primary, shard a's reads are its replica's
+	# (none the primary's), and they converge on the writes.
+	awk '$2 == "a" { print $1 }' own >a-keys
+	count=$(wc -l <a-keys)
+	PROXY_HEADER= wait_until 10 converged a-keys v
+	r0=$(kv_gets ra) p0=$(kv_gets a)
+	PROXY_HEADER= bulk GET get a-keys
+	r1=$(kv_gets ra) p1=$(kv_gets a)
+	assert_equal "$((r1 - r0)) $((p1 - p0))" "$count 0"
+	bulk GET get a-keys
+	r2=$(kv_gets ra) p2=$(kv_gets a)
+	assert_equal "$((r2 - r1)) $((p2 - p1))" "0 $count"
+	wait_until 10 sse_has feed "$count"
+	grep -o '"seq":[0-9]*' feed | cut -d : -f 2 | diff <(seq 1 "$count") -
+
 	# A value over nginx's default 1 MB limit and its body buffers goes
 	# through both tiers' temporary files, and comes back whole.
 	head -c 2000000 /dev/urandom >big
@@ -186,7 +221,14 @@ EOF
 	cat after.d/1 after.d/2 after.d/3 | diff before -
 }
 
-@test "scaling: a killed node's keys fail at once through nginx while the other shards answer, and come back with it" {
+# holds NODE KEYFILE PREFIX: NODE's directory, read with kyro-get, holds
+# PREFIX then the key at each key of KEYFILE.
+holds() {
+	kyro-get -d "$1" -f tsv <"$2" |
+		awk -F '\t' -v p="$3" '$2 != p $1 { bad = 1 } END { exit bad }'
+}
+
+@test "scaling: a killed node's keys fail at once through nginx while the other shards answer, come back with it, and a promoted replica takes exactly its shard's keys" {
 	bulk PUT put keys v
 	owners keys >own
 	awk '$2 == "a" { print $1 }' own >a-keys
@@ -238,68 +280,26 @@ EOF
 	bodies_are get.d b-keys v
 	bodies_are get.d a-keys w
 	bodies_are get.d c-keys w
-}
 
-# kv_gets NODE: how many GET /v1/kv/{key} the node answered 200.
-kv_gets() {
-	curl -s "$(node_url "$1")/metrics" |
-		awk 'index($0, "kyro_http_requests_total{route=\"GET /v1/kv/{key}\",code=\"200\"} ") == 1 {
-			n = $NF } END { print n + 0 }'
-}
-
-# converged KEYFILE PREFIX: a GET through the front of each key answers
-# 200 with PREFIX then the key.
-converged() {
-	bulk GET conv "$1" &&
-		! awk '$1 != 200 { bad = 1 } END { exit !bad }' conv &&
-		bodies_are conv.d "$1" "$2" 2>/dev/null
-}
-
-@test "scaling: shard a's reads go to its replica and converge on the writes; X-Kyro-Read: primary reads the primary" {
-	PROXY_HEADER=
-	# Shard a's change feed, through both tiers, from the primary.
-	URL=$FRONT sse_start feed '/shard/a/v1/subscribe?from=1'
-	bulk PUT put keys v
-	# 200, never the replica's 421: no write went to the replica.
-	all_status 200 put
-	owners keys | awk '$2 == "a" { print $1 }' >a-keys
-	count=$(wc -l <a-keys)
-	wait_until 10 converged a-keys v
-	wait_until 10 sse_has feed "$count"
-	grep -o '"seq":[0-9]*' feed | cut -d : -f 2 | diff <(seq 1 "$count") -
-	# Each of these reads is the replica's, none the primary's.
-	r0=$(kv_gets ra) p0=$(kv_gets a)
-	bulk GET get a-keys
-	r1=$(kv_gets ra) p1=$(kv_gets a)
-	assert_equal "$((r1 - r0)) $((p1 - p0))" "$count 0"
-	PROXY_HEADER="X-Kyro-Read: primary" bulk GET get a-keys
-	r2=$(kv_gets ra) p2=$(kv_gets a)
-	assert_equal "$((r2 - r1)) $((p2 - p1))" "0 $count"
-	# Later writes reach the replica too.
-	bulk PUT put a-keys w
-	all_status 200 put
-	wait_until 10 converged a-keys w
-}
-
-@test "scaling: a promoted replica takes its shard's keys and no other: restart it without --replica-of, point the shard at it, reload nginx" {
-	bulk PUT put keys v
-	owners keys >own
-	awk '$2 == "a" { print $1 }' own >a-keys
-	PROXY_HEADER= wait_until 10 converged a-keys v
-	# The primary is lost; its replica becomes shard a's primary.
+	# a's primary is lost for good once its replica has caught up
+	# again: the replica, restarted without --replica-of, becomes shard
+	# a's primary once the shard points at it and nginx reloads.
+	node_start ra --replica-of "$(node_url a)"
+	wait_until 10 holds ra a-keys w
 	node_kill a
 	node_kill ra
 	node_start ra
 	NODE_PORT[a]=${NODE_PORT[ra]}
 	nginx_reload
-	# Writes to a's keys reach the new primary once the reload is in.
-	wait_until 10 eval 'bulk PUT put a-keys w && ! grep -qv "^200 " put'
-	bulk PUT put keys w
+	wait_until 10 eval 'bulk PUT put a-keys z && ! grep -qv "^200 " put'
+	bulk PUT put keys z
 	all_status 200 put
 	# The ring did not move: b and c hold what they held, ra all of a's.
 	PRIMARY[a]=ra
 	owners keys | diff - own
-	values_are ra w
+	values_are ra z
+	values_are b z
+	values_are c z
 }
 
 @test "docs/SCALING.md: every nginx block is in contrib/nginx word for word" {
