@@ -277,7 +277,7 @@ requests() {
 			if (hdr != "")
 				print "header = \"" hdr "\""
 		}' >"$out.curlrc"
-	curl -s -g -K "$out.curlrc" | sed 's/^\([0-9]*\)  /\1 - /' >"$out"
+	curl -s -K "$out.curlrc" | sed 's/^\([0-9]*\)  /\1 - /' >"$out"
 }
 
 # bodies_are DIR KEYFILE PREFIX [--exact]: DIR/KEY holds PREFIX then KEY
