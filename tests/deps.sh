@@ -4,7 +4,7 @@
 set -eu
 pkgs="gcc make clang libclang-rt-14-dev pkg-config libxxhash-dev
 libcpu-features-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev bats bats-support
-bats-assert libfiu-dev fiu-utils mandoc zsh fish curl python3"
+bats-assert libfiu-dev fiu-utils mandoc zsh fish curl python3 nginx"
 [ $# -gt 0 ] && pkgs="$*"
 missing=""
 for p in $pkgs; do
