@@ -71,7 +71,10 @@ start_primary() {
 	kyro-serve -d "$P_DIR" -l "127.0.0.1:$P_PORT" "$@" \
 		2>>"$BATS_TEST_TMPDIR/primary.log" 3>&- &
 	P_PID=$!
-	wait_for 10 up "$P_URL" 200
+	wait_for 10 up "$P_URL" 200 || {
+		tail -5 "$BATS_TEST_TMPDIR/primary.log" >&2
+		return 1
+	}
 }
 
 # start_replica [OPTION...]: started; not waited for (see following).

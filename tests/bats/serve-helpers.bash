@@ -13,9 +13,17 @@ SERVE_LOG=
 # A loopback port nobody listens on (a connect that fails); the daemon
 # may still lose a race for it, which serve_start retries.
 free_port() {
-	local p i
+	local p i lo=32768 hi=60999
+	# Outside the kernel's ephemeral range: a port there can be taken as
+	# the local end of any outgoing connection while a test's daemon is
+	# down between a kill and its restart on the same port.
+	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
 	for i in $(seq 1 50); do
-		p=$((20000 + RANDOM % 40000))
+		if [ "$lo" -gt 12000 ]; then
+			p=$((10000 + RANDOM % (lo - 10000)))
+		else
+			p=$((hi + 1 + RANDOM % (65535 - hi)))
+		fi
 		if ! (exec 9<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
