@@ -396,7 +396,8 @@ out:
 }
 
 /* A graph is built for the new snapshot when asked for, or when the one
- * it replaces had one (the same parameters: DECISIONS.md). */
+ * it replaces had one (the same parameters:
+ * docs/VECTORS.md, "Decisions"). */
 static int want_graph(struct run *r, struct kyro_vec_params *p)
 {
 	int had;

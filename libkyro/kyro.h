@@ -582,7 +582,7 @@ uint64_t kyro_feed_oldest(const kyro_feed *f);
 /*
  * Images: the current snapshot of a store as one stream, to start a copy
  * that then follows the change feed from the image's sequence number + 1
- * (docs/FORMAT.md has the stream byte by byte).  The stream carries the
+ * (docs/FORMAT-FEED.md has the stream byte by byte).  The stream carries the
  * manifest and every file it names for the snapshot and its indexes, each
  * with its name, size and XXH3 checksum; not the WAL.
  *

@@ -24,7 +24,8 @@ void kyro__vec_arrays_free(struct kyro__vec_arrays *a);
  * The parameters of a graph for a snapshot of DB whose manifest before
  * it was M: those kyro_set_vec_params() set on DB, else the graph M's
  * snapshot uses, else the defaults; every 0 resolved.  *HAD_GRAPH: M's
- * snapshot has a graph (a snapshot rebuilds it, DECISIONS.md).
+ * snapshot has a graph (a snapshot rebuilds it,
+ * docs/VECTORS.md, "Decisions").
  */
 void kyro__vec_snapshot_params(kyro_db *db, const struct manifest *m,
 			       struct kyro_vec_params *out, int *had_graph);

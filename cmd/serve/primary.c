@@ -3,7 +3,7 @@
  *
  * GET /v1/image streams kyro_export_read() from libmicrohttpd's content
  * reader: the export holds the snapshot's files open, so a snapshot that
- * commits meanwhile cannot tear it (docs/FORMAT.md, "Images").
+ * commits meanwhile cannot tear it (docs/FORMAT-FEED.md, "Image stream").
  *
  * GET /v1/replicate?from=SEQ answers one page of whole batches from SEQ
  * on, about PAGE_BYTES, at least one batch, and never waits for a commit:

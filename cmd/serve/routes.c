@@ -4,7 +4,8 @@
  * Reads run in the worker thread on its own handle (store.c) and copy the
  * value into the answer before the next call on that handle.  Writes go
  * to the group committer (commit.c) and suspend the connection until
- * their group is committed.  docs/API.md is the contract.
+ * their group is committed.  docs/API.md and docs/API-FEED.md are the
+ * contract.
  */
 #include <stdio.h>
 #include <stdlib.h>
