@@ -14,8 +14,17 @@ CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-missing-field-initializers -Wformat=2 -Wvla
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-CPPFLAGS_ALL := -std=c11 -D_GNU_SOURCE -Ilibkyro -MMD -MP
+# -fno-math-errno: no code reads errno after a math function, so sqrt is
+# one instruction and the tools need no libm (see TOOL_LDLIBS).
+CPPFLAGS_ALL := -std=c11 -D_GNU_SOURCE -Ilibkyro -MMD -MP -fno-math-errno
 LDLIBS  := -l:libcpu_features.a -lxxhash -lm -pthread
+# The tools run once per call from scripts and cron, so the dynamic loader
+# is a large share of a one-key kyro-get: every shared object it maps
+# costs page faults and system calls.  They take xxHash from its static
+# archive, and libm only where they call it (the library's sqrt needs no
+# errno, so it compiles to one instruction).  libc stays shared: fault
+# injection (libfiu, the tests' LD_PRELOAD shims) intercepts its calls.
+TOOL_LDLIBS := -Wl,--as-needed -l:libcpu_features.a -l:libxxhash.a -lm -pthread
 
 ifdef SANITIZE
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -130,7 +139,7 @@ $(LIB): $(LIB_OBJS)
 $(BIN)/%: $(BUILD)/cmd/%.o $(CLI_OBJS) $(LIB)
 	@mkdir -p $(BIN)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(TOOL_LDLIBS)
 
 # kyro-serve is the one tool with modules of its own (cmd/serve/) and
 # libraries beyond libkyro's.

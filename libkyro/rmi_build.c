@@ -208,6 +208,17 @@ static void choose_run(const uint64_t *k, uint64_t m, uint64_t span,
  * map, as stored, does not separate them so (a gap too narrow for the
  * rounding): the caller then spreads over all the keys.
  */
+/* The float next below F > 0 (nextafterf(F, 0), without libm, which the
+ * tools otherwise do not load). */
+static float float_below(float f)
+{
+	uint32_t b;
+	memcpy(&b, &f, sizeof b);
+	b--;
+	memcpy(&f, &b, sizeof f);
+	return f;
+}
+
 static int spread_map(const uint64_t *k, uint64_t m, uint64_t s, uint64_t e,
 		      uint64_t span, uint64_t *lo, float *scale)
 {
@@ -222,7 +233,7 @@ static int spread_map(const uint64_t *k, uint64_t m, uint64_t s, uint64_t e,
 	const double sd = (double)(kr + pre) / ((double)(v - l) + 1.0);
 	float sf = (float)sd;
 	if ((double)sf > sd) /* rounded up: the run's last key may spill */
-		sf = nextafterf(sf, 0.0f);
+		sf = float_below(sf);
 	if ((pre && bucket_leaf(l, sf, span, k[s - 1]) != 0) ||
 	    bucket_leaf(l, sf, span, u) != pre ||
 	    bucket_leaf(l, sf, span, v) > span - 1 - post ||
