@@ -72,6 +72,7 @@ LIB_SRCS := \
 	libkyro/vec_sse.c \
 	libkyro/vec_store.c \
 	libkyro/verify.c \
+	libkyro/verify_snap.c \
 	libkyro/view.c \
 	libkyro/wal.c \
 	libkyro/writer.c

@@ -30,24 +30,15 @@
 #include <sys/file.h>
 
 #include "fsio.h"
-#include "rmi.h"
-#include "vec_store.h"
 #include "shared.h"
 #include "handle.h"
+#include "verify.h"
 #include "wal.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-struct vctx {
-	kyro_report_fn report;
-	void *arg;
-	int damaged;
-};
-
-static void say(struct vctx *c, const char *file, uint64_t off,
-		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void say(struct vctx *c, const char *file, uint64_t off,
+void kyro__vsay(struct vctx *c, const char *file, uint64_t off,
 		const char *fmt, ...)
 {
 	char text[KMSG_MAX];
@@ -58,7 +49,7 @@ static void say(struct vctx *c, const char *file, uint64_t off,
 	c->report(c->arg, file, off, text);
 }
 
-static void damage_msg(struct vctx *c, const char *msg)
+void kyro__vdamage(struct vctx *c, const char *msg)
 {
 	/* Module messages read "'FILE': offset N: text": report them in
 	 * the form every finding has, FILE and offset apart. */
@@ -460,10 +451,11 @@ static int cut_log(struct vctx *c, char *msg, const char *dir,
 	}
 	*m = next;
 	lost_words(w, words, sizeof words);
-	say(c, w->bad_path, w->bad_off, "%s: %s; cut at offset %llu of '%s'%s%s",
-	    w->why, words, (unsigned long long)w->end, w->path,
-	    kept[0] ? ", a copy of what was cut is in " : "",
-	    kept[0] ? kept : "");
+	kyro__vsay(c, w->bad_path, w->bad_off,
+		   "%s: %s; cut at offset %llu of '%s'%s%s", w->why, words,
+		   (unsigned long long)w->end, w->path,
+		   kept[0] ? ", a copy of what was cut is in " : "",
+		   kept[0] ? kept : "");
 	c->damaged = 1;
 	return 0;
 }
@@ -478,27 +470,27 @@ static void report_walk(struct vctx *c, const struct walk *w)
 				 "%s; 'kyro-verify --repair' rewrites it from "
 				 "the file name and the sequence numbers",
 				 w->notes[i].why);
-			damage_msg(c, text);
+			kyro__vdamage(c, text);
 		} else {
-			say(c, w->notes[i].path, w->notes[i].off, "%s",
+			kyro__vsay(c, w->notes[i].path, w->notes[i].off, "%s",
 			    w->notes[i].why);
 			c->damaged = 1;
 		}
 	}
 	switch (w->kind) {
 	case W_TORN:
-		say(c, w->path, w->end, "%s", w->why);
+		kyro__vsay(c, w->path, w->end, "%s", w->why);
 		c->damaged = 1;
 		break;
 	case W_LOST:
 		lost_words(w, words, sizeof words);
-		say(c, w->bad_path, w->bad_off,
+		kyro__vsay(c, w->bad_path, w->bad_off,
 		    "%s: %s; 'kyro-verify --repair' keeps what is before it",
 		    w->why, words);
 		c->damaged = 1;
 		break;
 	case W_STUCK:
-		damage_msg(c, w->why);
+		kyro__vdamage(c, w->why);
 		break;
 	}
 }
@@ -611,13 +603,13 @@ static int repair_wal(struct vctx *c, char *msg, const char *dir,
 	for (size_t i = 0; i < w->nnotes; i++) {
 		struct note *n = &w->notes[i];
 		if (!n->fix) {
-			say(c, n->path, n->off, "%s", n->why);
+			kyro__vsay(c, n->path, n->off, "%s", n->why);
 			c->damaged = 1;
 			continue;
 		}
 		if ((rc = rewrite_header(msg, dir, n)) != 0)
 			return rc;
-		say(c, n->path, 0,
+		kyro__vsay(c, n->path, 0,
 		    "bad segment header: rewritten from the file name and "
 		    "sequence number %llu (repaired)",
 		    (unsigned long long)n->first_seq);
@@ -626,19 +618,20 @@ static int repair_wal(struct vctx *c, char *msg, const char *dir,
 	case W_TORN:
 		if ((rc = truncate_seg(msg, w->path, w->end)) != 0)
 			return rc;
-		say(c, w->path, w->end, "%s: repaired (truncated)", w->why);
+		kyro__vsay(c, w->path, w->end, "%s: repaired (truncated)",
+			   w->why);
 		break;
 	case W_LOST:
 		if ((rc = cut_log(c, msg, dir, m, w)) != 0)
 			return rc;
 		break;
 	case W_STUCK:
-		damage_msg(c, w->why);
+		kyro__vdamage(c, w->why);
 		return 0;
 	}
 	if (ptext[0])
-		say(c, sh->path, poff, "%s: rebuilt from the files (repaired)",
-		    ptext);
+		kyro__vsay(c, sh->path, poff,
+			   "%s: rebuilt from the files (repaired)", ptext);
 	struct shared_state fresh = {
 		.manifest_gen = m->gen,
 		.wal_seg = w->seg,
@@ -700,7 +693,8 @@ static int verify_wal(struct vctx *c, const char *dir, struct manifest *m,
 	}
 	report_walk(c, &w);
 	if (ptext[0]) {
-		say(c, sh.path, poff, "%s: the next writer rebuilds it", ptext);
+		kyro__vsay(c, sh.path, poff, "%s: the next writer rebuilds it",
+			   ptext);
 		c->damaged = 1;
 	}
 out:
@@ -729,7 +723,7 @@ static void verify_history(struct vctx *c, const char *dir,
 	size_t n;
 	int rc = kyro__wal_list_below(msg, dir, m->wal_first, &ids, &n);
 	if (rc) {
-		damage_msg(c, msg);
+		kyro__vdamage(c, msg);
 		return;
 	}
 	size_t run = kyro__wal_history_len(ids, n, m->wal_first);
@@ -743,13 +737,13 @@ static void verify_history(struct vctx *c, const char *dir,
 			rc = kyro__wal_header_check(msg, b, len, path, ids[i],
 						    &first);
 		if (rc) {
-			damage_msg(c, msg);
+			kyro__vdamage(c, msg);
 		} else {
 			kyro__wal_scan(b, len, ids[i], WAL_HDR, first, &sc);
 			if (sc.status)
-				say(c, path, sc.bad_off, "%s", sc.why);
+				kyro__vsay(c, path, sc.bad_off, "%s", sc.why);
 			else if (sc.last_seq + 1 != next)
-				say(c, path, 24,
+				kyro__vsay(c, path, 24,
 				    "ends at sequence number %llu, but the "
 				    "next segment begins at %llu",
 				    (unsigned long long)sc.last_seq,
@@ -759,7 +753,7 @@ static void verify_history(struct vctx *c, const char *dir,
 		}
 		kyro__fs_unmap((void *)b, (size_t)len);
 		if (c->damaged)
-			say(c, "", UINT64_MAX,
+			kyro__vsay(c, "", UINT64_MAX,
 			    "'%s' is retained history (a folded segment kept "
 			    "for the change feed): not repaired; the store's "
 			    "data is in the snapshot, and 'kyro-snapshot "
@@ -767,94 +761,6 @@ static void verify_history(struct vctx *c, const char *dir,
 			    path);
 	}
 	free(ids);
-}
-
-/* The index the manifest names must load against its snapshot; with
- * KYRO_VERIFY_DEEP every key must also lie inside its own window. */
-static void verify_index(struct vctx *c, const char *dir,
-			 const struct manifest *m, const struct snap *s,
-			 unsigned flags)
-{
-	char path[PATH_MAX], msg[KMSG_MAX], err[256];
-	const unsigned char *img = NULL;
-	uint64_t size = 0, bad = 0, first = 0;
-	struct kyro__rmi *r = NULL;
-	int fd = -1;
-	if (!m->rmi_gen || m->rmi_snap != m->snap_gen)
-		return;
-	if (kyro__path_gen(path, dir, "rmi-", m->rmi_gen, ".idx") ||
-	    kyro__fs_open(msg, path, O_RDONLY, 0, &fd) ||
-	    kyro__fs_size(msg, fd, path, &size) ||
-	    kyro__fs_map(msg, fd, (size_t)size, 0, path, (void **)&img)) {
-		damage_msg(c, msg);
-		kyro__fs_close(fd);
-		return;
-	}
-	kyro__fs_close(fd);
-	if (kyro__rmi_load(&r, img, (size_t)size, s->keys, s->n, s->gen,
-			   s->hdr_sum, err, sizeof err)) {
-		say(c, path, 0, "learned index refused: %s", err);
-		c->damaged = 1;
-	} else if ((flags & KYRO_VERIFY_DEEP) &&
-		   kyro__rmi_check_all(r, &bad, &first)) {
-		say(c, path, 0,
-		    "%llu keys lie outside their index window (first: index "
-		    "%llu, key %llu)",
-		    (unsigned long long)bad, (unsigned long long)first,
-		    (unsigned long long)(first < s->n ? s->keys[first] : 0));
-		c->damaged = 1;
-	}
-	kyro__rmi_free(r);
-	kyro__fs_unmap((void *)img, (size_t)size);
-}
-
-/* One vector file the manifest names (the snapshot's vectors, or its
- * graph): it must open, belong to snapshot S, and with FULL pass every
- * block and structural check. */
-static void verify_vec_file(struct vctx *c, const char *path,
-			    const struct snap *s, int full)
-{
-	char msg[KMSG_MAX];
-	struct kyro__hnsw *h = NULL;
-	if (kyro__hnsw_open(msg, path, &h)) {
-		damage_msg(c, msg);
-		c->damaged = 1;
-		return;
-	}
-	if (h->generation != s->gen || h->binding != s->hdr_sum) {
-		say(c, path, 64, "not built from snapshot %llu",
-		    (unsigned long long)s->gen);
-		c->damaged = 1;
-	} else if (full && kyro__hnsw_verify(msg, h)) {
-		damage_msg(c, msg);
-		c->damaged = 1;
-	}
-	kyro__hnsw_free(h);
-}
-
-/* The snapshot's vectors are data: checked whole, like its blocks.  The
- * graph is an index: its header always, every block and link with
- * KYRO_VERIFY_DEEP. */
-static void verify_vectors(struct vctx *c, const char *dir,
-			   const struct manifest *m, const struct snap *s,
-			   unsigned flags)
-{
-	char path[PATH_MAX];
-	if (m->vec_snap != m->snap_gen)
-		return;
-	if (!kyro__vstore_path(path, dir, m->snap_gen))
-		verify_vec_file(c, path, s, 1);
-	if (m->hnsw_gen && m->hnsw_snap == m->snap_gen &&
-	    !kyro__vstore_graph_path(path, dir, m->hnsw_gen))
-		verify_vec_file(c, path, s, (flags & KYRO_VERIFY_DEEP) != 0);
-}
-
-static void forward(void *arg, const char *file, uint64_t off,
-		    const char *text)
-{
-	struct vctx *c = arg;
-	c->damaged = 1;
-	c->report(c->arg, file, off, text);
 }
 
 int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
@@ -886,29 +792,10 @@ int kyro_verify(const char *dir, unsigned flags, kyro_report_fn report,
 			report(arg, NULL, 0, msg);
 			return rc;
 		}
-		damage_msg(&c, msg);
+		kyro__vdamage(&c, msg);
 		return KYRO_EDAMAGED;
 	}
-	if (m.snap_gen) {
-		struct snap s;
-		rc = kyro__snap_open(msg, &s, dir, m.snap_gen, m.snap_keys);
-		if (rc) {
-			damage_msg(&c, msg);
-		} else {
-			if (s.last_seq != m.snap_seq) {
-				say(&c, s.bin_path, 32,
-				    "last sequence number %llu, but the "
-				    "manifest says %llu",
-				    (unsigned long long)s.last_seq,
-				    (unsigned long long)m.snap_seq);
-				c.damaged = 1;
-			}
-			kyro__snap_verify(&s, forward, &c);
-			verify_index(&c, dir, &m, &s, flags);
-			verify_vectors(&c, dir, &m, &s, flags);
-			kyro__snap_close(&s);
-		}
-	}
+	kyro__verify_snapshot(&c, dir, &m, flags);
 	int damaged = c.damaged;
 	c.damaged = 0;
 	verify_history(&c, dir, &m);
