@@ -41,10 +41,12 @@ cp "$ROOT/bin/kyro-put" "$ROOT/bin/kyro-snapshot" "$ROOT/bin/kyro-get" \
 [ -z "$BEFORE" ] || cp "$BEFORE/kyro-get" "$HBIN/kyro-get-before"
 [ -z "$BEFORE" ] || cp "$BEFORE/kyro-rmi-build" "$HBIN/kyro-rmi-build-before"
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o "$HBIN/gen" "$ROOT/bench/store/gen.c"
+# The peers link as the tools do (docs/DECISIONS.md): each process maps
+# its engine's library and libc, nothing more.
 for p in lmdb_load lmdb_get; do
 	cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$ROOT/cmd" -I"$ROOT/libkyro" \
 		-o "$HBIN/$p" "$ROOT/bench/store/$p.c" "$ROOT/cmd/cli.c" \
-		"$ROOT/build/libkyro.a" -llmdb -l:libcpu_features.a -lxxhash -lm
+		"$ROOT/build/libkyro.a" -Wl,--as-needed -llmdb -l:libcpu_features.a -l:libxxhash.a -lm
 done
 
 META=$RES/open-meta.txt

@@ -53,7 +53,9 @@ cp "$SRCBIN/kyro-put" "$SRCBIN/kyro-get" "$SRCBIN/kyro-snapshot" "$KBIN/"
 
 # --- helpers, built here so the benchmark needs nothing from the Makefile
 # The LMDB peers link cmd/cli.c (and libkyro.a, which it names): the same
-# key parsing, escapes and output code as kyro-put and kyro-get.
+# key parsing, escapes and output code as kyro-put and kyro-get, and
+# link as the tools do (docs/DECISIONS.md): liblmdb and libc are the only
+# shared objects they map.
 [ -f "$ROOT/build/libkyro.a" ] || die "$ROOT/build/libkyro.a missing: run 'make all' first"
 for p in gen timeit; do
 	cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o "$HBIN/$p" "$HERE/$p.c"
@@ -61,7 +63,7 @@ done
 for p in lmdb_load lmdb_get; do
 	cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$ROOT/cmd" -I"$ROOT/libkyro" \
 		-o "$HBIN/$p" "$HERE/$p.c" "$ROOT/cmd/cli.c" "$ROOT/build/libkyro.a" \
-		-llmdb -l:libcpu_features.a -lxxhash -lm
+		-Wl,--as-needed -llmdb -l:libcpu_features.a -l:libxxhash.a -lm
 done
 
 # --- data sets (kept between runs: the name says how they were made)
