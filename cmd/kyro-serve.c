@@ -13,6 +13,7 @@
 #include "serve/auth.h"
 #include "serve/commit.h"
 #include "serve/feed.h"
+#include "serve/history.h"
 #include "serve/http.h"
 #include "serve/jobs.h"
 #include "serve/log.h"
@@ -261,9 +262,16 @@ int main(int argc, char **argv)
 		return EXIT_ERR;
 	}
 	/* A replica's follower is its one writer (replica.c). */
-	if (cfg.replica_of ? replica_start(&cfg, replica_token_file, getenv("KYRODB_REPLICA_TOKEN"),
-					   err, sizeof err)
-			   : commit_start(&cfg, err, sizeof err)) {
+	int rc = cfg.replica_of ? replica_start(&cfg, replica_token_file,
+						getenv("KYRODB_REPLICA_TOKEN"), err, sizeof err)
+				: commit_start(&cfg, err, sizeof err);
+	/* Nothing is served before http_set_ready(): a primary names its
+	 * history (serve/history.h) before any replica can ask. */
+	if (!rc && !cfg.replica_of && history_init_primary(cfg.dir, err, sizeof err)) {
+		commit_stop();
+		rc = -1;
+	}
+	if (rc) {
 		cli_warn(c.prog, "cannot open '%s': %s", cfg.dir, err);
 		feed_stop();
 		http_stop();

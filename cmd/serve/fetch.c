@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../cli.h"
 #include "fetch.h"
@@ -76,6 +77,26 @@ static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c,
 	return __atomic_load_n(stop_flag, __ATOMIC_ACQUIRE);
 }
 
+/* Keep X-Kyro-History's value (the answer's last one wins; a value too
+ * long for an ID is kept cut, and then fails history_valid()). */
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+	static const char name[] = "x-kyro-history:";
+	struct fetch *x = arg;
+	size_t len = size * n, k = sizeof name - 1;
+	if (len > k && !strncasecmp(p, name, k)) {
+		while (k < len && (p[k] == ' ' || p[k] == '\t'))
+			k++;
+		size_t e = len;
+		while (e > k && (p[e - 1] == '\r' || p[e - 1] == '\n' ||
+				 p[e - 1] == ' '))
+			e--;
+		snprintf(x->history, sizeof x->history, "%.*s",
+			 (int)(e - k), p + k);
+	}
+	return len;
+}
+
 int fetch_init(struct fetch *x, const char *path, const char *query,
 	       curl_write_callback fn, void *arg)
 {
@@ -90,6 +111,8 @@ int fetch_init(struct fetch *x, const char *path, const char *query,
 	curl_easy_setopt(x->c, CURLOPT_HTTPHEADER, x->hdrs);
 	curl_easy_setopt(x->c, CURLOPT_WRITEFUNCTION, fn);
 	curl_easy_setopt(x->c, CURLOPT_WRITEDATA, arg);
+	curl_easy_setopt(x->c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(x->c, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(x->c, CURLOPT_ERRORBUFFER, x->curl_err);
 	curl_easy_setopt(x->c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(x->c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);

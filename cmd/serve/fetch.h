@@ -21,6 +21,7 @@ struct fetch {
 	char body[512];           /* the start of a refusal, for messages */
 	size_t body_len;
 	char curl_err[CURL_ERROR_SIZE];
+	char history[40];         /* the answer's X-Kyro-History, if any */
 };
 
 /* Once, before any thread: the primary's base URL, its token (from FILE,

@@ -23,6 +23,10 @@
  *
  * A batch's first change follows the previous batch's last.  History
  * older than the primary retains is 410, as for /v1/replay.
+ *
+ * Both name the history they serve (history.h) in X-Kyro-History.  A
+ * replica sends its own as ?history=ID; when it is not this one, the page
+ * is refused with 410, the answer to a replica that must bootstrap.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -30,6 +34,7 @@
 #include <string.h>
 
 #include "../cli.h"
+#include "history.h"
 #include "primary.h"
 #include "store.h"
 
@@ -57,9 +62,18 @@ static void image_free(void *cls) { kyro_export_close(cls); }
 
 void primary_image(struct req *r)
 {
-	char err[256], seq[24];
+	char err[256], seq[24], id[HISTORY_ID_LEN + 1];
 	int rc;
 	kyro_export *e;
+	/* A replica records the ID with the image: none yet (a primary
+	 * that is starting, a replica before its first bootstrap), no
+	 * image. */
+	history_get(id);
+	if (!id[0]) {
+		http_error(r, 503, "the store's history is not known yet: "
+			   "try again");
+		return;
+	}
 	kyro_db *db = store_reader(&rc, err, sizeof err);
 	if (!db) {
 		http_error(r, 500, "cannot open the store: %s", err);
@@ -81,6 +95,7 @@ void primary_image(struct req *r)
 	snprintf(seq, sizeof seq, "%llu",
 		 (unsigned long long)kyro_export_seq(e));
 	MHD_add_response_header(resp, "X-Kyro-Seq", seq);
+	MHD_add_response_header(resp, "X-Kyro-History", id);
 	http_reply_response(r, 200, "application/octet-stream", resp);
 }
 
@@ -181,12 +196,21 @@ static void read_failed(struct req *r, kyro_feed *f, int rc)
 void primary_replicate(struct req *r)
 {
 	uint64_t from = 1, last = 0, next;
-	const char *a = http_arg(r, "from");
+	const char *a = http_arg(r, "from"), *h = http_arg(r, "history");
+	char id[HISTORY_ID_LEN + 1];
 	struct page p = {0};
 	kyro_feed *f;
 	size_t n;
 	if (a && cli_parse_key(a, strlen(a), &from)) {
 		http_error(r, 400, "?from= must be a sequence number");
+		return;
+	}
+	history_get(id);
+	if (h && (!history_valid(h) || strcmp(h, id))) {
+		/* Its sequence numbers name other changes than ours. */
+		http_error(r, 410, "history %.40s is not this store's (%s): "
+			   "bootstrap from /v1/image", h,
+			   id[0] ? id : "not known yet");
 		return;
 	}
 	int rc = 0;

@@ -33,6 +33,14 @@
  * Subscribers of the replica's own /v1/subscribe are not moved: after a
  * bootstrap they see no more changes until they reconnect.
  *
+ * History.  The image's X-Kyro-History is written as FOLLOWS into
+ * DIR.bootstrap before the swap (history.h), and every page is asked for
+ * with ?history=ID: a primary with another history (another store, or a
+ * promoted replica that has taken writes since) answers 410, and the
+ * replica bootstraps.  A store without FOLLOWS (written by an older
+ * kyro-serve, or a former primary) is bootstrapped too: nothing tells
+ * whose changes it holds.
+ *
  * Lag.  A second, light thread asks the primary's /v1/offset every
  * LAG_POLL_MS (pages tell it too).  Lag in sequence numbers is the
  * primary's last known commit minus the last applied; lag in seconds is
@@ -52,6 +60,7 @@
 #include "../cli.h"
 #include "apply.h"
 #include "fetch.h"
+#include "history.h"
 #include "log.h"
 #include "primary.h"
 #include "replica.h"
@@ -73,13 +82,14 @@ enum { F_RECONNECT = 1, F_GONE, F_STOP };
 
 static const struct serve_cfg *cfg;
 static char boot_dir[PATH_MAX];
+static char follows[HISTORY_ID_LEN + 1]; /* the history DIR copies */
 
 static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	pthread_t thread, poller;
 	int started, stopping;
-	int state, have_store;
+	int state, have_store, need_boot;
 	char error[512];
 	uint64_t applied, primary;   /* sequence numbers */
 	struct { uint64_t seq, ns; } ring[LAG_RING];
@@ -248,8 +258,9 @@ static size_t boot_write(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
-/* Import the primary's image into BOOT_DIR; 0, or -1 with ERR set. */
-static int fetch_image(uint64_t *seq, char *err, size_t errlen)
+/* Import the primary's image into BOOT_DIR, with FOLLOWS naming its
+ * history (into ID); 0, or -1 with ERR set. */
+static int fetch_image(uint64_t *seq, char *id, char *err, size_t errlen)
 {
 	struct boot b = {0};
 	int rc = -1;
@@ -261,8 +272,16 @@ static int fetch_image(uint64_t *seq, char *err, size_t errlen)
 	else if (!fetch_run(&b.x, err, errlen) || b.failed) {
 		if (b.failed || kyro_import_finish(b.im, seq))
 			snprintf(err, errlen, "%s", kyro_import_errmsg(b.im));
-		else
+		else if (!history_valid(b.x.history))
+			snprintf(err, errlen, "%s/v1/image named no history "
+				 "(X-Kyro-History): the primary is older "
+				 "than this replica; upgrade it",
+				 cfg->replica_of);
+		else if (!history_write_follows(boot_dir, b.x.history, err,
+						errlen)) {
+			memcpy(id, b.x.history, HISTORY_ID_LEN + 1);
 			rc = 0;
+		}
 	}
 	if (b.x.c)
 		fetch_free(&b.x);
@@ -279,8 +298,9 @@ static int fetch_image(uint64_t *seq, char *err, size_t errlen)
 static int bootstrap(char *err, size_t errlen)
 {
 	uint64_t seq;
+	char id[HISTORY_ID_LEN + 1];
 	set_state(S_BOOTSTRAP, NULL);
-	if (fetch_image(&seq, err, errlen))
+	if (fetch_image(&seq, id, err, errlen))
 		return -1;
 	int rc = renameat2(AT_FDCWD, boot_dir, AT_FDCWD, cfg->dir,
 			   RENAME_EXCHANGE) ? errno : 0;
@@ -293,6 +313,8 @@ static int bootstrap(char *err, size_t errlen)
 			 boot_dir, cfg->dir, strerror(rc));
 		return -1;
 	}
+	memcpy(follows, id, sizeof follows);
+	history_set(follows);
 	store_reopen_all();
 	rm_tree(boot_dir);
 	pthread_mutex_lock(&rs.mu);
@@ -313,13 +335,13 @@ static int bootstrap(char *err, size_t errlen)
 static int catch_up(struct applier *a, char *err, size_t errlen)
 {
 	struct sbuf b = {0};
-	char q[48];
+	char q[48 + HISTORY_ID_LEN];
 	long status;
 	int r = 0;
 	while (!r && !stopping()) {
 		uint64_t next, last, seq;
-		snprintf(q, sizeof q, "?from=%llu",
-			 (unsigned long long)a->next);
+		snprintf(q, sizeof q, "?from=%llu&history=%s",
+			 (unsigned long long)a->next, follows);
 		if (fetch_all("/v1/replicate", q, &b, PAGE_MAX, &status, err,
 			      errlen)) {
 			r = status == 410 ? F_GONE : F_RECONNECT;
@@ -519,7 +541,7 @@ static void *run(void *arg)
 	char err[700];
 	kyro_db *db = NULL;
 	unsigned backoff = BACKOFF_MIN_MS;
-	int need_boot = !rs.have_store;
+	int need_boot = rs.need_boot;
 	(void)arg;
 	while (!stopping()) {
 		int r = F_RECONNECT;
@@ -605,7 +627,25 @@ int replica_start(const struct serve_cfg *c, const char *token_file,
 	rm_tree(boot_dir);
 	snprintf(m, sizeof m, "%s/" "MANIFEST", c->dir);
 	rs.have_store = access(m, F_OK) == 0;
-	rs.state = rs.have_store ? S_CONNECTING : S_BOOTSTRAP;
+	rs.need_boot = !rs.have_store;
+	if (rs.have_store) {
+		int rc = history_read_follows(c->dir, follows, err, errlen);
+		if (rc < 0) {
+			fetch_global_cleanup();
+			return -1;
+		}
+		if (rc == 1) {
+			log_msg(LOG_WARN, "'%s' has no record of the history "
+				"it copies (FOLLOWS: a store from an older "
+				"kyro-serve, or a former primary): "
+				"bootstrapping from %s", c->dir,
+				c->replica_of);
+			rs.need_boot = 1;
+		} else {
+			history_set(follows);
+		}
+	}
+	rs.state = rs.need_boot ? S_BOOTSTRAP : S_CONNECTING;
 	int rc = pthread_create(&rs.thread, NULL, run, NULL);
 	if (!rc) {
 		rs.started = 1;

@@ -293,6 +293,45 @@ same_stores() {
 	run -0 kyro-verify -d "$R_DIR"
 }
 
+@test "replica: pointed at another primary, it bootstraps from it instead of mixing the two" {
+	start_primary
+	for k in 1 2 3; do put $k p$k; done
+	start_replica
+	wait_for 10 caught_up
+	stop R_PID
+	stop P_PID
+	# Another store on the same address, further along: its changes 4
+	# and 5 are what the replica would ask for next.
+	P_DIR="$BATS_TEST_TMPDIR/other"
+	start_primary
+	for k in 1 2 3 4 5; do put $k q$k; done
+	start_replica
+	wait_for 15 caught_up
+	grep -q 'is not this store.*bootstrapping again' "$BATS_TEST_TMPDIR/replica.log"
+	kyro-get -d "$P_DIR" -f tsv --all >p.all
+	kyro-get -d "$R_DIR" -f tsv --all >r.all
+	diff p.all r.all
+	cmp "$P_DIR/HISTORY" "$R_DIR/FOLLOWS"
+	run -0 kyro-verify -d "$R_DIR"
+}
+
+@test "replica: a store with no record of the history it copies is bootstrapped, not trusted" {
+	start_primary
+	for k in 1 2; do put $k v$k; done
+	start_replica
+	wait_for 10 caught_up
+	stop R_PID
+	cmp "$P_DIR/HISTORY" "$R_DIR/FOLLOWS"
+	rm "$R_DIR/FOLLOWS"
+	put 3 v3
+	start_replica
+	wait_for 15 caught_up
+	grep -q 'has no record of the history' "$BATS_TEST_TMPDIR/replica.log"
+	grep -qx 'kyro_replica_bootstraps_total 1' <(curl -s "$R_URL/metrics")
+	cmp "$P_DIR/HISTORY" "$R_DIR/FOLLOWS"
+	same_stores
+}
+
 @test "replica: restarting without --replica-of promotes it to a primary" {
 	start_primary
 	for k in 1 2 3; do put $k v$k; done
@@ -306,6 +345,10 @@ same_stores() {
 	run -0 curl -s -X PUT --data-binary four "$R_URL/v1/kv/4"
 	assert_output '{"offset":4}'
 	assert_equal "$(curl -s "$R_URL/v1/kv/2")" v2
+	# Its history parts from the old primary's at that write.
+	[ ! -e "$R_DIR/FOLLOWS" ]
+	[ -s "$R_DIR/HISTORY" ]
+	! cmp -s "$P_DIR/HISTORY" "$R_DIR/HISTORY"
 	stop R_PID
 	run -0 kyro-verify -d "$R_DIR"
 }
@@ -313,6 +356,9 @@ same_stores() {
 @test "replica: a change with an op it does not know stops replication, reported in /health" {
 	mkdir -p "$R_DIR"
 	printf '1\tv1\n' | kyro-put -d "$R_DIR"
+	# A replica of the fake's history (it checks none), so that the
+	# replica resumes rather than bootstraps.
+	printf '%032x\n' 1 >"$R_DIR/FOLLOWS"
 	python3 "$HERE/fake-primary.py" "$P_PORT" 2 9 3>&- &
 	F_PID=$!
 	wait_for 10 bash -c "curl -s http://127.0.0.1:$P_PORT/v1/offset >/dev/null"
