@@ -81,6 +81,7 @@ struct kyro__hnsw {
 struct kyro__vec_scratch {
 	uint64_t n;
 	uint16_t *seen;
+	size_t seen_map; /* bytes mapped for SEEN; 0: it is calloc'd */
 	uint16_t epoch;
 	struct kyro__vec_cand *cand, *res;
 	size_t ncand, capcand, nres, capres;

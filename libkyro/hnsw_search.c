@@ -18,8 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsio.h"
 #include "hnsw.h"
 #include "internal.h"
+
+#define SEEN_HUGE ((size_t)2 << 20) /* a huge page */
 
 struct kyro__vec_scratch *kyro__vec_scratch_new(uint64_t n, uint32_t dim)
 {
@@ -28,7 +31,17 @@ struct kyro__vec_scratch *kyro__vec_scratch_new(uint64_t n, uint32_t dim)
 		return NULL;
 	s->n = n;
 	s->qdim = dim;
-	s->seen = calloc(n ? n : 1, sizeof *s->seen);
+	/* A search marks a few thousand nodes spread over the whole array:
+	 * on 4 KiB pages, each is a page fault, most of a first search's
+	 * time on a large index.  A large array goes on huge pages, whole
+	 * ones, which the kernel zeroes a page at a time. */
+	size_t bytes = (n ? n : 1) * sizeof *s->seen;
+	if (bytes >= SEEN_HUGE / 2) {
+		s->seen_map = (bytes + SEEN_HUGE - 1) & ~(SEEN_HUGE - 1);
+		s->seen = kyro__fs_alloc_huge(s->seen_map);
+	} else {
+		s->seen = calloc(n ? n : 1, sizeof *s->seen);
+	}
 	s->q = malloc(((size_t)dim + 16) * sizeof *s->q);
 	if (!s->seen || !s->q || kyro__vec_reserve(s, 0, 256) ||
 	    kyro__vec_reserve(s, 1, 256)) {
@@ -42,7 +55,10 @@ void kyro__vec_scratch_free(struct kyro__vec_scratch *s)
 {
 	if (!s)
 		return;
-	free(s->seen);
+	if (s->seen_map)
+		kyro__fs_free_huge(s->seen, s->seen_map);
+	else
+		free(s->seen);
 	free(s->q);
 	free(s->cand);
 	free(s->res);
