@@ -224,6 +224,10 @@ for k in range(16): sys.stdout.write("%d\t%s\n" % (int(sys.argv[1]) * 100 + k, "
 	# left behind in the first segment.
 	big_batches 1 10
 	http POST '/v1/snapshot?wait=1'
+	# The daemon keeps the newest events in memory for subscribers that
+	# caught up, but not a batch of 1 MiB: with one next, 162 is in
+	# neither the files nor that window.
+	big_batches 11 11
 	batch 2
 	http POST '/v1/snapshot?wait=1'
 	batch 3
@@ -235,10 +239,10 @@ for k in range(16): sys.stdout.write("%d\t%s\n" % (int(sys.argv[1]) * 100 + k, "
 	assert_equal "$(head -n 1 seqs) $(tail -n 1 seqs)" "1 161"
 	tail -n 3 slow.sse | cut -c 1-80 >last
 	printf '%s\n' 'event: expired' \
-		'data: {"error":"the history before sequence number 163 is no longer retained: bo' \
+		'data: {"error":"the history before sequence number 179 is no longer retained: bo' \
 		'' >want
 	diff want last
-	grep -q '"oldest":163}$' slow.sse
+	grep -q '"oldest":179}$' slow.sse
 	http GET /metrics
 	assert_equal "$(metric kyro_feed_expired_total)" 1
 }
