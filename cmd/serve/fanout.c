@@ -3,7 +3,10 @@
  *
  * The window is a ring of chunk pointers in sequence order, each chunk
  * starting where the one before it ends, so a lookup is a binary search
- * on the first sequence numbers.  One mutex guards the ring; a chunk's
+ * on the first sequence numbers, kept in a ring of their own: the
+ * chunks themselves are all over the heap, and a search through them
+ * cost a cache miss a step, a million lookups a second at 100
+ * subscribers.  One mutex guards the ring; a chunk's
  * bytes are immutable once published and its reference count is atomic,
  * so a subscriber copies them without the lock.  A chunk larger than a
  * quarter of the byte cap is not kept (the window restarts after it):
@@ -22,7 +25,9 @@
 static struct {
 	pthread_mutex_t mu;
 	struct fan_chunk *ring[FAN_SLOTS];
+	uint64_t first[FAN_SLOTS];  /* ring[i]->first */
 	size_t head, n, bytes;  /* the oldest slot, chunks, their bytes */
+	size_t hint;            /* the slot after the last one found */
 	uint64_t next;          /* where the next chunk must start */
 	int live;
 } fan = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -106,6 +111,7 @@ void fan_publish(struct fan_chunk *c)
 	while (fan.n && (fan.n == FAN_SLOTS || fan.bytes + c->len > FAN_BYTES))
 		pop_oldest(&gone);
 	fan.ring[(fan.head + fan.n) & (FAN_SLOTS - 1)] = c;
+	fan.first[(fan.head + fan.n) & (FAN_SLOTS - 1)] = c->first;
 	fan.n++;
 	fan.bytes += c->len;
 	fan.next = c->next;
@@ -118,21 +124,30 @@ struct fan_chunk *fan_get(uint64_t pos, int *caught_up)
 	struct fan_chunk *c = NULL;
 	pthread_mutex_lock(&fan.mu);
 	*caught_up = fan.live && pos == fan.next;
-	if (fan.n && pos >= fan.ring[fan.head]->first && pos < fan.next) {
+	/* Subscribers walk the window one chunk after another, each
+	 * usually from where the one before it has just been. */
+	size_t at = fan.hint;
+	if (fan.n && pos >= fan.first[fan.head] && pos < fan.next &&
+	    ((at - fan.head) & (FAN_SLOTS - 1)) < fan.n &&
+	    fan.first[at] == pos) {
+		c = fan.ring[at];
+		__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+		fan.hint = (at + 1) & (FAN_SLOTS - 1);
+	} else if (fan.n && pos >= fan.first[fan.head] && pos < fan.next) {
 		size_t lo = 0, hi = fan.n;
 		while (hi - lo > 1) {
 			size_t mid = lo + (hi - lo) / 2;
-			if (fan.ring[(fan.head + mid) & (FAN_SLOTS - 1)]->first
-			    <= pos)
+			if (fan.first[(fan.head + mid) & (FAN_SLOTS - 1)] <= pos)
 				lo = mid;
 			else
 				hi = mid;
 		}
-		c = fan.ring[(fan.head + lo) & (FAN_SLOTS - 1)];
-		if (c->first == pos)
+		at = (fan.head + lo) & (FAN_SLOTS - 1);
+		if (fan.first[at] == pos) {
+			c = fan.ring[at];
 			__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
-		else
-			c = NULL;
+			fan.hint = (at + 1) & (FAN_SLOTS - 1);
+		}
 	}
 	pthread_mutex_unlock(&fan.mu);
 	return c;
