@@ -137,7 +137,8 @@ struct fan_chunk *fan_get(uint64_t pos, int *caught_up)
 		size_t lo = 0, hi = fan.n;
 		while (hi - lo > 1) {
 			size_t mid = lo + (hi - lo) / 2;
-			if (fan.first[(fan.head + mid) & (FAN_SLOTS - 1)] <= pos)
+			size_t slot = (fan.head + mid) & (FAN_SLOTS - 1);
+			if (fan.first[slot] <= pos)
 				lo = mid;
 			else
 				hi = mid;

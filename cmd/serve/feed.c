@@ -433,7 +433,8 @@ static void *watch(void *arg)
 			due = s->due_ns < due ? s->due_ns : due;
 		/* DUE is UINT64_MAX when nobody is parked: capped before it
 		 * becomes an int. */
-		uint64_t wait_ms = due <= now ? 0 : (due - now + 999999) / 1000000;
+		uint64_t wait_ms =
+			due <= now ? 0 : (due - now + 999999) / 1000000;
 		int ms = wait_ms > WATCH_MAX_MS ? WATCH_MAX_MS : (int)wait_ms;
 		int commit = !w.active, rc;
 		w.wake_ns = now + (uint64_t)ms * 1000000;
