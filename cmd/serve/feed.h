@@ -2,12 +2,15 @@
  * feed.h - the change feed over HTTP: GET /v1/replay (pages of history)
  * and GET /v1/subscribe (Server-Sent Events, one event per batch).
  *
- * Each subscriber reads the WAL files through its own kyro_feed, from
- * libmicrohttpd's content-reader callback, only when its socket can take
- * more: nothing is queued for it beyond one output buffer.  A subscriber
- * with nothing to send suspends its connection and parks; one watcher
- * thread sleeps on the store's commit futex and resumes the parked
- * connections when a batch commits or a heartbeat is due (feed.c).
+ * A subscriber sends, from libmicrohttpd's content-reader callback and
+ * only when its socket can take more, the newest events from a window
+ * that the watcher thread encodes once for all (fanout.h), or, when it
+ * is behind that window, what it reads from the WAL files through its
+ * own kyro_feed: nothing is queued for it beyond one output buffer and
+ * one shared event.  A subscriber with nothing to send suspends its
+ * connection and parks; the watcher sleeps on the store's commit futex
+ * and resumes the parked connections when a batch commits (at most one
+ * round a millisecond) or a heartbeat is due (feed.c).
  */
 #ifndef KYRO_SERVE_FEED_H
 #define KYRO_SERVE_FEED_H
