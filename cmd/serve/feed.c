@@ -59,6 +59,7 @@ struct sub {
 	struct fan_chunk *cur; /* the shared event being sent, or NULL */
 	size_t cur_off;       /* how much of it is sent */
 	uint64_t gen;         /* W.gen when the last read began */
+	uint64_t replaced;    /* W.replaced when it subscribed */
 	uint64_t due_ns;      /* when a heartbeat is due */
 	int in_batch;
 	int ending;           /* the last event is in OUT */
@@ -71,6 +72,7 @@ static struct {
 	pthread_t thread;
 	int started, stopping, active;
 	uint64_t gen;
+	uint64_t replaced;    /* bumped by feed_replaced() */
 	struct sub *parked;
 	unsigned nparked;
 	kyro_feed *f;         /* the watcher's, at the last commit */
@@ -418,7 +420,7 @@ static void gap(uint64_t last_round)
 static void *watch(void *arg)
 {
 	(void)arg;
-	uint64_t last_round = 0;
+	uint64_t last_round = 0, replaced = 0;
 	pthread_mutex_lock(&w.mu);
 	while (!w.stopping) {
 		/* It follows every commit while anyone subscribes, parked or
@@ -436,7 +438,10 @@ static void *watch(void *arg)
 		uint64_t wait_ms =
 			due <= now ? 0 : (due - now + 999999) / 1000000;
 		int ms = wait_ms > WATCH_MAX_MS ? WATCH_MAX_MS : (int)wait_ms;
-		int commit = !w.active, rc;
+		/* A replaced store starts the watcher over as an idle one
+		 * does: its feed and the window belong to the old files. */
+		int commit = !w.active || w.replaced != replaced, rc;
+		replaced = w.replaced;
 		w.wake_ns = now + (uint64_t)ms * 1000000;
 		pthread_mutex_unlock(&w.mu);
 		if (commit) {
@@ -476,6 +481,18 @@ static void *watch(void *arg)
 	}
 	pthread_mutex_unlock(&w.mu);
 	return NULL;
+}
+
+void feed_replaced(void)
+{
+	pthread_mutex_lock(&w.mu);
+	__atomic_add_fetch(&w.replaced, 1, __ATOMIC_ACQ_REL);
+	struct sub *list = unpark(1, 0);
+	if (w.f)
+		kyro_feed_interrupt(w.f);
+	pthread_cond_signal(&w.cv);
+	pthread_mutex_unlock(&w.mu);
+	resume_all(list);
 }
 
 int feed_start(const struct serve_cfg *c, char *err, size_t errlen)
@@ -590,7 +607,7 @@ static void fill(struct sub *s)
 static int park(struct sub *s)
 {
 	pthread_mutex_lock(&w.mu);
-	if (w.stopping || w.gen != s->gen) {
+	if (w.stopping || w.gen != s->gen || w.replaced != s->replaced) {
 		pthread_mutex_unlock(&w.mu);
 		return 0;
 	}
@@ -679,6 +696,11 @@ static ssize_t sub_read(void *cls, uint64_t pos, char *buf, size_t max)
 			final(s, "shutdown", shutdown_body, s->pos, NULL);
 			continue;
 		}
+		if (__atomic_load_n(&w.replaced, __ATOMIC_ACQUIRE) !=
+		    s->replaced) {
+			final(s, "reset", shutdown_body, s->pos, NULL);
+			continue;
+		}
 		s->gen = __atomic_load_n(&w.gen, __ATOMIC_ACQUIRE);
 		/* The window first; the own feed only when S is not where
 		 * the window will continue (behind it, or no window). */
@@ -760,6 +782,9 @@ void feed_subscribe(struct req *r)
 			   cfg->max_subscribers);
 		return;
 	}
+	/* Taken before the feed opens: a store replaced after this ends
+	 * the stream, whichever store the feed opened. */
+	uint64_t replaced = __atomic_load_n(&w.replaced, __ATOMIC_ACQUIRE);
 	int rc = kyro_feed_open(&f, cfg->dir, from);
 	struct sub *s = rc ? NULL : calloc(1, sizeof *s);
 	struct MHD_Response *resp = s ? MHD_create_response_from_callback(
@@ -777,6 +802,7 @@ void feed_subscribe(struct req *r)
 	}
 	s->f = f;
 	s->pos = kyro_feed_position(f);
+	s->replaced = replaced;
 	s->conn = r->conn;
 	s->r = r;
 	s->due_ns = serve_now_ns() + (uint64_t)cfg->heartbeat_s * 1000000000;

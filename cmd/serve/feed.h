@@ -22,6 +22,11 @@ int feed_start(const struct serve_cfg *cfg, char *err, size_t errlen);
 /* End every stream (each gets a last "shutdown" event) and stop the
  * watcher; no connection stays suspended afterwards. */
 void feed_stop(void);
+/* The store under the directory was replaced (a replica's bootstrap):
+ * every stream ends with a last "reset" event, {"next":N}, and the
+ * watcher starts over on the new store.  A client resumes with
+ * Last-Event-ID, as after a shutdown. */
+void feed_replaced(void);
 
 void feed_replay(struct req *r);
 void feed_subscribe(struct req *r);

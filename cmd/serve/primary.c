@@ -116,12 +116,14 @@ static struct {
 	uint64_t pos, used;
 } feeds[FEEDS];
 static uint64_t feeds_clock;
+static uint64_t feeds_epoch; /* bumped when the store is replaced */
 static pthread_mutex_t feeds_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static kyro_feed *feed_take(uint64_t from)
+static kyro_feed *feed_take(uint64_t from, uint64_t *epoch)
 {
 	kyro_feed *f = NULL;
 	pthread_mutex_lock(&feeds_mu);
+	*epoch = feeds_epoch;
 	for (int i = 0; i < FEEDS && !f; i++)
 		if (feeds[i].f && feeds[i].pos == from) {
 			f = feeds[i].f;
@@ -131,11 +133,31 @@ static kyro_feed *feed_take(uint64_t from)
 	return f;
 }
 
+void primary_replaced(void)
+{
+	kyro_feed *old[FEEDS];
+	pthread_mutex_lock(&feeds_mu);
+	feeds_epoch++;
+	for (int i = 0; i < FEEDS; i++) {
+		old[i] = feeds[i].f;
+		feeds[i].f = NULL;
+	}
+	pthread_mutex_unlock(&feeds_mu);
+	for (int i = 0; i < FEEDS; i++)
+		kyro_feed_close(old[i]);
+}
+
 /* Keep F, at position POS, in place of the least recently kept. */
-static void feed_keep(kyro_feed *f, uint64_t pos)
+static void feed_keep(kyro_feed *f, uint64_t pos, uint64_t epoch)
 {
 	int at = 0;
 	pthread_mutex_lock(&feeds_mu);
+	if (epoch != feeds_epoch) {
+		/* It reads the files of a store replaced since. */
+		pthread_mutex_unlock(&feeds_mu);
+		kyro_feed_close(f);
+		return;
+	}
 	for (int i = 1; i < FEEDS && feeds[at].f; i++)
 		if (!feeds[i].f || feeds[i].used < feeds[at].used)
 			at = i;
@@ -214,7 +236,8 @@ void primary_replicate(struct req *r)
 		return;
 	}
 	int rc = 0;
-	if (!(f = feed_take(from)) &&
+	uint64_t epoch;
+	if (!(f = feed_take(from, &epoch)) &&
 	    (rc = kyro_feed_open(&f, cfg->dir, from)) != 0) {
 		read_failed(r, f, rc);
 		kyro_feed_close(f);
@@ -245,7 +268,7 @@ void primary_replicate(struct req *r)
 	if (p.stop)
 		kyro_feed_close(f);
 	else
-		feed_keep(f, next);
+		feed_keep(f, next, epoch);
 	if (last < next - 1)
 		last = next - 1;
 	memcpy(p.out.p, &next, 8);

@@ -16,5 +16,8 @@
 void primary_init(const struct serve_cfg *cfg);
 void primary_image(struct req *r);
 void primary_replicate(struct req *r);
+/* The store was replaced (a replica's bootstrap): drop the feeds kept
+ * for following replicas, which read the old files. */
+void primary_replaced(void);
 
 #endif

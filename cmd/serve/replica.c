@@ -30,8 +30,9 @@
  * crash left, and is removed.  Reader handles are reopened at their next
  * request (store_reopen_all()); a request running across the swap
  * finishes on the old files, which stay readable while they are open.
- * Subscribers of the replica's own /v1/subscribe are not moved: after a
- * bootstrap they see no more changes until they reconnect.
+ * Subscribers of the replica's own /v1/subscribe get a last "reset"
+ * event and reconnect (feed_replaced()); the feeds kept for replicas of
+ * this replica are dropped.
  *
  * History.  The image's X-Kyro-History is written as FOLLOWS into
  * DIR.bootstrap before the swap (history.h), and every page is asked for
@@ -59,6 +60,7 @@
 
 #include "../cli.h"
 #include "apply.h"
+#include "feed.h"
 #include "fetch.h"
 #include "history.h"
 #include "log.h"
@@ -316,6 +318,8 @@ static int bootstrap(char *err, size_t errlen)
 	memcpy(follows, id, sizeof follows);
 	history_set(follows);
 	store_reopen_all();
+	primary_replaced();
+	feed_replaced();
 	rm_tree(boot_dir);
 	pthread_mutex_lock(&rs.mu);
 	rs.bootstraps++;

@@ -315,6 +315,28 @@ same_stores() {
 	run -0 kyro-verify -d "$R_DIR"
 }
 
+@test "replica: its own subscribers get a last reset event when it bootstraps again" {
+	start_primary
+	for k in 1 2 3; do put $k p$k; done
+	start_replica
+	wait_for 10 caught_up
+	curl -sN "$R_URL/v1/subscribe?from=1" >sub.out 2>/dev/null &
+	W_PID=$!
+	wait_for 10 grep -q '^id: 3' sub.out
+	stop P_PID
+	P_DIR="$BATS_TEST_TMPDIR/other"
+	start_primary
+	for k in 1 2 3 4 5; do put $k q$k; done
+	wait_for 15 caught_up
+	wait_for 10 grep -q '^event: reset' sub.out
+	grep -A1 '^event: reset' sub.out | grep -qx 'data: {"next":4}'
+	# Nothing of the new store came down the old stream.
+	! grep -q 'q[1-5]' sub.out
+	# A new subscription reads the new store.
+	curl -sN -m 2 "$R_URL/v1/subscribe?from=5" >sub2.out 2>/dev/null || true
+	grep -q 'q5' sub2.out
+}
+
 @test "replica: a store with no record of the history it copies is bootstrapped, not trusted" {
 	start_primary
 	for k in 1 2; do put $k v$k; done
