@@ -1,13 +1,18 @@
 /*
  * sweep.c - the damage sweep.  It builds a small store with the real tools
- * (every kind of file present: WAL with committed batches, a snapshot, its
- * learned index, MANIFEST, LOCK, SNAPSHOT.lock), then, for every byte of
- * every file, flips the byte in a copy of the store and runs the tools on
- * the copy:
+ * (every kind of file present: WAL with committed batches and vectors, a
+ * snapshot, its learned index, its vectors and their graph, MANIFEST,
+ * LOCK, SNAPSHOT.lock), then, for every byte of every file, flips the byte
+ * in a copy of the store and runs the tools on the copy:
  *
- *   kyro-verify -d D         must exit non-zero and name the damaged file;
+ *   kyro-verify -d D         must exit non-zero and name the damaged file
+ *                            (--deep for the graph);
  *   kyro-get -d D -f tsv     with every key ever written on stdin: the
  *                            right answers, or exit 2 with a message;
+ *   kyro-get --nearest       through the graph and with --exact, a few
+ *                            query vectors: the exact answer (the graph
+ *                            is searched with ef >= n), or exit 2 with a
+ *                            message;
  *   kyro-put -d D            one new batch: exit 0 and then every
  *                            acknowledged batch reads right (or the read
  *                            exits 2 with a message), or exit 2.
