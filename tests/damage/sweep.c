@@ -645,7 +645,8 @@ static uint64_t mix(uint64_t x)
 static void vec_of(float *v, unsigned i, unsigned g)
 {
 	for (unsigned j = 0; j < VDIM; j++)
-		v[j] = (float)((int)(mix((uint64_t)i << 16 | g << 8 | j) % 17) - 8);
+		v[j] = (float)((int)(mix((uint64_t)i << 16 | g << 8 | j) % 17)
+			       - 8);
 }
 
 static void vec_text(struct buf *b, const float *v)
@@ -755,8 +756,9 @@ static void expect_nearest(void)
 		size_t n = 0;
 		for (size_t i = 0; i < nvkeys; i++)
 			if (vstate[i].present)
-				h[n++] = (struct hit){ dist(queries[q], vstate[i].v),
-						       vstate[i].key };
+				h[n++] = (struct hit){
+					dist(queries[q], vstate[i].v),
+					vstate[i].key };
 		qsort(h, n, sizeof *h, hit_cmp);
 		nexpect[q] = n < NEAREST_K ? n : NEAREST_K;
 		memcpy(expect[q], h, nexpect[q] * sizeof *h);
@@ -1244,25 +1246,66 @@ static void make_queries(void)
 		queries[0][j] += 0.25f * (float)(j % 3);
 		queries[1][j] -= 0.25f * (float)(j % 2);
 		queries[2][j] += j == 5 ? 0.75f : 0;
-		queries[3][j] = (float)((int)(mix(999u << 8 | j) % 65) - 32) / 4;
+		queries[3][j] =
+			(float)((int)(mix(999u << 8 | j) % 65) - 32) / 4;
 	}
+}
+
+/* Is the hit on the line from S to NL the expected X, with its key's value
+ * as a third field when the key has one and none when it has none?  0
+ * yes; else a detail in D. */
+static int check_hit(const char *s, const char *nl, const struct hit *x,
+		     struct buf *tmp, char *d, size_t cap)
+{
+	const char *t1 = memchr(s, '\t', (size_t)(nl - s)), *t2 = NULL;
+	if (t1)
+		t2 = memchr(t1 + 1, '\t', (size_t)(nl - t1 - 1));
+	const char *de = t2 ? t2 : nl;
+	char num[48], *e;
+	uint64_t k;
+	if (!t1 || parse_u64(s, (size_t)(t1 - s), &k) ||
+	    (size_t)(de - t1 - 1) >= sizeof num) {
+		snprintf(d, cap, "not a hit: %.*s",
+			 (int)(nl - s > 60 ? 60 : nl - s), s);
+		return -1;
+	}
+	memcpy(num, t1 + 1, (size_t)(de - t1 - 1));
+	num[de - t1 - 1] = 0;
+	const float dist = strtof(num, &e);
+	if (*e || !*num || k != x->key || dist != x->d) {
+		snprintf(d, cap, "key %" PRIu64 " at %s, expected key %" PRIu64
+			 " at %g", k, num, x->key, (double)x->d);
+		return -1;
+	}
+	const long i = find_key(k);
+	const struct val *v = i >= 0 ? &state[i] : NULL;
+	int right = v && v->present == (t2 != NULL);
+	if (right && t2)
+		right = !unescape(tmp, t2 + 1, (size_t)(nl - t2 - 1)) &&
+			tmp->len == v->len && !memcmp(tmp->p, v->p, v->len);
+	if (!right) {
+		snprintf(d, cap, "key %" PRIu64 ": wrong value or none", k);
+		return -1;
+	}
+	return 0;
 }
 
 /*
  * Is kyro-get --nearest's answer (tsv, --with-values) to the queries the
  * expected one, exit status included?  0 yes; else a detail in D.  Each
- * hit must be the expected key at exactly the expected distance, with the
- * key's value when it has one and no third field when it has none.
+ * answer is its hits, then an empty line.
  */
 static int check_nearest(const struct run *r, struct buf *tmp, char *d,
 			 size_t cap)
 {
 	const char *s = r->out.p, *end = s + r->out.len;
+	char hd[150];
 	for (unsigned q = 0; q < NQUERIES; q++) {
 		for (size_t h = 0;; h++) {
 			const char *nl = memchr(s, '\n', (size_t)(end - s));
 			if (!nl) {
-				snprintf(d, cap, "query %u: answer cut short", q + 1);
+				snprintf(d, cap, "query %u: answer cut short",
+					 q + 1);
 				return -1;
 			}
 			if (nl == s && h == nexpect[q]) {
@@ -1271,37 +1314,14 @@ static int check_nearest(const struct run *r, struct buf *tmp, char *d,
 			}
 			if (nl == s || h == nexpect[q]) {
 				snprintf(d, cap, "query %u: %s hits than the %zu expected",
-					 q + 1, nl == s ? "fewer" : "more", nexpect[q]);
+					 q + 1, nl == s ? "fewer" : "more",
+					 nexpect[q]);
 				return -1;
 			}
-			const char *t1 = memchr(s, '\t', (size_t)(nl - s));
-			const char *t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(nl - t1 - 1)) : NULL;
-			const char *de = t2 ? t2 : nl;
-			char num[48];
-			uint64_t k;
-			char *e;
-			if (!t1 || parse_u64(s, (size_t)(t1 - s), &k) ||
-			    (size_t)(de - t1 - 1) >= sizeof num) {
-				snprintf(d, cap, "query %u: line is not a hit: %.60s", q + 1, s);
-				return -1;
-			}
-			memcpy(num, t1 + 1, (size_t)(de - t1 - 1));
-			num[de - t1 - 1] = 0;
-			const float dist = strtof(num, &e);
-			const struct hit *x = &expect[q][h];
-			if (*e || !*num || k != x->key || dist != x->d) {
-				snprintf(d, cap, "query %u, hit %zu: key %" PRIu64
-					 " at %s, expected key %" PRIu64 " at %g",
-					 q + 1, h + 1, k, num, x->key, (double)x->d);
-				return -1;
-			}
-			const long i = find_key(k);
-			const struct val *v = i >= 0 ? &state[i] : NULL;
-			if (!v || v->present != (t2 != NULL) ||
-			    (t2 && (unescape(tmp, t2 + 1, (size_t)(nl - t2 - 1)) ||
-				    tmp->len != v->len || memcmp(tmp->p, v->p, v->len)))) {
-				snprintf(d, cap, "query %u, hit %zu: key %" PRIu64
-					 ": wrong value or none", q + 1, h + 1, k);
+			if (check_hit(s, nl, &expect[q][h], tmp, hd,
+				      sizeof hd)) {
+				snprintf(d, cap, "query %u, hit %zu: %s", q + 1,
+					 h + 1, hd);
 				return -1;
 			}
 			s = nl + 1;
