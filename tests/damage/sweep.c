@@ -614,12 +614,12 @@ static void apply(struct val *st, const struct batch *bt)
 #define NEAREST_EF 64
 #define NQUERIES 4
 
-struct vstate {
+struct vec {
 	uint64_t key;
 	int present;
 	float v[VDIM];
 };
-static struct vstate *vstate;
+static struct vec *vstate;	/* every key ever given a vector, now */
 static size_t nvkeys;
 static float queries[NQUERIES][VDIM];
 
@@ -629,7 +629,7 @@ static size_t vkey_index(uint64_t k)
 		if (vstate[i].key == k)
 			return i;
 	vstate = xrealloc(vstate, (nvkeys + 1) * sizeof *vstate);
-	vstate[nvkeys] = (struct vstate){ k, 0, { 0 } };
+	vstate[nvkeys] = (struct vec){ k, 0, { 0 } };
 	return nvkeys++;
 }
 
@@ -669,7 +669,6 @@ static void vbatch_put(struct vbatch *vb, uint64_t k, const float *v,
 {
 	buf_printf(&vb->in, "%" PRIu64 "\t", k);
 	if (val) {
-		/* An empty value would make the line's fields ambiguous. */
 		escape(&vb->in, val, vlen);
 		buf_add(&vb->in, "\t", 1);
 		batch_put(&vb->values, k, val, vlen);
@@ -1271,8 +1270,8 @@ static int check_hit(const char *s, const char *nl, const struct hit *x,
 	}
 	memcpy(num, t1 + 1, (size_t)(de - t1 - 1));
 	num[de - t1 - 1] = 0;
-	const float dist = strtof(num, &e);
-	if (*e || !*num || k != x->key || dist != x->d) {
+	const float got = strtof(num, &e);
+	if (*e || !*num || k != x->key || got != x->d) {
 		snprintf(d, cap, "key %" PRIu64 " at %s, expected key %" PRIu64
 			 " at %g", k, num, x->key, (double)x->d);
 		return -1;
@@ -1527,10 +1526,11 @@ static void worker_loop(const char *top, int n)
 
 /*
  * The graph is approximate, but a beam at least as wide as the graph (ef
- * >= n) visits every node reachable from the entry, and this graph of 16
- * must be connected: so both searches must give the exact answer here, and
- * any other answer with exit 0 under damage is a wrong answer.  Check that
- * the graph is in use, small enough, and right, before any flip.
+ * >= n) visits every node reachable from the entry: so when every
+ * expected neighbour is reachable, as the clean store must show, the graph
+ * search gives the exact answer, and any other answer with exit 0 under
+ * damage is a wrong answer.  Check that the graph is in use, small enough,
+ * and right, before any flip.
  */
 static void check_clean_nearest(struct worker *w)
 {
