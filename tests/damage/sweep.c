@@ -794,7 +794,7 @@ static void setup_batch(const char *top, const char *store, struct batch *bt)
 /*
  * More than 256 keys are asked (kyro-get answers stdin in groups of 256),
  * but the snapshot keeps only 30 of them, so that the sweep stays
- * small (every byte of every file costs four tool runs): most keys
+ * small (every byte of every file costs six tool runs): most keys
  * written before it are deleted before it too.
  */
 static void build_store(const char *top, const char *store)
@@ -840,7 +840,7 @@ static void build_store(const char *top, const char *store)
 	setup_vbatch(top, store, &vb);
 
 	/* The smallest index the format allows (a 2^8-entry router, two
-	 * leaves): its every byte is flipped, and each costs four tool runs. */
+	 * leaves): its every byte is flipped, and each costs six tool runs. */
 	struct run r = { 0 };
 	/* No retained history: the folded segment (every byte of it under
 	 * 64 KiB, so 20,000 more flips) would double the sweep; retained
