@@ -1,13 +1,18 @@
 /*
  * sweep.c - the damage sweep.  It builds a small store with the real tools
- * (every kind of file present: WAL with committed batches, a snapshot, its
- * learned index, MANIFEST, LOCK, SNAPSHOT.lock), then, for every byte of
- * every file, flips the byte in a copy of the store and runs the tools on
- * the copy:
+ * (every kind of file present: WAL with committed batches and vectors, a
+ * snapshot, its learned index, its vectors and their graph, MANIFEST,
+ * LOCK, SNAPSHOT.lock), then, for every byte of every file, flips the byte
+ * in a copy of the store and runs the tools on the copy:
  *
- *   kyro-verify -d D         must exit non-zero and name the damaged file;
+ *   kyro-verify -d D         must exit non-zero and name the damaged file
+ *                            (--deep for the graph);
  *   kyro-get -d D -f tsv     with every key ever written on stdin: the
  *                            right answers, or exit 2 with a message;
+ *   kyro-get --nearest       through the graph and with --exact, a few
+ *                            query vectors: the exact answer (the graph
+ *                            is searched with ef >= n), or exit 2 with a
+ *                            message;
  *   kyro-put -d D            one new batch: exit 0 and then every
  *                            acknowledged batch reads right (or the read
  *                            exits 2 with a message), or exit 2.
@@ -593,6 +598,176 @@ static void apply(struct val *st, const struct batch *bt)
 		st[bt->idx[j]] = bt->val[j];
 }
 
+/* ---------------------------------------------------------------------- */
+/* The vectors                                                            */
+
+/*
+ * Every component is a small integer, every query component a multiple of
+ * 1/4: each squared difference and every partial sum is then exact in
+ * float32, so the distance the tools print does not depend on the order
+ * in which a kernel adds, and the sweep's own sums are the tools' to the
+ * bit.  The graph is built with M 2, the smallest the format allows (each
+ * byte of its link lists costs six tool runs).
+ */
+#define VDIM 8
+#define NEAREST_K 6
+#define NEAREST_EF 64
+#define NQUERIES 4
+
+struct vec {
+	uint64_t key;
+	int present;
+	float v[VDIM];
+};
+static struct vec *vstate;	/* every key ever given a vector, now */
+static size_t nvkeys;
+static float queries[NQUERIES][VDIM];
+
+static size_t vkey_index(uint64_t k)
+{
+	for (size_t i = 0; i < nvkeys; i++)
+		if (vstate[i].key == k)
+			return i;
+	vstate = xrealloc(vstate, (nvkeys + 1) * sizeof *vstate);
+	vstate[nvkeys] = (struct vec){ k, 0, { 0 } };
+	return nvkeys++;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15u;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+	return x ^ (x >> 31);
+}
+
+/* Vector number I of generation G: integers from -8 to 8. */
+static void vec_of(float *v, unsigned i, unsigned g)
+{
+	for (unsigned j = 0; j < VDIM; j++)
+		v[j] = (float)((int)(mix((uint64_t)i << 16 | g << 8 | j) % 17)
+			       - 8);
+}
+
+static void vec_text(struct buf *b, const float *v)
+{
+	for (unsigned j = 0; j < VDIM; j++)
+		buf_printf(b, "%s%g", j ? "," : "", (double)v[j]);
+}
+
+/* A batch of kyro-put --vectors: KEY<TAB>VECTOR, or with a value. */
+struct vbatch {
+	struct buf in;
+	struct batch values;	/* the values of three-field lines */
+	size_t *vi;
+	float (*v)[VDIM];
+	size_t n;
+};
+
+static void vbatch_put(struct vbatch *vb, uint64_t k, const float *v,
+		       const char *val, size_t vlen)
+{
+	buf_printf(&vb->in, "%" PRIu64 "\t", k);
+	if (val) {
+		escape(&vb->in, val, vlen);
+		buf_add(&vb->in, "\t", 1);
+		batch_put(&vb->values, k, val, vlen);
+	} else {
+		key_index(k);	/* asked too: a key with a vector and no value
+				 * reads as not found */
+	}
+	vec_text(&vb->in, v);
+	buf_add(&vb->in, "\n", 1);
+	vb->vi = xrealloc(vb->vi, (vb->n + 1) * sizeof *vb->vi);
+	vb->v = xrealloc(vb->v, (vb->n + 1) * sizeof *vb->v);
+	vb->vi[vb->n] = vkey_index(k);
+	memcpy(vb->v[vb->n++], v, sizeof *vb->v);
+}
+
+/* A DELETE removes the key's vector with its value. */
+static void vec_apply_deletes(const struct batch *bt)
+{
+	for (size_t j = 0; j < bt->n; j++)
+		if (!bt->val[j].present)
+			for (size_t i = 0; i < nvkeys; i++)
+				if (vstate[i].key == keys[bt->idx[j]])
+					vstate[i].present = 0;
+}
+
+static void setup_vbatch(const char *top, const char *store, struct vbatch *vb)
+{
+	char *in = xasprintf("%s/setup.in", top);
+	write_file(in, vb->in.p, vb->in.len);
+	struct run r = { 0 };
+	run_tool(top, in, &r, "kyro-put", "-d", store, "--vectors", NULL);
+	if (r.how != RUN_EXIT || r.code != 0 || r.out.len || r.err.len)
+		die("building the store: kyro-put --vectors failed (%s %d): %s",
+		    r.how == RUN_EXIT ? "exit" : "signal/timeout/sanitizer",
+		    r.code, r.err.p);
+	apply(state, &vb->values);
+	for (size_t j = 0; j < vb->n; j++) {
+		vstate[vb->vi[j]].present = 1;
+		memcpy(vstate[vb->vi[j]].v, vb->v[j], sizeof vb->v[j]);
+	}
+	free(in);
+	free(r.out.p);
+	free(r.err.p);
+	free(vb->in.p);
+	free(vb->values.in.p);
+	free(vb->values.idx);
+	free(vb->values.val);
+	free(vb->vi);
+	free(vb->v);
+	*vb = (struct vbatch){ 0 };
+}
+
+/* Squared L2: exact here, see above. */
+static float dist(const float *a, const float *b)
+{
+	float s = 0;
+	for (unsigned j = 0; j < VDIM; j++)
+		s += (a[j] - b[j]) * (a[j] - b[j]);
+	return s;
+}
+
+struct hit {
+	float d;
+	uint64_t key;
+};
+
+static int hit_cmp(const void *a, const void *b)
+{
+	const struct hit *x = a, *y = b;
+	if (x->d != y->d)
+		return x->d < y->d ? -1 : 1;
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/* The expected answers: for each query the NEAREST_K live vectors by
+ * distance, equal distances in key order as kyro-get(1) says. */
+static struct hit expect[NQUERIES][NEAREST_K];
+static size_t nexpect[NQUERIES];
+
+static void expect_nearest(void)
+{
+	struct hit *h = xmalloc(nvkeys * sizeof *h);
+	for (unsigned q = 0; q < NQUERIES; q++) {
+		size_t n = 0;
+		for (size_t i = 0; i < nvkeys; i++)
+			if (vstate[i].present)
+				h[n++] = (struct hit){
+					dist(queries[q], vstate[i].v),
+					vstate[i].key };
+		qsort(h, n, sizeof *h, hit_cmp);
+		nexpect[q] = n < NEAREST_K ? n : NEAREST_K;
+		memcpy(expect[q], h, nexpect[q] * sizeof *h);
+	}
+	free(h);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Building the store: the batches                                        */
+
 /* Run kyro-put on one batch of the setup; it must succeed silently. */
 static void setup_batch(const char *top, const char *store, struct batch *bt)
 {
@@ -608,6 +783,7 @@ static void setup_batch(const char *top, const char *store, struct batch *bt)
 		    r.how == RUN_EXIT ? "exit" : "signal/timeout/sanitizer",
 		    r.code, r.err.p);
 	apply(state, bt);
+	vec_apply_deletes(bt);
 	free(in);
 	free(r.out.p);
 	free(r.err.p);
@@ -618,7 +794,7 @@ static void setup_batch(const char *top, const char *store, struct batch *bt)
 /*
  * More than 256 keys are asked (kyro-get answers stdin in groups of 256),
  * but the snapshot keeps only 30 of them, so that the sweep stays
- * small (every byte of every file costs four tool runs): most keys
+ * small (every byte of every file costs six tool runs): most keys
  * written before it are deleted before it too.
  */
 static void build_store(const char *top, const char *store)
@@ -643,15 +819,35 @@ static void build_store(const char *top, const char *store)
 			batch_del(&bt, key_of(i));
 	setup_batch(top, store, &bt);
 
+	/* Vectors for twelve snapshot keys (two of them put with a new
+	 * value) and four keys with a vector and no value; the graph of
+	 * these 16 is built by the snapshot. */
+	struct vbatch vb = { 0 };
+	float vec[VDIM];
+	for (unsigned i = 0; i < 100; i += 9) {
+		vec_of(vec, i, 1);
+		if (i == 36 || i == 72) {
+			value_of(&v, i, 4);
+			vbatch_put(&vb, key_of(i), vec, v.p, v.len);
+		} else {
+			vbatch_put(&vb, key_of(i), vec, NULL, 0);
+		}
+	}
+	for (unsigned i = 200; i < 240; i += 10) {
+		vec_of(vec, i, 1);
+		vbatch_put(&vb, key_of(i) + 2, vec, NULL, 0);
+	}
+	setup_vbatch(top, store, &vb);
+
 	/* The smallest index the format allows (a 2^8-entry router, two
-	 * leaves): its every byte is flipped, and each costs four tool runs. */
+	 * leaves): its every byte is flipped, and each costs six tool runs. */
 	struct run r = { 0 };
 	/* No retained history: the folded segment (every byte of it under
 	 * 64 KiB, so 20,000 more flips) would double the sweep; retained
 	 * segments are checked by kyro-verify as live ones are, and tested
 	 * in test_feed.c and 65-feed.bats. */
 	run_tool(top, NULL, &r, "kyro-snapshot", "-d", store, "--retain", "0",
-		 NULL);
+		 "--vectors", "--m", "2", NULL);
 	if (r.how != RUN_EXIT || r.code != 0 || r.err.len)
 		die("building the store: kyro-snapshot failed: %s", r.err.p);
 	run_tool(top, NULL, &r, "kyro-rmi-build", "-d", store, "--router-bits=8",
@@ -670,6 +866,22 @@ static void build_store(const char *top, const char *store)
 		batch_put(&bt, key_of(i), v.p, v.len);
 	}
 	setup_batch(top, store, &bt);
+	/* After the snapshot: a snapshot key's vector replaced (the graph
+	 * keeps the old one), a vector given to a snapshot key that the next
+	 * batch deletes, new keys with and without a value.  That batch also
+	 * deletes key_of(27), whose vector is in the graph, and the last one
+	 * writes its value again, which brings back no vector. */
+	vec_of(vec, 54, 2);
+	vbatch_put(&vb, key_of(54), vec, NULL, 0);
+	vec_of(vec, 108, 2);
+	vbatch_put(&vb, key_of(108), vec, NULL, 0);
+	vec_of(vec, 240, 2);
+	vbatch_put(&vb, key_of(240) + 1, vec, "a new key with a vector", 23);
+	for (unsigned i = 250; i < 270; i += 10) {
+		vec_of(vec, i, 2);
+		vbatch_put(&vb, key_of(i) + 1, vec, NULL, 0);
+	}
+	setup_vbatch(top, store, &vb);
 	for (unsigned i = 27; i < 270; i += 81)
 		batch_del(&bt, key_of(i));
 	setup_batch(top, store, &bt);
@@ -950,7 +1162,9 @@ struct trial {
 #define DETAIL 200
 struct result {
 	unsigned char done, verify, get, put, after, get_msg;
+	unsigned char nearest, exact, near_msg;	/* G_* */
 	char vdetail[DETAIL], gdetail[DETAIL], pdetail[DETAIL], adetail[DETAIL];
+	char ndetail[DETAIL], xdetail[DETAIL];
 };
 
 struct shared {
@@ -966,6 +1180,9 @@ static int failed(const struct result *r)
 {
 	return !r->done || r->verify == V_UNDETECTED || r->verify == V_CRASH ||
 	       r->get == G_WRONG || r->get == G_CRASH || r->get == G_ODD ||
+	       r->nearest == G_WRONG || r->nearest == G_CRASH ||
+	       r->nearest == G_ODD || r->exact == G_WRONG ||
+	       r->exact == G_CRASH || r->exact == G_ODD ||
 	       r->put == P_CRASH || r->put == P_ODD || r->after == A_LOST ||
 	       r->after == A_CRASH || r->after == A_ODD;
 }
@@ -982,9 +1199,10 @@ static void make_newbatch(void)
 }
 
 struct worker {
-	char *dir, *store, *keysfile, *batchfile;
+	char *dir, *store, *keysfile, *batchfile, *queryfile;
 	struct run r;
 	struct answers before, after;
+	struct buf tmp;
 };
 
 static void judge_get(const struct run *r, struct answers *a,
@@ -1007,6 +1225,153 @@ static void judge_get(const struct run *r, struct answers *a,
 		res->get = G_RIGHT;
 		res->get_msg = a->other[0] != 0;
 	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* Judging kyro-get --nearest                                             */
+
+/*
+ * The queries: near the vector of key_of(27) (deleted since the snapshot,
+ * still in the graph), near key_of(54)'s vector in the graph (replaced
+ * since), near key_of(108)'s (put and deleted after the snapshot), and one
+ * anywhere.  Components off the lattice by quarters, so few distances tie.
+ */
+static void make_queries(void)
+{
+	vec_of(queries[0], 27, 1);
+	vec_of(queries[1], 54, 1);
+	vec_of(queries[2], 108, 2);
+	for (unsigned j = 0; j < VDIM; j++) {
+		queries[0][j] += 0.25f * (float)(j % 3);
+		queries[1][j] -= 0.25f * (float)(j % 2);
+		queries[2][j] += j == 5 ? 0.75f : 0;
+		queries[3][j] =
+			(float)((int)(mix(999u << 8 | j) % 65) - 32) / 4;
+	}
+}
+
+/* Is the hit on the line from S to NL the expected X, with its key's value
+ * as a third field when the key has one and none when it has none?  0
+ * yes; else a detail in D. */
+static int check_hit(const char *s, const char *nl, const struct hit *x,
+		     struct buf *tmp, char *d, size_t cap)
+{
+	const char *t1 = memchr(s, '\t', (size_t)(nl - s)), *t2 = NULL;
+	if (t1)
+		t2 = memchr(t1 + 1, '\t', (size_t)(nl - t1 - 1));
+	const char *de = t2 ? t2 : nl;
+	char num[48], *e;
+	uint64_t k;
+	if (!t1 || parse_u64(s, (size_t)(t1 - s), &k) ||
+	    (size_t)(de - t1 - 1) >= sizeof num) {
+		snprintf(d, cap, "not a hit: %.*s",
+			 (int)(nl - s > 60 ? 60 : nl - s), s);
+		return -1;
+	}
+	memcpy(num, t1 + 1, (size_t)(de - t1 - 1));
+	num[de - t1 - 1] = 0;
+	const float got = strtof(num, &e);
+	if (*e || !*num || k != x->key || got != x->d) {
+		snprintf(d, cap, "key %" PRIu64 " at %s, expected key %" PRIu64
+			 " at %g", k, num, x->key, (double)x->d);
+		return -1;
+	}
+	const long i = find_key(k);
+	const struct val *v = i >= 0 ? &state[i] : NULL;
+	int right = v && v->present == (t2 != NULL);
+	if (right && t2)
+		right = !unescape(tmp, t2 + 1, (size_t)(nl - t2 - 1)) &&
+			tmp->len == v->len && !memcmp(tmp->p, v->p, v->len);
+	if (!right) {
+		snprintf(d, cap, "key %" PRIu64 ": wrong value or none", k);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Is kyro-get --nearest's answer (tsv, --with-values) to the queries the
+ * expected one, exit status included?  0 yes; else a detail in D.  Each
+ * answer is its hits, then an empty line.
+ */
+static int check_nearest(const struct run *r, struct buf *tmp, char *d,
+			 size_t cap)
+{
+	const char *s = r->out.p, *end = s + r->out.len;
+	char hd[150];
+	for (unsigned q = 0; q < NQUERIES; q++) {
+		for (size_t h = 0;; h++) {
+			const char *nl = memchr(s, '\n', (size_t)(end - s));
+			if (!nl) {
+				snprintf(d, cap, "query %u: answer cut short",
+					 q + 1);
+				return -1;
+			}
+			if (nl == s && h == nexpect[q]) {
+				s = nl + 1;
+				break;
+			}
+			if (nl == s || h == nexpect[q]) {
+				snprintf(d, cap, "query %u: %s hits than the %zu expected",
+					 q + 1, nl == s ? "fewer" : "more",
+					 nexpect[q]);
+				return -1;
+			}
+			if (check_hit(s, nl, &expect[q][h], tmp, hd,
+				      sizeof hd)) {
+				snprintf(d, cap, "query %u, hit %zu: %s", q + 1,
+					 h + 1, hd);
+				return -1;
+			}
+			s = nl + 1;
+		}
+	}
+	if (s != end) {
+		snprintf(d, cap, "output after the last answer: %.60s", s);
+		return -1;
+	}
+	if (r->code != 0) {
+		snprintf(d, cap, "right answers but exit %d", r->code);
+		return -1;
+	}
+	return 0;
+}
+
+/* Judge one run of kyro-get --nearest into *RES (G_*) and DETAIL. */
+static void judge_nearest(const struct run *r, struct buf *tmp,
+			  const char *what, unsigned char *res, char *detail,
+			  unsigned char *msg)
+{
+	char d[DETAIL];
+	if (r->how != RUN_EXIT) {
+		*res = G_CRASH;
+		describe_crash(detail, DETAIL, what, r);
+	} else if (r->code == 2) {
+		*res = r->err.len ? G_REFUSED : G_ODD;
+		if (*res == G_ODD)
+			snprintf(detail, DETAIL, "%s: exit 2 without a message", what);
+	} else if (r->code > 2) {
+		*res = G_ODD;
+		snprintf(detail, DETAIL, "%s: exit %d", what, r->code);
+	} else if (check_nearest(r, tmp, d, sizeof d)) {
+		*res = G_WRONG;
+		snprintf(detail, DETAIL, "%s: %.150s", what, d);
+	} else {
+		*res = G_RIGHT;
+		*msg |= r->err.len != 0;
+	}
+}
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* kyro-get --nearest through the graph (or EXACT: --exact) of every
+ * query, with values. */
+static void run_nearest(struct worker *w, const char *store, int exact)
+{
+	run_tool(w->dir, w->queryfile, &w->r, "kyro-get", "-d", store,
+		 "--nearest", STR(NEAREST_K), "--ef", STR(NEAREST_EF),
+		 "--with-values", exact ? "--exact" : NULL, NULL);
 }
 
 static void judge_after(struct worker *w, struct result *res)
@@ -1081,7 +1446,9 @@ static void run_trial(struct worker *w, const struct trial *t, struct result *re
 	memset(res, 0, sizeof *res);
 
 	struct run *r = &w->r;
-	run_tool(w->dir, NULL, r, "kyro-verify", "-d", store, NULL);
+	/* The graph's blocks and links are checked by --deep only. */
+	run_tool(w->dir, NULL, r, "kyro-verify", "-d", store,
+		 strncmp(name, "hnsw-", 5) ? NULL : "--deep", NULL);
 	if (r->how != RUN_EXIT) {
 		res->verify = V_CRASH;
 		describe_crash(res->vdetail, DETAIL, "kyro-verify", r);
@@ -1098,6 +1465,13 @@ static void run_trial(struct worker *w, const struct trial *t, struct result *re
 
 	run_tool(w->dir, w->keysfile, r, "kyro-get", "-d", store, "-f", "tsv", NULL);
 	judge_get(r, &w->before, state, res);
+
+	run_nearest(w, store, 0);
+	judge_nearest(r, &w->tmp, "kyro-get --nearest", &res->nearest,
+		      res->ndetail, &res->near_msg);
+	run_nearest(w, store, 1);
+	judge_nearest(r, &w->tmp, "kyro-get --nearest --exact", &res->exact,
+		      res->xdetail, &res->near_msg);
 
 	run_tool(w->dir, w->batchfile, r, "kyro-put", "-d", store, NULL);
 	if (r->how != RUN_EXIT) {
@@ -1127,6 +1501,7 @@ static void worker_init(struct worker *w, const char *top, int n)
 	w->store = xasprintf("%s/store", w->dir);
 	w->keysfile = xasprintf("%s/keys", top);
 	w->batchfile = xasprintf("%s/batch", top);
+	w->queryfile = xasprintf("%s/queries", top);
 	if (mkdir(w->dir, 0755) || mkdir(w->store, 0755))
 		die("cannot create '%s': %s", w->store, strerror(errno));
 	answers_init(&w->before);
@@ -1149,6 +1524,35 @@ static void worker_loop(const char *top, int n)
 /* ---------------------------------------------------------------------- */
 /* The clean store must be right before damage means anything.            */
 
+/*
+ * The graph is approximate, but a beam at least as wide as the graph (ef
+ * >= n) visits every node reachable from the entry: so when every
+ * expected neighbour is reachable, as the clean store must show, the graph
+ * search gives the exact answer, and any other answer with exit 0 under
+ * damage is a wrong answer.  Check that the graph is in use, small enough,
+ * and right, before any flip.
+ */
+static void check_clean_nearest(struct worker *w)
+{
+	struct run *r = &w->r;
+	char d[DETAIL];
+	run_tool(w->dir, NULL, r, "kyro-get", "-d", w->store, "--info", NULL);
+	const char *n = strstr(r->out.p, "\nvector_snapshot\t");
+	if (r->how != RUN_EXIT || r->code != 0 ||
+	    !strstr(r->out.p, "\nvector_index\thnsw\n") || !n ||
+	    strtol(n + 17, NULL, 10) > NEAREST_EF)
+		die("the clean store: no graph of at most %d vectors in use: %s%s",
+		    NEAREST_EF, r->out.p, r->err.p);
+	for (int exact = 0; exact < 2; exact++) {
+		run_nearest(w, w->store, exact);
+		if (r->how != RUN_EXIT || r->code != 0 || r->err.len ||
+		    check_nearest(r, &w->tmp, d, sizeof d))
+			die("the clean store: kyro-get --nearest%s (exit %d): %s%s",
+			    exact ? " --exact" : "", r->code, r->err.p,
+			    r->err.len ? "" : d);
+	}
+}
+
 static void check_clean(const char *top)
 {
 	struct worker w = { 0 };
@@ -1161,6 +1565,12 @@ static void check_clean(const char *top)
 	if (r->how != RUN_EXIT || r->code != 0 || r->out.len || r->err.len)
 		die("the clean store: kyro-verify exits %d: %s%s", r->code, r->out.p,
 		    r->err.p);
+
+	run_tool(w.dir, NULL, r, "kyro-verify", "-d", w.store, "--deep", NULL);
+	if (r->how != RUN_EXIT || r->code != 0 || r->out.len || r->err.len)
+		die("the clean store: kyro-verify --deep exits %d: %s%s", r->code,
+		    r->out.p, r->err.p);
+	check_clean_nearest(&w);
 
 	run_tool(w.dir, w.keysfile, r, "kyro-get", "-d", w.store, "-f", "tsv", NULL);
 	if (r->how != RUN_EXIT || r->code > 1)
@@ -1193,13 +1603,14 @@ static void check_clean(const char *top)
 
 enum {
 	C_TRIED, C_DETECTED, C_UNDETECTED, C_EXEMPT, C_GET_RIGHT, C_GET_REFUSED,
-	C_WRONG, C_CRASH, C_PUT_OK, C_PUT_REFUSED, C_LOST, C_ODD,
-	C_PUT_OK_READ_REFUSED, C_GET_MSG, C_FAILED, NCOUNT
+	C_WRONG, C_NN_RIGHT, C_NN_REFUSED, C_NN_WRONG, C_CRASH, C_PUT_OK,
+	C_PUT_REFUSED, C_LOST, C_ODD, C_PUT_OK_READ_REFUSED, C_GET_MSG,
+	C_NN_MSG, C_FAILED, NCOUNT
 };
 
 static const char *const head[NCOUNT] = {
 	"tried", "detect", "undet", "exempt", "get-ok", "get-2", "wrong",
-	"crash", "put-ok", "put-2", "lost", "odd",
+	"nn-ok", "nn-2", "nn-wr", "crash", "put-ok", "put-2", "lost", "odd",
 };
 
 static void count(uint64_t *c, const struct result *r)
@@ -1211,14 +1622,22 @@ static void count(uint64_t *c, const struct result *r)
 	c[C_GET_RIGHT] += r->get == G_RIGHT;
 	c[C_GET_REFUSED] += r->get == G_REFUSED;
 	c[C_WRONG] += r->get == G_WRONG;
+	const int nn_bad = r->nearest == G_WRONG || r->exact == G_WRONG;
+	c[C_NN_RIGHT] += r->nearest == G_RIGHT && r->exact == G_RIGHT;
+	c[C_NN_WRONG] += nn_bad;
+	c[C_NN_REFUSED] += !nn_bad && (r->nearest == G_REFUSED ||
+				       r->exact == G_REFUSED);
 	c[C_CRASH] += r->verify == V_CRASH || r->get == G_CRASH ||
+		      r->nearest == G_CRASH || r->exact == G_CRASH ||
 		      r->put == P_CRASH || r->after == A_CRASH;
 	c[C_PUT_OK] += r->put == P_OK;
 	c[C_PUT_REFUSED] += r->put == P_REFUSED;
 	c[C_LOST] += r->after == A_LOST;
-	c[C_ODD] += r->get == G_ODD || r->put == P_ODD || r->after == A_ODD;
+	c[C_ODD] += r->get == G_ODD || r->nearest == G_ODD ||
+		    r->exact == G_ODD || r->put == P_ODD || r->after == A_ODD;
 	c[C_PUT_OK_READ_REFUSED] += r->after == A_REFUSED;
 	c[C_GET_MSG] += r->get_msg;
+	c[C_NN_MSG] += r->near_msg;
 	c[C_FAILED] += failed(r);
 }
 
@@ -1249,9 +1668,15 @@ static void print_details(const char *title, int which)
 			case C_WRONG:
 				d = r->get == G_WRONG ? r->gdetail : NULL;
 				break;
+			case C_NN_WRONG:
+				d = r->nearest == G_WRONG ? r->ndetail :
+				    r->exact == G_WRONG ? r->xdetail : NULL;
+				break;
 			case C_CRASH:
 				d = r->verify == V_CRASH ? r->vdetail :
 				    r->get == G_CRASH ? r->gdetail :
+				    r->nearest == G_CRASH ? r->ndetail :
+				    r->exact == G_CRASH ? r->xdetail :
 				    r->put == P_CRASH ? r->pdetail :
 				    r->after == A_CRASH ? r->adetail : NULL;
 				break;
@@ -1263,6 +1688,8 @@ static void print_details(const char *title, int which)
 				break;
 			case C_ODD:
 				d = r->get == G_ODD ? r->gdetail :
+				    r->nearest == G_ODD ? r->ndetail :
+				    r->exact == G_ODD ? r->xdetail :
 				    r->put == P_ODD ? r->pdetail :
 				    r->after == A_ODD ? r->adetail : NULL;
 				break;
@@ -1380,6 +1807,8 @@ int main(int argc, char **argv)
 	/* Never-written keys are asked too: they must read as not found. */
 	key_index(1);
 	key_index(key_of(77) + 2);
+	make_queries();
+	expect_nearest();
 	make_newbatch();
 	state1 = xmalloc(nkeys * sizeof *state1);
 	memcpy(state1, state, nkeys * sizeof *state1);
@@ -1392,6 +1821,14 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < nkeys; i++)
 		buf_printf(&kb, "%" PRIu64 "\n", keys[i]);
 	char *p = xasprintf("%s/keys", top);
+	write_file(p, kb.p, kb.len);
+	free(p);
+	kb.len = 0;
+	for (unsigned q = 0; q < NQUERIES; q++) {
+		vec_text(&kb, queries[q]);
+		buf_add(&kb, "\n", 1);
+	}
+	p = xasprintf("%s/queries", top);
 	write_file(p, kb.p, kb.len);
 	free(p);
 	p = xasprintf("%s/batch", top);
@@ -1498,10 +1935,12 @@ int main(int argc, char **argv)
 	}
 	print_row("total", total);
 	printf("kyro-put exit 0, then kyro-get exit 2: %" PRIu64
-	       "; kyro-get right with a message on stderr: %" PRIu64 "\n",
-	       total[C_PUT_OK_READ_REFUSED], total[C_GET_MSG]);
+	       "; kyro-get right with a message on stderr: %" PRIu64
+	       "; kyro-get --nearest right with one: %" PRIu64 "\n",
+	       total[C_PUT_OK_READ_REFUSED], total[C_GET_MSG], total[C_NN_MSG]);
 	print_details("undetected by kyro-verify", C_UNDETECTED);
 	print_details("silent wrong reads", C_WRONG);
+	print_details("wrong nearest neighbours", C_NN_WRONG);
 	print_details("crashes", C_CRASH);
 	print_details("acknowledged batches lost", C_LOST);
 	print_details("odd exits", C_ODD);
