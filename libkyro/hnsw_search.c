@@ -118,6 +118,46 @@ static inline int vec_of(char *msg, const struct kyro__hnsw *h, uint64_t v,
 	return rc;
 }
 
+/*
+ * A search is bound by memory: each distance reads a whole vector (49
+ * lines at 784 dimensions) from a random place.  So what it will read is
+ * asked for ahead: the first two lines of every neighbour not yet seen as
+ * soon as the link list is read (the requests overlap, and each starts
+ * the hardware's stream through its vector); the whole vector of the
+ * neighbour PREFETCH_AHEAD places on while a distance is computed (one
+ * place was 6-9% slower on Fashion-MNIST, three no faster); and the link
+ * list of the next node to expand as soon as it is at the top of the
+ * candidates, so that it is in cache when its turn comes.  The greedy
+ * descent through the upper levels asks for its vectors the same way
+ * (7-9% more queries a second).  The bounded kernel rarely stops early
+ * enough here for a vector's tail to be fetched in vain.  A prefetch is
+ * not a read: nothing is used before kyro__hnsw_touch() has verified it,
+ * and no address is formed from an id before it is checked against n.
+ *
+ * always_inline: GCC (12, -O2) takes a static function that does nothing
+ * but prefetch for one without side effects and deletes its calls before
+ * inlining it, so a plain static inline helper here emitted no prefetch.
+ */
+#define PREFETCH_AHEAD 2
+
+static inline __attribute__((always_inline)) void
+prefetch_head(const struct kyro__hnsw *h, uint32_t v)
+{
+	const char *p = (const char *)(h->vecs + (uint64_t)v * h->stride);
+	__builtin_prefetch(p);
+	if (h->dim > 16)
+		__builtin_prefetch(p + 64);
+}
+
+static inline __attribute__((always_inline)) void
+prefetch_vec(const struct kyro__hnsw *h, uint32_t v)
+{
+	const char *p = (const char *)(h->vecs + (uint64_t)v * h->stride);
+	const uint64_t len = 4 * (uint64_t)h->dim;
+	for (uint64_t o = 0; o < len; o += 64)
+		__builtin_prefetch(p + o);
+}
+
 int kyro__hnsw_greedy(char *msg, const struct kyro__hnsw *h,
 		      struct kyro__vec_scratch *s, uint32_t *ep, float *dep,
 		      int level)
@@ -129,9 +169,18 @@ int kyro__hnsw_greedy(char *msg, const struct kyro__hnsw *h,
 		if (rc)
 			return rc;
 		changed = 0;
+		for (uint32_t j = 0; j < cnt; j++)
+			if (ids[j] < h->n)
+				prefetch_head(h, ids[j]);
+		for (uint32_t j = 0; j < cnt && j < PREFETCH_AHEAD; j++)
+			if (ids[j] < h->n)
+				prefetch_vec(h, ids[j]);
 		for (uint32_t j = 0; j < cnt; j++) {
 			const uint32_t nb = ids[j];
 			const float *v;
+			if (j + PREFETCH_AHEAD < cnt &&
+			    ids[j + PREFETCH_AHEAD] < h->n)
+				prefetch_vec(h, ids[j + PREFETCH_AHEAD]);
 			if (nb >= h->n)
 				return corrupt(msg, h, *ep, "bad link");
 			if ((rc = vec_of(msg, h, nb, &v)))
@@ -149,15 +198,16 @@ int kyro__hnsw_greedy(char *msg, const struct kyro__hnsw *h,
 	return 0;
 }
 
-/* Lines of a vector worth prefetching before its distance: its first
- * chunk, which the bounded kernel reads whether or not it stops. */
-static inline void prefetch_vec(const struct kyro__hnsw *h, uint32_t v)
+/* Level 0 only: above it a node's links are found through its upper
+ * index, a read of its own, and the greedy descent is short. */
+static inline __attribute__((always_inline)) void
+prefetch_links0(const struct kyro__hnsw *h, uint32_t v)
 {
-	const char *p = (const char *)(h->vecs + (uint64_t)v * h->stride);
-	uint64_t len = 4 * (uint64_t)(h->dim < KYRO_VEC_CHUNK ? h->dim
-							      : KYRO_VEC_CHUNK);
+	const char *p = (const char *)(h->adj0 + (uint64_t)v * (1 + h->m0));
+	const uint64_t len = 4 * (1 + (uint64_t)h->m0);
 	for (uint64_t o = 0; o < len; o += 64)
 		__builtin_prefetch(p + o);
+	__builtin_prefetch(p + len - 1);
 }
 
 int kyro__hnsw_layer(char *msg, const struct kyro__hnsw *h,
@@ -181,6 +231,8 @@ int kyro__hnsw_layer(char *msg, const struct kyro__hnsw *h,
 		if (c.d > bound)
 			break;
 		kyro__heap_pop_min(s->cand, &s->ncand);
+		if (s->ncand && level == 0)
+			prefetch_links0(h, s->cand[0].id);
 		const uint32_t *ids;
 		uint32_t cnt, nf = 0;
 		if ((rc = kyro__hnsw_links(msg, h, c.id, level, &ids, &cnt)))
@@ -192,16 +244,18 @@ int kyro__hnsw_layer(char *msg, const struct kyro__hnsw *h,
 			if (s->seen[nb] == s->epoch)
 				continue;
 			s->seen[nb] = s->epoch;
-			__builtin_prefetch(h->vecs + (uint64_t)nb * h->stride);
+			prefetch_head(h, nb);
 			fresh[nf++] = nb;
 		}
 		if ((rc = kyro__vec_reserve(s, 1, s->ncand + nf)))
 			return kyro__fail(msg, rc, "cannot search");
+		for (uint32_t j = 0; j < nf && j < PREFETCH_AHEAD; j++)
+			prefetch_vec(h, fresh[j]);
 		for (uint32_t j = 0; j < nf; j++) {
 			const uint32_t nb = fresh[j];
 			const float *v;
-			if (j + 1 < nf)
-				prefetch_vec(h, fresh[j + 1]);
+			if (j + PREFETCH_AHEAD < nf)
+				prefetch_vec(h, fresh[j + PREFETCH_AHEAD]);
 			if ((rc = vec_of(msg, h, nb, &v)))
 				return rc;
 			const float d = kyro__vec_dist(h->ops, (int)h->metric,
@@ -210,6 +264,8 @@ int kyro__hnsw_layer(char *msg, const struct kyro__hnsw *h,
 				continue;
 			const struct kyro__vec_cand x = {d, nb};
 			kyro__heap_push_min(s->cand, &s->ncand, x);
+			if (level == 0 && s->cand[0].id == nb)
+				prefetch_links0(h, nb);
 			if (nb < a || nb >= b)
 				continue;
 			kyro__heap_push_max(s->res, &s->nres, x);
@@ -219,11 +275,6 @@ int kyro__hnsw_layer(char *msg, const struct kyro__hnsw *h,
 				bound = s->res[0].d;
 		}
 		s->ndist += nf;
-		/* The next node to expand: its links are a line of their
-		 * own, away from its vector (hnswlib keeps them together). */
-		if (s->ncand && level == 0)
-			__builtin_prefetch(h->adj0 + (1 + (uint64_t)h->m0) *
-							     s->cand[0].id);
 	}
 	return 0;
 }
