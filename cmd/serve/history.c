@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "history.h"
+#include "serve.h"
 
 #define FILE_LEN (HISTORY_ID_LEN + 1)
 
@@ -93,7 +94,7 @@ static int read_id(const char *dir, const char *name,
 	return 0;
 }
 
-static int sync_dir(const char *dir)
+int serve_sync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -122,7 +123,7 @@ static int write_id(const char *dir, const char *name, const char *id,
 	if (!rc && rename(tmp, path))
 		rc = errno;
 	if (!rc)
-		rc = sync_dir(dir);
+		rc = serve_sync_dir(dir);
 	if (rc) {
 		unlink(tmp);
 		snprintf(err, errlen, "cannot write '%s': %s", path,
@@ -138,7 +139,7 @@ int history_init_primary(const char *dir, char *err, size_t errlen)
 	unsigned char r[HISTORY_ID_LEN / 2];
 	snprintf(path, sizeof path, "%s/FOLLOWS", dir);
 	if (unlink(path) == 0) {
-		int rc = sync_dir(dir);
+		int rc = serve_sync_dir(dir);
 		if (rc) {
 			snprintf(err, errlen, "cannot remove '%s': %s", path,
 				 strerror(rc));

@@ -229,12 +229,7 @@ static int sync_parent(const char *dir)
 		parent[1] = 0;
 	else
 		*slash = 0;
-	int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return errno;
-	int rc = fsync(fd) ? errno : 0;
-	close(fd);
-	return rc;
+	return serve_sync_dir(parent);
 }
 
 struct boot {

@@ -46,5 +46,8 @@ struct serve_cfg {
 
 /* Monotonic time in nanoseconds. */
 uint64_t serve_now_ns(void);
+/* fsync directory DIR, so that a rename in it survives a crash: 0 or an
+ * errno (history.c). */
+int serve_sync_dir(const char *dir);
 
 #endif
