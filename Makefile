@@ -22,8 +22,10 @@ LDLIBS  := -l:libcpu_features.a -lxxhash -lm -pthread
 # is a large share of a one-key kyro-get: every shared object it maps
 # costs page faults and system calls.  They take xxHash from its static
 # archive, and libm only where they call it (the library's sqrt needs no
-# errno, so it compiles to one instruction).  libc stays shared: fault
-# injection (libfiu, the tests' LD_PRELOAD shims) intercepts its calls.
+# errno, so it compiles to one instruction).  The tools that write keep
+# libc shared, so that fault injection (libfiu, the tests' LD_PRELOAD
+# shims) reaches their I/O; the read-only ones link as static PIEs and
+# load nothing at all (docs/DECISIONS.md).
 TOOL_LDLIBS := -Wl,--as-needed -l:libcpu_features.a -l:libxxhash.a -lm -pthread
 
 ifdef SANITIZE
@@ -137,10 +139,16 @@ $(LIB): $(LIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
+# The read-only tools: static PIEs (see TOOL_LDLIBS); a sanitizer's
+# runtime needs the dynamic loader.
+READ_TOOLS := kyro-get kyro-verify kyro-warmup
+ifndef SANITIZE
+$(addprefix $(BIN)/,$(READ_TOOLS)): TOOL_LINK := -static-pie
+endif
 $(BIN)/%: $(BUILD)/cmd/%.o $(CLI_OBJS) $(LIB)
 	@mkdir -p $(BIN)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(TOOL_LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) $(TOOL_LINK) -o $@ $^ $(TOOL_LDLIBS)
 
 # kyro-serve is the one tool with modules of its own (cmd/serve/) and
 # libraries beyond libkyro's.
