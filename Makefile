@@ -314,7 +314,8 @@ check-asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=address,undefined CC=$(CC) check-unit
 
 # The damage sweep drives the tools only; it does not link libkyro.
-$(BUILD)/tests/damage/sweep: $(BUILD)/tests/damage/sweep.o
+SWEEP_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tests/damage/*.c)))
+$(BUILD)/tests/damage/sweep: $(SWEEP_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 
