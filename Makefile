@@ -141,7 +141,7 @@ $(LIB): $(LIB_OBJS)
 
 # The read-only tools: static PIEs (see TOOL_LDLIBS); a sanitizer's
 # runtime needs the dynamic loader.
-READ_TOOLS := kyro-get kyro-verify kyro-warmup
+READ_TOOLS := kyro-get kyro-warmup
 ifndef SANITIZE
 $(addprefix $(BIN)/,$(READ_TOOLS)): TOOL_LINK := -static-pie
 endif
