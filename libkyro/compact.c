@@ -53,7 +53,19 @@ static double now(void)
  * length and the value; a ref is its offset.  Else refs point into the
  * mapped segments.  (A fixed bound of 4 GiB sent a 100M-key WAL of 4.8 GB
  * through the mapping: on a 2-vCPU virtual machine with 24 GiB its merge
- * took 197 s of a 259 s snapshot, against 32 s from the arena.) */
+ * took 197 s of a 259 s snapshot, against 32 s from the arena.)
+ *
+ * The merge reads the values in key order, and a gigabyte read at random
+ * misses the TLB and the caches on every value.  So the arena is kept in
+ * chunks, one open chunk per range of keys (their top ARENA_BITS bits):
+ * the merge, walking the keys in order, reads one range's chunks at a
+ * time, a few hundred KB where it was the whole arena.  Keys that share
+ * their top bits (small integers) fall in one range, as before; they tend
+ * to be written in order anyway. */
+#define ARENA_BITS 11
+#define ARENA_RANGES ((size_t)1 << ARENA_BITS)
+#define CHUNK ((uint64_t)64 << 10)
+
 static uint64_t arena_max(void)
 {
 	return kyro__fs_mem_total() / 2;
@@ -66,7 +78,9 @@ struct fold {
 	struct delta_ent *ents; /* on huge pages, room for cap */
 	size_t nents, cap;
 	unsigned char *arena; /* NULL: refs point into the WAL */
-	uint64_t arena_len, arena_cap;
+	uint64_t arena_len, arena_cap; /* chunks handed out, room */
+	uint64_t *chunk; /* per range of keys: its open chunk's next byte */
+	uint64_t *chunk_end; /* ... and end */
 };
 
 /* A folded VECTOR record's ref (its value a vector, not the key's
@@ -88,6 +102,31 @@ static const unsigned char *fold_val(const struct fold *f, uint64_t ref,
 	return r.val;
 }
 
+/* Room in the arena for R's value, in the chunk of its range of keys;
+ * a value of more than half a chunk gets room of its own.  Every chunk
+ * left behind is at least half full, so the chunks never need more than
+ * twice the WAL's bytes plus one chunk per range (the arena's room). */
+static uint64_t arena_put(struct fold *f, const struct wal_rec *r)
+{
+	uint64_t need = 4 + (uint64_t)r->len, ref;
+	size_t k = (size_t)(r->key >> (64 - ARENA_BITS));
+	if (need > CHUNK / 2) {
+		ref = f->arena_len;
+		f->arena_len += need;
+	} else {
+		if (f->chunk[k] + need > f->chunk_end[k]) {
+			f->chunk[k] = f->arena_len;
+			f->chunk_end[k] = f->arena_len += CHUNK;
+		}
+		ref = f->chunk[k];
+		f->chunk[k] += need;
+	}
+	KYRO_VERIFY(f->arena_len <= f->arena_cap);
+	memcpy(f->arena + ref, &r->len, 4);
+	memcpy(f->arena + ref + 4, r->val, r->len);
+	return ref;
+}
+
 /* One record of segment SLOT at offset AT. */
 static int fold_add(struct fold *f, size_t slot, uint64_t at,
 		    const struct wal_rec *r)
@@ -100,13 +139,8 @@ static int fold_add(struct fold *f, size_t slot, uint64_t at,
 				   "sequence numbers",
 				   f->segs[slot].path, (unsigned long long)at);
 	uint64_t ref = DELTA_REF(slot, at);
-	if (f->arena && (r->type == WAL_PUT || r->type == WAL_VEC)) {
-		KYRO_VERIFY(f->arena_len + 4 + r->len <= f->arena_cap);
-		ref = f->arena_len;
-		memcpy(f->arena + ref, &r->len, 4);
-		memcpy(f->arena + ref + 4, r->val, r->len);
-		f->arena_len += 4 + r->len;
-	}
+	if (f->arena && (r->type == WAL_PUT || r->type == WAL_VEC))
+		ref = arena_put(f, r);
 	if (r->type == WAL_DEL)
 		ref |= DELTA_TOMB;
 	else if (r->type == WAL_VEC)
@@ -121,8 +155,8 @@ static int fold_add(struct fold *f, size_t slot, uint64_t at,
 struct gather {
 	struct fold *f;
 	size_t slot;
-	size_t nents;      /* entries of complete batches */
-	uint64_t arena_len; /* arena bytes of complete batches */
+	size_t nents; /* entries of complete batches (the values of a batch
+		       * cut short stay in the arena, unused) */
 };
 
 static int gather_rec(void *arg, uint64_t off, const struct wal_rec *r)
@@ -131,7 +165,6 @@ static int gather_rec(void *arg, uint64_t off, const struct wal_rec *r)
 	if (r->type != WAL_COMMIT)
 		return fold_add(g->f, g->slot, off, r);
 	g->nents = g->f->nents;
-	g->arena_len = g->f->arena_len;
 	return 0;
 }
 
@@ -157,8 +190,7 @@ static int fold_scan(struct fold *f, size_t slot, uint64_t limit,
 		}
 		return rc;
 	}
-	struct gather g = {.f = f, .slot = slot, .nents = f->nents,
-			   .arena_len = f->arena_len};
+	struct gather g = {.f = f, .slot = slot, .nents = f->nents};
 	uint64_t size;
 	int fd, rc = kyro__fs_open(f->msg, s->path, O_RDONLY, 0, &fd);
 	if (rc)
@@ -174,7 +206,6 @@ static int fold_scan(struct fold *f, size_t slot, uint64_t limit,
 				       sc);
 	kyro__fs_close(fd);
 	f->nents = g.nents;
-	f->arena_len = g.arena_len;
 	return rc;
 }
 
@@ -506,6 +537,7 @@ static int fold_collect_all(struct run *r, struct fold *f)
 {
 	const struct manifest *b = &r->before;
 	char *msg = kyro__db_msg(r->db);
+	uint64_t wal = 0;
 	int rc;
 	f->nsegs = (size_t)(b->wal_last - b->wal_first + 1);
 	if (!(f->segs = calloc(f->nsegs, sizeof *f->segs)))
@@ -523,12 +555,22 @@ static int fold_collect_all(struct run *r, struct fold *f)
 					b->wal_first + i);
 		if (rc)
 			return rc;
-		f->arena_cap += f->segs[i].maplen;
+		wal += f->segs[i].maplen;
 	}
-	/* Values plus their 4-byte lengths never exceed the WAL's bytes.
-	 * Without memory for an arena the gather reads the WAL itself. */
-	if (f->arena_cap <= arena_max())
+	/* Values plus their 4-byte lengths never exceed the WAL's bytes
+	 * (arena_put() says why the room is twice that); pages are taken
+	 * only as they are filled.  Without memory for an arena the gather
+	 * reads the WAL itself. */
+	if (wal <= arena_max()) {
+		f->arena_cap = 2 * wal + ARENA_RANGES * CHUNK;
 		f->arena = kyro__fs_alloc_huge(f->arena_cap);
+		f->chunk = calloc(2 * ARENA_RANGES, sizeof *f->chunk);
+		if (!f->chunk) {
+			kyro__fs_free_huge(f->arena, f->arena_cap);
+			f->arena = NULL;
+		}
+		f->chunk_end = f->chunk + ARENA_RANGES;
+	}
 	for (size_t i = 0; i < f->nsegs; i++) {
 		int last = i + 1 == f->nsegs;
 		rc = fold_collect(f, i, last ? r->cut_end : f->segs[i].maplen,
@@ -643,6 +685,7 @@ static int fold(struct run *r)
 	free(f.segs);
 	kyro__fs_free_huge(f.ents, f.cap * sizeof *f.ents);
 	kyro__fs_free_huge(f.arena, f.arena_cap);
+	free(f.chunk);
 	if (!rc)
 		rc = write_and_index(r);
 	return rc ? rc : write_vectors(r);
