@@ -81,6 +81,7 @@ struct fold {
 	uint64_t arena_len, arena_cap; /* chunks handed out, room */
 	uint64_t *chunk; /* per range of keys: its open chunk's next byte */
 	uint64_t *chunk_end; /* ... and end */
+	uint64_t arena_need; /* about what the values will take of it */
 };
 
 /* A folded VECTOR record's ref (its value a vector, not the key's
@@ -532,8 +533,8 @@ static int open_old(struct run *r, int needed)
 	return needed ? rc : 0;
 }
 
-/* Open the segments to fold and gather their records. */
-static int fold_collect_all(struct run *r, struct fold *f)
+/* Open the segments to fold and make room for their records. */
+static int fold_open_all(struct run *r, struct fold *f)
 {
 	const struct manifest *b = &r->before;
 	char *msg = kyro__db_msg(r->db);
@@ -570,7 +571,20 @@ static int fold_collect_all(struct run *r, struct fold *f)
 			f->arena = NULL;
 		}
 		f->chunk_end = f->chunk + ARENA_RANGES;
+		/* What the values will fill: all but the records' headers. */
+		if (wal > 28 * (uint64_t)f->cap)
+			f->arena_need = wal - 28 * (uint64_t)f->cap;
 	}
+	return 0;
+}
+
+/* Gather the records of the segments to fold. */
+static int fold_collect_all(struct run *r, struct fold *f)
+{
+	const struct manifest *b = &r->before;
+	char *msg = kyro__db_msg(r->db);
+	uint64_t next_seq = b->snap_gen ? b->snap_seq + 1 : 1;
+	int rc;
 	for (size_t i = 0; i < f->nsegs; i++) {
 		int last = i + 1 == f->nsegs;
 		rc = fold_collect(f, i, last ? r->cut_end : f->segs[i].maplen,
@@ -655,22 +669,82 @@ static int write_and_index(struct run *r)
 	return rc;
 }
 
+/* Fresh memory is what the gather and the sort spend most on, on a
+ * virtual machine: the first write to each page traps to the host.  So a
+ * second thread faults in the records array and the arena ahead of the
+ * gather (side by side, as the gather fills them), then the sort's
+ * scratch, while the first thread reads and checks the WAL. */
+struct prefault {
+	const struct fold *f;
+	unsigned char *scratch;
+	size_t scratch_len;
+	pthread_t t;
+	int spawned;
+};
+
+#define PREFAULT_STEP ((uint64_t)8 << 20)
+
+static void *prefault_run(void *arg)
+{
+	const struct prefault *pf = arg;
+	const struct fold *f = pf->f;
+	unsigned char *ents = (unsigned char *)f->ents;
+	uint64_t elen = f->cap * sizeof *f->ents, e = 0, a = 0;
+	/* Arena bytes per records byte, in 1/1024ths. */
+	uint64_t ratio = elen ? f->arena_need / (elen / 1024 + 1) : 0;
+	while (e < elen || a < f->arena_need) {
+		uint64_t n = elen - e < PREFAULT_STEP ? elen - e
+						      : PREFAULT_STEP;
+		kyro__fs_prefault(ents + e, (size_t)n);
+		e += n;
+		uint64_t to = e == elen ? f->arena_need : e / 1024 * ratio;
+		to &= ~(uint64_t)4095;
+		if (to > a)
+			kyro__fs_prefault(f->arena + a, (size_t)(to - a));
+		a = to > a ? to : a;
+		if (e == elen)
+			break;
+	}
+	kyro__fs_prefault(pf->scratch, pf->scratch_len);
+	return NULL;
+}
+
+static void prefault_start(struct prefault *pf, const struct fold *f,
+			   struct snap_writer *w)
+{
+	pf->f = f;
+	pf->scratch = kyro__snap_writer_scratch(w, &pf->scratch_len);
+	pf->spawned = pthread_create(&pf->t, NULL, prefault_run, pf) == 0;
+}
+
+static void prefault_end(struct prefault *pf)
+{
+	if (pf->spawned)
+		pthread_join(pf->t, NULL);
+	pf->spawned = 0;
+}
+
 /* Write the new snapshot: the old one merged with the folded records. */
 static int fold(struct run *r)
 {
 	struct fold f = {.msg = kyro__db_msg(r->db)};
+	struct prefault pf = {0};
 	int rc = open_old(r, 1);
 	if (!rc)
-		rc = fold_collect_all(r, &f);
+		rc = fold_open_all(r, &f);
 	if (!rc)
 		rc = kyro__snap_writer_open(f.msg, &r->w, kyro__db_dir(r->db),
 					    r->before.snap_gen + 1,
 					    (r->have_old ? r->old.n : 0) +
-						    f.nents);
+						    f.cap);
 	if (!rc) {
 		r->have_w = 1;
-		rc = fold_sort(&f, &r->w);
+		prefault_start(&pf, &f, &r->w);
+		rc = fold_collect_all(r, &f);
+		prefault_end(&pf);
 	}
+	if (!rc)
+		rc = fold_sort(&f, &r->w);
 	if (!rc)
 		rc = fold_merge(&f, r->have_old ? &r->old : NULL, &r->w,
 				r->progress, r->arg);
