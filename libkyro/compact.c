@@ -566,15 +566,18 @@ static int fold_open_all(struct run *r, struct fold *f)
 		f->arena_cap = 2 * wal + ARENA_RANGES * CHUNK;
 		f->arena = kyro__fs_alloc_huge(f->arena_cap);
 		f->chunk = calloc(2 * ARENA_RANGES, sizeof *f->chunk);
-		if (!f->chunk) {
+		if (f->arena && f->chunk) {
+			f->chunk_end = f->chunk + ARENA_RANGES;
+		} else {
 			kyro__fs_free_huge(f->arena, f->arena_cap);
+			free(f->chunk);
 			f->arena = NULL;
+			f->chunk = NULL;
 		}
-		f->chunk_end = f->chunk + ARENA_RANGES;
-		/* What the values will fill: all but the records' headers. */
-		if (wal > 28 * (uint64_t)f->cap)
-			f->arena_need = wal - 28 * (uint64_t)f->cap;
 	}
+	/* What the values will fill: all but the records' headers. */
+	if (f->arena && wal > 28 * (uint64_t)f->cap)
+		f->arena_need = wal - 28 * (uint64_t)f->cap;
 	return 0;
 }
 
@@ -692,19 +695,19 @@ static void *prefault_run(void *arg)
 	uint64_t elen = f->cap * sizeof *f->ents, e = 0, a = 0;
 	/* Arena bytes per records byte, in 1/1024ths. */
 	uint64_t ratio = elen ? f->arena_need / (elen / 1024 + 1) : 0;
-	while (e < elen || a < f->arena_need) {
+	while (e < elen) {
 		uint64_t n = elen - e < PREFAULT_STEP ? elen - e
 						      : PREFAULT_STEP;
 		kyro__fs_prefault(ents + e, (size_t)n);
 		e += n;
-		uint64_t to = e == elen ? f->arena_need : e / 1024 * ratio;
-		to &= ~(uint64_t)4095;
-		if (to > a)
+		uint64_t to = (e / 1024 * ratio) & ~(uint64_t)4095;
+		if (to > a && to <= f->arena_need) {
 			kyro__fs_prefault(f->arena + a, (size_t)(to - a));
-		a = to > a ? to : a;
-		if (e == elen)
-			break;
+			a = to;
+		}
 	}
+	if (a < f->arena_need)
+		kyro__fs_prefault(f->arena + a, (size_t)(f->arena_need - a));
 	kyro__fs_prefault(pf->scratch, pf->scratch_len);
 	return NULL;
 }
