@@ -240,6 +240,23 @@ void *kyro__fs_alloc_huge(size_t len)
 	return p;
 }
 
+void kyro__fs_prefault(void *p, size_t len)
+{
+#ifdef MADV_POPULATE_WRITE
+	if (p && len)
+		madvise(p, len, MADV_POPULATE_WRITE);
+#else
+	(void)p;
+	(void)len;
+#endif
+}
+
+uint64_t kyro__fs_mem_total(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+}
+
 void *kyro__fs_alloc_lazy(size_t len)
 {
 	if (len == 0)

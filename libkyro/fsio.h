@@ -53,6 +53,11 @@ void *kyro__fs_alloc_huge(size_t len);
  * Free with kyro__fs_free_huge(). */
 void *kyro__fs_alloc_lazy(size_t len);
 void kyro__fs_free_huge(void *p, size_t len);
+/* Fault in LEN bytes of private memory at P (page-aligned) for writing,
+ * ahead of their use (best effort). */
+void kyro__fs_prefault(void *p, size_t len);
+/* The machine's physical memory in bytes (0 when it cannot be told). */
+uint64_t kyro__fs_mem_total(void);
 /* Create DIR (mode 0755) and fsync its parent, so that the directory
  * survives a crash before anything is named inside it. */
 int kyro__fs_mkdir_durable(char *msg, const char *dir);

@@ -22,8 +22,8 @@
 # SNAP_DATA (bench/data), SNAP_BIN (bin/), SNAP_BEFORE (a directory with
 # other kyro-put/kyro-snapshot binaries to compare, e.g. main's; unset: none).
 # Needs bin/kyro-* built (make all), cc, gnuplot; about 50 bytes of disk
-# per record three times over (base, copy, snapshot) and 40 bytes of
-# memory per record.
+# per record three times over (base, copy, snapshot) and about 52 bytes
+# of memory per record.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)

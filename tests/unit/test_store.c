@@ -818,6 +818,68 @@ TEST(snapshot_of_a_store_with_every_key_deleted)
 	CHECK_RC(kyro_verify(dir, 0, collect, &rep), 0);
 }
 
+/* The fold keeps values in chunks per range of keys (their top bits),
+ * a value of more than half a chunk apart: keys over the whole range
+ * and values of every size, rewritten, deleted, in two batches of which
+ * the second rewrites keys of the first, and merged with the snapshot
+ * before, must come out as the last write left them. */
+TEST(a_snapshot_folds_keys_of_every_range_and_values_of_every_size)
+{
+	enum { N = 6000, BIG = 40000 };
+	const char *dir = h_tmpdir();
+	kyro_db *w = open_db(dir, KYRO_RDWR, KYRO_SYNC_NONE);
+	REQUIRE(w);
+	uint64_t *keys = malloc(N * sizeof *keys);
+	size_t *lens = calloc(N, sizeof *lens); /* SIZE_MAX: deleted */
+	uint64_t *seeds = calloc(N, sizeof *seeds);
+	unsigned char *v = malloc(BIG);
+	REQUIRE(keys && lens && seeds && v);
+	for (size_t i = 0; i < N; i++)
+		/* Half share their top bits: their chunks fill up. */
+		keys[i] = i % 2 ? h_rand() : h_rand() >> 20;
+	struct kyro_snapshot_stats st;
+	for (int round = 0; round < 3; round++) {
+		REQUIRE(CHECK_RC(kyro_batch_begin(w), 0));
+		for (size_t j = 0; j < 2 * N; j++) {
+			size_t i = (size_t)h_below(N);
+			if (h_below(10) == 0) {
+				CHECK_RC(kyro_delete(w, keys[i], NULL), 0);
+				lens[i] = SIZE_MAX;
+				continue;
+			}
+			size_t len = h_below(50) == 0 ? (size_t)h_below(BIG)
+						       : (size_t)h_below(40);
+			seeds[i] = h_rand();
+			h_fill_seeded(v, len, seeds[i]);
+			CHECK_RC(kyro_put(w, keys[i], v, len, NULL), 0);
+			lens[i] = len;
+		}
+		CHECK_RC(kyro_batch_commit(w, NULL), 0);
+		CHECK_RC(kyro_snapshot(w, 0, NULL, &st, NULL, NULL), 0);
+	}
+	kyro_close(w);
+	kyro_db *r = open_db(dir, KYRO_RDONLY, 0);
+	REQUIRE(r);
+	uint64_t present = 0;
+	for (size_t i = 0; i < N; i++) {
+		if (lens[i] == SIZE_MAX || (lens[i] == 0 && seeds[i] == 0)) {
+			ABSENT(r, keys[i]);
+			continue;
+		}
+		h_fill_seeded(v, lens[i], seeds[i]);
+		HAS_N(r, keys[i], v, lens[i]);
+		present++;
+	}
+	CHECK(present > N / 2);
+	kyro_close(r);
+	struct reports rep = {0};
+	CHECK_RC(kyro_verify(dir, KYRO_VERIFY_DEEP, collect, &rep), 0);
+	free(keys);
+	free(lens);
+	free(seeds);
+	free(v);
+}
+
 TEST(last_seq_only_grows)
 {
 	const char *dir = h_tmpdir();
