@@ -4,12 +4,14 @@
  * It must never accept what the general path refuses, nor read a body
  * differently: so it follows RFC 8259's grammar exactly for what it
  * takes (numbers: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; names:
- * plain ASCII with no escape), converts numbers as jansson does (strtod,
- * then the cast to float the general path makes), and leaves to that
+ * plain ASCII with no escape), converts numbers to the double jansson's
+ * strtod gives (exactly: fast_decimal()), then casts it to float as the
+ * general path does, and leaves to that
  * path every error, every rarer member (range, metric) and every form it
  * does not know.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +80,52 @@ static size_t number_len(const struct cur *c, int *integral)
 	return (size_t)(p - c->p);
 }
 
+/*
+ * The literal P (N bytes, of number_len()'s grammar) when its digits make
+ * an integer M <= 2^53 and its decimal exponent E is within 22 of zero:
+ * M and 10^|E| are then exact doubles, so M * 10^E (or M / 10^-E) is one
+ * correctly rounded operation, the double strtod() returns (Clinger's
+ * fast path), without strtod's locale and multiple-precision work, most
+ * of the parse of a long vector.  0 when the literal needs strtod().
+ */
+static int fast_decimal(const char *p, size_t n, double *v)
+{
+	static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
+				     1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+				     1e12, 1e13, 1e14, 1e15, 1e16, 1e17,
+				     1e18, 1e19, 1e20, 1e21, 1e22};
+	const uint64_t big = ((uint64_t)1 << 53) - 9;
+	const char *end = p + n;
+	const int neg = *p == '-';
+	uint64_t m = 0;
+	int e = 0, frac = 0;
+	for (p += neg; p < end && *p != 'e' && *p != 'E'; p++) {
+		if (*p == '.') {
+			frac = 1;
+			continue;
+		}
+		if (m > big / 10)
+			return 0;
+		m = m * 10 + (uint64_t)(*p - '0');
+		e -= frac;
+	}
+	if (p < end) {
+		int x = 0, xneg = *++p == '-';
+		for (p += *p == '-' || *p == '+'; p < end; p++) {
+			if (x > 1000)
+				return 0;
+			x = x * 10 + (*p - '0');
+		}
+		e += xneg ? -x : x;
+	}
+	if (e < -22 || e > 22)
+		return 0;
+	double d = (double)m;
+	d = e < 0 ? d / p10[-e] : d * p10[e];
+	*v = neg ? -d : d;
+	return 1;
+}
+
 /* A number as the general path reads it, or 0 to give up: literals
  * jansson would refuse (overflow, integers past 19 digits) included. */
 static int number(struct cur *c, double *v)
@@ -88,9 +136,11 @@ static int number(struct cur *c, double *v)
 	size_t n = number_len(c, &integral);
 	if (!n || n >= sizeof t || (integral && n > 18))
 		return 0;
-	memcpy(t, c->p, n);
-	t[n] = 0;
-	*v = strtod(t, NULL);
+	if (!fast_decimal(c->p, n, v)) {
+		memcpy(t, c->p, n);
+		t[n] = 0;
+		*v = strtod(t, NULL);
+	}
 	if (!isfinite(*v))
 		return 0;
 	c->p += n;
