@@ -4,7 +4,8 @@
 -- every request cost wrk about 45 us of CPU each (Lua strings and their
 -- garbage), on the same two cores as the daemon it measures.
 local bodies = {}
-for line in io.lines(os.getenv("VEC_BODIES")) do
+local path = os.getenv("VEC_BODIES") or error("VEC_BODIES is not set")
+for line in io.lines(path) do
 	bodies[#bodies + 1] = line
 end
 local requests = {}
