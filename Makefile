@@ -123,6 +123,7 @@ UNIT_TESTS := \
 	test_snapshot \
 	test_store \
 	test_vec \
+	test_vecjson \
 	test_vecstore \
 	test_wal
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/test_rmi
@@ -161,6 +162,11 @@ $(BIN)/kyro-serve: $(BUILD)/cmd/kyro-serve.o $(SERVE_OBJS) $(CLI_OBJS) $(LIB)
 
 # test_rmi brings its own main (property tests over many key sets).
 $(BUILD)/tests/test_rmi: $(BUILD)/tests/unit/test_rmi.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# test_vecjson tests a module of the daemon's.
+$(BUILD)/tests/test_vecjson: $(BUILD)/tests/unit/test_vecjson.o $(BUILD)/tests/unit/harness.o $(BUILD)/cmd/serve/vecjson.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

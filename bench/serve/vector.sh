@@ -106,9 +106,9 @@ echo "test,run,qps,qps_cpu,server_qps_cpu" >"$CSV"
 serve_cpu() { awk -v t="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / t }' "/proc/$pid/stat"; }
 # A warm-up of each, not recorded: the first searches verify the blocks
 # they read, once per process.
+export VEC_BODIES=$BODIES
 wrk -t 1 -c "$CONNS" -d 3s -s "$ROOT/bench/serve/vector_search.lua" "$URL" >/dev/null
 "$WORK/vecq" search "$STORE" "$q" 2 3 10 "$EF" >/dev/null
-export VEC_BODIES=$BODIES
 for r in $(seq 1 "$RUNS"); do
 	load_line "run $r" >>"$SUM"
 	c0=$(serve_cpu)

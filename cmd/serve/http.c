@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "auth.h"
 #include "http.h"
 #include "log.h"
@@ -38,8 +39,10 @@ enum { RQ_NEW, RQ_BODY, RQ_SUSPENDED, RQ_DONE };
  * states; past it 431 (414 when the request target alone is over). */
 #define HEADER_MAX 16384
 
-static struct MHD_Daemon *daemon_;
-static MHD_socket quiesced = MHD_INVALID_SOCKET;
+/* One daemon of one thread per worker; acceptor.c gives them their
+ * connections. */
+static struct MHD_Daemon *workers[ACCEPTOR_MAX_WORKERS];
+static unsigned nworkers;
 static const struct serve_cfg *cfg;
 static int ready, inflight, suspended;
 static size_t body_bytes; /* bytes of request bodies held, all requests */
@@ -142,9 +145,13 @@ unsigned http_inflight(void) { return (unsigned)load(&inflight); }
 
 unsigned http_connections(void)
 {
-	const union MHD_DaemonInfo *i =
-		daemon_ ? MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
-	return i ? i->num_connections : 0;
+	unsigned n = 0;
+	for (unsigned w = 0; w < nworkers; w++) {
+		const union MHD_DaemonInfo *i = MHD_get_daemon_info(
+			workers[w], MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+		n += i ? i->num_connections : 0;
+	}
+	return n;
 }
 
 /* Decide an answer before the body is read; the body is then dropped. */
@@ -518,27 +525,45 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 #pragma GCC diagnostic pop
 
-int http_start(const struct serve_cfg *c, char *err, size_t errlen)
+static struct MHD_Daemon *start_worker(const struct serve_cfg *c, unsigned i)
 {
-	cfg = c;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+			 MHD_USE_NO_LISTEN_SOCKET;
 	if (c->addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	daemon_ = MHD_start_daemon(
+	/* The acceptor keeps the total within --max-connections. */
+	return MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, NULL,
-		MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&c->addr,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_conns,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->timeout_s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
 		MHD_OPTION_URI_LOG_CALLBACK, uri_log, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+		MHD_OPTION_NOTIFY_CONNECTION, acceptor_notify,
+		acceptor_worker_cls(i),
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_END);
-	if (!daemon_) {
-		snprintf(err, errlen, "cannot listen on %s: %s", c->listen,
-			 errno ? strerror(errno) : "libmicrohttpd refused to start");
+}
+
+int http_start(const struct serve_cfg *c, char *err, size_t errlen)
+{
+	cfg = c;
+	if (acceptor_open(c, err, errlen))
+		return -1;
+	for (nworkers = 0; nworkers < c->threads; nworkers++) {
+		errno = 0;
+		workers[nworkers] = start_worker(c, nworkers);
+		if (!workers[nworkers]) {
+			snprintf(err, errlen, "cannot start worker %u: %s",
+				 nworkers, errno ? strerror(errno)
+						 : "libmicrohttpd refused to start");
+			http_stop();
+			return -1;
+		}
+	}
+	if (acceptor_start(workers, nworkers, c->max_conns, err, errlen)) {
+		http_stop();
 		return -1;
 	}
 	return 0;
@@ -556,9 +581,9 @@ static void wait_for(int *what, int floor_suspended, uint64_t end)
 
 void http_quiesce(unsigned ms)
 {
-	if (!daemon_)
+	if (!nworkers)
 		return;
-	quiesced = MHD_quiesce_daemon(daemon_);
+	acceptor_quiesce();
 	/* Suspended requests wait on a write or a job: they are drained
 	 * separately, by http_drain_suspended(). */
 	wait_for(&inflight, 1, serve_now_ns() + (uint64_t)ms * 1000000);
@@ -572,10 +597,10 @@ unsigned http_drain_suspended(unsigned ms)
 
 void http_stop(void)
 {
-	if (!daemon_)
-		return;
-	MHD_stop_daemon(daemon_);
-	daemon_ = NULL;
-	if (quiesced != MHD_INVALID_SOCKET)
-		close(quiesced);
+	/* The workers first: their connections' close notices reach the
+	 * acceptor's counts while it still stands. */
+	acceptor_quiesce();
+	while (nworkers)
+		MHD_stop_daemon(workers[--nworkers]);
+	acceptor_close();
 }

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "commit.h"
 #include "feed.h"
 #include "jobs.h"
@@ -276,6 +277,11 @@ void metrics_render(struct sbuf *b, unsigned connections, unsigned inflight)
 	requests(b);
 	head(b, "kyro_http_connections", "gauge", "Open HTTP connections.");
 	sb_printf(b, "kyro_http_connections %u\n", connections);
+	head(b, "kyro_http_worker_connections", "gauge",
+	     "Open HTTP connections by worker thread, which serves each for its life.");
+	for (unsigned i = 0; i < acceptor_workers(); i++)
+		sb_printf(b, "kyro_http_worker_connections{worker=\"%u\"} %u\n", i,
+			  acceptor_connections(i));
 	head(b, "kyro_http_requests_in_flight", "gauge", "Requests received and not yet answered.");
 	sb_printf(b, "kyro_http_requests_in_flight %u\n", inflight);
 	store_metrics(b);

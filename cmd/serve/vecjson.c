@@ -4,12 +4,14 @@
  * It must never accept what the general path refuses, nor read a body
  * differently: so it follows RFC 8259's grammar exactly for what it
  * takes (numbers: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; names:
- * plain ASCII with no escape), converts numbers as jansson does (strtod,
- * then the cast to float the general path makes), and leaves to that
+ * plain ASCII with no escape), converts numbers to the double jansson's
+ * strtod gives (exactly: fast_decimal()), then casts it to float as the
+ * general path does, and leaves to that
  * path every error, every rarer member (range, metric) and every form it
  * does not know.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,41 +43,94 @@ static int digit(const struct cur *c, const char *p)
 	return p < c->end && *p >= '0' && *p <= '9';
 }
 
-/* The extent of a JSON number at C; *INTEGRAL when it has no fraction,
- * exponent or sign.  0 when there is none. */
-static size_t number_len(const struct cur *c, int *integral)
+/*
+ * A JSON number: its extent, and its digits as the integer M they make
+ * and E, the power of ten M is scaled by.  BIG when M would pass 2^53 or
+ * the exponent is huge: then strtod() must read it.
+ */
+struct literal {
+	size_t len;
+	int integral; /* no fraction, exponent or sign */
+	int neg, big, e;
+	uint64_t m;
+};
+
+/* The digits at P on, into L; past them. */
+static const char *digits(const struct cur *c, const char *p,
+			  struct literal *l, int scale)
+{
+	const uint64_t most = (((uint64_t)1 << 53) - 9) / 10;
+	for (; digit(c, p); p++) {
+		if (l->m > most) {
+			l->big = 1;
+			continue;
+		}
+		l->m = l->m * 10 + (uint64_t)(*p - '0');
+		l->e -= scale;
+	}
+	return p;
+}
+
+/* The number at C into L; 0 when there is none. */
+static size_t number_len(const struct cur *c, struct literal *l)
 {
 	const char *p = c->p;
-	*integral = 1;
+	*l = (struct literal){.integral = 1};
 	if (p < c->end && *p == '-') {
 		p++;
-		*integral = 0;
+		l->neg = 1;
+		l->integral = 0;
 	}
 	if (!digit(c, p))
 		return 0;
 	if (*p == '0')
 		p++;
 	else
-		while (digit(c, p))
-			p++;
+		p = digits(c, p, l, 0);
 	if (p < c->end && *p == '.') {
-		*integral = 0;
+		l->integral = 0;
 		if (!digit(c, ++p))
 			return 0;
-		while (digit(c, p))
-			p++;
+		p = digits(c, p, l, 1);
 	}
 	if (p < c->end && (*p == 'e' || *p == 'E')) {
-		*integral = 0;
+		int x = 0, xneg = 0;
+		l->integral = 0;
 		p++;
 		if (p < c->end && (*p == '+' || *p == '-'))
-			p++;
+			xneg = *p++ == '-';
 		if (!digit(c, p))
 			return 0;
-		while (digit(c, p))
-			p++;
+		for (; digit(c, p); p++)
+			if (x <= 1000)
+				x = x * 10 + (*p - '0');
+		l->big |= x > 1000;
+		l->e += xneg ? -x : x;
 	}
-	return (size_t)(p - c->p);
+	l->len = (size_t)(p - c->p);
+	return l->len;
+}
+
+/*
+ * The double strtod() makes of L, without strtod() when M <= 2^53 and
+ * E is within 22 of zero: M and 10^|E| are then exact doubles, so
+ * M * 10^E (or M / 10^-E) is one correctly rounded operation, strtod()'s
+ * answer (Clinger's fast path), without its locale and multiple-precision
+ * work, which were most of the parse of a long vector.  0 when the
+ * literal needs strtod().
+ */
+static int fast_decimal(const struct literal *l, double *v)
+{
+	static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
+				     1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+				     1e12, 1e13, 1e14, 1e15, 1e16, 1e17,
+				     1e18, 1e19, 1e20, 1e21, 1e22};
+	if (l->big || l->e < -22 || l->e > 22)
+		return 0;
+	double d = (double)l->m;
+	d = l->e < 0 ? d / p10[-l->e] : d * p10[l->e];
+	*v = l->neg ? -d : d;
+	return 1;
 }
 
 /* A number as the general path reads it, or 0 to give up: literals
@@ -83,14 +138,16 @@ static size_t number_len(const struct cur *c, int *integral)
 static int number(struct cur *c, double *v)
 {
 	char t[400];
-	int integral;
+	struct literal l;
 	ws(c);
-	size_t n = number_len(c, &integral);
-	if (!n || n >= sizeof t || (integral && n > 18))
+	size_t n = number_len(c, &l);
+	if (!n || n >= sizeof t || (l.integral && n > 18))
 		return 0;
-	memcpy(t, c->p, n);
-	t[n] = 0;
-	*v = strtod(t, NULL);
+	if (!fast_decimal(&l, v)) {
+		memcpy(t, c->p, n);
+		t[n] = 0;
+		*v = strtod(t, NULL);
+	}
 	if (!isfinite(*v))
 		return 0;
 	c->p += n;
@@ -100,10 +157,10 @@ static int number(struct cur *c, double *v)
 /* A plain integer from LO to HI. */
 static int uint_field(struct cur *c, uint64_t lo, uint64_t hi, uint32_t *v)
 {
-	int integral;
+	struct literal l;
 	double d;
 	ws(c);
-	if (!number_len(c, &integral) || !integral || !number(c, &d) ||
+	if (!number_len(c, &l) || !l.integral || !number(c, &d) ||
 	    d < (double)lo || d > (double)hi)
 		return 0;
 	*v = (uint32_t)d;

@@ -532,6 +532,39 @@ print(s.recv(4096).decode(), flush=True)' "$sock" >"$BATS_TEST_TMPDIR/notified" 
 	assert_equal "$HTTP_STATUS" 200
 }
 
+# worker_conns: the connections of each worker in HTTP_BODY, "A B".
+worker_conns() {
+	sed -n 's/^kyro_http_worker_connections{worker="\([01]\)"} //p' <<<"$HTTP_BODY" |
+		paste -sd ' '
+}
+
+@test "kyro-serve: connections opened together are spread over the workers" {
+	serve_start --threads 2
+	# A client opening its pool: four connections at once, then a fifth
+	# (curl's) asks for the figures.
+	exec 5<>"/dev/tcp/127.0.0.1/$PORT" 6<>"/dev/tcp/127.0.0.1/$PORT" \
+		7<>"/dev/tcp/127.0.0.1/$PORT" 8<>"/dev/tcp/127.0.0.1/$PORT"
+	http GET /metrics
+	exec 5<&- 6<&- 7<&- 8<&-
+	local n
+	n=$(worker_conns)
+	[[ "$n" == "2 3" || "$n" == "3 2" ]] || fail "connections per worker: $n"
+	# Closed connections leave the counts.
+	wait_until 5 eval 'http GET /metrics; [ "$(metric kyro_http_connections)" = 1 ]'
+	n=$(worker_conns)
+	[[ "$n" == "0 1" || "$n" == "1 0" ]] || fail "after closing: $n"
+}
+
+@test "kyro-serve: past --max-connections a client waits until a connection closes" {
+	serve_start --threads 2 --max-connections 2
+	exec 5<>"/dev/tcp/127.0.0.1/$PORT" 6<>"/dev/tcp/127.0.0.1/$PORT"
+	run -28 curl -s --max-time 1 "$URL/health"
+	exec 5<&-
+	http GET /health
+	assert_equal "$HTTP_STATUS" 200
+	exec 6<&-
+}
+
 @test "kyro-serve: one access line per request on stderr, none with KYRODB_DISABLE_HTTP_LOG=1" {
 	serve_start
 	http GET '/v1/lookup?key=1'
