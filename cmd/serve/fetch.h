@@ -22,6 +22,7 @@ struct fetch {
 	size_t body_len;
 	char curl_err[CURL_ERROR_SIZE];
 	char history[40];         /* the answer's X-Kyro-History, if any */
+	char page_format[8];      /* its X-Kyro-Page-Format, if any */
 };
 
 /* Once, before any thread: the primary's base URL, its token (from FILE,

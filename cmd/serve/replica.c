@@ -12,7 +12,10 @@
  * GET /v1/replicate pages (binary, about 32 MiB of whole batches each,
  * every op as the feed reads it, applied as one local batch: one commit,
  * one fsync under --sync=always) until a page ends at the primary's last
- * commit.  Then it holds GET /v1/subscribe open as a doorbell: whenever
+ * commit.  A page's changes go into the local batch as its bytes arrive,
+ * while the primary reads the rest; the batch commits only once the
+ * page's end record is in, and a page cut short is aborted whole.  Then
+ * it holds GET /v1/subscribe open as a doorbell: whenever
  * events have come and the socket is drained, it reads pages again.  The
  * events' JSON is not applied: it is the representation for people and
  * scripts, one parse per change, and a page carries the same batches in
@@ -73,7 +76,6 @@
 #define LAG_RING 64
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
-#define PAGE_MAX ((size_t)256 << 20) /* a page is one batch at least */
 
 enum { S_BOOTSTRAP, S_CONNECTING, S_FOLLOWING, S_STOPPED };
 static const char *const state_names[] = {"bootstrapping", "connecting",
@@ -329,58 +331,86 @@ static int bootstrap(char *err, size_t errlen)
 
 /* ---- catching up: /v1/replicate pages ---- */
 
+struct page {
+	struct fetch x;
+	struct applier *a;
+	int begun, failed;
+};
+
+/* A page's bytes are applied as they arrive: the primary reads the rest
+ * meanwhile, and no page is held whole. */
+static size_t page_write(char *p, size_t size, size_t n, void *arg)
+{
+	struct page *g = arg;
+	size_t len = size * n;
+	if (fetch_status(&g->x) != 200) {
+		fetch_keep(&g->x, p, len);
+		return len;
+	}
+	if (!g->begun) {
+		/* A primary older than format 2 ignores ?format=2. */
+		apply_page_begin(g->a, strcmp(g->x.page_format, "2") ? 1 : 2);
+		g->begun = 1;
+		set_state(S_FOLLOWING, NULL);
+	}
+	if (apply_bytes(g->a, (const unsigned char *)p, len)) {
+		g->failed = 1;
+		return 0;
+	}
+	return len;
+}
+
+/* Fetch and apply one page from A->next on: 0, or F_*.  *LAST gets the
+ * primary's last commit as the page saw it. */
+static int page(struct applier *a, uint64_t *last, char *err, size_t errlen)
+{
+	struct page g = {.a = a};
+	char q[64 + HISTORY_ID_LEN];
+	uint64_t seq;
+	int r = 0;
+	snprintf(q, sizeof q, "?from=%llu&history=%s&format=2",
+		 (unsigned long long)a->next, follows);
+	if (fetch_init(&g.x, "/v1/replicate", q, page_write, &g)) {
+		snprintf(err, errlen, "cannot start libcurl");
+		return F_RECONNECT;
+	}
+	apply_page_begin(a, 0);
+	int rc = fetch_run(&g.x, err, errlen);
+	long status = fetch_status(&g.x);
+	if (g.failed || (!rc && apply_page_end(a, last))) {
+		snprintf(err, errlen, "%s", a->err);
+		r = F_STOP;
+	} else if (rc) {
+		r = status == 410 ? F_GONE : F_RECONNECT;
+		if (status == 404) {
+			snprintf(err, errlen, "%s has no /v1/replicate: it is "
+				 "older than this replica; upgrade it",
+				 cfg->replica_of);
+			r = F_STOP;
+		}
+	} else if (apply_commit(a, &seq)) {
+		snprintf(err, errlen, "%s", a->err);
+		r = F_STOP;
+	}
+	fetch_free(&g.x);
+	if (r) {
+		apply_abort(a);
+		return r;
+	}
+	saw_primary(*last);
+	applied(a, seq, 1);
+	return 0;
+}
+
 /* Read and apply pages until one ends at the primary's last commit.
  * Returns 0 (caught up: follow the stream), or F_*. */
 static int catch_up(struct applier *a, char *err, size_t errlen)
 {
-	struct sbuf b = {0};
-	char q[48 + HISTORY_ID_LEN];
-	long status;
+	uint64_t last;
 	int r = 0;
-	while (!r && !stopping()) {
-		uint64_t next, last, seq;
-		snprintf(q, sizeof q, "?from=%llu&history=%s",
-			 (unsigned long long)a->next, follows);
-		if (fetch_all("/v1/replicate", q, &b, PAGE_MAX, &status, err,
-			      errlen)) {
-			r = status == 410 ? F_GONE : F_RECONNECT;
-			if (status == 404) {
-				snprintf(err, errlen, "%s has no /v1/replicate: "
-					 "it is older than this replica; "
-					 "upgrade it", cfg->replica_of);
-				r = F_STOP;
-			}
+	while (!r && !stopping())
+		if ((r = page(a, &last, err, errlen)) == 0 && a->next > last)
 			break;
-		}
-		if (b.len < PAGE_HDR) {
-			snprintf(err, errlen, "a /v1/replicate page of %zu "
-				 "bytes", b.len);
-			r = F_STOP;
-			break;
-		}
-		memcpy(&next, b.p, 8);
-		memcpy(&last, b.p + 8, 8);
-		saw_primary(last);
-		set_state(S_FOLLOWING, NULL);
-		if (apply_page(a, (unsigned char *)b.p + PAGE_HDR,
-			       b.len - PAGE_HDR) || apply_commit(a, &seq)) {
-			apply_abort(a);
-			snprintf(err, errlen, "%s", a->err);
-			r = F_STOP;
-			break;
-		}
-		applied(a, seq, 1);
-		if (a->next != next) {
-			snprintf(err, errlen, "a /v1/replicate page ended at "
-				 "%llu, announced %llu",
-				 (unsigned long long)a->next,
-				 (unsigned long long)next);
-			r = F_STOP;
-		} else if (next > last) {
-			break;
-		}
-	}
-	sb_free(&b);
 	return r;
 }
 
