@@ -15,14 +15,15 @@
  * commit.  A page's changes go into the local batch as its bytes arrive,
  * while the primary reads the rest; the batch commits only once the
  * page's end record is in, and a page cut short is aborted whole.  Then
- * it holds GET /v1/subscribe open as a doorbell: whenever
- * events have come and the socket is drained, it reads pages again.  The
- * events' JSON is not applied: it is the representation for people and
- * scripts, one parse per change, and a page carries the same batches in
- * binary.  So a replica's batch is the union of whole batches of the
- * primary, with the primary's numbers, never a part of one.  A change
- * whose op this build does not know stops replication (apply.c), the
- * reason in /health.
+ * it holds GET /v1/subscribe open as a doorbell: whenever events have
+ * come and the socket is drained, it reads pages again.  The events'
+ * JSON is not applied: it is the representation for people and scripts,
+ * one parse per change, and a page carries the same batches in binary;
+ * a stream that pages have left far behind is opened again where the
+ * replica stands.  So a replica's batch is the union of whole batches of
+ * the primary, with the primary's numbers, never a part of one.  A
+ * change whose op this build does not know stops replication (apply.c),
+ * the reason in /health.
  *
  * Bootstrap.  When the directory holds no store, or the primary answers
  * 410 (it no longer retains what comes next), the image from GET
@@ -82,7 +83,12 @@ static const char *const state_names[] = {"bootstrapping", "connecting",
 					  "following", "stopped"};
 
 /* How a stream ended. */
-enum { F_RECONNECT = 1, F_GONE, F_STOP };
+enum { F_RECONNECT = 1, F_GONE, F_STOP, F_RESUBSCRIBE };
+
+/* A doorbell this many changes behind the replica is opened again where
+ * the replica stands (see stream_drained()). */
+#define RESUBSCRIBE_GAP 65536
+#define LINE_KEEP 32 /* bytes kept of an SSE line: enough for "id: N" */
 
 static const struct serve_cfg *cfg;
 static char boot_dir[PATH_MAX];
@@ -422,6 +428,7 @@ struct stream {
 	int result;           /* F_*, once the stream must end */
 	int rang;             /* an event came: there is news */
 	int any_data;         /* the event being read has data */
+	uint64_t id;          /* the last event's id (the stream's position) */
 	struct sbuf line;     /* the line being received */
 	char event[32];
 	char err[600];
@@ -454,6 +461,8 @@ static void on_line(struct stream *s, const char *p, size_t n)
 	else if (n > 7 && !memcmp(p, "event: ", 7))
 		snprintf(s->event, sizeof s->event, "%.*s", (int)(n - 7),
 			 p + 7);
+	else if (n > 4 && !memcmp(p, "id: ", 4))
+		cli_parse_key(p + 4, n - 4, &s->id);
 	/* Comments (": heartbeat") and id: lines need nothing. */
 }
 
@@ -471,8 +480,10 @@ static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 		size_t k = nl ? (size_t)(nl - (p + i)) : len - i;
 		/* Only a line's start matters: a long data line is not
 		 * kept whole. */
-		if (s->line.len < 16)
-			sb_put(&s->line, p + i, k < 16 ? k : 16);
+		if (s->line.len < LINE_KEEP)
+			sb_put(&s->line, p + i,
+			       k < LINE_KEEP - s->line.len ? k
+							   : LINE_KEEP - s->line.len);
 		i += k;
 		if (!nl)
 			break;
@@ -490,21 +501,27 @@ static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 	return s->result ? 0 : len;
 }
 
-/* Everything received so far is read: when an event rang, catch up. */
+/* Everything received so far is read: when an event rang, catch up.
+ * Pages can take the replica far past the events received (after a
+ * pause, all it missed): the events up to there would each carry their
+ * batch as JSON for nothing, so the stream is opened again from where
+ * the replica stands. */
 static int stream_drained(void *arg)
 {
 	struct stream *s = arg;
 	if (!s->result && s->rang) {
 		s->rang = 0;
 		s->result = catch_up(s->a, s->err, sizeof s->err);
+		if (!s->result && s->a->next > s->id + RESUBSCRIBE_GAP)
+			s->result = F_RESUBSCRIBE;
 	}
 	return s->result != 0;
 }
 
 /* Follow /v1/subscribe from A's position until the stream ends. */
-static int stream(struct applier *a, char *err, size_t errlen)
+static int stream_once(struct applier *a, char *err, size_t errlen)
 {
-	struct stream s = {.a = a};
+	struct stream s = {.a = a, .id = a->next - 1};
 	char q[48];
 	snprintf(q, sizeof q, "?from=%llu", (unsigned long long)a->next);
 	if (fetch_init(&s.x, "/v1/subscribe", q, stream_write, &s)) {
@@ -522,6 +539,15 @@ static int stream(struct applier *a, char *err, size_t errlen)
 	fetch_free(&s.x);
 	sb_free(&s.line);
 	return r;
+}
+
+static int stream(struct applier *a, char *err, size_t errlen)
+{
+	int r;
+	do
+		r = stream_once(a, err, errlen);
+	while (r == F_RESUBSCRIBE && !stopping());
+	return r == F_RESUBSCRIBE ? F_RECONNECT : r;
 }
 
 /* Catch up, then follow, from the store's own position. */
