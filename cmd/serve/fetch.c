@@ -135,6 +135,22 @@ int fetch_init(struct fetch *x, const char *path, const char *query,
 	return 0;
 }
 
+int fetch_again(struct fetch *x, const char *path, const char *query,
+		curl_write_callback fn, void *arg)
+{
+	if (!x->c)
+		return fetch_init(x, path, query, fn, arg);
+	x->status = 0;
+	x->body_len = 0;
+	x->body[0] = x->curl_err[0] = x->history[0] = x->page_format[0] = 0;
+	snprintf(x->url, sizeof x->url, "%s%s%s", base, path,
+		 query ? query : "");
+	curl_easy_setopt(x->c, CURLOPT_URL, x->url);
+	curl_easy_setopt(x->c, CURLOPT_WRITEFUNCTION, fn);
+	curl_easy_setopt(x->c, CURLOPT_WRITEDATA, arg);
+	return 0;
+}
+
 void fetch_free(struct fetch *x)
 {
 	curl_slist_free_all(x->hdrs);
