@@ -11,7 +11,9 @@
  * parse, one local commit per page) and follows /v1/subscribe once a
  * page ends at the last commit.  The page is sent as the feed reads it,
  * in chunks, so that the replica applies its start while the rest is
- * read.  Little-endian, each change:
+ * read; a page that fits one chunk (a following replica's, a few
+ * commits) goes as one answer of known length.  Little-endian, each
+ * change:
  *
  *    0  8  sequence number
  *    8  8  the last sequence number of its batch
@@ -371,6 +373,15 @@ void primary_replicate(struct req *r)
 	if ((rc = page_fill(p, PAGE_CHUNK)) != 0) {
 		read_failed(r, p->f, rc);
 		p->failed = 1;
+		page_free(p);
+		return;
+	}
+	if (p->done) {
+		/* All of it fits the first chunk (a following replica's page
+		 * is a few commits): one answer with its length, no chunk
+		 * framing and no second call. */
+		http_reply_hdr(r, 200, "application/octet-stream", &p->out,
+			       "X-Kyro-Page-Format", "2");
 		page_free(p);
 		return;
 	}
