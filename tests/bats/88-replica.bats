@@ -326,6 +326,27 @@ same_stores() {
 	run -0 kyro-verify -d "$R_DIR"
 }
 
+@test "replica: its automatic snapshot runs beside the follower and leaves the copy whole" {
+	mkdir -p "$P_DIR"
+	awk 'BEGIN { for (i = 1; i <= 300000; i++) {
+		printf "put\t%d\t%d\tv%d\n", i, i % 1000, i
+		if (i % 100 == 0) printf "commit\t%d\n", i } }' |
+		kyro-put -d "$P_DIR" --sync=none --replay
+	start_primary
+	KYRODB_AUTO_SNAPSHOT_RECORDS=50000 start_replica
+	wait_for 60 caught_up
+	snapshotted() { ls "$R_DIR" | grep -q '^snap-.*\.bin$'; }
+	wait_for 30 snapshotted
+	put 7 after
+	wait_for 10 caught_up
+	same_stores
+	cut -f 1 r.feed >seqs
+	seq "$(head -n 1 seqs)" "$(primary_seq)" | diff - seqs
+	stop R_PID
+	run -0 kyro-verify -d "$R_DIR"
+	assert_equal "$(kyro-get -d "$R_DIR" 7)" after
+}
+
 @test "replica: follows the primary across its restart" {
 	start_primary
 	put 1 one
