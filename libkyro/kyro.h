@@ -229,6 +229,11 @@ void kyro_stats(const kyro_db *db, struct kyro_stats *st);
 
 /* The last committed sequence number, as this handle sees it. */
 int kyro_last_seq(kyro_db *db, uint64_t *seq);
+/* The last sequence number committed to the store, by any process, as
+ * its writers published it; unlike kyro_last_seq(), without bringing the
+ * handle's view up to it, which after a large write by another process
+ * means replaying every change since into the view. */
+int kyro_committed_seq(kyro_db *db, uint64_t *seq);
 
 /*
  * Iterate live keys in ascending order over [LO, HI] (both inclusive),

@@ -678,6 +678,21 @@ int kyro_last_seq(kyro_db *db, uint64_t *seq)
 	return rc;
 }
 
+int kyro_committed_seq(kyro_db *db, uint64_t *seq)
+{
+	struct shared_state st;
+	uint64_t change;
+	/* A trusted page holds the published end, which only grows: no
+	 * need to replay what other processes wrote into this view. */
+	if (db->v.loaded && db->sh.page &&
+	    kyro__shared_read(&db->sh, &st, &change) == 0 &&
+	    st.last_seq >= db->v.last_seq) {
+		*seq = st.last_seq;
+		return 0;
+	}
+	return kyro_last_seq(db, seq);
+}
+
 struct scan_src {
 	const struct snap *s;
 	uint64_t i, end;

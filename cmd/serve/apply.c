@@ -102,37 +102,146 @@ static int change(struct applier *a, uint64_t seq, int op, uint64_t key,
 	return 0;
 }
 
-int apply_page(struct applier *a, const unsigned char *p, size_t len)
+void apply_page_begin(struct applier *a, int format)
 {
-	size_t off = 0;
-	int in_batch = 0;
-	while (off < len) {
-		uint64_t seq, last, key;
-		uint32_t vlen;
-		if (len - off < PAGE_CHANGE)
-			return fail(a, "a /v1/replicate page ends inside a "
-				    "change");
-		memcpy(&seq, p + off, 8);
-		memcpy(&last, p + off + 8, 8);
-		memcpy(&key, p + off + 16, 8);
-		memcpy(&vlen, p + off + 24, 4);
-		int op = p[off + 28];
-		off += PAGE_CHANGE;
-		size_t n = vlen == PAGE_DELETE ? 0 : vlen;
-		if (len - off < n || last < seq)
-			return fail(a, "a /v1/replicate page is malformed at "
-				    "byte %zu", off);
-		if (!in_batch && batch_start(a, seq))
-			return -1;
-		if (change(a, seq, op, key, p + off, n))
-			return -1;
-		off += n;
-		in_batch = seq != last;
-		if (!in_batch)
-			a->batches++;
+	a->format = format;
+	a->want_hdr = format == 1;
+	a->in_batch = a->ended = 0;
+	a->part_len = 0;
+	a->page_next = a->page_last = 0;
+}
+
+/* The fixed part of the record due next. */
+static size_t fixed_len(const struct applier *a)
+{
+	return a->want_hdr ? PAGE_HDR : PAGE_CHANGE;
+}
+
+/* *LEN: the whole length of the record whose fixed part is at H. */
+static int full_len(struct applier *a, const unsigned char *h, size_t *len)
+{
+	uint32_t v;
+	*len = fixed_len(a);
+	if (a->want_hdr)
+		return 0;
+	memcpy(&v, h + 24, 4);
+	if (v == PAGE_DELETE)
+		return 0;
+	if (v > KYRO_MAX_VALUE)
+		return fail(a, "a /v1/replicate page holds a value of %lu "
+			    "bytes", (unsigned long)v);
+	*len += v;
+	return 0;
+}
+
+/* One whole record at H: format 1's header, a change, or format 2's end
+ * record. */
+static int record(struct applier *a, const unsigned char *h)
+{
+	uint64_t seq, last, key;
+	uint32_t vlen;
+	if (a->want_hdr) {
+		memcpy(&a->page_next, h, 8);
+		memcpy(&a->page_last, h + 8, 8);
+		a->want_hdr = 0;
+		return 0;
 	}
-	if (in_batch)
+	memcpy(&seq, h, 8);
+	memcpy(&last, h + 8, 8);
+	memcpy(&key, h + 16, 8);
+	memcpy(&vlen, h + 24, 4);
+	int op = h[28];
+	if (op == PAGE_END && a->format == 2) {
+		if (a->in_batch)
+			return fail(a, "a /v1/replicate page ends inside a "
+				    "batch");
+		a->page_next = seq;
+		a->page_last = last;
+		a->ended = 1;
+		return 0;
+	}
+	if (last < seq)
+		return fail(a, "a /v1/replicate page is malformed at change "
+			    "%llu", (unsigned long long)seq);
+	if (!a->in_batch && batch_start(a, seq))
+		return -1;
+	if (change(a, seq, op, key, h + PAGE_CHANGE,
+		   vlen == PAGE_DELETE ? 0 : vlen))
+		return -1;
+	a->in_batch = seq != last;
+	if (!a->in_batch)
+		a->batches++;
+	return 0;
+}
+
+/* Gather N bytes of a record cut by a chunk's end into A->part. */
+static int gather(struct applier *a, const unsigned char *p, size_t n)
+{
+	if (a->part_len + n > a->part_cap) {
+		size_t cap = a->part_len + n < 4096 ? 4096 : a->part_len + n;
+		unsigned char *q = realloc(a->part, cap);
+		if (!q)
+			return fail(a, "out of memory");
+		a->part = q;
+		a->part_cap = cap;
+	}
+	memcpy(a->part + a->part_len, p, n);
+	a->part_len += n;
+	return 0;
+}
+
+int apply_bytes(struct applier *a, const unsigned char *p, size_t n)
+{
+	while (n) {
+		size_t fix = fixed_len(a), need;
+		if (a->ended)
+			return fail(a, "a /v1/replicate page goes on after its "
+				    "end record");
+		if (!a->part_len && n >= fix) {
+			if (full_len(a, p, &need))
+				return -1;
+			if (n >= need) {
+				if (record(a, p))
+					return -1;
+				p += need;
+				n -= need;
+				continue;
+			}
+		}
+		need = a->part_len < fix ? fix : a->part_need;
+		size_t k = need - a->part_len < n ? need - a->part_len : n;
+		if (gather(a, p, k))
+			return -1;
+		p += k;
+		n -= k;
+		if (a->part_len == fix && need == fix) {
+			if (full_len(a, a->part, &a->part_need))
+				return -1;
+			need = a->part_need;
+		}
+		if (a->part_len == need) {
+			a->part_len = 0;
+			if (record(a, a->part))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+int apply_page_end(struct applier *a, uint64_t *last)
+{
+	if (!a->format || a->want_hdr || a->part_len)
+		return fail(a, "a /v1/replicate page ends inside a change");
+	if (a->in_batch)
 		return fail(a, "a /v1/replicate page ends inside a batch");
+	if (a->format == 2 && !a->ended)
+		return fail(a, "a /v1/replicate page ended without its end "
+			    "record");
+	if (a->page_next != a->next)
+		return fail(a, "a /v1/replicate page ended at %llu, announced "
+			    "%llu", (unsigned long long)a->next,
+			    (unsigned long long)a->page_next);
+	*last = a->page_last;
 	return 0;
 }
 
@@ -162,4 +271,7 @@ void apply_free(struct applier *a)
 	free(a->vbuf);
 	a->vbuf = NULL;
 	a->vcap = 0;
+	free(a->part);
+	a->part = NULL;
+	a->part_cap = a->part_len = 0;
 }

@@ -77,23 +77,34 @@ static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c,
 	return __atomic_load_n(stop_flag, __ATOMIC_ACQUIRE);
 }
 
+/* If the header line P (LEN bytes) is NAME, its value into OUT (cut to
+ * fit). */
+static void header_value(const char *p, size_t len, const char *name,
+			 char *out, size_t outlen)
+{
+	size_t k = strlen(name);
+	if (len <= k || strncasecmp(p, name, k))
+		return;
+	while (k < len && (p[k] == ' ' || p[k] == '\t'))
+		k++;
+	size_t e = len;
+	while (e > k && (p[e - 1] == '\r' || p[e - 1] == '\n' ||
+			 p[e - 1] == ' '))
+		e--;
+	snprintf(out, outlen, "%.*s", (int)(e - k), p + k);
+}
+
 /* Keep X-Kyro-History's value (the answer's last one wins; a value too
- * long for an ID is kept cut, and then fails history_valid()). */
+ * long for an ID is kept cut, and then fails history_valid()) and
+ * X-Kyro-Page-Format's. */
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
-	static const char name[] = "x-kyro-history:";
 	struct fetch *x = arg;
-	size_t len = size * n, k = sizeof name - 1;
-	if (len > k && !strncasecmp(p, name, k)) {
-		while (k < len && (p[k] == ' ' || p[k] == '\t'))
-			k++;
-		size_t e = len;
-		while (e > k && (p[e - 1] == '\r' || p[e - 1] == '\n' ||
-				 p[e - 1] == ' '))
-			e--;
-		snprintf(x->history, sizeof x->history, "%.*s",
-			 (int)(e - k), p + k);
-	}
+	size_t len = size * n;
+	header_value(p, len, "x-kyro-history:", x->history,
+		     sizeof x->history);
+	header_value(p, len, "x-kyro-page-format:", x->page_format,
+		     sizeof x->page_format);
 	return len;
 }
 
@@ -121,6 +132,22 @@ int fetch_init(struct fetch *x, const char *path, const char *query,
 	curl_easy_setopt(x->c, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(x->c, CURLOPT_XFERINFOFUNCTION, progress);
 	curl_easy_setopt(x->c, CURLOPT_USERAGENT, SERVE_PROG "-replica");
+	return 0;
+}
+
+int fetch_again(struct fetch *x, const char *path, const char *query,
+		curl_write_callback fn, void *arg)
+{
+	if (!x->c)
+		return fetch_init(x, path, query, fn, arg);
+	x->status = 0;
+	x->body_len = 0;
+	x->body[0] = x->curl_err[0] = x->history[0] = x->page_format[0] = 0;
+	snprintf(x->url, sizeof x->url, "%s%s%s", base, path,
+		 query ? query : "");
+	curl_easy_setopt(x->c, CURLOPT_URL, x->url);
+	curl_easy_setopt(x->c, CURLOPT_WRITEFUNCTION, fn);
+	curl_easy_setopt(x->c, CURLOPT_WRITEDATA, arg);
 	return 0;
 }
 

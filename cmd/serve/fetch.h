@@ -22,6 +22,7 @@ struct fetch {
 	size_t body_len;
 	char curl_err[CURL_ERROR_SIZE];
 	char history[40];         /* the answer's X-Kyro-History, if any */
+	char page_format[8];      /* its X-Kyro-Page-Format, if any */
 };
 
 /* Once, before any thread: the primary's base URL, its token (from FILE,
@@ -35,6 +36,10 @@ void fetch_global_cleanup(void);
  * callback; the callback should hand a refusal's body to fetch_keep(). */
 int fetch_init(struct fetch *x, const char *path, const char *query,
 	       curl_write_callback fn, void *arg);
+/* As fetch_init(), on X's handle again when it has one, so that libcurl
+ * reuses its connection (X must stay where it is between transfers). */
+int fetch_again(struct fetch *x, const char *path, const char *query,
+		curl_write_callback fn, void *arg);
 void fetch_free(struct fetch *x);
 /* The answer's status (known from the first write callback on). */
 long fetch_status(struct fetch *x);

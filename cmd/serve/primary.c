@@ -5,13 +5,15 @@
  * reader: the export holds the snapshot's files open, so a snapshot that
  * commits meanwhile cannot tear it (docs/FORMAT-FEED.md, "Image stream").
  *
- * GET /v1/replicate?from=SEQ answers one page of whole batches from SEQ
- * on, about PAGE_BYTES, at least one batch, and never waits for a commit:
- * a replica far behind reads pages back to back (no JSON to parse, one
- * local commit per page) and follows /v1/subscribe once a page ends at
- * the last commit.  Little-endian, after the 16-byte header (the sequence
- * number the next page starts at, and the last committed one when this
- * page was read), each change:
+ * GET /v1/replicate?from=SEQ&format=2 answers one page of whole batches
+ * from SEQ on, about PAGE_BYTES, at least one batch, and never waits for
+ * a commit: a replica far behind reads pages back to back (no JSON to
+ * parse, one local commit per page) and follows /v1/subscribe once a
+ * page ends at the last commit.  The page is sent as the feed reads it,
+ * in chunks, so that the replica applies its start while the rest is
+ * read; a page that fits one chunk (a following replica's, a few
+ * commits) goes as one answer of known length.  Little-endian, each
+ * change:
  *
  *    0  8  sequence number
  *    8  8  the last sequence number of its batch
@@ -21,13 +23,23 @@
  *   29  3  zero
  *   32  L  the value
  *
- * A batch's first change follows the previous batch's last.  History
- * older than the primary retains is 410, as for /v1/replay.
+ * then an end record of 32 bytes: the sequence number the next page
+ * starts at, the last committed one when the page ended, 8 zero bytes,
+ * 4 zero bytes, op PAGE_END (255), 3 zero bytes.  A page without its end
+ * record was cut (the stream breaks when a read fails after the status
+ * went out): the replica applies none of it.  A batch's first change
+ * follows the previous batch's last.  History older than the primary
+ * retains is 410, as for /v1/replay.
+ *
+ * Format 1 (no ?format=, what replicas before format 2 ask for) is the
+ * same changes without the end record, after a 16-byte header of the
+ * same two numbers, the page built whole before it is sent.
  *
  * Both name the history they serve (history.h) in X-Kyro-History.  A
  * replica sends its own as ?history=ID; when it is not this one, the page
  * is refused with 410, the answer to a replica that must bootstrap.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +47,7 @@
 
 #include "../cli.h"
 #include "history.h"
+#include "log.h"
 #include "primary.h"
 #include "store.h"
 
@@ -44,7 +57,8 @@
  * up to the page's first change: large pages keep that re-reading small
  * against what is sent. */
 #define PAGE_BYTES ((size_t)32 << 20)
-#define STOP_PAGE 0x7ffffff
+/* Format 2 hands a page to libmicrohttpd in chunks of about this size. */
+#define PAGE_CHUNK ((size_t)256 << 10)
 
 /* ---- GET /v1/image ---- */
 
@@ -169,21 +183,23 @@ static void feed_keep(kyro_feed *f, uint64_t pos, uint64_t epoch)
 	kyro_feed_close(old);
 }
 
+/* A page being read from the feed: its changes are encoded into OUT
+ * (format 2: handed out as it fills), whole batches at a time, so that
+ * the feed always stands at a batch boundary and can be kept for the
+ * page that follows. */
 struct page {
+	kyro_feed *f;
+	uint64_t epoch;
 	struct sbuf out;
-	int in_batch;
-	uint64_t stop;   /* the change a full page stopped at */
+	size_t off;        /* bytes of OUT already handed out */
+	size_t bytes;      /* page bytes encoded so far */
+	int format, done, failed;
 };
 
 static int page_change(void *arg, const struct kyro_change *c)
 {
 	struct page *p = arg;
 	unsigned char h[PAGE_CHANGE] = {0};
-	if (!p->in_batch && p->out.len >= PAGE_BYTES) {
-		p->stop = c->seq;
-		return STOP_PAGE;
-	}
-	p->in_batch = c->seq != c->batch_last;
 	memcpy(h, &c->seq, 8);
 	memcpy(h + 8, &c->batch_last, 8);
 	memcpy(h + 16, &c->key, 8);
@@ -194,7 +210,87 @@ static int page_change(void *arg, const struct kyro_change *c)
 	sb_put(&p->out, h, sizeof h);
 	if (c->op != KYRO_CHANGE_DELETE)
 		sb_put(&p->out, c->val, c->len);
-	return p->out.oom ? STOP_PAGE : 0;
+	p->bytes += PAGE_CHANGE + (c->op != KYRO_CHANGE_DELETE ? c->len : 0);
+	return p->out.oom ? ENOMEM : 0;
+}
+
+/* The page ends where the feed stands: NEXT, and LAST, the last commit
+ * now; format 2 says so in an end record, format 1 in its header. */
+static int page_end(struct page *p)
+{
+	uint64_t next = kyro_feed_position(p->f), last = 0;
+	int rc = kyro_feed_bounds(p->f, NULL, &last);
+	if (rc)
+		return rc;
+	if (last < next - 1)
+		last = next - 1;
+	p->done = 1;
+	if (p->format == 1) {
+		memcpy(p->out.p, &next, 8);
+		memcpy(p->out.p + 8, &last, 8);
+		return 0;
+	}
+	unsigned char h[PAGE_CHANGE] = {0};
+	memcpy(h, &next, 8);
+	memcpy(h + 8, &last, 8);
+	h[28] = PAGE_END;
+	sb_put(&p->out, h, sizeof h);
+	return p->out.oom ? ENOMEM : 0;
+}
+
+/* Encode whole batches until OUT holds UPTO bytes, the page is full, or
+ * the feed has caught up (then the page ends).  One batch a read keeps
+ * OUT within UPTO and one batch, however far behind the replica is. */
+static int page_fill(struct page *p, size_t upto)
+{
+	int rc = 0;
+	size_t n = 1;
+	while (!rc && !p->done && p->out.len < upto) {
+		if (p->bytes >= PAGE_BYTES || !n)
+			rc = page_end(p);
+		else
+			rc = kyro_feed_read(p->f, 1, page_change, p, &n);
+	}
+	return rc;
+}
+
+static void page_free(void *cls)
+{
+	struct page *p = cls;
+	/* A feed read whole batches at a time stands at a batch boundary,
+	 * even when the replica hung up mid-page. */
+	if (p->failed)
+		kyro_feed_close(p->f);
+	else
+		feed_keep(p->f, kyro_feed_position(p->f), p->epoch);
+	sb_free(&p->out);
+	free(p);
+}
+
+static ssize_t page_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct page *p = cls;
+	(void)pos;
+	if (p->off == p->out.len) {
+		p->off = p->out.len = 0;
+		if (p->done)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		int rc = page_fill(p, PAGE_CHUNK);
+		if (rc) {
+			/* The status went out with the first chunk: all
+			 * that is left is to break the stream, which the
+			 * replica takes for a failed page. */
+			log_msg(LOG_WARN, "/v1/replicate: %s",
+				rc == ENOMEM ? "out of memory"
+					     : kyro_feed_errmsg(p->f));
+			p->failed = 1;
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+	}
+	size_t n = p->out.len - p->off < max ? p->out.len - p->off : max;
+	memcpy(buf, p->out.p + p->off, n);
+	p->off += n;
+	return (ssize_t)n;
 }
 
 /* A read that stopped: 410 for history no longer retained, else 500. */
@@ -209,22 +305,41 @@ static void read_failed(struct req *r, kyro_feed *f, int rc)
 			  (unsigned long long)oldest,
 			  (unsigned long long)oldest);
 		http_reply_sb(r, 410, CT_JSON, &b);
+	} else if (rc == ENOMEM) {
+		http_error(r, 500, "out of memory");
 	} else {
 		http_error(r, 500, "cannot read the change feed: %s",
 			   kyro_feed_errmsg(f));
 	}
 }
 
+/* Format 1, for replicas older than format 2: the page built whole, its
+ * header first. */
+static void reply_whole(struct req *r, struct page *p)
+{
+	sb_put(&p->out, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", PAGE_HDR);
+	int rc = page_fill(p, (size_t)-1);
+	if (rc) {
+		read_failed(r, p->f, rc);
+		p->failed = 1;
+	} else {
+		http_reply_sb(r, 200, "application/octet-stream", &p->out);
+	}
+	page_free(p);
+}
+
 void primary_replicate(struct req *r)
 {
-	uint64_t from = 1, last = 0, next;
+	uint64_t from = 1;
 	const char *a = http_arg(r, "from"), *h = http_arg(r, "history");
+	const char *fmt = http_arg(r, "format");
 	char id[HISTORY_ID_LEN + 1];
-	struct page p = {0};
-	kyro_feed *f;
-	size_t n;
 	if (a && cli_parse_key(a, strlen(a), &from)) {
 		http_error(r, 400, "?from= must be a sequence number");
+		return;
+	}
+	if (fmt && strcmp(fmt, "1") && strcmp(fmt, "2")) {
+		http_error(r, 400, "?format= must be 1 or 2");
 		return;
 	}
 	history_get(id);
@@ -235,43 +350,49 @@ void primary_replicate(struct req *r)
 			   id[0] ? id : "not known yet");
 		return;
 	}
+	struct page *p = calloc(1, sizeof *p);
+	if (!p) {
+		http_error(r, 500, "out of memory");
+		return;
+	}
+	p->format = fmt && !strcmp(fmt, "2") ? 2 : 1;
 	int rc = 0;
-	uint64_t epoch;
-	if (!(f = feed_take(from, &epoch)) &&
-	    (rc = kyro_feed_open(&f, cfg->dir, from)) != 0) {
-		read_failed(r, f, rc);
-		kyro_feed_close(f);
+	if (!(p->f = feed_take(from, &p->epoch)) &&
+	    (rc = kyro_feed_open(&p->f, cfg->dir, from)) != 0) {
+		read_failed(r, p->f, rc);
+		p->failed = 1;
+		page_free(p);
 		return;
 	}
-	sb_put(&p.out, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", PAGE_HDR);
-	do
-		rc = kyro_feed_read(f, 256, page_change, &p, &n);
-	while (!rc && n == 256);
-	/* A stop passes the change it stopped at, which starts the next
-	 * page; else the page ends where the feed is. */
-	next = rc == STOP_PAGE ? p.stop : kyro_feed_position(f);
-	if (rc == STOP_PAGE && !p.out.oom)
-		rc = 0;
-	if (!rc)
-		rc = kyro_feed_bounds(f, NULL, &last);
-	if (rc || p.out.oom) {
-		sb_free(&p.out);
-		if (p.out.oom)
-			http_error(r, 500, "out of memory");
-		else
-			read_failed(r, f, rc);
-		kyro_feed_close(f);
+	if (p->format == 1) {
+		reply_whole(r, p);
 		return;
 	}
-	/* A full page's feed has passed the change that begins the next
-	 * page; one that caught up stands at NEXT. */
-	if (p.stop)
-		kyro_feed_close(f);
-	else
-		feed_keep(f, next, epoch);
-	if (last < next - 1)
-		last = next - 1;
-	memcpy(p.out.p, &next, 8);
-	memcpy(p.out.p + 8, &last, 8);
-	http_reply_sb(r, 200, "application/octet-stream", &p.out);
+	/* The first chunk is read before the status is sent, so that a
+	 * page that cannot start is an error answer, not a broken one. */
+	if ((rc = page_fill(p, PAGE_CHUNK)) != 0) {
+		read_failed(r, p->f, rc);
+		p->failed = 1;
+		page_free(p);
+		return;
+	}
+	if (p->done) {
+		/* All of it fits the first chunk (a following replica's page
+		 * is a few commits): one answer with its length, no chunk
+		 * framing and no second call. */
+		http_reply_hdr(r, 200, "application/octet-stream", &p->out,
+			       "X-Kyro-Page-Format", "2");
+		page_free(p);
+		return;
+	}
+	struct MHD_Response *resp = MHD_create_response_from_callback(
+		MHD_SIZE_UNKNOWN, PAGE_CHUNK, page_read, p, page_free);
+	if (!resp) {
+		p->failed = 1;
+		page_free(p);
+		http_error(r, 500, "out of memory");
+		return;
+	}
+	MHD_add_response_header(resp, "X-Kyro-Page-Format", "2");
+	http_reply_response(r, 200, "application/octet-stream", resp);
 }

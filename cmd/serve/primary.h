@@ -8,10 +8,13 @@
 
 #include "http.h"
 
-/* The binary page of GET /v1/replicate: a header, then changes. */
+/* The binary page of GET /v1/replicate (primary.c has the layout):
+ * format 2 is changes, then an end record; format 1 a header, then
+ * changes. */
 #define PAGE_HDR 16        /* u64 next sequence number, u64 last committed */
 #define PAGE_CHANGE 32     /* a change's fixed part; the value follows */
 #define PAGE_DELETE 0xffffffffu /* value length of a delete */
+#define PAGE_END 255       /* the op of format 2's end record */
 
 void primary_init(const struct serve_cfg *cfg);
 void primary_image(struct req *r);

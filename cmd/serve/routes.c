@@ -408,7 +408,9 @@ static void h_offset(struct req *r)
 	kyro_db *db = reader(r);
 	if (!db)
 		return;
-	int rc = kyro_last_seq(db, &seq);
+	/* Not the view's: a handle that would replay a large write by
+	 * another process first makes a poll of the position costly. */
+	int rc = kyro_committed_seq(db, &seq);
 	if (rc)
 		http_error(r, 500, "%s", kyro_errmsg(db));
 	else

@@ -4,8 +4,10 @@
 # GET /v1/image, follows its /v1/subscribe, refuses writes naming the
 # primary, resumes after its own SIGKILL and a primary restart with no gap
 # and no duplicate, bootstraps again when the primary no longer retains
-# what it needs, reports its lag, stops on a change it cannot apply, and
-# is promoted by a restart without --replica-of.  The crash test kills
+# what it needs, reports its lag, stops on a change it cannot apply,
+# applies a /v1/replicate page whole or not at all, speaks page format 1
+# with the release before format 2 either way, and is promoted by a
+# restart without --replica-of.  The crash test kills
 # either side at random moments during writes.  Every wait polls with a
 # deadline; no sleep stands in for one.
 
@@ -108,6 +110,16 @@ caught_up() {
 	want=$(primary_seq) || return 1
 	[ -n "$want" ] && [ "$(field "$h" applied_seq)" = "$want" ] &&
 		[ "$(field "$h" state)" = following ]
+}
+
+# The replica has applied up to SEQ.
+caught_up_to() {
+	[ "$(field "$(curl -s "$R_URL/health" 2>/dev/null)" applied_seq)" = "$1" ]
+}
+
+# metric NAME: its value in the replica's /metrics (empty if absent).
+metric() {
+	curl -s "$R_URL/metrics" 2>/dev/null | sed -n "s/^$1 //p"
 }
 
 # put KEY VALUE on the primary.
@@ -253,6 +265,88 @@ same_stores() {
 	seq 1 "$(primary_seq)" | diff - seqs
 }
 
+@test "replica: far behind, it catches up by pages and opens its doorbell again where it stands" {
+	start_primary
+	put 1 one
+	start_replica
+	wait_for 10 caught_up
+	kill -STOP "$R_PID"
+	awk 'BEGIN { s = 1; for (i = 1; i <= 1000000; i++) {
+		s++; printf "put\t%d\t%d\tv%d\n", s, i, i
+		if (i % 100 == 0) printf "commit\t%d\n", s } }' |
+		kyro-put -d "$P_DIR" --sync=none --replay
+	kill -CONT "$R_PID"
+	wait_for 60 caught_up
+	# The events of the changes the pages brought are not sent: the
+	# stream that would carry them as JSON is dropped for one that
+	# starts after them.  What the socket buffers took before is all.
+	sent() { curl -s "$P_URL/metrics" | sed -n 's/^kyro_feed_changes_total //p'; }
+	settled() { local a; a=$(sent); sleep 0.3; [ "$a" = "$(sent)" ]; }
+	wait_for 30 settled
+	[ "$(sent)" -lt 500000 ]
+	put 2 two
+	wait_for 10 caught_up
+	assert_equal "$(curl -s "$R_URL/v1/kv/2")" two
+}
+
+@test "replica: SIGKILL of either side while it catches up loses and repeats nothing" {
+	start_primary
+	wal_bytes() {
+		stat -c %s "$R_DIR"/wal-*.log 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'
+	}
+	following() { [ "$(field "$(curl -s "$R_URL/health")" state)" = following ]; }
+	grown() { [ "$(wal_bytes)" -gt $(($1 + 1000000)) ] || caught_up; }
+	for round in 1 2 3; do
+		# 400,000 changes behind, in batches of 100: about 20 MB of
+		# pages.
+		awk -v r="$round" 'BEGIN { s = (r - 1) * 400000
+			for (i = 1; i <= 400000; i++) { s++
+				printf "put\t%d\t%d\tvalue-%020d\n", s, s, s
+				if (i % 100 == 0) printf "commit\t%d\n", s } }' |
+			kyro-put -d "$P_DIR" --sync=none --replay
+		start_replica
+		# Pages have begun (the torn tail of the round before is cut
+		# by then) and a megabyte more is in the replica's WAL: most
+		# likely inside a page, not committed.  Either way nothing
+		# may be lost or repeated.
+		wait_for 20 following
+		wait_for 20 grown "$(wal_bytes)"
+		if [ "$round" = 2 ]; then
+			stop P_PID KILL
+			start_primary
+		fi
+		stop R_PID KILL
+	done
+	start_replica
+	wait_for 60 caught_up
+	same_stores
+	cut -f 1 r.feed >seqs
+	seq 1 "$(primary_seq)" | diff - seqs
+	stop R_PID
+	run -0 kyro-verify -d "$R_DIR"
+}
+
+@test "replica: its automatic snapshot runs beside the follower and leaves the copy whole" {
+	mkdir -p "$P_DIR"
+	awk 'BEGIN { for (i = 1; i <= 300000; i++) {
+		printf "put\t%d\t%d\tv%d\n", i, i % 1000, i
+		if (i % 100 == 0) printf "commit\t%d\n", i } }' |
+		kyro-put -d "$P_DIR" --sync=none --replay
+	start_primary
+	KYRODB_AUTO_SNAPSHOT_RECORDS=50000 start_replica
+	wait_for 60 caught_up
+	snapshotted() { ls "$R_DIR" | grep -q '^snap-.*\.bin$'; }
+	wait_for 30 snapshotted
+	put 7 after
+	wait_for 10 caught_up
+	same_stores
+	cut -f 1 r.feed >seqs
+	seq "$(head -n 1 seqs)" "$(primary_seq)" | diff - seqs
+	stop R_PID
+	run -0 kyro-verify -d "$R_DIR"
+	assert_equal "$(kyro-get -d "$R_DIR" 7)" after
+}
+
 @test "replica: follows the primary across its restart" {
 	start_primary
 	put 1 one
@@ -375,16 +469,24 @@ same_stores() {
 	run -0 kyro-verify -d "$R_DIR"
 }
 
-@test "replica: a change with an op it does not know stops replication, reported in /health" {
+# fake_replica FAKE-ARGS...: a replica whose store ends at 1, following
+# fake-primary.py (its next change 2) started with FAKE-ARGS.
+fake_replica() {
+	rm -rf "$R_DIR"
 	mkdir -p "$R_DIR"
 	printf '1\tv1\n' | kyro-put -d "$R_DIR"
 	# A replica of the fake's history (it checks none), so that the
 	# replica resumes rather than bootstraps.
 	printf '%032x\n' 1 >"$R_DIR/FOLLOWS"
-	python3 "$HERE/fake-primary.py" "$P_PORT" 2 9 3>&- &
+	python3 "$HERE/fake-primary.py" "$P_PORT" 2 "$@" 3>&- &
 	F_PID=$!
 	wait_for 10 bash -c "curl -s http://127.0.0.1:$P_PORT/v1/offset >/dev/null"
 	start_replica
+}
+
+# unknown_op FORMAT: a change with op 9 in a page of FORMAT.
+unknown_op() {
+	fake_replica 9 "$1"
 	stopped() { [ "$(code "$R_URL/health")" = 503 ]; }
 	wait_for 10 stopped
 	h=$(curl -s "$R_URL/health")
@@ -394,6 +496,68 @@ same_stores() {
 	# Not skipped: the store still ends at 1, and reads still work.
 	assert_equal "$(field "$(curl -s "$R_URL/v1/offset")" offset)" 1
 	assert_equal "$(curl -s "$R_URL/v1/kv/1")" v1
+}
+
+@test "replica: a change with an op it does not know stops replication, reported in /health" {
+	unknown_op 2
+}
+
+@test "replica: follows a primary of the release before page format 2" {
+	# That fake ignores ?format=2 and sends the page whole, header first.
+	unknown_op 1
+	stop R_PID
+	kill "$F_PID"
+	wait "$F_PID" 2>/dev/null || true
+	fake_replica 1 1
+	wait_for 10 caught_up_to 2
+	assert_equal "$(curl -s "$R_URL/v1/kv/7")" x
+}
+
+@test "replica: a page arriving in pieces is applied, a page cut before its end record is not" {
+	fake_replica 1 2 cut
+	# Each try breaks off after the change: it is aborted, not committed.
+	tries() { [ "$(metric kyro_replica_reconnects_total)" -ge 2 ]; }
+	wait_for 10 tries
+	assert_equal "$(field "$(curl -s "$R_URL/health")" applied_seq)" 1
+	assert_equal "$(code "$R_URL/v1/kv/7")" 404
+	stop R_PID
+	kill "$F_PID"
+	wait "$F_PID" 2>/dev/null || true
+	# Whole, three bytes a chunk: every record is gathered from pieces.
+	fake_replica 1 2
+	wait_for 10 caught_up_to 2
+	assert_equal "$(curl -s "$R_URL/v1/kv/7")" x
+	stop R_PID
+	run -0 kyro-verify -d "$R_DIR"
+}
+
+@test "replica: a primary answers a replica of the release before format 2 with format 1" {
+	start_primary
+	printf '1\tone\n2\ttwo\n' | kyro-put -d "$P_DIR"
+	# Format 1: a 16-byte header (next 3, last 2), the changes, no end.
+	curl -s -o page1 "$P_URL/v1/replicate?from=1"
+	python3 - page1 <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+assert struct.unpack_from("<QQ", b, 0) == (3, 2), b[:16]
+seq, last, key, n, op = struct.unpack_from("<QQQIB", b, 16)
+assert (seq, last, key, n, op) == (1, 2, 1, 3, 1) and b[48:51] == b"one"
+seq, last, key, n, op = struct.unpack_from("<QQQIB", b, 51)
+assert (seq, last, key, n, op) == (2, 2, 2, 3, 1) and b[83:86] == b"two"
+assert len(b) == 86, len(b)
+PY
+	# Format 2: the same changes, then the end record.
+	curl -s -D hdrs -o page2 "$P_URL/v1/replicate?from=1&format=2"
+	grep -qi '^X-Kyro-Page-Format: 2' hdrs
+	cmp <(tail -c +17 page1) <(head -c 70 page2)
+	python3 - page2 <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+assert len(b) == 102, len(b)
+assert struct.unpack_from("<QQQIB3x", b, 70) == (3, 2, 0, 0, 255)
+PY
+	run -0 curl -s -o /dev/null -w '%{http_code}' "$P_URL/v1/replicate?from=1&format=3"
+	assert_output 400
 }
 
 @test "replica: the primary's token is sent with --replica-token-file" {

@@ -921,6 +921,41 @@ TEST(last_seq_only_grows)
 	kyro_close(w);
 }
 
+TEST(committed_seq_is_the_published_end_without_moving_the_view)
+{
+	const char *dir = h_tmpdir();
+	kyro_db *w = open_db(dir, KYRO_RDWR, KYRO_SYNC_NONE);
+	REQUIRE(w);
+	kyro_db *r = open_db(dir, KYRO_RDONLY, KYRO_SYNC_NONE);
+	REQUIRE(r);
+	struct kyro_stats st;
+	uint64_t seq = UINT64_MAX;
+	CHECK_RC(kyro_committed_seq(r, &seq), 0);
+	CHECK_EQ_U64(seq, 0);
+	CHECK_RC(kyro_batch_begin(w), 0);
+	for (int k = 0; k < 100; k++)
+		CHECK_RC(kyro_put(w, (uint64_t)k, "v", 1, NULL), 0);
+	CHECK_RC(kyro_batch_commit(w, &seq), 0);
+	CHECK_EQ_U64(seq, 100);
+	/* The reader is told the writer's end, and its view stays where it
+	 * was until it reads. */
+	CHECK_RC(kyro_committed_seq(r, &seq), 0);
+	CHECK_EQ_U64(seq, 100);
+	kyro_stats(r, &st);
+	CHECK_EQ_U64(st.last_seq, 0);
+	CHECK_EQ_U64(last_seq(r), 100);
+	CHECK_RC(kyro_committed_seq(w, &seq), 0);
+	CHECK_EQ_U64(seq, 100);
+	kyro_close(r);
+	kyro_close(w);
+	/* No writer since the store was opened: the view's answer. */
+	r = open_db(dir, KYRO_RDONLY, KYRO_SYNC_NONE);
+	REQUIRE(r);
+	CHECK_RC(kyro_committed_seq(r, &seq), 0);
+	CHECK_EQ_U64(seq, 100);
+	kyro_close(r);
+}
+
 /* ---- verify, repair and torn tails ---- */
 
 static const unsigned char garbage[] = "a torn record: not even a header";
