@@ -2,7 +2,7 @@
 # Install the Debian packages the build and the tests need, when run as
 # root; otherwise print the one apt-get line to run, and fail.
 set -eu
-pkgs="gcc make clang libclang-rt-14-dev pkg-config libxxhash-dev
+pkgs="gcc libc6-dev make clang libclang-rt-14-dev pkg-config libxxhash-dev
 libcpu-features-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev bats bats-support
 bats-assert libfiu-dev fiu-utils mandoc zsh fish curl python3 nginx"
 [ $# -gt 0 ] && pkgs="$*"
