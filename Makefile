@@ -24,8 +24,8 @@ LDLIBS  := -l:libcpu_features.a -lxxhash -lm -pthread
 # archive, and libm only where they call it (the library's sqrt needs no
 # errno, so it compiles to one instruction).  The tools that write keep
 # libc shared, so that fault injection (libfiu, the tests' LD_PRELOAD
-# shims) reaches their I/O; the read-only ones link as static PIEs and
-# load nothing at all (docs/DECISIONS.md).
+# shims) reaches their I/O; the two that never write link as static PIEs
+# and load nothing at all (docs/DECISIONS.md).
 TOOL_LDLIBS := -Wl,--as-needed -l:libcpu_features.a -l:libxxhash.a -lm -pthread
 
 ifdef SANITIZE
@@ -140,7 +140,7 @@ $(LIB): $(LIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-# The read-only tools: static PIEs (see TOOL_LDLIBS); a sanitizer's
+# The tools that never write: static PIEs (see TOOL_LDLIBS); a sanitizer's
 # runtime needs the dynamic loader.
 READ_TOOLS := kyro-get kyro-warmup
 ifndef SANITIZE

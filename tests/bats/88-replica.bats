@@ -506,8 +506,7 @@ unknown_op() {
 	# That fake ignores ?format=2 and sends the page whole, header first.
 	unknown_op 1
 	stop R_PID
-	kill "$F_PID"
-	wait "$F_PID" 2>/dev/null || true
+	stop F_PID
 	fake_replica 1 1
 	wait_for 10 caught_up_to 2
 	assert_equal "$(curl -s "$R_URL/v1/kv/7")" x
@@ -521,8 +520,7 @@ unknown_op() {
 	assert_equal "$(field "$(curl -s "$R_URL/health")" applied_seq)" 1
 	assert_equal "$(code "$R_URL/v1/kv/7")" 404
 	stop R_PID
-	kill "$F_PID"
-	wait "$F_PID" 2>/dev/null || true
+	stop F_PID
 	# Whole, three bytes a chunk: every record is gathered from pieces.
 	fake_replica 1 2
 	wait_for 10 caught_up_to 2
