@@ -19,6 +19,10 @@
  * start makes it again: a new history for a primary, a bootstrap for a
  * replica).  A missing FOLLOWS makes a replica bootstrap; a missing
  * HISTORY makes a primary a new history.
+ *
+ * A change's sum (history_change_sum()) is no file: XXH3-64 of its bytes,
+ * seeded with XXH3-64 of a 21-byte little-endian header (sequence number,
+ * key, byte length, op), computed alike by both sides from their feeds.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,8 +32,10 @@
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "history.h"
+#include "kyro.h"
 #include "serve.h"
 
 #define FILE_LEN (HISTORY_ID_LEN + 1)
@@ -177,4 +183,78 @@ int history_write_follows(const char *dir, const char *id, char *err,
 			  size_t errlen)
 {
 	return write_id(dir, "FOLLOWS", id, err, errlen);
+}
+
+int history_valid_sum(const char *s, uint64_t *sum)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 16; i++) {
+		int c = s[i], d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else
+			return 0;
+		v = v << 4 | (uint64_t)d;
+	}
+	if (s[16])
+		return 0;
+	*sum = v;
+	return 1;
+}
+
+struct one {
+	uint64_t seq, sum;
+	int found;
+};
+
+static void le(unsigned char *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static int sum_one(void *arg, const struct kyro_change *c)
+{
+	struct one *o = arg;
+	unsigned char h[21];
+	if (c->seq != o->seq)
+		return 1; /* SEQ was not where the feed began: not found */
+	le(h, c->seq, 8);
+	le(h + 8, c->key, 8);
+	le(h + 16, c->len, 4);
+	h[20] = (unsigned char)c->op;
+	o->sum = XXH3_64bits_withSeed(c->val, c->len, XXH3_64bits(h, 21));
+	o->found = 1;
+	return 1;
+}
+
+int history_change_sum(const char *dir, uint64_t seq, uint64_t *sum,
+		       char *err, size_t errlen)
+{
+	struct one o = {.seq = seq};
+	kyro_feed *f = NULL;
+	int rc = kyro_feed_open(&f, dir, seq);
+	if (rc == KYRO_EEXPIRED) {
+		kyro_feed_close(f);
+		return HISTORY_GONE;
+	}
+	/* The feed reads only what is committed; it never waits here. */
+	if (!rc)
+		rc = kyro_feed_read(f, 1, sum_one, &o, NULL);
+	if (rc == 1)
+		rc = 0;
+	if (rc) {
+		snprintf(err, errlen, "cannot read change %llu: %s",
+			 (unsigned long long)seq,
+			 f ? kyro_feed_errmsg(f) : kyro_strerror(rc));
+		kyro_feed_close(f);
+		return -1;
+	}
+	kyro_feed_close(f);
+	if (!o.found)
+		return HISTORY_AHEAD;
+	*sum = o.sum;
+	return 0;
 }

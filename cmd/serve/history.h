@@ -13,6 +13,7 @@
 #define KYRO_SERVE_HISTORY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define HISTORY_ID_LEN 32 /* lowercase hex digits */
 
@@ -30,6 +31,25 @@ int history_read_follows(const char *dir, char id[HISTORY_ID_LEN + 1],
  * of DIR).  0, or -1 with ERR set. */
 int history_write_follows(const char *dir, const char *id, char *err,
 			  size_t errlen);
+
+/*
+ * The ID says which history a store copies, not how far the copy and the
+ * primary agree: a primary restored from a backup or a copy, or one that
+ * lost its last commits in a crash under --sync=none, keeps its ID and
+ * may number different changes as the replica's.  So a replica that
+ * resumes names the sum of the last change it holds, and the primary
+ * compares it with its own change of that number.
+ *
+ * history_change_sum(): DIR's change SEQ summed into *SUM (XXH3 of its
+ * number, op, key, length and bytes, all a replica's store copies of it).
+ * 0 (*SUM set); HISTORY_GONE when DIR no longer retains it; HISTORY_AHEAD
+ * when SEQ is past DIR's last commit; -1 with ERR set.
+ */
+/* Parse S, 16 hex digits, into *SUM: 1 when it is one, else 0. */
+int history_valid_sum(const char *s, uint64_t *sum);
+enum { HISTORY_GONE = 1, HISTORY_AHEAD = 2 };
+int history_change_sum(const char *dir, uint64_t seq, uint64_t *sum,
+		       char *err, size_t errlen);
 
 /* Is S an ID (HISTORY_ID_LEN lowercase hex digits, then nothing)? */
 int history_valid(const char *s);

@@ -35,9 +35,15 @@
  * same changes without the end record, after a 16-byte header of the
  * same two numbers, the page built whole before it is sent.
  *
- * Both name the history they serve (history.h) in X-Kyro-History.  A
- * replica sends its own as ?history=ID; when it is not this one, the page
- * is refused with 410, the answer to a replica that must bootstrap.
+ * GET /v1/image names the history it serves (history.h) in
+ * X-Kyro-History.  A replica sends the one it copies as ?history=ID;
+ * when it is not this one, the page is refused with 410, the answer to a
+ * replica that must bootstrap.  A replica that resumes also sends
+ * ?prev=SUM, the sum of its change FROM - 1 (16 hex digits, or "-" when
+ * it no longer holds that change): 410 too when this store's change
+ * FROM - 1 differs, or when its last commit is before FROM - 1 (it lost
+ * changes the replica holds).  When this store no longer retains
+ * FROM - 1, or SUM is "-", only the second is checked.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -328,6 +334,38 @@ static void reply_whole(struct req *r, struct page *p)
 	page_free(p);
 }
 
+/* ?prev= against this store's change FROM - 1: 0 to go on, else the
+ * request was answered. */
+static int check_prev(struct req *r, uint64_t from, const char *prev)
+{
+	char err[300];
+	uint64_t want = 0, have;
+	int any = strcmp(prev, "-") != 0;
+	if (any && !history_valid_sum(prev, &want)) {
+		http_error(r, 400, "?prev= must be 16 hex digits or -");
+		return -1;
+	}
+	if (from <= 1)
+		return 0;
+	int rc = history_change_sum(cfg->dir, from - 1, &have, err,
+				    sizeof err);
+	if (rc == HISTORY_GONE || (rc == 0 && (!any || have == want)))
+		return 0;
+	if (rc == HISTORY_AHEAD)
+		http_error(r, 410, "this store has no change %llu: it lost "
+			   "changes the replica holds (restored from a copy, "
+			   "or a crash without --sync=always): bootstrap from "
+			   "/v1/image", (unsigned long long)(from - 1));
+	else if (rc == 0)
+		http_error(r, 410, "change %llu of this store is not the "
+			   "replica's: the two histories parted (a copy or "
+			   "a restored backup of this store): bootstrap from "
+			   "/v1/image", (unsigned long long)(from - 1));
+	else
+		http_error(r, 500, "%s", err);
+	return -1;
+}
+
 void primary_replicate(struct req *r)
 {
 	uint64_t from = 1;
@@ -350,6 +388,9 @@ void primary_replicate(struct req *r)
 			   id[0] ? id : "not known yet");
 		return;
 	}
+	const char *prev = http_arg(r, "prev");
+	if (prev && check_prev(r, from, prev))
+		return;
 	struct page *p = calloc(1, sizeof *p);
 	if (!p) {
 		http_error(r, 500, "out of memory");

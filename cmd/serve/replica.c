@@ -417,16 +417,21 @@ static size_t page_write(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* The first page after a (re)connection carries ?prev= (primary.c): the
+ * sum of the store's last change, or "-"; "" once a page was applied. */
+static char resume_prev[24];
+
 /* Fetch and apply one page from A->next on: 0, or F_*.  *LAST gets the
  * primary's last commit as the page saw it. */
 static int page(struct applier *a, uint64_t *last, char *err, size_t errlen)
 {
 	struct page g = {.a = a, .x = &page_x};
-	char q[64 + HISTORY_ID_LEN];
+	char q[96 + HISTORY_ID_LEN];
 	uint64_t seq;
 	int r = 0;
-	snprintf(q, sizeof q, "?from=%llu&history=%s&format=2",
-		 (unsigned long long)a->next, follows);
+	snprintf(q, sizeof q, "?from=%llu&history=%s&format=2%s%s",
+		 (unsigned long long)a->next, follows,
+		 resume_prev[0] ? "&prev=" : "", resume_prev);
 	if (fetch_again(g.x, "/v1/replicate", q, page_write, &g)) {
 		snprintf(err, errlen, "cannot start libcurl");
 		return F_RECONNECT;
@@ -457,6 +462,7 @@ static int page(struct applier *a, uint64_t *last, char *err, size_t errlen)
 	}
 	saw_primary(*last);
 	applied(a, seq, 1);
+	resume_prev[0] = 0;
 	return 0;
 }
 
@@ -617,6 +623,18 @@ static int follow(kyro_db *db, char *err, size_t errlen)
 	}
 	a.next = last + 1;
 	applied(&a, last, 0);
+	/* Whether the primary's change LAST is still the one this store
+	 * holds: the history ID cannot tell a restored or copied primary. */
+	uint64_t sum;
+	int rc = last ? history_change_sum(cfg->dir, last, &sum, err, errlen)
+		      : HISTORY_GONE;
+	if (rc < 0)
+		return F_RECONNECT;
+	if (rc == 0)
+		snprintf(resume_prev, sizeof resume_prev, "%016llx",
+			 (unsigned long long)sum);
+	else
+		snprintf(resume_prev, sizeof resume_prev, "-");
 	int r = catch_up(&a, err, errlen);
 	if (!r)
 		r = stopping() ? F_RECONNECT : stream(&a, err, errlen);

@@ -4,7 +4,8 @@
 # GET /v1/image, follows its /v1/subscribe, refuses writes naming the
 # primary, resumes after its own SIGKILL and a primary restart with no gap
 # and no duplicate, bootstraps again when the primary no longer retains
-# what it needs, reports its lag, stops on a change it cannot apply,
+# what it needs or no longer holds the replica's last change (a primary
+# restored from an older copy), reports its lag, stops on a change it cannot apply,
 # applies a /v1/replicate page whole or not at all, speaks page format 1
 # with the release before format 2 either way, and is promoted by a
 # restart without --replica-of.  The crash test kills
@@ -407,6 +408,74 @@ same_stores() {
 	diff p.all r.all
 	cmp "$P_DIR/HISTORY" "$R_DIR/FOLLOWS"
 	run -0 kyro-verify -d "$R_DIR"
+}
+
+# The primary's directory goes back to the copy in "$BATS_TEST_TMPDIR/old",
+# made when it held keys 1-3: same history ID, fewer changes.
+restore_primary() {
+	stop R_PID
+	stop P_PID
+	rm -rf "$P_DIR"
+	mv "$BATS_TEST_TMPDIR/old" "$P_DIR"
+}
+
+# A primary with keys 1-3, copied while stopped, then 4 and 5, and a
+# replica that has followed it to change 5.
+replica_past_a_copy() {
+	start_primary
+	for k in 1 2 3; do put $k a$k; done
+	stop P_PID
+	cp -a "$P_DIR" "$BATS_TEST_TMPDIR/old"
+	start_primary
+	for k in 4 5; do put $k b$k; done
+	start_replica
+	wait_for 10 caught_up
+	assert_equal "$(primary_seq)" 5
+}
+
+@test "replica: a primary restored from an older copy that wrote on is bootstrapped from, not resumed" {
+	replica_past_a_copy
+	restore_primary
+	# Changes 4-6 of the restored primary are not the replica's 4-5.
+	start_primary
+	for k in 6 7 8; do put $k c$k; done
+	start_replica
+	wait_for 15 caught_up
+	grep -q "change 5 of this store is not the replica's.*bootstrapping again" \
+		"$BATS_TEST_TMPDIR/replica.log"
+	kyro-get -d "$P_DIR" -f tsv --all >p.all
+	kyro-get -d "$R_DIR" -f tsv --all >r.all
+	diff p.all r.all
+	run -1 kyro-get -d "$R_DIR" 5
+	run -0 kyro-verify -d "$R_DIR"
+}
+
+@test "replica: a primary that lost changes the replica holds is bootstrapped from, not waited on" {
+	replica_past_a_copy
+	restore_primary
+	start_primary
+	start_replica
+	wait_for 15 caught_up
+	grep -q 'this store has no change 5.*bootstrapping again' \
+		"$BATS_TEST_TMPDIR/replica.log"
+	put 9 d9
+	wait_for 10 caught_up
+	kyro-get -d "$P_DIR" -f tsv --all >p.all
+	kyro-get -d "$R_DIR" -f tsv --all >r.all
+	diff p.all r.all
+	run -1 kyro-get -d "$R_DIR" 4
+}
+
+@test "replica: ?prev= is checked: a malformed sum is 400, the same change goes on" {
+	start_primary
+	for k in 1 2; do put $k v$k; done
+	local h
+	h=$(cat "$P_DIR/HISTORY")
+	[ "$(code "$P_URL/v1/replicate?from=3&history=$h&prev=xyz")" = 400 ]
+	[ "$(code "$P_URL/v1/replicate?from=3&history=$h&prev=0000000000000000")" = 410 ]
+	[ "$(code "$P_URL/v1/replicate?from=3&history=$h&prev=-")" = 200 ]
+	[ "$(code "$P_URL/v1/replicate?from=4&history=$h&prev=-")" = 410 ]
+	[ "$(code "$P_URL/v1/replicate?from=1&history=$h&prev=-")" = 200 ]
 }
 
 @test "replica: its own subscribers get a last reset event when it bootstraps again" {
