@@ -112,7 +112,7 @@ TOOLS := \
 # Where the tools are linked: a sanitizer build puts its own elsewhere.
 BIN ?= bin
 BINS := $(TOOLS:%=$(BIN)/%)
-CLI_OBJS := $(BUILD)/cmd/cli.o
+CLI_OBJS := $(BUILD)/cmd/cli.o $(BUILD)/cmd/cli_vec.o
 
 UNIT_TESTS := \
 	test_commit \
