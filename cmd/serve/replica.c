@@ -841,6 +841,9 @@ void replica_health(struct req *r)
 		  (unsigned long long)l.applied,
 		  (unsigned long long)l.primary,
 		  (unsigned long long)l.lag_seq, l.lag_s);
+	char id[HISTORY_ID_LEN + 1];
+	history_get(id);
+	sb_printf(&b, ",\"history\":\"%s\"", id);
 	if (l.error[0]) {
 		sb_puts(&b, ",\"error\":");
 		sb_json_str(&b, l.error, strlen(l.error));

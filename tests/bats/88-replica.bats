@@ -407,6 +407,8 @@ same_stores() {
 	kyro-get -d "$R_DIR" -f tsv --all >r.all
 	diff p.all r.all
 	cmp "$P_DIR/HISTORY" "$R_DIR/FOLLOWS"
+	assert_equal "$(field "$(curl -s "$R_URL/health")" history)" \
+		"$(cat "$P_DIR/HISTORY")"
 	run -0 kyro-verify -d "$R_DIR"
 }
 
@@ -507,6 +509,8 @@ replica_past_a_copy() {
 	wait_for 10 caught_up
 	stop R_PID
 	cmp "$P_DIR/HISTORY" "$R_DIR/FOLLOWS"
+	assert_equal "$(field "$(curl -s "$R_URL/health")" history)" \
+		"$(cat "$P_DIR/HISTORY")"
 	rm "$R_DIR/FOLLOWS"
 	put 3 v3
 	start_replica
@@ -514,6 +518,8 @@ replica_past_a_copy() {
 	grep -q 'has no record of the history' "$BATS_TEST_TMPDIR/replica.log"
 	grep -qx 'kyro_replica_bootstraps_total 1' <(curl -s "$R_URL/metrics")
 	cmp "$P_DIR/HISTORY" "$R_DIR/FOLLOWS"
+	assert_equal "$(field "$(curl -s "$R_URL/health")" history)" \
+		"$(cat "$P_DIR/HISTORY")"
 	same_stores
 }
 
