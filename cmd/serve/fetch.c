@@ -234,7 +234,7 @@ int fetch_run_drained(struct fetch *x, int (*drained)(void *arg), void *arg,
 }
 
 struct whole {
-	struct fetch x;
+	struct fetch *x;
 	struct sbuf *b;
 	size_t max;
 };
@@ -243,8 +243,8 @@ static size_t whole_write(char *p, size_t size, size_t n, void *arg)
 {
 	struct whole *w = arg;
 	size_t len = size * n;
-	if (fetch_status(&w->x) != 200) {
-		fetch_keep(&w->x, p, len);
+	if (fetch_status(w->x) != 200) {
+		fetch_keep(w->x, p, len);
 		return len;
 	}
 	if (w->b->len + len > w->max)
@@ -253,22 +253,24 @@ static size_t whole_write(char *p, size_t size, size_t n, void *arg)
 	return w->b->oom ? 0 : len;
 }
 
-int fetch_all(const char *path, const char *query, struct sbuf *b,
-	      size_t max, long *status, char *err, size_t errlen)
+int fetch_all(struct fetch *x, const char *path, const char *query,
+	      struct sbuf *b, size_t max, long *status, char *err,
+	      size_t errlen)
 {
-	struct whole w = {.b = b, .max = max};
+	struct whole w = {.x = x, .b = b, .max = max};
 	b->len = 0;
 	*status = 0;
-	if (fetch_init(&w.x, path, query, whole_write, &w)) {
+	if (fetch_again(x, path, query, whole_write, &w)) {
 		snprintf(err, errlen, "cannot start libcurl");
 		return -1;
 	}
-	int rc = fetch_run(&w.x, err, errlen);
-	*status = fetch_status(&w.x);
+	int rc = fetch_run(x, err, errlen);
+	*status = fetch_status(x);
 	if (!rc && b->oom) {
-		snprintf(err, errlen, "GET %s: out of memory", w.x.url);
+		snprintf(err, errlen, "GET %s: out of memory", x->url);
 		rc = -1;
 	}
-	fetch_free(&w.x);
+	if (rc)
+		fetch_free(x); /* the next try on a connection of its own */
 	return rc;
 }

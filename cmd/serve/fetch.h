@@ -55,9 +55,11 @@ int fetch_run(struct fetch *x, char *err, size_t errlen);
 int fetch_run_drained(struct fetch *x, int (*drained)(void *arg), void *arg,
 		      char *err, size_t errlen);
 
-/* GET PATH QUERY whole into B (at most MAX bytes); *STATUS gets the
- * status.  Returns 0 when it ended with a 200, else -1 with ERR set. */
-int fetch_all(const char *path, const char *query, struct sbuf *b,
-	      size_t max, long *status, char *err, size_t errlen);
+/* GET PATH QUERY whole into B (at most MAX bytes) on X, as fetch_again()
+ * (the caller frees X when done); *STATUS gets the status.  Returns 0
+ * when it ended with a 200, else -1 with ERR set. */
+int fetch_all(struct fetch *x, const char *path, const char *query,
+	      struct sbuf *b, size_t max, long *status, char *err,
+	      size_t errlen);
 
 #endif
