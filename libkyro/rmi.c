@@ -720,7 +720,7 @@ int kyro__rmi_hint(const void *head, size_t file_size, uint64_t n,
 	model_shape(&m, get_le64(img + 32), get_le64(img + 40),
 		    (h.flags & FLAG_LOG) != 0, h.shift);
 	/* Keys outside [first, last] need no model, as in a lookup. */
-	if (n == 0 || key <= m.first) {
+	if (n == 0 || key < m.first) {
 		*lo = *hi = 0;
 		return 0;
 	}
