@@ -170,14 +170,15 @@ static int index_open(kyro_db *db, char *path, int *fd, uint64_t *size,
  * snapshot): loading the whole file reads and checksums every byte, a
  * cost that grows with the store, and a process that looks up a handful
  * of keys does better without.  So the index is loaded (and fully
- * checked) by the lookup that follows INDEX_LAZY single ones, by the
- * first batch lookup of INDEX_LAZY keys or more, by a warm-up, or at
- * once when the handle counts probe windows.  Until then the file stays
- * open and each single lookup reads the few bytes of it that route its
- * key (hinted_search()): a binary search over the whole key array
- * touches a page per level, up to 18 more at 100M keys, and on a virtual
- * machine each first touch traps to the host.  Either way every answer
- * is the same.
+ * checked) when the handle's lookups, single or batched, reach
+ * INDEX_LAZY keys, by a warm-up, or at once when the handle counts probe
+ * windows.  Until then the file stays open and each single lookup reads
+ * the few bytes of it that route its key (hinted_search()): a binary
+ * search over the whole key array touches a page per level down to its
+ * last 512 keys (about 18 pages at 100M keys, 9 at 200k), and on a
+ * virtual machine each first touch traps to the host.  (Batches before
+ * the load keep their interleaved binary search.)  Either way every
+ * answer is the same.
  */
 #define INDEX_LAZY 64
 
