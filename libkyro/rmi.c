@@ -142,8 +142,10 @@
  * these checks no lookup can read outside the router, the records or
  * keys[0..n), whatever the image held.
  *
- * THIS FILE holds the format, the loader and the entry points of the
- * lookup.  The lookups themselves are compiled once per SIMD level
+ * THIS FILE holds the format, the loader, the entry points of the
+ * lookup, and the hint: the window of one key read from a file that was
+ * not loaded (its header alone was checked), for a process that looks up
+ * too few keys to pay for the load.  The lookups themselves are compiled once per SIMD level
  * (rmi_lookup.h, simd_*.c); the build is in rmi_build.c; what they all
  * share (the model's routing and prediction) is in rmi_model.h.
  */
