@@ -738,6 +738,11 @@ int kyro__rmi_hint(const void *head, size_t file_size, uint64_t n,
 	unsigned char e[2 * ENTRY_SIZE], rec[LEAF_SIZE];
 	if (rd(arg, e, sizeof e, HDR_SIZE + ENTRY_SIZE * b))
 		return -1;
+	/* The loader's rule for a scale, without which the conversion
+	 * in bucket_leaf() is undefined. */
+	const float scale = get_lef32(e + 12);
+	if (!isfinite(scale) || scale < 0)
+		return -1;
 	const uint64_t leaf = route_at(e, key);
 	const uint64_t leaves_at = HDR_SIZE + router_bytes(h.bits);
 	if (leaf >= h.leaves ||
@@ -745,6 +750,10 @@ int kyro__rmi_hint(const void *head, size_t file_size, uint64_t n,
 		return -1;
 	if (h.version >= KYRO_RMI_VERSION && get_le16(rec + 28) == EPS_SPLIT &&
 	    hint_leaf(&h, leaves_at, key, rec, rd, arg))
+		return -1;
+	/* And for a slope, likewise for predict_off(). */
+	const double slope = get_lef64(rec + 8);
+	if (!isfinite(slope) || slope < 0)
 		return -1;
 	struct window w;
 	leaf_window(rec, key, &w);

@@ -1146,6 +1146,44 @@ static void check_hint_damage(const unsigned char *img, size_t size,
 	       " hints, %" PRIu64 " none, %" PRIu64 " missed the key, %" PRIu64
 	       " bad, %" PRIu64 " reads past the end)",
 	       hints, none, missed, bad, past_end);
+	/* A scale or slope the loader would refuse (negative, infinite, not
+	 * a number) gives no hint: converted to an integer, it would be
+	 * undefined behaviour (the fuzzer found it). */
+	static const uint32_t scales[] = { 0xbf800000u, 0xff800000u,
+					   0x7f800000u, 0x7fc00000u,
+					   0xd8c2a000u };
+	static const uint64_t slopes[] = { 0xbff0000000000000ull,
+					   0xfff0000000000000ull,
+					   0x7ff0000000000000ull,
+					   0x7ff8000000000000ull,
+					   0xc4d8000000000000ull };
+	const uint64_t leaves_at = 64 + ((16 * ((uint64_t)1 << img[60]) + 16 +
+					  63) & ~(uint64_t)63);
+	uint64_t bad_hints = 0;
+	for (int v = 0; v < 5; v++) {
+		struct mem_file f = { copy, size, 0 };
+		for (uint64_t j = 0; j < 64; j++) {
+			const uint64_t x = keys[rnd() % n];
+			uint64_t lo, hi;
+			memcpy(copy, img, size);
+			for (uint64_t b = 0; b < ((uint64_t)1 << img[60]); b++)
+				memcpy(copy + 64 + 16 * b + 12, &scales[v], 4);
+			bad_hints += kyro__rmi_hint(copy, size, n, x, mem_read,
+						    &f, &lo, &hi) == 0;
+			memcpy(copy, img, size);
+			/* Every line record's, not a split leaf's j. */
+			for (uint64_t l = 0; 32 * l + 32 <= size - 8 - leaves_at;
+			     l++)
+				if (copy[leaves_at + 32 * l + 28] != 0xfe ||
+				    copy[leaves_at + 32 * l + 29] != 0xff)
+					memcpy(copy + leaves_at + 32 * l + 8,
+					       &slopes[v], 8);
+			bad_hints += kyro__rmi_hint(copy, size, n, x, mem_read,
+						    &f, &lo, &hi) == 0;
+		}
+	}
+	result(bad_hints == 0, "hint damage: a scale or slope the loader "
+	       "refuses gives no hint (%" PRIu64 " did)", bad_hints);
 	/* A file cut short after the probe read its header: reads past the
 	 * new end fail, and the hint with them. */
 	uint64_t cut_bad = 0, cut_hints = 0;
