@@ -46,6 +46,10 @@ struct view {
 	int rmi_pending;   /* its header holds; loaded when lookups pay */
 	uint32_t rmi_lazy; /* lookups left until then */
 	struct kyro__rmi_info rmi_head; /* what the header says */
+	/* While pending (only then): the index file, open, and its header,
+	 * which single lookups read as a hint (kyro__rmi_hint()). */
+	int rmi_fd;
+	unsigned char rmi_hdr[RMI_HEAD_SIZE];
 	int rmi_refused;          /* an index exists but failed to load */
 	char rmi_why[KMSG_MAX + 64]; /* why there is no index in use */
 	uint64_t last_seq;

@@ -142,8 +142,10 @@
  * these checks no lookup can read outside the router, the records or
  * keys[0..n), whatever the image held.
  *
- * THIS FILE holds the format, the loader and the entry points of the
- * lookup.  The lookups themselves are compiled once per SIMD level
+ * THIS FILE holds the format, the loader, the entry points of the
+ * lookup, and the hint: the window of one key read from a file that was
+ * not loaded (its header alone was checked), for a process that looks up
+ * too few keys to pay for the load.  The lookups themselves are compiled once per SIMD level
  * (rmi_lookup.h, simd_*.c); the build is in rmi_build.c; what they all
  * share (the model's routing and prediction) is in rmi_model.h.
  */
@@ -676,4 +678,86 @@ int kyro__rmi_probe(const void *head, size_t file_size, const uint64_t *keys,
 	info->generation = snap_gen;
 	info->simd = kyro__simd_selected();
 	return 0;
+}
+
+/*
+ * The pending index as a hint.  Only what one key routes through is read:
+ * two router entries, then a leaf record, and for a split leaf the
+ * reference keys its sub-leaf search compares and the sub-leaf's record.
+ * None of it is checked, so every number read is bounded before it
+ * becomes an offset, and the window is clamped to [0, n]: damage can
+ * give a useless window (the caller's bracket test catches it), never a
+ * read outside the file's tables.
+ */
+static int hint_leaf(const struct header *h, uint64_t leaves_at, uint64_t key,
+		     unsigned char *rec, kyro__rmi_read_fn rd, void *arg)
+{
+	const uint64_t j = get_le64(rec + 8), k = get_le16(rec + 30);
+	if (k == 0 || j >= h->leaves || k > h->leaves - j)
+		return -1;
+	/* sub_leaf() over the file: the last sub-leaf whose reference key
+	 * is at most KEY, or the first. */
+	uint64_t base = j, len = k;
+	while (len > 1) {
+		const uint64_t half = len / 2;
+		unsigned char ref[8];
+		if (rd(arg, ref, sizeof ref,
+		       leaves_at + LEAF_SIZE * (base + half)))
+			return -1;
+		base = get_le64(ref) <= key ? base + half : base;
+		len -= half;
+	}
+	return rd(arg, rec, LEAF_SIZE, leaves_at + LEAF_SIZE * base);
+}
+
+int kyro__rmi_hint(const void *head, size_t file_size, uint64_t n,
+		   uint64_t key, kyro__rmi_read_fn rd, void *arg, uint64_t *lo,
+		   uint64_t *hi)
+{
+	const unsigned char *img = head;
+	struct header h;
+	if (check_header(img, file_size, &h, NULL, 0))
+		return -1;
+	struct model m;
+	model_shape(&m, get_le64(img + 32), get_le64(img + 40),
+		    (h.flags & FLAG_LOG) != 0, h.shift);
+	/* Keys outside [first, last] need no model, as in a lookup. */
+	if (n == 0 || key < m.first) {
+		*lo = *hi = 0;
+		return 0;
+	}
+	if (key > m.last) {
+		*lo = *hi = n;
+		return 0;
+	}
+	if (h.shift > 63)
+		return -1;
+	const uint64_t b = bucket_of(&m, key);
+	if (b >= (uint64_t)1 << h.bits)
+		return -1;
+	unsigned char e[2 * ENTRY_SIZE], rec[LEAF_SIZE];
+	if (rd(arg, e, sizeof e, HDR_SIZE + ENTRY_SIZE * b))
+		return -1;
+	/* The loader's rule for a scale, without which the conversion
+	 * in bucket_leaf() is undefined. */
+	const float scale = get_lef32(e + 12);
+	if (!isfinite(scale) || scale < 0)
+		return -1;
+	const uint64_t leaf = route_at(e, key);
+	const uint64_t leaves_at = HDR_SIZE + router_bytes(h.bits);
+	if (leaf >= h.leaves ||
+	    rd(arg, rec, sizeof rec, leaves_at + LEAF_SIZE * leaf))
+		return -1;
+	if (h.version >= KYRO_RMI_VERSION && get_le16(rec + 28) == EPS_SPLIT &&
+	    hint_leaf(&h, leaves_at, key, rec, rd, arg))
+		return -1;
+	/* And for a slope, likewise for predict_off(). */
+	const double slope = get_lef64(rec + 8);
+	if (!isfinite(slope) || slope < 0)
+		return -1;
+	struct window w;
+	leaf_window(rec, key, &w);
+	*lo = w.lo < n ? w.lo : n;
+	*hi = w.hi < n ? w.hi : n;
+	return *lo <= *hi ? 0 : -1;
 }

@@ -187,6 +187,24 @@ int kyro__rmi_probe(const void *head, size_t file_size, const uint64_t *keys,
 		    struct kyro__rmi_info *info, char *errbuf, size_t errlen);
 
 /*
+ * An index that is not loaded, read as a hint for one lookup: HEAD is
+ * the header kyro__rmi_probe() accepted for a file of FILE_SIZE bytes
+ * over N keys, and RD(ARG, BUF, LEN, OFF) reads LEN bytes at OFF of the
+ * file (0, or nonzero when it could not read them all).  Reads KEY's
+ * router entries and leaf record (a split leaf's sub-leaves too), and
+ * sets *LO <= *HI <= N to the window they give: for a sound index, KEY's
+ * lower bound is in [*LO, *HI].  Nothing but the header was checked, so
+ * the caller must confirm the window on the keys (keys[*LO - 1] < KEY <=
+ * keys[*HI], where they exist).  Returns 0, or -1 for no hint: a read
+ * failed, or the file points outside its own tables.
+ */
+typedef int (*kyro__rmi_read_fn)(void *arg, void *buf, size_t len,
+				 uint64_t off);
+int kyro__rmi_hint(const void *head, size_t file_size, uint64_t n,
+		   uint64_t key, kyro__rmi_read_fn rd, void *arg, uint64_t *lo,
+		   uint64_t *hi);
+
+/*
  * Branchless binary search: the first i < N with keys[i] >= KEY, or N.
  * The read path's answer when a snapshot has no (valid) index.
  */

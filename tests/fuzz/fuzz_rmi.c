@@ -9,7 +9,10 @@
  *
  * Oracle: kyro__rmi_load may refuse anything, but whatever it accepts must
  * answer every lower bound exactly (the probe confirms its answer and
- * falls back), present keys and absent ones alike.
+ * falls back), present keys and absent ones alike.  And whatever header
+ * kyro__rmi_probe accepts, the hint read from the rest of the bytes
+ * (kyro__rmi_hint) reads only inside them and gives a window in [0, n],
+ * the loaded index's own window when the load accepts the image too.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -57,6 +60,48 @@ static uint64_t make_keys(uint64_t *k, uint64_t n, uint64_t seed)
 	return m;
 }
 
+struct mem {
+	const uint8_t *p;
+	size_t len;
+};
+
+static int mem_read(void *arg, void *buf, size_t len, uint64_t off)
+{
+	const struct mem *m = arg;
+	if (off > m->len || len > m->len - off)
+		abort(); /* the header promised the file's size */
+	memcpy(buf, m->p + off, len);
+	return 0;
+}
+
+/* The hint of every key of Q's kind, against the loaded index R (NULL:
+ * the load refused the image). */
+static void check_hint(const void *img, size_t len, const uint64_t *keys,
+		       uint64_t n, uint64_t seed, const struct kyro__rmi *r)
+{
+	struct kyro__rmi_info info;
+	if (kyro__rmi_probe(img, len, keys, n, 7, SNAP_SUM, &info, NULL, 0))
+		return;
+	struct mem m = {img, len};
+	uint64_t s = seed ^ 0xaaaa;
+	for (uint64_t i = 0; i < n + 64; i++) {
+		uint64_t q = i < n ? keys[i] + (i & 1) : mix(&s);
+		uint64_t lo, hi, wlo, whi;
+		if (kyro__rmi_hint(img, len, n, q, mem_read, &m, &lo, &hi)) {
+			if (r)
+				abort(); /* a loaded index always hints */
+			continue;
+		}
+		if (lo > hi || hi > n)
+			abort();
+		if (r) {
+			kyro__rmi_window(r, q, &wlo, &whi);
+			if (lo != wlo || hi != whi)
+				abort();
+		}
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 11)
@@ -100,7 +145,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	struct kyro__rmi *r = NULL;
 	if (kyro__rmi_load(&r, img, len, keys, n, gen, SNAP_SUM,
-			   err, sizeof err) == 0) {
+			   err, sizeof err) != 0)
+		check_hint(img, len, keys, n, seed, NULL);
+	if (r) {
+		check_hint(img, len, keys, n, seed, r);
 		uint64_t bad, first;
 		kyro__rmi_check_all(r, &bad, &first);
 		struct kyro__rmi_counters c = {0};

@@ -237,6 +237,54 @@ static uint64_t probe_keys(const uint64_t *keys, uint64_t n, uint64_t *q,
 }
 
 /* Indexes built with each kind of router: both must be exercised. */
+/* An index file in memory, read as kyro__rmi_hint() reads a file: LEN
+ * bytes at OFF, or nonzero when they are not all there.  Counts the
+ * reads that asked for bytes past the end. */
+struct mem_file {
+	const unsigned char *img;
+	size_t size;
+	uint64_t past_end;
+};
+
+static int mem_read(void *arg, void *buf, size_t len, uint64_t off)
+{
+	struct mem_file *f = arg;
+	if (off > f->size || len > f->size - off) {
+		f->past_end++;
+		return -1;
+	}
+	memcpy(buf, f->img + off, len);
+	return 0;
+}
+
+/* The hint of an unloaded index must be the loaded index's own window
+ * for every key of Q[0..M) and of KEYS[0..N). */
+static void check_hint(const char *label, const struct kyro__rmi *r,
+		       const unsigned char *img, size_t size,
+		       const uint64_t *keys, uint64_t n, const uint64_t *q,
+		       uint64_t m)
+{
+	struct mem_file f = { img, size, 0 };
+	uint64_t differ = 0, nohint = 0, outside = 0;
+	for (uint64_t j = 0; j < m + n; j++) {
+		const uint64_t x = j < m ? q[j] : keys[j - m];
+		uint64_t lo, hi, wlo, whi;
+		kyro__rmi_window(r, x, &wlo, &whi);
+		if (kyro__rmi_hint(img, size, n, x, mem_read, &f, &lo, &hi)) {
+			nohint++;
+			continue;
+		}
+		differ += lo != wlo || hi != whi;
+		const uint64_t want = kyro__lower_bound_binary(keys, n, x);
+		outside += want < lo || want > hi;
+	}
+	result(nohint == 0 && differ == 0 && outside == 0 && f.past_end == 0,
+	       "%s: the unloaded index's hint is the loaded one's window for "
+	       "%" PRIu64 " keys (%" PRIu64 " no hint, %" PRIu64 " differ, "
+	       "%" PRIu64 " miss the lower bound)",
+	       label, m + n, nohint, differ, outside);
+}
+
 static uint64_t built_kind[2];
 static uint64_t split_sets; /* key sets whose index has split leaves */
 
@@ -358,6 +406,7 @@ static void check_set(const char *name, const uint64_t *keys, uint64_t n,
 	for (uint64_t j = 0; j < m; j++)
 		if (out[j] != kyro__lower_bound_binary(keys, n, q[j]))
 			batch_wrong++;
+	check_hint(label, r, img, size, keys, n, q, m);
 	result(win_wrong == 0, "%s: the window holds the lower bound of "
 	       "%" PRIu64 " absent/boundary keys (%" PRIu64 " not)",
 	       label, m, win_wrong);
@@ -1057,6 +1106,105 @@ static void check_gap_no_merge(void)
  * (checksum recomputed): refused, or every answer still exact, and no read
  * outside the arrays (ASan).
  */
+/*
+ * The hint reads an index no one checked: whatever a flipped bit past the
+ * header or a file cut short does to it, the hint reads nothing outside
+ * the file's tables and gives no window outside [0, n].  (Whether the
+ * window holds the key is the caller's bracket test: test_store.c.)
+ */
+static void check_hint_damage(const unsigned char *img, size_t size,
+			      const uint64_t *keys, uint64_t n)
+{
+	unsigned char *copy = malloc(size);
+	if (copy == NULL)
+		abort();
+	uint64_t bad = 0, hints = 0, missed = 0, none = 0, past_end = 0;
+	for (size_t i = 64; i < size; i++) {
+		memcpy(copy, img, size);
+		copy[i] ^= (unsigned char)(1u << (i % 8));
+		struct mem_file f = { copy, size, 0 };
+		for (int t = 0; t < 8; t++) {
+			const uint64_t p = rnd() % n;
+			const uint64_t x = keys[p] + (t & 1);
+			uint64_t lo = UINT64_MAX, hi = UINT64_MAX;
+			if (kyro__rmi_hint(copy, size, n, x, mem_read, &f, &lo,
+					   &hi)) {
+				none++;
+				continue;
+			}
+			hints++;
+			bad += lo > hi || hi > n;
+			const uint64_t want = kyro__lower_bound_binary(keys, n,
+								       x);
+			missed += want < lo || want > hi;
+		}
+		past_end += f.past_end;
+	}
+	result(bad == 0 && past_end == 0,
+	       "hint damage: after each single-bit flip past the header, "
+	       "every hint lies in [0, n] and reads inside the file (%" PRIu64
+	       " hints, %" PRIu64 " none, %" PRIu64 " missed the key, %" PRIu64
+	       " bad, %" PRIu64 " reads past the end)",
+	       hints, none, missed, bad, past_end);
+	/* A scale or slope the loader would refuse (negative, infinite, not
+	 * a number) gives no hint: converted to an integer, it would be
+	 * undefined behaviour (the fuzzer found it). */
+	static const uint32_t scales[] = { 0xbf800000u, 0xff800000u,
+					   0x7f800000u, 0x7fc00000u,
+					   0xd8c2a000u };
+	static const uint64_t slopes[] = { 0xbff0000000000000ull,
+					   0xfff0000000000000ull,
+					   0x7ff0000000000000ull,
+					   0x7ff8000000000000ull,
+					   0xc4d8000000000000ull };
+	const uint64_t leaves_at = 64 + ((16 * ((uint64_t)1 << img[60]) + 16 +
+					  63) & ~(uint64_t)63);
+	uint64_t bad_hints = 0;
+	for (int v = 0; v < 5; v++) {
+		struct mem_file f = { copy, size, 0 };
+		for (uint64_t j = 0; j < 64; j++) {
+			const uint64_t x = keys[rnd() % n];
+			uint64_t lo, hi;
+			memcpy(copy, img, size);
+			for (uint64_t b = 0; b < ((uint64_t)1 << img[60]); b++)
+				memcpy(copy + 64 + 16 * b + 12, &scales[v], 4);
+			bad_hints += kyro__rmi_hint(copy, size, n, x, mem_read,
+						    &f, &lo, &hi) == 0;
+			memcpy(copy, img, size);
+			/* Every line record's, not a split leaf's j. */
+			for (uint64_t l = 0; 32 * l + 32 <= size - 8 - leaves_at;
+			     l++)
+				if (copy[leaves_at + 32 * l + 28] != 0xfe ||
+				    copy[leaves_at + 32 * l + 29] != 0xff)
+					memcpy(copy + leaves_at + 32 * l + 8,
+					       &slopes[v], 8);
+			bad_hints += kyro__rmi_hint(copy, size, n, x, mem_read,
+						    &f, &lo, &hi) == 0;
+		}
+	}
+	result(bad_hints == 0, "hint damage: a scale or slope the loader "
+	       "refuses gives no hint (%" PRIu64 " did)", bad_hints);
+	/* A file cut short after the probe read its header: reads past the
+	 * new end fail, and the hint with them. */
+	uint64_t cut_bad = 0, cut_hints = 0;
+	for (size_t len = 0; len < size; len += 1 + len / 8) {
+		struct mem_file f = { img, len, 0 };
+		for (int t = 0; t < 8; t++) {
+			const uint64_t x = keys[rnd() % n];
+			uint64_t lo, hi;
+			if (kyro__rmi_hint(img, size, n, x, mem_read, &f, &lo,
+					   &hi) == 0) {
+				cut_hints++;
+				cut_bad += lo > hi || hi > n;
+			}
+		}
+	}
+	result(cut_bad == 0, "hint damage: a truncated file gives no hint or "
+	       "one in [0, n] (%" PRIu64 " hints, %" PRIu64 " bad)",
+	       cut_hints, cut_bad);
+	free(copy);
+}
+
 static void check_split_damage(void)
 {
 	/* The three runs in a bucket of check_gap_no_merge(). */
@@ -1091,6 +1239,7 @@ static void check_split_damage(void)
 	}
 	result(accepted == 0, "split damage: each of %zu single-bit flips is "
 	       "refused (%" PRIu64 " accepted)", size, accepted);
+	check_hint_damage(img, size, keys, n);
 
 	const size_t recs = 64 + ((16 * 257 + 63) & ~(size_t)63);
 	size_t split[256], ns = 0;
