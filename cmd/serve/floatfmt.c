@@ -154,7 +154,8 @@ static size_t fast(char *out, float f)
 		const double half = hi - fl - 0.5;
 		const int c = half != 0 ? (half > 0) - (half < 0)
 					: (lo > 0) - (lo < 0);
-		uint64_t d = (uint64_t)fl + (c > 0 || (c == 0 && ((uint64_t)fl & 1)));
+		const uint64_t i = (uint64_t)fl;
+		uint64_t d = i + (c > 0 || (c == 0 && (i & 1)));
 		int x = x0;
 		if (d >= (uint64_t)p10[p]) {
 			/* 9.999995 to 6 digits: 10.0000. */
@@ -167,7 +168,8 @@ static size_t fast(char *out, float f)
 		const double ld = scale10(down, s, &hd);
 		const double dd = (double)(x == x0 ? d : d * 10);
 		const int cu = cmp_int(hu, lu, dd), cd = cmp_int(hd, ld, dd);
-		if ((cu > 0 || (cu == 0 && even)) && (cd < 0 || (cd == 0 && even)))
+		if ((cu > 0 || (cu == 0 && even)) &&
+		    (cd < 0 || (cd == 0 && even)))
 			return text(out, f < 0, d, p, x);
 	}
 }
@@ -178,7 +180,8 @@ size_t floatfmt(char out[FLOATFMT_MAX], float f)
 	if (n)
 		return n;
 	for (int prec = 6; prec <= 9; prec++) {
-		n = (size_t)snprintf(out, FLOATFMT_MAX, "%.*g", prec, (double)f);
+		n = (size_t)snprintf(out, FLOATFMT_MAX, "%.*g", prec,
+				     (double)f);
 		if (prec == 9 || strtof(out, NULL) == f)
 			break;
 	}

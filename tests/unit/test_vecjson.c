@@ -146,9 +146,9 @@ TEST(vecjson_mixed_components)
 		size_t pick[64];
 		for (size_t i = 0; i < count; i++) {
 			pick[i] = (size_t)h_below(nl);
+			const char *sp = i ? sep[h_below(5)] : "";
 			len += (size_t)snprintf(body + len, sizeof body - len,
-						"%s%s", i ? sep[h_below(5)] : "",
-						lits[pick[i]]);
+						"%s%s", sp, lits[pick[i]]);
 		}
 		snprintf(body + len, sizeof body - len, " ],\"k\":3}");
 		CHECK(fast_body(body, got, 64, &n));
