@@ -118,6 +118,7 @@ UNIT_TESTS := \
 	test_commit \
 	test_delta \
 	test_feed \
+	test_floatfmt \
 	test_image \
 	test_manifest \
 	test_snapshot \
@@ -165,7 +166,11 @@ $(BUILD)/tests/test_rmi: $(BUILD)/tests/unit/test_rmi.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# test_vecjson tests a module of the daemon's.
+# test_floatfmt and test_vecjson test modules of the daemon's.
+$(BUILD)/tests/test_floatfmt: $(BUILD)/tests/unit/test_floatfmt.o $(BUILD)/tests/unit/harness.o $(BUILD)/cmd/serve/floatfmt.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/test_vecjson: $(BUILD)/tests/unit/test_vecjson.o $(BUILD)/tests/unit/harness.o $(BUILD)/cmd/serve/vecjson.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

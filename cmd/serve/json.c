@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "../cli.h"
+#include "floatfmt.h"
 #include "json.h"
 
 void sb_free(struct sbuf *b)
@@ -123,13 +124,8 @@ void sb_json_str(struct sbuf *b, const void *v, size_t len)
 
 void sb_float(struct sbuf *b, float f)
 {
-	char t[32];
-	for (int prec = 6; prec <= 9; prec++) {
-		snprintf(t, sizeof t, "%.*g", prec, (double)f);
-		if (prec == 9 || strtof(t, NULL) == f)
-			break;
-	}
-	sb_puts(b, t);
+	char t[FLOATFMT_MAX];
+	sb_put(b, t, floatfmt(t, f));
 }
 
 void sb_base64(struct sbuf *b, const void *v, size_t len)

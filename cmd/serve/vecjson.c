@@ -154,6 +154,51 @@ static int number(struct cur *c, double *v)
 	return 1;
 }
 
+/*
+ * The usual component, read in one pass: -?(0|[1-9][0-9]*)(.[0-9]+)?
+ * with 15 digits at most and no exponent.  Its M is below 2^53 and its E
+ * within -15..0, fast_decimal()'s exact case, and its value is finite
+ * as a float, so it is read to the same float as number() reads it,
+ * without number()'s two passes and checks (most of a 784-component
+ * parse).  Returns its length, or 0 for every other form, which number()
+ * then reads or refuses.
+ */
+static size_t plain_number(const char *p, const char *end, double *v)
+{
+	static const double p10[] = {1e0, 1e1, 1e2,  1e3,  1e4,	 1e5,
+				     1e6, 1e7, 1e8,  1e9,  1e10, 1e11,
+				     1e12, 1e13, 1e14, 1e15};
+	const char *const s = p;
+	const int neg = p < end && *p == '-';
+	uint64_t m = 0;
+	int nd = 0, frac = 0;
+	p += neg;
+	if (p == end || *p < '0' || *p > '9')
+		return 0;
+	if (*p == '0') {
+		p++;
+		nd = 1;
+	} else {
+		for (; p < end && *p >= '0' && *p <= '9'; p++, nd++)
+			m = m * 10 + (uint64_t)(*p - '0');
+	}
+	if (p < end && *p == '.') {
+		const char *f = ++p;
+		for (; p < end && *p >= '0' && *p <= '9'; p++)
+			m = m * 10 + (uint64_t)(*p - '0');
+		frac = (int)(p - f);
+		nd += frac;
+		if (!frac)
+			return 0;
+	}
+	/* Past 15 digits M may have wrapped: number() reads it again. */
+	if (nd > 15 || (p < end && (*p == 'e' || *p == 'E')))
+		return 0;
+	const double d = frac ? (double)m / p10[frac] : (double)m;
+	*v = neg ? -d : d;
+	return (size_t)(p - s);
+}
+
 /* A plain integer from LO to HI. */
 static int uint_field(struct cur *c, uint64_t lo, uint64_t hi, uint32_t *v)
 {
@@ -189,15 +234,32 @@ static int array(struct cur *c, float *out, size_t cap, uint32_t *dim)
 	size_t n = 0;
 	if (!eat(c, '['))
 		return 0;
-	do {
+	for (;;) {
 		double d;
-		if (n == cap || n == KYRO_MAX_DIM || !number(c, &d))
+		size_t len;
+		if (n == cap || n == KYRO_MAX_DIM)
 			return 0;
-		out[n] = (float)d;
-		if (!isfinite(out[n]))
-			return 0;
+		if (c->p < c->end && (unsigned char)*c->p <= ' ')
+			ws(c);
+		if ((len = plain_number(c->p, c->end, &d))) {
+			c->p += len;
+			out[n] = (float)d;
+		} else {
+			if (!number(c, &d))
+				return 0;
+			out[n] = (float)d;
+			if (!isfinite(out[n]))
+				return 0;
+		}
 		n++;
-	} while (eat(c, ','));
+		/* A comma straight after the number is the usual case. */
+		if (c->p < c->end && *c->p == ',') {
+			c->p++;
+			continue;
+		}
+		if (!eat(c, ','))
+			break;
+	}
 	if (!eat(c, ']'))
 		return 0;
 	*dim = (uint32_t)n;

@@ -566,10 +566,13 @@ static int answer(struct req *r, kyro_db *db, const struct kyro_vec_hit *h,
 		}
 		sb_put(&b, "}", 1);
 	}
-	sb_printf(&b, "],\"exact\":%s", exact ? "true" : "false");
-	if (!exact)
-		sb_printf(&b, ",\"ef\":%u", ef);
-	sb_puts(&b, "}\n");
+	if (exact) {
+		sb_puts(&b, "],\"exact\":true}\n");
+	} else {
+		sb_puts(&b, "],\"exact\":false,\"ef\":");
+		sb_u64(&b, ef);
+		sb_puts(&b, "}\n");
+	}
 	if (b.oom) {
 		sb_free(&b);
 		http_error(r, 500, "out of memory");

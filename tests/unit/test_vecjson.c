@@ -106,3 +106,75 @@ TEST(vecjson_random_literals)
 	}
 	CHECK(bad == 0);
 }
+
+/* BODY as the fast parser reads it: 1 with its components in OUT (room
+ * for CAP) and *N, or 0 when it gives the body up. */
+static int fast_body(const char *body, float *out, size_t cap, uint32_t *n)
+{
+	struct kyro_vec_query q;
+	float *vec = NULL;
+	int wv;
+	if (!vecjson_search(body, strlen(body), "vector", 64, &q, &wv, &vec))
+		return 0;
+	*n = q.dim;
+	for (uint32_t i = 0; i < q.dim && i < cap; i++)
+		out[i] = q.vec[i];
+	free(vec);
+	return 1;
+}
+
+/* The components of a long vector are read one after another: each as
+ * strtod() and the cast read it, whatever its neighbours' forms and the
+ * white space between them. */
+TEST(vecjson_mixed_components)
+{
+	static const char *const lits[] = {
+		"0", "-0", "255", "0.5", "-12.25", "1e3", "2.5E-3", "7",
+		"123456789012345", "1234567890123456", "0.000000000000001",
+		"9007199254740993", "-0.1", "100",
+	};
+	const size_t nl = sizeof lits / sizeof lits[0];
+	static const char *const sep[] = {",", " ,", ", ", "\n,\t", " , "};
+	char body[4096];
+	float got[64];
+	uint32_t n = 0;
+	h_seed(29);
+	for (int round = 0; round < 200; round++) {
+		size_t len = (size_t)snprintf(body, sizeof body,
+					      "{\"vector\":[ ");
+		const size_t count = 1 + (size_t)h_below(40);
+		size_t pick[64];
+		for (size_t i = 0; i < count; i++) {
+			pick[i] = (size_t)h_below(nl);
+			const char *sp = i ? sep[h_below(5)] : "";
+			len += (size_t)snprintf(body + len, sizeof body - len,
+						"%s%s", sp, lits[pick[i]]);
+		}
+		snprintf(body + len, sizeof body - len, " ],\"k\":3}");
+		CHECK(fast_body(body, got, 64, &n));
+		CHECK(n == count);
+		for (size_t i = 0; i < count && i < n; i++)
+			CHECK(same(got[i], (float)strtod(lits[pick[i]], NULL)));
+	}
+}
+
+/* Forms JSON does not allow are never read, wherever they stand in the
+ * vector: the general path refuses them. */
+TEST(vecjson_bad_components_given_up)
+{
+	static const char *const bad[] = {
+		"[01]", "[1,02]", "[1.]", "[1,2.]", "[.5]", "[-]", "[1,-]",
+		"[1,]", "[,1]", "[1 2]", "[1e]", "[1,1e+]", "[+1]", "[0x10]",
+		"[1,2a]", "[1.5.5]", "[--1]", "[1,,2]", "[]",
+	};
+	char body[128];
+	float got[8];
+	uint32_t n;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(body, sizeof body, "{\"vector\":%s}", bad[i]);
+		const int read = fast_body(body, got, 8, &n);
+		if (read)
+			h_note("'%s' was read", body);
+		CHECK(!read);
+	}
+}
