@@ -36,6 +36,7 @@
 #include "fanout.h"
 #include "feed.h"
 #include "log.h"
+#include "push.h"
 #include "store.h"
 
 #define CT_JSON "application/json"
@@ -46,6 +47,7 @@
 #define SLACK_NS 2000000              /* heartbeats this close are due now */
 #define WATCH_MAX_MS 1000             /* see watch() */
 #define ROUND_GAP_NS 1000000          /* see gap() */
+#define OWE_RETRY_MS 10               /* see watch() */
 
 static const struct serve_cfg *cfg;
 
@@ -63,6 +65,8 @@ struct sub {
 	uint64_t due_ns;      /* when a heartbeat is due */
 	int in_batch;
 	int ending;           /* the last event is in OUT */
+	int dead;             /* the stream cannot go on: end with an error */
+	struct push push;     /* the watcher's, while parked */
 	struct sub *next;     /* on W.parked */
 };
 
@@ -82,8 +86,11 @@ static struct {
 static struct {
 	int subscribers;
 	uint64_t events, changes, bytes, heartbeats;
-	uint64_t expired, gone, refused, wakes, shared;
+	uint64_t expired, gone, refused, wakes, shared, pushes, handed;
 } st;
+
+/* The watcher's chunk of a round's events for parked subscribers. */
+static struct push_round round_chunk;
 
 /* The watcher's event being encoded for the shared window. */
 static struct {
@@ -365,24 +372,28 @@ static int drain(void)
 }
 
 /* Resume LIST's connections; a resumed subscriber may be freed at once
- * by its worker, so nothing of it is read after its resume. */
+ * by its worker, so nothing of it is read after its resume.  One whose
+ * stream stopped inside a chunk (push.h) cannot go on through
+ * libmicrohttpd: it ends. */
 static void resume_all(struct sub *list)
 {
 	while (list) {
 		struct sub *next = list->next;
+		if (list->push.owe.len)
+			list->dead = 1;
 		MHD_resume_connection(list->conn);
 		list = next;
 	}
 }
 
 /* Take off W.parked every subscriber (ALL) or those whose heartbeat is
- * due by NOW; under W.mu. */
+ * due by NOW or that owe the rest of a chunk; under W.mu. */
 static struct sub *unpark(int all, uint64_t now)
 {
 	struct sub *out = NULL, **pp = &w.parked;
 	while (*pp) {
 		struct sub *s = *pp;
-		if (all || s->due_ns <= now + SLACK_NS) {
+		if (all || s->due_ns <= now + SLACK_NS || s->push.owe.len) {
 			*pp = s->next;
 			s->next = out;
 			out = s;
@@ -392,6 +403,98 @@ static struct sub *unpark(int all, uint64_t now)
 		}
 	}
 	return out;
+}
+
+/* What a round does with a parked subscriber. */
+enum { KEEP, RESUME };
+
+/* The round's counts, added to ST once a round. */
+struct tally {
+	uint64_t pushes, events, changes, bytes, handed;
+};
+
+/* Bring parked S up to the window by writing to its socket (push.h):
+ * KEEP it parked, or RESUME it, for libmicrohttpd to send what the
+ * window cannot (a heartbeat, its own feed's batches, more than one
+ * round's worth) or to wait for a full socket.  S is the watcher's
+ * meanwhile: off W.parked, its connection suspended. */
+static int push_one(struct sub *s, struct push_round *r, uint64_t now,
+		    struct tally *t)
+{
+	const uint64_t limit = (uint64_t)cfg->timeout_s * 1000000000;
+	if (s->push.owe.len) {
+		enum push_result rc = push_flush(&s->push, now);
+		if (rc == PUSH_OWING && now - s->push.owe_since < limit)
+			return KEEP;
+		if (rc != PUSH_SENT) {
+			/* Cut off, as --timeout cuts a socket that takes
+			 * nothing. */
+			s->dead = 1;
+			return RESUME;
+		}
+	}
+	int have = s->push.fd < 0 ? -1 : push_frame(r, s->pos);
+	if (have <= 0)
+		return have < 0 || s->due_ns <= now + SLACK_NS ? RESUME : KEEP;
+	switch (push_send(&s->push, r, now)) {
+	case PUSH_AGAIN:
+		t->handed++;
+		return RESUME;
+	case PUSH_DEAD:
+		s->dead = 1;
+		return RESUME;
+	case PUSH_SENT:
+	case PUSH_OWING:
+		break;
+	}
+	s->pos = r->next;
+	s->due_ns = now + (uint64_t)cfg->heartbeat_s * 1000000000;
+	s->r->sent_bytes += r->data;
+	t->pushes++;
+	t->events += r->events;
+	t->changes += r->changes;
+	t->bytes += r->data;
+	return s->push.owe.len || !r->more ? KEEP : RESUME;
+}
+
+/* One round over LIST, taken off W.parked: each subscriber is pushed to
+ * and parked again, or resumed. */
+static void push_parked(struct sub *list)
+{
+	struct push_round *r = &round_chunk;
+	struct sub *keep = NULL, *resume = NULL;
+	struct tally t = {0};
+	const uint64_t now = serve_now_ns();
+	push_round_reset(r);
+	while (list) {
+		struct sub *s = list;
+		list = s->next;
+		struct sub **to = push_one(s, r, now, &t) == KEEP ? &keep
+								    : &resume;
+		s->next = *to;
+		*to = s;
+	}
+	count(&st.pushes, t.pushes);
+	count(&st.events, t.events);
+	count(&st.shared, t.events);
+	count(&st.changes, t.changes);
+	count(&st.bytes, t.bytes);
+	count(&st.handed, t.handed);
+	pthread_mutex_lock(&w.mu);
+	while (keep) {
+		struct sub *s = keep;
+		keep = s->next;
+		if (w.stopping || w.replaced != s->replaced) {
+			s->next = resume;
+			resume = s;
+			continue;
+		}
+		s->next = w.parked;
+		w.parked = s;
+		w.nparked++;
+	}
+	pthread_mutex_unlock(&w.mu);
+	resume_all(resume);
 }
 
 /* A commit less than ROUND_GAP_NS after the last resume round waits
@@ -431,8 +534,14 @@ static void *watch(void *arg)
 			continue;
 		}
 		uint64_t now = serve_now_ns(), due = UINT64_MAX;
-		for (struct sub *s = w.parked; s; s = s->next)
+		for (struct sub *s = w.parked; s; s = s->next) {
 			due = s->due_ns < due ? s->due_ns : due;
+			/* A subscriber that owes the rest of a chunk is
+			 * written to again soon, whatever commits. */
+			if (s->push.owe.len &&
+			    now + OWE_RETRY_MS * 1000000 < due)
+				due = now + OWE_RETRY_MS * 1000000;
+		}
 		/* DUE is UINT64_MAX when nobody is parked: capped before it
 		 * becomes an int. */
 		uint64_t wait_ms =
@@ -476,7 +585,7 @@ static void *watch(void *arg)
 		pthread_mutex_unlock(&w.mu);
 		if (commit)
 			last_round = serve_now_ns();
-		resume_all(list);
+		push_parked(list);
 		pthread_mutex_lock(&w.mu);
 	}
 	pthread_mutex_unlock(&w.mu);
@@ -526,6 +635,7 @@ void feed_stop(void)
 	w.f = NULL;
 	stall();
 	sb_free(&enc.b);
+	push_round_free(&round_chunk);
 }
 
 /* ---- GET /v1/subscribe ---- */
@@ -684,7 +794,7 @@ static ssize_t sub_read(void *cls, uint64_t pos, char *buf, size_t max)
 	struct sub *s = cls;
 	(void)pos;
 	for (;;) {
-		if (s->out.oom)
+		if (s->out.oom || s->dead)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		if (s->off < s->out.len)
 			return take(s, buf, max);
@@ -727,6 +837,7 @@ static void sub_free(void *cls)
 	kyro_feed_close(s->f);
 	fan_put(s->cur);
 	sb_free(&s->out);
+	sb_free(&s->push.owe);
 	free(s);
 	__atomic_sub_fetch(&st.subscribers, 1, __ATOMIC_RELAXED);
 }
@@ -805,6 +916,9 @@ void feed_subscribe(struct req *r)
 	s->replaced = replaced;
 	s->conn = r->conn;
 	s->r = r;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	s->push.fd = ci ? ci->connect_fd : -1;
 	s->due_ns = serve_now_ns() + (uint64_t)cfg->heartbeat_s * 1000000000;
 	/* Something at once, so that the client knows it is subscribed. */
 	sb_printf(&s->out, ": from %llu\n\n",
@@ -851,6 +965,12 @@ void feed_metrics(struct sbuf *b)
 	       "Changes sent to subscribers.", rd(&st.changes));
 	metric(b, "kyro_feed_bytes_total", C,
 	       "Bytes of event streams sent.", rd(&st.bytes));
+	metric(b, "kyro_feed_pushes_total", C,
+	       "Chunks of events the watcher wrote to parked subscribers.",
+	       rd(&st.pushes));
+	metric(b, "kyro_feed_handed_back_total", C,
+	       "Parked subscribers resumed because their socket was full.",
+	       rd(&st.handed));
 	metric(b, "kyro_feed_heartbeats_total", C,
 	       "Heartbeat comments sent.", rd(&st.heartbeats));
 	metric(b, "kyro_feed_expired_total", C,
