@@ -1,5 +1,6 @@
 /*
- * feed.c - GET /v1/replay and GET /v1/subscribe (see feed.h).
+ * feed.c - GET /v1/subscribe, and the representation it shares with
+ * GET /v1/replay (replay.c); see feed.h.
  *
  * A change is written as kyro-get --changes --format=json writes it; a
  * replay page is a JSON object around an array of them, a subscription
@@ -11,8 +12,10 @@
  * sleeps in kyro_feed_wait() on its own feed, which it keeps at the last
  * commit: a commit wakes it through the store's futex, from this process
  * or any other; it reads the new batches once, encodes each as its SSE
- * event into the shared window (fanout.h), and resumes every parked
- * subscriber; a heartbeat falling due resumes the ones it is due for.
+ * event into the shared window (fanout.h), and writes the new events to
+ * every parked subscriber's socket itself, as one chunk (push.h), the
+ * connection staying suspended; it resumes a parked subscriber only for
+ * what the window cannot give it, a full socket, or a heartbeat due.
  * A subscriber's content-reader callback copies the window's events from
  * its next sequence number on; when the window does not hold it (the
  * subscriber is behind, or the watcher cannot read), it reads its own
@@ -42,14 +45,17 @@
 #define CT_JSON "application/json"
 #define OUT_LOW 16384                 /* read batches until this is pending */
 #define OUT_KEEP 65536                /* buffer kept between events */
-#define PAGE_BYTES ((size_t)8 << 20)  /* a replay page's soft cap in bytes */
-#define STOP_PAGE 0x7ffffff           /* our own kyro_feed_read stop value */
 #define SLACK_NS 2000000              /* heartbeats this close are due now */
 #define WATCH_MAX_MS 1000             /* see watch() */
 #define ROUND_GAP_NS 1000000          /* see gap() */
 #define OWE_RETRY_MS 10               /* see watch() */
 
 static const struct serve_cfg *cfg;
+
+const struct serve_cfg *feed_config(void)
+{
+	return cfg;
+}
 
 struct sub {
 	kyro_feed *f;         /* at POS only when it was read last */
@@ -86,7 +92,8 @@ static struct {
 static struct {
 	int subscribers;
 	uint64_t events, changes, bytes, heartbeats;
-	uint64_t expired, gone, refused, wakes, shared, pushes, handed;
+	uint64_t expired, gone, refused, wakes, shared, pushes, handed,
+		 shorts;
 } st;
 
 /* The watcher's chunk of a round's events for parked subscribers. */
@@ -111,7 +118,7 @@ static uint64_t rd(const uint64_t *c)
 
 /* ---- the representation ---- */
 
-static void put_change(struct sbuf *b, const struct kyro_change *c)
+void feed_put_change(struct sbuf *b, const struct kyro_change *c)
 {
 	sb_puts(b, "{\"seq\":");
 	sb_u64(b, c->seq);
@@ -157,7 +164,7 @@ static int event_change(struct sbuf *b, int *in_batch,
 	} else {
 		sb_put(b, ",", 1);
 	}
-	put_change(b, c);
+	feed_put_change(b, c);
 	if (c->seq != c->batch_last)
 		return 0;
 	sb_puts(b, "]}\n\n");
@@ -189,8 +196,7 @@ static void gone(struct req *r, uint64_t oldest)
 	http_reply_sb(r, 410, CT_JSON, &b);
 }
 
-/* ?NAME= as a u64 into *V (left alone when absent); answers 400 itself. */
-static int arg_u64(struct req *r, const char *name, uint64_t *v)
+int feed_arg_u64(struct req *r, const char *name, uint64_t *v)
 {
 	const char *a = http_arg(r, name);
 	if (a && cli_parse_key(a, strlen(a), v)) {
@@ -201,8 +207,7 @@ static int arg_u64(struct req *r, const char *name, uint64_t *v)
 	return 0;
 }
 
-/* A feed open that failed: 410 for expired history, else 500. */
-static void open_failed(struct req *r, kyro_feed *f, int rc)
+void feed_open_failed(struct req *r, kyro_feed *f, int rc)
 {
 	if (rc == KYRO_EEXPIRED)
 		gone(r, kyro_feed_oldest(f));
@@ -210,89 +215,6 @@ static void open_failed(struct req *r, kyro_feed *f, int rc)
 		http_error(r, 500, "cannot read the change feed: %s",
 			   kyro_feed_errmsg(f));
 	kyro_feed_close(f);
-}
-
-/* ---- GET /v1/replay ---- */
-
-struct page {
-	struct sbuf out;
-	uint64_t end, limit, count, next;
-	int in_batch, more;
-};
-
-static int page_change(void *arg, const struct kyro_change *c)
-{
-	struct page *p = arg;
-	if (!p->in_batch) {
-		/* A batch starts (or the rest of one, at ?start=): whole in
-		 * this page, or left for the next. */
-		uint64_t n = c->batch_last - c->seq + 1;
-		p->next = c->seq;
-		if (c->seq > p->end)
-			return STOP_PAGE;
-		if (p->count && (p->count + n > p->limit ||
-				 p->out.len >= PAGE_BYTES)) {
-			p->more = 1;
-			return STOP_PAGE;
-		}
-		p->in_batch = 1;
-	}
-	if (p->count++)
-		sb_put(&p->out, ",", 1);
-	put_change(&p->out, c);
-	if (c->seq == c->batch_last)
-		p->in_batch = 0;
-	return p->out.oom ? STOP_PAGE : 0;
-}
-
-void feed_replay(struct req *r)
-{
-	uint64_t start = 1, end = UINT64_MAX, limit = 1000;
-	kyro_feed *f;
-	size_t n;
-	if (arg_u64(r, "start", &start) || arg_u64(r, "end", &end) ||
-	    arg_u64(r, "limit", &limit))
-		return;
-	if (!limit || limit > cfg->max_range) {
-		http_error(r, 400, "?limit= is 1 to %u", cfg->max_range);
-		return;
-	}
-	if (start > end) {
-		http_error(r, 400, "?start= is past ?end=");
-		return;
-	}
-	int rc = kyro_feed_open(&f, cfg->dir, start);
-	if (rc) {
-		open_failed(r, f, rc);
-		return;
-	}
-	struct page p = {.end = end, .limit = limit};
-	sb_puts(&p.out, "{\"changes\":[");
-	do
-		rc = kyro_feed_read(f, 64, page_change, &p, &n);
-	while (!rc && n == 64);
-	if (!rc)
-		p.next = kyro_feed_position(f);
-	if (rc == KYRO_EEXPIRED) {
-		/* Removed under the read: the page cannot be whole. */
-		sb_free(&p.out);
-		open_failed(r, f, rc);
-		return;
-	}
-	if ((rc && rc != STOP_PAGE) || p.out.oom) {
-		sb_free(&p.out);
-		http_error(r, 500, "cannot read the change feed: %s",
-			   p.out.oom ? "out of memory" : kyro_feed_errmsg(f));
-		kyro_feed_close(f);
-		return;
-	}
-	kyro_feed_close(f);
-	char next[24];
-	snprintf(next, sizeof next, "%llu", (unsigned long long)p.next);
-	sb_printf(&p.out, "],\"next\":%s,\"more\":%s}\n", next,
-		  p.more ? "true" : "false");
-	http_reply_hdr(r, 200, CT_JSON, &p.out,
-		       p.more ? "X-Kyro-Next-Start" : NULL, next);
 }
 
 /* ---- the watcher ---- */
@@ -410,7 +332,7 @@ enum { KEEP, RESUME };
 
 /* The round's counts, added to ST once a round. */
 struct tally {
-	uint64_t pushes, events, changes, bytes, handed;
+	uint64_t pushes, events, changes, bytes, handed, shorts;
 };
 
 /* Bring parked S up to the window by writing to its socket (push.h):
@@ -443,8 +365,10 @@ static int push_one(struct sub *s, struct push_round *r, uint64_t now,
 	case PUSH_DEAD:
 		s->dead = 1;
 		return RESUME;
-	case PUSH_SENT:
 	case PUSH_OWING:
+		t->shorts++;
+		break;
+	case PUSH_SENT:
 		break;
 	}
 	s->pos = r->next;
@@ -480,6 +404,7 @@ static void push_parked(struct sub *list)
 	count(&st.changes, t.changes);
 	count(&st.bytes, t.bytes);
 	count(&st.handed, t.handed);
+	count(&st.shorts, t.shorts);
 	pthread_mutex_lock(&w.mu);
 	while (keep) {
 		struct sub *s = keep;
@@ -849,7 +774,7 @@ static int sub_from(struct req *r, uint64_t *from)
 {
 	uint64_t v, last;
 	const char *id = http_header_value(r, "Last-Event-ID");
-	if (arg_u64(r, "from", from))
+	if (feed_arg_u64(r, "from", from))
 		return -1;
 	int have = http_arg(r, "from") != NULL;
 	if (id && *id) {
@@ -904,7 +829,7 @@ void feed_subscribe(struct req *r)
 		__atomic_sub_fetch(&st.subscribers, 1, __ATOMIC_RELAXED);
 		free(s);
 		if (rc)
-			open_failed(r, f, rc);
+			feed_open_failed(r, f, rc);
 		else {
 			kyro_feed_close(f);
 			http_error(r, 500, "out of memory");
@@ -971,6 +896,9 @@ void feed_metrics(struct sbuf *b)
 	metric(b, "kyro_feed_handed_back_total", C,
 	       "Parked subscribers resumed because their socket was full.",
 	       rd(&st.handed));
+	metric(b, "kyro_feed_short_pushes_total", C,
+	       "Chunks a parked subscriber's socket took only part of.",
+	       rd(&st.shorts));
 	metric(b, "kyro_feed_heartbeats_total", C,
 	       "Heartbeat comments sent.", rd(&st.heartbeats));
 	metric(b, "kyro_feed_expired_total", C,
