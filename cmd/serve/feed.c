@@ -422,13 +422,13 @@ static void push_parked(struct sub *list)
 	resume_all(resume);
 }
 
-/* A commit less than ROUND_GAP_NS after the last resume round waits
- * out the rest of it, so that the next round carries every commit made
- * meanwhile.  Each round costs a resume, a wake-up, a write and a park
- * per subscriber: at 10,000 commits/s and 100 subscribers, one round a
- * commit was a million of each a second on two CPUs, and that queueing,
- * not the work of one delivery, made the tail.  A commit after a quiet
- * millisecond goes out at once. */
+/* A commit less than ROUND_GAP_NS after the last round waits out the
+ * rest of it, so that the next round carries every commit made
+ * meanwhile.  Each round costs a write per subscriber, and the
+ * subscriber a read: at 10,000 commits/s and 100 subscribers, one round
+ * a commit was a million of each a second on two CPUs, and that
+ * queueing, not the work of one delivery, made the tail.  A commit
+ * after a quiet millisecond goes out at once. */
 static void gap(uint64_t last_round)
 {
 	uint64_t since = serve_now_ns() - last_round;
