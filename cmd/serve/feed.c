@@ -1,5 +1,6 @@
 /*
- * feed.c - GET /v1/replay and GET /v1/subscribe (see feed.h).
+ * feed.c - GET /v1/subscribe, and the representation it shares with
+ * GET /v1/replay (replay.c); see feed.h.
  *
  * A change is written as kyro-get --changes --format=json writes it; a
  * replay page is a JSON object around an array of them, a subscription
@@ -11,8 +12,10 @@
  * sleeps in kyro_feed_wait() on its own feed, which it keeps at the last
  * commit: a commit wakes it through the store's futex, from this process
  * or any other; it reads the new batches once, encodes each as its SSE
- * event into the shared window (fanout.h), and resumes every parked
- * subscriber; a heartbeat falling due resumes the ones it is due for.
+ * event into the shared window (fanout.h), and writes the new events to
+ * every parked subscriber's socket itself, as one chunk (push.h), the
+ * connection staying suspended; it resumes a parked subscriber only for
+ * what the window cannot give it, a full socket, or a heartbeat due.
  * A subscriber's content-reader callback copies the window's events from
  * its next sequence number on; when the window does not hold it (the
  * subscriber is behind, or the watcher cannot read), it reads its own
@@ -36,18 +39,23 @@
 #include "fanout.h"
 #include "feed.h"
 #include "log.h"
+#include "push.h"
 #include "store.h"
 
 #define CT_JSON "application/json"
 #define OUT_LOW 16384                 /* read batches until this is pending */
 #define OUT_KEEP 65536                /* buffer kept between events */
-#define PAGE_BYTES ((size_t)8 << 20)  /* a replay page's soft cap in bytes */
-#define STOP_PAGE 0x7ffffff           /* our own kyro_feed_read stop value */
 #define SLACK_NS 2000000              /* heartbeats this close are due now */
 #define WATCH_MAX_MS 1000             /* see watch() */
 #define ROUND_GAP_NS 1000000          /* see gap() */
+#define OWE_RETRY_MS 10               /* see watch() */
 
 static const struct serve_cfg *cfg;
+
+const struct serve_cfg *feed_config(void)
+{
+	return cfg;
+}
 
 struct sub {
 	kyro_feed *f;         /* at POS only when it was read last */
@@ -63,6 +71,8 @@ struct sub {
 	uint64_t due_ns;      /* when a heartbeat is due */
 	int in_batch;
 	int ending;           /* the last event is in OUT */
+	int dead;             /* the stream cannot go on: end with an error */
+	struct push push;     /* the watcher's, while parked */
 	struct sub *next;     /* on W.parked */
 };
 
@@ -82,8 +92,12 @@ static struct {
 static struct {
 	int subscribers;
 	uint64_t events, changes, bytes, heartbeats;
-	uint64_t expired, gone, refused, wakes, shared;
+	uint64_t expired, gone, refused, wakes, shared, pushes, handed,
+		 shorts;
 } st;
+
+/* The watcher's chunk of a round's events for parked subscribers. */
+static struct push_round round_chunk;
 
 /* The watcher's event being encoded for the shared window. */
 static struct {
@@ -104,7 +118,7 @@ static uint64_t rd(const uint64_t *c)
 
 /* ---- the representation ---- */
 
-static void put_change(struct sbuf *b, const struct kyro_change *c)
+void feed_put_change(struct sbuf *b, const struct kyro_change *c)
 {
 	sb_puts(b, "{\"seq\":");
 	sb_u64(b, c->seq);
@@ -150,7 +164,7 @@ static int event_change(struct sbuf *b, int *in_batch,
 	} else {
 		sb_put(b, ",", 1);
 	}
-	put_change(b, c);
+	feed_put_change(b, c);
 	if (c->seq != c->batch_last)
 		return 0;
 	sb_puts(b, "]}\n\n");
@@ -182,8 +196,7 @@ static void gone(struct req *r, uint64_t oldest)
 	http_reply_sb(r, 410, CT_JSON, &b);
 }
 
-/* ?NAME= as a u64 into *V (left alone when absent); answers 400 itself. */
-static int arg_u64(struct req *r, const char *name, uint64_t *v)
+int feed_arg_u64(struct req *r, const char *name, uint64_t *v)
 {
 	const char *a = http_arg(r, name);
 	if (a && cli_parse_key(a, strlen(a), v)) {
@@ -194,8 +207,7 @@ static int arg_u64(struct req *r, const char *name, uint64_t *v)
 	return 0;
 }
 
-/* A feed open that failed: 410 for expired history, else 500. */
-static void open_failed(struct req *r, kyro_feed *f, int rc)
+void feed_open_failed(struct req *r, kyro_feed *f, int rc)
 {
 	if (rc == KYRO_EEXPIRED)
 		gone(r, kyro_feed_oldest(f));
@@ -203,89 +215,6 @@ static void open_failed(struct req *r, kyro_feed *f, int rc)
 		http_error(r, 500, "cannot read the change feed: %s",
 			   kyro_feed_errmsg(f));
 	kyro_feed_close(f);
-}
-
-/* ---- GET /v1/replay ---- */
-
-struct page {
-	struct sbuf out;
-	uint64_t end, limit, count, next;
-	int in_batch, more;
-};
-
-static int page_change(void *arg, const struct kyro_change *c)
-{
-	struct page *p = arg;
-	if (!p->in_batch) {
-		/* A batch starts (or the rest of one, at ?start=): whole in
-		 * this page, or left for the next. */
-		uint64_t n = c->batch_last - c->seq + 1;
-		p->next = c->seq;
-		if (c->seq > p->end)
-			return STOP_PAGE;
-		if (p->count && (p->count + n > p->limit ||
-				 p->out.len >= PAGE_BYTES)) {
-			p->more = 1;
-			return STOP_PAGE;
-		}
-		p->in_batch = 1;
-	}
-	if (p->count++)
-		sb_put(&p->out, ",", 1);
-	put_change(&p->out, c);
-	if (c->seq == c->batch_last)
-		p->in_batch = 0;
-	return p->out.oom ? STOP_PAGE : 0;
-}
-
-void feed_replay(struct req *r)
-{
-	uint64_t start = 1, end = UINT64_MAX, limit = 1000;
-	kyro_feed *f;
-	size_t n;
-	if (arg_u64(r, "start", &start) || arg_u64(r, "end", &end) ||
-	    arg_u64(r, "limit", &limit))
-		return;
-	if (!limit || limit > cfg->max_range) {
-		http_error(r, 400, "?limit= is 1 to %u", cfg->max_range);
-		return;
-	}
-	if (start > end) {
-		http_error(r, 400, "?start= is past ?end=");
-		return;
-	}
-	int rc = kyro_feed_open(&f, cfg->dir, start);
-	if (rc) {
-		open_failed(r, f, rc);
-		return;
-	}
-	struct page p = {.end = end, .limit = limit};
-	sb_puts(&p.out, "{\"changes\":[");
-	do
-		rc = kyro_feed_read(f, 64, page_change, &p, &n);
-	while (!rc && n == 64);
-	if (!rc)
-		p.next = kyro_feed_position(f);
-	if (rc == KYRO_EEXPIRED) {
-		/* Removed under the read: the page cannot be whole. */
-		sb_free(&p.out);
-		open_failed(r, f, rc);
-		return;
-	}
-	if ((rc && rc != STOP_PAGE) || p.out.oom) {
-		sb_free(&p.out);
-		http_error(r, 500, "cannot read the change feed: %s",
-			   p.out.oom ? "out of memory" : kyro_feed_errmsg(f));
-		kyro_feed_close(f);
-		return;
-	}
-	kyro_feed_close(f);
-	char next[24];
-	snprintf(next, sizeof next, "%llu", (unsigned long long)p.next);
-	sb_printf(&p.out, "],\"next\":%s,\"more\":%s}\n", next,
-		  p.more ? "true" : "false");
-	http_reply_hdr(r, 200, CT_JSON, &p.out,
-		       p.more ? "X-Kyro-Next-Start" : NULL, next);
 }
 
 /* ---- the watcher ---- */
@@ -365,24 +294,28 @@ static int drain(void)
 }
 
 /* Resume LIST's connections; a resumed subscriber may be freed at once
- * by its worker, so nothing of it is read after its resume. */
+ * by its worker, so nothing of it is read after its resume.  One whose
+ * stream stopped inside a chunk (push.h) cannot go on through
+ * libmicrohttpd: it ends. */
 static void resume_all(struct sub *list)
 {
 	while (list) {
 		struct sub *next = list->next;
+		if (list->push.owe.len)
+			list->dead = 1;
 		MHD_resume_connection(list->conn);
 		list = next;
 	}
 }
 
 /* Take off W.parked every subscriber (ALL) or those whose heartbeat is
- * due by NOW; under W.mu. */
+ * due by NOW or that owe the rest of a chunk; under W.mu. */
 static struct sub *unpark(int all, uint64_t now)
 {
 	struct sub *out = NULL, **pp = &w.parked;
 	while (*pp) {
 		struct sub *s = *pp;
-		if (all || s->due_ns <= now + SLACK_NS) {
+		if (all || s->due_ns <= now + SLACK_NS || s->push.owe.len) {
 			*pp = s->next;
 			s->next = out;
 			out = s;
@@ -394,13 +327,108 @@ static struct sub *unpark(int all, uint64_t now)
 	return out;
 }
 
-/* A commit less than ROUND_GAP_NS after the last resume round waits
- * out the rest of it, so that the next round carries every commit made
- * meanwhile.  Each round costs a resume, a wake-up, a write and a park
- * per subscriber: at 10,000 commits/s and 100 subscribers, one round a
- * commit was a million of each a second on two CPUs, and that queueing,
- * not the work of one delivery, made the tail.  A commit after a quiet
- * millisecond goes out at once. */
+/* What a round does with a parked subscriber. */
+enum { KEEP, RESUME };
+
+/* The round's counts, added to ST once a round. */
+struct tally {
+	uint64_t pushes, events, changes, bytes, handed, shorts;
+};
+
+/* Bring parked S up to the window by writing to its socket (push.h):
+ * KEEP it parked, or RESUME it, for libmicrohttpd to send what the
+ * window cannot (a heartbeat, its own feed's batches, more than one
+ * round's worth) or to wait for a full socket.  S is the watcher's
+ * meanwhile: off W.parked, its connection suspended. */
+static int push_one(struct sub *s, struct push_round *r, uint64_t now,
+		    struct tally *t)
+{
+	const uint64_t limit = (uint64_t)cfg->timeout_s * 1000000000;
+	if (s->push.owe.len) {
+		enum push_result rc = push_flush(&s->push, now);
+		if (rc == PUSH_OWING && now - s->push.owe_since < limit)
+			return KEEP;
+		if (rc != PUSH_SENT) {
+			/* Cut off, as --timeout cuts a socket that takes
+			 * nothing. */
+			s->dead = 1;
+			return RESUME;
+		}
+	}
+	int have = s->push.fd < 0 ? -1 : push_frame(r, s->pos);
+	if (have <= 0)
+		return have < 0 || s->due_ns <= now + SLACK_NS ? RESUME : KEEP;
+	switch (push_send(&s->push, r, now)) {
+	case PUSH_AGAIN:
+		t->handed++;
+		return RESUME;
+	case PUSH_DEAD:
+		s->dead = 1;
+		return RESUME;
+	case PUSH_OWING:
+		t->shorts++;
+		break;
+	case PUSH_SENT:
+		break;
+	}
+	s->pos = r->next;
+	s->due_ns = now + (uint64_t)cfg->heartbeat_s * 1000000000;
+	s->r->sent_bytes += r->data;
+	t->pushes++;
+	t->events += r->events;
+	t->changes += r->changes;
+	t->bytes += r->data;
+	return s->push.owe.len || !r->more ? KEEP : RESUME;
+}
+
+/* One round over LIST, taken off W.parked: each subscriber is pushed to
+ * and parked again, or resumed. */
+static void push_parked(struct sub *list)
+{
+	struct push_round *r = &round_chunk;
+	struct sub *keep = NULL, *resume = NULL;
+	struct tally t = {0};
+	const uint64_t now = serve_now_ns();
+	push_round_reset(r);
+	while (list) {
+		struct sub *s = list;
+		list = s->next;
+		struct sub **to = push_one(s, r, now, &t) == KEEP ? &keep
+								    : &resume;
+		s->next = *to;
+		*to = s;
+	}
+	count(&st.pushes, t.pushes);
+	count(&st.events, t.events);
+	count(&st.shared, t.events);
+	count(&st.changes, t.changes);
+	count(&st.bytes, t.bytes);
+	count(&st.handed, t.handed);
+	count(&st.shorts, t.shorts);
+	pthread_mutex_lock(&w.mu);
+	while (keep) {
+		struct sub *s = keep;
+		keep = s->next;
+		if (w.stopping || w.replaced != s->replaced) {
+			s->next = resume;
+			resume = s;
+			continue;
+		}
+		s->next = w.parked;
+		w.parked = s;
+		w.nparked++;
+	}
+	pthread_mutex_unlock(&w.mu);
+	resume_all(resume);
+}
+
+/* A commit less than ROUND_GAP_NS after the last round waits out the
+ * rest of it, so that the next round carries every commit made
+ * meanwhile.  Each round costs a write per subscriber, and the
+ * subscriber a read: at 10,000 commits/s and 100 subscribers, one round
+ * a commit was a million of each a second on two CPUs, and that
+ * queueing, not the work of one delivery, made the tail.  A commit
+ * after a quiet millisecond goes out at once. */
 static void gap(uint64_t last_round)
 {
 	uint64_t since = serve_now_ns() - last_round;
@@ -431,8 +459,14 @@ static void *watch(void *arg)
 			continue;
 		}
 		uint64_t now = serve_now_ns(), due = UINT64_MAX;
-		for (struct sub *s = w.parked; s; s = s->next)
+		for (struct sub *s = w.parked; s; s = s->next) {
 			due = s->due_ns < due ? s->due_ns : due;
+			/* A subscriber that owes the rest of a chunk is
+			 * written to again soon, whatever commits. */
+			if (s->push.owe.len &&
+			    now + OWE_RETRY_MS * 1000000 < due)
+				due = now + OWE_RETRY_MS * 1000000;
+		}
 		/* DUE is UINT64_MAX when nobody is parked: capped before it
 		 * becomes an int. */
 		uint64_t wait_ms =
@@ -476,7 +510,7 @@ static void *watch(void *arg)
 		pthread_mutex_unlock(&w.mu);
 		if (commit)
 			last_round = serve_now_ns();
-		resume_all(list);
+		push_parked(list);
 		pthread_mutex_lock(&w.mu);
 	}
 	pthread_mutex_unlock(&w.mu);
@@ -526,6 +560,7 @@ void feed_stop(void)
 	w.f = NULL;
 	stall();
 	sb_free(&enc.b);
+	push_round_free(&round_chunk);
 }
 
 /* ---- GET /v1/subscribe ---- */
@@ -684,7 +719,7 @@ static ssize_t sub_read(void *cls, uint64_t pos, char *buf, size_t max)
 	struct sub *s = cls;
 	(void)pos;
 	for (;;) {
-		if (s->out.oom)
+		if (s->out.oom || s->dead)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		if (s->off < s->out.len)
 			return take(s, buf, max);
@@ -727,6 +762,7 @@ static void sub_free(void *cls)
 	kyro_feed_close(s->f);
 	fan_put(s->cur);
 	sb_free(&s->out);
+	sb_free(&s->push.owe);
 	free(s);
 	__atomic_sub_fetch(&st.subscribers, 1, __ATOMIC_RELAXED);
 }
@@ -738,7 +774,7 @@ static int sub_from(struct req *r, uint64_t *from)
 {
 	uint64_t v, last;
 	const char *id = http_header_value(r, "Last-Event-ID");
-	if (arg_u64(r, "from", from))
+	if (feed_arg_u64(r, "from", from))
 		return -1;
 	int have = http_arg(r, "from") != NULL;
 	if (id && *id) {
@@ -793,7 +829,7 @@ void feed_subscribe(struct req *r)
 		__atomic_sub_fetch(&st.subscribers, 1, __ATOMIC_RELAXED);
 		free(s);
 		if (rc)
-			open_failed(r, f, rc);
+			feed_open_failed(r, f, rc);
 		else {
 			kyro_feed_close(f);
 			http_error(r, 500, "out of memory");
@@ -805,6 +841,9 @@ void feed_subscribe(struct req *r)
 	s->replaced = replaced;
 	s->conn = r->conn;
 	s->r = r;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	s->push.fd = ci ? ci->connect_fd : -1;
 	s->due_ns = serve_now_ns() + (uint64_t)cfg->heartbeat_s * 1000000000;
 	/* Something at once, so that the client knows it is subscribed. */
 	sb_printf(&s->out, ": from %llu\n\n",
@@ -851,6 +890,15 @@ void feed_metrics(struct sbuf *b)
 	       "Changes sent to subscribers.", rd(&st.changes));
 	metric(b, "kyro_feed_bytes_total", C,
 	       "Bytes of event streams sent.", rd(&st.bytes));
+	metric(b, "kyro_feed_pushes_total", C,
+	       "Chunks of events the watcher wrote to parked subscribers.",
+	       rd(&st.pushes));
+	metric(b, "kyro_feed_handed_back_total", C,
+	       "Parked subscribers resumed because their socket was full.",
+	       rd(&st.handed));
+	metric(b, "kyro_feed_short_pushes_total", C,
+	       "Chunks a parked subscriber's socket took only part of.",
+	       rd(&st.shorts));
 	metric(b, "kyro_feed_heartbeats_total", C,
 	       "Heartbeat comments sent.", rd(&st.heartbeats));
 	metric(b, "kyro_feed_expired_total", C,

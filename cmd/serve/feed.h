@@ -9,8 +9,10 @@
  * own kyro_feed: nothing is queued for it beyond one output buffer and
  * one shared event.  A subscriber with nothing to send suspends its
  * connection and parks; the watcher sleeps on the store's commit futex
- * and resumes the parked connections when a batch commits (at most one
- * round a millisecond) or a heartbeat is due (feed.c).
+ * and, when a batch commits (at most one round a millisecond), writes
+ * the new events to the parked sockets itself (push.h), resuming a
+ * connection only when its socket is full, it is behind the window, or
+ * a heartbeat is due (feed.c).
  */
 #ifndef KYRO_SERVE_FEED_H
 #define KYRO_SERVE_FEED_H
@@ -30,6 +32,16 @@ void feed_replaced(void);
 
 void feed_replay(struct req *r);
 void feed_subscribe(struct req *r);
+
+/* Shared by feed.c and replay.c: the daemon's configuration; a change
+ * as kyro-get --changes --format=json writes it; ?NAME= as a u64 into
+ * *V (left alone when absent; answers 400 itself, returns -1); a feed
+ * open that failed with RC answered (410 for expired history, else
+ * 500), and F closed. */
+const struct serve_cfg *feed_config(void);
+void feed_put_change(struct sbuf *b, const struct kyro_change *c);
+int feed_arg_u64(struct req *r, const char *name, uint64_t *v);
+void feed_open_failed(struct req *r, kyro_feed *f, int rc);
 
 /* The feed's figures for /metrics. */
 void feed_metrics(struct sbuf *b);

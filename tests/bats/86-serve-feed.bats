@@ -238,6 +238,74 @@ for k in range(16): sys.stdout.write("%d\t%s\n" % (int(sys.argv[1]) * 100 + k, "
 	assert_equal "$(sse_changes slow.sse | tr '\n' ' ')" "$(seq 1 385 | tr '\n' ' ')"
 }
 
+# small_batches FIRST LAST: one batch of one 2 KiB value for each
+# sequence number FIRST..LAST, committed by one kyro-put --replay.
+small_batches() {
+	python3 -c 'import sys
+for s in range(int(sys.argv[1]), int(sys.argv[2]) + 1):
+    sys.stdout.write("put\t%d\t%d\t%s\ncommit\t%d\n" % (s, s, "y" * 2048, s))' "$1" "$2" |
+		kyro-put -d "$D" --replay
+}
+
+# parked N, subscribed N: N subscribers are parked, or open.
+parked() {
+	http GET /metrics
+	[ "$(metric kyro_feed_subscribers_idle)" = "$1" ]
+}
+
+subscribed() {
+	http GET /metrics
+	[ "$(metric kyro_feed_subscribers)" = "$1" ]
+}
+
+@test "kyro-serve feed: a parked subscriber whose socket fills inside a pushed chunk gets the rest, in order" {
+	serve_start --timeout 300
+	sse_stuck_client /v1/subscribe go slow.txt 3>&- &
+	SSE_PIDS+=($!)
+	wait_until 5 parked 1
+	# Small batches, each in the shared window, written to the parked
+	# socket a round at a time until it takes only part of a chunk.
+	small_batches 1 3000
+	http GET /metrics
+	[ "$(metric kyro_feed_short_pushes_total)" -ge 1 ]
+	[ "$(metric kyro_feed_pushes_total)" -ge 1 ]
+	touch go
+	wait "${SSE_PIDS[0]}"
+	sed '1,/^$/d' slow.txt >slow.sse
+	assert_equal "$(sse_changes slow.sse | tr '\n' ' ')" "$(seq 1 3000 | tr '\n' ' ')"
+}
+
+@test "kyro-serve feed: a parked subscriber stuck inside a pushed chunk is cut off after --timeout" {
+	serve_start --timeout 2
+	sse_stuck_client /v1/subscribe go slow.txt 3>&- &
+	SSE_PIDS+=($!)
+	sse_start fast.txt /v1/subscribe
+	wait_until 5 parked 2
+	small_batches 1 3000
+	wait_until 10 sse_has fast.txt 3000
+	http GET /metrics
+	[ "$(metric kyro_feed_short_pushes_total)" -ge 1 ]
+	# The stuck one goes; the one that reads stays.
+	wait_until 10 subscribed 1
+	wait_until 5 parked 1
+	small_batches 3001 3001
+	wait_until 5 sse_has fast.txt 3001
+}
+
+@test "kyro-serve feed: a parked subscriber that hung up is dropped at the next commit" {
+	serve_start
+	sse_start a.txt /v1/subscribe
+	sse_start b.txt /v1/subscribe
+	wait_until 5 parked 2
+	kill "${SSE_PIDS[0]}"
+	wait "${SSE_PIDS[0]}" 2>/dev/null || true
+	batch 1
+	batch 2
+	wait_until 5 sse_has b.txt 2
+	wait_until 5 subscribed 1
+	wait_until 5 parked 1
+}
+
 @test "kyro-serve feed: a subscriber behind the retained history gets an expired event and the stream ends" {
 	serve_start --retain 0 --timeout 300
 	batch 1
