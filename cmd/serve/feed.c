@@ -841,8 +841,13 @@ void feed_subscribe(struct req *r)
 	s->replaced = replaced;
 	s->conn = r->conn;
 	s->r = r;
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-		r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	/* Only an HTTP/1.1 answer is chunked (push.h); an HTTP/1.0 one (a
+	 * proxy's default) is the bare stream, which libmicrohttpd sends. */
+	const union MHD_ConnectionInfo *ci =
+		strcmp(r->version, MHD_HTTP_VERSION_1_1)
+			? NULL
+			: MHD_get_connection_info(
+				  r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	s->push.fd = ci ? ci->connect_fd : -1;
 	s->due_ns = serve_now_ns() + (uint64_t)cfg->heartbeat_s * 1000000000;
 	/* Something at once, so that the client knows it is subscribed. */

@@ -292,6 +292,21 @@ subscribed() {
 	wait_until 5 sse_has fast.txt 3001
 }
 
+@test "kyro-serve feed: an HTTP/1.0 subscriber (a proxy's default) gets the bare stream, no chunk framing" {
+	serve_start
+	sse_start old.txt /v1/subscribe --raw -0
+	sse_start new.txt /v1/subscribe --raw
+	wait_until 5 parked 2
+	batch 1
+	batch 2 3
+	wait_until 5 sse_has old.txt 3
+	wait_until 5 sse_has new.txt 3
+	assert_equal "$(sse_changes old.txt | tr '\n' ' ')" "1 2 3 "
+	# The HTTP/1.1 one is chunked, and was pushed to; the other not.
+	grep -q $'^[0-9a-f]*\r$' new.txt
+	! grep -q $'\r' old.txt
+}
+
 @test "kyro-serve feed: a parked subscriber that hung up is dropped at the next commit" {
 	serve_start
 	sse_start a.txt /v1/subscribe
