@@ -214,10 +214,34 @@ static uint64_t block_sum(const struct snap *s, enum snap_file f, uint64_t b)
 	return XXH3_64bits_withSeed(base + off, (size_t)len, b);
 }
 
-int kyro__snap_check_block(char *msg, const struct snap *s, enum snap_file f,
-			   uint64_t b)
+static int bitmap_grow(struct snap *s, int f);
+
+/* Remember that block B of file F is verified.  Out of memory for the
+ * bitmap, it is not remembered, and verified again at its next use. */
+static void remember(struct snap *s, int f, uint64_t b)
 {
+	if (!s->ok[f]) {
+		if (s->nfew[f] < SNAP_FEW) {
+			s->few[f][s->nfew[f]++] = b;
+			return;
+		}
+		if (bitmap_grow(s, f))
+			return;
+	}
+	s->ok[f][b >> 6] |= (uint64_t)1 << (b & 63);
+}
+
+int kyro__snap_check_block(char *msg, const struct snap *cs,
+			   enum snap_file f, uint64_t b)
+{
+	/* What is verified is a cache beside the read-only mapping, filled
+	 * through const views as the bitmap's words always were. */
+	struct snap *s = (struct snap *)cs;
 	KYRO_VERIFY(b < s->blocks[f]);
+	if (!s->ok[f])
+		for (unsigned i = 0; i < s->nfew[f]; i++)
+			if (s->few[f][i] == b)
+				return 0;
 	/* Version 1 was verified whole at open. */
 	if (s->sums[f] &&
 	    block_sum(s, f, b) != get_le64(s->sums[f] + 8 * b))
@@ -226,7 +250,7 @@ int kyro__snap_check_block(char *msg, const struct snap *s, enum snap_file f,
 			"'%s': offset %llu: block fails its checksum",
 			file_path(s, f),
 			(unsigned long long)(b << SNAP_BLOCK_SHIFT));
-	s->ok[f][b >> 6] |= (uint64_t)1 << (b & 63);
+	remember(s, f, b);
 	return 0;
 }
 
@@ -234,7 +258,7 @@ int kyro__snap_check_all(char *msg, const struct snap *s)
 {
 	for (int f = SNAP_BIN; f <= SNAP_DATA; f++)
 		for (uint64_t b = 0; b < s->blocks[f]; b++)
-			if (!(s->ok[f][b >> 6] >> (b & 63) & 1)) {
+			if (!snap_marked(s, f, b)) {
 				int rc = kyro__snap_check_block(msg, s, f, b);
 				if (rc)
 					return rc;
@@ -271,25 +295,44 @@ int kyro__snap_bad_ref(char *msg, const struct snap *s, uint64_t i,
 		(unsigned long long)key);
 }
 
-/* Bitmaps of BLOCKS bits, all clear (version 2) or all set (version 1),
- * as bitmap F of S.  A large clear one is mapped: opening a big snapshot
- * then zeroes (and faults in) only the bitmap pages its lookups touch,
- * instead of a page per 128 MiB of snapshot. */
+/* Bitmap F of S: all set at once for a version 1 snapshot (verified
+ * whole at open), else none until SNAP_FEW blocks overflow S->few
+ * (snapshot.h says why). */
+static int bitmap_new(struct snap *s, int f, int full)
+{
+	size_t words = (size_t)((s->blocks[f] + 63) / 64);
+	s->ok[f] = NULL;
+	s->ok_mapped[f] = 0;
+	s->nfew[f] = 0;
+	if (!full)
+		return 0;
+	s->ok[f] = calloc(words ? words : 1, sizeof *s->ok[f]);
+	if (s->ok[f])
+		memset(s->ok[f], 0xff, words * sizeof *s->ok[f]);
+	return s->ok[f] ? 0 : -1;
+}
+
+/* A large bitmap is mapped: a long-lived handle then zeroes (and faults
+ * in) only the pages its lookups touch, instead of a page per 128 MiB of
+ * snapshot. */
 #define BITMAP_LAZY ((size_t)16 << 10)
 
-static int bitmap_new(struct snap *s, int f, uint64_t blocks, int full)
+/* Make bitmap F of S, holding the blocks S->few lists.  0, or -1 when
+ * memory ran out. */
+static int bitmap_grow(struct snap *s, int f)
 {
-	size_t words = (size_t)((blocks + 63) / 64), bytes = words * 8;
-	s->ok_mapped[f] = 0;
-	if (!full && bytes >= BITMAP_LAZY &&
-	    (s->ok[f] = kyro__fs_alloc_lazy(bytes)) != NULL) {
+	size_t words = (size_t)((s->blocks[f] + 63) / 64), bytes = words * 8;
+	uint64_t *ok = NULL;
+	if (bytes >= BITMAP_LAZY && (ok = kyro__fs_alloc_lazy(bytes)) != NULL)
 		s->ok_mapped[f] = bytes;
-		return 0;
-	}
-	s->ok[f] = calloc(words ? words : 1, sizeof *s->ok[f]);
-	if (s->ok[f] && full)
-		memset(s->ok[f], 0xff, bytes);
-	return s->ok[f] ? 0 : -1;
+	else
+		ok = calloc(words ? words : 1, sizeof *ok);
+	if (!ok)
+		return -1;
+	for (unsigned i = 0; i < s->nfew[f]; i++)
+		ok[s->few[f][i] >> 6] |= (uint64_t)1 << (s->few[f][i] & 63);
+	s->ok[f] = ok;
+	return 0;
 }
 
 static void bitmaps_free(struct snap *s)
@@ -301,6 +344,7 @@ static void bitmaps_free(struct snap *s)
 			free(s->ok[f]);
 		s->ok[f] = NULL;
 		s->ok_mapped[f] = 0;
+		s->nfew[f] = 0;
 	}
 }
 
@@ -415,8 +459,7 @@ static int setup_arrays(char *msg, struct snap *s)
 		s->sums[SNAP_BIN] = s->bin + tab;
 		s->sums[SNAP_DATA] = s->data + s->data_size;
 	}
-	if (bitmap_new(s, SNAP_BIN, s->blocks[SNAP_BIN], !v2) ||
-	    bitmap_new(s, SNAP_DATA, s->blocks[SNAP_DATA], !v2))
+	if (bitmap_new(s, SNAP_BIN, !v2) || bitmap_new(s, SNAP_DATA, !v2))
 		return kyro__fail(msg, ENOMEM, "cannot open '%s'", s->bin_path);
 	int rc = v2 ? snap_check(msg, s, SNAP_BIN, offs_at(s->n), 8)
 		    : open_v1(msg, s);
@@ -774,8 +817,8 @@ int kyro__snap_writer_view(char *msg, const struct snap_writer *w,
 	s->version = SNAP_VERSION;
 	s->sums[SNAP_BIN] = w->img + bin_table_at(w->n);
 	s->blocks[SNAP_BIN] = nblocks(bin_table_at(w->n));
-	int bad = bitmap_new(s, SNAP_BIN, s->blocks[SNAP_BIN], 0);
-	bad |= bitmap_new(s, SNAP_DATA, 0, 1);
+	int bad = bitmap_new(s, SNAP_BIN, 0);
+	bad |= bitmap_new(s, SNAP_DATA, 1);
 	snprintf(s->bin_path, sizeof s->bin_path, "%s", w->bin_tmp);
 	snprintf(s->data_path, sizeof s->data_path, "%s", w->data_tmp);
 	if (bad) {

@@ -18,6 +18,12 @@
 
 enum snap_file { SNAP_BIN, SNAP_DATA };
 
+/* Blocks of a file remembered in a list before a bitmap is made for them:
+ * a process that looks up a few keys then never maps, faults in (each
+ * page twice, read then written) and unmaps a bitmap that grows with the
+ * snapshot, which at 100M keys cost it more than its lookups. */
+#define SNAP_FEW 16
+
 struct snap {
 	uint64_t gen;
 	uint64_t n;
@@ -39,8 +45,10 @@ struct snap {
 	 * its bitmaps start full. */
 	const unsigned char *sums[2];
 	uint64_t blocks[2];
-	uint64_t *ok[2];
+	uint64_t *ok[2];     /* NULL until more than SNAP_FEW were verified */
 	size_t ok_mapped[2]; /* bytes of a bitmap mapped lazily; 0: malloc */
+	uint64_t few[2][SNAP_FEW]; /* the blocks verified while OK is NULL */
+	unsigned nfew[2];
 	char bin_path[PATH_MAX];
 	char data_path[PATH_MAX];
 };
@@ -60,6 +68,15 @@ void kyro__snap_close(struct snap *s);
 int kyro__snap_check_block(char *msg, const struct snap *s, enum snap_file f,
 			   uint64_t b);
 
+/* Is block B of file F in the bitmap of verified blocks?  (One it does
+ * not hold yet may be in S->few: kyro__snap_check_block() looks.) */
+static inline int snap_marked(const struct snap *s, enum snap_file f,
+			      uint64_t b)
+{
+	const uint64_t *ok = s->ok[f];
+	return ok && (ok[b >> 6] >> (b & 63) & 1);
+}
+
 /* Verify every block of file F holding bytes [OFF, OFF + LEN), which must
  * lie before the file's checksum table.  A verified block costs one bit
  * test; only the first use of a block hashes it. */
@@ -68,11 +85,10 @@ static inline int snap_check(char *msg, const struct snap *s,
 {
 	if (len == 0)
 		return 0;
-	const uint64_t *ok = s->ok[f];
 	for (uint64_t b = off >> SNAP_BLOCK_SHIFT,
 		      e = (off + len - 1) >> SNAP_BLOCK_SHIFT;
 	     b <= e; b++) {
-		if (!(ok[b >> 6] >> (b & 63) & 1)) {
+		if (!snap_marked(s, f, b)) {
 			int rc = kyro__snap_check_block(msg, s, f, b);
 			if (rc)
 				return rc;
@@ -90,7 +106,7 @@ static inline int snap_check_u64(char *msg, const struct snap *s,
 				 enum snap_file f, uint64_t off)
 {
 	uint64_t b = off >> SNAP_BLOCK_SHIFT;
-	if (__builtin_expect(s->ok[f][b >> 6] >> (b & 63) & 1, 1))
+	if (__builtin_expect(snap_marked(s, f, b), 1))
 		return 0;
 	return kyro__snap_check_block(msg, s, f, b);
 }

@@ -9,6 +9,7 @@
  * array is an error, not a quiet read of the next page of a mapping.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -548,6 +549,69 @@ TEST(every_damaged_byte_of_the_payloads_is_noticed)
 	CHECK_EQ_U64(missed, 0);
 	CHECK_EQ_U64(refused, 32);
 	CHECK_EQ_U64(flagged, sm.dlen - 32);
+	small_free(&sm);
+}
+
+/* Flip byte OFF of PATH in place, under a mapping of it. */
+static void flip_in_place(const char *path, uint64_t off)
+{
+	unsigned char c;
+	int fd = open(path, O_RDWR);
+	REQUIRE(fd >= 0);
+	REQUIRE(pread(fd, &c, 1, (off_t)off) == 1);
+	c ^= 0x10;
+	REQUIRE(pwrite(fd, &c, 1, (off_t)off) == 1);
+	close(fd);
+}
+
+static int verified(const struct snap *s, enum snap_file f, uint64_t b)
+{
+	if (snap_marked(s, f, b))
+		return 1;
+	for (unsigned i = 0; !s->ok[f] && i < s->nfew[f]; i++)
+		if (s->few[f][i] == b)
+			return 1;
+	return 0;
+}
+
+TEST(verified_blocks_are_listed_then_kept_in_a_bitmap)
+{
+	struct small sm;
+	char msg[KMSG_MAX] = "";
+	struct snap s;
+	/* 64 blocks of keys, more than the list holds. */
+	REQUIRE(CHECK_RC(small_make(&sm, 64 * 512), 0));
+	REQUIRE(CHECK_RC(kyro__snap_open(msg, &s, sm.dir, 1, sm.kv.n), 0));
+	/* Open checked the blocks of the first and last offsets: listed,
+	 * no bitmap made. */
+	CHECK(s.ok[SNAP_BIN] == NULL);
+	CHECK_EQ_U64(s.nfew[SNAP_BIN], 2);
+	/* Damage a block no one verified: found while listing... */
+	const char *path = bin_path(sm.dir, 1);
+	flip_in_place(path, 3 * 4096 + 100);
+	CHECK_RC(kyro__snap_check_block(msg, &s, SNAP_BIN, 3), KYRO_ECORRUPT);
+	CHECK(!verified(&s, SNAP_BIN, 3));
+	uint64_t b = 4;
+	for (; s.ok[SNAP_BIN] == NULL && b < 64; b++) {
+		CHECK_RC(kyro__snap_check_block(msg, &s, SNAP_BIN, b), 0);
+		CHECK(verified(&s, SNAP_BIN, b));
+	}
+	/* ...the list overflowed into a bitmap holding all it listed... */
+	REQUIRE(s.ok[SNAP_BIN] != NULL);
+	CHECK_EQ_U64(b, 4 + SNAP_FEW - 2 + 1);
+	for (uint64_t i = 4; i < b; i++)
+		CHECK(snap_marked(&s, SNAP_BIN, i));
+	CHECK(snap_marked(&s, SNAP_BIN, offs_at(sm.kv.n) / 4096));
+	CHECK(snap_marked(&s, SNAP_BIN, (offs_at(sm.kv.n) + 8 * sm.kv.n) / 4096));
+	CHECK(!snap_marked(&s, SNAP_BIN, 3));
+	/* ...and found after it, as before. */
+	flip_in_place(path, 40 * 4096 + 7);
+	CHECK_RC(kyro__snap_check_block(msg, &s, SNAP_BIN, 40), KYRO_ECORRUPT);
+	CHECK(!snap_marked(&s, SNAP_BIN, 40));
+	CHECK_RC(kyro__snap_check_block(msg, &s, SNAP_BIN, 41), 0);
+	CHECK(snap_marked(&s, SNAP_BIN, 41));
+	kyro__snap_close(&s);
+	small_restore(&sm);
 	small_free(&sm);
 }
 
