@@ -290,6 +290,7 @@ subscribed() {
 	wait_until 5 parked 1
 	small_batches 3001 3001
 	wait_until 5 sse_has fast.txt 3001
+	touch go # the stuck client reads its cut stream and ends
 }
 
 @test "kyro-serve feed: an HTTP/1.0 subscriber (a proxy's default) gets the bare stream, no chunk framing" {

@@ -222,9 +222,9 @@ PY
 
 # sse_stuck_client PATH GOFILE OUT [HEADER...]: subscribe with a small
 # receive buffer and read nothing (a slow subscriber) until GOFILE
-# exists, then read until the stream ends or 30 s pass; OUT gets the
-# status line and headers, a blank line, and the body unchunked.  Run
-# it in the background; it prints nothing.
+# exists (60 s at most), then read until the stream ends or 30 s pass;
+# OUT gets the status line and headers, a blank line, and the body
+# unchunked.  Run it in the background; it prints nothing.
 sse_stuck_client() {
 	python3 - "$PORT" "$@" <<'PY'
 import os, socket, sys, time
@@ -234,7 +234,9 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.connect(("127.0.0.1", port))
 hdrs = "".join(h + "\r\n" for h in sys.argv[5:])
 s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path, hdrs)).encode())
-while not os.path.exists(go):
+# Bounded: a test that never says go (or fails first) leaves no client.
+give_up = time.time() + 60
+while not os.path.exists(go) and time.time() < give_up:
     time.sleep(0.02)
 s.settimeout(5)
 end = time.time() + 30
