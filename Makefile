@@ -63,6 +63,7 @@ LIB_SRCS := \
 	libkyro/simd_scalar.c \
 	libkyro/simd_sse4.c \
 	libkyro/snapshot.c \
+	libkyro/snap_write.c \
 	libkyro/sort.c \
 	libkyro/vec_avx2.c \
 	libkyro/vec_avx512.c \

@@ -541,19 +541,18 @@ static int check_image(const unsigned char *img, size_t size,
 	return 0;
 }
 
-/* The intact image IMG: is it the index of this snapshot, keys[0..N) of
- * generation SNAP_GEN whose .bin header checksum is SNAP_SUM?  A stale
- * index is refused.  Reads no key but the first and last, except for
- * version 2's sample. */
+/* The intact image IMG: is it the index of this snapshot, N keys from
+ * FIRST to LAST (0 and 0 when N is 0) of generation SNAP_GEN whose .bin
+ * header checksum is SNAP_SUM?  A stale index is refused.  Version 2's
+ * key sample is checked only when the keys are given (SAMPLE_KEYS). */
 static int check_snapshot(const unsigned char *img, const struct header *h,
-			  const uint64_t *keys, uint64_t n, uint64_t snap_gen,
-			  uint64_t snap_sum, int sample, char *errbuf,
+			  uint64_t first, uint64_t last, uint64_t n,
+			  uint64_t snap_gen, uint64_t snap_sum,
+			  const uint64_t *sample_keys, char *errbuf,
 			  size_t errlen)
 {
 	const uint64_t hn = get_le64(img + 16);
 	const uint64_t hgen = get_le64(img + 24);
-	const uint64_t first = n ? keys[0] : 0;
-	const uint64_t last = n ? keys[n - 1] : 0;
 	if (hgen != snap_gen) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
@@ -590,8 +589,8 @@ static int check_snapshot(const unsigned char *img, const struct header *h,
 			(unsigned long long)snap_sum);
 		return KYRO_ECORRUPT;
 	}
-	if (h->version == KYRO_RMI_VERSION_SAMPLED && sample &&
-	    get_le64(img + 48) != kyro__rmi_key_sample_hash(keys, n)) {
+	if (h->version == KYRO_RMI_VERSION_SAMPLED && sample_keys &&
+	    get_le64(img + 48) != kyro__rmi_key_sample_hash(sample_keys, n)) {
 		kyro__rmi_set_err(
 			errbuf, errlen,
 			"stale index: key sample checksum mismatch (built "
@@ -624,8 +623,9 @@ int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
 	}
 	int err = check_image(img, size, &h, errbuf, errlen);
 	if (!err)
-		err = check_snapshot(img, &h, keys, n, snap_gen, snap_sum, 1,
-				     errbuf, errlen);
+		err = check_snapshot(img, &h, n ? keys[0] : 0,
+				     n ? keys[n - 1] : 0, n, snap_gen,
+				     snap_sum, keys, errbuf, errlen);
 	if (err)
 		return err;
 	struct model m;
@@ -659,16 +659,17 @@ int kyro__rmi_load(struct kyro__rmi **rp, const void *image, size_t size,
 	return 0;
 }
 
-int kyro__rmi_probe(const void *head, size_t file_size, const uint64_t *keys,
-		    uint64_t n, uint64_t snap_gen, uint64_t snap_sum,
-		    struct kyro__rmi_info *info, char *errbuf, size_t errlen)
+int kyro__rmi_probe(const void *head, size_t file_size, uint64_t first,
+		    uint64_t last, uint64_t n, uint64_t snap_gen,
+		    uint64_t snap_sum, struct kyro__rmi_info *info,
+		    char *errbuf, size_t errlen)
 {
 	struct header h;
 	memset(info, 0, sizeof *info);
 	int err = check_header(head, file_size, &h, errbuf, errlen);
 	if (!err)
-		err = check_snapshot(head, &h, keys, n, snap_gen, snap_sum, 0,
-				     errbuf, errlen);
+		err = check_snapshot(head, &h, first, last, n, snap_gen,
+				     snap_sum, NULL, errbuf, errlen);
 	if (err)
 		return err;
 	info->keys = n;

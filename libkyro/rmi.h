@@ -182,9 +182,10 @@ void kyro__rmi_info(const struct kyro__rmi *r, struct kyro__rmi_info *info);
  * give.  The load still checks everything.
  */
 #define RMI_HEAD_SIZE 64
-int kyro__rmi_probe(const void *head, size_t file_size, const uint64_t *keys,
-		    uint64_t n, uint64_t snap_gen, uint64_t snap_sum,
-		    struct kyro__rmi_info *info, char *errbuf, size_t errlen);
+int kyro__rmi_probe(const void *head, size_t file_size, uint64_t first,
+		    uint64_t last, uint64_t n, uint64_t snap_gen,
+		    uint64_t snap_sum, struct kyro__rmi_info *info,
+		    char *errbuf, size_t errlen);
 
 /*
  * An index that is not loaded, read as a hint for one lookup: HEAD is

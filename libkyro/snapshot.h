@@ -16,7 +16,28 @@
 #define SNAP_BLOCK_SHIFT 12
 #define SNAP_BLOCK ((uint64_t)1 << SNAP_BLOCK_SHIFT)
 
+#define SNAP_BIN_MAGIC "KYROSNAP"
+#define SNAP_DATA_MAGIC "KYRODATA"
+
 enum snap_file { SNAP_BIN, SNAP_DATA };
+
+/* Where the payload-offset array of N keys starts in the .bin file. */
+static inline uint64_t snap_offs_at(uint64_t n)
+{
+	return SNAP_BIN_HDR + ((8 * n + 63) & ~(uint64_t)63);
+}
+
+/* Where the .bin file's block table starts: the end of the offsets. */
+static inline uint64_t snap_table_at(uint64_t n)
+{
+	return snap_offs_at(n) + 8 * (n + 1);
+}
+
+/* The number of blocks of LEN bytes. */
+static inline uint64_t snap_nblocks(uint64_t len)
+{
+	return (len + SNAP_BLOCK - 1) >> SNAP_BLOCK_SHIFT;
+}
 
 /* Blocks of a file remembered in a list before a bitmap is made for them:
  * a process that looks up a few keys then never maps, faults in (each
@@ -49,6 +70,12 @@ struct snap {
 	size_t ok_mapped[2]; /* bytes of a bitmap mapped lazily; 0: malloc */
 	uint64_t few[2][SNAP_FEW]; /* the blocks verified while OK is NULL */
 	unsigned nfew[2];
+	/* The files, kept open (owned when OWNS_FDS) so that a young
+	 * handle reads headers, checksum entries and the blocks it checks
+	 * but does not use with pread, not through the mappings: see
+	 * snapshot.c, "Young handles". */
+	int fd[2];
+	int owns_fds;
 	char bin_path[PATH_MAX];
 	char data_path[PATH_MAX];
 };
@@ -96,6 +123,12 @@ static inline int snap_check(char *msg, const struct snap *s,
 	}
 	return 0;
 }
+
+/* The first and last keys (0 and 0 when there are none), unverified,
+ * read with pread by a young handle (see snapshot.c): for checking that
+ * an index names this snapshot, on which no answer depends. */
+int kyro__snap_end_keys(char *msg, const struct snap *s, uint64_t *first,
+			uint64_t *last);
 
 /* Verify every block of both files (those not verified yet). */
 int kyro__snap_check_all(char *msg, const struct snap *s);

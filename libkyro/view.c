@@ -208,7 +208,7 @@ static void index_probe(kyro_db *db)
 	struct view *v = &db->v;
 	char path[PATH_MAX], err[KMSG_MAX];
 	unsigned char head[RMI_HEAD_SIZE];
-	uint64_t size;
+	uint64_t size, first, last;
 	size_t got = 0;
 	int fd;
 	index_settle(v);
@@ -221,12 +221,14 @@ static void index_probe(kyro_db *db)
 	if (!rc)
 		rc = kyro__fs_pread_all(err, fd, head, sizeof head, 0, path,
 					&got);
+	if (!rc)
+		rc = kyro__snap_end_keys(err, &v->snap, &first, &last);
 	if (rc) {
 		kyro__fs_close(fd);
 		index_refuse(v, NULL, err);
 		return;
 	}
-	if (kyro__rmi_probe(head, (size_t)size, v->snap.keys, v->snap.n,
+	if (kyro__rmi_probe(head, (size_t)size, first, last, v->snap.n,
 			    v->snap.gen, v->snap.hdr_sum, &v->rmi_head, err,
 			    sizeof err)) {
 		kyro__fs_close(fd);

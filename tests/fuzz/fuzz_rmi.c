@@ -80,7 +80,8 @@ static void check_hint(const void *img, size_t len, const uint64_t *keys,
 		       uint64_t n, uint64_t seed, const struct kyro__rmi *r)
 {
 	struct kyro__rmi_info info;
-	if (kyro__rmi_probe(img, len, keys, n, 7, SNAP_SUM, &info, NULL, 0))
+	if (kyro__rmi_probe(img, len, n ? keys[0] : 0, n ? keys[n - 1] : 0, n,
+			    7, SNAP_SUM, &info, NULL, 0))
 		return;
 	struct mem m = {img, len};
 	uint64_t s = seed ^ 0xaaaa;

@@ -615,6 +615,48 @@ TEST(verified_blocks_are_listed_then_kept_in_a_bitmap)
 	small_free(&sm);
 }
 
+/* A young handle reads the checksum table with pread, an older one from
+ * the mapping: both must read the entry of the block they check. */
+TEST(checksum_entries_are_read_young_and_old)
+{
+	struct small sm;
+	char msg[KMSG_MAX] = "";
+	struct snap s;
+	REQUIRE(CHECK_RC(small_make(&sm, 64 * 512), 0));
+	const char *path = bin_path(sm.dir, 1);
+	const uint64_t tab = offs_at(sm.kv.n) + 8 * (sm.kv.n + 1);
+	/* Damage the entries of blocks 5 and 50 only: the blocks are whole. */
+	flip_in_place(path, tab + 8 * 5 + 3);
+	flip_in_place(path, tab + 8 * 50 + 6);
+	REQUIRE(CHECK_RC(kyro__snap_open(msg, &s, sm.dir, 1, sm.kv.n), 0));
+	CHECK(s.ok[SNAP_BIN] == NULL);
+	CHECK_RC(kyro__snap_check_block(msg, &s, SNAP_BIN, 5), KYRO_ECORRUPT);
+	CHECK(strstr(msg, "offset 20480") != NULL);
+	/* The neighbours' entries are read, not theirs. */
+	CHECK_RC(kyro__snap_check_block(msg, &s, SNAP_BIN, 4), 0);
+	CHECK_RC(kyro__snap_check_block(msg, &s, SNAP_BIN, 6), 0);
+	for (uint64_t b = 7; s.ok[SNAP_BIN] == NULL && b < 40; b++)
+		CHECK_RC(kyro__snap_check_block(msg, &s, SNAP_BIN, b), 0);
+	REQUIRE(s.ok[SNAP_BIN] != NULL);
+	CHECK_RC(kyro__snap_check_block(msg, &s, SNAP_BIN, 50), KYRO_ECORRUPT);
+	CHECK_RC(kyro__snap_check_block(msg, &s, SNAP_BIN, 49), 0);
+	CHECK_RC(kyro__snap_check_block(msg, &s, SNAP_BIN, 51), 0);
+	/* Its first and last keys are read the same way in both. */
+	uint64_t first, last;
+	CHECK_RC(kyro__snap_end_keys(msg, &s, &first, &last), 0);
+	CHECK_EQ_U64(first, s.keys[0]);
+	CHECK_EQ_U64(last, s.keys[s.n - 1]);
+	kyro__snap_close(&s);
+	REQUIRE(CHECK_RC(kyro__snap_open(msg, &s, sm.dir, 1, sm.kv.n), 0));
+	CHECK_RC(kyro__snap_end_keys(msg, &s, &first, &last), 0);
+	CHECK_EQ_U64(first, s.keys[0]);
+	CHECK_EQ_U64(last, s.keys[s.n - 1]);
+	CHECK(first < last);
+	kyro__snap_close(&s);
+	small_restore(&sm);
+	small_free(&sm);
+}
+
 TEST(truncated_or_extended_files_are_refused)
 {
 	struct small sm;
