@@ -346,12 +346,13 @@ static void push_parked(struct sub *list)
  * costs a write per parked subscriber, and the subscriber a read: at
  * 10,000 commits/s and 100 subscribers, one round a commit was a
  * million of each a second on two CPUs, and that queueing, not the work
- * of one delivery, made the tail.  So the gap grows with what a round
- * costs, GAP_PER_SUB_NS a subscriber (about a send and the subscriber's
- * read, keeping the rounds' share of the CPU the same whatever their
- * number), up to ROUND_GAP_NS from 100 on: one subscriber (a replica,
- * whose lag holds two such gaps, the primary's and its own) waits 10 us,
- * not a millisecond.  A commit after a quiet gap goes out at once. */
+ * of one delivery, made the tail.  So the gap grows with the part of a
+ * round that grows, a send and a read per subscriber: GAP_PER_SUB_NS a
+ * subscriber, up to ROUND_GAP_NS from 100 on.  One subscriber (a
+ * replica, whose lag holds two such gaps, the primary's and its own)
+ * waits 10 us, not a millisecond, and pays the round's fixed part (a
+ * wake, a read of the feed, a chunk) about once a commit.  A commit
+ * after a quiet gap goes out at once. */
 static void gap(uint64_t last_round, unsigned subscribers)
 {
 	uint64_t len = (uint64_t)subscribers * GAP_PER_SUB_NS;
