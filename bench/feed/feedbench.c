@@ -4,11 +4,17 @@
  *
  *   feedbench sse PORT DIR SUBS RATE SECONDS OUT.csv
  *   feedbench redis PORT - SUBS RATE SECONDS OUT.csv
+ *   feedbench redis-set PORT - SUBS RATE SECONDS OUT.csv
  *
  * sse: the writer opens DIR with libkyro (the directory kyro-serve on
  * PORT serves) and commits one single-record batch per tick with
  * KYRO_SYNC_NONE; redis: it PUBLISHes the sequence number on channel
- * "feed" of the redis-server on PORT.  The time of a change is taken just
+ * "feed" of the redis-server on PORT; redis-set: it SETs the key named by
+ * the sequence number, and the subscribers SUBSCRIBE to the keyevent
+ * channel "__keyevent@0__:set" (the server runs with
+ * notify-keyspace-events E$), whose messages are the key: a write a
+ * durable Redis persists, where PUBLISH is never written to its
+ * append-only file.  The time of a change is taken just
  * before its commit (or PUBLISH) begins, so the latency includes the
  * commit.  The subscribers are N TCP connections served by one epoll
  * thread in this process, so both clocks are one.  Each subscriber must
@@ -51,7 +57,7 @@ struct conn {
 	int elem, is_msg; /* Redis: the element of the array being read */
 };
 
-static int redis_mode, port, write_port;
+static int redis_mode, set_mode, port, write_port;
 static const char *dir;
 static unsigned nsubs;
 static double rate, seconds;
@@ -138,7 +144,9 @@ static void parse(unsigned i, struct conn *c)
 			at += ll + 1;
 			continue;
 		}
-		/* Redis: messages are *3 $7 message $4 feed $N payload. */
+		/* Redis: messages are *3 $7 message $4 feed $N payload
+		 * (redis-set: the channel is the keyevent one, the payload
+		 * the key). */
 		if (l[0] == '$') {
 			long n = strtol(l + 1, NULL, 10);
 			size_t need = ll + 1 + (size_t)n + 2;
@@ -238,10 +246,13 @@ static void *writer(void *arg)
 		} else {
 			char cmd[128], num[24];
 			int n = snprintf(num, sizeof num, "%llu", (unsigned long long)(first_seq + k));
-			int m = snprintf(cmd, sizeof cmd,
-					 "*3\r\n$7\r\nPUBLISH\r\n$4\r\nfeed\r\n$%d\r\n%s\r\n", n, num);
+			int m = set_mode
+				? snprintf(cmd, sizeof cmd,
+					   "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nx\r\n", n, num)
+				: snprintf(cmd, sizeof cmd,
+					   "*3\r\n$7\r\nPUBLISH\r\n$4\r\nfeed\r\n$%d\r\n%s\r\n", n, num);
 			send_all(rfd, cmd, (size_t)m);
-			/* The reply (":N\r\n") is read after every 64 to keep
+			/* The reply (":N\r\n" or "+OK\r\n") is read after every 64 to keep
 			 * the pipe short without a round trip per message. */
 			if (k % 64 == 63 || k + 1 == nchanges) {
 				size_t lines = 0, want = k % 64 + 1;
@@ -281,10 +292,12 @@ static int cmpf(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	if (argc != 8) {
-		fprintf(stderr, "usage: feedbench sse|redis PORT DIR SUBS RATE SECONDS OUT.csv\n");
+		fprintf(stderr, "usage: feedbench sse|redis|redis-set PORT DIR SUBS RATE SECONDS "
+			"OUT.csv\n");
 		return 2;
 	}
-	redis_mode = !strcmp(argv[1], "redis");
+	set_mode = !strcmp(argv[1], "redis-set");
+	redis_mode = set_mode || !strcmp(argv[1], "redis");
 	port = atoi(argv[2]);
 	const char *wp = getenv("FEEDBENCH_WRITE_PORT");
 	write_port = wp && *wp ? atoi(wp) : port;
@@ -305,7 +318,10 @@ int main(int argc, char **argv)
 		struct conn *c = &conns[i];
 		c->fd = dial();
 		c->expect = first_seq;
-		int n = redis_mode
+		int n = set_mode
+			? snprintf(req, sizeof req,
+				   "*2\r\n$9\r\nSUBSCRIBE\r\n$18\r\n__keyevent@0__:set\r\n")
+			: redis_mode
 			? snprintf(req, sizeof req, "*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nfeed\r\n")
 			: snprintf(req, sizeof req,
 				   "GET /v1/subscribe?from=%llu HTTP/1.1\r\nHost: x\r\n\r\n",

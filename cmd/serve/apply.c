@@ -1,12 +1,15 @@
 /*
- * apply.c - applying the primary's changes (see apply.h).
+ * apply.c - applying the primary's changes, from pages and from events
+ * (see apply.h).
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../cli.h"
 #include "apply.h"
+#include "json.h"
 #include "primary.h"
 
 static int fail(struct applier *a, const char *fmt, ...)
@@ -274,4 +277,84 @@ void apply_free(struct applier *a)
 	free(a->part);
 	a->part = NULL;
 	a->part_cap = a->part_len = 0;
+}
+
+/* ---- an SSE event's batch ---- */
+
+/* What a change of an event holds, read before any is applied. */
+struct ev_change {
+	uint64_t seq, key;
+	int op;
+	const void *val;
+	size_t len;
+};
+
+/* Read change J (the I-th of the event's batch FIRST..LAST) into C.
+ * 0, or -1 when it is not one this reader takes: a value that is not
+ * UTF-8 (base64 in the event) and a vector (its floats as decimals,
+ * which a double may not round to the stored float) are read from a
+ * page instead. */
+static int ev_read(json_t *j, uint64_t first, uint64_t last, size_t i,
+		   struct ev_change *c)
+{
+	uint64_t bf, bl;
+	const char *op = json_string_value(json_object_get(j, "op"));
+	if (!op || json_get_key(json_object_get(j, "seq"), &c->seq) ||
+	    json_get_key(json_object_get(j, "key"), &c->key) ||
+	    json_get_key(json_object_get(j, "batch_first"), &bf) ||
+	    json_get_key(json_object_get(j, "batch_last"), &bl) ||
+	    bf != first || bl != last || c->seq != first + i)
+		return -1;
+	c->val = NULL;
+	c->len = 0;
+	if (!strcmp(op, "delete")) {
+		c->op = KYRO_CHANGE_DELETE;
+		return 0;
+	}
+	json_t *v = json_object_get(j, "value");
+	if (strcmp(op, "put") || !json_is_string(v))
+		return -1;
+	c->op = KYRO_CHANGE_PUT;
+	c->val = json_string_value(v);
+	c->len = json_string_length(v);
+	return c->len > KYRO_MAX_VALUE ? -1 : 0;
+}
+
+int apply_event(struct applier *a, const char *data, size_t len)
+{
+	char why[128];
+	uint64_t first, last;
+	int rc = 1;
+	json_t *e = json_parse_body(data, len, why, sizeof why);
+	json_t *ch = json_object_get(e, "changes");
+	if (!e || json_get_key(json_object_get(e, "first"), &first) ||
+	    json_get_key(json_object_get(e, "last"), &last) || last < first ||
+	    json_array_size(ch) != last - first + 1 ||
+	    last - first >= EVENT_MAX) {
+		json_decref(e);
+		return 1;
+	}
+	if (last < a->next) {
+		json_decref(e);
+		return 0; /* held already: pages went past it */
+	}
+	struct ev_change c[EVENT_MAX];
+	size_t n = last - first + 1, k;
+	for (k = 0; k < n; k++)
+		if (ev_read(json_array_get(ch, k), first, last, k, &c[k]))
+			break;
+	/* Whole and next, or not at all: the page reads what this cannot
+	 * take, checks and all. */
+	if (k == n && first == a->next) {
+		rc = batch_start(a, first);
+		for (k = 0; k < n && !rc; k++)
+			rc = change(a, c[k].seq, c[k].op, c[k].key, c[k].val,
+				    c[k].len);
+		if (!rc)
+			a->batches++;
+		else
+			rc = -1;
+	}
+	json_decref(e);
+	return rc;
 }

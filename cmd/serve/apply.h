@@ -2,9 +2,11 @@
  * apply.h - a replica applies the primary's changes to its store, with
  * the primary's sequence numbers, from the binary pages of GET
  * /v1/replicate (primary.c has the layout), which carry every op as the
- * feed reads it.  A page is applied as its bytes arrive, in pieces of
- * any size: a change cut by a piece's end is gathered (one change at
- * most is held), the others are applied where they lie.
+ * feed reads it, and from the events of GET /v1/subscribe whose JSON
+ * holds their batch exactly.  A page is applied as its bytes arrive, in
+ * pieces of any size: a change cut by a piece's end is gathered (one
+ * change at most is held), the others are applied where they lie.  An
+ * event is read whole before any of its changes is applied.
  *
  * Changes go into one open local batch, begun with kyro_batch_begin_at()
  * at the first change's number, so that the store refuses a gap or a
@@ -49,6 +51,18 @@ int apply_page_end(struct applier *a, uint64_t *last);
 /* Commit the open local batch, if any; *LAST gets the store's last
  * sequence number.  Returns 0, or -1 with A->err set. */
 int apply_commit(struct applier *a, uint64_t *last);
+
+/* The batches of an SSE event of /v1/subscribe larger than this many
+ * changes are read from a page instead. */
+#define EVENT_MAX 64
+
+/* Apply the batch of a /v1/subscribe event, DATA (LEN bytes: the JSON
+ * after "data: ") to the open local batch, whole: 0 when applied, or
+ * when the store holds it already; 1 when it cannot be taken from the
+ * event (not the batch due next, a value not UTF-8, a batch over
+ * EVENT_MAX changes, anything unexpected), and nothing was applied: the
+ * caller reads a page; -1 when applying failed (A->err set). */
+int apply_event(struct applier *a, const char *data, size_t len);
 
 /* Discard the open local batch, if any. */
 void apply_abort(struct applier *a);

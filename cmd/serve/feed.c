@@ -1,10 +1,7 @@
 /*
- * feed.c - GET /v1/subscribe, and the representation it shares with
- * GET /v1/replay (replay.c); see feed.h.
- *
- * A change is written as kyro-get --changes --format=json writes it; a
- * replay page is a JSON object around an array of them, a subscription
- * one SSE event per batch, its id the batch's last sequence number.
+ * feed.c - GET /v1/subscribe (see feed.h): one SSE event per batch, its
+ * id the batch's last sequence number, its changes in the representation
+ * it shares with GET /v1/replay (replay.c).
  *
  * Subscribers and threads.  kyro-serve runs libmicrohttpd with a pool of
  * epoll threads, each serving many connections, so no callback may block
@@ -48,6 +45,7 @@
 #define SLACK_NS 2000000              /* heartbeats this close are due now */
 #define WATCH_MAX_MS 1000             /* see watch() */
 #define ROUND_GAP_NS 1000000          /* see gap() */
+#define GAP_PER_SUB_NS 10000          /* see gap() */
 #define OWE_RETRY_MS 10               /* see watch() */
 
 static const struct serve_cfg *cfg;
@@ -94,6 +92,7 @@ static struct {
 	uint64_t events, changes, bytes, heartbeats;
 	uint64_t expired, gone, refused, wakes, shared, pushes, handed,
 		 shorts;
+	uint64_t gap_ns;      /* the last commit round's gap */
 } st;
 
 /* The watcher's chunk of a round's events for parked subscribers. */
@@ -116,95 +115,15 @@ static uint64_t rd(const uint64_t *c)
 	return __atomic_load_n(c, __ATOMIC_RELAXED);
 }
 
-/* ---- the representation ---- */
-
-void feed_put_change(struct sbuf *b, const struct kyro_change *c)
-{
-	sb_puts(b, "{\"seq\":");
-	sb_u64(b, c->seq);
-	sb_puts(b, ",\"batch_first\":");
-	sb_u64(b, c->batch_first);
-	sb_puts(b, ",\"batch_last\":");
-	sb_u64(b, c->batch_last);
-	sb_puts(b, c->op == KYRO_CHANGE_PUT ? ",\"op\":\"put\",\"key\":"
-		   : c->op == KYRO_CHANGE_VECTOR ? ",\"op\":\"vector\",\"key\":"
-		   : ",\"op\":\"delete\",\"key\":");
-	sb_u64(b, c->key);
-	if (c->op == KYRO_CHANGE_PUT) {
-		sb_put(b, ",", 1);
-		sb_json_value_field(b, c->val, c->len);
-	} else if (c->op == KYRO_CHANGE_VECTOR) {
-		sb_puts(b, ",\"vector\":[");
-		for (size_t i = 0; i < c->len / sizeof(float); i++) {
-			float f;
-			memcpy(&f, (const char *)c->val + i * sizeof f, sizeof f);
-			if (i)
-				sb_put(b, ",", 1);
-			sb_float(b, f);
-		}
-		sb_put(b, "]", 1);
-	}
-	sb_put(b, "}", 1);
-}
-
-/* C into B as part of its batch's SSE event (IN_BATCH: the event is
- * open); 1 when C ended the batch, and with it the event. */
-static int event_change(struct sbuf *b, int *in_batch,
-			const struct kyro_change *c)
-{
-	if (!*in_batch) {
-		sb_puts(b, "id: ");
-		sb_u64(b, c->batch_last);
-		sb_puts(b, "\ndata: {\"first\":");
-		sb_u64(b, c->batch_first);
-		sb_puts(b, ",\"last\":");
-		sb_u64(b, c->batch_last);
-		sb_puts(b, ",\"changes\":[");
-		*in_batch = 1;
-	} else {
-		sb_put(b, ",", 1);
-	}
-	feed_put_change(b, c);
-	if (c->seq != c->batch_last)
-		return 0;
-	sb_puts(b, "]}\n\n");
-	*in_batch = 0;
-	return 1;
-}
-
-static void expired_json(struct sbuf *b, uint64_t oldest)
-{
-	char msg[200];
-	snprintf(msg, sizeof msg,
-		 "the history before sequence number %llu is no longer "
-		 "retained: bootstrap from a snapshot, then follow from %llu "
-		 "or later", (unsigned long long)oldest,
-		 (unsigned long long)oldest);
-	sb_puts(b, "{\"error\":");
-	sb_json_str(b, msg, strlen(msg));
-	sb_puts(b, ",\"oldest\":");
-	sb_u64(b, oldest);
-	sb_put(b, "}", 1);
-}
+/* ---- answers ---- */
 
 static void gone(struct req *r, uint64_t oldest)
 {
 	struct sbuf b = {0};
 	count(&st.gone, 1);
-	expired_json(&b, oldest);
+	feed_expired_json(&b, oldest);
 	sb_put(&b, "\n", 1);
 	http_reply_sb(r, 410, CT_JSON, &b);
-}
-
-int feed_arg_u64(struct req *r, const char *name, uint64_t *v)
-{
-	const char *a = http_arg(r, name);
-	if (a && cli_parse_key(a, strlen(a), v)) {
-		http_error(r, 400, "?%s= must be a decimal or 0x-hexadecimal "
-			   "u64", name);
-		return -1;
-	}
-	return 0;
 }
 
 void feed_open_failed(struct req *r, kyro_feed *f, int rc)
@@ -228,7 +147,7 @@ static int window_change(void *arg, const struct kyro_change *c)
 		enc.changes = 0;
 	}
 	enc.changes++;
-	if (!event_change(&enc.b, &enc.in_batch, c))
+	if (!feed_event_change(&enc.b, &enc.in_batch, c))
 		return 0;
 	struct fan_chunk *ch = enc.b.oom ? NULL :
 		fan_chunk_new(enc.first, c->seq + 1, enc.changes, enc.b.p,
@@ -422,19 +341,28 @@ static void push_parked(struct sub *list)
 	resume_all(resume);
 }
 
-/* A commit less than ROUND_GAP_NS after the last round waits out the
- * rest of it, so that the next round carries every commit made
- * meanwhile.  Each round costs a write per subscriber, and the
- * subscriber a read: at 10,000 commits/s and 100 subscribers, one round
- * a commit was a million of each a second on two CPUs, and that
- * queueing, not the work of one delivery, made the tail.  A commit
- * after a quiet millisecond goes out at once. */
-static void gap(uint64_t last_round)
+/* A commit soon after the last round waits out the rest of a gap, so
+ * that the next round carries every commit made meanwhile.  Each round
+ * costs a write per parked subscriber, and the subscriber a read: at
+ * 10,000 commits/s and 100 subscribers, one round a commit was a
+ * million of each a second on two CPUs, and that queueing, not the work
+ * of one delivery, made the tail.  So the gap grows with the part of a
+ * round that grows, a send and a read per subscriber: GAP_PER_SUB_NS a
+ * subscriber, up to ROUND_GAP_NS from 100 on.  One subscriber (a
+ * replica, whose lag holds two such gaps, the primary's and its own)
+ * waits 10 us, not a millisecond, and pays the round's fixed part (a
+ * wake, a read of the feed, a chunk) about once a commit.  A commit
+ * after a quiet gap goes out at once. */
+static void gap(uint64_t last_round, unsigned subscribers)
 {
+	uint64_t len = (uint64_t)subscribers * GAP_PER_SUB_NS;
+	if (len > ROUND_GAP_NS)
+		len = ROUND_GAP_NS;
+	__atomic_store_n(&st.gap_ns, len, __ATOMIC_RELAXED);
 	uint64_t since = serve_now_ns() - last_round;
-	if (since >= ROUND_GAP_NS)
+	if (since >= len)
 		return;
-	struct timespec ts = {0, (long)(ROUND_GAP_NS - since)};
+	struct timespec ts = {0, (long)(len - since)};
 	nanosleep(&ts, NULL);
 }
 
@@ -488,7 +416,8 @@ static void *watch(void *arg)
 			rc = kyro_feed_wait(w.f, ms);
 			commit = !rc;
 			if (!rc) {
-				gap(last_round);
+				gap(last_round, (unsigned)__atomic_load_n(
+					&st.subscribers, __ATOMIC_RELAXED));
 				drain();
 			}
 		}
@@ -569,7 +498,7 @@ static int sub_change(void *arg, const struct kyro_change *c)
 {
 	struct sub *s = arg;
 	count(&st.changes, 1);
-	if (event_change(&s->out, &s->in_batch, c))
+	if (feed_event_change(&s->out, &s->in_batch, c))
 		count(&st.events, 1);
 	return 0;
 }
@@ -604,7 +533,7 @@ static void feed_failed(struct sub *s, kyro_feed *f, int rc)
 {
 	if (rc == KYRO_EEXPIRED) {
 		count(&st.expired, 1);
-		final(s, "expired", expired_json, kyro_feed_oldest(f), NULL);
+		final(s, "expired", feed_expired_json, kyro_feed_oldest(f), NULL);
 	} else {
 		final(s, "error", NULL, 0, kyro_feed_errmsg(f));
 	}
@@ -915,6 +844,11 @@ void feed_metrics(struct sbuf *b)
 	metric(b, "kyro_feed_refused_total", C,
 	       "Subscriptions refused over --max-subscribers.",
 	       rd(&st.refused));
+	sb_printf(b, "# HELP kyro_feed_round_gap_seconds Longest wait of a "
+		  "commit for the round after the last (it grows with the "
+		  "parked subscribers).\n# TYPE kyro_feed_round_gap_seconds "
+		  "gauge\nkyro_feed_round_gap_seconds %.6f\n",
+		  (double)rd(&st.gap_ns) / 1e9);
 	metric(b, "kyro_feed_watcher_wakeups_total", C,
 	       "Times the feed watcher woke (a commit, a heartbeat, a stop).",
 	       rd(&st.wakes));

@@ -9,10 +9,11 @@
  * own kyro_feed: nothing is queued for it beyond one output buffer and
  * one shared event.  A subscriber with nothing to send suspends its
  * connection and parks; the watcher sleeps on the store's commit futex
- * and, when a batch commits (at most one round a millisecond), writes
- * the new events to the parked sockets itself (push.h), resuming a
- * connection only when its socket is full, it is behind the window, or
- * a heartbeat is due (feed.c).
+ * and, when a batch commits (in rounds whose gap grows with the number
+ * of parked subscribers, to a millisecond at most), writes the new
+ * events to the parked sockets itself (push.h), resuming a connection
+ * only when its socket is full, it is behind the window, or a heartbeat
+ * is due (feed.c).
  */
 #ifndef KYRO_SERVE_FEED_H
 #define KYRO_SERVE_FEED_H
@@ -42,6 +43,12 @@ const struct serve_cfg *feed_config(void);
 void feed_put_change(struct sbuf *b, const struct kyro_change *c);
 int feed_arg_u64(struct req *r, const char *name, uint64_t *v);
 void feed_open_failed(struct req *r, kyro_feed *f, int rc);
+/* Shared by replay.c and feed.c: C into B as part of its batch's SSE
+ * event (IN_BATCH: the event is open); 1 when C ended the batch, and
+ * with it the event.  The body of an "expired" event or 410 answer. */
+int feed_event_change(struct sbuf *b, int *in_batch,
+		      const struct kyro_change *c);
+void feed_expired_json(struct sbuf *b, uint64_t oldest);
 
 /* The feed's figures for /metrics. */
 void feed_metrics(struct sbuf *b);

@@ -15,15 +15,17 @@
  * commit.  A page's changes go into the local batch as its bytes arrive,
  * while the primary reads the rest; the batch commits only once the
  * page's end record is in, and a page cut short is aborted whole.  Then
- * it holds GET /v1/subscribe open as a doorbell: whenever events have
- * come and the socket is drained, it reads pages again.  The events'
- * JSON is not applied: it is the representation for people and scripts,
- * one parse per change, and a page carries the same batches in binary;
- * a stream that pages have left far behind is opened again where the
- * replica stands.  So a replica's batch is the union of whole batches of
- * the primary, with the primary's numbers, never a part of one.  A
- * change whose op this build does not know stops replication (apply.c),
- * the reason in /health.
+ * it holds GET /v1/subscribe open: an event whose batch is the one due,
+ * and whose JSON holds it exactly (puts of UTF-8 values and deletes, at
+ * most EVENT_MAX changes: apply.c), is applied from the event, checked
+ * as a page's changes are, and whenever the socket is drained what the
+ * events brought is committed, one commit for all of them; any other
+ * event is a doorbell, and pages are read again from where the replica
+ * stands, no event taken until they are.  A stream that pages have left
+ * far behind is opened again where the replica stands.  So a replica's
+ * batch is the union of whole batches of the primary, with the primary's
+ * numbers, never a part of one.  A change whose op this build does not
+ * know stops replication (apply.c), the reason in /health.
  *
  * Bootstrap.  When the directory holds no store, or the primary answers
  * 410 (it no longer retains what comes next), the image from GET
@@ -54,7 +56,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,7 @@
 
 #include "../cli.h"
 #include "apply.h"
+#include "boot.h"
 #include "feed.h"
 #include "fetch.h"
 #include "history.h"
@@ -88,7 +90,7 @@ enum { F_RECONNECT = 1, F_GONE, F_STOP, F_RESUBSCRIBE };
 /* A doorbell this many changes behind the replica is opened again where
  * the replica stands (see stream_drained()). */
 #define RESUBSCRIBE_GAP 65536
-#define LINE_KEEP 32 /* bytes kept of an SSE line: enough for "id: N" */
+#define LINE_KEEP ((size_t)1 << 20) /* an SSE line kept whole up to this */
 
 static const struct serve_cfg *cfg;
 static char boot_dir[PATH_MAX];
@@ -105,6 +107,7 @@ static struct {
 	struct { uint64_t seq, ns; } ring[LAG_RING];
 	unsigned ring_n;             /* primary positions not yet applied */
 	uint64_t bootstraps, reconnects, batches, changes, commits, pages;
+	uint64_t taken;              /* changes applied from events */
 	uint64_t image_bytes;
 } rs = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
@@ -254,96 +257,6 @@ static void pause_ms(unsigned ms)
 
 /* ---- bootstrap ---- */
 
-static int rm_one(const char *path, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	(void)sb, (void)ftw;
-	if ((flag == FTW_DP ? rmdir(path) : unlink(path)) && errno != ENOENT)
-		log_msg(LOG_WARN, "cannot remove '%s': %s", path,
-			strerror(errno));
-	return 0;
-}
-
-static void rm_tree(const char *dir)
-{
-	if (access(dir, F_OK) == 0)
-		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* fsync DIR's parent, so that a rename of DIR survives a crash. */
-static int sync_parent(const char *dir)
-{
-	char parent[PATH_MAX];
-	snprintf(parent, sizeof parent, "%s", dir);
-	char *slash = strrchr(parent, '/');
-	if (!slash)
-		snprintf(parent, sizeof parent, ".");
-	else if (slash == parent)
-		parent[1] = 0;
-	else
-		*slash = 0;
-	return serve_sync_dir(parent);
-}
-
-struct boot {
-	struct fetch x;
-	kyro_import *im;
-	int failed;
-	uint64_t bytes;
-};
-
-static size_t boot_write(char *p, size_t size, size_t n, void *arg)
-{
-	struct boot *b = arg;
-	size_t len = size * n;
-	if (fetch_status(&b->x) != 200) {
-		fetch_keep(&b->x, p, len);
-		return len;
-	}
-	if (kyro_import_write(b->im, p, len)) {
-		b->failed = 1;
-		return 0;
-	}
-	b->bytes += len;
-	return len;
-}
-
-/* Import the primary's image into BOOT_DIR, with FOLLOWS naming its
- * history (into ID); 0, or -1 with ERR set. */
-static int fetch_image(uint64_t *seq, char *id, char *err, size_t errlen)
-{
-	struct boot b = {0};
-	int rc = -1;
-	rm_tree(boot_dir);
-	if (kyro_import_open(&b.im, boot_dir))
-		snprintf(err, errlen, "%s", kyro_import_errmsg(b.im));
-	else if (fetch_init(&b.x, "/v1/image", NULL, boot_write, &b))
-		snprintf(err, errlen, "cannot start libcurl");
-	else if (!fetch_run(&b.x, err, errlen) || b.failed) {
-		if (b.failed || kyro_import_finish(b.im, seq))
-			snprintf(err, errlen, "%s", kyro_import_errmsg(b.im));
-		else if (!history_valid(b.x.history))
-			snprintf(err, errlen, "%s/v1/image named no history "
-				 "(X-Kyro-History): the primary is older "
-				 "than this replica; upgrade it",
-				 cfg->replica_of);
-		else if (!history_write_follows(boot_dir, b.x.history, err,
-						errlen)) {
-			memcpy(id, b.x.history, HISTORY_ID_LEN + 1);
-			rc = 0;
-		}
-	}
-	if (b.x.c)
-		fetch_free(&b.x);
-	kyro_import_close(b.im);
-	if (rc)
-		rm_tree(boot_dir);
-	pthread_mutex_lock(&rs.mu);
-	rs.image_bytes += b.bytes;
-	pthread_mutex_unlock(&rs.mu);
-	return rc;
-}
-
 /* Bootstrap: the image into BOOT_DIR, exchanged with DIR. */
 static int bootstrap(char *err, size_t errlen)
 {
@@ -351,14 +264,20 @@ static int bootstrap(char *err, size_t errlen)
 	char id[HISTORY_ID_LEN + 1];
 	set_state(S_BOOTSTRAP, NULL);
 	snap_join();
-	if (fetch_image(&seq, id, err, errlen))
+	uint64_t bytes = 0;
+	int fail = boot_fetch_image(boot_dir, cfg->replica_of, &seq, id,
+				    &bytes, err, errlen);
+	pthread_mutex_lock(&rs.mu);
+	rs.image_bytes += bytes;
+	pthread_mutex_unlock(&rs.mu);
+	if (fail)
 		return -1;
 	int rc = renameat2(AT_FDCWD, boot_dir, AT_FDCWD, cfg->dir,
 			   RENAME_EXCHANGE) ? errno : 0;
 	if (rc == ENOENT)
 		rc = rename(boot_dir, cfg->dir) ? errno : 0;
 	if (!rc)
-		rc = sync_parent(cfg->dir);
+		rc = boot_sync_parent(cfg->dir);
 	if (rc) {
 		snprintf(err, errlen, "cannot move '%.200s' to '%.200s': %s",
 			 boot_dir, cfg->dir, strerror(rc));
@@ -369,7 +288,7 @@ static int bootstrap(char *err, size_t errlen)
 	store_reopen_all();
 	primary_replaced();
 	feed_replaced();
-	rm_tree(boot_dir);
+	boot_rm_tree(boot_dir);
 	pthread_mutex_lock(&rs.mu);
 	rs.bootstraps++;
 	rs.have_store = 1;
@@ -484,38 +403,57 @@ struct stream {
 	struct fetch x;
 	struct applier *a;
 	int result;           /* F_*, once the stream must end */
-	int rang;             /* an event came: there is news */
+	int rang;             /* an event came that a page must bring */
+	int took;             /* events were applied, not yet committed */
 	int any_data;         /* the event being read has data */
+	int cut;              /* its data line was longer than LINE_KEEP */
+	struct sbuf data;     /* its data line, after "data: " */
 	uint64_t id;          /* the last event's id (the stream's position) */
 	struct sbuf line;     /* the line being received */
 	char event[32];
 	char err[600];
 };
 
-/* An event ends.  Its batch is not read from the JSON: it rings for the
- * next page, which carries every op exactly (the JSON representation is
- * the shell's, for people and scripts). */
+/* An event ends.  Its batch, when it is the one due and the JSON holds
+ * it exactly, is applied from the event (apply_event()); anything else
+ * rings for the next page, which carries every op exactly, and then no
+ * event is taken until that page is in. */
 static void dispatch(struct stream *s)
 {
-	if (!s->event[0] && s->any_data)
-		s->rang = 1;
-	else if (!strcmp(s->event, "expired"))
+	int r = 1;
+	if (!s->event[0] && s->any_data) {
+		if (!s->rang && !s->cut && !s->data.oom)
+			r = apply_event(s->a, s->data.p, s->data.len);
+		s->rang |= r > 0;
+		s->took |= r == 0;
+		if (r < 0) {
+			s->result = F_STOP;
+			snprintf(s->err, sizeof s->err, "%s", s->a->err);
+		}
+	} else if (!strcmp(s->event, "expired"))
 		s->result = F_GONE;
 	else if (s->event[0])
 		s->result = F_RECONNECT;
-	if (s->result)
+	if (s->result && r >= 0)
 		snprintf(s->err, sizeof s->err, "%s/v1/subscribe: event %s",
 			 cfg->replica_of, s->event);
 	s->event[0] = 0;
-	s->any_data = 0;
+	s->any_data = s->cut = 0;
+	s->data.len = 0;
+	s->data.oom = 0;
 }
 
 static void on_line(struct stream *s, const char *p, size_t n)
 {
 	if (!n)
 		dispatch(s);
-	else if (n > 6 && !memcmp(p, "data: ", 6))
+	else if (n > 6 && !memcmp(p, "data: ", 6)) {
+		/* An event of the feed has one data line. */
+		s->cut |= s->any_data || n >= LINE_KEEP - 1;
 		s->any_data = 1;
+		s->data.len = 0;
+		sb_put(&s->data, p + 6, n - 6);
+	}
 	else if (n > 7 && !memcmp(p, "event: ", 7))
 		snprintf(s->event, sizeof s->event, "%.*s", (int)(n - 7),
 			 p + 7);
@@ -536,8 +474,7 @@ static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 	for (size_t i = 0; i < len && !s->result;) {
 		const char *nl = memchr(p + i, '\n', len - i);
 		size_t k = nl ? (size_t)(nl - (p + i)) : len - i;
-		/* Only a line's start matters: a long data line is not
-		 * kept whole. */
+		/* A longer line is cut, and so not taken (on_line()). */
 		if (s->line.len < LINE_KEEP)
 			sb_put(&s->line, p + i,
 			       k < LINE_KEEP - s->line.len ? k
@@ -559,7 +496,9 @@ static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 	return s->result ? 0 : len;
 }
 
-/* Everything received so far is read: when an event rang, catch up.
+/* Everything received so far is read: what events brought is committed
+ * (one commit, one fsync, for all of them), or, when an event rang,
+ * pages catch up, the events' changes in the first page's commit.
  * Pages can take the replica far past the events received (after a
  * pause, all it missed): the events up to there would each carry their
  * batch as JSON for nothing, so the stream is opened again from where
@@ -567,11 +506,25 @@ static size_t stream_write(char *p, size_t size, size_t n, void *arg)
 static int stream_drained(void *arg)
 {
 	struct stream *s = arg;
+	uint64_t seq;
 	if (!s->result && s->rang) {
-		s->rang = 0;
+		s->rang = s->took = 0;
 		s->result = catch_up(s->a, s->err, sizeof s->err);
 		if (!s->result && s->a->next > s->id + RESUBSCRIBE_GAP)
 			s->result = F_RESUBSCRIBE;
+	} else if (!s->result && s->took) {
+		s->took = 0;
+		uint64_t n = s->a->changes;
+		if (apply_commit(s->a, &seq)) {
+			snprintf(s->err, sizeof s->err, "%s", s->a->err);
+			s->result = F_STOP;
+		} else {
+			saw_primary(s->id);
+			applied(s->a, seq, 0);
+			pthread_mutex_lock(&rs.mu);
+			rs.taken += n;
+			pthread_mutex_unlock(&rs.mu);
+		}
 	}
 	return s->result != 0;
 }
@@ -596,6 +549,7 @@ static int stream_once(struct applier *a, char *err, size_t errlen)
 								: F_RECONNECT;
 	fetch_free(&s.x);
 	sb_free(&s.line);
+	sb_free(&s.data);
 	return r;
 }
 
@@ -638,6 +592,8 @@ static int follow(kyro_db *db, char *err, size_t errlen)
 	int r = catch_up(&a, err, errlen);
 	if (!r)
 		r = stopping() ? F_RECONNECT : stream(&a, err, errlen);
+	/* What events brought since the last commit is not the store's. */
+	apply_abort(&a);
 	apply_free(&a);
 	if (page_x.c)
 		fetch_free(&page_x);
@@ -757,7 +713,7 @@ int replica_start(const struct serve_cfg *c, const char *token_file,
 			      &rs.stopping, err, errlen))
 		return -1;
 	/* A crash during a bootstrap left this; DIR is whole either way. */
-	rm_tree(boot_dir);
+	boot_rm_tree(boot_dir);
 	snprintf(m, sizeof m, "%s/" "MANIFEST", c->dir);
 	rs.have_store = access(m, F_OK) == 0;
 	rs.need_boot = !rs.have_store;
@@ -874,6 +830,7 @@ void replica_metrics(struct sbuf *b)
 	uint64_t boots = rs.bootstraps, recon = rs.reconnects;
 	uint64_t batches = rs.batches, changes = rs.changes;
 	uint64_t commits = rs.commits, img = rs.image_bytes, pages = rs.pages;
+	uint64_t taken = rs.taken;
 	pthread_mutex_unlock(&rs.mu);
 	metric(b, "kyro_replica_lag_seq", "gauge", "Changes the primary "
 	       "has committed that the replica has not applied.", l.lag_seq);
@@ -897,6 +854,8 @@ void replica_metrics(struct sbuf *b)
 	       "replica connected to the primary again.", recon);
 	metric(b, "kyro_replica_pages_total", "counter", "/v1/replicate "
 	       "pages applied while catching up.", pages);
+	metric(b, "kyro_replica_stream_changes_total", "counter", "Changes "
+	       "applied from /v1/subscribe events, not pages.", taken);
 	metric(b, "kyro_replica_batches_total", "counter", "Primary batches "
 	       "applied.", batches);
 	metric(b, "kyro_replica_changes_total", "counter", "Changes applied.",

@@ -164,6 +164,24 @@ page_field() {
 	assert_equal "$(sse_changes s.txt | tr '\n' ' ')" "1 2 3 "
 }
 
+@test "kyro-serve feed: the wait between commit rounds grows with the subscribers, 10 us each" {
+	serve_start
+	sse_start s1.txt /v1/subscribe
+	wait_until 5 grep -q '^: from' s1.txt
+	batch 1
+	wait_until 5 sse_has s1.txt 1
+	http GET /metrics
+	assert_equal "$(metric kyro_feed_round_gap_seconds)" 0.000010
+	sse_start s2.txt /v1/subscribe
+	sse_start s3.txt /v1/subscribe
+	wait_until 5 grep -q '^: from' s2.txt
+	wait_until 5 grep -q '^: from' s3.txt
+	batch 2
+	wait_until 5 sse_has s3.txt 2
+	http GET /metrics
+	assert_equal "$(metric kyro_feed_round_gap_seconds)" 0.000030
+}
+
 @test "kyro-serve feed: a late subscriber reads the files, then joins the shared events, in order" {
 	local i
 	for i in 1 2 3 4 5; do batch "$i"; done

@@ -1,16 +1,17 @@
 #!/usr/bin/env bats
 #
 # Read replicas: kyro-serve --replica-of URL bootstraps from the primary's
-# GET /v1/image, follows its /v1/subscribe, refuses writes naming the
-# primary, resumes after its own SIGKILL and a primary restart with no gap
-# and no duplicate, bootstraps again when the primary no longer retains
-# what it needs or no longer holds the replica's last change (a primary
-# restored from an older copy), reports its lag, stops on a change it cannot apply,
-# applies a /v1/replicate page whole or not at all, speaks page format 1
-# with the release before format 2 either way, and is promoted by a
-# restart without --replica-of.  The crash test kills
-# either side at random moments during writes.  Every wait polls with a
-# deadline; no sleep stands in for one.
+# GET /v1/image, follows its /v1/subscribe (each batch applied from its
+# event, or from a page when the event cannot carry it exactly), refuses
+# writes naming the primary, resumes after its own SIGKILL and a primary
+# restart with no gap and no duplicate, bootstraps again when the primary
+# no longer retains what it needs or no longer holds the replica's last
+# change (a primary restored from an older copy), reports its lag, stops
+# on a change it cannot apply, applies a /v1/replicate page whole or not
+# at all, speaks page format 1 with the release before format 2 either
+# way, and is promoted by a restart without --replica-of.  The crash test
+# kills either side at random moments during writes.  Every wait polls
+# with a deadline; no sleep stands in for one.
 
 load helpers
 load serve-helpers
@@ -264,6 +265,32 @@ same_stores() {
 	assert_equal "$(grep -c bootstrapped "$BATS_TEST_TMPDIR/replica.log")" 1
 	cut -f 1 r.feed >seqs
 	seq 1 "$(primary_seq)" | diff - seqs
+}
+
+@test "replica: while following, it applies a batch from its event, and reads a page for what the event cannot carry exactly" {
+	start_primary
+	start_replica
+	wait_for 10 caught_up
+	for k in 1 2 3; do put $k "v$k"; wait_for 10 caught_up; done
+	# Taken from the events: no page since.
+	pages=$(metric kyro_replica_pages_total)
+	[ "$(metric kyro_replica_stream_changes_total)" -ge 3 ]
+	# A value that is not UTF-8 (base64 in the event), a delete, and a
+	# batch of more than 64 changes: each exactly as the primary has it.
+	printf '\xff\xfe\x00\x01' >bin.val
+	curl -s -o /dev/null -X PUT --data-binary @bin.val "$P_URL/v1/kv/10"
+	curl -s -o /dev/null -X DELETE "$P_URL/v1/kv/2"
+	seq 100 199 | awk '{ printf "%d\tw%d\n", $1, $1 }' | kyro-put -d "$P_DIR"
+	put 4 v4
+	wait_for 10 caught_up
+	[ "$(metric kyro_replica_pages_total)" -gt "$pages" ]
+	curl -s "$R_URL/v1/kv/10" | cmp - bin.val
+	assert_equal "$(code "$R_URL/v1/kv/2")" 404
+	same_stores
+	cut -f 1 r.feed >seqs
+	seq 1 "$(primary_seq)" | diff - seqs
+	stop R_PID
+	run -0 kyro-verify -d "$R_DIR"
 }
 
 @test "replica: far behind, it catches up by pages and opens its doorbell again where it stands" {
