@@ -506,6 +506,48 @@ PY
 	grep -q '^kyro_vector_recall_neighbours_total{found="yes"} [1-9]' <<<"$HTTP_BODY"
 }
 
+@test "kyro-serve vectors: the recall spot-check keeps within 1% of a core" {
+	# Each check scans 20,000 x 256 floats, a few ms; the searches leave
+	# the cores idle 10 ms between them, so a checker that sampled every
+	# search would check most of them.
+	python3 - "$BATS_TEST_TMPDIR/v.fvecs" <<'PY'
+import array, random, sys
+rnd = random.Random(7)
+with open(sys.argv[1], "wb") as f:
+    for _ in range(20000):
+        array.array("i", [256]).tofile(f)
+        array.array("f", [rnd.random() for _ in range(256)]).tofile(f)
+PY
+	kyro-put -d "$D" --fvecs --first-key 1 "$BATS_TEST_TMPDIR/v.fvecs"
+	kyro-snapshot -d "$D" --vectors --m 8 --ef-construction 16
+	KYRODB_VECTOR_RECALL_EVERY=1 serve_start
+	local t n s
+	t=$(python3 - "$PORT" <<'PY'
+import http.client, json, random, sys, time
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+rnd = random.Random(8)
+t0 = time.monotonic()
+for _ in range(100):
+    q = [round(rnd.random(), 4) for _ in range(256)]
+    c.request("POST", "/v1/vector/search", json.dumps({"vector": q, "k": 5}))
+    r = c.getresponse()
+    assert r.status == 200 and b'"exact":false' in r.read()
+    time.sleep(0.01)
+print(time.monotonic() - t0)
+PY
+)
+	sleep 0.5
+	http GET /metrics
+	n=$(metric kyro_vector_recall_checks_total)
+	s=$(metric kyro_vector_recall_cpu_seconds_total)
+	echo "$n checks, $s CPU seconds, searches over $t s"
+	[ "$n" -ge 1 ]
+	[ $((n + $(metric kyro_vector_recall_skipped_total))) -eq 100 ]
+	# After a check, 99 times its cost without one: the checks took 1%
+	# of the time, plus the last one's cost (counted as twice the mean).
+	python3 -c 'import sys; n, s, t = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]) + 0.5; sys.exit(not s <= t / 100 + 2 * s / n)' "$n" "$s" "$t"
+}
+
 @test "kyro-serve vectors: the change feed carries vector changes as op vector" {
 	serve_start
 	http POST /v1/vector/insert --data-binary '{"key":3,"vector":[0.5,-2,1e-7]}'
