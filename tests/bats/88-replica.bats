@@ -681,7 +681,7 @@ PY
 
 # REPLICA_CRASH_ROUNDS (default 20) sets the rounds; make
 # bench-replica-crash runs 200.
-@test "replica crash test: SIGKILL of the primary and the replica at random moments, 20 rounds" {
+@test "replica crash test: SIGKILL of the primary and the replica at random moments during writes, REPLICA_CRASH_ROUNDS rounds (20 by default)" {
 	start_primary --sync=always
 	start_replica
 	wait_for 10 caught_up
