@@ -19,7 +19,8 @@
  * not returned and that may yet be rolled back.  With no trusted page (no
  * writer since boot) the files are the truth, as for kyro_open(): the
  * manifest says which segments are sealed, and the last is read to its
- * last complete batch.
+ * last complete batch, found with pread: the next writer may cut what
+ * follows it at any moment, and a mapped page past a cut faults.
  *
  * Recovery rules are wal.c's: every record is checked before its batch is
  * passed on; a record that fails is KYRO_ECORRUPT with the file and
@@ -250,6 +251,27 @@ uint64_t kyro_feed_oldest(const kyro_feed *f)
 	return f->oldest;
 }
 
+/* The end of the complete batches of the last segment, which no writer
+ * published: read with pread, since the torn tail after them is the next
+ * writer's to cut and a mapped page past a cut faults.  Damage right at
+ * F->pos is reported; damage further on waits until the batches before
+ * it are passed on. */
+static int whole_end(kyro_feed *f, uint64_t *limit)
+{
+	struct wal_scan sc;
+	uint64_t size;
+	int rc = kyro__wal_scan_unlocked(f->msg, f->seg.path, f->seg.id,
+					 f->pos, f->file_seq, &sc, &size);
+	if (rc)
+		return rc;
+	if (sc.status == KYRO_ECORRUPT && sc.end == f->pos)
+		return kyro__failx(f->msg, KYRO_ECORRUPT,
+				   "'%s': offset %llu: %s", f->seg.path,
+				   (unsigned long long)sc.bad_off, sc.why);
+	*limit = sc.end;
+	return sc.end > f->seg.maplen ? seg_grow(f->msg, &f->seg) : 0;
+}
+
 /* How far the segment being read is committed: *LIMIT, whether it is
  * sealed (complete: read it to the end, then go on to the next one), and
  * whether LIMIT is a published committed end (else the files' own). */
@@ -283,6 +305,8 @@ static int seg_limit(kyro_feed *f, uint64_t *limit, int *sealed,
 		if ((rc = read_manifest(f, &m)) != 0)
 			return rc;
 		*sealed = m.wal_last > f->seg.id;
+		if (!*sealed)
+			return whole_end(f, limit);
 	}
 	rc = seg_grow(f->msg, &f->seg);
 	*limit = f->seg.maplen;
@@ -364,7 +388,7 @@ int kyro_feed_read(kyro_feed *f, size_t max_batches, kyro_change_fn fn,
 	if (f->seg.fd < 0)
 		rc = locate(f);
 	while (!rc && done < max_batches) {
-		uint64_t limit;
+		uint64_t limit = 0;
 		int sealed, published;
 		struct wal_scan sc;
 		if ((rc = seg_limit(f, &limit, &sealed, &published)) != 0)
@@ -426,14 +450,18 @@ int kyro_feed_bounds(kyro_feed *f, uint64_t *oldest, uint64_t *last)
 		return 0;
 	}
 	/* No writer published since boot: the last segment's complete
-	 * batches say it. */
+	 * batches say it (read with pread: see whole_end()). */
 	struct seg s;
 	struct wal_scan sc;
+	uint64_t size;
 	if ((rc = log_ids(f, &low, &high)) != 0 ||
 	    (rc = seg_open(f->msg, &s, f->dir, high)) != 0)
 		return rc;
-	kyro__wal_scan(s.base, s.maplen, s.id, WAL_HDR, s.first_seq, &sc);
+	rc = kyro__wal_scan_unlocked(f->msg, s.path, s.id, WAL_HDR,
+				     s.first_seq, &sc, &size);
 	seg_close(&s);
+	if (rc)
+		return rc;
 	if (sc.status == KYRO_ECORRUPT)
 		return kyro__failx(f->msg, KYRO_ECORRUPT,
 				   "'%s': offset %llu: %s", s.path,

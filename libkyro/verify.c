@@ -259,8 +259,17 @@ static int walk(char *msg, const char *dir, const struct manifest *m,
 				     prev_end, prev_len, w);
 			return 0;
 		}
+		uint64_t maplen = len;
 		if (len >= WAL_HDR) {
-			kyro__wal_scan(b, len, id, WAL_HDR, first, &sc);
+			/* With pread: unlocked, the torn tail of the last
+			 * segment may be cut by a writer while we read, and
+			 * a mapped page past a cut faults. */
+			rc = kyro__wal_scan_unlocked(msg, path, id, WAL_HDR,
+						     first, &sc, &len);
+			if (rc) {
+				kyro__fs_unmap((void *)b, (size_t)maplen);
+				return rc;
+			}
 		} else {
 			/* A header cut short: rewritten, the segment is
 			 * empty. */
@@ -269,11 +278,14 @@ static int walk(char *msg, const char *dir, const struct manifest *m,
 			sc.last_seq = first - 1;
 		}
 		if (sc.status == KYRO_ECORRUPT) {
-			lost_in_segment(dir, m, id, path, b, len, &sc, w);
-			kyro__fs_unmap((void *)b, (size_t)len);
+			/* No writer cuts or appends behind damage. */
+			lost_in_segment(dir, m, id, path, b,
+					len < maplen ? len : maplen, &sc, w);
+			w->len = len;
+			kyro__fs_unmap((void *)b, (size_t)maplen);
 			return 0;
 		}
-		kyro__fs_unmap((void *)b, (size_t)len);
+		kyro__fs_unmap((void *)b, (size_t)maplen);
 		if (sc.status == KYRO_ETORN && id != m->wal_last) {
 			struct note *n = add_note(w, id, path);
 			if (n) {

@@ -322,15 +322,36 @@ static int apply_rec(struct view *v, uint64_t ref, const struct wal_rec *r)
 	return rc ? rc : kyro__delta_set(&v->delta, r->key, ref);
 }
 
-/* Apply the complete batches of segment slot I up to LIMIT (the
- * published committed end, or UINT64_MAX for "whatever is whole").  A
- * STRICT limit must be reached exactly: it was committed. */
-static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
+/* How far view_apply() may read a segment. */
+enum {
+	TO_COMMITTED,  /* to LIMIT, the committed end a writer published */
+	TO_SEALED_END, /* to the end: a rotated segment, never cut again */
+	TO_WHOLE,      /* to the end of the complete batches, unpublished */
+};
+
+/* Apply the complete batches of segment slot I, as far as HOW says.  The
+ * committed end must be reached exactly: it was committed.  What lies
+ * past it in the last segment is read with pread, not through the
+ * mapping: its torn tail is the next writer's to cut at any moment. */
+static int view_apply(kyro_db *db, size_t i, uint64_t limit, int how)
 {
 	struct view *v = &db->v;
 	struct seg_map *s = &v->segs[i];
 	struct wal_scan sc;
-	int rc;
+	int rc, strict = how == TO_COMMITTED;
+	if (how == TO_WHOLE) {
+		uint64_t size;
+		rc = kyro__wal_scan_unlocked(db->msg, s->path, s->id,
+					     s->applied, v->last_seq + 1, &sc,
+					     &size);
+		if (rc)
+			return rc;
+		limit = sc.end;
+		if (sc.status == KYRO_ECORRUPT)
+			limit = size;
+	} else if (how == TO_SEALED_END) {
+		limit = UINT64_MAX;
+	}
 	/* "To the end" means the end as it is now: a segment that was
 	 * rotated away may have grown after we mapped it. */
 	if ((limit == UINT64_MAX || limit > s->maplen) &&
@@ -358,7 +379,9 @@ static int view_apply(kyro_db *db, size_t i, uint64_t limit, int strict)
 				    "%llu, expected %llu",
 				    s->path, (unsigned long long)s->first_seq,
 				    (unsigned long long)(v->last_seq + 1)));
-	kyro__wal_scan(s->base, limit, s->id, s->applied, v->last_seq + 1, &sc);
+	if (how != TO_WHOLE)
+		kyro__wal_scan(s->base, limit, s->id, s->applied,
+			       v->last_seq + 1, &sc);
 	if (sc.status == KYRO_ETORN && strict)
 		return kyro__needs_repair(
 			db,
@@ -436,8 +459,10 @@ static int view_try_load(kyro_db *db)
 			return kyro__needs_repair(db, rc);
 		v->nsegs++;
 		int last = i + 1 == n;
-		rc = view_apply(db, i, last && trusted ? st.wal_end : UINT64_MAX,
-				last && trusted);
+		rc = view_apply(db, i, st.wal_end,
+				!last     ? TO_SEALED_END
+				: trusted ? TO_COMMITTED
+					  : TO_WHOLE);
 		if (rc)
 			return rc;
 	}
@@ -510,7 +535,8 @@ int kyro__db_view_refresh(kyro_db *db)
 	}
 	for (size_t i = v->cur; i < v->nsegs; i++) {
 		int last = v->segs[i].id == st.wal_seg;
-		int rc = view_apply(db, i, last ? st.wal_end : UINT64_MAX, last);
+		int rc = view_apply(db, i, st.wal_end,
+				    last ? TO_COMMITTED : TO_SEALED_END);
 		if (rc)
 			return rc;
 		if (last) {

@@ -56,6 +56,10 @@
  * holds.  A writer never appends to a version-1 segment: it first rotates
  * to a new one (writer.c), so no segment mixes versions.
  *
+ * Readers hold no lock, so a torn tail may be cut under them: past the
+ * committed end a writer published they read with pread, never through a
+ * mapping, whose pages past a cut would fault (kyro__wal_scan_unlocked).
+ *
  * Writers check every live byte they have not checked themselves before
  * they append, and stop when the shared page (shared.c) says more was
  * committed than the complete batches reach: that is lost data, not a torn
@@ -166,26 +170,31 @@ static uint64_t rec_valid(const unsigned char *base, uint64_t len,
 	return size;
 }
 
+/* Could a record at file offset P follow LAST_SEQ, the damage being at
+ * OFF (see valid_after())?  The cheap header tests, before any checksum:
+ * a zero-filled tail costs a few loads per 8 bytes. */
+static int plausible_at(const unsigned char *h, uint64_t p, uint64_t off,
+			uint64_t last_seq, int maxtype)
+{
+	uint64_t seq = get_le64(h + 16);
+	return h[12] >= WAL_PUT && h[12] <= maxtype && !h[13] && !h[14] &&
+	       !h[15] && seq > last_seq &&
+	       seq <= last_seq + 1 + (p - off) / WAL_REC_HDR;
+}
+
 /* Is there any valid record after OFF that could follow LAST_SEQ?  Its
  * seq must be above LAST_SEQ and no further than the records that fit in
  * between allow: a value may hold bytes that look like a record (a WAL
  * stored as a value), and such a stowaway must not turn a torn tail into
  * "corruption".  The search starts inside the bad record on purpose: its
- * length may be the damaged field.  Cheap header tests come before the
- * checksum, so a zero-filled tail costs a few loads per 8 bytes. */
+ * length may be the damaged field. */
 static int valid_after(const unsigned char *base, uint64_t len, uint64_t seg,
 		       uint64_t off, uint64_t last_seq, int maxtype)
 {
-	for (uint64_t p = off + 8; p + WAL_REC_HDR <= len; p += 8) {
-		const unsigned char *h = base + p;
-		uint64_t seq = get_le64(h + 16);
-		if (h[12] < WAL_PUT || h[12] > maxtype || h[13] || h[14] ||
-		    h[15] || seq <= last_seq ||
-		    seq > last_seq + 1 + (p - off) / WAL_REC_HDR)
-			continue;
-		if (rec_valid(base, len, seg, p, maxtype))
+	for (uint64_t p = off + 8; p + WAL_REC_HDR <= len; p += 8)
+		if (plausible_at(base + p, p, off, last_seq, maxtype) &&
+		    rec_valid(base, len, seg, p, maxtype))
 			return 1;
-	}
 	return 0;
 }
 
@@ -268,17 +277,13 @@ static int scan_step(const unsigned char *buf, uint64_t boff, uint64_t blen,
 	}
 }
 
-/* The scan stopped at C->off and BUF (from file offset BOFF) reaches the
- * end of the segment: corruption if a valid record follows, else a torn
- * tail when anything lies after the last complete batch. */
-static void scan_finish(const unsigned char *buf, uint64_t boff, uint64_t blen,
-			uint64_t seg, const struct scan_cursor *c,
-			struct wal_scan *r)
+/* The scan stopped at C->off in a segment of LEN bytes: corruption if
+ * FOLLOWS (a valid record lies after C->off), else a torn tail when
+ * anything lies after the last complete batch. */
+static void scan_conclude(const struct scan_cursor *c, struct wal_scan *r,
+			  uint64_t len, int follows)
 {
-	uint64_t len = boff + blen;
-	if (c->off < len &&
-	    valid_after(buf, blen, seg, c->off - boff, c->expect - 1,
-			c->maxtype)) {
+	if (c->off < len && follows) {
 		scan_bad(r, c->off);
 		snprintf(r->why, sizeof r->why,
 			 "record fails its checksum or framing, and valid "
@@ -292,6 +297,17 @@ static void scan_finish(const unsigned char *buf, uint64_t boff, uint64_t blen,
 			 "torn tail: %llu bytes after the last complete batch",
 			 (unsigned long long)(len - r->end));
 	}
+}
+
+/* The same, when BUF (from file offset BOFF) reaches the end. */
+static void scan_finish(const unsigned char *buf, uint64_t boff, uint64_t blen,
+			uint64_t seg, const struct scan_cursor *c,
+			struct wal_scan *r)
+{
+	scan_conclude(c, r, boff + blen,
+		      c->off < boff + blen &&
+			      valid_after(buf, blen, seg, c->off - boff,
+					  c->expect - 1, c->maxtype));
 }
 
 static void scan_init(struct wal_scan *r, struct scan_cursor *c,
@@ -345,26 +361,81 @@ static uint64_t rec_claims(const unsigned char *buf, uint64_t blen,
 
 #define SCAN_BUF ((size_t)1 << 18)
 
-/* The rest of the scan, from C->off, through a mapping of the file: what
- * follows a record that is not valid decides between a torn tail and
- * corruption, and that may lie anywhere up to the end. */
-static int scan_mapped(char *msg, int fd, const char *path, uint64_t len,
-		       uint64_t seg, struct scan_cursor *c, struct wal_scan *r)
+/* The file that shrank is reported with this code, so that a reader
+ * without the lock can tell a cut (start over) from damage. */
+#define SCAN_SHRANK ESTALE
+
+static int shrank(char *msg, const char *path)
 {
-	void *base;
-	int rc = kyro__fs_map(msg, fd, (size_t)len, 0, path, &base);
-	if (rc)
-		return rc;
-	if (!scan_step(base, 0, len, seg, c, r))
-		scan_finish(base, 0, len, seg, c, r);
-	kyro__fs_unmap(base, (size_t)len);
+	return kyro__failx(msg, SCAN_SHRANK, "'%s' shrank while it was read",
+			   path);
+}
+
+/* valid_after() for the file open as FD (LEN bytes), read with pread in
+ * windows of *CAP bytes through *BUF (grown for a record that does not
+ * fit).  No mapping: bytes past the last complete batch are the next
+ * writer's to cut, and a mapped page past a cut faults (SIGBUS). */
+static int valid_after_fd(char *msg, int fd, const char *path, uint64_t *lenp,
+			  int cut_ok, uint64_t seg, const struct scan_cursor *c,
+			  unsigned char **buf, size_t *cap, int *found)
+{
+	uint64_t len = *lenp;
+	uint64_t off = c->off, last_seq = c->expect - 1;
+	uint64_t p = off + 8;
+	size_t got;
+	*found = 0;
+	while (p + WAL_REC_HDR <= len) {
+		uint64_t boff = p, blen = len - boff;
+		if (blen > *cap)
+			blen = *cap;
+		int rc = kyro__fs_pread_all(msg, fd, *buf, (size_t)blen, boff,
+					    path, &got);
+		if (rc)
+			return rc;
+		if (got != blen && !cut_ok)
+			return shrank(msg, path);
+		if (got != blen) /* cut: the file ends here now */
+			*lenp = len = boff + (blen = got);
+		for (; p + WAL_REC_HDR <= boff + blen; p += 8) {
+			const unsigned char *h = *buf + (p - boff);
+			if (!plausible_at(h, p, off, last_seq, c->maxtype) ||
+			    !len_fits(h[12], get_le32(h + 8)))
+				continue;
+			uint64_t size = WAL_REC_HDR + align8(get_le32(h + 8));
+			if (size > len - p)
+				continue;
+			if (p + size <= boff + blen) {
+				if (rec_valid(*buf, blen, seg, p - boff,
+					      c->maxtype)) {
+					*found = 1;
+					return 0;
+				}
+				continue;
+			}
+			/* The record runs past the window: read it whole,
+			 * from its start, and go on from there. */
+			if (size > *cap) {
+				unsigned char *b = realloc(*buf, size);
+				if (!b)
+					return kyro__fail(msg, ENOMEM,
+							  "cannot read '%s'",
+							  path);
+				*buf = b;
+				*cap = size;
+			}
+			break;
+		}
+	}
 	return 0;
 }
 
-int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
-		      uint64_t seg, uint64_t start, uint64_t next_seq,
-		      kyro__wal_rec_fn fn, void *arg, struct wal_scan *r)
+/* kyro__wal_scan_fd(); with CUT_OK, a file that shrinks under the scan
+ * ends where the reads find it ending, and *LENP gets that. */
+static int scan_fd(char *msg, int fd, const char *path, uint64_t *lenp,
+		   int cut_ok, uint64_t seg, uint64_t start, uint64_t next_seq,
+		   kyro__wal_rec_fn fn, void *arg, struct wal_scan *r)
 {
+	uint64_t len = *lenp;
 	struct scan_cursor c;
 	size_t cap = SCAN_BUF, got;
 	unsigned char *buf = malloc(cap);
@@ -389,11 +460,12 @@ int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
 					&got);
 		if (rc)
 			break;
-		if (got != blen) {
-			rc = kyro__failx(msg, KYRO_ECORRUPT,
-					 "'%s' shrank while it was read", path);
+		if (got != blen && !cut_ok) {
+			rc = shrank(msg, path);
 			break;
 		}
+		if (got != blen) /* cut: the file ends here now */
+			*lenp = len = boff + (blen = got);
 		if (scan_step(buf, boff, blen, seg, &c, r))
 			break;
 		if (boff + blen == len) {
@@ -418,11 +490,55 @@ int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
 			}
 			continue;
 		}
-		rc = scan_mapped(msg, fd, path, len, seg, &c, r);
+		int follows;
+		rc = valid_after_fd(msg, fd, path, lenp, cut_ok, seg, &c, &buf,
+				    &cap, &follows);
+		if (!rc)
+			scan_conclude(&c, r, *lenp, follows);
 		break;
 	}
 	free(buf);
 	return rc ? rc : c.rc;
+}
+
+int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
+		      uint64_t seg, uint64_t start, uint64_t next_seq,
+		      kyro__wal_rec_fn fn, void *arg, struct wal_scan *r)
+{
+	return scan_fd(msg, fd, path, &len, 0, seg, start, next_seq, fn, arg,
+		       r);
+}
+
+int kyro__wal_scan_unlocked(char *msg, const char *path, uint64_t seg,
+			    uint64_t start, uint64_t next_seq,
+			    struct wal_scan *r, uint64_t *size)
+{
+	struct wal_scan prev = {.status = 0};
+	int fd, rc = kyro__fs_open(msg, path, O_RDONLY, 0, &fd);
+	if (rc)
+		return rc;
+	/* A writer may cut the tail and append again while we read.  A cut
+	 * under the scan ends the file where the reads find it ending: the
+	 * complete batches before it are the same either way.  But the bytes
+	 * of one pass may straddle a cut and a new append, which can look
+	 * like damage: corruption counts only when two scans in a row find
+	 * it at one place. */
+	for (int tries = 0;; tries++) {
+		if ((rc = kyro__fs_size(msg, fd, path, size)) != 0)
+			break;
+		if (*size < start) {
+			rc = shrank(msg, path);
+			break;
+		}
+		rc = scan_fd(msg, fd, path, size, 1, seg, start, next_seq, NULL,
+			     NULL, r);
+		if (rc || r->status != KYRO_ECORRUPT || tries == 8 ||
+		    (prev.status == KYRO_ECORRUPT && prev.bad_off == r->bad_off))
+			break;
+		prev = *r;
+	}
+	kyro__fs_close(fd);
+	return rc;
 }
 
 void kyro__wal_commits_after(const unsigned char *base, uint64_t len,

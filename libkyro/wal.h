@@ -82,6 +82,19 @@ typedef int (*kyro__wal_rec_fn)(void *arg, uint64_t off,
 int kyro__wal_scan_fd(char *msg, int fd, const char *path, uint64_t len,
 		      uint64_t seg, uint64_t start, uint64_t next_seq,
 		      kyro__wal_rec_fn fn, void *arg, struct wal_scan *r);
+/* The scan of segment SEG at PATH from START, for a reader without the
+ * writer lock, past the committed end a writer published (or when none
+ * is trusted).  The bytes after the complete batches are the next
+ * writer's to cut, and a mapped page past a cut faults (SIGBUS), so this
+ * reads with pread, and a file cut under it ends where the reads find
+ * it ending.  R as for kyro__wal_scan(); *SIZE gets the file size the
+ * answer is for.
+ * What lies before R->end is whole batches, safe to read through a
+ * mapping: writers cut only after the complete batches (or a batch whose
+ * fsync failed, whose writer never published it). */
+int kyro__wal_scan_unlocked(char *msg, const char *path, uint64_t seg,
+			    uint64_t start, uint64_t next_seq,
+			    struct wal_scan *r, uint64_t *size);
 /* The same scan, stopping after the first complete batch: END is where it
  * ends (START when there is none, STATUS then saying why).  For readers
  * that hand out one checked batch at a time (feed.c). */

@@ -1106,6 +1106,89 @@ TEST(a_torn_tail_is_truncated_by_the_next_writer)
 	}
 }
 
+/* A writer somewhere else: the torn tail of a writer that died appears
+ * and the next writer cuts it, over and over. */
+struct cutter {
+	char path[PATH_MAX];
+	uint64_t end;
+	int stop;
+	uint64_t cuts;
+};
+
+static void *cut_loop(void *arg)
+{
+	struct cutter *c = arg;
+	static unsigned char tail[(size_t)1 << 20];
+	/* A PUT header claiming more than the file holds, then zeros: the
+	 * scan stops at it and searches the whole rest for a valid record. */
+	tail[8] = 0x00;
+	tail[9] = 0x40;
+	tail[12] = 1;
+	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+		if (h_append_file(c->path, tail, sizeof tail) ||
+		    truncate(c->path, (off_t)c->end))
+			break;
+		c->cuts++;
+	}
+	return NULL;
+}
+
+static int count_change(void *arg, const struct kyro_change *c)
+{
+	(void)c;
+	++*(uint64_t *)arg;
+	return 0;
+}
+
+/*
+ * Readers that find no trusted committed end read the last segment to
+ * the end of its complete batches, while the next writer may cut the
+ * torn tail after them at any moment.  Mapped, a page past the cut
+ * faults (SIGBUS kills the reader); a reader, a feed and kyro_verify
+ * must all read past the committed end without the mapping, and still
+ * answer from the complete batches.
+ */
+TEST(readers_survive_a_torn_tail_cut_under_them)
+{
+	const char *dir = h_tmpdir();
+	kyro_db *w = open_db(dir, KYRO_RDWR, KYRO_SYNC_NONE);
+	REQUIRE(w);
+	CHECK_RC(kyro_put(w, 1, "one", 3, NULL), 0);
+	CHECK_RC(kyro_put(w, 2, "two", 3, NULL), 0);
+	kyro_close(w);
+	forget_shared_state(dir);
+	struct cutter c = {.end = h_file_size(last_wal(dir))};
+	snprintf(c.path, sizeof c.path, "%s", last_wal(dir));
+	pthread_t t;
+	REQUIRE(pthread_create(&t, NULL, cut_loop, &c) == 0);
+	int rounds = 0;
+	for (; rounds < 300 && c.cuts < 200; rounds++) {
+		kyro_db *r = open_db(dir, KYRO_RDONLY, 0);
+		if (!r)
+			break;
+		HAS(r, 1, "one");
+		HAS(r, 2, "two");
+		CHECK_EQ_U64(last_seq(r), 2);
+		kyro_close(r);
+		kyro_feed *f;
+		uint64_t n = 0, last = 0;
+		if (CHECK_RC(kyro_feed_open(&f, dir, 1), 0)) {
+			CHECK_RC(kyro_feed_read(f, 100, count_change, &n, NULL),
+				 0);
+			CHECK_EQ_U64(n, 2);
+			CHECK_RC(kyro_feed_bounds(f, NULL, &last), 0);
+			CHECK_EQ_U64(last, 2);
+		}
+		kyro_feed_close(f);
+		struct reports rep = {0};
+		kyro_verify(dir, 0, collect, &rep);
+	}
+	__atomic_store_n(&c.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	CHECK(c.cuts > 0);
+	h_note("%d rounds, %llu cuts", rounds, (unsigned long long)c.cuts);
+}
+
 /*
  * A crash while a value is being written leaves a torn tail, whatever the
  * value's bytes.  Here the value holds a well-formed record of the same
