@@ -361,13 +361,9 @@ static uint64_t rec_claims(const unsigned char *buf, uint64_t blen,
 
 #define SCAN_BUF ((size_t)1 << 18)
 
-/* The file that shrank is reported with this code, so that a reader
- * without the lock can tell a cut (start over) from damage. */
-#define SCAN_SHRANK ESTALE
-
 static int shrank(char *msg, const char *path)
 {
-	return kyro__failx(msg, SCAN_SHRANK, "'%s' shrank while it was read",
+	return kyro__failx(msg, KYRO_ECORRUPT, "'%s' shrank while it was read",
 			   path);
 }
 
