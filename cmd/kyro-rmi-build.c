@@ -90,7 +90,7 @@ int main(int argc, char **argv)
 	if (rmi_opts && vectors)
 		cli_usage_error(&c, "--leaves, --router-bits and --max-size build the learned index, not --vectors");
 	cli_env_warnings(cli_warn_env, (void *)c.prog);
-	int rc = cli_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING);
+	int rc = cli_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING | KYRO_MAINTENANCE);
 	if (!rc && retain)
 		rc = kyro_set_retain(db, rbytes, rsecs);
 	if (!rc && vectors)

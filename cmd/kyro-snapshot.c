@@ -56,7 +56,7 @@ int main(int argc, char **argv)
 	if (vec_opts && !vectors)
 		cli_usage_error(&c, "--m, --ef-construction and --metric go with --vectors");
 	cli_env_warnings(cli_warn_env, (void *)c.prog);
-	int rc = cli_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING);
+	int rc = cli_open(&db, cli_dir(dir), KYRO_RDWR | KYRO_EXISTING | KYRO_MAINTENANCE);
 	if (!rc && retain)
 		rc = kyro_set_retain(db, rbytes, rsecs);
 	/* Without any of them, the current graph's parameters stay. */

@@ -593,14 +593,17 @@ static int fold_collect_all(struct run *r, struct fold *f)
 		rc = fold_collect(f, i, last ? r->cut_end : f->segs[i].maplen,
 				  &next_seq);
 		if (rc)
-			return rc;
+			return kyro__needs_repair(r->db, rc);
 	}
 	if (next_seq != r->cut + 1)
-		return kyro__failx(
-			msg, KYRO_ECORRUPT,
-			"WAL of '%s' ends at sequence %llu, expected %llu",
-			kyro__db_dir(r->db), (unsigned long long)(next_seq - 1),
-			(unsigned long long)r->cut);
+		return kyro__needs_repair(
+			r->db,
+			kyro__failx(msg, KYRO_ECORRUPT,
+				    "WAL of '%s' ends at sequence %llu, "
+				    "expected %llu",
+				    kyro__db_dir(r->db),
+				    (unsigned long long)(next_seq - 1),
+				    (unsigned long long)r->cut));
 	return 0;
 }
 

@@ -193,7 +193,7 @@ int kyro_open(kyro_db **dbp, const char *dir, unsigned flags)
 		return rc;
 	if (flags & KYRO_RDWR) {
 		rc = kyro__manifest_read(db->msg, dir, &m);
-		if (!rc)
+		if (!rc && !(flags & KYRO_MAINTENANCE))
 			kyro__writer_precheck(db);
 		return rc == ENOENT ? create_store(db) : rc;
 	}

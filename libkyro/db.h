@@ -67,6 +67,10 @@ struct kyro_db {
 	struct view v;
 	struct wal_writer w;
 	int wopen;
+	/* The live WAL below the writer's committed end was taken on the
+	 * shared page's word, not read (KYRO_MAINTENANCE): a batch reads it
+	 * all first. */
+	int w_unread;
 	struct manifest wman; /* the manifest as the writer saw it, locked */
 	uint32_t batch_vdim;  /* the open batch's vector dimension, 0: none */
 	struct vec_state *vec; /* vec_store.c's, NULL until first used */
@@ -89,8 +93,6 @@ struct kyro_db {
 			 __ATOMIC_RELAXED)
 
 /* db.c */
-/* Damage a writer or reader stops at: add to the message what clears it. */
-int kyro__needs_repair(kyro_db *db, int rc);
 /* Is the directory empty but for files a writer creates first? */
 int kyro__dir_is_fresh(const char *dir);
 

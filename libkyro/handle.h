@@ -34,6 +34,9 @@ void kyro__seg_map_close(struct seg_map *s);
 /* The handle's message buffer (KMSG_MAX bytes) and data directory. */
 char *kyro__db_msg(kyro_db *db);
 const char *kyro__db_dir(const kyro_db *db);
+/* Damage a writer or reader stops at: add to the message what clears
+ * it (for KYRO_ECORRUPT; RC is returned). */
+int kyro__needs_repair(kyro_db *db, int rc);
 
 /* ---- the commit point (writer.c) ---- */
 

@@ -66,6 +66,15 @@ extern "C" {
 #define KYRO_BINARY_SEARCH 0x8 /* ignore any learned index: lookups
 				* binary-search the snapshot (to compare,
 				* or to rule the index out) */
+#define KYRO_MAINTENANCE 0x10 /* with KYRO_RDWR: a handle for
+			      * kyro_snapshot(), kyro_index_build() and
+			      * kyro_vec_build().  A writer's open reads
+			      * every live WAL record, so that it never
+			      * appends behind damage; this one skips that
+			      * pass (a snapshot checks each record it folds
+			      * as it reads it; an index build reads none),
+			      * and its first batch, if it writes one,
+			      * checks the whole live WAL under the lock */
 
 /* Durability of writes: when a batch's records reach stable storage. */
 #define KYRO_SYNC_ALWAYS 0 /* fsync after every record and at commit */

@@ -181,6 +181,38 @@ void kyro__writer_precheck(kyro_db *db)
 	memcpy(db->msg, keep, sizeof keep);
 }
 
+/* A KYRO_MAINTENANCE handle that has read nothing yet, about to commit an
+ * edit (which appends no record): where the shared page says the last
+ * segment's committed batches end is as good a place as any for the check
+ * under the lock to go on from, provided the page is trusted and
+ * describes the manifest there is.  The records below it are not read
+ * here: kyro_snapshot() checks each one it folds before anything made of
+ * it is committed, and an index build uses none.  A torn tail, or a batch
+ * whose writer died before publishing, lies after the page's end, where
+ * the check reads as always; a page claiming more than the file holds
+ * leaves the check to start over from the first segment. */
+static void take_page_tail(kyro_db *db)
+{
+	struct shared_state st;
+	struct manifest m;
+	uint64_t change;
+	char keep[KMSG_MAX];
+	if (!(db->flags & KYRO_MAINTENANCE) || db->w.committed >= WAL_HDR)
+		return;
+	memcpy(keep, db->msg, sizeof keep);
+	if (!kyro__manifest_read(db->msg, db->dir, &m) &&
+	    !kyro__shared_read(&db->sh, &st, &change) && !st.flags &&
+	    st.manifest_gen == m.gen && st.wal_seg == m.wal_last &&
+	    st.wal_end >= WAL_HDR) {
+		db->wman = m;
+		db->w.seg = m.wal_last;
+		db->w.committed = st.wal_end;
+		db->w.next_seq = st.last_seq + 1;
+		db->w_unread = 1;
+	}
+	memcpy(db->msg, keep, sizeof keep);
+}
+
 int kyro__db_writer_prepare(kyro_db *db)
 {
 	struct shared_state st;
@@ -272,6 +304,12 @@ int kyro_batch_begin(kyro_db *db)
 	int rc = kyro__shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
+	/* Records are about to follow what was only taken on the page's
+	 * word: read it all. */
+	if (db->w_unread) {
+		db->w.committed = 0;
+		db->w_unread = 0;
+	}
 	if ((rc = kyro__db_writer_prepare(db)) != 0 ||
 	    (rc = writer_upgrade(db)) != 0) {
 		kyro__shared_unlock(&db->sh);
@@ -452,6 +490,7 @@ int kyro__db_commit(kyro_db *db, const char *what, uint64_t expect_gen,
 	int rc = kyro__shared_lock(db->msg, &db->sh);
 	if (rc)
 		return rc;
+	take_page_tail(db);
 	if ((rc = kyro__db_writer_prepare(db)) != 0)
 		goto out;
 	if (db->wman.gen != expect_gen) {

@@ -1643,6 +1643,91 @@ TEST(a_writer_opened_before_others_wrote_checks_what_they_wrote)
 	others_batch_damaged_then_put(dir, a, b);
 }
 
+/* A KYRO_MAINTENANCE handle opens without reading the WAL.  Damage in
+ * what its snapshot folds is found as the fold reads it: the snapshot
+ * fails naming it, commits no snapshot, and the handle's first batch
+ * then reads the whole live WAL and is refused, as any writer's is. */
+TEST(a_maintenance_handle_finds_damage_as_its_snapshot_folds)
+{
+	const char *dir = h_tmpdir();
+	char wal1[PATH_MAX];
+	snprintf(wal1, sizeof wal1, "%s", h_path(dir, "wal-0000000000000001.log"));
+	kyro_db *w = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	REQUIRE(w);
+	CHECK_RC(kyro_put(w, 1, "one", 3, NULL), 0);
+	CHECK_RC(kyro_put(w, 2, "two", 3, NULL), 0);
+	CHECK_RC(kyro_put(w, 3, "three", 5, NULL), 0);
+	kyro_close(w);
+	CHECK_RC(h_xor_byte(wal1, END1 + 32, 1), 0); /* "two" */
+	uint64_t size = h_file_size(wal1);
+
+	kyro_db *m = open_db(dir, KYRO_RDWR | KYRO_MAINTENANCE, KYRO_SYNC_BATCH);
+	REQUIRE(m);
+	CHECK_RC(kyro_snapshot(m, KYRO_SNAPSHOT_INDEX, NULL, NULL, NULL, NULL),
+		 KYRO_ECORRUPT);
+	CHECK_STR_HAS(kyro_errmsg(m), "wal-0000000000000001.log': offset 120");
+	CHECK_STR_HAS(kyro_errmsg(m), "kyro-verify --repair");
+	CHECK(!h_exists(h_path(dir, "snap-0000000000000001.bin")));
+	CHECK_EQ_U64(h_file_size(wal1), size);
+	CHECK_RC(kyro_put(m, 4, "four", 4, NULL), KYRO_ECORRUPT);
+	CHECK_STR_HAS(kyro_errmsg(m), "offset 120");
+	kyro_close(m);
+	CHECK_EQ_U64(h_file_size(wal1), size);
+	w = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	REQUIRE(w);
+	CHECK_RC(kyro_put(w, 4, "four", 4, NULL), KYRO_ECORRUPT);
+	kyro_close(w);
+}
+
+/* What a maintenance handle takes on the page's word is only where the
+ * committed batches end; past it the check reads as always: a torn tail
+ * is cut, and a batch whose writer died before publishing it (the page
+ * rolled back to the end before it) is folded.  Without a trusted page
+ * the commit reads the whole log.  Either way the handle can write on. */
+TEST(a_maintenance_handle_snapshots_what_the_files_hold)
+{
+	for (int round = 0; round < 3; round++) {
+		const char *dir = h_tmpdir();
+		kyro_db *w = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+		REQUIRE(w);
+		CHECK_RC(kyro_put(w, 1, "one", 3, NULL), 0);
+		unsigned char *page = NULL;
+		size_t plen = 0;
+		CHECK_RC(h_read_file(h_path(dir, "LOCK"), &page, &plen), 0);
+		CHECK_RC(kyro_put(w, 2, "two", 3, NULL), 0);
+		kyro_close(w);
+		if (round == 0) { /* the writer of "two" died unpublished */
+			CHECK_RC(h_write_file(h_path(dir, "LOCK"), page, plen),
+				 0);
+		} else {
+			tear(dir, round == 2);
+		}
+		free(page);
+
+		kyro_db *m = open_db(dir, KYRO_RDWR | KYRO_MAINTENANCE,
+				     KYRO_SYNC_BATCH);
+		REQUIRE(m);
+		struct kyro_snapshot_stats st;
+		CHECK_RC(kyro_snapshot(m, KYRO_SNAPSHOT_INDEX, NULL, &st, NULL,
+				       NULL), 0);
+		CHECK_EQ_U64(st.keys, 2);
+		uint64_t seq;
+		CHECK_RC(kyro_put(m, 3, "three", 5, &seq), 0);
+		CHECK_EQ_U64(seq, 3);
+		kyro_close(m);
+		kyro_db *r = open_db(dir, KYRO_RDONLY, 0);
+		REQUIRE(r);
+		HAS(r, 1, "one");
+		HAS(r, 2, "two");
+		HAS(r, 3, "three");
+		CHECK_EQ_U64(last_seq(r), 3);
+		kyro_close(r);
+		struct reports rep = {0};
+		CHECK_RC(kyro_verify(dir, 0, collect, &rep), 0);
+		CHECK_EQ_U64(rep.count, 0);
+	}
+}
+
 /* An intact page of another boot (its checksum holding) is stale, not
  * damage: nothing trusts it, kyro-verify is silent, the next writer
  * replaces it. */
