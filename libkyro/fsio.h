@@ -31,6 +31,9 @@ int kyro__fs_truncate(char *msg, int fd, uint64_t len, const char *path);
  * a full disk (which would be SIGBUS, not an error). */
 int kyro__fs_allocate(char *msg, int fd, uint64_t len, const char *path);
 int kyro__fs_size(char *msg, int fd, const char *path, uint64_t *size);
+/* Which file FD is: its device and inode, as one number each. */
+int kyro__fs_identity(char *msg, int fd, const char *path, uint64_t *dev,
+		      uint64_t *ino);
 int kyro__fs_seek(char *msg, int fd, uint64_t off, const char *path);
 /* flock(2); OP is LOCK_EX, LOCK_SH or LOCK_UN, optionally | LOCK_NB. */
 int kyro__fs_lock(char *msg, int fd, int op, const char *path);

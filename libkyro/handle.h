@@ -23,6 +23,8 @@ struct seg_map {
 	const unsigned char *base;
 	size_t maplen;
 	uint64_t applied; /* records before this offset are in the delta */
+	uint64_t dev, ino; /* the file mapped: repair may put another in
+			    * its place, never cut committed data in it */
 	char path[PATH_MAX];
 };
 

@@ -14,8 +14,8 @@
  *     sequence jump between segments, or a trusted page's end beyond the
  *     file) is never called a torn tail: what is cut is first copied to
  *     DIR/lost+found/, a manifest that ends the log at the cut is
- *     committed, the segment truncated, and the loss reported with its
- *     sequence numbers (exit 1);
+ *     committed, the segment replaced by a copy of what is kept, and the
+ *     loss reported with its sequence numbers (exit 1);
  *   - a damaged segment header is rewritten from the file name and the
  *     sequence chain;
  *   - the shared page is republished from the files.
@@ -381,6 +381,31 @@ static int truncate_seg(char *msg, const char *path, uint64_t end)
 	return rc;
 }
 
+/* Cut segment W->seg to W->end by putting a new file holding the bytes
+ * kept in its place (temp, fsync, rename, fsync dir), not by truncating
+ * it: those bytes past the cut were committed, so readers may have them
+ * mapped, and values handed out from them; a mapped page past a file's
+ * end raises SIGBUS.  The old file lives on in their mappings until
+ * they see the new one (view.c) and load afresh. */
+static int cut_seg(char *msg, const char *dir, const struct walk *w)
+{
+	const unsigned char *b;
+	char path[PATH_MAX];
+	uint64_t len;
+	int rc = map_seg(msg, dir, w->seg, path, &b, &len);
+	if (rc)
+		return rc;
+	if (len < w->end)
+		rc = kyro__failx(msg, KYRO_ECORRUPT,
+				 "'%s' shrank to %llu bytes while it was "
+				 "repaired",
+				 path, (unsigned long long)len);
+	else
+		rc = kyro__fs_replace_file(msg, dir, path, b, (size_t)w->end);
+	kyro__fs_unmap((void *)b, (size_t)len);
+	return rc;
+}
+
 /* What is gone, in words: sequence numbers and the batches seen. */
 static void lost_words(const struct walk *w, char *out, size_t n)
 {
@@ -405,8 +430,8 @@ static void lost_words(const struct walk *w, char *out, size_t n)
  * Cut the log at the end of W's intact data: copy what goes (the rest of
  * the segment, whole later segments) to lost+found first, then commit a
  * manifest that ends the log there (always a new generation, so that
- * every handle rechecks the files), then truncate, then remove the
- * dropped segments.  A crash at any step leaves a store the next repair
+ * every handle rechecks the files), then cut the segment, then remove
+ * the dropped segments.  A crash at any step leaves a store the next repair
  * finishes.
  */
 static int cut_log(struct vctx *c, char *msg, const char *dir,
@@ -454,7 +479,7 @@ static int cut_log(struct vctx *c, char *msg, const char *dir,
 	next.wal_last = w->seg;
 	if ((rc = kyro__manifest_write(msg, dir, &next)) != 0)
 		return rc;
-	if ((rc = truncate_seg(msg, w->path, w->end)) != 0)
+	if ((rc = cut_seg(msg, dir, w)) != 0)
 		return rc;
 	for (uint64_t id = w->seg + 1; id <= m->wal_last; id++) {
 		char path[PATH_MAX];

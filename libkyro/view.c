@@ -37,6 +37,8 @@ int kyro__seg_map_open(char *msg, struct seg_map *s, const char *dir,
 		return rc;
 	rc = kyro__fs_size(msg, fd, s->path, &size);
 	if (!rc)
+		rc = kyro__fs_identity(msg, fd, s->path, &s->dev, &s->ino);
+	if (!rc)
 		rc = kyro__fs_map(msg, fd, (size_t)size, 0, s->path,
 				  (void **)&s->base);
 	kyro__fs_close(fd);
@@ -60,7 +62,30 @@ void kyro__seg_map_close(struct seg_map *s)
 	s->maplen = 0;
 }
 
-/* Grow the mapping of S to the file's current size. */
+/* Is the file at S's path still the one S maps?  Repair puts a new file
+ * in a segment's place when it cuts committed data (verify.c). */
+static int seg_map_same(const struct seg_map *s, int fd)
+{
+	char err[KMSG_MAX];
+	uint64_t dev, ino;
+	return !kyro__fs_identity(err, fd, s->path, &dev, &ino) &&
+	       dev == s->dev && ino == s->ino;
+}
+
+static int seg_map_still(const struct seg_map *s)
+{
+	char err[KMSG_MAX];
+	int fd;
+	if (kyro__fs_open(err, s->path, O_RDONLY, 0, &fd))
+		return 0;
+	int same = seg_map_same(s, fd);
+	kyro__fs_close(fd);
+	return same;
+}
+
+/* Grow the mapping of S to the file's current size.  ESTALE: another
+ * file is in its place now, which the caller must load afresh (growing
+ * the old mapping would map past the old file's end). */
 static int seg_map_grow(char *msg, struct seg_map *s)
 {
 	int fd;
@@ -69,6 +94,8 @@ static int seg_map_grow(char *msg, struct seg_map *s)
 	if (rc)
 		return rc;
 	rc = kyro__fs_size(msg, fd, s->path, &size);
+	if (!rc && !seg_map_same(s, fd))
+		rc = ESTALE;
 	kyro__fs_close(fd);
 	if (rc || size <= s->maplen)
 		return rc;
@@ -474,18 +501,32 @@ static int view_try_load(kyro_db *db)
 int kyro__view_load(kyro_db *db)
 {
 	int rc = 0;
-	/* A snapshot may delete the files of the manifest we just read;
-	 * starting over from the new manifest always converges. */
+	/* A snapshot may delete the files of the manifest we just read,
+	 * and a repair replace one; starting over from the new manifest
+	 * always converges. */
 	for (int tries = 0; tries < 20; tries++) {
 		kyro__view_free(db);
 		rc = view_try_load(db);
-		if (rc != ENOENT)
+		if (rc != ENOENT && rc != ESTALE)
 			break;
 		usleep(1000);
 	}
 	if (rc)
 		kyro__view_free(db);
 	return rc;
+}
+
+/* A new manifest over the same snapshot keeps the delta only when the
+ * log only grew: every segment mapped is still the file in its place.
+ * Repair, cutting committed data it found lost, puts a new file there
+ * (and a new manifest generation); the delta then holds records the
+ * store no longer has, and is rebuilt. */
+static int segs_still(const struct view *v)
+{
+	for (size_t i = 0; i < v->nsegs; i++)
+		if (!seg_map_still(&v->segs[i]))
+			return 0;
+	return 1;
 }
 
 /* The fast path is the first two lines: one atomic load and a compare. */
@@ -513,7 +554,8 @@ int kyro__db_view_refresh(kyro_db *db)
 		int rc = kyro__manifest_read(db->msg, db->dir, &m);
 		if (rc || v->empty || m.snap_gen != v->man.snap_gen ||
 		    m.wal_first != v->man.wal_first ||
-		    m.gen != st.manifest_gen || m.hnsw_gen != v->man.hnsw_gen)
+		    m.gen != st.manifest_gen || m.hnsw_gen != v->man.hnsw_gen ||
+		    m.wal_last < v->man.wal_last || !segs_still(v))
 			return kyro__view_load(db);
 		/* Same snapshot, more segments (a rotation): keep the
 		 * delta and map the new segments. */
@@ -537,6 +579,8 @@ int kyro__db_view_refresh(kyro_db *db)
 		int last = v->segs[i].id == st.wal_seg;
 		int rc = view_apply(db, i, st.wal_end,
 				    last ? TO_COMMITTED : TO_SEALED_END);
+		if (rc == ESTALE)
+			return kyro__view_load(db);
 		if (rc)
 			return rc;
 		if (last) {
