@@ -33,6 +33,11 @@ wait_for() {
 	done
 }
 
+# exited PID: the background process PID has ended.
+exited() {
+	! kill -0 "$1" 2>/dev/null
+}
+
 # has_seq FILE SEQ: FILE (tsv changes) has a line for sequence number SEQ.
 has_seq() {
 	grep -q "^$2	" "$1"
@@ -198,6 +203,32 @@ make_source() {
 	assert_output 'A'
 	kyro-snapshot -d "$D" --retain 0
 	run -0 --separate-stderr kyro-verify -d "$D"
+}
+
+@test "feed: a follower past what a repair cut exits 2 and says to bootstrap" {
+	BG_PIDS=''
+	kyro-put -d "$D" 1 one
+	kyro-put -d "$D" 2 two
+	kyro-put -d "$D" 3 three
+	kyro-get -d "$D" --changes --follow >out.tsv 2>err.txt 3>&- &
+	follower=$!
+	BG_PIDS="$follower"
+	wait_for 10 has_seq out.tsv 3
+	# Damage in the second batch, valid records after it: lost data.
+	wal=$D/wal-0000000000000001.log
+	off=$(grep -obUa two "$wal" | head -1 | cut -d: -f1)
+	flip_byte "$wal" "$off"
+	run -1 --separate-stderr kyro-verify -d "$D" --repair
+	kyro-put -d "$D" 9 nine
+	wait_for 10 exited "$follower"
+	rc=0
+	wait "$follower" || rc=$?
+	[ "$rc" -eq 2 ]
+	grep -q "^kyro-get: .*a repair cut the log.*up to sequence number 3.*bootstrap from a snapshot" err.txt
+	seqs_are out.tsv 3
+	# A new reader from the start sees what the store holds now.
+	run -0 kyro-get -d "$D" --changes --from 1
+	assert_output "$(printf '1\tput\t1\tone\n2\tput\t9\tnine')"
 }
 
 @test "feed: --follow delivers through snapshots and rotations, each seq once" {
