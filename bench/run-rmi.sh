@@ -87,7 +87,7 @@ END {
 }' "$CSV" >"$OUT/rmi-table.md"
 
 if command -v gnuplot >/dev/null 2>&1; then
-	gnuplot -e "csv='$CSV'; out='$OUT/rmi.png'" bench/plot_rmi.gp
+	gnuplot -e "csv='$CSV'; out='$OUT/rmi.png'; dists='$DISTS'" bench/plot_rmi.gp
 fi
 cat "$OUT/rmi-env.txt" "$OUT/rmi-table.md"
 
