@@ -277,6 +277,56 @@ static int whole_end(kyro_feed *f, uint64_t *limit)
 	return sc.end > f->seg.maplen ? seg_grow(f->msg, &f->seg) : 0;
 }
 
+/* The log went back under the feed: repair cut committed data it found
+ * lost, putting a new file in the segment's place (verify.c) and
+ * committing a new manifest.  Looked at when the page shows a new
+ * manifest generation GEN: if the segment being read is another file now,
+ * the feed goes on in it only when it still holds, byte for byte, every
+ * record the feed has read (the cut came after them); else changes it
+ * passed on are gone, and its client must start again from a snapshot,
+ * as after history that expired. */
+static int check_replaced(kyro_feed *f, uint64_t gen)
+{
+	struct seg s;
+	f->man_gen = gen;
+	int rc = seg_open(f->msg, &s, f->dir, f->seg.id);
+	if (rc == ENOENT) {
+		/* Gone: folded and dropped by retention (the mapping reads
+		 * on, and the next segment says whether the history is
+		 * still whole), or dropped by a repair that cut the log in
+		 * an earlier one, after the manifest's last segment. */
+		struct manifest m;
+		if ((rc = read_manifest(f, &m)) != 0)
+			return rc;
+		if (f->seg.id <= m.wal_last)
+			return 0;
+		rc = ENOENT;
+	} else if (rc) {
+		return rc;
+	} else if (s.dev == f->seg.dev && s.ino == f->seg.ino) {
+		seg_close(&s);
+		return 0;
+	}
+	int kept = !rc && s.first_seq == f->seg.first_seq &&
+		   s.maplen >= f->pos && f->pos <= f->seg.maplen &&
+		   !memcmp(s.base + WAL_HDR, f->seg.base + WAL_HDR,
+			   (size_t)(f->pos - WAL_HDR));
+	if (kept) {
+		seg_close(&f->seg);
+		f->seg = s;
+		return 0;
+	}
+	if (!rc)
+		seg_close(&s);
+	(void)find_oldest(f); /* what a client may follow from now */
+	return kyro__failx(f->msg, KYRO_EEXPIRED,
+			   "'%s': a repair cut the log, dropping committed "
+			   "changes this feed had passed on (it had read up "
+			   "to sequence number %llu): bootstrap from a "
+			   "snapshot",
+			   f->dir, (unsigned long long)(f->file_seq - 1));
+}
+
 /* How far the segment being read is committed: *LIMIT, whether it is
  * sealed (complete: read it to the end, then go on to the next one), and
  * whether LIMIT is a published committed end (else the files' own). */
@@ -289,13 +339,9 @@ static int seg_limit(kyro_feed *f, uint64_t *limit, int *sealed,
 	int rc;
 	*published = 0;
 	if (kyro__shared_read(&f->sh, &st, &change) == 0) {
-		if (st.manifest_gen != f->man_gen) {
-			/* A commit since check_replaced() looked: nothing
-			 * is read until the next call looks again. */
-			*limit = f->pos;
-			*sealed = 0;
-			return 0;
-		}
+		if (st.manifest_gen != f->man_gen &&
+		    (rc = check_replaced(f, st.manifest_gen)) != 0)
+			return rc;
 		if (st.wal_seg == f->seg.id) {
 			*limit = st.wal_end;
 			*sealed = 0;
@@ -360,61 +406,6 @@ static int deliver(kyro_feed *f, uint64_t end, uint64_t last,
 	return rc;
 }
 
-/* The log went back under the feed: repair cut committed data it found
- * lost, putting a new file in the segment's place (verify.c) and
- * committing a new manifest.  Noticed when the page shows a new
- * manifest generation: if the segment being read is another file now,
- * the feed goes on in it only when it still holds, byte for byte, every
- * record the feed has read (the cut came after them); else changes it
- * passed on are gone, and its client must start again from a snapshot,
- * as after history that expired. */
-static int check_replaced(kyro_feed *f)
-{
-	struct shared_state st;
-	uint64_t change;
-	struct seg s;
-	if (f->seg.fd < 0 || kyro__shared_read(&f->sh, &st, &change) != 0 ||
-	    st.manifest_gen == f->man_gen)
-		return 0;
-	f->man_gen = st.manifest_gen;
-	int rc = seg_open(f->msg, &s, f->dir, f->seg.id);
-	if (rc == ENOENT) {
-		/* Gone: folded and dropped by retention (the mapping reads
-		 * on, and the next segment says whether the history is
-		 * still whole), or dropped by a repair that cut the log in
-		 * an earlier one, after the manifest's last segment. */
-		struct manifest m;
-		if ((rc = read_manifest(f, &m)) != 0)
-			return rc;
-		if (f->seg.id <= m.wal_last)
-			return 0;
-		rc = ENOENT;
-	} else if (rc) {
-		return rc;
-	} else if (s.dev == f->seg.dev && s.ino == f->seg.ino) {
-		seg_close(&s);
-		return 0;
-	}
-	int kept = !rc && s.first_seq == f->seg.first_seq &&
-		   s.maplen >= f->pos && f->pos <= f->seg.maplen &&
-		   !memcmp(s.base + WAL_HDR, f->seg.base + WAL_HDR,
-			   (size_t)(f->pos - WAL_HDR));
-	if (kept) {
-		seg_close(&f->seg);
-		f->seg = s;
-		return 0;
-	}
-	if (!rc)
-		seg_close(&s);
-	(void)find_oldest(f); /* what a client may follow from now */
-	return kyro__failx(f->msg, KYRO_EEXPIRED,
-			   "'%s': a repair cut the log, dropping committed "
-			   "changes this feed had passed on (it had read up "
-			   "to sequence number %llu): bootstrap from a "
-			   "snapshot",
-			   f->dir, (unsigned long long)(f->file_seq - 1));
-}
-
 /* The segment being read is complete and read: go on to the next. */
 static int next_segment(kyro_feed *f)
 {
@@ -458,8 +449,7 @@ int kyro_feed_read(kyro_feed *f, size_t max_batches, kyro_change_fn fn,
 		uint64_t limit = 0;
 		int sealed, published;
 		struct wal_scan sc;
-		if ((rc = check_replaced(f)) != 0 ||
-		    (rc = seg_limit(f, &limit, &sealed, &published)) != 0)
+		if ((rc = seg_limit(f, &limit, &sealed, &published)) != 0)
 			break;
 		if (limit > f->seg.maplen) {
 			rc = kyro__failx(
