@@ -158,26 +158,46 @@ static int writer_check(kyro_db *db, const struct manifest *m, uint64_t limit,
  * What it checked is remembered as if the handle had written it; the
  * check under the lock goes on from there while the manifest stays the
  * same.  Anything amiss just leaves the whole check to the lock. */
+/* Is the shared page trusted, and does it describe the manifest there is
+ * (read into *M)?  The handle's message is left as it was. */
+static int page_current(kyro_db *db, struct manifest *m,
+			struct shared_state *st)
+{
+	uint64_t change;
+	char keep[KMSG_MAX];
+	memcpy(keep, db->msg, sizeof keep);
+	int ok = !kyro__manifest_read(db->msg, db->dir, m) &&
+		 !kyro__shared_read(&db->sh, st, &change) &&
+		 st->manifest_gen == m->gen && st->wal_seg == m->wal_last;
+	memcpy(db->msg, keep, sizeof keep);
+	return ok;
+}
+
+/* Remember M's last segment as checked up to END, where LAST_SEQ ends. */
+static void checked_to(kyro_db *db, const struct manifest *m, uint64_t end,
+		       uint64_t last_seq)
+{
+	db->wman = *m;
+	db->w.seg = m->wal_last;
+	db->w.committed = end;
+	db->w.next_seq = last_seq + 1;
+}
+
 void kyro__writer_precheck(kyro_db *db)
 {
 	struct shared_state st;
 	struct manifest m;
-	uint64_t change, end = 0, last_seq = 0;
+	uint64_t end = 0, last_seq = 0;
 	int shrunk;
 	char keep[KMSG_MAX];
+	if (!page_current(db, &m, &st))
+		return;
 	memcpy(keep, db->msg, sizeof keep);
-	if (!kyro__manifest_read(db->msg, db->dir, &m) &&
-	    !kyro__shared_read(&db->sh, &st, &change) &&
-	    st.manifest_gen == m.gen && st.wal_seg == m.wal_last &&
-	    !check_segments(db, &m, m.wal_first, WAL_HDR,
+	if (!check_segments(db, &m, m.wal_first, WAL_HDR,
 			    m.snap_gen ? m.snap_seq + 1 : 1, st.wal_end, &end,
 			    &last_seq, &shrunk) &&
-	    !shrunk && last_seq == st.last_seq) {
-		db->wman = m;
-		db->w.seg = m.wal_last;
-		db->w.committed = end;
-		db->w.next_seq = last_seq + 1;
-	}
+	    !shrunk && last_seq == st.last_seq)
+		checked_to(db, &m, end, last_seq);
 	memcpy(db->msg, keep, sizeof keep);
 }
 
@@ -195,22 +215,12 @@ static void take_page_tail(kyro_db *db)
 {
 	struct shared_state st;
 	struct manifest m;
-	uint64_t change;
-	char keep[KMSG_MAX];
 	if (!(db->flags & KYRO_MAINTENANCE) || db->w.committed >= WAL_HDR)
 		return;
-	memcpy(keep, db->msg, sizeof keep);
-	if (!kyro__manifest_read(db->msg, db->dir, &m) &&
-	    !kyro__shared_read(&db->sh, &st, &change) && !st.flags &&
-	    st.manifest_gen == m.gen && st.wal_seg == m.wal_last &&
-	    st.wal_end >= WAL_HDR) {
-		db->wman = m;
-		db->w.seg = m.wal_last;
-		db->w.committed = st.wal_end;
-		db->w.next_seq = st.last_seq + 1;
+	if (page_current(db, &m, &st) && !st.flags && st.wal_end >= WAL_HDR) {
+		checked_to(db, &m, st.wal_end, st.last_seq);
 		db->w_unread = 1;
 	}
-	memcpy(db->msg, keep, sizeof keep);
 }
 
 int kyro__db_writer_prepare(kyro_db *db)
