@@ -67,7 +67,7 @@ extern "C" {
 				* binary-search the snapshot (to compare,
 				* or to rule the index out) */
 #define KYRO_MAINTENANCE 0x10 /* with KYRO_RDWR: a handle for
-			      * kyro_snapshot(), kyro_index_build() and
+			      * kyro_snapshot(), kyro_rmi_build() and
 			      * kyro_vec_build().  A writer's open reads
 			      * every live WAL record, so that it never
 			      * appends behind damage; this one skips that

@@ -400,7 +400,7 @@ static int cut_seg(char *msg, const char *dir, const struct walk *w)
 				 "'%s' shrank to %llu bytes while it was "
 				 "repaired",
 				 path, (unsigned long long)len);
-	else
+	else if (len > w->end) /* else only later segments are dropped */
 		rc = kyro__fs_replace_file(msg, dir, path, b, (size_t)w->end);
 	kyro__fs_unmap((void *)b, (size_t)len);
 	return rc;
