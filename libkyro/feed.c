@@ -279,8 +279,10 @@ static int whole_end(kyro_feed *f, uint64_t *limit)
 
 /* The log went back under the feed: repair cut committed data it found
  * lost, putting a new file in the segment's place (verify.c) and
- * committing a new manifest.  Looked at when the page shows a new
- * manifest generation GEN: if the segment being read is another file now,
+ * committing a new manifest; or rewrote its damaged header the same way,
+ * without one.  Looked at when the page shows a new manifest generation
+ * GEN, and when the segment seems shorter than its committed end: if the
+ * segment being read is another file now,
  * the feed goes on in it only when it still holds, byte for byte, every
  * record the feed has read (the cut came after them); else changes it
  * passed on are gone, and its client must start again from a snapshot,
@@ -452,6 +454,15 @@ int kyro_feed_read(kyro_feed *f, size_t max_batches, kyro_change_fn fn,
 		if ((rc = seg_limit(f, &limit, &sealed, &published)) != 0)
 			break;
 		if (limit > f->seg.maplen) {
+			/* Repair may have put another file in the
+			 * segment's place without a new manifest (a
+			 * rewritten header): read on in it when it holds
+			 * what was read. */
+			uint64_t dev = f->seg.dev, ino = f->seg.ino;
+			if ((rc = check_replaced(f, f->man_gen)) != 0)
+				break;
+			if (f->seg.dev != dev || f->seg.ino != ino)
+				continue;
 			rc = kyro__failx(
 				f->msg, KYRO_ECORRUPT,
 				"'%s': offset %llu: committed data is missing: "

@@ -536,3 +536,37 @@ TEST(feed_after_repair_cut_the_log)
 	kyro_feed_close(before);
 	kyro_close(db);
 }
+
+/* Repair rewrites a damaged segment header by putting a new file in the
+ * segment's place, without a new manifest generation: a feed reading
+ * that segment goes on into the new file, where the next writer
+ * appends. */
+TEST(feed_after_repair_rewrote_a_segment_header)
+{
+	const char *dir = h_tmpdir();
+	kyro_db *db = open_rw(dir);
+	REQUIRE(db);
+	for (uint64_t b = 1; b <= 2; b++)
+		REQUIRE(write_batch(db, b, 3, 0) == 0);
+	kyro_feed *f;
+	size_t got;
+	struct seen s = {0};
+	CHECK_RC(kyro_feed_open(&f, dir, 1), 0);
+	CHECK_RC(kyro_feed_read(f, 100, collect, &s, &got), 0);
+	CHECK_EQ_U64(s.n, 6);
+	CHECK_RC(h_xor_byte(h_path(dir, "wal-0000000000000001.log"), 0, 1),
+		 0);
+	CHECK_RC(kyro_verify(dir, KYRO_VERIFY_REPAIR, no_report, NULL), 0);
+	REQUIRE(write_batch(db, 9, 3, 0) == 0);
+	memset(&s, 0, sizeof s);
+	CHECK_RC(kyro_feed_read(f, 100, collect, &s, &got), 0);
+	if (s.n == 0)
+		h_note("feed: %s", kyro_feed_errmsg(f));
+	REQUIRE(CHECK_EQ_U64(s.n, 3));
+	for (size_t i = 0; i < 3; i++) {
+		CHECK_EQ_U64(s.seq[i], 7 + i);
+		CHECK_EQ_U64(s.key[i], 900 + i);
+	}
+	kyro_feed_close(f);
+	kyro_close(db);
+}

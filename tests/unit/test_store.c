@@ -1541,6 +1541,35 @@ TEST(a_value_handed_out_survives_repair_cutting_its_record)
 	free(big);
 }
 
+/* Repair rewrites a damaged segment header by putting a new file in the
+ * segment's place, without a new manifest generation; the next writer
+ * appends there.  A reader that mapped the old file sees the new
+ * records: growing its mapping of the old file would map past that
+ * file's end. */
+TEST(a_reader_follows_a_segment_whose_header_repair_rewrote)
+{
+	const char *dir = h_tmpdir();
+	kyro_db *w = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	REQUIRE(w);
+	CHECK_RC(kyro_put(w, 1, "one", 3, NULL), 0);
+	kyro_close(w);
+	kyro_db *r = open_db(dir, KYRO_RDONLY, 0);
+	REQUIRE(r);
+	HAS(r, 1, "one");
+	CHECK_RC(h_xor_byte(last_wal(dir), 0, 1), 0);
+	struct reports rep;
+	CHECK_RC(verify(dir, KYRO_VERIFY_REPAIR, &rep), 0);
+	w = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	REQUIRE(w);
+	unsigned char big[3 * 4096];
+	memset(big, 'z', sizeof big);
+	CHECK_RC(kyro_put(w, 2, big, sizeof big, NULL), 0);
+	kyro_close(w);
+	HAS_N(r, 2, big, sizeof big);
+	HAS(r, 1, "one");
+	kyro_close(r);
+}
+
 /* A second live segment, as a snapshot that rotated and then died
  * leaves: segment 2 starts after DIR's records, and W appends there. */
 static void add_segment(const char *dir, uint64_t first_seq)
