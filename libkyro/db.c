@@ -158,6 +158,7 @@ int kyro_open(kyro_db **dbp, const char *dir, unsigned flags)
 	db->simd = -1;
 	db->sh.fd = -1;
 	db->w.fd = -1;
+	db->wman_fd = -1;
 	if (snprintf(db->dir, sizeof db->dir, "%s", dir) >= (int)sizeof db->dir)
 		return kyro__fail(db->msg, ENAMETOOLONG, "cannot open '%s'",
 				  dir);
@@ -207,6 +208,7 @@ void kyro_close(kyro_db *db)
 	kyro_batch_abort(db);
 	if (db->wopen)
 		kyro__wal_writer_close(&db->w);
+	kyro__fs_close(db->wman_fd);
 	kyro__view_free(db);
 	kyro__vec_state_free(db);
 	kyro__shared_close(&db->sh);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "delta.h"
+#include "fsio.h"
 #include "internal.h"
 #include "manifest.h"
 #include "rmi.h"
@@ -72,6 +73,10 @@ struct kyro_db {
 	 * all first. */
 	int w_unread;
 	struct manifest wman; /* the manifest as the writer saw it, locked */
+	/* The file wman was read from, held open (-1: none), and what
+	 * fstat said of it then: writer_unchanged() in writer.c. */
+	int wman_fd;
+	struct fs_id wman_id;
 	uint32_t batch_vdim;  /* the open batch's vector dimension, 0: none */
 	struct vec_state *vec; /* vec_store.c's, NULL until first used */
 	uint64_t vepoch;      /* bumped whenever the view is dropped */

@@ -302,6 +302,33 @@ int kyro__fs_identity(char *msg, int fd, const char *path, uint64_t *dev,
 	return 0;
 }
 
+static void fill_id(const struct stat *st, struct fs_id *id)
+{
+	id->dev = (uint64_t)st->st_dev;
+	id->ino = (uint64_t)st->st_ino;
+	id->size = (uint64_t)st->st_size;
+	id->ctime_sec = (int64_t)st->st_ctim.tv_sec;
+	id->ctime_nsec = (int64_t)st->st_ctim.tv_nsec;
+}
+
+int kyro__fs_id(char *msg, int fd, const char *path, struct fs_id *id)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return kyro__fail(msg, errno, "cannot stat '%s'", path);
+	fill_id(&st, id);
+	return 0;
+}
+
+int kyro__fs_id_path(const char *path, struct fs_id *id)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -1;
+	fill_id(&st, id);
+	return 0;
+}
+
 int kyro__fs_stat(char *msg, const char *path, uint64_t *size,
 		  int64_t *mtime)
 {

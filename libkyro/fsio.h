@@ -34,6 +34,15 @@ int kyro__fs_size(char *msg, int fd, const char *path, uint64_t *size);
 /* Which file FD is: its device and inode, as one number each. */
 int kyro__fs_identity(char *msg, int fd, const char *path, uint64_t *dev,
 		      uint64_t *ino);
+/* What stat(2) says of a file: which file it is, and enough to tell
+ * whether it was written since. */
+struct fs_id {
+	uint64_t dev, ino, size;
+	int64_t ctime_sec, ctime_nsec;
+};
+int kyro__fs_id(char *msg, int fd, const char *path, struct fs_id *id);
+/* The same of the file PATH names now; -1 when it cannot be had. */
+int kyro__fs_id_path(const char *path, struct fs_id *id);
 int kyro__fs_seek(char *msg, int fd, uint64_t off, const char *path);
 /* flock(2); OP is LOCK_EX, LOCK_SH or LOCK_UN, optionally | LOCK_NB. */
 int kyro__fs_lock(char *msg, int fd, int op, const char *path);

@@ -124,7 +124,8 @@ int kyro__manifest_decode(char *msg, const unsigned char *b, size_t len,
 	return 0;
 }
 
-int kyro__manifest_read(char *msg, const char *dir, struct manifest *m)
+static int manifest_read(char *msg, const char *dir, struct manifest *m,
+			 int *keep)
 {
 	char path[PATH_MAX];
 	unsigned char buf[MANIFEST_SIZE + 1];
@@ -138,10 +139,24 @@ int kyro__manifest_read(char *msg, const char *dir, struct manifest *m)
 		return rc;
 	/* One byte more than we expect, so an overlong file is noticed. */
 	rc = kyro__fs_pread_all(msg, fd, buf, sizeof buf, 0, path, &got);
-	kyro__fs_close(fd);
-	if (rc)
-		return rc;
-	return kyro__manifest_decode(msg, buf, got, path, m);
+	if (!rc)
+		rc = kyro__manifest_decode(msg, buf, got, path, m);
+	if (!rc && keep)
+		*keep = fd;
+	else
+		kyro__fs_close(fd);
+	return rc;
+}
+
+int kyro__manifest_read(char *msg, const char *dir, struct manifest *m)
+{
+	return manifest_read(msg, dir, m, NULL);
+}
+
+int kyro__manifest_read_keep(char *msg, const char *dir, struct manifest *m,
+			     int *fd)
+{
+	return manifest_read(msg, dir, m, fd);
 }
 
 int kyro__manifest_write(char *msg, const char *dir, const struct manifest *m)

@@ -32,6 +32,12 @@ int kyro__manifest_decode(char *msg, const unsigned char *buf, size_t len,
 			  const char *path, struct manifest *m);
 /* Read DIR/MANIFEST.  ENOENT when there is none. */
 int kyro__manifest_read(char *msg, const char *dir, struct manifest *m);
+/* The same, leaving the file open in *FD (the caller's to close): while
+ * a descriptor holds it, no other file can take its inode number, so a
+ * path that still names that inode still names that manifest (it is
+ * never written in place). */
+int kyro__manifest_read_keep(char *msg, const char *dir, struct manifest *m,
+			     int *fd);
 /* Replace DIR/MANIFEST atomically (temp, fsync, rename, fsync dir). */
 int kyro__manifest_write(char *msg, const char *dir, const struct manifest *m);
 

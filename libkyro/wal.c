@@ -662,6 +662,7 @@ int kyro__wal_writer_open(char *msg, struct wal_writer *w, const char *dir,
 			  uint64_t seg, uint64_t committed, uint64_t next_seq,
 			  int durable)
 {
+	struct fs_id id = {0};
 	uint64_t size;
 	int rc;
 	memset(w, 0, sizeof *w);
@@ -672,7 +673,10 @@ int kyro__wal_writer_open(char *msg, struct wal_writer *w, const char *dir,
 				  dir);
 	rc = kyro__fs_open(msg, w->path, O_RDWR, 0, &w->fd);
 	if (!rc)
-		rc = kyro__fs_size(msg, w->fd, w->path, &size);
+		rc = kyro__fs_id(msg, w->fd, w->path, &id);
+	size = id.size;
+	w->dev = id.dev;
+	w->ino = id.ino;
 	if (!rc)
 		rc = writer_version(msg, w);
 	if (!rc && size < committed)

@@ -126,6 +126,7 @@ int kyro__wal_create(char *msg, const char *dir, uint64_t seg,
 struct wal_writer {
 	int fd;
 	uint64_t seg;
+	uint64_t dev, ino;  /* the file fd holds */
 	char path[PATH_MAX];
 	uint64_t committed; /* end of the last committed batch */
 	uint64_t pos;       /* file offset after the buffered bytes */

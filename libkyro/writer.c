@@ -223,12 +223,26 @@ static void take_page_tail(kyro_db *db)
 	}
 }
 
+/* Read the manifest, holding the file for writer_unchanged(). */
+static int writer_manifest(kyro_db *db, struct manifest *m)
+{
+	int fd = -1;
+	int rc = kyro__manifest_read_keep(db->msg, db->dir, m, &fd);
+	kyro__fs_close(db->wman_fd);
+	db->wman_fd = -1;
+	if (!rc && !kyro__fs_id(NULL, fd, db->dir, &db->wman_id))
+		db->wman_fd = fd;
+	else
+		kyro__fs_close(fd);
+	return rc;
+}
+
 int kyro__db_writer_prepare(kyro_db *db)
 {
 	struct shared_state st;
 	struct manifest m;
 	uint64_t change, committed = 0, last_seq = 0;
-	int rc = kyro__manifest_read(db->msg, db->dir, &m);
+	int rc = writer_manifest(db, &m);
 	if (rc)
 		return rc;
 	int trusted = kyro__shared_read(&db->sh, &st, &change) == 0;
@@ -298,6 +312,37 @@ static int fail_write(kyro_db *db, int rc)
 
 static int writer_upgrade(kyro_db *db);
 
+/* Is the store, under the lock, just as this handle's last commit left
+ * it?  Then kyro__db_writer_prepare() would read the same manifest, find
+ * nothing after the committed end and reopen the same segment, a dozen
+ * system calls a batch; two stat(2)s tell instead.  Every commit
+ * publishes, so the page showing this writer's own state means no other
+ * process committed since; one that died before publishing left either a
+ * new manifest (a new file: the one read is held open, so its inode
+ * number cannot be taken by another) or bytes past the committed end.
+ * The manifest is never written in place; its ctime would show it. */
+static int writer_unchanged(kyro_db *db)
+{
+	struct shared_state st;
+	struct fs_id man, seg;
+	char path[PATH_MAX];
+	uint64_t change;
+	if (!db->wopen || db->wman_fd < 0 || db->w.committed < WAL_HDR ||
+	    db->w.seg != db->wman.wal_last ||
+	    kyro__shared_read(&db->sh, &st, &change) || st.flags ||
+	    st.manifest_gen != db->wman.gen || st.wal_seg != db->w.seg ||
+	    st.wal_end != db->w.committed || st.last_seq + 1 != db->w.next_seq)
+		return 0;
+	if (kyro__path(path, db->dir, KYRO_MANIFEST) ||
+	    kyro__fs_id_path(path, &man) || man.dev != db->wman_id.dev ||
+	    man.ino != db->wman_id.ino || man.size != db->wman_id.size ||
+	    man.ctime_sec != db->wman_id.ctime_sec ||
+	    man.ctime_nsec != db->wman_id.ctime_nsec)
+		return 0;
+	return !kyro__fs_id_path(db->w.path, &seg) && seg.dev == db->w.dev &&
+	       seg.ino == db->w.ino && seg.size == db->w.committed;
+}
+
 int kyro_batch_begin(kyro_db *db)
 {
 	if (!(db->flags & KYRO_RDWR))
@@ -320,7 +365,8 @@ int kyro_batch_begin(kyro_db *db)
 		db->w.committed = 0;
 		db->w_unread = 0;
 	}
-	if ((rc = kyro__db_writer_prepare(db)) != 0 ||
+	if ((!writer_unchanged(db) &&
+	     (rc = kyro__db_writer_prepare(db)) != 0) ||
 	    (rc = writer_upgrade(db)) != 0) {
 		kyro__shared_unlock(&db->sh);
 		return rc;
