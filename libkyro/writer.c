@@ -573,18 +573,25 @@ out:
 struct garbage {
 	const char *dir;
 	const struct manifest *m;
+	int repair_tmp; /* saw a repair's copy of a segment (wal-N.log.tmp) */
+	int locked;     /* holding the writer lock: remove such copies */
 };
 
 /* Segments below wal_first are the retained history, judged apart. */
 static int remove_if_dead(void *arg, const char *n)
 {
-	const struct garbage *g = arg;
+	struct garbage *g = arg;
 	const struct manifest *m = g->m;
 	unsigned long long gen;
 	char tail[16];
 	int dead = 0;
 	if (sscanf(n, "wal-%16llx.%15s", &gen, tail) == 2 && !strcmp(tail, "log"))
 		dead = gen > m->wal_last;
+	else if (sscanf(n, "wal-%16llx.%15s", &gen, tail) == 2 &&
+		 !strcmp(tail, "log.tmp")) {
+		g->repair_tmp = 1;
+		dead = g->locked;
+	}
 	else if (sscanf(n, "snap-%16llx.%15s", &gen, tail) == 2)
 		dead = gen != m->snap_gen || strchr(tail, '.') != NULL;
 	else if (sscanf(n, "rmi-%16llx.%15s", &gen, tail) == 2)
@@ -650,10 +657,19 @@ static void collect_history(kyro_db *db)
 	free(ids);
 }
 
+/* A repair that died between its copy of a segment and the rename left
+ * wal-N.log.tmp.  A live repair holds the writer lock while it writes
+ * one, so such a copy is removed only under that lock, taken only when
+ * there is one. */
 void kyro__db_collect_garbage(kyro_db *db)
 {
 	struct garbage g = {.dir = db->dir, .m = &db->wman};
 	(void)kyro__fs_list_dir(NULL, db->dir, remove_if_dead, &g);
+	if (g.repair_tmp && !kyro__shared_lock(NULL, &db->sh)) {
+		g.locked = 1;
+		(void)kyro__fs_list_dir(NULL, db->dir, remove_if_dead, &g);
+		kyro__shared_unlock(&db->sh);
+	}
 	collect_history(db);
 }
 

@@ -1570,6 +1570,31 @@ TEST(a_reader_follows_a_segment_whose_header_repair_rewrote)
 	kyro_close(r);
 }
 
+/* A repair that died between its copy of a segment and the rename left
+ * the copy: the next snapshot's garbage collection removes it, under the
+ * writer lock, and nothing else changes. */
+TEST(a_snapshot_removes_the_copy_a_dead_repair_left)
+{
+	const char *dir = three_batches();
+	REQUIRE(dir);
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s.tmp", last_wal(dir));
+	CHECK_RC(h_write_file(tmp, "half a copy", 11), 0);
+	struct reports rep;
+	CHECK_RC(verify(dir, 0, &rep), 0);
+	CHECK_EQ_U64(rep.count, 0);
+	kyro_db *w = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	REQUIRE(w);
+	CHECK_RC(kyro_snapshot(w, 0, NULL, NULL, NULL, NULL), 0);
+	CHECK(!h_exists(tmp));
+	CHECK_RC(kyro_put(w, 5, "five", 4, NULL), 0);
+	HAS(w, 4, "four");
+	HAS(w, 5, "five");
+	kyro_close(w);
+	CHECK_RC(verify(dir, 0, &rep), 0);
+	CHECK_EQ_U64(rep.count, 0);
+}
+
 /* A second live segment, as a snapshot that rotated and then died
  * leaves: segment 2 starts after DIR's records, and W appends there. */
 static void add_segment(const char *dir, uint64_t first_seq)
