@@ -29,6 +29,15 @@ void kyro__db_publish(kyro_db *db)
 	kyro__shared_publish(&db->sh, &st);
 }
 
+/* The held manifest file stands for db->wman and nothing else: dropped
+ * whenever db->wman changes, or a check fails, so that only a prepare
+ * that succeeded lets the next batch skip the next one. */
+static void drop_held_manifest(kyro_db *db)
+{
+	kyro__fs_close(db->wman_fd);
+	db->wman_fd = -1;
+}
+
 /* Open segment ID of the store to check it: *FD and *SIZE, its header
  * read and checked, and when the check starts at the header, the first
  * sequence number held to NEXT_SEQ. */
@@ -177,6 +186,7 @@ static int page_current(kyro_db *db, struct manifest *m,
 static void checked_to(kyro_db *db, const struct manifest *m, uint64_t end,
 		       uint64_t last_seq)
 {
+	drop_held_manifest(db);
 	db->wman = *m;
 	db->w.seg = m->wal_last;
 	db->w.committed = end;
@@ -223,17 +233,18 @@ static void take_page_tail(kyro_db *db)
 	}
 }
 
-/* Read the manifest, holding the file for writer_unchanged(). */
-static int writer_manifest(kyro_db *db, struct manifest *m)
+/* Read the manifest into *M, leaving its file open in *FD with what
+ * fstat said of it in *ID, for writer_unchanged() (*FD is -1 when that
+ * could not be had). */
+static int writer_manifest(kyro_db *db, struct manifest *m, int *fd,
+			   struct fs_id *id)
 {
-	int fd = -1;
-	int rc = kyro__manifest_read_keep(db->msg, db->dir, m, &fd);
-	kyro__fs_close(db->wman_fd);
-	db->wman_fd = -1;
-	if (!rc && !kyro__fs_id(NULL, fd, db->dir, &db->wman_id))
-		db->wman_fd = fd;
-	else
-		kyro__fs_close(fd);
+	*fd = -1;
+	int rc = kyro__manifest_read_keep(db->msg, db->dir, m, fd);
+	if (!rc && kyro__fs_id(NULL, *fd, db->dir, id)) {
+		kyro__fs_close(*fd);
+		*fd = -1;
+	}
 	return rc;
 }
 
@@ -241,18 +252,24 @@ int kyro__db_writer_prepare(kyro_db *db)
 {
 	struct shared_state st;
 	struct manifest m;
+	struct fs_id mid;
 	uint64_t change, committed = 0, last_seq = 0;
-	int rc = writer_manifest(db, &m);
+	int mfd;
+	drop_held_manifest(db);
+	int rc = writer_manifest(db, &m, &mfd, &mid);
 	if (rc)
 		return rc;
 	int trusted = kyro__shared_read(&db->sh, &st, &change) == 0;
 	int cut = trusted && (st.flags & SHARED_VOID_TAIL) &&
 		  st.wal_seg == m.wal_last;
 	if ((rc = writer_check(db, &m, cut ? st.wal_end : UINT64_MAX,
-			       &committed, &last_seq)) != 0)
+			       &committed, &last_seq)) != 0) {
+		kyro__fs_close(mfd);
 		return kyro__needs_repair(db, rc);
+	}
 	if (trusted && st.wal_seg == m.wal_last && st.wal_end > committed) {
 		char path[PATH_MAX];
+		kyro__fs_close(mfd);
 		kyro__path_gen(path, db->dir, "wal-", m.wal_last, ".log");
 		return kyro__needs_repair(
 			db,
@@ -273,6 +290,8 @@ int kyro__db_writer_prepare(kyro_db *db)
 		kyro__wal_writer_close(&db->w);
 	db->wopen = 0;
 	db->wman = m;
+	db->wman_fd = mfd;
+	db->wman_id = mid;
 	rc = kyro__wal_writer_open(db->msg, &db->w, db->dir, m.wal_last,
 				   committed, last_seq + 1,
 				   db->sync != KYRO_SYNC_NONE);
@@ -521,6 +540,7 @@ static int commit_locked(kyro_db *db, struct manifest *m, uint64_t gen)
 	m->gen = gen;
 	if ((rc = kyro__manifest_write(db->msg, db->dir, m)) != 0)
 		return rc;
+	drop_held_manifest(db);
 	db->wman = *m;
 	if (rotating && (rc = rotate_finish(db)) != 0)
 		return rc;

@@ -1570,6 +1570,33 @@ TEST(a_reader_follows_a_segment_whose_header_repair_rewrote)
 	kyro_close(r);
 }
 
+/* A batch whose check failed leaves nothing for the next one to take on
+ * trust: here another process's snapshot retired the segment this writer
+ * appends to and died before publishing, and the new segment is damaged.
+ * Every later put must fail as the first did, not go into the retired
+ * segment, where no reader would see it. */
+TEST(a_writer_whose_check_failed_checks_again)
+{
+	const char *dir = h_tmpdir();
+	kyro_db *a = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	REQUIRE(a);
+	CHECK_RC(kyro_put(a, 1, "one", 3, NULL), 0);
+	CHECK_RC(kyro_put(a, 2, "two", 3, NULL), 0);
+	unsigned char *page = NULL;
+	size_t plen = 0;
+	CHECK_RC(h_read_file(h_path(dir, "LOCK"), &page, &plen), 0);
+	kyro_db *b = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	REQUIRE(b);
+	CHECK_RC(kyro_snapshot(b, 0, NULL, NULL, NULL, NULL), 0);
+	kyro_close(b);
+	CHECK_RC(h_write_file(h_path(dir, "LOCK"), page, plen), 0);
+	free(page);
+	CHECK_RC(h_xor_byte(last_wal(dir), 0, 1), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_RC(kyro_put(a, 3, "three", 5, NULL), KYRO_ECORRUPT);
+	kyro_close(a);
+}
+
 /* A repair that died between its copy of a segment and the rename left
  * the copy: the next snapshot's garbage collection removes it, under the
  * writer lock, and nothing else changes. */
