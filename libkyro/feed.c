@@ -79,6 +79,7 @@ static void seg_close(struct seg *s)
 
 static int seg_open(char *msg, struct seg *s, const char *dir, uint64_t id)
 {
+	struct fs_id fid = {0};
 	uint64_t size;
 	memset(s, 0, sizeof *s);
 	s->fd = -1;
@@ -89,9 +90,10 @@ static int seg_open(char *msg, struct seg *s, const char *dir, uint64_t id)
 				  dir);
 	rc = kyro__fs_open(msg, s->path, O_RDONLY, 0, &s->fd);
 	if (!rc)
-		rc = kyro__fs_size(msg, s->fd, s->path, &size);
-	if (!rc)
-		rc = kyro__fs_identity(msg, s->fd, s->path, &s->dev, &s->ino);
+		rc = kyro__fs_id(msg, s->fd, s->path, &fid);
+	size = fid.size;
+	s->dev = fid.dev;
+	s->ino = fid.ino;
 	if (!rc)
 		rc = kyro__fs_map(msg, s->fd, (size_t)size, 0, s->path,
 				  (void **)&s->base);

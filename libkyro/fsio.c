@@ -291,17 +291,6 @@ int kyro__fs_is_dir(char *msg, const char *path, int *isdir)
 	return 0;
 }
 
-int kyro__fs_identity(char *msg, int fd, const char *path, uint64_t *dev,
-		      uint64_t *ino)
-{
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return kyro__fail(msg, errno, "cannot stat '%s'", path);
-	*dev = (uint64_t)st.st_dev;
-	*ino = (uint64_t)st.st_ino;
-	return 0;
-}
-
 static void fill_id(const struct stat *st, struct fs_id *id)
 {
 	id->dev = (uint64_t)st->st_dev;

@@ -31,9 +31,6 @@ int kyro__fs_truncate(char *msg, int fd, uint64_t len, const char *path);
  * a full disk (which would be SIGBUS, not an error). */
 int kyro__fs_allocate(char *msg, int fd, uint64_t len, const char *path);
 int kyro__fs_size(char *msg, int fd, const char *path, uint64_t *size);
-/* Which file FD is: its device and inode, as one number each. */
-int kyro__fs_identity(char *msg, int fd, const char *path, uint64_t *dev,
-		      uint64_t *ino);
 /* What stat(2) says of a file: which file it is, and enough to tell
  * whether it was written since. */
 struct fs_id {

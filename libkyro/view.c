@@ -24,6 +24,7 @@
 int kyro__seg_map_open(char *msg, struct seg_map *s, const char *dir,
 		       uint64_t id)
 {
+	struct fs_id fid = {0};
 	int fd;
 	uint64_t size;
 	memset(s, 0, sizeof *s);
@@ -35,9 +36,10 @@ int kyro__seg_map_open(char *msg, struct seg_map *s, const char *dir,
 	rc = kyro__fs_open(msg, s->path, O_RDONLY, 0, &fd);
 	if (rc)
 		return rc;
-	rc = kyro__fs_size(msg, fd, s->path, &size);
-	if (!rc)
-		rc = kyro__fs_identity(msg, fd, s->path, &s->dev, &s->ino);
+	rc = kyro__fs_id(msg, fd, s->path, &fid);
+	size = fid.size;
+	s->dev = fid.dev;
+	s->ino = fid.ino;
 	if (!rc)
 		rc = kyro__fs_map(msg, fd, (size_t)size, 0, s->path,
 				  (void **)&s->base);
@@ -66,10 +68,9 @@ void kyro__seg_map_close(struct seg_map *s)
  * in a segment's place when it cuts committed data (verify.c). */
 static int seg_map_same(const struct seg_map *s, int fd)
 {
-	char err[KMSG_MAX];
-	uint64_t dev, ino;
-	return !kyro__fs_identity(err, fd, s->path, &dev, &ino) &&
-	       dev == s->dev && ino == s->ino;
+	struct fs_id id;
+	return !kyro__fs_id(NULL, fd, s->path, &id) && id.dev == s->dev &&
+	       id.ino == s->ino;
 }
 
 static int seg_map_still(const struct seg_map *s)

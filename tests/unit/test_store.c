@@ -1570,6 +1570,35 @@ TEST(a_reader_follows_a_segment_whose_header_repair_rewrote)
 	kyro_close(r);
 }
 
+/* A writer of DIR that has committed twice, so that its next batch may
+ * skip the check; behind its back another handle commits a batch, or
+ * with SNAPSHOT a snapshot that retires its segment, and the page is put
+ * back as the writer left it: as if that commit's process had died
+ * before publishing. */
+static kyro_db *writer_behind_whose_back(const char *dir, int snapshot)
+{
+	unsigned char *page = NULL;
+	size_t plen = 0;
+	kyro_db *a = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	kyro_db *b = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	if (!a || !b) {
+		kyro_close(a);
+		kyro_close(b);
+		return NULL;
+	}
+	CHECK_RC(kyro_put(a, 1, "one", 3, NULL), 0);
+	CHECK_RC(kyro_put(a, 2, "two", 3, NULL), 0);
+	CHECK_RC(h_read_file(h_path(dir, "LOCK"), &page, &plen), 0);
+	if (snapshot)
+		CHECK_RC(kyro_snapshot(b, 0, NULL, NULL, NULL, NULL), 0);
+	else
+		CHECK_RC(kyro_put(b, 3, "three", 5, NULL), 0);
+	kyro_close(b);
+	CHECK_RC(h_write_file(h_path(dir, "LOCK"), page, plen), 0);
+	free(page);
+	return a;
+}
+
 /* A batch whose check failed leaves nothing for the next one to take on
  * trust: here another process's snapshot retired the segment this writer
  * appends to and died before publishing, and the new segment is damaged.
@@ -1578,19 +1607,8 @@ TEST(a_reader_follows_a_segment_whose_header_repair_rewrote)
 TEST(a_writer_whose_check_failed_checks_again)
 {
 	const char *dir = h_tmpdir();
-	kyro_db *a = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+	kyro_db *a = writer_behind_whose_back(dir, 1);
 	REQUIRE(a);
-	CHECK_RC(kyro_put(a, 1, "one", 3, NULL), 0);
-	CHECK_RC(kyro_put(a, 2, "two", 3, NULL), 0);
-	unsigned char *page = NULL;
-	size_t plen = 0;
-	CHECK_RC(h_read_file(h_path(dir, "LOCK"), &page, &plen), 0);
-	kyro_db *b = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
-	REQUIRE(b);
-	CHECK_RC(kyro_snapshot(b, 0, NULL, NULL, NULL, NULL), 0);
-	kyro_close(b);
-	CHECK_RC(h_write_file(h_path(dir, "LOCK"), page, plen), 0);
-	free(page);
 	CHECK_RC(h_xor_byte(last_wal(dir), 0, 1), 0);
 	for (int i = 0; i < 3; i++)
 		CHECK_RC(kyro_put(a, 3, "three", 5, NULL), KYRO_ECORRUPT);
@@ -1856,23 +1874,8 @@ TEST(a_writer_finds_what_an_unpublished_commit_left)
 {
 	for (int round = 0; round < 2; round++) {
 		const char *dir = h_tmpdir();
-		kyro_db *a = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
+		kyro_db *a = writer_behind_whose_back(dir, round);
 		REQUIRE(a);
-		CHECK_RC(kyro_put(a, 1, "one", 3, NULL), 0);
-		CHECK_RC(kyro_put(a, 2, "two", 3, NULL), 0);
-		unsigned char *page = NULL;
-		size_t plen = 0;
-		CHECK_RC(h_read_file(h_path(dir, "LOCK"), &page, &plen), 0);
-		kyro_db *b = open_db(dir, KYRO_RDWR, KYRO_SYNC_BATCH);
-		REQUIRE(b);
-		if (round == 0)
-			CHECK_RC(kyro_put(b, 3, "three", 5, NULL), 0);
-		else
-			CHECK_RC(kyro_snapshot(b, 0, NULL, NULL, NULL, NULL),
-				 0);
-		kyro_close(b);
-		CHECK_RC(h_write_file(h_path(dir, "LOCK"), page, plen), 0);
-		free(page);
 		uint64_t seq;
 		CHECK_RC(kyro_put(a, 4, "four", 4, &seq), 0);
 		CHECK_EQ_U64(seq, round ? 3 : 4);
